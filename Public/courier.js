@@ -1,0 +1,73 @@
+// Courier console: confirmations, file-to-textarea, and upload progress. Forms work without it.
+"use strict";
+document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("a[data-back]").forEach(function (a) {
+    a.addEventListener("click", function (e) { if (history.length > 1) { e.preventDefault(); history.back(); } });
+  });
+
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (e) {
+      if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+    });
+  });
+
+  document.querySelectorAll("input[type=file][data-fill]").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var target = document.getElementById(input.dataset.fill);
+      if (!input.files.length || !target) return;
+      var reader = new FileReader();
+      reader.onload = function () { target.value = reader.result; };
+      reader.readAsText(input.files[0]);
+    });
+  });
+
+  document.querySelectorAll("form[data-upload]").forEach(function (form) {
+    var sending = false;
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      if (sending) return;   // a double click sends once
+      var file = form.querySelector("input[type=file]");
+      var max = parseInt(form.dataset.maxBytes, 10);
+      var old = document.getElementById("error-file-size");
+      if (old) old.remove();
+      if (file && file.files.length && file.files[0].size > max) {
+        var p = document.createElement("p");
+        p.className = "field-error";
+        p.id = "error-file-size";
+        p.textContent = "The file is " + Math.round(file.files[0].size / 1048576) + " MB; the limit is " + Math.round(max / 1048576) + " MB.";
+        file.insertAdjacentElement("afterend", p);
+        return;
+      }
+      sending = true;
+      var box = form.querySelector(".progress");
+      var bar = document.getElementById("upload-progress");
+      var status = document.getElementById("upload-status");
+      var button = form.querySelector("button[type=submit]");
+      box.hidden = false;
+      button.disabled = true;
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.upload.addEventListener("progress", function (ev) {
+        if (!ev.lengthComputable) return;
+        var pct = Math.floor(ev.loaded * 100 / ev.total);
+        bar.value = pct;
+        status.textContent = pct < 100 ? "Uploading… " + pct + "%" : "Checking and signing the package…";
+      });
+      xhr.addEventListener("load", function () {
+        if (xhr.responseURL && xhr.responseURL.indexOf(form.getAttribute("action").split("?")[0]) === -1) {
+          window.location.assign(xhr.responseURL);   // followed the redirect to the new package
+          return;
+        }
+        document.open();
+        document.write(xhr.responseText);            // the form again, with the errors next to the fields
+        document.close();
+      });
+      xhr.addEventListener("error", function () {
+        sending = false;
+        button.disabled = false;
+        status.textContent = "The upload failed: the connection was lost. Try again.";
+      });
+      xhr.send(new FormData(form));
+    });
+  });
+});

@@ -1,0 +1,31 @@
+/// A refusal a person can act on: which field is to blame and what to do about it.
+public struct FieldError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let field: String
+    public let message: String
+    public init(_ field: String, _ message: String) {
+        self.field = field
+        self.message = message
+    }
+    public var description: String { message }
+}
+
+/// Several field errors at once, so a form can show every problem in one round trip.
+public struct FieldErrors: Error, Equatable, Sendable, CustomStringConvertible {
+    public private(set) var errors: [FieldError] = []
+    public init(_ errors: [FieldError] = []) { self.errors = errors }
+    public var isEmpty: Bool { errors.isEmpty }
+    public mutating func append(_ error: FieldError) { errors.append(error) }
+    public subscript(field: String) -> String? { errors.first { $0.field == field }?.message }
+    public var description: String { errors.map(\.message).joined(separator: " ") }
+
+    /// Runs `body`, recording its `FieldError` instead of throwing; returns nil on error.
+    public mutating func collect<T>(_ body: () throws -> T) -> T? {
+        do { return try body() } catch let error as FieldError {
+            append(error)
+            return nil
+        } catch {
+            append(FieldError("", "\(error)"))
+            return nil
+        }
+    }
+}

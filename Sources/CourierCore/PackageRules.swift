@@ -1,0 +1,141 @@
+import Foundation
+
+public enum PackageType: String, CaseIterable, Codable, Sendable {
+    case normal, global
+}
+
+public enum DownloadPolicy: String, CaseIterable, Codable, Sendable {
+    case wifi, all
+}
+
+public enum InstallPolicy: String, CaseIterable, Codable, Sendable {
+    case lazy, preload
+}
+
+/// What a person (or CI) typed for a new package, before validation. Every field is text,
+/// as it came from the form or the multipart API request.
+public struct PackageDraft: Sendable, Equatable {
+    public var version = ""
+    public var type = ""
+    public var android = false
+    public var androidMin = ""
+    public var androidMax = ""
+    public var ios = false
+    public var iosMin = ""
+    public var iosMax = ""
+    public var mainUrl = ""
+    public var extendInfo = ""
+    public var downloadPolicy = "wifi"
+    public var installPolicy = "lazy"
+    public init() {}
+}
+
+/// A package's settings after every rule of SPEC §2 held.
+public struct PackageSettings: Sendable, Equatable {
+    public let version: PackageVersion
+    public let type: PackageType
+    public let range: ClientRange
+    public let mainUrl: String?
+    public let extendInfo: String   // canonical JSON object text, "{}" when empty
+    public let downloadPolicy: DownloadPolicy
+    public let installPolicy: InstallPolicy
+}
+
+/// What is already known about the app a package is added to.
+public struct AppFacts: Sendable {
+    public var fixedType: PackageType?       // set once the app has a package
+    public var highestVersion: PackageVersion?
+    public init(fixedType: PackageType?, highestVersion: PackageVersion?) {
+        self.fixedType = fixedType
+        self.highestVersion = highestVersion
+    }
+}
+
+extension PackageDraft {
+    /// Checks every field rule that does not need the zip. All problems are reported at once.
+    public func validate(for app: AppFacts) throws(FieldErrors) -> PackageSettings {
+        var errors = FieldErrors()
+        let version = errors.collect { try PackageVersion(validating: self.version) }
+        if let version, let highest = app.highestVersion, version <= highest {
+            errors.append(FieldError("version", "The version must be greater than \(highest), the app's highest version."))
+        }
+        var type: PackageType?
+        if let fixed = app.fixedType {
+            type = fixed    // chosen with the first package, never changed after
+        } else if let t = PackageType(rawValue: self.type) {
+            type = t
+        } else {
+            errors.append(FieldError("type", "Choose the resource package type: normal or global."))
+        }
+        var range: ClientRange?
+        do {
+            range = try ClientRange.validate(android: android, androidMin: androidMin, androidMax: androidMax,
+                                             ios: ios, iosMin: iosMin, iosMax: iosMax)
+        } catch {
+            error.errors.forEach { errors.append($0) }
+        }
+        let main = errors.collect { try MainURL.validate(mainUrl) }
+        let info = errors.collect { try ExtendedInfo.validate(extendInfo) }
+        let download = DownloadPolicy(rawValue: downloadPolicy)
+        if download == nil { errors.append(FieldError("downloadPolicy", "Choose a download policy: wifi or all.")) }
+        let install = InstallPolicy(rawValue: installPolicy)
+        if install == nil { errors.append(FieldError("installPolicy", "Choose an install policy: lazy or preload.")) }
+        guard errors.isEmpty, let version, let type, let range, let main, let info, let download, let install else {
+            throw errors
+        }
+        return PackageSettings(version: version, type: type, range: range, mainUrl: main ?? nil,
+                               extendInfo: info, downloadPolicy: download, installPolicy: install)
+    }
+}
+
+public enum MainURL {
+    /// Optional absolute path inside the package; whether it exists is checked against the zip.
+    public static func validate(_ text: String, field: String = "mainUrl") throws -> String? {
+        let path = text.trimmingCharacters(in: .whitespaces)
+        if path.isEmpty { return nil }
+        guard path.hasPrefix("/"), !path.hasSuffix("/"), !path.contains("//"), !path.contains("?"), !path.contains("#") else {
+            throw FieldError(field, "The main entrance URL must be an absolute path to a file inside the package, for example /www/index.html.")
+        }
+        if path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) {
+            throw FieldError(field, "The main entrance URL must not contain . or .. segments.")
+        }
+        return path
+    }
+}
+
+public enum ExtendedInfo {
+    public static let maxBytes = 4096
+
+    /// A JSON object of string or number values, at most 4 KiB; `asyncReqRate` an integer 0–86400.
+    /// Returns the text as written ("{}" for blank input): clients receive it unchanged.
+    public static func validate(_ text: String, field: String = "extendInfo") throws -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty { return "{}" }
+        guard trimmed.utf8.count <= maxBytes else {
+            throw FieldError(field, "The extended info is \(trimmed.utf8.count) bytes; keep it within 4 KiB.")
+        }
+        guard trimmed.hasPrefix("{"), let object = try? JSONDecoder().decode([String: Scalar].self, from: Data(trimmed.utf8)) else {
+            throw FieldError(field, "The extended info must be a JSON object whose values are strings or numbers, for example {\"asyncReqRate\":\"1800\"}.")
+        }
+        if let rate = object["asyncReqRate"] {
+            let seconds: Double? = switch rate {
+            case .string(let s): Int(s).map(Double.init)
+            case .number(let n): n
+            }
+            guard let seconds, seconds == seconds.rounded(), (0...86400).contains(seconds) else {
+                throw FieldError(field, "asyncReqRate must be a whole number of seconds from 0 to 86400 (0 = no limit).")
+            }
+        }
+        return trimmed
+    }
+
+    enum Scalar: Decodable {
+        case string(String), number(Double)
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let s = try? c.decode(String.self) { self = .string(s); return }
+            // Decoding a Double refuses true/false, which is what we want.
+            self = .number(try c.decode(Double.self))
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import CourierCore
+import Foundation
+import GRDB
+
+/// The single row of console settings.
+public struct SettingsRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    public static let databaseTableName = "settings"
+    public var id = 1
+    public var virtualDomain: String?
+    public var globalHost: String?
+    public var appKey: String?
+    public var signingKeyPEM: String?
+    public var signingKeyFingerprint: String?
+    public init() {}
+}
+
+public enum Role: String, Codable, CaseIterable, Sendable {
+    case admin, developer, reviewer
+}
+
+public struct UserRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
+    public static let databaseTableName = "user"
+    public var id: Int64?
+    public var name: String
+    public var passwordHash: String
+    public var role: Role
+    public var createdAt: Date
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+    public init(name: String, passwordHash: String, role: Role) {
+        self.name = name
+        self.passwordHash = passwordHash
+        self.role = role
+        createdAt = Date()
+    }
+}
+
+public struct SessionRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    public static let databaseTableName = "session"
+    /// SHA-256 of the cookie value: a leaked database does not give live sessions.
+    public var idHash: String
+    public var userId: Int64
+    public var csrfToken: String
+    public var expiresAt: Date
+}
+
+public struct APITokenRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
+    public static let databaseTableName = "apiToken"
+    public var id: Int64?
+    public var userId: Int64
+    public var tokenHash: String
+    public var scopes: String          // comma-separated: read, upload, release
+    public var createdAt: Date
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+    public var scopeSet: Set<String> { Set(scopes.split(separator: ",").map(String.init)) }
+}
+
+public struct AppRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    public static let databaseTableName = "app"
+    public var id: String
+    public var name: String
+    public var type: PackageType?      // fixed by the first package
+    public var createdAt: Date
+    public init(id: AppID, name: String) {
+        self.id = id.rawValue
+        self.name = name
+        createdAt = Date()
+    }
+}
+
+public enum PackageStatus: String, Codable, Sendable {
+    case toBeReleased, grayReleasing, officialReleasing, paused, finished
+
+    public var label: String {
+        switch self {
+        case .toBeReleased: "To be released"
+        case .grayReleasing: "Grayscale releasing"
+        case .officialReleasing: "Official releasing"
+        case .paused: "Paused"
+        case .finished: "Release finished"
+        }
+    }
+}
+
+public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
+    public static let databaseTableName = "package"
+    public var id: Int64?
+    public var appId: String
+    public var version: String
+    public var versionKey: String      // zero-padded, sorts like the version
+    public var type: PackageType
+    public var androidMin: String?
+    public var androidMax: String?
+    public var iosMin: String?
+    public var iosMax: String?
+    public var mainUrl: String?
+    public var extendInfo: String
+    public var downloadPolicy: DownloadPolicy
+    public var installPolicy: InstallPolicy
+    public var status: PackageStatus
+    public var blob: String            // SHA-256 of the .amr: its name in the blob store
+    public var size: Int64
+    public var md5: String
+    public var tarOffset: Int64
+    public var tarSize: Int64
+    public var fileCount: Int
+    public var createdAt: Date
+    public var createdBy: String
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    public init(id: Int64?, appId: String, version: String, versionKey: String, type: PackageType, androidMin: String?,
+                androidMax: String?, iosMin: String?, iosMax: String?, mainUrl: String?, extendInfo: String,
+                downloadPolicy: DownloadPolicy, installPolicy: InstallPolicy, status: PackageStatus, blob: String,
+                size: Int64, md5: String, tarOffset: Int64, tarSize: Int64, fileCount: Int, createdAt: Date, createdBy: String) {
+        self.id = id; self.appId = appId; self.version = version; self.versionKey = versionKey; self.type = type
+        self.androidMin = androidMin; self.androidMax = androidMax; self.iosMin = iosMin; self.iosMax = iosMax
+        self.mainUrl = mainUrl; self.extendInfo = extendInfo; self.downloadPolicy = downloadPolicy
+        self.installPolicy = installPolicy; self.status = status; self.blob = blob; self.size = size; self.md5 = md5
+        self.tarOffset = tarOffset; self.tarSize = tarSize; self.fileCount = fileCount; self.createdAt = createdAt
+        self.createdBy = createdBy
+    }
+
+    public static func versionKey(_ v: PackageVersion) -> String {
+        v.parts.map { String(repeating: "0", count: 5 - String($0).count) + String($0) }.joined(separator: ".")
+    }
+    public var packageVersion: PackageVersion { PackageVersion(parts: version.split(separator: ".").compactMap { Int($0) }) }
+    public var range: ClientRange {
+        ClientRange(android: androidMin.map { .init(min: $0, max: androidMax) },
+                    ios: iosMin.map { .init(min: $0, max: iosMax) })
+    }
+}
+
+public struct PackageFileRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
+    public static let databaseTableName = "packageFile"
+    public var packageId: Int64
+    public var path: String
+    public var size: Int64
+    public var sha256: String
+    public var tarOffset: Int64
+    public init(packageId: Int64, path: String, size: Int64, sha256: String, tarOffset: Int64) {
+        self.packageId = packageId; self.path = path; self.size = size; self.sha256 = sha256; self.tarOffset = tarOffset
+    }
+}

@@ -1,0 +1,174 @@
+import CourierCore
+import Crypto
+import Foundation
+import GRDB
+
+/// Courier's state: one SQLite database (WAL) plus the blob directory beside it.
+public final class Store: Sendable {
+    public let db: DatabasePool
+    public let blobs: BlobStore
+
+    public init(dataDirectory: String) throws {
+        let dir = URL(fileURLWithPath: dataDirectory, isDirectory: true)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA foreign_keys = ON") }
+        db = try DatabasePool(path: dir.appendingPathComponent("courier.sqlite").path, configuration: config)
+        try Self.migrator.migrate(db)
+        blobs = try BlobStore(root: dir)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.create(table: "settings") { t in
+                t.primaryKey("id", .integer).check { $0 == 1 }
+                t.column("virtualDomain", .text)
+                t.column("globalHost", .text)
+                t.column("appKey", .text)
+                t.column("signingKeyPEM", .text)
+                t.column("signingKeyFingerprint", .text)
+            }
+            try db.execute(sql: "INSERT INTO settings (id) VALUES (1)")
+            try db.create(table: "user") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("name", .text).notNull().unique()
+                t.column("passwordHash", .text).notNull()
+                t.column("role", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.create(table: "session") { t in
+                t.primaryKey("idHash", .text)
+                t.column("userId", .integer).notNull().references("user", onDelete: .cascade)
+                t.column("csrfToken", .text).notNull()
+                t.column("expiresAt", .datetime).notNull()
+            }
+            try db.create(table: "apiToken") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("userId", .integer).notNull().references("user", onDelete: .cascade)
+                t.column("tokenHash", .text).notNull().unique()
+                t.column("scopes", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.create(table: "app") { t in
+                t.primaryKey("id", .text)
+                t.column("name", .text).notNull()
+                t.column("type", .text)
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.create(table: "package") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("appId", .text).notNull().references("app", onDelete: .restrict)
+                t.column("version", .text).notNull()
+                t.column("versionKey", .text).notNull()
+                t.column("type", .text).notNull()
+                t.column("androidMin", .text)
+                t.column("androidMax", .text)
+                t.column("iosMin", .text)
+                t.column("iosMax", .text)
+                t.column("mainUrl", .text)
+                t.column("extendInfo", .text).notNull()
+                t.column("downloadPolicy", .text).notNull()
+                t.column("installPolicy", .text).notNull()
+                t.column("status", .text).notNull()
+                t.column("blob", .text).notNull()
+                t.column("size", .integer).notNull()
+                t.column("md5", .text).notNull()
+                t.column("tarOffset", .integer).notNull()
+                t.column("tarSize", .integer).notNull()
+                t.column("fileCount", .integer).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("createdBy", .text).notNull()
+                t.uniqueKey(["appId", "version"])
+            }
+            try db.create(table: "packageFile") { t in
+                t.column("packageId", .integer).notNull().references("package", onDelete: .cascade)
+                t.column("path", .text).notNull()
+                t.column("size", .integer).notNull()
+                t.column("sha256", .text).notNull()
+                t.column("tarOffset", .integer).notNull()
+                t.primaryKey(["packageId", "path"])
+            }
+        }
+        return m
+    }
+
+    /// Removes what an interrupted upload or ingest may have left: temp files, and blobs
+    /// that no package refers to (written but never committed). Run at start-up.
+    public func sweep() throws -> (tempFiles: Int, orphanBlobs: Int) {
+        let temps = blobs.clearTemporaryFiles()
+        let referenced = try db.read { db in try Set(String.fetchAll(db, sql: "SELECT blob FROM package")) }
+        let orphans = blobs.removeAll(except: referenced)
+        return (temps, orphans)
+    }
+}
+
+/// Content-addressed files: `blobs/ab/abcdef….amr`, named by the SHA-256 of their bytes.
+/// Files arrive by rename from `tmp/` after an fsync, so a blob on disk is always whole.
+public struct BlobStore: Sendable {
+    public let root: URL
+    public var temporaryDirectory: URL { root.appendingPathComponent("tmp", isDirectory: true) }
+    var blobDirectory: URL { root.appendingPathComponent("blobs", isDirectory: true) }
+
+    init(root: URL) throws {
+        self.root = root
+        try FileManager.default.createDirectory(at: temporaryDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: blobDirectory, withIntermediateDirectories: true)
+    }
+
+    public func path(for sha256: String) -> String {
+        blobDirectory.appendingPathComponent(String(sha256.prefix(2))).appendingPathComponent(sha256 + ".amr").path
+    }
+
+    /// A fresh path under `tmp/` for an upload or a build in progress.
+    public func temporaryPath(suffix: String) -> String {
+        temporaryDirectory.appendingPathComponent(UUID().uuidString + suffix).path
+    }
+
+    /// Moves a finished temp file into the store under its hash.
+    public func adopt(_ tempPath: String, sha256: String) throws {
+        let target = path(for: sha256)
+        try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        if rename(tempPath, target) != 0 { throw CocoaError(.fileWriteUnknown) }
+    }
+
+    public func remove(_ sha256: String) { unlink(path(for: sha256)) }
+
+    func clearTemporaryFiles() -> Int {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: temporaryDirectory.path)) ?? []
+        for n in names { try? FileManager.default.removeItem(at: temporaryDirectory.appendingPathComponent(n)) }
+        return names.count
+    }
+
+    func removeAll(except keep: Set<String>) -> Int {
+        var removed = 0
+        let fm = FileManager.default
+        for dir in (try? fm.contentsOfDirectory(atPath: blobDirectory.path)) ?? [] {
+            let sub = blobDirectory.appendingPathComponent(dir)
+            for name in (try? fm.contentsOfDirectory(atPath: sub.path)) ?? [] where name.hasSuffix(".amr") {
+                if !keep.contains(String(name.dropLast(4))) {
+                    try? fm.removeItem(at: sub.appendingPathComponent(name))
+                    removed += 1
+                }
+            }
+        }
+        return removed
+    }
+}
+
+public enum TokenHash {
+    /// Secrets (session ids, API tokens) are stored only as their SHA-256.
+    public static func of(_ secret: String) -> String {
+        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    public static func randomSecret(bytes: Int = 32) -> String {
+        var g = SystemRandomNumberGenerator()
+        let raw = (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) }
+        return Data(raw).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}

@@ -1,0 +1,202 @@
+import CourierArchive
+import CourierCore
+import CourierStore
+import Foundation
+import Hummingbird
+
+/// `Authorization: Bearer <token>` for the JSON API; cookies are not accepted there.
+struct BearerAuthMiddleware: RouterMiddleware {
+    let store: Store
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+              let (token, user) = try store.token(secret: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"],
+                            message: "Send an API token: Authorization: Bearer <token> (create one with `courier token create`).")
+        }
+        var context = context
+        context.user = user
+        context.token = token
+        return try await next(request, context)
+    }
+}
+
+extension AppContext {
+    func requireScope(_ scope: String) throws {
+        guard token?.scopeSet.contains(scope) == true else {
+            throw HTTPError(.forbidden, message: "This token lacks the \(scope) scope.")
+        }
+    }
+}
+
+/// API errors as `{"error":{"message","field"}}`.
+struct APIErrorMiddleware: RouterMiddleware {
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let e as FieldErrors {
+            return Self.error(.unprocessableContent, e.errors.first?.message ?? "Invalid request.", field: e.errors.first?.field,
+                              all: e.errors)
+        } catch let e as FieldError {
+            return Self.error(.unprocessableContent, e.message, field: e.field.isEmpty ? nil : e.field)
+        } catch let e as SettingsConflict {
+            return Self.error(.conflict, e.description, field: nil)
+        } catch let e as HTTPError {
+            var r = Self.error(e.status, e.body ?? e.status.reasonPhrase, field: nil)
+            for h in e.headers { r.headers.append(h) }
+            return r
+        } catch is UploadTooLarge {
+            return Self.error(.contentTooLarge, "The upload is larger than 300 MB, the limit for one request.", field: nil)
+        } catch is DecodingError {
+            return Self.error(.badRequest, "The request body is not the JSON this endpoint expects.", field: nil)
+        } catch {
+            context.logger.error("Unhandled API error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            return Self.error(.internalServerError, "Something went wrong on the server. The error was logged.", field: nil)
+        }
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String, field: String?, all: [FieldError] = []) -> Response {
+        var body: [String: Any] = ["message": message]
+        if let field, !field.isEmpty { body["field"] = field }
+        if all.count > 1 { body["errors"] = all.map { ["field": $0.field, "message": $0.message] } }
+        let data = (try? JSONSerialization.data(withJSONObject: ["error": body], options: [.sortedKeys])) ?? Data()
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+struct SettingsJSON: Codable {
+    var virtualDomain: String?
+    var globalHost: String?
+    var appKey: String?
+    var signingKeyFingerprint: String?
+}
+
+struct AppJSON: Encodable {
+    let id: String
+    let name: String
+    let type: String?
+    let packages: [PackageJSON]?
+}
+
+struct PackageJSON: Encodable {
+    let appId: String
+    let version: String
+    let type: String
+    let status: String
+    let size: Int64
+    let sha256: String
+    let md5: String
+    let files: Int
+    let amrUrl: String
+    let fallbackBaseUrl: String
+    let androidMin: String?
+    let androidMax: String?
+    let iosMin: String?
+    let iosMax: String?
+    let mainUrl: String?
+    let downloadPolicy: String
+    let installPolicy: String
+    let createdAt: Date
+
+    init(_ p: PackageRecord, publicURL: String) {
+        appId = p.appId; version = p.version; type = p.type.rawValue; status = p.status.rawValue
+        size = p.size; sha256 = p.blob; md5 = p.md5; files = p.fileCount
+        amrUrl = "\(publicURL)/packages/\(p.appId)/\(p.version).amr"
+        fallbackBaseUrl = "\(publicURL)/fallback/\(p.appId)/\(p.version)/"
+        androidMin = p.androidMin; androidMax = p.androidMax; iosMin = p.iosMin; iosMax = p.iosMax
+        mainUrl = p.mainUrl; downloadPolicy = p.downloadPolicy.rawValue; installPolicy = p.installPolicy.rawValue
+        createdAt = p.createdAt
+    }
+}
+
+/// The console's JSON twin (SPEC §8): the same validation, answers in JSON.
+struct APIController {
+    let services: Services
+    var settings: CourierSettings { CourierSettings(store: services.store, signer: services.signer) }
+
+    func addRoutes(to group: RouterGroup<AppContext>) {
+        group.get("settings") { _, context in
+            try context.requireScope("read")
+            return try json(settingsJSON(services.store.settings()))
+        }
+        group.put("settings") { request, context in
+            _ = try context.require(.admin)
+            try context.requireScope("upload")
+            let body = try await decode(SettingsJSON.self, request)
+            if let domain = body.virtualDomain { _ = try settings.setVirtualDomain(domain, confirmed: true) }
+            if body.globalHost != nil || body.appKey != nil {
+                _ = try settings.setGlobalLocation(host: body.globalHost ?? "", appKey: body.appKey ?? "")
+            }
+            return try json(settingsJSON(services.store.settings()))
+        }
+        group.put("settings/signing-key") { request, context in
+            _ = try context.require(.admin)
+            try context.requireScope("upload")
+            let pem = String(buffer: try await request.body.collect(upTo: 64 * 1024))
+            let (s, count) = try await settings.installKey(try SigningKey(pem: pem))
+            return try json(["fingerprint": s.signingKeyFingerprint ?? "", "resignedPackages": String(count)])
+        }
+        group.post("settings/signing-key/generate") { _, context in
+            _ = try context.require(.admin)
+            try context.requireScope("upload")
+            let key = try SigningKey.generate()
+            let (s, count) = try await settings.installKey(key)
+            return try json(["fingerprint": s.signingKeyFingerprint ?? "", "publicKey": key.publicKeyPEM,
+                             "resignedPackages": String(count)], status: .created)
+        }
+        group.get("apps") { request, context in
+            try context.requireScope("read")
+            let page = try services.store.apps(search: request.uri.queryParameters["q"].map(String.init) ?? "",
+                                               page: request.uri.queryParameters["page"].flatMap { Int($0) } ?? 1, perPage: 100)
+            struct List: Encodable { let apps: [AppJSON]; let total: Int; let page: Int; let pageCount: Int }
+            return try json(List(apps: page.items.map { AppJSON(id: $0.id, name: $0.name, type: $0.type?.rawValue, packages: nil) },
+                                 total: page.total, page: page.page, pageCount: page.pageCount))
+        }
+        group.post("apps") { request, context in
+            _ = try context.require(.admin, .developer)
+            try context.requireScope("upload")
+            struct Body: Decodable { let id: String?; let name: String? }
+            let body = try await decode(Body.self, request)
+            do {
+                let app = try createApp(services.store, id: body.id ?? "", name: body.name ?? "")
+                return try json(AppJSON(id: app.id, name: app.name, type: nil, packages: []), status: .created)
+            } catch let e as FieldErrors where e["id"]?.contains("already exists") == true {
+                return APIErrorMiddleware.error(.conflict, e["id"]!, field: "id")
+            }
+        }
+        group.get("apps/:id") { _, context in
+            try context.requireScope("read")
+            let app = try services.app(context)
+            let packages = try services.store.packages(of: app.id).map { PackageJSON($0, publicURL: services.config.publicURL) }
+            return try json(AppJSON(id: app.id, name: app.name, type: app.type?.rawValue, packages: packages))
+        }
+        group.post("apps/:id/packages") { request, context in
+            let user = try context.require(.admin, .developer)
+            try context.requireScope("upload")
+            let app = try services.app(context)
+            let form = try await services.readMultipart(request)
+            let file = form.file("file")
+            for f in form.files where f.path != file?.path { unlink(f.path) }
+            let p = try await services.ingest.ingest(appId: app.id, draft: PackageDraft(fields: form.fields),
+                                                     zipPath: file?.path, user: user.name)
+            return try json(PackageJSON(p, publicURL: services.config.publicURL), status: .created)
+        }
+    }
+
+    func settingsJSON(_ s: SettingsRecord) -> SettingsJSON {
+        SettingsJSON(virtualDomain: s.virtualDomain, globalHost: s.globalHost, appKey: s.appKey,
+                     signingKeyFingerprint: s.signingKeyFingerprint)
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let body = try await request.body.collect(upTo: 64 * 1024)
+        return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+    }
+}
+
+func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    return Response(status: status, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+}

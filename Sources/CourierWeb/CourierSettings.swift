@@ -1,0 +1,94 @@
+import CourierArchive
+import CourierCore
+import CourierStore
+import Foundation
+import GRDB
+import NIOPosix
+
+/// The configuration rules, shared by the console page and `PUT /api/v1/settings`.
+struct CourierSettings {
+    let store: Store
+    let signer: SigningKeyCache
+
+    /// The virtual domain is written once; the console asks for confirmation first.
+    func setVirtualDomain(_ text: String, confirmed: Bool) throws -> SettingsRecord {
+        let domain = try DomainName.validate(text, field: "virtualDomain")
+        guard confirmed else {
+            throw FieldError("confirm", "Tick the box to confirm that the virtual domain cannot be changed after it is saved.")
+        }
+        return try store.updateSettings { s in
+            if let existing = s.virtualDomain {
+                if existing == domain { return }
+                throw SettingsConflict("The virtual domain is already set to \(existing) and cannot be changed.")
+            }
+            s.virtualDomain = domain
+        }
+    }
+
+    /// Global host and app key go together; they cannot change once a global package uses them.
+    func setGlobalLocation(host: String, appKey: String) throws -> SettingsRecord {
+        var errors = FieldErrors()
+        let h = errors.collect { try DomainName.validate(host, field: "globalHost", label: "global resource host") }
+        let k = errors.collect { try AppKey.validate(appKey) }
+        guard errors.isEmpty, let h, let k else { throw errors }
+        return try store.updateSettings { s in
+            if s.globalHost == h && s.appKey == k { return }
+            let inUse = try store.db.read { db in
+                try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM package WHERE type = 'global')") ?? false
+            }
+            if inUse {
+                throw SettingsConflict("Global packages already use \(s.globalHost ?? "")/\(s.appKey ?? ""); the global host and app key cannot change.")
+            }
+            s.globalHost = h
+            s.appKey = k
+        }
+    }
+
+    /// Installs a signing key and re-signs every stored package with it. New blobs are written
+    /// first; the key and every package switch over in one transaction; old blobs go last.
+    /// Interrupted before the switch, the old key stays in force and the new blobs are swept.
+    func installKey(_ key: SigningKey) async throws -> (SettingsRecord, resigned: Int) {
+        let packages = try store.allPackages()
+        var replaced: [(id: Int64, old: String, amr: AmrFile)] = []
+        do {
+            for p in packages {
+                let files = try store.files(of: p.id!).map {
+                    ManifestFile(path: $0.path, size: UInt64($0.size), sha256: $0.sha256, tarOffset: UInt64($0.tarOffset))
+                }
+                let out = store.blobs.temporaryPath(suffix: ".amr")
+                let source = store.blobs.path(for: p.blob)
+                let amr = try await NIOThreadPool.singleton.runIfActive {
+                    try AmrBuilder.resign(amrPath: source, tarOffset: UInt64(p.tarOffset), tarSize: UInt64(p.tarSize),
+                                          files: files, appID: p.appId, version: p.version, signer: key, to: out)
+                }
+                try store.blobs.adopt(out, sha256: amr.sha256)
+                replaced.append((p.id!, p.blob, amr))
+            }
+        } catch {
+            for r in replaced where r.amr.sha256 != r.old { store.blobs.remove(r.amr.sha256) }
+            throw error
+        }
+        let pem = key.privateKeyPEM, fingerprint = key.fingerprint
+        let switched = replaced
+        let settings = try await store.db.write { db -> SettingsRecord in
+            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            s.signingKeyPEM = pem
+            s.signingKeyFingerprint = fingerprint
+            try s.save(db)
+            for r in switched {
+                try db.execute(sql: "UPDATE package SET blob = ?, size = ?, md5 = ?, tarOffset = ? WHERE id = ?",
+                               arguments: [r.amr.sha256, Int64(r.amr.size), r.amr.md5, Int64(r.amr.tarOffset), r.id])
+            }
+            return s
+        }
+        for r in replaced where r.old != r.amr.sha256 {
+            if try !store.isBlobReferenced(r.old) { store.blobs.remove(r.old) }
+        }
+        return (settings, replaced.count)
+    }
+}
+
+struct SettingsConflict: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}

@@ -1,0 +1,99 @@
+import CourierStore
+import Foundation
+import Hummingbird
+
+/// What clients fetch without signing in: `.amr` files, fallback files, preset files.
+struct DeliveryController {
+    let services: Services
+    let fileIO = FileIO()
+
+    func addRoutes(to router: Router<AppContext>) {
+        router.get("packages/:id/:file") { request, context in
+            let file = context.parameters.get("file") ?? ""
+            guard file.hasSuffix(".amr"), let id = context.parameters.get("id"),
+                  let p = try services.store.package(id, String(file.dropLast(4))) else {
+                throw HTTPError(.notFound, message: "No such package.")
+            }
+            return try await serve(request, context, blob: p.blob, offset: 0, size: p.size, etag: p.blob,
+                                   type: "application/octet-stream", download: "\(p.appId)_\(p.version).amr")
+        }
+        router.get("fallback/:id/:version/**") { request, context in
+            let path = context.parameters.getCatchAll().joined(separator: "/")
+            guard let id = context.parameters.get("id"), let version = context.parameters.get("version"),
+                  let p = try services.store.package(id, version), let f = try services.store.file(of: p.id!, path: path) else {
+                throw HTTPError(.notFound, message: "No such file.")
+            }
+            // Straight from the stored tar inside the .amr: no per-file extraction.
+            return try await serve(request, context, blob: p.blob, offset: p.tarOffset + f.tarOffset, size: f.size,
+                                   etag: f.sha256, type: MediaType.forPath(path), download: nil)
+        }
+        router.get("client/v1/preset/:file") { _, context in
+            let file = context.parameters.get("file") ?? ""
+            guard file.hasSuffix(".json"), let app = try services.store.app(String(file.dropLast(5))) else {
+                throw HTTPError(.notFound, message: "No such app.")
+            }
+            let settings = try services.store.settings()
+            let official = try services.store.packages(of: app.id).first { $0.status == .officialReleasing }
+            let entries = official.map { [DeliveryEntry.json($0, app: app, settings: settings, publicURL: services.config.publicURL)] } ?? []
+            return Response(status: .ok, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: try DeliveryEntry.preset(entries))))
+        }
+    }
+
+    /// Serves `size` bytes of a blob from `offset`, with ETag, one Range, and immutable caching
+    /// (every URL names a fixed version, so its bytes never change).
+    func serve(_ request: Request, _ context: AppContext, blob: String, offset: Int64, size: Int64, etag: String,
+               type: String, download: String?) async throws -> Response {
+        var headers: HTTPFields = [.contentType: type, .eTag: "\"\(etag)\"", .acceptRanges: "bytes",
+                                   .cacheControl: "public, max-age=31536000, immutable"]
+        if let download { headers[.contentDisposition] = "attachment; filename=\"\(download)\"" }
+        if let match = request.headers[.ifNoneMatch], match.contains("\"\(etag)\"") || match == "*" {
+            return Response(status: .notModified, headers: headers)
+        }
+        var first: Int64 = 0, last = size - 1
+        var status = HTTPResponse.Status.ok
+        if let range = request.headers[.range] {
+            guard let r = Self.parseRange(range, size: size) else {
+                headers[.contentRange] = "bytes */\(size)"
+                return Response(status: .rangeNotSatisfiable, headers: headers)
+            }
+            (first, last) = r
+            status = .partialContent
+            headers[.contentRange] = "bytes \(first)-\(last)/\(size)"
+        }
+        headers[.contentLength] = String(max(0, last - first + 1))
+        guard size > 0 else { return Response(status: .ok, headers: headers) }
+        let body = try await fileIO.loadFile(path: services.store.blobs.path(for: blob),
+                                             range: Int(offset + first)...Int(offset + last), context: context)
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    /// `bytes=a-b`, `bytes=a-`, `bytes=-n`; a single range only.
+    static func parseRange(_ header: String, size: Int64) -> (Int64, Int64)? {
+        guard header.hasPrefix("bytes="), !header.contains(","), size > 0 else { return nil }
+        let spec = header.dropFirst(6).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard spec.count == 2 else { return nil }
+        if spec[0].isEmpty {
+            guard let n = Int64(spec[1]), n > 0 else { return nil }
+            return (max(0, size - n), size - 1)
+        }
+        guard let a = Int64(spec[0]), a < size else { return nil }
+        let b = spec[1].isEmpty ? size - 1 : min(Int64(spec[1]) ?? -1, size - 1)
+        return b >= a ? (a, b) : nil
+    }
+}
+
+extension MediaType {
+    static func forPath(_ path: String) -> String {
+        let ext = (path as NSString).pathExtension.lowercased()
+        let known: [String: String] = [
+            "html": "text/html; charset=utf-8", "htm": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
+            "mjs": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8", "json": "application/json",
+            "map": "application/json", "svg": "image/svg+xml", "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
+            "gif": "image/gif", "webp": "image/webp", "ico": "image/x-icon", "woff": "font/woff", "woff2": "font/woff2",
+            "ttf": "font/ttf", "otf": "font/otf", "txt": "text/plain; charset=utf-8", "xml": "application/xml",
+            "wasm": "application/wasm", "mp3": "audio/mpeg", "mp4": "video/mp4", "pdf": "application/pdf",
+        ]
+        return known[ext] ?? "application/octet-stream"
+    }
+}

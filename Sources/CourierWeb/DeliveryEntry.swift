@@ -1,0 +1,29 @@
+import CourierStore
+import Foundation
+
+/// One app entry in the client SDK's `h5_json.json` shape (SPEC §4): the preset file and the
+/// update API answer share it.
+enum DeliveryEntry {
+    static let updateReqRate = 1800
+
+    static func json(_ p: PackageRecord, app: AppRecord, settings: SettingsRecord, publicURL: String) -> [String: Any] {
+        var entry: [String: Any] = [
+            "app_id": p.appId, "name": app.name, "version": p.version,
+            "package_url": "\(publicURL)/packages/\(p.appId)/\(p.version).amr",
+            "package_size": p.size, "package_md5": p.md5, "package_sha256": p.blob,
+            "fallback_base_url": "\(publicURL)/fallback/\(p.appId)/\(p.version)/",
+            "vhost": "https://\(p.appId).\(settings.virtualDomain ?? "")",
+            "extend_info": (try? JSONSerialization.jsonObject(with: Data(p.extendInfo.utf8))) ?? [String: Any](),
+            "install_type": p.installPolicy.rawValue,
+            "auto_install": p.downloadPolicy == .all,
+            "rollback": false,
+        ]
+        if let main = p.mainUrl { entry["main_url"] = main }
+        return entry
+    }
+
+    static func preset(_ entries: [[String: Any]]) throws -> Data {
+        try JSONSerialization.data(withJSONObject: ["config": ["updateReqRate": updateReqRate], "data": entries],
+                                   options: [.sortedKeys, .withoutEscapingSlashes])
+    }
+}

@@ -1,0 +1,107 @@
+import CourierArchive
+import CourierCore
+import CourierStore
+import Foundation
+import Hummingbird
+
+struct SettingsPage {
+    let chrome: Chrome
+    let virtualDomain: String?
+    let domainValue: String
+    let globalHost: String
+    let appKey: String
+    let globalLocked: Bool
+    let keyFingerprint: String?
+    let keyBits: Int
+    let packageCount: Int
+    let errors: [String: String]
+    let notice: String?
+}
+
+struct SettingsController {
+    let services: Services
+    var settings: CourierSettings { CourierSettings(store: services.store, signer: services.signer) }
+
+    func addRoutes(to group: RouterGroup<AppContext>) {
+        group.get("settings") { request, context -> Response in
+            _ = try context.require(.admin)
+            return try page(context, notice: request.uri.queryParameters["saved"].map { notices[String($0)] ?? "" })
+        }
+        group.post("settings/virtual-domain") { _, context in
+            _ = try context.require(.admin)
+            do {
+                _ = try settings.setVirtualDomain(context.form["virtualDomain"], confirmed: context.form.isChecked("confirm"))
+                return Response.redirect(to: "/settings?saved=domain")
+            } catch let e as FieldError {
+                return try page(context, errors: [e.field: e.message], status: .unprocessableContent)
+            } catch let e as SettingsConflict {
+                return try page(context, errors: ["virtualDomain": e.description], status: .conflict)
+            }
+        }
+        group.post("settings/global") { _, context in
+            _ = try context.require(.admin)
+            do {
+                _ = try settings.setGlobalLocation(host: context.form["globalHost"], appKey: context.form["appKey"])
+                return Response.redirect(to: "/settings?saved=global")
+            } catch let e as FieldErrors {
+                return try page(context, errors: dictionary(e), status: .unprocessableContent)
+            } catch let e as SettingsConflict {
+                return try page(context, errors: ["globalHost": e.description], status: .conflict)
+            }
+        }
+        group.post("settings/signing-key") { _, context in
+            _ = try context.require(.admin)
+            do {
+                try confirmReplace(context)
+                let key = try SigningKey(pem: context.form["privateKey"])
+                let (_, count) = try await settings.installKey(key)
+                return Response.redirect(to: "/settings?saved=key\(count > 0 ? "-resigned" : "")")
+            } catch let e as FieldError {
+                return try page(context, errors: [e.field: e.message], status: .unprocessableContent)
+            }
+        }
+        group.post("settings/signing-key/generate") { _, context in
+            _ = try context.require(.admin)
+            do {
+                try confirmReplace(context)
+                let (_, count) = try await settings.installKey(try SigningKey.generate())
+                return Response.redirect(to: "/settings?saved=key\(count > 0 ? "-resigned" : "")")
+            } catch let e as FieldError {
+                return try page(context, errors: [e.field: e.message], status: .unprocessableContent)
+            }
+        }
+    }
+
+    var notices: [String: String] {
+        ["domain": "The virtual domain is saved.", "global": "The global resource settings are saved.",
+         "key": "The signing key is installed.", "key-resigned": "The signing key is installed and every package was re-signed with it."]
+    }
+
+    func confirmReplace(_ context: AppContext) throws {
+        if try services.store.settings().signingKeyPEM != nil, !context.form.isChecked("confirmReplace") {
+            throw FieldError("confirmReplace", "A key is already installed. Tick the box to confirm replacing it and re-signing every package.")
+        }
+    }
+
+    func page(_ context: AppContext, errors: [String: String] = [:], notice: String? = nil,
+              status: HTTPResponse.Status = .ok) throws -> Response {
+        let s = try services.store.settings()
+        let packages = try services.store.allPackages()
+        let bits = (try? services.signer.current(s))??.bits ?? 0
+        let model = SettingsPage(
+            chrome: Chrome(context, section: "settings"), virtualDomain: s.virtualDomain,
+            domainValue: context.form["virtualDomain"],
+            globalHost: context.form.has("globalHost") ? context.form["globalHost"] : (s.globalHost ?? ""),
+            appKey: context.form.has("appKey") ? context.form["appKey"] : (s.appKey ?? ""),
+            globalLocked: packages.contains { $0.type == .global },
+            keyFingerprint: s.signingKeyFingerprint, keyBits: bits, packageCount: packages.count,
+            errors: errors, notice: notice)
+        return services.views.render("settings", model, status: status)
+    }
+}
+
+func dictionary(_ errors: FieldErrors) -> [String: String] {
+    var d: [String: String] = [:]
+    for e in errors.errors where d[e.field] == nil { d[e.field] = e.message }
+    return d
+}

@@ -1,0 +1,92 @@
+import ArgumentParser
+import CourierStore
+import CourierWeb
+import Foundation
+import Hummingbird
+import HummingbirdBcrypt
+
+/// Options every command shares; each flag has an environment twin, the flag winning.
+struct DataOptions: ParsableArguments {
+    @Option(name: .long, help: "Data directory (SQLite database and blobs). Env: COURIER_DATA.")
+    var data: String?
+
+    var directory: String { data ?? ProcessInfo.processInfo.environment["COURIER_DATA"] ?? "./data" }
+}
+
+@main
+struct Courier: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "courier",
+        abstract: "Self-hosted delivery of HTML5 offline packages.",
+        subcommands: [Serve.self, User.self, Token.self])
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start the console, the client API and the JSON API.")
+    @OptionGroup var options: DataOptions
+    @Option(help: "Address to listen on. Env: COURIER_HOST.") var host: String?
+    @Option(help: "Port to listen on. Env: COURIER_PORT.") var port: Int?
+    @Option(name: .customLong("public-url"), help: "Base URL given to clients. Env: COURIER_PUBLIC_URL.") var publicURL: String?
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        var config = CourierConfiguration()
+        config.dataDirectory = options.directory
+        config.host = host ?? env["COURIER_HOST"] ?? "127.0.0.1"
+        config.port = port ?? env["COURIER_PORT"].flatMap { Int($0) } ?? 8080
+        config.publicURL = (publicURL ?? env["COURIER_PUBLIC_URL"] ?? "http://\(config.host):\(config.port)")
+            .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        if let resources = env["COURIER_RESOURCES"] { config.resourcesDirectory = resources }
+        config.secureCookies = config.publicURL.hasPrefix("https://")
+        let app = try await buildApplication(config)
+        try await app.runService()
+    }
+}
+
+struct User: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage console users.", subcommands: [Add.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a user; the password is read from standard input.")
+        @OptionGroup var options: DataOptions
+        @Argument(help: "User name.") var name: String
+        @Option(help: "admin, developer or reviewer.") var role: String = "developer"
+
+        func run() throws {
+            guard let role = Role(rawValue: role) else { throw ValidationError("The role must be admin, developer or reviewer.") }
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, trimmed.count <= 64 else { throw ValidationError("The user name must be 1–64 characters.") }
+            if isatty(0) != 0 { FileHandle.standardError.write(Data("Password: ".utf8)) }
+            guard let password = readLine(strippingNewline: true), password.count >= 8 else {
+                throw ValidationError("Give a password of at least 8 characters on standard input.")
+            }
+            let store = try Store(dataDirectory: options.directory)
+            do {
+                _ = try store.createUser(name: trimmed, passwordHash: Bcrypt.hash(password, cost: 12), role: role)
+            } catch let e as CustomStringConvertible {
+                throw ValidationError(e.description)
+            }
+            print("Created \(role.rawValue) \(trimmed).")
+        }
+    }
+}
+
+struct Token: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage API tokens.", subcommands: [Create.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an API token; it is printed once and stored hashed.")
+        @OptionGroup var options: DataOptions
+        @Option(help: "The user the token acts as.") var user: String
+        @Option(help: "Comma-separated scopes: read, upload, release.") var scope: String = "read"
+
+        func run() throws {
+            let store = try Store(dataDirectory: options.directory)
+            do {
+                print(try store.createToken(userName: user, scopes: scope.split(separator: ",").map(String.init)))
+            } catch let e as CustomStringConvertible {
+                throw ValidationError(e.description)
+            }
+        }
+    }
+}
