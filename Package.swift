@@ -43,10 +43,11 @@ let package = Package(
             "CourierWeb",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .target(name: "CourierTestSupport", dependencies: ["CZlib"], path: "Tests/CourierTestSupport"),
         .testTarget(name: "CourierCoreTests", dependencies: ["CourierCore"]),
-        .testTarget(name: "CourierArchiveTests", dependencies: ["CourierArchive", "CZlib"]),
+        .testTarget(name: "CourierArchiveTests", dependencies: ["CourierArchive", "CourierTestSupport"]),
         .testTarget(name: "CourierWebTests", dependencies: [
-            "CourierWeb",
+            "CourierWeb", "CourierTestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ],

@@ -237,7 +237,8 @@ public final class ZipReader {
     public func read(_ entry: ZipEntry, into sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         func bad(_ why: String) -> FieldError { Self.refuse("Entry “\(entry.name)”: \(why)") }
         let chunk = 256 * 1024
-        var input = [UInt8](repeating: 0, count: chunk)
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { input.deallocate() }
         var remaining = entry.compressedSize
         var position = entry.dataOffset
         var crc: uLong = crc32(0, nil, 0)
@@ -247,7 +248,7 @@ public final class ZipReader {
             let want = Int(min(UInt64(chunk), remaining))
             var got = 0
             while got < want {
-                let n = input.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, want - got, off_t(position) + off_t(got)) }
+                let n = pread(fd, input.baseAddress! + got, want - got, off_t(position) + off_t(got))
                 guard n > 0 else { throw bad("the archive ends inside this entry; the file is truncated.") }
                 got += n
             }
@@ -267,7 +268,7 @@ public final class ZipReader {
         if entry.method == 0 {
             while remaining > 0 {
                 let n = try fill()
-                try input.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                try emit(UnsafeRawBufferPointer(rebasing: input[0..<n]))
             }
         } else {
             var stream = z_stream()
@@ -275,33 +276,30 @@ public final class ZipReader {
                 throw bad("the decompressor could not start.")
             }
             defer { inflateEnd(&stream) }
-            var output = [UInt8](repeating: 0, count: chunk)
+            let output = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+            defer { output.deallocate() }
             var ended = false
-            try input.withUnsafeMutableBytes { inBuf in
-                try output.withUnsafeMutableBytes { outBuf in
-                    while !ended {
-                        if stream.avail_in == 0 {
-                            guard remaining > 0 else { throw bad("its compressed data ends early; the archive is truncated or corrupt.") }
-                            let n = try fill()
-                            stream.next_in = inBuf.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                            stream.avail_in = uInt(n)
-                        }
-                        stream.next_out = outBuf.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                        stream.avail_out = uInt(chunk)
-                        let before = stream.avail_in
-                        let status = inflate(&stream, Z_NO_FLUSH)
-                        let made = chunk - Int(stream.avail_out)
-                        switch status {
-                        case Z_STREAM_END: ended = true
-                        case Z_OK: break
-                        case Z_BUF_ERROR where made == 0 && stream.avail_in == before:
-                            // No progress possible with the input given: more input is needed.
-                            if stream.avail_in != 0 { throw bad("its compressed data is corrupt.") }
-                        default: throw bad("its compressed data is corrupt.")
-                        }
-                        if made > 0 { try emit(UnsafeRawBufferPointer(rebasing: outBuf[0..<made])) }
-                    }
+            while !ended {
+                if stream.avail_in == 0 {
+                    guard remaining > 0 else { throw bad("its compressed data ends early; the archive is truncated or corrupt.") }
+                    let n = try fill()
+                    stream.next_in = input.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                    stream.avail_in = uInt(n)
                 }
+                stream.next_out = output.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                stream.avail_out = uInt(chunk)
+                let before = stream.avail_in
+                let status = inflate(&stream, Z_NO_FLUSH)
+                let made = chunk - Int(stream.avail_out)
+                switch status {
+                case Z_STREAM_END: ended = true
+                case Z_OK: break
+                case Z_BUF_ERROR where made == 0 && stream.avail_in == before:
+                    // No progress possible with the input given: more input is needed.
+                    if stream.avail_in != 0 { throw bad("its compressed data is corrupt.") }
+                default: throw bad("its compressed data is corrupt.")
+                }
+                if made > 0 { try emit(UnsafeRawBufferPointer(rebasing: output[0..<made])) }
             }
             if remaining > 0 || stream.avail_in > 0 {
                 throw bad("its compressed data is followed by unexpected bytes; the archive is corrupt.")

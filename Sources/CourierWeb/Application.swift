@@ -56,7 +56,6 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     let router = Router(context: AppContext.self)
     let publicDir = URL(fileURLWithPath: services.config.resourcesDirectory).appendingPathComponent("Public").path
     router.add(middleware: FileMiddleware(publicDir, urlBasePath: "/static", cacheControl: .init([(MediaType(type: .any), [.maxAge(300)])])))
-    router.add(middleware: SecurityHeadersMiddleware())
 
     // Clients and public files: no login.
     DeliveryController(services: services).addRoutes(to: router)
@@ -69,7 +68,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     }
 
     // The console: HTML error pages, sessions, CSRF on every state change.
-    let pages = router.group().add(middleware: HTMLErrorMiddleware(views: services.views))
+    let pages = router.group().add(middleware: SecurityHeadersMiddleware()).add(middleware: HTMLErrorMiddleware(views: services.views))
     AuthController(services: services).addRoutes(to: pages)
     let console = pages.add(middleware: SessionMiddleware(store: services.store))
         .add(middleware: CSRFMiddleware())

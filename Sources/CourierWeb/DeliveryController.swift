@@ -44,7 +44,7 @@ struct DeliveryController {
     /// (every URL names a fixed version, so its bytes never change).
     func serve(_ request: Request, _ context: AppContext, blob: String, offset: Int64, size: Int64, etag: String,
                type: String, download: String?) async throws -> Response {
-        var headers: HTTPFields = [.contentType: type, .eTag: "\"\(etag)\"", .acceptRanges: "bytes",
+        var headers: HTTPFields = [.contentType: type, .eTag: "\"\(etag)\"", .acceptRanges: "bytes", .xContentTypeOptions: "nosniff",
                                    .cacheControl: "public, max-age=31536000, immutable"]
         if let download { headers[.contentDisposition] = "attachment; filename=\"\(download)\"" }
         if let match = request.headers[.ifNoneMatch], match.contains("\"\(etag)\"") || match == "*" {

@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 
+/// Console pages only: fallback files are the apps' own pages and keep their own behaviour.
 struct SecurityHeadersMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         var response = try await next(request, context)
