@@ -44,8 +44,8 @@ struct APIErrorMiddleware: RouterMiddleware {
             var r = Self.error(e.status, e.body ?? e.status.reasonPhrase, field: nil)
             for h in e.headers { r.headers.append(h) }
             return r
-        } catch is UploadTooLarge {
-            return Self.error(.contentTooLarge, "The upload is larger than 300 MB, the limit for one request.", field: nil)
+        } catch let e as UploadTooLarge {
+            return Self.error(.contentTooLarge, e.message, field: "file")
         } catch is DecodingError {
             return Self.error(.badRequest, "The request body is not the JSON this endpoint expects.", field: nil)
         } catch {

@@ -95,8 +95,8 @@ struct HTMLErrorMiddleware: RouterMiddleware {
             return views.errorPage(status: .badRequest, message: error.message, context: context)
         } catch let error as FieldErrors {
             return views.errorPage(status: .badRequest, message: error.description, context: context)
-        } catch is UploadTooLarge {
-            return views.errorPage(status: .contentTooLarge, message: "The upload is larger than 300 MB, the limit for one request.", context: context)
+        } catch let e as UploadTooLarge {
+            return views.errorPage(status: .contentTooLarge, message: e.message, context: context)
         } catch {
             context.logger.error("Unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
             return views.errorPage(status: .internalServerError, message: "Something went wrong on the server. The error was logged.", context: context)

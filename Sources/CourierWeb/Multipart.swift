@@ -22,6 +22,10 @@ public struct MultipartForm: Sendable {
 
 public struct UploadTooLarge: Error {
     public let limit: Int
+    public var message: String {
+        let mb = limit >= 1 << 20 ? "\(limit >> 20) MB" : "\(limit / 1000) KB"
+        return "The upload is larger than \(mb), the limit for one request. Split the content or remove unused files."
+    }
 }
 
 /// Streams a multipart body to temp files with bounded memory: the boundary is found with

@@ -1,0 +1,120 @@
+import CourierStore
+import CourierTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdBcrypt
+import HummingbirdTesting
+import Logging
+import XCTest
+@testable import CourierWeb
+
+/// A Courier on a fresh data directory, driven through its router without a socket.
+struct Harness {
+    let dir: String
+    let services: Services
+    var store: Store { services.store }
+
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    static func make(dir: String = temporaryDirectory(), maxUploadBytes: Int = 300 << 20) async throws -> Harness {
+        var config = CourierConfiguration()
+        config.maxUploadBytes = maxUploadBytes
+        config.dataDirectory = dir
+        config.resourcesDirectory = repository
+        config.publicURL = "http://courier.test"
+        let services = try await buildServices(config, logger: Logger(label: "test"))
+        return Harness(dir: dir, services: services)
+    }
+
+    func addUser(_ name: String, _ password: String = "correct-horse", role: Role = .admin) throws {
+        _ = try store.createUser(name: name, passwordHash: Bcrypt.hash(password, cost: 4), role: role)
+    }
+
+    func test(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let app = Application(router: buildRouter(services))
+        try await app.test(.router) { client in try await body(client) }
+    }
+
+    func cleanUp() { try? FileManager.default.removeItem(atPath: dir) }
+}
+
+/// A signed-in browser: carries the session cookie and the page's CSRF token.
+struct Browser: Sendable {
+    let client: any TestClientProtocol
+    let cookie: String
+    let csrf: String
+
+    static func signIn(_ client: any TestClientProtocol, _ name: String, _ password: String = "correct-horse") async throws -> Browser {
+        let r = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                                         body: ByteBuffer(string: "name=\(name)&password=\(password)&next=%2Fapps"))
+        XCTAssertEqual(r.status, .seeOther)
+        let setCookie = r.headers[.setCookie] ?? ""
+        let cookie = String(setCookie.split(separator: ";")[0])
+        let page = try await client.execute(uri: "/apps", method: .get, headers: [.cookie: cookie])
+        let html = String(buffer: page.body)
+        let csrf = html.components(separatedBy: #"name="csrf" value=""#).dropFirst().first?.components(separatedBy: "\"").first ?? ""
+        return Browser(client: client, cookie: cookie, csrf: csrf)
+    }
+
+    func get(_ uri: String, headers: HTTPFields = [:]) async throws -> TestResponse {
+        var h = headers
+        h[.cookie] = cookie
+        return try await client.execute(uri: uri, method: .get, headers: h)
+    }
+
+    func post(_ uri: String, _ fields: [(String, String)], csrf token: String? = nil, origin: String? = nil) async throws -> TestResponse {
+        let body = ([("csrf", token ?? csrf)] + fields).map { k, v in
+            "\(k)=\(v.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
+        }.joined(separator: "&")
+        var h: HTTPFields = [.cookie: cookie, .contentType: "application/x-www-form-urlencoded"]
+        if let origin { h[.origin] = origin }
+        return try await client.execute(uri: uri, method: .post, headers: h, body: ByteBuffer(string: body))
+    }
+
+    func upload(_ uri: String, _ fields: [(String, String)], file: [UInt8]?, filename: String = "package.zip") async throws -> TestResponse {
+        let (body, type) = multipart(fields, file: file.map { ("file", filename, $0) })
+        let sep = uri.contains("?") ? "&" : "?"
+        return try await client.execute(uri: uri + sep + "csrf=" + csrf, method: .post,
+                                        headers: [.cookie: cookie, .contentType: type], body: body)
+    }
+}
+
+func multipart(_ fields: [(String, String)], file: (String, String, [UInt8])?) -> (ByteBuffer, String) {
+    let boundary = "----CourierTest\(UUID().uuidString)"
+    var b = ByteBuffer()
+    for (k, v) in fields {
+        b.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n")
+    }
+    if let (name, filename, bytes) = file {
+        b.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"\(filename)\"\r\nContent-Type: application/zip\r\n\r\n")
+        b.writeBytes(bytes)
+        b.writeString("\r\n")
+    }
+    b.writeString("--\(boundary)--\r\n")
+    return (b, "multipart/form-data; boundary=\(boundary)")
+}
+
+/// The fields of a valid Add-offline-package form.
+func packageFields(version: String = "1.0.0.1", extra: [(String, String)] = []) -> [(String, String)] {
+    [("platformCheckboxes", "true"), ("type", "normal"), ("version", version), ("android", "true"), ("androidMin", "10.0"),
+     ("mainUrl", "/www/index.html"), ("extendInfo", #"{"asyncReqRate":"1800"}"#), ("downloadPolicy", "all"),
+     ("installPolicy", "preload"), ("confirm", "true")] + extra
+}
+
+extension TestResponse {
+    var text: String { String(buffer: body) }
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:] }
+}
+
+// XCTest's assertions take synchronous autoclosures; these take async ones.
+func assertEqual<T: Equatable>(_ a: @autoclosure () async throws -> T, _ b: @autoclosure () async throws -> T, _ message: String = "",
+                               file: StaticString = #filePath, line: UInt = #line) async {
+    do {
+        let (x, y) = (try await a(), try await b())
+        XCTAssertEqual(x, y, message, file: file, line: line)
+    } catch { XCTFail("\(error)", file: file, line: line) }
+}
+
+func assertTrue(_ a: @autoclosure () async throws -> Bool, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) async {
+    do { let value = try await a(); XCTAssertTrue(value, message, file: file, line: line) } catch { XCTFail("\(error)", file: file, line: line) }
+}

@@ -1,0 +1,268 @@
+import CourierArchive
+import CourierStore
+import CourierTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+@testable import CourierWeb
+
+final class PackageTests: XCTestCase {
+    /// Signed in as an admin, with the virtual domain set and app 20171228 created.
+    func ready(_ h: Harness, _ client: any TestClientProtocol, key: Bool = true) async throws -> Browser {
+        try h.addUser("alice")
+        let b = try await Browser.signIn(client, "alice")
+        await assertEqual(try await b.post("/settings/virtual-domain", [("virtualDomain", "h5app.example.com"), ("confirm", "true")]).status, .seeOther)
+        if key { await assertEqual(try await b.post("/settings/signing-key/generate", []).status, .seeOther) }
+        await assertEqual(try await b.post("/apps", [("id", "20171228"), ("name", "Checkout")]).status, .seeOther)
+        return b
+    }
+
+    func blobCount(_ h: Harness) -> Int {
+        let e = FileManager.default.enumerator(atPath: h.dir + "/blobs")
+        var n = 0
+        while let f = e?.nextObject() as? String { if f.hasSuffix(".amr") { n += 1 } }
+        return n
+    }
+
+    func tempCount(_ h: Harness) -> Int { (try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/tmp"))?.count ?? 0 }
+
+    func testUploadBuildsServesAndListsThePackage() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let b = try await self.ready(h, client)
+            let form = try await b.get("/apps/20171228/packages/new")
+            XCTAssertTrue(form.text.contains("https://20171228.h5app.example.com"), "virtual domain shown read-only")
+            let zip = samplePackage()
+            let r = try await b.upload("/apps/20171228/packages", packageFields(), file: zip.bytes())
+            XCTAssertEqual(r.status, .seeOther, r.text)
+            XCTAssertEqual(r.headers[.location], "/apps/20171228/packages/1.0.0.1")
+
+            let p = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
+            XCTAssertEqual(p.fileCount, 4)
+            XCTAssertEqual(p.type, .normal)
+            XCTAssertEqual(try h.store.app("20171228")?.type, .normal, "the first package fixes the type")
+            XCTAssertEqual(p.extendInfo, #"{"asyncReqRate":"1800"}"#)
+
+            let page = try await b.get("/apps/20171228/packages/1.0.0.1").text
+            for s in ["www/index.html", "www/img/logo.png", "Download .amr", "h5_json.json", "http://courier.test/fallback/20171228/1.0.0.1/", "To be released", "Yes (CERT.json, SIGN.json)"] {
+                XCTAssertTrue(page.contains(s), s)
+            }
+            let app = try await b.get("/apps/20171228").text
+            XCTAssertTrue(app.contains("1.0.0.1") && app.contains("To be released"))
+            await assertTrue(try await b.get("/apps").text.contains("1.0.0.1"))
+
+            // .amr: ETag, conditional GET, ranges, immutable caching; no login needed.
+            let amr = try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get)
+            XCTAssertEqual(amr.status, .ok)
+            XCTAssertEqual(Int64(amr.body.readableBytes), p.size)
+            XCTAssertEqual(amr.headers[.eTag], "\"\(p.blob)\"")
+            XCTAssertTrue(amr.headers[.cacheControl]?.contains("immutable") == true)
+            let again = try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get, headers: [.ifNoneMatch: "\"\(p.blob)\""])
+            XCTAssertEqual(again.status, .notModified)
+            let part = try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get, headers: [.range: "bytes=0-3"])
+            XCTAssertEqual(part.status, .partialContent)
+            XCTAssertEqual(Array(part.body.readableBytesView), [0x50, 0x4B, 0x03, 0x04])
+            XCTAssertEqual(part.headers[.contentRange], "bytes 0-3/\(p.size)")
+            let tail = try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get, headers: [.range: "bytes=-22"])
+            XCTAssertEqual(Array(tail.body.readableBytesView.prefix(4)), [0x50, 0x4B, 0x05, 0x06])
+            await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get, headers: [.range: "bytes=999999-"]).status, .rangeNotSatisfiable)
+            await assertEqual(try await client.execute(uri: "/packages/20171228/9.9.9.9.amr", method: .get).status, .notFound)
+
+            // Fallback files come from the stored tar with their own type.
+            for e in zip.entries where !e.name.hasSuffix("/") {
+                let path = String(e.name.dropFirst(9))
+                let f = try await client.execute(uri: "/fallback/20171228/1.0.0.1/\(path)", method: .get)
+                XCTAssertEqual(f.status, .ok, path)
+                XCTAssertEqual(Array(f.body.readableBytesView), e.data, path)
+            }
+            let html = try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/index.html", method: .get)
+            XCTAssertEqual(html.headers[.contentType], "text/html; charset=utf-8")
+            XCTAssertNil(html.headers[.contentSecurityPolicy], "the app's own pages keep their behaviour")
+            await assertEqual(try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/app.js", method: .get).headers[.contentType], "text/javascript; charset=utf-8")
+            await assertEqual(try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/nope.js", method: .get).status, .notFound)
+            let escape = try await client.execute(uri: "/fallback/20171228/1.0.0.1/../../courier.sqlite", method: .get)
+            XCTAssertTrue([.notFound, .badRequest].contains(escape.status))
+            XCTAssertFalse(escape.text.contains("SQLite"))
+
+            // The preset file in the client SDK's h5_json.json shape.
+            let preset = try await b.get("/apps/20171228/packages/1.0.0.1/h5_json.json")
+            let data = try XCTUnwrap(preset.json["data"] as? [[String: Any]]).first!
+            XCTAssertEqual(data["app_id"] as? String, "20171228")
+            XCTAssertEqual(data["version"] as? String, "1.0.0.1")
+            XCTAssertEqual(data["package_url"] as? String, "http://courier.test/packages/20171228/1.0.0.1.amr")
+            XCTAssertEqual(data["vhost"] as? String, "https://20171228.h5app.example.com")
+            XCTAssertEqual(data["main_url"] as? String, "/www/index.html")
+            XCTAssertEqual(data["auto_install"] as? Bool, true)
+            XCTAssertEqual(data["install_type"] as? String, "preload")
+            XCTAssertEqual((data["extend_info"] as? [String: String])?["asyncReqRate"], "1800")
+            XCTAssertEqual(data["package_md5"] as? String, p.md5)
+            XCTAssertEqual((preset.json["config"] as? [String: Int])?["updateReqRate"], 1800)
+            // Nothing is officially released yet, so the public preset is empty.
+            let released = try await client.execute(uri: "/client/v1/preset/20171228.json", method: .get)
+            XCTAssertEqual((released.json["data"] as? [Any])?.count, 0)
+            await assertEqual(try await client.execute(uri: "/client/v1/preset/99999999.json", method: .get).status, .notFound)
+
+            // The next package: version must grow, the type stays fixed.
+            let same = try await b.upload("/apps/20171228/packages", packageFields(), file: zip.bytes())
+            XCTAssertEqual(same.status, .unprocessableContent)
+            XCTAssertTrue(same.text.contains(#"id="error-version""#) && same.text.contains("greater than 1.0.0.1"))
+            let next = try await b.get("/apps/20171228/packages/new").text
+            XCTAssertTrue(next.contains(#"id="fixed-type">normal"#))
+            XCTAssertTrue(next.contains(#"value="1.0.0.2""#), "the next version is suggested")
+            XCTAssertEqual(self.tempCount(h), 0)
+        }
+    }
+
+    func testRefusedUploadsExplainAndLeaveNothingBehind() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let b = try await self.ready(h, client)
+            func refused(_ zip: ZipBuilder, _ fields: [(String, String)] = packageFields(), field: String, contains: String,
+                         line: UInt = #line) async throws {
+                let r = try await b.upload("/apps/20171228/packages", fields, file: zip.bytes())
+                XCTAssertEqual(r.status, .unprocessableContent, line: line)
+                XCTAssertTrue(r.text.contains(#"id="error-\#(field)""#), "no error next to \(field)", line: line)
+                XCTAssertTrue(r.text.contains(contains), "missing “\(contains)”", line: line)
+                XCTAssertTrue(r.text.contains(#"value="10.0""#), "typed values are kept", line: line)
+                XCTAssertEqual(try h.store.packages(of: "20171228").count, 0, line: line)
+                XCTAssertEqual(self.blobCount(h), 0, line: line)
+                XCTAssertEqual(self.tempCount(h), 0, line: line)
+            }
+            try await refused(ZipBuilder([.init("20171228/../evil.js", "x")]), field: "file", contains: "20171228/../evil.js")
+            var link = ZipBuilder.Entry("20171228/www/l", "/etc/passwd")
+            link.unixMode = 0o120777
+            try await refused(ZipBuilder([link]), field: "file", contains: "symbolic link")
+            try await refused(ZipBuilder([.init("20180101/www/index.html", "x")]), field: "file", contains: "different app ID")
+            try await refused(ZipBuilder([.init("20171228/www/zeros", [UInt8](repeating: 0, count: 4 << 20))]), field: "file", contains: "zip bomb")
+            try await refused(samplePackage(), packageFields(extra: [("mainUrl", "/www/missing.html")]), field: "mainUrl", contains: "not in the zip")
+            try await refused(samplePackage(), packageFields(extra: [("extendInfo", #"{"asyncReqRate":"99999"}"#)]), field: "extendInfo", contains: "86400")
+            try await refused(samplePackage(), packageFields(extra: [("ios", "true"), ("iosMin", "1.0"), ("iosMax", "3.0")]), field: "iosMax", contains: "both be blank or both the same value")
+            let nonZip = try await b.upload("/apps/20171228/packages", packageFields(), file: Array("<html>".utf8))
+            XCTAssertTrue(nonZip.text.contains("not a zip archive"))
+
+            // No confirmation: every field problem is reported with it, and nothing is built.
+            let unconfirmed = try await b.upload("/apps/20171228/packages",
+                                                 packageFields(version: "1.0").filter { $0.0 != "confirm" }, file: samplePackage().bytes())
+            XCTAssertTrue(unconfirmed.text.contains(#"id="error-confirm""#) && unconfirmed.text.contains(#"id="error-version""#))
+            let noFile = try await b.upload("/apps/20171228/packages", packageFields(), file: nil)
+            XCTAssertTrue(noFile.text.contains(#"id="error-file""#) && noFile.text.contains("Choose the offline package"))
+            XCTAssertEqual(self.tempCount(h), 0)
+        }
+    }
+
+    func testUploadsOverTheLimitAreCutOffWhileStreaming() async throws {
+        let h = try await Harness.make(maxUploadBytes: 200_000)
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let b = try await self.ready(h, client, key: false)
+            let noise = (0..<400_000).map { UInt8(truncatingIfNeeded: ($0 &* 2654435761) >> 13) }
+            let big = try await b.upload("/apps/20171228/packages", packageFields(),
+                                         file: ZipBuilder([.init("20171228/www/noise.bin", noise, method: 0)]).bytes())
+            XCTAssertEqual(big.status, .contentTooLarge)
+            XCTAssertTrue(big.text.contains("larger than 200 KB"), big.text)
+            XCTAssertEqual(self.tempCount(h), 0)
+            XCTAssertEqual(try h.store.packages(of: "20171228").count, 0)
+        }
+    }
+
+    func testUploadsWaitForTheVirtualDomain() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try h.addUser("alice")
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            await assertEqual(try await b.post("/apps", [("id", "20171228"), ("name", "Checkout")]).status, .seeOther)
+            await assertTrue(try await b.get("/apps/20171228").text.contains("cannot be added until the virtual domain is set"))
+            await assertEqual(try await b.get("/apps/20171228/packages/new").status, .conflict)
+            let r = try await b.upload("/apps/20171228/packages", packageFields(), file: samplePackage().bytes())
+            XCTAssertEqual(r.status, .conflict)
+            XCTAssertTrue(r.text.contains("Set the virtual domain on the configuration page"))
+            XCTAssertNil(try h.store.package("20171228", "1.0.0.1"))
+        }
+    }
+
+    func testReplacingTheKeyResignsEveryPackage() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let b = try await self.ready(h, client)
+            await assertEqual(try await b.upload("/apps/20171228/packages", packageFields(), file: samplePackage().bytes()).status, .seeOther)
+            let before = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
+            let oldCert = try self.cert(h, before)
+            let key = try SigningKey.generate()
+            let r = try await b.post("/settings/signing-key", [("privateKey", key.privateKeyPEM), ("confirmReplace", "true")])
+            XCTAssertEqual(r.headers[.location], "/settings?saved=key-resigned")
+            let after = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
+            XCTAssertNotEqual(before.blob, after.blob)
+            XCTAssertNotEqual(oldCert, try self.cert(h, after))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: h.store.blobs.path(for: before.blob)), "the old blob is gone")
+            XCTAssertEqual(self.blobCount(h), 1)
+            XCTAssertEqual(try h.store.settings().signingKeyFingerprint, key.fingerprint)
+            // Fallback still reads the right bytes from the new blob.
+            let f = try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/css/site.css", method: .get)
+            XCTAssertEqual(f.text, "body { color: #333 }\n")
+        }
+    }
+
+    func cert(_ h: Harness, _ p: PackageRecord) throws -> [UInt8] {
+        let reader = try ZipReader(path: h.store.blobs.path(for: p.blob))
+        return try reader.data(reader.entries.first { $0.name == "CERT.json" }!)
+    }
+
+    func testStartUpSweepsWhatAnInterruptedUploadLeft() async throws {
+        let dir = temporaryDirectory()
+        let h = try await Harness.make(dir: dir)
+        defer { h.cleanUp() }
+        FileManager.default.createFile(atPath: h.store.blobs.temporaryPath(suffix: ".upload"), contents: Data(count: 1000))
+        let orphan = String(repeating: "ab", count: 32)
+        try FileManager.default.createDirectory(atPath: dir + "/blobs/ab", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: h.store.blobs.path(for: orphan), contents: Data(count: 10))
+        _ = try await Harness.make(dir: dir)    // a restart
+        XCTAssertEqual(tempCount(h), 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.store.blobs.path(for: orphan)))
+    }
+
+    func testMultipartParserHandlesBoundariesSplitAcrossChunks() async throws {
+        let content = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 % 251) } + Array("\r\n--notquite".utf8)
+        let (body, type) = multipart([("a", "1"), ("b", "two words")], file: ("file", "x.zip", content))
+        let boundary = MultipartReader.boundary(of: type)!
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for chunkSize in [1, 7, 70, 4096] {
+            var chunks: [ByteBuffer] = []
+            var copy = body
+            while let slice = copy.readSlice(length: min(chunkSize, copy.readableBytes)), slice.readableBytes > 0 { chunks.append(slice) }
+            let form = try await MultipartReader(maxTotal: 1 << 20, tempPath: { dir + "/" + UUID().uuidString }).read(Chunks(chunks), boundary: boundary)
+            XCTAssertEqual(form.fields["a"], "1")
+            XCTAssertEqual(form.fields["b"], "two words")
+            XCTAssertEqual([UInt8](try Data(contentsOf: URL(fileURLWithPath: form.file("file")!.path))), content, "chunk \(chunkSize)")
+            form.discard()
+        }
+        // Truncated and oversized bodies are refused and leave no temp file.
+        var cut = body
+        let truncated = cut.readSlice(length: body.readableBytes - 30)!
+        do {
+            _ = try await MultipartReader(maxTotal: 1 << 20, tempPath: { dir + "/" + UUID().uuidString }).read(Chunks([truncated]), boundary: boundary)
+            XCTFail("accepted a truncated body")
+        } catch {}
+        do {
+            _ = try await MultipartReader(maxTotal: 50_000, tempPath: { dir + "/" + UUID().uuidString }).read(Chunks([body]), boundary: boundary)
+            XCTFail("accepted an oversized body")
+        } catch is UploadTooLarge {}
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 0)
+    }
+}
+
+struct Chunks: AsyncSequence {
+    typealias Element = ByteBuffer
+    let chunks: [ByteBuffer]
+    init(_ c: [ByteBuffer]) { chunks = c }
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var rest: ArraySlice<ByteBuffer>
+        mutating func next() async throws -> ByteBuffer? { rest.popFirst() }
+    }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: chunks[...]) }
+}
