@@ -54,7 +54,7 @@ document.addEventListener("DOMContentLoaded", function () {
         status.textContent = pct < 100 ? "Uploading… " + pct + "%" : "Checking and signing the package…";
       });
       xhr.addEventListener("load", function () {
-        if (xhr.responseURL && xhr.responseURL.indexOf(form.getAttribute("action").split("?")[0]) === -1) {
+        if (xhr.responseURL && xhr.responseURL !== form.action) {
           window.location.assign(xhr.responseURL);   // followed the redirect to the new package
           return;
         }

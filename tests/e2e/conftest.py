@@ -1,0 +1,90 @@
+"""Live-server fixtures: a real `courier serve` on a free loopback port with its own data."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BINARY = os.path.join(ROOT, ".build", "debug", "courier")
+OUTPUT = os.path.join(ROOT, "test-output")
+PASSWORD = "e2e-password-1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data):
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def courier(self, *args, stdin=None):
+        return subprocess.run([BINARY, *args, "--data", self.data], input=stdin, capture_output=True, text=True, check=True)
+
+    def start(self):
+        log = open(os.path.join(self.data, "server.log"), "a")
+        self.proc = subprocess.Popen([BINARY, "serve", "--data", self.data, "--port", str(self.port)],
+                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/login", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("courier did not start; see " + self.data + "/server.log")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def server():
+    data = tempfile.mkdtemp(prefix="courier-e2e-")
+    s = Server(data)
+    s.courier("user", "add", "admin", "--role", "admin", stdin=PASSWORD + "\n")
+    s.start()
+    yield s
+    s.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = str(tmp_path / "downloads")
+    os.makedirs(downloads)
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"download.default_directory": downloads,
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.downloads = downloads
+    os.makedirs(OUTPUT, exist_ok=True)
+    yield driver
+    driver.quit()

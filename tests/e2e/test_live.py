@@ -1,0 +1,134 @@
+"""What only a real server shows: a kill mid-upload, a declared 400 MB body, peak memory."""
+import http.client
+import json
+import os
+import socket
+import sqlite3
+import time
+
+from zips import large, sample
+
+
+def api(server, token, method, path, body=None, content_type="application/json"):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    headers = {"Authorization": "Bearer " + token}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, json.loads(data) if data else None
+
+
+def prepare(server):
+    token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload").stdout.strip()
+    assert api(server, token, "PUT", "/api/v1/settings", json.dumps({"virtualDomain": "h5app.example.com"}))[0] == 200
+    assert api(server, token, "POST", "/api/v1/apps", json.dumps({"id": "20171228", "name": "Checkout"}))[0] == 201
+    return token
+
+
+def multipart_head(boundary, version):
+    fields = {"version": version, "type": "normal", "androidMin": "10.0"}
+    head = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items())
+    return head + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.zip"\r\nContent-Type: application/zip\r\n\r\n'.encode()
+
+
+def upload_file(server, token, path, version):
+    """Streams a zip from disk to the package API, as CI would."""
+    boundary = "CourierE2EBoundary"
+    head, tail = multipart_head(boundary, version), f"\r\n--{boundary}--\r\n".encode()
+    size = os.path.getsize(path)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
+    conn.putrequest("POST", "/api/v1/apps/20171228/packages")
+    conn.putheader("Authorization", "Bearer " + token)
+    conn.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
+    conn.putheader("Content-Length", str(len(head) + size + len(tail)))
+    conn.endheaders()
+    conn.send(head)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            conn.send(chunk)
+    conn.send(tail)
+    r = conn.getresponse()
+    body = json.loads(r.read())
+    conn.close()
+    return r.status, body
+
+
+def package_rows(server):
+    db = sqlite3.connect(os.path.join(server.data, "courier.sqlite"))
+    try:
+        return db.execute("SELECT COUNT(*) FROM package").fetchone()[0]
+    finally:
+        db.close()
+
+
+def files_in(server, folder):
+    found = []
+    for root, _, names in os.walk(os.path.join(server.data, folder)):
+        found += [os.path.join(root, n) for n in names]
+    return found
+
+
+def test_kill_mid_upload_leaves_no_half_package(server, tmp_path):
+    token = prepare(server)
+    zip_path = large(str(tmp_path / "big.zip"), 32)
+    boundary = "CourierE2EBoundary"
+    head = multipart_head(boundary, "1.0.0.1")
+    size = os.path.getsize(zip_path)
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall((f"POST /api/v1/apps/20171228/packages HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+               f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(head) + size + 40}\r\n\r\n").encode() + head)
+    with open(zip_path, "rb") as f:
+        s.sendall(f.read(size // 2))
+    deadline = time.time() + 20
+    while time.time() < deadline and not any(os.path.getsize(p) > 0 for p in files_in(server, "tmp")):
+        time.sleep(0.05)
+    assert files_in(server, "tmp"), "the upload was streaming to a temp file"
+    server.kill()
+    s.close()
+
+    server.start()
+    assert files_in(server, "tmp") == [], "temp files are cleaned up on restart"
+    assert files_in(server, "blobs") == []
+    assert package_rows(server) == 0
+    status, app = api(server, token, "GET", "/api/v1/apps/20171228")
+    assert status == 200 and app["packages"] == []
+    # And the same upload works afterwards.
+    assert upload_file(server, token, sample(str(tmp_path / "ok.zip")), "1.0.0.1")[0] == 201
+
+
+def test_declared_oversize_upload_is_refused_at_once(server):
+    token = prepare(server)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("POST", "/api/v1/apps/20171228/packages")
+    conn.putheader("Authorization", "Bearer " + token)
+    conn.putheader("Content-Type", "multipart/form-data; boundary=x")
+    conn.putheader("Content-Length", str(400 << 20))
+    conn.endheaders()
+    r = conn.getresponse()
+    assert r.status == 413
+    assert "300 MB" in json.loads(r.read())["error"]["message"]
+    assert files_in(server, "tmp") == []
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_200mb_upload_keeps_peak_memory_under_150mb(server, tmp_path):
+    token = prepare(server)
+    zip_path = large(str(tmp_path / "200mb.zip"), 200)
+    status, body = upload_file(server, token, zip_path, "1.0.0.1")
+    assert status == 201, body
+    assert body["files"] == 26
+    peak = peak_rss_mb(server.proc.pid)
+    print(f"\npeak RSS after a {os.path.getsize(zip_path) >> 20} MB upload: {peak:.1f} MB")
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "test-output", "memory.txt"), "w") as f:
+        f.write(f"{peak:.1f}\n")
+    assert peak < 150, f"peak RSS {peak:.1f} MB"
