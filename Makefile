@@ -46,6 +46,7 @@ test: test-deps
 	$(PYTHON) -m pytest -q tests/e2e
 
 bench: release
+	@command -v hyperfine >/dev/null && command -v zip >/dev/null || $(MAKE) --no-print-directory apt PKGS="hyperfine zip unzip openssl"
 	bash bench/ingest.sh
 
 clean:

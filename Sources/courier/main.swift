@@ -1,4 +1,6 @@
 import ArgumentParser
+import CourierArchive
+import CourierCore
 import CourierStore
 import CourierWeb
 import Foundation
@@ -18,7 +20,7 @@ struct Courier: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "courier",
         abstract: "Self-hosted delivery of HTML5 offline packages.",
-        subcommands: [Serve.self, User.self, Token.self])
+        subcommands: [Serve.self, User.self, Token.self, Check.self])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -87,6 +89,35 @@ struct Token: ParsableCommand {
             } catch let e as CustomStringConvertible {
                 throw ValidationError(e.description)
             }
+        }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a package zip against every rule an upload applies, and build its .amr locally.")
+    @Argument(help: "The zip file.") var zip: String
+    @Option(name: .customLong("app-id"), help: "The app ID the zip is for.") var appID: String
+    @Option(help: "normal or global.") var type: String = "normal"
+    @Option(name: .customLong("global-host"), help: "Global resource host (global packages).") var globalHost: String?
+    @Option(name: .customLong("app-key"), help: "App key (global packages).") var appKey: String?
+    @Option(help: "Where to write the .amr (default: a temporary file, removed).") var out: String?
+    @Option(help: "PEM RSA private key to sign with.") var key: String?
+
+    func run() throws {
+        do {
+            let id = try AppID(validating: appID)
+            guard let kind = PackageType(rawValue: type) else { throw ValidationError("--type is normal or global.") }
+            let signer = try key.map { try SigningKey(pem: String(contentsOfFile: $0, encoding: .utf8)) }
+            let global = globalHost.flatMap { h in appKey.map { GlobalLocation(host: h, appKey: $0) } }
+            let target = out ?? NSTemporaryDirectory() + "courier-check-\(UUID().uuidString).amr"
+            defer { if out == nil { unlink(target) } }
+            let reader = try ZipReader(path: zip)
+            let files = try PackageLayout.contentFiles(of: reader.entries, appID: id, type: kind, global: global, mainUrl: nil)
+            let amr = try AmrBuilder.build(from: reader, files: files, appID: id.rawValue, version: "0.0.0.1", signer: signer, to: target)
+            print("OK: \(amr.files.count) files, .amr \(amr.size) bytes, sha256 \(amr.sha256)")
+        } catch let e as FieldError {
+            throw ValidationError(e.message)
         }
     }
 }
