@@ -111,7 +111,7 @@ extension Store {
 
     /// Records a built package and its files in one transaction. The version and type rules
     /// are checked again inside it, so two uploads racing for the same version cannot both win.
-    public func insertPackage(_ package: PackageRecord, files: [PackageFileRecord]) throws -> PackageRecord {
+    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord]) throws -> PackageRecord {
         try db.write { db in
             let facts = try Self.facts(db, package.appId)
             if let highest = facts.highestVersion, package.packageVersion <= highest {
@@ -130,11 +130,32 @@ extension Store {
         }
     }
 
-    /// Points a package at a re-signed blob (after a signing-key change).
-    public func replaceBlob(packageId: Int64, blob: String, size: Int64, md5: String, tarOffset: Int64) throws {
-        try db.write { db in
-            try db.execute(sql: "UPDATE package SET blob = ?, size = ?, md5 = ?, tarOffset = ? WHERE id = ?",
-                           arguments: [blob, size, md5, tarOffset, packageId])
+    /// Moves a finished `.amr` into the blob store and records its package. Serialized with
+    /// every other blob change, so a racing double submit (same bytes, same blob) cannot delete
+    /// the blob the winner has just recorded.
+    public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord]) throws -> PackageRecord {
+        try blobs.lock.withLock {
+            try blobs.adopt(tempPath, sha256: package.blob)
+            do {
+                return try insertPackage(package, files: files)
+            } catch {
+                if try !isBlobReferenced(package.blob) { blobs.remove(package.blob) }
+                throw error
+            }
+        }
+    }
+
+    /// Deletes blobs that no package refers to any more (after a signing-key change).
+    public func removeUnreferenced(_ shas: [String]) throws {
+        try blobs.lock.withLock {
+            for sha in shas where try !isBlobReferenced(sha) { blobs.remove(sha) }
+        }
+    }
+
+    public func packageCounts() throws -> (all: Int, global: Int) {
+        try db.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*), COALESCE(SUM(type = 'global'), 0) FROM package")!
+            return (row[0], row[1])
         }
     }
 

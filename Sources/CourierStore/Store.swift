@@ -108,6 +108,8 @@ public final class Store: Sendable {
 /// Files arrive by rename from `tmp/` after an fsync, so a blob on disk is always whole.
 public struct BlobStore: Sendable {
     public let root: URL
+    /// Held while a blob and the rows that refer to it change together.
+    let lock = NSLock()
     public var temporaryDirectory: URL { root.appendingPathComponent("tmp", isDirectory: true) }
     var blobDirectory: URL { root.appendingPathComponent("blobs", isDirectory: true) }
 

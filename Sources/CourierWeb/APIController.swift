@@ -111,7 +111,7 @@ struct PackageJSON: Encodable {
 /// The console's JSON twin (SPEC §8): the same validation, answers in JSON.
 struct APIController {
     let services: Services
-    var settings: CourierSettings { CourierSettings(store: services.store, signer: services.signer) }
+    var settings: CourierSettings { CourierSettings(store: services.store) }
 
     func addRoutes(to group: RouterGroup<AppContext>) {
         group.get("settings") { _, context in

@@ -8,7 +8,6 @@ import NIOPosix
 /// The configuration rules, shared by the console page and `PUT /api/v1/settings`.
 struct CourierSettings {
     let store: Store
-    let signer: SigningKeyCache
 
     /// The virtual domain is written once; the console asks for confirmation first.
     func setVirtualDomain(_ text: String, confirmed: Bool) throws -> SettingsRecord {
@@ -31,11 +30,9 @@ struct CourierSettings {
         let h = errors.collect { try DomainName.validate(host, field: "globalHost", label: "global resource host") }
         let k = errors.collect { try AppKey.validate(appKey) }
         guard errors.isEmpty, let h, let k else { throw errors }
+        let inUse = try store.packageCounts().global > 0
         return try store.updateSettings { s in
             if s.globalHost == h && s.appKey == k { return }
-            let inUse = try store.db.read { db in
-                try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM package WHERE type = 'global')") ?? false
-            }
             if inUse {
                 throw SettingsConflict("Global packages already use \(s.globalHost ?? "")/\(s.appKey ?? ""); the global host and app key cannot change.")
             }
@@ -81,9 +78,7 @@ struct CourierSettings {
             }
             return s
         }
-        for r in replaced where r.old != r.amr.sha256 {
-            if try !store.isBlobReferenced(r.old) { store.blobs.remove(r.old) }
-        }
+        try store.removeUnreferenced(replaced.map(\.old))
         return (settings, replaced.count)
     }
 }

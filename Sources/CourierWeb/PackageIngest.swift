@@ -38,8 +38,6 @@ public struct PackageIngest: Sendable {
             return try AmrBuilder.build(from: zip, files: files, appID: app.id, version: s.version.description,
                                         signer: key, to: amrPath)
         }
-        let alreadyStored = try store.isBlobReferenced(built.sha256)
-        try store.blobs.adopt(amrPath, sha256: built.sha256)
         let record = PackageRecord(
             id: nil, appId: app.id, version: s.version.description, versionKey: PackageRecord.versionKey(s.version),
             type: s.type, androidMin: s.range.android?.min, androidMax: s.range.android?.max,
@@ -50,12 +48,7 @@ public struct PackageIngest: Sendable {
         let files = built.files.map {
             PackageFileRecord(packageId: 0, path: $0.path, size: Int64($0.size), sha256: $0.sha256, tarOffset: Int64($0.tarOffset))
         }
-        do {
-            return try store.insertPackage(record, files: files)
-        } catch {
-            if !alreadyStored { store.blobs.remove(built.sha256) }
-            throw error
-        }
+        return try store.commitPackage(amrAt: amrPath, record, files: files)
     }
 }
 

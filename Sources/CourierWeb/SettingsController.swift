@@ -20,7 +20,7 @@ struct SettingsPage {
 
 struct SettingsController {
     let services: Services
-    var settings: CourierSettings { CourierSettings(store: services.store, signer: services.signer) }
+    var settings: CourierSettings { CourierSettings(store: services.store) }
 
     func addRoutes(to group: RouterGroup<AppContext>) {
         group.get("settings") { request, context -> Response in
@@ -86,15 +86,15 @@ struct SettingsController {
     func page(_ context: AppContext, errors: [String: String] = [:], notice: String? = nil,
               status: HTTPResponse.Status = .ok) throws -> Response {
         let s = try services.store.settings()
-        let packages = try services.store.allPackages()
+        let counts = try services.store.packageCounts()
         let bits = (try? services.signer.current(s))??.bits ?? 0
         let model = SettingsPage(
             chrome: Chrome(context, section: "settings"), virtualDomain: s.virtualDomain,
             domainValue: context.form["virtualDomain"],
             globalHost: context.form.has("globalHost") ? context.form["globalHost"] : (s.globalHost ?? ""),
             appKey: context.form.has("appKey") ? context.form["appKey"] : (s.appKey ?? ""),
-            globalLocked: packages.contains { $0.type == .global },
-            keyFingerprint: s.signingKeyFingerprint, keyBits: bits, packageCount: packages.count,
+            globalLocked: counts.global > 0,
+            keyFingerprint: s.signingKeyFingerprint, keyBits: bits, packageCount: counts.all,
             errors: errors, notice: notice)
         return services.views.render("settings", model, status: status)
     }

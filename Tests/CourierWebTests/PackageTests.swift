@@ -207,6 +207,24 @@ final class PackageTests: XCTestCase {
         }
     }
 
+    func testDoubleSubmitCreatesOnePackageAndKeepsItsBlob() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let b = try await self.ready(h, client)
+            let bytes = samplePackage().bytes()
+            async let first = b.upload("/apps/20171228/packages", packageFields(), file: bytes)
+            async let second = b.upload("/apps/20171228/packages", packageFields(), file: bytes)
+            let statuses = try await [first.status, second.status].map(\.code).sorted()
+            XCTAssertEqual(statuses, [303, 422])
+            let p = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
+            XCTAssertTrue(FileManager.default.fileExists(atPath: h.store.blobs.path(for: p.blob)))
+            await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get).status, .ok)
+            XCTAssertEqual(self.blobCount(h), 1)
+            XCTAssertEqual(self.tempCount(h), 0)
+        }
+    }
+
     func cert(_ h: Harness, _ p: PackageRecord) throws -> [UInt8] {
         let reader = try ZipReader(path: h.store.blobs.path(for: p.blob))
         return try reader.data(reader.entries.first { $0.name == "CERT.json" }!)
