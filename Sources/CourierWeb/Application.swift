@@ -54,6 +54,10 @@ public struct CourierStartupError: Error, CustomStringConvertible {
 
 public func buildRouter(_ services: Services) -> Router<AppContext> {
     let router = Router(context: AppContext.self)
+    // Anything no route or static file matched, and errors of the public file routes, as an HTML
+    // page (the API and console groups answer their own errors first). It must wrap
+    // FileMiddleware, which serves a file only when the routes answer 404.
+    router.add(middleware: HTMLErrorMiddleware(views: services.views))
     let publicDir = URL(fileURLWithPath: services.config.resourcesDirectory).appendingPathComponent("Public").path
     router.add(middleware: FileMiddleware(publicDir, urlBasePath: "/static", cacheControl: .init([(MediaType(type: .any), [.maxAge(300)])])))
 

@@ -8,24 +8,27 @@ struct DeliveryController {
     let fileIO = FileIO()
 
     func addRoutes(to router: Router<AppContext>) {
-        router.get("packages/:id/:file") { request, context in
-            let file = context.parameters.get("file") ?? ""
-            guard file.hasSuffix(".amr"), let id = context.parameters.get("id"),
-                  let p = try services.store.package(id, String(file.dropLast(4))) else {
-                throw HTTPError(.notFound, message: "No such package.")
+        // HEAD answers the same headers (size, ETag) without the body.
+        for method in [HTTPRequest.Method.get, .head] {
+            router.on("packages/:id/:file", method: method) { request, context in
+                let file = context.parameters.get("file") ?? ""
+                guard file.hasSuffix(".amr"), let id = context.parameters.get("id"),
+                      let p = try services.store.package(id, String(file.dropLast(4))) else {
+                    throw HTTPError(.notFound, message: "No such package.")
+                }
+                return try await serve(request, context, blob: p.blob, offset: 0, size: p.size, etag: p.blob,
+                                       type: "application/octet-stream", download: "\(p.appId)_\(p.version).amr")
             }
-            return try await serve(request, context, blob: p.blob, offset: 0, size: p.size, etag: p.blob,
-                                   type: "application/octet-stream", download: "\(p.appId)_\(p.version).amr")
-        }
-        router.get("fallback/:id/:version/**") { request, context in
-            let path = context.parameters.getCatchAll().joined(separator: "/")
-            guard let id = context.parameters.get("id"), let version = context.parameters.get("version"),
-                  let p = try services.store.package(id, version), let f = try services.store.file(of: p.id!, path: path) else {
-                throw HTTPError(.notFound, message: "No such file.")
+            router.on("fallback/:id/:version/**", method: method) { request, context in
+                let path = context.parameters.getCatchAll().joined(separator: "/")
+                guard let id = context.parameters.get("id"), let version = context.parameters.get("version"),
+                      let p = try services.store.package(id, version), let f = try services.store.file(of: p.id!, path: path) else {
+                    throw HTTPError(.notFound, message: "No such file.")
+                }
+                // Straight from the stored tar inside the .amr: no per-file extraction.
+                return try await serve(request, context, blob: p.blob, offset: p.tarOffset + f.tarOffset, size: f.size,
+                                       etag: f.sha256, type: MediaType.forPath(path), download: nil)
             }
-            // Straight from the stored tar inside the .amr: no per-file extraction.
-            return try await serve(request, context, blob: p.blob, offset: p.tarOffset + f.tarOffset, size: f.size,
-                                   etag: f.sha256, type: MediaType.forPath(path), download: nil)
         }
         router.get("client/v1/preset/:file") { _, context in
             let file = context.parameters.get("file") ?? ""
@@ -62,7 +65,7 @@ struct DeliveryController {
             headers[.contentRange] = "bytes \(first)-\(last)/\(size)"
         }
         headers[.contentLength] = String(max(0, last - first + 1))
-        guard size > 0 else { return Response(status: .ok, headers: headers) }
+        guard size > 0, request.method != .head else { return Response(status: status, headers: headers) }
         let body = try await fileIO.loadFile(path: services.store.blobs.path(for: blob),
                                              range: Int(offset + first)...Int(offset + last), context: context)
         return Response(status: status, headers: headers, body: body)

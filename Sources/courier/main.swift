@@ -60,13 +60,13 @@ struct User: ParsableCommand {
             guard !trimmed.isEmpty, trimmed.count <= 64 else { throw ValidationError("The user name must be 1–64 characters.") }
             if isatty(0) != 0 { FileHandle.standardError.write(Data("Password: ".utf8)) }
             guard let password = readLine(strippingNewline: true), password.count >= 8 else {
-                throw ValidationError("Give a password of at least 8 characters on standard input.")
+                fail("Give a password of at least 8 characters on standard input.")
             }
             let store = try Store(dataDirectory: options.directory)
             do {
                 _ = try store.createUser(name: trimmed, passwordHash: Bcrypt.hash(password, cost: 12), role: role)
             } catch let e as CustomStringConvertible {
-                throw ValidationError(e.description)
+                fail(e.description)
             }
             print("Created \(role.rawValue) \(trimmed).")
         }
@@ -87,7 +87,7 @@ struct Token: ParsableCommand {
             do {
                 print(try store.createToken(userName: user, scopes: scope.split(separator: ",").map(String.init)))
             } catch let e as CustomStringConvertible {
-                throw ValidationError(e.description)
+                fail(e.description)
             }
         }
     }
@@ -117,7 +117,14 @@ struct Check: ParsableCommand {
             let amr = try AmrBuilder.build(from: reader, files: files, appID: id.rawValue, version: "0.0.0.1", signer: signer, to: target)
             print("OK: \(amr.files.count) files, .amr \(amr.size) bytes, sha256 \(amr.sha256)")
         } catch let e as FieldError {
-            throw ValidationError(e.message)
+            fail(e.message)
         }
     }
+}
+
+/// Says what went wrong on standard error and exits 1 (without the usage text, which would
+/// only hide the message).
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("courier: \(message)\n".utf8))
+    exit(1)
 }

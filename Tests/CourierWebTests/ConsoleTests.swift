@@ -202,6 +202,23 @@ final class ConsoleTests: XCTestCase {
         }
     }
 
+    func testUnknownAddressesGetAPage() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let r = try await client.execute(uri: "/no/such/page", method: .get)
+            XCTAssertEqual(r.status, .notFound)
+            XCTAssertTrue(r.headers[.contentType]?.hasPrefix("text/html") == true)
+            XCTAssertTrue(r.text.contains("404") && r.text.contains("Sign in"))
+            let css = try await client.execute(uri: "/static/courier.css", method: .get)
+            XCTAssertEqual(css.status, .ok)
+            XCTAssertTrue(css.text.contains(".field-error"))
+            await assertEqual(try await client.execute(uri: "/static/courier.js", method: .get).status, .ok)
+            let api = try await client.execute(uri: "/api/v1/nothing", method: .get)
+            XCTAssertEqual(api.status, .notFound)
+        }
+    }
+
     func testMarkdownIsRenderedSafely() {
         let html = Markdown.html("# Notes\n\n*new* <script>alert(1)</script> [x](javascript:alert(1))")
         XCTAssertTrue(html.contains("<h1>Notes</h1>"))

@@ -87,4 +87,7 @@ def browser(tmp_path):
     driver.downloads = downloads
     os.makedirs(OUTPUT, exist_ok=True)
     yield driver
+    driver.save_screenshot(os.path.join(OUTPUT, "last-page.png"))
+    with open(os.path.join(OUTPUT, "last-page.html"), "w") as f:
+        f.write(driver.page_source)
     driver.quit()
