@@ -64,7 +64,14 @@ public final class ZipReader {
             if tail.u32(i) == 0x0605_4b50, i + 22 + Int(tail.u16(i + 20)) == tail.count { eocd = i; break }
             i -= 1
         }
-        guard let e = eocd else { throw notZip }
+        guard let e = eocd else {
+            // A file that starts like a zip but has no end record was cut short.
+            let head = try readExactly(fd: fd, at: 0, count: 4)
+            if head == [0x50, 0x4B, 0x03, 0x04] {
+                throw refuse("The zip archive is truncated: its end record is missing. Upload the complete file.")
+            }
+            throw notZip
+        }
         let eocdOffset = fileSize - tailLength + UInt64(e)
         var disk = UInt32(tail.u16(e + 4)), cdDisk = UInt32(tail.u16(e + 6))
         var onDisk = UInt64(tail.u16(e + 8)), total = UInt64(tail.u16(e + 10))

@@ -130,6 +130,17 @@ final class ArchiveTests: XCTestCase {
 
     // MARK: hostile and broken archives
 
+    func testEveryHostileArchiveIsRefusedWithAReason() throws {
+        for (name, bytes, says) in hostileZips() {
+            let path = dir + "/hostile.zip"
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try build(path), name) { error in
+                let message = (error as? FieldError)?.message ?? "\(error)"
+                XCTAssertTrue(message.contains(says), "\(name): \(message)")
+            }
+        }
+    }
+
     func testZipSlipAbsolutePathsAndBackslashes() {
         XCTAssertTrue(refusal(ZipBuilder([.init("20171228/../../etc/passwd", "x")]))!.message.contains("“..”"))
         XCTAssertTrue(refusal(ZipBuilder([.init("/20171228/www/a.js", "x")]))!.message.contains("absolute"))

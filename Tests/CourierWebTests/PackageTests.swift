@@ -172,6 +172,23 @@ final class PackageTests: XCTestCase {
         }
     }
 
+    func testEveryHostileZipUploadGetsA4xxAndLeavesNothing() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let b = try await self.ready(h, client)
+            for (name, bytes, says) in hostileZips() {
+                let r = try await b.upload("/apps/20171228/packages", packageFields(extra: [("mainUrl", "")]), file: bytes)
+                XCTAssertEqual(r.status, .unprocessableContent, name)
+                let error = r.text.components(separatedBy: #"id="error-file">"#).dropFirst().first?.components(separatedBy: "</p>").first ?? ""
+                XCTAssertTrue(error.contains(says), "\(name): \(error)")
+                XCTAssertEqual(try h.store.packages(of: "20171228").count, 0, name)
+                XCTAssertEqual(self.blobCount(h), 0, name)
+                XCTAssertEqual(self.tempCount(h), 0, name)
+            }
+        }
+    }
+
     func testUploadsWaitForTheVirtualDomain() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
