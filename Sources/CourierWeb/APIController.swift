@@ -100,8 +100,8 @@ struct PackageJSON: Encodable {
     init(_ p: PackageRecord, publicURL: String) {
         appId = p.appId; version = p.version; type = p.type.rawValue; status = p.status.rawValue
         size = p.size; sha256 = p.blob; md5 = p.md5; files = p.fileCount
-        amrUrl = "\(publicURL)/packages/\(p.appId)/\(p.version).amr"
-        fallbackBaseUrl = "\(publicURL)/fallback/\(p.appId)/\(p.version)/"
+        amrUrl = publicURL + Paths.amr(p)
+        fallbackBaseUrl = publicURL + Paths.fallbackBase(p)
         androidMin = p.androidMin; androidMax = p.androidMax; iosMin = p.iosMin; iosMax = p.iosMax
         mainUrl = p.mainUrl; downloadPolicy = p.downloadPolicy.rawValue; installPolicy = p.installPolicy.rawValue
         createdAt = p.createdAt

@@ -89,7 +89,7 @@ struct AppsController {
             _ = try context.require(.admin, .developer)
             do {
                 let app = try createApp(services.store, id: context.form["id"], name: context.form["name"])
-                return Response.redirect(to: "/apps/\(app.id)")
+                return Response.redirect(to: Paths.app(app.id))
             } catch let e as FieldErrors {
                 return services.views.render("app_new", NewAppPage(chrome: Chrome(context, section: "apps"), id: context.form["id"],
                                                                    name: context.form["name"], errors: dictionary(e)),
@@ -118,6 +118,6 @@ extension Services {
     func row(_ p: PackageRecord) -> PackageRow {
         PackageRow(version: p.version, status: p.status.label, statusKey: p.status.rawValue, size: humanSize(p.size),
                    fileCount: p.fileCount, createdAt: displayDate.string(from: p.createdAt),
-                   url: "/apps/\(p.appId)/packages/\(p.version)", amrURL: "/packages/\(p.appId)/\(p.version).amr")
+                   url: Paths.package(p), amrURL: Paths.amr(p))
     }
 }

@@ -9,10 +9,10 @@ enum DeliveryEntry {
     static func json(_ p: PackageRecord, app: AppRecord, settings: SettingsRecord, publicURL: String) -> [String: Any] {
         var entry: [String: Any] = [
             "app_id": p.appId, "name": app.name, "version": p.version,
-            "package_url": "\(publicURL)/packages/\(p.appId)/\(p.version).amr",
+            "package_url": publicURL + Paths.amr(p),
             "package_size": p.size, "package_md5": p.md5, "package_sha256": p.blob,
-            "fallback_base_url": "\(publicURL)/fallback/\(p.appId)/\(p.version)/",
-            "vhost": "https://\(p.appId).\(settings.virtualDomain ?? "")",
+            "fallback_base_url": publicURL + Paths.fallbackBase(p),
+            "vhost": Paths.vhost(p.appId, domain: settings.virtualDomain),
             "extend_info": (try? JSONSerialization.jsonObject(with: Data(p.extendInfo.utf8))) ?? [String: Any](),
             "install_type": p.installPolicy.rawValue,
             "auto_install": p.downloadPolicy == .all,

@@ -120,7 +120,7 @@ struct PackagesController {
                 let file = form.file("file").flatMap { $0.size > 0 ? $0 : nil }
                 if file == nil { form.discard() }
                 let p = try await services.ingest.ingest(appId: app.id, draft: draft, zipPath: file?.path, user: user.name)
-                return Response.redirect(to: "/apps/\(p.appId)/packages/\(p.version)")
+                return Response.redirect(to: Paths.package(p))
             } catch let e as FieldErrors {
                 return try self.form(context, app: app, draft: draft, errors: e, status: .unprocessableContent)
             } catch let e as FieldError {
@@ -133,14 +133,12 @@ struct PackagesController {
             let perPage = 100
             let pageCount = max(1, (all.count + perPage - 1) / perPage)
             let page = max(1, min(pageCount, request.uri.queryParameters["files"].flatMap { Int($0) } ?? 1))
-            let base = services.config.publicURL
-            let fallback = "\(base)/fallback/\(p.appId)/\(p.version)/"
-            let domain = try services.store.settings().virtualDomain ?? ""
+            let domain = try services.store.settings().virtualDomain
             func range(_ min: String?, _ max: String?) -> String? { min.map { "\($0) – \(max ?? "any later version")" } }
             let files = all[((page - 1) * perPage)..<min(all.count, page * perPage)].map {
-                FileRow(path: $0.path, size: humanSize($0.size), sha256: $0.sha256, fallbackURL: "/fallback/\(p.appId)/\(p.version)/\($0.path)")
+                FileRow(path: $0.path, size: humanSize($0.size), sha256: $0.sha256, fallbackURL: Paths.fallbackBase(p) + $0.path)
             }
-            let url = "/apps/\(p.appId)/packages/\(p.version)"
+            let url = Paths.package(p)
             return services.views.render("package", PackagePage(
                 chrome: Chrome(context, section: "apps"), appId: app.id, appName: app.name, version: p.version,
                 type: p.type.rawValue, status: p.status.label, statusKey: p.status.rawValue, size: humanSize(p.size),
@@ -148,8 +146,8 @@ struct PackagesController {
                 android: range(p.androidMin, p.androidMax), ios: range(p.iosMin, p.iosMax), mainUrl: p.mainUrl,
                 extendInfo: p.extendInfo, downloadPolicy: p.downloadPolicy == .all ? "Any network" : "Wi-Fi only",
                 installPolicy: p.installPolicy == .preload ? "Preload (install when downloaded)" : "Lazy (install when first opened)",
-                vhost: "https://\(p.appId).\(domain)", amrURL: "/packages/\(p.appId)/\(p.version).amr",
-                presetURL: url + "/h5_json.json", fallbackBaseURL: fallback,
+                vhost: Paths.vhost(p.appId, domain: domain), amrURL: Paths.amr(p),
+                presetURL: url + "/h5_json.json", fallbackBaseURL: services.config.publicURL + Paths.fallbackBase(p),
                 // Installing a key re-signs every package, so either all are signed or none.
                 signed: try services.store.settings().signingKeyPEM != nil,
                 createdAt: displayDate.string(from: p.createdAt), createdBy: p.createdBy, files: Array(files),
@@ -176,7 +174,7 @@ struct PackagesController {
         let type = fixed ?? d.type
         return services.views.render("package_new", PackageFormPage(
             chrome: Chrome(context, section: "apps"), appId: app.id, appName: app.name, fixedType: fixed,
-            virtualDomain: domain, vhost: "https://\(app.id).\(domain)", version: d.version,
+            virtualDomain: domain, vhost: Paths.vhost(app.id, domain: domain), version: d.version,
             typeNormal: type != "global", typeGlobal: type == "global", android: d.android, androidMin: d.androidMin,
             androidMax: d.androidMax, ios: d.ios, iosMin: d.iosMin, iosMax: d.iosMax, mainUrl: d.mainUrl,
             extendInfo: d.extendInfo, wifi: d.downloadPolicy != "all", lazy: d.installPolicy != "preload",
