@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BINARY = os.path.join(ROOT, ".build", "debug", "courier")
+# COURIER_BIN lets the live tests measure another build (e.g. .build/release/courier).
+BINARY = os.environ.get("COURIER_BIN") or os.path.join(ROOT, ".build", "debug", "courier")
 OUTPUT = os.path.join(ROOT, "test-output")
 PASSWORD = "e2e-password-1"
 
