@@ -130,11 +130,21 @@ extension Store {
         }
     }
 
+    /// Runs `body` while no other blob change can happen (package commits, key switches).
+    public func withBlobLock<T>(_ body: () throws -> T) rethrows -> T {
+        try blobs.lock.withLock(body)
+    }
+
     /// Moves a finished `.amr` into the blob store and records its package. Serialized with
     /// every other blob change, so a racing double submit (same bytes, same blob) cannot delete
-    /// the blob the winner has just recorded.
-    public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord]) throws -> PackageRecord {
+    /// the blob the winner has just recorded, and a package signed with a key that was
+    /// replaced meanwhile is refused rather than stored with the old signature.
+    public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord],
+                              signedWith fingerprint: String?) throws -> PackageRecord {
         try blobs.lock.withLock {
+            guard try settings().signingKeyFingerprint == fingerprint else {
+                throw FieldError("file", "The signing key was replaced while this package was being processed. Upload it again.")
+            }
             try blobs.adopt(tempPath, sha256: package.blob)
             do {
                 return try insertPackage(package, files: files)
@@ -145,11 +155,9 @@ extension Store {
         }
     }
 
-    /// Deletes blobs that no package refers to any more (after a signing-key change).
+    /// Deletes the blobs among `shas` that no package refers to. Call inside `withBlobLock`.
     public func removeUnreferenced(_ shas: [String]) throws {
-        try blobs.lock.withLock {
-            for sha in shas where try !isBlobReferenced(sha) { blobs.remove(sha) }
-        }
+        for sha in Set(shas) where try !isBlobReferenced(sha) { blobs.remove(sha) }
     }
 
     public func packageCounts() throws -> (all: Int, global: Int) {

@@ -42,44 +42,54 @@ struct CourierSettings {
     }
 
     /// Installs a signing key and re-signs every stored package with it. New blobs are written
-    /// first; the key and every package switch over in one transaction; old blobs go last.
-    /// Interrupted before the switch, the old key stays in force and the new blobs are swept.
+    /// first, outside the blob lock (the slow part); then, under it, packages committed
+    /// meanwhile are caught up and the key and every package switch over in one transaction;
+    /// old blobs go last. Interrupted before the switch, the old key stays in force and the
+    /// new blobs are swept at the next start.
     func installKey(_ key: SigningKey) async throws -> (SettingsRecord, resigned: Int) {
-        let packages = try store.allPackages()
-        var replaced: [(id: Int64, old: String, amr: AmrFile)] = []
+        var resigned: [Int64: (old: String, amr: AmrFile)] = [:]
         do {
-            for p in packages {
-                let files = try store.files(of: p.id!).map {
-                    ManifestFile(path: $0.path, size: UInt64($0.size), sha256: $0.sha256, tarOffset: UInt64($0.tarOffset))
+            for p in try store.allPackages() {
+                let amr = try await NIOThreadPool.singleton.runIfActive { [store] in try Self.resign(p, with: key, in: store) }
+                resigned[p.id!] = (p.blob, amr)
+            }
+            return try store.withBlobLock {
+                for p in try store.allPackages() where resigned[p.id!]?.old != p.blob {
+                    resigned[p.id!] = (p.blob, try Self.resign(p, with: key, in: store))
                 }
-                let out = store.blobs.temporaryPath(suffix: ".amr")
-                let source = store.blobs.path(for: p.blob)
-                let amr = try await NIOThreadPool.singleton.runIfActive {
-                    try AmrBuilder.resign(amrPath: source, tarOffset: UInt64(p.tarOffset), tarSize: UInt64(p.tarSize),
-                                          files: files, appID: p.appId, version: p.version, signer: key, to: out)
+                let switched = resigned
+                let settings = try store.db.write { db -> SettingsRecord in
+                    var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+                    s.signingKeyPEM = key.privateKeyPEM
+                    s.signingKeyFingerprint = key.fingerprint
+                    try s.save(db)
+                    for (id, r) in switched {
+                        try db.execute(sql: "UPDATE package SET blob = ?, size = ?, md5 = ?, tarOffset = ? WHERE id = ?",
+                                       arguments: [r.amr.sha256, Int64(r.amr.size), r.amr.md5, Int64(r.amr.tarOffset), id])
+                    }
+                    return s
                 }
-                try store.blobs.adopt(out, sha256: amr.sha256)
-                replaced.append((p.id!, p.blob, amr))
+                try store.removeUnreferenced(switched.values.map(\.old))
+                return (settings, switched.count)
             }
         } catch {
-            for r in replaced where r.amr.sha256 != r.old { store.blobs.remove(r.amr.sha256) }
+            try? store.withBlobLock { try store.removeUnreferenced(resigned.values.map(\.amr.sha256)) }
             throw error
         }
-        let pem = key.privateKeyPEM, fingerprint = key.fingerprint
-        let switched = replaced
-        let settings = try await store.db.write { db -> SettingsRecord in
-            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
-            s.signingKeyPEM = pem
-            s.signingKeyFingerprint = fingerprint
-            try s.save(db)
-            for r in switched {
-                try db.execute(sql: "UPDATE package SET blob = ?, size = ?, md5 = ?, tarOffset = ? WHERE id = ?",
-                               arguments: [r.amr.sha256, Int64(r.amr.size), r.amr.md5, Int64(r.amr.tarOffset), r.id])
-            }
-            return s
+    }
+
+    /// Writes a package's `.amr` again around its unchanged tar, signed with `key`, into the blob store.
+    static func resign(_ p: PackageRecord, with key: SigningKey, in store: Store) throws -> AmrFile {
+        let files = try store.files(of: p.id!).map {
+            ManifestFile(path: $0.path, size: UInt64($0.size), sha256: $0.sha256, tarOffset: UInt64($0.tarOffset))
         }
-        try store.removeUnreferenced(replaced.map(\.old))
-        return (settings, replaced.count)
+        let out = store.blobs.temporaryPath(suffix: ".amr")
+        defer { unlink(out) }
+        let amr = try AmrBuilder.resign(amrPath: store.blobs.path(for: p.blob), tarOffset: UInt64(p.tarOffset),
+                                        tarSize: UInt64(p.tarSize), files: files, appID: p.appId, version: p.version,
+                                        signer: key, to: out)
+        try store.blobs.adopt(out, sha256: amr.sha256)
+        return amr
     }
 }
 

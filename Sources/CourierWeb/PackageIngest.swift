@@ -48,7 +48,7 @@ public struct PackageIngest: Sendable {
         let files = built.files.map {
             PackageFileRecord(packageId: 0, path: $0.path, size: Int64($0.size), sha256: $0.sha256, tarOffset: Int64($0.tarOffset))
         }
-        return try store.commitPackage(amrAt: amrPath, record, files: files)
+        return try store.commitPackage(amrAt: amrPath, record, files: files, signedWith: key?.fingerprint)
     }
 }
 

@@ -1,4 +1,5 @@
 import CourierArchive
+import CourierCore
 import CourierStore
 import CourierTestSupport
 import Foundation
@@ -243,6 +244,27 @@ final class PackageTests: XCTestCase {
             await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get).status, .ok)
             XCTAssertEqual(self.blobCount(h), 1)
             XCTAssertEqual(self.tempCount(h), 0)
+        }
+    }
+
+    func testAPackageSignedWithAReplacedKeyIsNotStored() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            _ = try await self.ready(h, client)     // installs a key
+            let temp = h.store.blobs.temporaryPath(suffix: ".amr")
+            FileManager.default.createFile(atPath: temp, contents: Data("amr".utf8))
+            let record = PackageRecord(id: nil, appId: "20171228", version: "1.0.0.1", versionKey: "00001.00000.00000.00001",
+                                       type: .normal, androidMin: "1", androidMax: nil, iosMin: nil, iosMax: nil, mainUrl: nil,
+                                       extendInfo: "{}", downloadPolicy: .wifi, installPolicy: .lazy, status: .toBeReleased,
+                                       blob: String(repeating: "cd", count: 32), size: 3, md5: "", tarOffset: 0, tarSize: 0,
+                                       fileCount: 0, createdAt: Date(), createdBy: "alice")
+            XCTAssertThrowsError(try h.store.commitPackage(amrAt: temp, record, files: [], signedWith: "AA:BB")) {
+                XCTAssertTrue(($0 as! FieldError).message.contains("signing key was replaced"))
+            }
+            XCTAssertNil(try h.store.package("20171228", "1.0.0.1"))
+            XCTAssertEqual(self.blobCount(h), 0)
+            unlink(temp)
         }
     }
 
