@@ -22,7 +22,8 @@ apt:
 test-deps: deps
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		$(MAKE) --no-print-directory apt PKGS="chromium chromium-driver"
-	@command -v unzip >/dev/null && command -v openssl >/dev/null || $(MAKE) --no-print-directory apt PKGS="unzip openssl"
+	@command -v unzip >/dev/null && command -v zip >/dev/null && command -v openssl >/dev/null || \
+		$(MAKE) --no-print-directory apt PKGS="unzip zip openssl"
 	@$(PYTHON) -c "import selenium, pytest" 2>/dev/null || $(PYTHON) -m pip install -q selenium pytest
 
 build: deps

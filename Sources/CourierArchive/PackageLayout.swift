@@ -30,6 +30,9 @@ public enum PackageLayout {
                 throw FieldError("file", "“\(e.name)” is a file at the top level of the zip. The only top-level entry must be the directory \(id)/ holding all content.")
             }
             guard top[0] == id else {
+                if top[0] == "__MACOSX" {
+                    throw FieldError("file", "The zip has a “__MACOSX/” folder, which macOS Finder adds when compressing. Create the zip with `zip -r -X {id}.zip {id}` or remove that folder.")
+                }
                 let looksLikeID = top[0].utf8.count == 8 && top[0].allSatisfy(\.isNumber)
                 throw FieldError("file", looksLikeID
                     ? "The zip's top-level directory is \(top[0])/, a different app ID; this package is for app \(id)."

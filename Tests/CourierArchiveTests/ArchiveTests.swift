@@ -104,6 +104,34 @@ final class ArchiveTests: XCTestCase {
         XCTAssertEqual(try shell(["unzip", "-tq", dir + "/a.amr"]).status, 0)
     }
 
+    func testZipsFromOtherToolsGiveTheSameAmr() throws {
+        // The same tree zipped plainly, streamed (data descriptors), forced ZIP64, and by Python.
+        let tree = dir + "/tree"
+        for e in samplePackage().entries where !e.name.hasSuffix("/") {
+            let path = tree + "/" + e.name
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(e.data).write(to: URL(fileURLWithPath: path))
+        }
+        XCTAssertEqual(try shell(["zip", "-qrX", "../plain.zip", "20171228"], cwd: tree).status, 0)
+        XCTAssertEqual(try shell(["zip", "-qrX", "-fz", "../zip64.zip", "20171228"], cwd: tree).status, 0)
+        XCTAssertEqual(try shell(["sh", "-c", "zip -qrX - 20171228 > ../stream.zip"], cwd: tree).status, 0)
+        XCTAssertEqual(try shell(["python3", "-c", """
+            import zipfile, os
+            with zipfile.ZipFile('../py.zip', 'w', zipfile.ZIP_DEFLATED) as z:
+                for root, _, names in os.walk('20171228'):
+                    for n in names:
+                        with open(os.path.join(root, n), 'rb') as f, z.open(os.path.join(root, n), 'w', force_zip64=True) as out:
+                            out.write(f.read())
+            """], cwd: tree).status, 0)
+        let hashes = try ["plain", "zip64", "stream", "py"].map { try build(dir + "/\($0).zip", out: "\($0).amr").sha256 }
+        XCTAssertEqual(Set(hashes).count, 1, "\(hashes)")
+    }
+
+    func testMacOSFinderFolderIsExplained() {
+        let e = refusal(ZipBuilder([.init("20171228/www/index.html", "x"), .init("__MACOSX/20171228/www/._index.html", "x")]))
+        XCTAssertTrue(e!.message.contains("macOS Finder"))
+    }
+
     func testResigningKeepsTheTarAndChangesTheSignatures() throws {
         let k1 = try SigningKey.generate(), k2 = try SigningKey.generate()
         let first = try build(try write(samplePackage()), signer: k1)
