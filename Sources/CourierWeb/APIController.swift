@@ -174,8 +174,7 @@ struct APIController {
             try context.requireScope("upload")
             let app = try services.app(context)
             let form = try await services.readMultipart(request)
-            let file = form.file("file")
-            for f in form.files where f.path != file?.path { unlink(f.path) }
+            let file = form.takeFile("file")
             let p = try await services.ingest.ingest(appId: app.id, draft: PackageDraft(fields: form.fields),
                                                      zipPath: file?.path, user: user.name)
             return try json(PackageJSON(p, publicURL: services.config.publicURL), status: .created)

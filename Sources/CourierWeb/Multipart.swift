@@ -16,6 +16,12 @@ public struct MultipartForm: Sendable {
     public var fields = FormFields()
     public var files: [UploadedFile] = []
     public func file(_ name: String) -> UploadedFile? { files.first { $0.field == name } }
+    /// The non-empty file sent as `name`; every other uploaded file is deleted now.
+    public func takeFile(_ name: String) -> UploadedFile? {
+        let kept = files.first { $0.field == name && $0.size > 0 }
+        for f in files where f.path != kept?.path { unlink(f.path) }
+        return kept
+    }
     /// Deletes the temp files: call when the upload has been used or refused.
     public func discard() { for f in files { unlink(f.path) } }
 }

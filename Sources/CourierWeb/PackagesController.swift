@@ -117,8 +117,7 @@ struct PackagesController {
                     do { _ = try draft.validate(for: facts) } catch let e as FieldErrors { e.errors.forEach { errors.append($0) } }
                     throw errors
                 }
-                let file = form.file("file").flatMap { $0.size > 0 ? $0 : nil }
-                if file == nil { form.discard() }
+                let file = form.takeFile("file")
                 let p = try await services.ingest.ingest(appId: app.id, draft: draft, zipPath: file?.path, user: user.name)
                 return Response.redirect(to: Paths.package(p))
             } catch let e as FieldErrors {

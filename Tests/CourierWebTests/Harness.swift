@@ -80,12 +80,16 @@ struct Browser: Sendable {
 }
 
 func multipart(_ fields: [(String, String)], file: (String, String, [UInt8])?) -> (ByteBuffer, String) {
+    multipart(fields, files: file.map { [$0] } ?? [])
+}
+
+func multipart(_ fields: [(String, String)], files: [(String, String, [UInt8])]) -> (ByteBuffer, String) {
     let boundary = "----CourierTest\(UUID().uuidString)"
     var b = ByteBuffer()
     for (k, v) in fields {
         b.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n")
     }
-    if let (name, filename, bytes) = file {
+    for (name, filename, bytes) in files {
         b.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"\(filename)\"\r\nContent-Type: application/zip\r\n\r\n")
         b.writeBytes(bytes)
         b.writeString("\r\n")

@@ -152,6 +152,12 @@ final class PackageTests: XCTestCase {
             let unconfirmed = try await b.upload("/apps/20171228/packages",
                                                  packageFields(version: "1.0").filter { $0.0 != "confirm" }, file: samplePackage().bytes())
             XCTAssertTrue(unconfirmed.text.contains(#"id="error-confirm""#) && unconfirmed.text.contains(#"id="error-version""#))
+            // Stray extra files are not kept, whatever the outcome.
+            let (body, type) = multipart(packageFields(version: "2.0.0.1"), files: [("file", "p.zip", samplePackage().bytes()), ("other", "x.bin", [1, 2, 3])])
+            let stray = try await b.client.execute(uri: "/apps/20171228/packages?csrf=\(b.csrf)", method: .post,
+                                                   headers: [.cookie: b.cookie, .contentType: type], body: body)
+            XCTAssertEqual(stray.status, .seeOther)
+            XCTAssertEqual(self.tempCount(h), 0)
             let noFile = try await b.upload("/apps/20171228/packages", packageFields(), file: nil)
             XCTAssertTrue(noFile.text.contains(#"id="error-file""#) && noFile.text.contains("Choose the offline package"))
             XCTAssertEqual(self.tempCount(h), 0)
