@@ -110,12 +110,15 @@ extension Store {
     }
 
     /// Records a built package and its files in one transaction. The version and type rules
-    /// are checked again inside it, so two uploads racing for the same version cannot both win.
+    /// are checked again inside it, so two racing uploads cannot both win.
     func insertPackage(_ package: PackageRecord, files: [PackageFileRecord]) throws -> PackageRecord {
         try db.write { db in
             let facts = try Self.facts(db, package.appId)
             if let highest = facts.highestVersion, package.packageVersion <= highest {
                 throw FieldError("version", "The version must be greater than \(highest), the app's highest version.")
+            }
+            if let fixed = facts.fixedType, fixed != package.type {
+                throw FieldError("type", "This app's packages are \(fixed.rawValue); its resource package type cannot change.")
             }
             var p = package
             try p.insert(db)

@@ -253,6 +253,34 @@ final class PackageTests: XCTestCase {
         }
     }
 
+    func testTheFirstPackagesTypeHoldsEvenForARacingUpload() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            _ = try await self.ready(h, client, key: false)
+            func record(_ version: String, _ type: PackageType) -> PackageRecord {
+                PackageRecord(id: nil, appId: "20171228", version: version, versionKey: version, type: type, androidMin: "1",
+                              androidMax: nil, iosMin: nil, iosMax: nil, mainUrl: nil, extendInfo: "{}", downloadPolicy: .wifi,
+                              installPolicy: .lazy, status: .toBeReleased, blob: String(repeating: "ef", count: 32), size: 3,
+                              md5: "", tarOffset: 0, tarSize: 0, fileCount: 0, createdAt: Date(), createdBy: "alice")
+            }
+            // Both were validated while the app had no type; the second to commit loses.
+            for (version, type) in [("1.0.0.1", PackageType.normal), ("1.0.0.2", .global)] {
+                let temp = h.store.blobs.temporaryPath(suffix: ".amr")
+                FileManager.default.createFile(atPath: temp, contents: Data("amr".utf8))
+                do {
+                    _ = try h.store.commitPackage(amrAt: temp, record(version, type), files: [], signedWith: nil)
+                    XCTAssertEqual(type, .normal)
+                } catch let e as FieldError {
+                    XCTAssertEqual(e.field, "type")
+                    XCTAssertEqual(type, .global)
+                }
+                unlink(temp)
+            }
+            XCTAssertEqual(try h.store.packages(of: "20171228").map(\.version), ["1.0.0.1"])
+        }
+    }
+
     func testAPackageSignedWithAReplacedKeyIsNotStored() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
