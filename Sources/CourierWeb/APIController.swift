@@ -33,24 +33,12 @@ struct APIErrorMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let e as FieldErrors {
-            return Self.error(.unprocessableContent, e.errors.first?.message ?? "Invalid request.", field: e.errors.first?.field,
-                              all: e.errors)
-        } catch let e as FieldError {
-            return Self.error(.unprocessableContent, e.message, field: e.field.isEmpty ? nil : e.field)
-        } catch let e as SettingsConflict {
-            return Self.error(.conflict, e.description, field: nil)
-        } catch let e as HTTPError {
-            var r = Self.error(e.status, e.body ?? e.status.reasonPhrase, field: nil)
-            for h in e.headers { r.headers.append(h) }
-            return r
-        } catch let e as UploadTooLarge {
-            return Self.error(.contentTooLarge, e.message, field: "file")
-        } catch is DecodingError {
-            return Self.error(.badRequest, "The request body is not the JSON this endpoint expects.", field: nil)
         } catch {
-            context.logger.error("Unhandled API error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
-            return Self.error(.internalServerError, "Something went wrong on the server. The error was logged.", field: nil)
+            let shown = PresentedError.of(error, request, context)
+            var response = Self.error(shown.status, shown.fields.first?.message ?? shown.message,
+                                      field: shown.fields.first?.field, all: shown.fields)
+            for h in shown.headers { response.headers.append(h) }
+            return response
         }
     }
 

@@ -89,17 +89,11 @@ struct HTMLErrorMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let error as HTTPError {
-            return views.errorPage(status: error.status, message: error.body ?? error.status.reasonPhrase, context: context)
-        } catch let error as FieldError {
-            return views.errorPage(status: .badRequest, message: error.message, context: context)
-        } catch let error as FieldErrors {
-            return views.errorPage(status: .badRequest, message: error.description, context: context)
-        } catch let e as UploadTooLarge {
-            return views.errorPage(status: .contentTooLarge, message: e.message, context: context)
         } catch {
-            context.logger.error("Unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
-            return views.errorPage(status: .internalServerError, message: "Something went wrong on the server. The error was logged.", context: context)
+            let shown = PresentedError.of(error, request, context)
+            var response = views.errorPage(status: shown.status, message: shown.message, context: context)
+            for h in shown.headers { response.headers.append(h) }
+            return response
         }
     }
 }
