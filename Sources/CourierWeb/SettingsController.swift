@@ -50,25 +50,10 @@ struct SettingsController {
             }
         }
         group.post("settings/signing-key") { _, context in
-            _ = try context.require(.admin)
-            do {
-                try confirmReplace(context)
-                let key = try SigningKey(pem: context.form["privateKey"])
-                let (_, count) = try await settings.installKey(key)
-                return Response.redirect(to: "/settings?saved=key\(count > 0 ? "-resigned" : "")")
-            } catch let e as FieldError {
-                return try page(context, errors: [e.field: e.message], status: .unprocessableContent)
-            }
+            try await installKey(context) { try SigningKey(pem: context.form["privateKey"]) }
         }
         group.post("settings/signing-key/generate") { _, context in
-            _ = try context.require(.admin)
-            do {
-                try confirmReplace(context)
-                let (_, count) = try await settings.installKey(try SigningKey.generate())
-                return Response.redirect(to: "/settings?saved=key\(count > 0 ? "-resigned" : "")")
-            } catch let e as FieldError {
-                return try page(context, errors: [e.field: e.message], status: .unprocessableContent)
-            }
+            try await installKey(context) { try SigningKey.generate() }
         }
     }
 
@@ -77,9 +62,17 @@ struct SettingsController {
          "key": "The signing key is installed.", "key-resigned": "The signing key is installed and every package was re-signed with it."]
     }
 
-    func confirmReplace(_ context: AppContext) throws {
-        if try services.store.settings().signingKeyPEM != nil, !context.form.isChecked("confirmReplace") {
-            throw FieldError("confirmReplace", "A key is already installed. Tick the box to confirm replacing it and re-signing every package.")
+    /// Installs the key `make` gives (uploaded or generated) once a replacement is confirmed.
+    func installKey(_ context: AppContext, _ make: () throws -> SigningKey) async throws -> Response {
+        _ = try context.require(.admin)
+        do {
+            if try services.store.settings().signingKeyPEM != nil, !context.form.isChecked("confirmReplace") {
+                throw FieldError("confirmReplace", "A key is already installed. Tick the box to confirm replacing it and re-signing every package.")
+            }
+            let (_, count) = try await settings.installKey(try make())
+            return Response.redirect(to: "/settings?saved=key\(count > 0 ? "-resigned" : "")")
+        } catch let e as FieldError {
+            return try page(context, errors: [e.field: e.message], status: .unprocessableContent)
         }
     }
 
