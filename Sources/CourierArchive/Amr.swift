@@ -45,8 +45,20 @@ public enum AmrBuilder {
             tarSize += UInt64(n)
         }
         var headers: [[UInt8]] = []
+        // The reader keeps the total under its limit; refuse here too rather than trap on a
+        // size the tar or the 32-bit .amr cannot hold.
+        var planned: UInt64 = 0
         for f in files {
-            let header = TarHeader.file(path: f.path, size: f.entry.uncompressedSize)
+            let (sum, overflow) = planned.addingReportingOverflow(f.entry.uncompressedSize)
+            guard !overflow, sum < 0xF000_0000, TarHeader.canEncode(f.path) else {
+                throw FieldError("file", "The package is too large to store (over 3.75 GiB as a tar) or has a path a tar cannot hold.")
+            }
+            planned = sum + 1024
+        }
+        for f in files {
+            guard let header = TarHeader.file(path: f.path, size: f.entry.uncompressedSize) else {
+                throw FieldError("file", "“\(f.path)”: the path is too long to store in a tar.")
+            }
             headers.append(header)
             addCRC(header)
             tarCRC = crc32_combine(tarCRC, uLong(f.entry.crc32), off_t(f.entry.uncompressedSize))
@@ -194,7 +206,7 @@ final class HashingWriter {
     let capacity = 1 << 20
 
     init(path: String) throws {
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FieldError("", "Could not create \(path).") }
         buffer.reserveCapacity(capacity)
     }
@@ -223,7 +235,7 @@ final class HashingWriter {
     }
     func finish() throws -> (UInt64, String, String) {
         try flush()
-        fsync(fd)
+        guard fsync(fd) == 0 else { throw FieldError("", "The server could not save the package to disk (fsync failed); nothing was stored.") }
         return (count, sha256.finalize().hex, md5.finalize().hex)
     }
 }

@@ -15,10 +15,11 @@ public enum TarHeader {
 
     public static func canEncode(_ path: String) -> Bool { split(path) != nil }
 
-    /// The 512-byte header of a regular file (mode 0644, owner 0, mtime 0).
-    public static func file(path: String, size: UInt64) -> [UInt8] {
+    /// The 512-byte header of a regular file (mode 0644, owner 0, mtime 0); nil when the path
+    /// does not fit or the size needs more than ustar's 11 octal digits (8 GiB).
+    public static func file(path: String, size: UInt64) -> [UInt8]? {
+        guard size < 1 << 33, let (prefix, name) = split(path) else { return nil }
         var h = [UInt8](repeating: 0, count: blockSize)
-        let (prefix, name) = split(path)!
         func put(_ bytes: [UInt8], at offset: Int) { for (i, b) in bytes.enumerated() { h[offset + i] = b } }
         func octal(_ value: UInt64, width: Int) -> [UInt8] {
             let digits = String(value, radix: 8)

@@ -83,7 +83,8 @@ public final class ZipReader {
             let loc = try readExactly(fd: fd, at: eocdOffset - 20, count: 20)
             guard loc.u32(0) == 0x0706_4b50 else { throw refuse("The archive's ZIP64 end record is missing: the file is corrupt or truncated.") }
             let recordOffset = loc.u64(8)
-            guard recordOffset + 56 <= eocdOffset else { throw refuse("The archive's ZIP64 end record is corrupt.") }
+            // Compared without adding: the offset comes from the file and may be near 2^64.
+            guard recordOffset <= eocdOffset, eocdOffset - recordOffset >= 56 else { throw refuse("The archive's ZIP64 end record is corrupt.") }
             let r = try readExactly(fd: fd, at: recordOffset, count: 56)
             guard r.u32(0) == 0x0606_4b50 else { throw refuse("The archive's ZIP64 end record is corrupt.") }
             disk = r.u32(16); cdDisk = r.u32(20); onDisk = r.u64(24); total = r.u64(32)
@@ -98,6 +99,10 @@ public final class ZipReader {
         }
         guard cdOffset <= cdEnd, cdSize <= cdEnd - cdOffset else {
             throw refuse("The archive's central directory lies outside the file: it is corrupt or truncated.")
+        }
+        // Bound what is buffered: 20,000 honest entries need far less than this.
+        guard cdSize <= 64 << 20 else {
+            throw refuse("The archive's central directory is over 64 MiB; the file is corrupt or crafted.")
         }
         let cd = try readExactly(fd: fd, at: cdOffset, count: Int(cdSize))
         var entries: [ZipEntry] = []
@@ -158,13 +163,15 @@ public final class ZipReader {
             let key = name.hasSuffix("/") ? String(name.dropLast()) : name
             guard seen.insert(key).inserted else { throw bad("the name appears more than once in the archive.") }
             if method == 0, csize != usize { throw bad("it is stored but its compressed and uncompressed sizes differ.") }
-            if usize > limits.ratioAppliesAbove, usize > csize.multipliedReportingOverflow(by: limits.maxRatio).partialValue {
+            let (allowed, overflow) = csize.multipliedReportingOverflow(by: limits.maxRatio)
+            if usize > limits.ratioAppliesAbove, !overflow, usize > allowed {
                 throw bad("its compression ratio is over \(limits.maxRatio):1 (\(usize) bytes from \(csize)); this looks like a zip bomb.")
             }
-            totalSize += usize
-            if totalSize > limits.maxTotalUncompressed {
+            // totalSize stays ≤ the limit, so the subtraction cannot wrap; usize may be near 2^64.
+            if usize > limits.maxTotalUncompressed - totalSize {
                 throw refuse("The archive expands to more than \(limits.maxTotalUncompressed >> 20) MiB; upload at most 1 GiB of content.")
             }
+            totalSize += usize
             entries.append(ZipEntry(name: name, method: method, crc32: crc, compressedSize: csize,
                                     uncompressedSize: usize, localHeaderOffset: offset))
         }
@@ -204,20 +211,24 @@ public final class ZipReader {
         for i in order {
             let e = entries[i]
             func bad(_ why: String) -> FieldError { refuse("Entry “\(e.name)”: \(why)") }
-            guard e.localHeaderOffset >= previousEnd, e.localHeaderOffset + 30 <= end else {
+            // Offsets come from the file: compare with what remains instead of adding (no trap near 2^64).
+            guard e.localHeaderOffset >= previousEnd, e.localHeaderOffset <= end, end - e.localHeaderOffset >= 30 else {
                 throw bad("its data overlaps another entry or lies outside the archive; the file is corrupt or crafted.")
             }
             let h = try readExactly(fd: fd, at: e.localHeaderOffset, count: 30)
             guard h.u32(0) == 0x0403_4b50 else { throw bad("its local header is missing; the file is corrupt.") }
             let n = UInt64(h.u16(26)), x = UInt64(h.u16(28))
-            guard e.localHeaderOffset + 30 + n <= end else { throw bad("its local header is truncated.") }
+            guard end - e.localHeaderOffset - 30 >= n else { throw bad("its local header is truncated.") }
             let localName = try readExactly(fd: fd, at: e.localHeaderOffset + 30, count: Int(n))
             guard localName == Array(e.name.utf8) else {
                 throw bad("its local header names a different file; the archive is corrupt or crafted.")
             }
             if h.u16(6) & 0x0001 != 0 { throw bad("it is encrypted. Upload an archive without a password.") }
+            guard end - e.localHeaderOffset - 30 - n >= x else {
+                throw bad("its data runs past the end of the archive; the file is truncated.")
+            }
             let dataStart = e.localHeaderOffset + 30 + n + x
-            guard dataStart <= end, e.compressedSize <= end - dataStart else {
+            guard e.compressedSize <= end - dataStart else {
                 throw bad("its data runs past the end of the archive; the file is truncated.")
             }
             entries[i].dataOffset = dataStart
@@ -226,6 +237,9 @@ public final class ZipReader {
     }
 
     static func readExactly(fd: Int32, at offset: UInt64, count: Int) throws -> [UInt8] {
+        guard offset <= UInt64(Int64.max) - UInt64(count) else {
+            throw refuse("The archive points outside itself; the file is corrupt or crafted.")
+        }
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {

@@ -10,11 +10,19 @@ public final class Store: Sendable {
 
     public init(dataDirectory: String) throws {
         let dir = URL(fileURLWithPath: dataDirectory, isDirectory: true)
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Self.preparePrivateDirectory(dir.path)
+        // The database holds the signing key: only Courier's user may read it. SQLite gives its
+        // -wal and -shm files the database file's mode, so creating that file 0600 covers them.
+        let dbPath = dir.appendingPathComponent("courier.sqlite").path
+        let fd = open(dbPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError("Cannot open \(dbPath): \(String(cString: strerror(errno))).") }
+        fchmod(fd, 0o600)
+        close(fd)
+        for suffix in ["-wal", "-shm"] { chmod(dbPath + suffix, 0o600) }
         var config = Configuration()
         config.busyMode = .timeout(5)
         config.prepareDatabase { db in try db.execute(sql: "PRAGMA foreign_keys = ON") }
-        db = try DatabasePool(path: dir.appendingPathComponent("courier.sqlite").path, configuration: config)
+        db = try DatabasePool(path: dbPath, configuration: config)
         try Self.migrator.migrate(db)
         blobs = try BlobStore(root: dir)
     }
@@ -94,6 +102,15 @@ public final class Store: Sendable {
         return m
     }
 
+    /// Creates `path` (and parents) or tightens an existing one to 0700: owner only.
+    public static func preparePrivateDirectory(_ path: String) throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        guard chmod(path, 0o700) == 0 else {
+            throw StoreError("Cannot make \(path) private (chmod 0700): \(String(cString: strerror(errno))).")
+        }
+    }
+
     /// Removes what an interrupted upload or ingest may have left: temp files, and blobs
     /// that no package refers to (written but never committed). Run at start-up.
     public func sweep() throws -> (tempFiles: Int, orphanBlobs: Int) {
@@ -115,8 +132,8 @@ public struct BlobStore: Sendable {
 
     init(root: URL) throws {
         self.root = root
-        try FileManager.default.createDirectory(at: temporaryDirectory, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: blobDirectory, withIntermediateDirectories: true)
+        try Store.preparePrivateDirectory(temporaryDirectory.path)
+        try Store.preparePrivateDirectory(blobDirectory.path)
     }
 
     public func path(for sha256: String) -> String {
@@ -132,7 +149,7 @@ public struct BlobStore: Sendable {
     public func adopt(_ tempPath: String, sha256: String) throws {
         let target = path(for: sha256)
         try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
+                                                withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if rename(tempPath, target) != 0 { throw CocoaError(.fileWriteUnknown) }
     }
 
@@ -158,6 +175,11 @@ public struct BlobStore: Sendable {
         }
         return removed
     }
+}
+
+public struct StoreError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ d: String) { description = d }
 }
 
 public enum TokenHash {

@@ -11,13 +11,33 @@ public struct CourierConfiguration: Sendable {
     public var port = 8080
     /// Base of the URLs clients are given (`package_url`, `fallback_base_url`).
     public var publicURL = "http://127.0.0.1:8080"
+    /// The console's own address; nil means the same as `publicURL` (a shared origin).
+    public var consoleURL: String?
     /// Folder holding `Templates/` and `Public/`.
     public var resourcesDirectory = FileManager.default.currentDirectoryPath
     public var maxUploadBytes = 300 * 1024 * 1024
     public var secureCookies = false
     public var logLevel: Logger.Level = .info
+    /// A connection that sends no request part for this long is closed (a half-sent header, a
+    /// stalled body, an idle keep-alive), so slow clients cannot hold every file descriptor.
+    public var idleTimeoutSeconds = 30
 
     public init() {}
+
+    static func hostname(of url: String) -> String? { URL(string: url)?.host?.lowercased() }
+
+    /// The console and package content are kept apart by host when the console URL names a
+    /// different host than the public URL; otherwise they share an origin and package content
+    /// is sandboxed (SPEC §4).
+    public var separateContentHost: Bool {
+        guard let consoleURL, let c = Self.hostname(of: consoleURL), let p = Self.hostname(of: publicURL) else { return false }
+        return c != p
+    }
+
+    /// The host console and API requests must name, when the hosts are separate.
+    var consoleHost: String? { separateContentHost ? consoleURL.flatMap(Self.hostname) : nil }
+    /// The host package content requests must name, when the hosts are separate.
+    var contentHost: String? { separateContentHost ? Self.hostname(of: publicURL) : nil }
 }
 
 /// Everything a controller may need, built once at start-up.
@@ -28,6 +48,11 @@ public struct Services: Sendable {
     public let ingest: PackageIngest
     public let signer: SigningKeyCache
     public let throttle: LoginThrottle
+    public let passwords: PasswordHasher
+
+    /// Where a person follows a link to package content: on the console's origin a path, with a
+    /// separate content host its full URL there.
+    func contentLink(_ path: String) -> String { config.separateContentHost ? config.publicURL + path : path }
 }
 
 public func buildServices(_ config: CourierConfiguration, logger: Logger) async throws -> Services {
@@ -44,7 +69,7 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
     let library = try await MustacheLibrary(directory: templates)
     let signer = SigningKeyCache()
     return Services(config: config, store: store, views: Views(library: library), ingest: PackageIngest(store: store, signer: signer),
-                    signer: signer, throttle: LoginThrottle())
+                    signer: signer, throttle: LoginThrottle(), passwords: PasswordHasher())
 }
 
 public struct CourierStartupError: Error, CustomStringConvertible {
@@ -54,6 +79,8 @@ public struct CourierStartupError: Error, CustomStringConvertible {
 
 public func buildRouter(_ services: Services) -> Router<AppContext> {
     let router = Router(context: AppContext.self)
+    // Outermost, so every answer gets it: 404 pages, /static files, JSON, errors.
+    router.add(middleware: NoSniffMiddleware())
     // Anything no route or static file matched, and errors of the public file routes, as an HTML
     // page (the API and console groups answer their own errors first). It must wrap
     // FileMiddleware, which serves a file only when the routes answer 404.
@@ -61,21 +88,25 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     let publicDir = URL(fileURLWithPath: services.config.resourcesDirectory).appendingPathComponent("Public").path
     router.add(middleware: FileMiddleware(publicDir, urlBasePath: "/static", cacheControl: .init([(MediaType(type: .any), [.maxAge(300)])])))
 
-    // Clients and public files: no login.
-    DeliveryController(services: services).addRoutes(to: router)
+    let config = services.config
+    // Clients and public files: no login. With a separate content host they answer only there.
+    DeliveryController(services: services).addRoutes(to: router.group().add(middleware: HostGate(host: config.contentHost, serves: "package content")))
 
     // The JSON API: bearer tokens, JSON errors.
-    let api = router.group("api/v1").add(middleware: APIErrorMiddleware()).add(middleware: BearerAuthMiddleware(store: services.store))
-    APIController(services: services).addRoutes(to: api)
-    router.group("api/v1").add(middleware: APIErrorMiddleware()).get("settings/public-key") { _, _ in
-        try publicKeyResponse(services.store)
+    // (A group's `add(middleware:)` changes that group, so each gets its own.)
+    func apiGroup() -> RouterGroup<AppContext> {
+        router.group("api/v1").add(middleware: APIErrorMiddleware()).add(middleware: HostGate(host: config.consoleHost, serves: "the JSON API"))
     }
+    apiGroup().get("settings/public-key") { _, _ in try publicKeyResponse(services.store) }
+    APIController(services: services).addRoutes(to: apiGroup().add(middleware: BearerAuthMiddleware(store: services.store)))
 
     // The console: HTML error pages, sessions, CSRF on every state change.
     let pages = router.group().add(middleware: SecurityHeadersMiddleware()).add(middleware: HTMLErrorMiddleware(views: services.views))
+        .add(middleware: HostGate(host: config.consoleHost, serves: "the console"))
     AuthController(services: services).addRoutes(to: pages)
     let console = pages.add(middleware: SessionMiddleware(store: services.store))
         .add(middleware: CSRFMiddleware())
+    AuthController(services: services).addSignedInRoutes(to: console)
     console.get("/") { _, _ in Response.redirect(to: "/apps") }
     SettingsController(services: services).addRoutes(to: console)
     AppsController(services: services).addRoutes(to: console)
@@ -88,6 +119,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
     logger.logLevel = config.logLevel
     let services = try await buildServices(config, logger: logger)
     return Application(router: buildRouter(services),
+                       server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.idleTimeoutSeconds)))),
                        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Courier"),
                        logger: logger)
 }

@@ -3,49 +3,137 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdBcrypt
+import NIOConcurrencyHelpers
 import NIOPosix
 
-/// Failed sign-ins per name and per address: after 5 within 15 minutes, wait.
+/// Failed sign-ins, counted per (name, address) and per address so that nobody can lock an
+/// account from elsewhere: after 5 failures for one name from one address, or 20 from one
+/// address whatever the names, within 15 minutes, that pair or address waits. An attempt is
+/// reserved (counted as a failure) before its password is hashed, so parallel guesses cannot
+/// all pass the check first; a success releases its own reservation and clears only its own
+/// (name, address) pair.
 public actor LoginThrottle {
-    var failures: [String: [Date]] = [:]
-    let limit = 5
-    let window: TimeInterval = 15 * 60
-
-    public init() {}
-
-    /// Seconds to wait before another attempt is allowed, or nil.
-    func retryAfter(_ keys: [String], now: Date = Date()) -> Int? {
-        var wait: TimeInterval = 0
-        for key in keys {
-            let recent = (failures[key] ?? []).filter { now.timeIntervalSince($0) < window }
-            failures[key] = recent
-            if recent.count >= limit, let oldest = recent.first { wait = max(wait, window - now.timeIntervalSince(oldest)) }
-        }
-        return wait > 0 ? Int(wait.rounded(.up)) : nil
+    public struct Ticket: Sendable {
+        let pair: String
+        let address: String
+        let at: Date
     }
 
-    func failed(_ keys: [String], now: Date = Date()) { for k in keys { failures[k, default: []].append(now) } }
-    func succeeded(_ keys: [String]) { for k in keys { failures[k] = nil } }
+    var attempts: [String: [Date]] = [:]
+    let perPair = 5
+    let perAddress = 20
+    let window: TimeInterval = 15 * 60
+    /// Bounds memory whatever is sent: names are cut to this length, keys to this count.
+    static let maxNameLength = 64
+    let maxKeys: Int
+
+    public init(maxKeys: Int = 10_000) { self.maxKeys = maxKeys }
+
+    /// Reserves an attempt, or answers how many seconds to wait.
+    func reserve(name: String, address: String, now: Date = Date()) -> Result<Ticket, Wait> {
+        let pair = "pair:" + address + "\u{0}" + name.lowercased().prefix(Self.maxNameLength)
+        let addr = "addr:" + address
+        var wait: TimeInterval = 0
+        for (key, limit) in [(pair, perPair), (addr, perAddress)] {
+            let recent = (attempts[key] ?? []).filter { now.timeIntervalSince($0) < window }
+            attempts[key] = recent.isEmpty ? nil : recent
+            if recent.count >= limit, let oldest = recent.first { wait = max(wait, window - now.timeIntervalSince(oldest)) }
+        }
+        if wait > 0 { return .failure(Wait(seconds: max(1, Int(wait.rounded(.up))))) }
+        attempts[pair, default: []].append(now)
+        attempts[addr, default: []].append(now)
+        if attempts.count > maxKeys { prune(now) }
+        return .success(Ticket(pair: pair, address: addr, at: now))
+    }
+
+    /// The password was right: this attempt does not count, and this pair starts afresh.
+    func succeeded(_ ticket: Ticket) {
+        attempts[ticket.pair] = nil
+        if var list = attempts[ticket.address], let i = list.firstIndex(of: ticket.at) {
+            list.remove(at: i)
+            attempts[ticket.address] = list.isEmpty ? nil : list
+        }
+    }
+
+    /// Drops expired entries; if still too many (attempts from thousands of addresses), those
+    /// whose last attempt is oldest: memory stays bounded whatever is sent.
+    func prune(_ now: Date) {
+        attempts = attempts.filter { _, dates in dates.contains { now.timeIntervalSince($0) < window } }
+        guard attempts.count > maxKeys else { return }
+        let oldest = attempts.sorted { ($0.value.last ?? .distantPast) < ($1.value.last ?? .distantPast) }
+        for (key, _) in oldest.prefix(attempts.count - maxKeys * 9 / 10) { attempts[key] = nil }
+    }
+
+    var keyCount: Int { attempts.count }
+
+    public struct Wait: Error { let seconds: Int }
+}
+
+/// Bcrypt on a thread of its own with a short queue: a burst of sign-ins waits there (or is
+/// told to come back) instead of taking the threads that serve files and pages.
+public final class PasswordHasher: Sendable {
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        return pool
+    }()
+    let waiting = NIOLockedValueBox(0)
+    let maxWaiting: Int
+
+    public init(maxWaiting: Int = 8) { self.maxWaiting = maxWaiting }
+
+    public func verify(_ password: String, hash: String) async throws -> Bool {
+        try await run { Bcrypt.verify(password, hash: hash) }
+    }
+
+    public func hash(_ password: String, cost: UInt8 = 12) async throws -> String {
+        try await run { Bcrypt.hash(password, cost: cost) }
+    }
+
+    func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async throws -> T {
+        let admitted = waiting.withLockedValue { n -> Bool in
+            guard n < maxWaiting else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else {
+            throw HTTPError(.serviceUnavailable, headers: [HTTPField.Name("Retry-After")!: "2"],
+                            message: "Too many people are signing in at this moment. Try again in a few seconds.")
+        }
+        defer { waiting.withLockedValue { $0 -= 1 } }
+        return try await Self.pool.runIfActive(work)
+    }
 }
 
 struct LoginPage {
     let chrome: Chrome
     let name: String
     let next: String
+    let csrf: String
     let error: String?
 }
+
+let sessionCookie = "courier_session"
+/// The sign-in form's token (no session exists yet): a cookie and the same value in the form.
+let loginCookie = "courier_login"
 
 struct AuthController {
     let services: Services
 
     func addRoutes(to group: RouterGroup<AppContext>) {
         group.get("login") { request, context in
-            services.views.render("login", LoginPage(chrome: Chrome(context, section: ""), name: "",
-                                                     next: safeNext(request.uri.queryParameters["next"].map(String.init)), error: nil))
+            let (token, cookie) = loginToken(request)
+            var response = page(context, name: "", next: safeNext(request.uri.queryParameters["next"].map(String.init)),
+                                token: token, error: nil, status: .ok)
+            if let cookie { response.setCookie(cookie) }
+            return response
         }
         group.post("login") { request, context in try await login(request, context) }
-        group.post("logout") { request, context in
-            guard sameOrigin(request) else { throw HTTPError(.forbidden, message: "Sign-out from another site was refused.") }
+    }
+
+    /// Sign-out is a state change like any other: session and CSRF token required.
+    func addSignedInRoutes(to group: RouterGroup<AppContext>) {
+        group.post("logout") { request, _ in
             if let cookie = request.cookies[sessionCookie]?.value { try services.store.deleteSession(cookie: cookie) }
             var response = Response.redirect(to: "/login")
             response.setCookie(Cookie(name: sessionCookie, value: "", maxAge: 0, path: "/", secure: services.config.secureCookies,
@@ -54,31 +142,51 @@ struct AuthController {
         }
     }
 
+    /// The browser's sign-in token, or a new one with the cookie that carries it.
+    func loginToken(_ request: Request) -> (String, Cookie?) {
+        if let existing = request.cookies[loginCookie]?.value, existing.count == 43,
+           existing.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
+            return (existing, nil)
+        }
+        let token = TokenHash.randomSecret()
+        return (token, Cookie(name: loginCookie, value: token, maxAge: 12 * 3600, path: "/login",
+                              secure: services.config.secureCookies, httpOnly: true, sameSite: .strict))
+    }
+
+    func page(_ context: AppContext, name: String, next: String, token: String, error: String?, status: HTTPResponse.Status) -> Response {
+        services.views.render("login", LoginPage(chrome: Chrome(context, section: ""), name: name, next: next, csrf: token, error: error),
+                              status: status)
+    }
+
     func login(_ request: Request, _ context: AppContext) async throws -> Response {
-        // No session exists yet, so no CSRF token: a cross-site Origin is refused instead.
         guard sameOrigin(request) else { throw HTTPError(.forbidden, message: "Sign-in from another site was refused.") }
         let form = FormFields(urlEncoded: String(buffer: try await request.body.collect(upTo: 64 * 1024)))
         let name = form["name"].trimmingCharacters(in: .whitespaces)
         let next = safeNext(form["next"])
-        func page(_ error: String, _ status: HTTPResponse.Status) -> Response {
-            services.views.render("login", LoginPage(chrome: Chrome(context, section: ""), name: name, next: next, error: error), status: status)
-        }
-        let keys = ["user:" + name.lowercased(), "ip:" + context.remoteIP]
-        if let wait = await services.throttle.retryAfter(keys) {
-            var r = page("Too many failed sign-ins. Try again in \(max(1, wait / 60)) minute(s).", .tooManyRequests)
-            r.headers[HTTPField.Name("Retry-After")!] = String(wait)
+        let (token, newCookie) = loginToken(request)
+        func answer(_ error: String, _ status: HTTPResponse.Status) -> Response {
+            var r = page(context, name: String(name.prefix(LoginThrottle.maxNameLength)), next: next, token: token, error: error, status: status)
+            if let newCookie { r.setCookie(newCookie) }
             return r
         }
-        let password = form["password"]
+        guard newCookie == nil, constantTimeEqual(form["csrf"], token) else {
+            return answer("The sign-in form had expired. Sign in again.", .forbidden)
+        }
+        let ticket: LoginThrottle.Ticket
+        switch await services.throttle.reserve(name: name, address: context.remoteIP) {
+        case .failure(let wait):
+            var r = answer("Too many failed sign-ins. Try again in \(max(1, (wait.seconds + 59) / 60)) minute(s).", .tooManyRequests)
+            r.headers[HTTPField.Name("Retry-After")!] = String(wait.seconds)
+            return r
+        case .success(let t): ticket = t
+        }
+        let wrong = answer("The user name or password is wrong.", .unauthorized)
+        guard name.count <= LoginThrottle.maxNameLength else { return wrong }
         let user = try services.store.user(named: name)
         // Verify against a dummy hash when the user is unknown, so timing does not reveal names.
         let hash = user?.passwordHash ?? "$2b$12$C6UzMDM.H6dfI/f/IKxGhuN0T8a0K4RRtQWlDEWa3RxLQNtcqQz7S"
-        let ok = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
-        guard ok, let user else {
-            await services.throttle.failed(keys)
-            return page("The user name or password is wrong.", .unauthorized)
-        }
-        await services.throttle.succeeded(keys)
+        guard try await services.passwords.verify(form["password"], hash: hash), let user else { return wrong }
+        await services.throttle.succeeded(ticket)
         let (cookie, _) = try services.store.createSession(userId: user.id!, lifetime: 12 * 3600)
         var response = Response.redirect(to: next)
         response.setCookie(Cookie(name: sessionCookie, value: cookie, maxAge: 12 * 3600, path: "/",
@@ -87,8 +195,20 @@ struct AuthController {
     }
 }
 
-/// Only same-site paths are followed after sign-in.
+/// Only same-site paths are followed after sign-in: one `/` then a character that cannot
+/// start another host (`//host`, `/\host`, `/\thost` all leave the site in some browser),
+/// judged after removing what browsers remove (tabs and newlines anywhere, controls and
+/// spaces at the ends).
 func safeNext(_ next: String?) -> String {
-    guard let next, next.hasPrefix("/"), !next.hasPrefix("//"), !next.contains("\\") else { return "/apps" }
-    return next
+    let fallback = "/apps"
+    guard let next else { return fallback }
+    var scalars = next.unicodeScalars.filter { $0 != "\t" && $0 != "\n" && $0 != "\r" }[...]
+    while let f = scalars.first, f.value <= 0x20 { scalars.removeFirst() }
+    while let l = scalars.last, l.value <= 0x20 { scalars.removeLast() }
+    let s = Array(scalars)
+    guard s.count >= 2, s[0] == "/", s[1] != "/", s[1] != "\\", !s[1].properties.isWhitespace,
+          !s.contains(where: { $0 == "\\" || $0.value < 0x20 || $0.value == 0x7F }) else { return fallback }
+    var out = String.UnicodeScalarView()
+    out.append(contentsOf: s)
+    return String(out)
 }

@@ -7,7 +7,7 @@ struct DeliveryController {
     let services: Services
     let fileIO = FileIO()
 
-    func addRoutes(to router: Router<AppContext>) {
+    func addRoutes(to router: RouterGroup<AppContext>) {
         // HEAD answers the same headers (size, ETag) without the body.
         for method in [HTTPRequest.Method.get, .head] {
             router.on("packages/:id/:file", method: method) { request, context in
@@ -18,6 +18,7 @@ struct DeliveryController {
                 }
                 return try await serve(request, context, blob: p.blob, offset: 0, size: p.size, etag: p.blob,
                                        type: "application/octet-stream", download: "\(p.appId)_\(p.version).amr")
+                    .sandboxed(unless: services.config.separateContentHost)
             }
             router.on("fallback/:id/:version/**", method: method) { request, context in
                 let path = context.parameters.getCatchAll().joined(separator: "/")
@@ -28,6 +29,7 @@ struct DeliveryController {
                 // Straight from the stored tar inside the .amr: no per-file extraction.
                 return try await serve(request, context, blob: p.blob, offset: p.tarOffset + f.tarOffset, size: f.size,
                                        etag: f.sha256, type: MediaType.forPath(path), download: nil)
+                    .sandboxed(unless: services.config.separateContentHost)
             }
         }
         router.get("client/v1/preset/:file") { _, context in
@@ -56,13 +58,16 @@ struct DeliveryController {
         var first: Int64 = 0, last = size - 1
         var status = HTTPResponse.Status.ok
         if let range = request.headers[.range] {
-            guard let r = Self.parseRange(range, size: size) else {
+            switch Self.parseRange(range, size: size) {
+            case .whole: break
+            case .unsatisfiable:
                 headers[.contentRange] = "bytes */\(size)"
                 return Response(status: .rangeNotSatisfiable, headers: headers)
+            case .part(let a, let b):
+                (first, last) = (a, b)
+                status = .partialContent
+                headers[.contentRange] = "bytes \(first)-\(last)/\(size)"
             }
-            (first, last) = r
-            status = .partialContent
-            headers[.contentRange] = "bytes \(first)-\(last)/\(size)"
         }
         headers[.contentLength] = String(max(0, last - first + 1))
         guard size > 0, request.method != .head else { return Response(status: status, headers: headers) }
@@ -71,18 +76,37 @@ struct DeliveryController {
         return Response(status: status, headers: headers, body: body)
     }
 
-    /// `bytes=a-b`, `bytes=a-`, `bytes=-n`; a single range only.
-    static func parseRange(_ header: String, size: Int64) -> (Int64, Int64)? {
-        guard header.hasPrefix("bytes="), !header.contains(","), size > 0 else { return nil }
+    enum RangeAnswer: Equatable { case whole, part(Int64, Int64), unsatisfiable }
+
+    /// `bytes=a-b`, `bytes=a-`, `bytes=-n`. Several ranges, another unit or a malformed
+    /// header are ignored (the whole file, as HTTP allows); a well-formed single range that
+    /// misses the file is unsatisfiable.
+    static func parseRange(_ header: String, size: Int64) -> RangeAnswer {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return .whole }
         let spec = header.dropFirst(6).split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
-        guard spec.count == 2 else { return nil }
+        guard spec.count == 2, spec.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+              !(spec[0].isEmpty && spec[1].isEmpty) else { return .whole }
         if spec[0].isEmpty {
-            guard let n = Int64(spec[1]), n > 0 else { return nil }
-            return (max(0, size - n), size - 1)
+            guard let n = Int64(spec[1]) else { return .whole }
+            guard n > 0, size > 0 else { return .unsatisfiable }
+            return .part(max(0, size - n), size - 1)
         }
-        guard let a = Int64(spec[0]), a < size else { return nil }
-        let b = spec[1].isEmpty ? size - 1 : min(Int64(spec[1]) ?? -1, size - 1)
-        return b >= a ? (a, b) : nil
+        guard let a = Int64(spec[0]) else { return .whole }
+        guard a < size else { return .unsatisfiable }
+        if spec[1].isEmpty { return .part(a, size - 1) }
+        guard let b = Int64(spec[1]) else { return .part(a, size - 1) }   // beyond Int64: to the end
+        return b >= a ? .part(a, min(b, size - 1)) : .whole
+    }
+}
+
+extension Response {
+    /// Package content on the console's origin: scripts run in an opaque origin, without the
+    /// console's cookies, storage or pages (SPEC §4). Never `allow-same-origin`.
+    func sandboxed(unless separateHost: Bool) -> Response {
+        guard !separateHost else { return self }
+        var r = self
+        r.headers[.contentSecurityPolicy] = "sandbox allow-scripts allow-forms allow-popups"
+        return r
     }
 }
 

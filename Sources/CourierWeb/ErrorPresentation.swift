@@ -1,5 +1,6 @@
 import CourierCore
 import Hummingbird
+import NIOCore
 
 /// How an error a request can end with is shown to a person: one mapping of error to status
 /// and message, rendered as an HTML page by the console and as JSON by the API.
@@ -22,6 +23,9 @@ struct PresentedError {
             self.init(status: .contentTooLarge, message: e.message, fields: [FieldError("file", e.message)])
         case let e as HTTPError:
             self.init(status: e.status, message: e.body ?? e.status.reasonPhrase, fields: [], headers: e.headers)
+        case is NIOTooManyBytesError:
+            // A body over what its route reads (a form, a JSON document, a PEM key).
+            self.init(status: .contentTooLarge, message: "The request is larger than this form or endpoint accepts. Send less.", fields: [])
         case is DecodingError:
             self.init(status: .badRequest, message: "The request body is not the JSON this endpoint expects.", fields: [])
         default:

@@ -4,11 +4,35 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 
-/// Console pages only: fallback files are the apps' own pages and keep their own behaviour.
-struct SecurityHeadersMiddleware: RouterMiddleware {
+/// Every answer, whatever produced it: browsers must not guess a type from content.
+struct NoSniffMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         var response = try await next(request, context)
         response.headers[.xContentTypeOptions] = "nosniff"
+        return response
+    }
+}
+
+/// With a separate content host (`--console-url` on another host than `--public-url`), each
+/// group of routes answers only on its own host, so package content never shares the console's
+/// origin. With `host` nil (a shared origin) it lets everything through.
+struct HostGate: RouterMiddleware {
+    let host: String?
+    let serves: String
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        guard let host else { return try await next(request, context) }
+        let asked = (request.head.authority ?? "").lowercased()
+        let name = asked.hasPrefix("[") ? String(asked.prefix { $0 != "]" }.dropFirst()) : String(asked.split(separator: ":").first ?? "")
+        guard name == host else { throw HTTPError(.notFound, message: "This address does not serve \(serves).") }
+        return try await next(request, context)
+    }
+}
+
+/// Console pages only: fallback files are the apps' own pages and get their own headers.
+struct SecurityHeadersMiddleware: RouterMiddleware {
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[HTTPField.Name("Referrer-Policy")!] = "same-origin"
         if response.headers[.contentType]?.hasPrefix("text/html") == true {
             response.headers[.contentSecurityPolicy] = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
             response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
@@ -18,7 +42,6 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
     }
 }
 
-let sessionCookie = "courier_session"
 
 /// Loads the signed-in user from the session cookie; a request without one goes to login.
 struct SessionMiddleware: RouterMiddleware {
@@ -36,9 +59,12 @@ struct SessionMiddleware: RouterMiddleware {
 }
 
 /// Every state-changing console request carries the session's CSRF token: in the form body
-/// for ordinary forms (the decoded form is handed on in the context), in the query string for
-/// streamed multipart uploads. A cross-site Origin is refused in both cases.
+/// for ordinary forms (the decoded form is handed on in the context), in the query string only
+/// for streamed multipart uploads (their body is read later, by the route). A cross-site or
+/// opaque Origin is refused in both cases.
 struct CSRFMiddleware: RouterMiddleware {
+    static let maxFormBytes = 1 << 20
+
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         guard request.method != .get, request.method != .head else { return try await next(request, context) }
         guard sameOrigin(request) else { throw HTTPError(.forbidden, message: "This form was sent from another site; it was refused.") }
@@ -47,11 +73,13 @@ struct CSRFMiddleware: RouterMiddleware {
         let type = request.headers[.contentType]?.lowercased() ?? ""
         let sent: String
         if type.hasPrefix("application/x-www-form-urlencoded") {
-            let body = try await request.body.collect(upTo: 1 << 20)
+            let body = try await request.body.collect(upTo: Self.maxFormBytes)
             context.form = FormFields(urlEncoded: String(buffer: body))
             sent = context.form["csrf"]
-        } else {
+        } else if type.hasPrefix("multipart/form-data") {
             sent = request.uri.queryParameters["csrf"].map(String.init) ?? ""
+        } else {
+            sent = ""
         }
         guard !expected.isEmpty, constantTimeEqual(sent, expected) else {
             throw HTTPError(.forbidden, message: "The form has expired or did not come from this console. Reload the page and try again.")
@@ -60,8 +88,15 @@ struct CSRFMiddleware: RouterMiddleware {
     }
 }
 
+/// True unless the browser says the request comes from elsewhere: a different Origin, an
+/// opaque one (`null`: sandboxed package pages, data: URLs), or a cross-site fetch. Requests
+/// without these headers (curl, old browsers) pass; the CSRF token still guards them.
 func sameOrigin(_ request: Request) -> Bool {
-    guard let origin = request.headers[.origin], origin != "null" else { return true }
+    if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased(), site != "same-origin", site != "none" {
+        return false
+    }
+    guard let origin = request.headers[.origin] else { return true }
+    guard origin != "null" else { return false }
     guard let host = request.head.authority else { return false }
     return URL(string: origin).map { u in (u.host ?? "") + (u.port.map { ":\($0)" } ?? "") == host } ?? false
 }

@@ -135,7 +135,7 @@ struct PackagesController {
             let domain = try services.store.settings().virtualDomain
             func range(_ min: String?, _ max: String?) -> String? { min.map { "\($0) – \(max ?? "any later version")" } }
             let files = all[((page - 1) * perPage)..<min(all.count, page * perPage)].map {
-                FileRow(path: $0.path, size: humanSize($0.size), sha256: $0.sha256, fallbackURL: Paths.fallbackBase(p) + $0.path)
+                FileRow(path: $0.path, size: humanSize($0.size), sha256: $0.sha256, fallbackURL: services.contentLink(Paths.fallbackBase(p) + $0.path))
             }
             let url = Paths.package(p)
             return services.views.render("package", PackagePage(
@@ -145,7 +145,7 @@ struct PackagesController {
                 android: range(p.androidMin, p.androidMax), ios: range(p.iosMin, p.iosMax), mainUrl: p.mainUrl,
                 extendInfo: p.extendInfo, downloadPolicy: p.downloadPolicy == .all ? "Any network" : "Wi-Fi only",
                 installPolicy: p.installPolicy == .preload ? "Preload (install when downloaded)" : "Lazy (install when first opened)",
-                vhost: Paths.vhost(p.appId, domain: domain), amrURL: Paths.amr(p),
+                vhost: Paths.vhost(p.appId, domain: domain), amrURL: services.contentLink(Paths.amr(p)),
                 presetURL: url + "/h5_json.json", fallbackBaseURL: services.config.publicURL + Paths.fallbackBase(p),
                 // Installing a key re-signs every package, so either all are signed or none.
                 signed: try services.store.settings().signingKeyPEM != nil,

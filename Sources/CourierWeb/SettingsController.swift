@@ -16,6 +16,9 @@ struct SettingsPage {
     let packageCount: Int
     let errors: [String: String]
     let notice: String?
+    let separateContentHost: Bool
+    let consoleURL: String
+    let publicURL: String
 }
 
 struct SettingsController {
@@ -62,17 +65,31 @@ struct SettingsController {
          "key": "The signing key is installed.", "key-resigned": "The signing key is installed and every package was re-signed with it."]
     }
 
-    /// Installs the key `make` gives (uploaded or generated) once a replacement is confirmed.
+    /// Installs the key `make` gives (uploaded or generated). Replacing an installed key needs
+    /// the box ticked and the admin's current password, checked here: a page that somehow
+    /// acts as a signed-in admin still cannot swap the key clients trust.
     func installKey(_ context: AppContext, _ make: () throws -> SigningKey) async throws -> Response {
-        _ = try context.require(.admin)
+        let user = try context.require(.admin)
         do {
-            if try services.store.settings().signingKeyPEM != nil, !context.form.isChecked("confirmReplace") {
-                throw FieldError("confirmReplace", "A key is already installed. Tick the box to confirm replacing it and re-signing every package.")
+            if try services.store.settings().signingKeyPEM != nil {
+                var errors = FieldErrors()
+                if !context.form.isChecked("confirmReplace") {
+                    errors.append(FieldError("confirmReplace", "A key is already installed. Tick the box to confirm replacing it and re-signing every package."))
+                }
+                let password = context.form["currentPassword"]
+                if password.isEmpty {
+                    errors.append(FieldError("currentPassword", "Enter your current password to replace the signing key."))
+                } else if !(try await services.passwords.verify(password, hash: user.passwordHash)) {
+                    errors.append(FieldError("currentPassword", "That is not your current password. The key was not replaced."))
+                }
+                guard errors.isEmpty else { throw errors }
             }
             let (_, count) = try await settings.installKey(try make())
             return Response.redirect(to: "/settings?saved=key\(count > 0 ? "-resigned" : "")")
         } catch let e as FieldError {
             return try page(context, errors: [e.field: e.message], status: .unprocessableContent)
+        } catch let e as FieldErrors {
+            return try page(context, errors: dictionary(e), status: .unprocessableContent)
         }
     }
 
@@ -88,7 +105,8 @@ struct SettingsController {
             appKey: context.form.has("appKey") ? context.form["appKey"] : (s.appKey ?? ""),
             globalLocked: counts.global > 0,
             keyFingerprint: s.signingKeyFingerprint, keyBits: bits, packageCount: counts.all,
-            errors: errors, notice: notice)
+            errors: errors, notice: notice, separateContentHost: services.config.separateContentHost,
+            consoleURL: services.config.consoleURL ?? services.config.publicURL, publicURL: services.config.publicURL)
         return services.views.render("settings", model, status: status)
     }
 }

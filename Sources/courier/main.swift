@@ -29,6 +29,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on. Env: COURIER_HOST.") var host: String?
     @Option(help: "Port to listen on. Env: COURIER_PORT.") var port: Int?
     @Option(name: .customLong("public-url"), help: "Base URL given to clients. Env: COURIER_PUBLIC_URL.") var publicURL: String?
+    @Option(name: .customLong("console-url"),
+            help: "The console's own address (default: the public URL). On another host than --public-url, package content is served only there, unsandboxed. Env: COURIER_CONSOLE_URL.")
+    var consoleURL: String?
+    @Option(name: .customLong("idle-timeout"), help: "Seconds before a silent connection is closed (default 30). Env: COURIER_IDLE_TIMEOUT.")
+    var idleTimeout: Int?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -38,8 +43,22 @@ struct Serve: AsyncParsableCommand {
         config.port = port ?? env["COURIER_PORT"].flatMap { Int($0) } ?? 8080
         config.publicURL = (publicURL ?? env["COURIER_PUBLIC_URL"] ?? "http://\(config.host):\(config.port)")
             .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        config.consoleURL = (consoleURL ?? env["COURIER_CONSOLE_URL"]).map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "/")) }
+        for (flag, url) in [("--public-url", config.publicURL), ("--console-url", config.consoleURL)] {
+            guard let url else { continue }
+            guard let u = URL(string: url), ["http", "https"].contains(u.scheme ?? ""), u.host != nil else {
+                fail("\(flag) must be an http:// or https:// URL with a host, like https://courier.example.")
+            }
+        }
+        config.idleTimeoutSeconds = idleTimeout ?? env["COURIER_IDLE_TIMEOUT"].flatMap { Int($0) } ?? 30
+        guard config.idleTimeoutSeconds > 0 else { fail("--idle-timeout must be a positive number of seconds.") }
         if let resources = env["COURIER_RESOURCES"] { config.resourcesDirectory = resources }
-        config.secureCookies = config.publicURL.hasPrefix("https://")
+        config.secureCookies = (config.consoleURL ?? config.publicURL).hasPrefix("https://")
+        if config.separateContentHost {
+            print("Console and JSON API at \(config.consoleURL!); package content at \(config.publicURL) (separate hosts).")
+        } else {
+            print("Console and package content share \(config.publicURL): package content is served sandboxed.")
+        }
         let app = try await buildApplication(config)
         try await app.runService()
     }

@@ -13,6 +13,10 @@ public struct ZipBuilder {
         public var unixMode: UInt32 = 0o100644
         public var declaredCRC: UInt32?
         public var declaredSize: UInt32?
+        /// Central-directory overrides, for crafted ZIP64 entries.
+        public var declaredCompressedSize: UInt32?
+        public var declaredOffset: UInt32?
+        public var centralExtra: [UInt8] = []
         /// Replaces the compressed bytes (e.g. a deflate stream cut short).
         public var payload: ((_ compressed: [UInt8]) -> [UInt8])?
 
@@ -45,8 +49,11 @@ public struct ZipBuilder {
             let fields = le16(20) + le16(e.flags) + le16(e.method) + le16(0) + le16(0x21)
                 + le32(e.declaredCRC ?? crc) + le32(UInt32(payload.count)) + le32(usize) + le16(name.count) + le16(0)
             out += le32(0x0403_4b50) + fields + name + payload
-            central += le32(0x0201_4b50) + le16(e.madeBy) + fields + le16(0) + le16(0) + le16(0)
-                + le32(e.unixMode << 16) + le32(offset) + name
+            let centralFields = le16(20) + le16(e.flags) + le16(e.method) + le16(0) + le16(0x21)
+                + le32(e.declaredCRC ?? crc) + le32(e.declaredCompressedSize ?? UInt32(payload.count)) + le32(usize)
+                + le16(name.count) + le16(e.centralExtra.count)
+            central += le32(0x0201_4b50) + le16(e.madeBy) + centralFields + le16(0) + le16(0) + le16(0)
+                + le32(e.unixMode << 16) + le32(e.declaredOffset ?? offset) + name + e.centralExtra
         }
         let cdOffset = UInt32(out.count)
         out += central
@@ -76,6 +83,7 @@ public struct ZipBuilder {
         return Array(out[0..<produced])
     }
 
+    public static func le64(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8((v >> (8 * UInt64($0))) & 0xFF) } }
     func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
     func le16(_ v: UInt16) -> [UInt8] { le16(Int(v)) }
     func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * $0)) & 0xFF) } }

@@ -1,3 +1,4 @@
+import CourierArchive
 import CourierStore
 import CourierTestSupport
 import Foundation
@@ -30,47 +31,147 @@ final class ConsoleTests: XCTestCase {
         defer { h.cleanUp() }
         try h.addUser("alice")
         try await h.test { client in
-            let wrong = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
-                                                 body: ByteBuffer(string: "name=alice&password=nope"))
+            let form = try await LoginForm.open(client)
+            let wrong = try await form.submit(name: "alice", password: "nope")
             XCTAssertEqual(wrong.status, .unauthorized)
             XCTAssertTrue(wrong.text.contains("The user name or password is wrong."))
             XCTAssertTrue(wrong.text.contains(#"value="alice""#), "the name stays filled in")
 
-            let ok = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
-                                              body: ByteBuffer(string: "name=alice&password=correct-horse&next=%2Fsettings"))
+            let ok = try await form.submit(name: "alice", password: "correct-horse", next: "/settings")
             XCTAssertEqual(ok.status, .seeOther)
             XCTAssertEqual(ok.headers[.location], "/settings")
             let cookie = ok.headers[.setCookie] ?? ""
             XCTAssertTrue(cookie.contains("HttpOnly"), cookie)
             XCTAssertTrue(cookie.contains("SameSite=Strict"), cookie)
 
-            let offsite = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
-                                                   body: ByteBuffer(string: "name=alice&password=correct-horse&next=%2F%2Fevil.example"))
+            let offsite = try await form.submit(name: "alice", password: "correct-horse", next: "//evil.example")
             XCTAssertEqual(offsite.headers[.location], "/apps", "no open redirect after sign-in")
-
-            // Sign out ends the session server-side.
-            let b = Browser(client: client, cookie: String(cookie.split(separator: ";")[0]), csrf: "")
-            let out = try await client.execute(uri: "/logout", method: .post, headers: [.cookie: b.cookie])
-            XCTAssertEqual(out.status, .seeOther)
-            await assertEqual(try await b.get("/apps").status, .seeOther)
+            let tabbed = try await form.submit(name: "alice", password: "correct-horse", next: "/\t/evil.example")
+            XCTAssertEqual(tabbed.headers[.location], "/apps", "a tab browsers strip cannot hide a second slash")
         }
     }
 
-    func testFailedSignInsAreThrottled() async throws {
+    func testOnlyAPathOnThisSiteIsFollowedAfterSignIn() {
+        for bad in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "\t//evil.example", " //evil.example",
+                    "/\r\n/evil.example", "https://evil.example", "/ /evil", "/", "", "evil", "/\u{7F}x", "/apps\\..\\x"] {
+            XCTAssertEqual(safeNext(bad), "/apps", bad.debugDescription)
+        }
+        XCTAssertEqual(safeNext("/settings"), "/settings")
+        XCTAssertEqual(safeNext("/apps/20171228?files=2"), "/apps/20171228?files=2")
+        XCTAssertEqual(safeNext(" /settings\n"), "/settings", "what browsers strip is stripped here too")
+        XCTAssertEqual(safeNext(nil), "/apps")
+    }
+
+    func testSignInNeedsItsFormTokenAndRefusesOpaqueOrigins() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try h.addUser("alice")
+        try await h.test { client in
+            let form = try await LoginForm.open(client)
+            let noCookie = try await form.submit(name: "alice", password: "correct-horse", cookie: "")
+            XCTAssertEqual(noCookie.status, .forbidden)
+            XCTAssertTrue(noCookie.text.contains("expired"))
+            XCTAssertNil(noCookie.headers[.location])
+            let wrongToken = try await form.submit(name: "alice", password: "correct-horse", token: "x" + form.token.dropFirst())
+            XCTAssertEqual(wrongToken.status, .forbidden)
+            let opaque = try await form.submit(name: "alice", password: "correct-horse", headers: [.origin: "null"])
+            XCTAssertEqual(opaque.status, .forbidden, "a sandboxed page or data: URL sends Origin: null")
+            let crossSite = try await form.submit(name: "alice", password: "correct-horse", headers: [.init("Sec-Fetch-Site")!: "cross-site"])
+            XCTAssertEqual(crossSite.status, .forbidden)
+            await assertEqual(try await form.submit(name: "alice", password: "correct-horse").status, .seeOther)
+        }
+    }
+
+    func testSignOutNeedsTheCSRFToken() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try h.addUser("alice")
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let forged = try await client.execute(uri: "/logout", method: .post, headers: [.cookie: b.cookie])
+            XCTAssertEqual(forged.status, .forbidden, "no token, no sign-out")
+            let opaque = try await b.post("/logout", [], origin: "null")
+            XCTAssertEqual(opaque.status, .forbidden)
+            await assertEqual(try await b.get("/apps").status, .ok, "still signed in")
+            let out = try await b.post("/logout", [])
+            XCTAssertEqual(out.status, .seeOther)
+            await assertEqual(try await b.get("/apps").status, .seeOther, "the session ended server-side")
+        }
+    }
+
+    func testFailedSignInsAreThrottledPerNameAndAddress() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try h.addUser("bob")
         try await h.test { client in
-            func attempt(_ password: String) async throws -> TestResponse {
-                try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
-                                         body: ByteBuffer(string: "name=bob&password=\(password)"))
-            }
-            for _ in 0..<5 { await assertEqual(try await attempt("wrong").status, .unauthorized) }
-            let blocked = try await attempt("correct-horse")
+            let form = try await LoginForm.open(client)
+            for _ in 0..<5 { await assertEqual(try await form.submit(name: "bob", password: "wrong").status, .unauthorized) }
+            let blocked = try await form.submit(name: "bob", password: "correct-horse")
             XCTAssertEqual(blocked.status, .tooManyRequests)
             XCTAssertTrue(blocked.text.contains("Too many failed sign-ins"))
             XCTAssertNotNil(blocked.headers[.init("Retry-After")!])
         }
+    }
+
+    func testParallelGuessesAreCountedBeforeAnyPasswordIsChecked() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try h.addUser("carol")
+        try await h.test { client in
+            let form = try await LoginForm.open(client)
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for i in 0..<40 {
+                    group.addTask { try await form.submit(name: "carol", password: i == 39 ? "correct-horse" : "guess-\(i)").status }
+                }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            let checked = statuses.filter { $0 == .unauthorized || $0 == .seeOther }.count
+            XCTAssertEqual(checked, 5, "only five of forty parallel guesses reach bcrypt: \(statuses)")
+            XCTAssertEqual(statuses.filter { $0 == .tooManyRequests }.count, 35)
+        }
+    }
+
+    func testThrottleKeepsOtherAddressesAndOtherNamesOpenAndStaysBounded() async throws {
+        let t = LoginThrottle(maxKeys: 100)
+        func allowed(_ name: String, _ address: String) async -> LoginThrottle.Ticket? {
+            if case .success(let ticket) = await t.reserve(name: name, address: address) { return ticket }
+            return nil
+        }
+        for _ in 0..<5 { _ = await allowed("alice", "10.0.0.1") }
+        let lockedHere = await allowed("alice", "10.0.0.1")
+        XCTAssertNil(lockedHere, "five failures for alice from one address lock that pair")
+        let elsewhere = await allowed("alice", "10.0.0.2")
+        XCTAssertNotNil(elsewhere, "alice can still sign in from another address")
+
+        // A success for bob from an address does not wipe alice's failures from it.
+        for _ in 0..<4 { _ = await allowed("dave", "10.0.0.3") }
+        if let bob = await allowed("bob", "10.0.0.3") { await t.succeeded(bob) } else { XCTFail("bob refused") }
+        _ = await allowed("dave", "10.0.0.3")
+        let daveAfter = await allowed("dave", "10.0.0.3")
+        XCTAssertNil(daveAfter, "dave's count survived bob's success")
+
+        // Twenty failures from one address close it to every name.
+        for i in 0..<20 { _ = await allowed("name\(i)", "10.0.0.4") }
+        let newName = await allowed("somebody-new", "10.0.0.4")
+        XCTAssertNil(newName)
+
+        // Long names and many addresses cannot grow the table without bound.
+        for i in 0..<1000 { _ = await allowed(String(repeating: "x", count: 10_000) + "\(i)", "192.0.2.\(i)") }
+        let keys = await t.keyCount
+        XCTAssertLessThanOrEqual(keys, 100)
+        let longest = await t.attempts.keys.map(\.utf8.count).max() ?? 0
+        XCTAssertLessThan(longest, 200, "names are cut before they become keys")
+    }
+
+    func testPasswordChecksQueueOnTheirOwnPoolAndRefuseABurst() async throws {
+        let hasher = PasswordHasher(maxWaiting: 2)
+        let hash = try await hasher.hash("pw", cost: 10)
+        let results = await withTaskGroup(of: Bool?.self) { group in
+            for _ in 0..<8 { group.addTask { try? await hasher.verify("pw", hash: hash) } }
+            return await group.reduce(into: [Bool?]()) { $0.append($1) }
+        }
+        XCTAssertTrue(results.contains(nil), "a burst beyond the queue is refused at once")
+        XCTAssertTrue(results.contains(true), "the queued ones are checked")
     }
 
     func testStateChangesNeedTheSessionsCSRFTokenAndSameOrigin() async throws {
@@ -87,12 +188,57 @@ final class ConsoleTests: XCTestCase {
             XCTAssertEqual(wrong.status, .forbidden)
             let crossSite = try await b.post("/apps", [("id", "20171228"), ("name", "Checkout")], origin: "https://evil.example")
             XCTAssertEqual(crossSite.status, .forbidden)
+            let opaque = try await b.post("/apps", [("id", "20171228"), ("name", "Checkout")], origin: "null")
+            XCTAssertEqual(opaque.status, .forbidden, "Origin: null (a sandboxed package page) is not this site")
+            // The query carries the token only for streamed multipart uploads.
+            let inQuery = try await client.execute(uri: "/apps?csrf=" + b.csrf, method: .post,
+                                                   headers: [.cookie: b.cookie, .contentType: "application/x-www-form-urlencoded"],
+                                                   body: ByteBuffer(string: "id=20171228&name=Checkout"))
+            XCTAssertEqual(inQuery.status, .forbidden)
+            let otherType = try await client.execute(uri: "/apps?csrf=" + b.csrf, method: .post,
+                                                     headers: [.cookie: b.cookie, .contentType: "text/plain"],
+                                                     body: ByteBuffer(string: "id=20171228&name=Checkout"))
+            XCTAssertEqual(otherType.status, .forbidden)
             XCTAssertNil(try h.store.app("20171228"))
             let upload = try await b.client.execute(uri: "/apps/20171228/packages", method: .post,
                                                     headers: [.cookie: b.cookie, .contentType: "multipart/form-data; boundary=x"],
                                                     body: ByteBuffer(string: "--x--\r\n"))
             XCTAssertEqual(upload.status, .forbidden, "multipart uploads carry the token in the query")
             await assertEqual(try await b.post("/apps", [("id", "20171228"), ("name", "Checkout")]).status, .seeOther)
+        }
+    }
+
+    func testOversizedBodiesAnswer413NotAServerError() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try h.addUser("alice")
+        try await h.test { client in
+            let form = try await LoginForm.open(client)
+            let big = try await form.submit(name: "alice", password: String(repeating: "p", count: 70_000))
+            XCTAssertEqual(big.status, .contentTooLarge)
+            XCTAssertTrue(big.text.contains("larger than this form"), big.text)
+            let b = try await Browser.signIn(client, "alice")
+            let hugeForm = try await b.post("/apps", [("id", "20171228"), ("name", String(repeating: "n", count: 1_100_000))])
+            XCTAssertEqual(hugeForm.status, .contentTooLarge)
+            XCTAssertNil(try h.store.app("20171228"))
+        }
+    }
+
+    func testEveryAnswerSaysNoSniffAndConsolePagesKeepTheirReferrer() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try h.addUser("alice")
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let page = try await b.get("/apps")
+            XCTAssertEqual(page.headers[.init("Referrer-Policy")!], "same-origin")
+            for (uri, status) in [("/no-such-page", HTTPResponse.Status.notFound), ("/static/courier.css", .ok),
+                                  ("/api/v1/apps", .unauthorized), ("/api/v1/settings/public-key", .notFound),
+                                  ("/client/v1/preset/20171228.json", .notFound), ("/login", .ok)] {
+                let r = try await client.execute(uri: uri, method: .get)
+                XCTAssertEqual(r.status, status, uri)
+                XCTAssertEqual(r.headers[.xContentTypeOptions], "nosniff", uri)
+            }
         }
     }
 
@@ -149,10 +295,23 @@ final class ConsoleTests: XCTestCase {
             XCTAssertEqual(pub.status, .ok)
             XCTAssertTrue(pub.text.hasPrefix("-----BEGIN PUBLIC KEY-----"))
 
-            // Replacing needs the explicit confirmation.
-            let unconfirmed = try await b.post("/settings/signing-key/generate", [("confirmReplace", "false")])
+            // Replacing needs the explicit confirmation and the current password, for either button.
+            XCTAssertFalse(page.contains(#"name="confirmReplace" value="true">"#) && page.contains(#"type="hidden" name="confirmReplace""#),
+                           "no hidden confirmation: without JavaScript one click must not re-sign everything")
+            let unconfirmed = try await b.post("/settings/signing-key/generate", [])
             XCTAssertEqual(unconfirmed.status, .unprocessableContent)
+            XCTAssertTrue(unconfirmed.text.contains(#"id="error-confirmReplace""#))
+            XCTAssertTrue(unconfirmed.text.contains(#"id="error-currentPassword""#))
+            let noPassword = try await b.post("/settings/signing-key/generate", [("confirmReplace", "true")])
+            XCTAssertTrue(noPassword.text.contains("Enter your current password"))
+            let wrongPassword = try await b.post("/settings/signing-key", [("privateKey", try SigningKey.generate().privateKeyPEM),
+                                                                           ("confirmReplace", "true"), ("currentPassword", "not-it")])
+            XCTAssertEqual(wrongPassword.status, .unprocessableContent)
+            XCTAssertTrue(wrongPassword.text.contains("not your current password"))
             XCTAssertEqual(try h.store.settings().signingKeyFingerprint, fingerprint)
+            let replaced = try await b.post("/settings/signing-key/generate", [("confirmReplace", "true"), ("currentPassword", "correct-horse")])
+            XCTAssertEqual(replaced.status, .seeOther)
+            XCTAssertNotEqual(try h.store.settings().signingKeyFingerprint, fingerprint)
         }
     }
 

@@ -16,12 +16,14 @@ struct Harness {
 
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-    static func make(dir: String = temporaryDirectory(), maxUploadBytes: Int = 300 << 20) async throws -> Harness {
+    static func make(dir: String = temporaryDirectory(), maxUploadBytes: Int = 300 << 20,
+                     publicURL: String = "http://courier.test", consoleURL: String? = nil) async throws -> Harness {
         var config = CourierConfiguration()
         config.maxUploadBytes = maxUploadBytes
         config.dataDirectory = dir
         config.resourcesDirectory = repository
-        config.publicURL = "http://courier.test"
+        config.publicURL = publicURL
+        config.consoleURL = consoleURL
         let services = try await buildServices(config, logger: Logger(label: "test"))
         return Harness(dir: dir, services: services)
     }
@@ -45,8 +47,7 @@ struct Browser: Sendable {
     let csrf: String
 
     static func signIn(_ client: any TestClientProtocol, _ name: String, _ password: String = "correct-horse") async throws -> Browser {
-        let r = try await client.execute(uri: "/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
-                                         body: ByteBuffer(string: "name=\(name)&password=\(password)&next=%2Fapps"))
+        let r = try await LoginForm.open(client).submit(name: name, password: password)
         XCTAssertEqual(r.status, .seeOther)
         let setCookie = r.headers[.setCookie] ?? ""
         let cookie = String(setCookie.split(separator: ";")[0])
@@ -56,10 +57,10 @@ struct Browser: Sendable {
         return Browser(client: client, cookie: cookie, csrf: csrf)
     }
 
-    func get(_ uri: String, headers: HTTPFields = [:]) async throws -> TestResponse {
+    func get(_ uri: String, headers: HTTPFields = [:], method: HTTPRequest.Method = .get) async throws -> TestResponse {
         var h = headers
         h[.cookie] = cookie
-        return try await client.execute(uri: uri, method: .get, headers: h)
+        return try await client.execute(uri: uri, method: method, headers: h)
     }
 
     func post(_ uri: String, _ fields: [(String, String)], csrf token: String? = nil, origin: String? = nil) async throws -> TestResponse {
@@ -76,6 +77,33 @@ struct Browser: Sendable {
         let sep = uri.contains("?") ? "&" : "?"
         return try await client.execute(uri: uri + sep + "csrf=" + csrf, method: .post,
                                         headers: [.cookie: cookie, .contentType: type], body: body)
+    }
+}
+
+/// The sign-in form as a browser has it: the pre-session cookie and the token in the form.
+struct LoginForm: Sendable {
+    let client: any TestClientProtocol
+    let cookie: String
+    let token: String
+
+    static func open(_ client: any TestClientProtocol) async throws -> LoginForm {
+        let page = try await client.execute(uri: "/login", method: .get)
+        let cookie = String((page.headers[.setCookie] ?? "").split(separator: ";").first ?? "")
+        let token = page.text.components(separatedBy: #"name="csrf" value=""#).dropFirst().first?.components(separatedBy: "\"").first ?? ""
+        XCTAssertTrue(cookie.hasPrefix("courier_login="), "the sign-in page sets its token cookie")
+        XCTAssertFalse(token.isEmpty, "the sign-in form carries a token")
+        return LoginForm(client: client, cookie: cookie, token: token)
+    }
+
+    func submit(name: String, password: String, next: String = "/apps", token: String? = nil, cookie: String? = nil,
+                headers extra: HTTPFields = [:]) async throws -> TestResponse {
+        let body = [("csrf", token ?? self.token), ("name", name), ("password", password), ("next", next)].map { k, v in
+            "\(k)=\(v.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)"
+        }.joined(separator: "&")
+        var h: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+        if let c = cookie ?? Optional(self.cookie), !c.isEmpty { h[.cookie] = c }
+        h.append(contentsOf: extra)
+        return try await client.execute(uri: "/login", method: .post, headers: h, body: ByteBuffer(string: body))
     }
 }
 

@@ -73,6 +73,12 @@ final class PackageTests: XCTestCase {
             let tail = try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get, headers: [.range: "bytes=-22"])
             XCTAssertEqual(Array(tail.body.readableBytesView.prefix(4)), [0x50, 0x4B, 0x05, 0x06])
             await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get, headers: [.range: "bytes=999999-"]).status, .rangeNotSatisfiable)
+            // Several ranges, another unit or nonsense: ignored, the whole file (HTTP allows it).
+            for ignored in ["bytes=0-1,4-5", "items=0-3", "bytes=abc", "bytes=-", "bytes=5-2"] {
+                let whole = try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get, headers: [.range: ignored])
+                XCTAssertEqual(whole.status, .ok, ignored)
+                XCTAssertEqual(Int64(whole.body.readableBytes), p.size, ignored)
+            }
             await assertEqual(try await client.execute(uri: "/packages/20171228/9.9.9.9.amr", method: .get).status, .notFound)
 
             // Fallback files come from the stored tar with their own type.
@@ -84,7 +90,9 @@ final class PackageTests: XCTestCase {
             }
             let html = try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/index.html", method: .get)
             XCTAssertEqual(html.headers[.contentType], "text/html; charset=utf-8")
-            XCTAssertNil(html.headers[.contentSecurityPolicy], "the app's own pages keep their behaviour")
+            XCTAssertEqual(html.headers[.contentSecurityPolicy], "sandbox allow-scripts allow-forms allow-popups",
+                           "on the console's origin package pages run sandboxed, never as the console")
+            XCTAssertEqual(html.headers[.xContentTypeOptions], "nosniff")
             await assertEqual(try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/app.js", method: .get).headers[.contentType], "text/javascript; charset=utf-8")
             await assertEqual(try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/nope.js", method: .get).status, .notFound)
             let escape = try await client.execute(uri: "/fallback/20171228/1.0.0.1/../../courier.sqlite", method: .get)
@@ -117,6 +125,68 @@ final class PackageTests: XCTestCase {
             XCTAssertTrue(next.contains(#"id="fixed-type">normal"#))
             XCTAssertTrue(next.contains(#"value="1.0.0.2""#), "the next version is suggested")
             XCTAssertEqual(self.tempCount(h), 0)
+        }
+    }
+
+    /// A package whose pages try to act as the signed-in admin, as the security review wrote it.
+    static func attackingPackage() -> ZipBuilder {
+        ZipBuilder([
+            .init("20171228/www/index.html", "<script>fetch('/settings').then(r => r.text()).then(t => document.title = t)</script>"),
+            .init("20171228/www/logo.svg", #"<svg xmlns="http://www.w3.org/2000/svg" onload="fetch('/settings')"/>"#),
+        ])
+    }
+
+    func testPackageContentIsSandboxedOnTheConsolesOrigin() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let b = try await self.ready(h, client)
+            await assertEqual(try await b.upload("/apps/20171228/packages", packageFields(extra: [("mainUrl", "")]),
+                                                 file: Self.attackingPackage().bytes()).status, .seeOther)
+            for (path, type) in [("www/index.html", "text/html; charset=utf-8"), ("www/logo.svg", "image/svg+xml")] {
+                for method in [HTTPRequest.Method.get, .head] {
+                    let r = try await b.get("/fallback/20171228/1.0.0.1/\(path)", headers: [:], method: method)
+                    XCTAssertEqual(r.status, .ok, path)
+                    XCTAssertEqual(r.headers[.contentType], type)
+                    let csp = r.headers[.contentSecurityPolicy] ?? ""
+                    XCTAssertTrue(csp.hasPrefix("sandbox"), path)
+                    XCTAssertFalse(csp.contains("allow-same-origin"), "an opaque origin, never the console's")
+                    XCTAssertEqual(r.headers[.xContentTypeOptions], "nosniff")
+                }
+            }
+            let settings = try await b.get("/settings").text
+            XCTAssertTrue(settings.contains("Shared origin, sandboxed."), "the configuration page says which mode is in force")
+        }
+    }
+
+    func testASeparateContentHostKeepsConsoleAndContentApart() async throws {
+        // The test client always asks for host "localhost": first as the console host...
+        let console = try await Harness.make(publicURL: "http://cdn.courier.test", consoleURL: "http://localhost:8080")
+        defer { console.cleanUp() }
+        try await console.test { client in
+            let b = try await self.ready(console, client)
+            await assertEqual(try await b.upload("/apps/20171228/packages", packageFields(), file: samplePackage().bytes()).status, .seeOther)
+            let page = try await b.get("/apps/20171228/packages/1.0.0.1").text
+            XCTAssertTrue(page.contains(#"href="http://cdn.courier.test/fallback/20171228/1.0.0.1/www/index.html""#),
+                          "links to package content go to the content host")
+            XCTAssertTrue(page.contains(#"href="http://cdn.courier.test/packages/20171228/1.0.0.1.amr""#))
+            await assertTrue(try await b.get("/settings").text.contains("Separate hosts."))
+            await assertEqual(try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/index.html", method: .get).status, .notFound)
+            await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get).status, .notFound)
+        }
+        // ...then, with the same data, as the content host.
+        let content = try await Harness.make(dir: console.dir, publicURL: "http://localhost:8080", consoleURL: "http://console.courier.test")
+        try await content.test { client in
+            let html = try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/index.html", method: .get)
+            XCTAssertEqual(html.status, .ok)
+            XCTAssertNil(html.headers[.contentSecurityPolicy], "on its own host package content runs unsandboxed")
+            await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get).status, .ok)
+            let login = try await client.execute(uri: "/login", method: .get)
+            XCTAssertEqual(login.status, .notFound, "the console does not answer on the content host")
+            XCTAssertFalse(login.text.contains("password"))
+            let api = try await client.execute(uri: "/api/v1/apps", method: .get)
+            XCTAssertEqual(api.status, .notFound)
+            XCTAssertNotNil(api.json["error"], "the API still answers in JSON")
         }
     }
 
@@ -221,7 +291,8 @@ final class PackageTests: XCTestCase {
             let before = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
             let oldCert = try self.cert(h, before)
             let key = try SigningKey.generate()
-            let r = try await b.post("/settings/signing-key", [("privateKey", key.privateKeyPEM), ("confirmReplace", "true")])
+            let r = try await b.post("/settings/signing-key", [("privateKey", key.privateKeyPEM), ("confirmReplace", "true"),
+                                                                 ("currentPassword", "correct-horse")])
             XCTAssertEqual(r.headers[.location], "/settings?saved=key-resigned")
             let after = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
             XCTAssertNotEqual(before.blob, after.blob)
@@ -347,6 +418,29 @@ final class PackageTests: XCTestCase {
             _ = try await MultipartReader(maxTotal: 50_000, tempPath: { dir + "/" + UUID().uuidString }).read(Chunks([body]), boundary: boundary)
             XCTFail("accepted an oversized body")
         } catch is UploadTooLarge {}
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 0)
+    }
+
+    func testMultipartPaddingIsBoundedAndTheEpilogueIgnored() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let reader = MultipartReader(maxTotal: 64 << 20, tempPath: { dir + "/" + UUID().uuidString })
+        // The review's request: a boundary followed by 16 MiB of CR. Refused after a few hundred bytes.
+        let flood = (0..<512).map { _ in ByteBuffer(bytes: [UInt8](repeating: 0x0D, count: 32 << 10)) }
+        do {
+            _ = try await reader.read(Chunks([ByteBuffer(string: "--B")] + flood), boundary: "B")
+            XCTFail("accepted 16 MiB of padding")
+        } catch let e as FieldError {
+            XCTAssertTrue(e.message.contains("not followed by a line break"), e.message)
+        }
+        // Padding within the limit is still accepted, as RFC 2046 allows.
+        let padded = try await reader.read(Chunks([ByteBuffer(string: "--B  \t\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--B--")]),
+                                           boundary: "B")
+        XCTAssertEqual(padded.fields["a"], "1")
+        // Whatever follows the closing boundary is dropped as it arrives.
+        let withEpilogue = try await reader.read(Chunks([ByteBuffer(string: "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--B--\r\n")] + flood),
+                                                 boundary: "B")
+        XCTAssertEqual(withEpilogue.fields["a"], "1")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).count, 0)
     }
 }
