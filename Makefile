@@ -8,7 +8,13 @@ PYTHON     ?= python3
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP  := .build/.apt-updated
 
-.PHONY: run build release test unit e2e deps test-deps bench clean
+.PHONY: run build release test unit e2e deps test-deps bench fuzz fuzz-build clean
+
+# libFuzzer targets (Fuzz/): FUZZ_SECONDS each; a crash fails the run and leaves its input in
+# Fuzz/regressions/<target>/ (commit it: the tests replay it). Longer: make fuzz FUZZ_SECONDS=3600
+FUZZ_TARGETS ?= zip multipart rules
+FUZZ_SECONDS ?= 120
+FUZZ_BUILD   := COURIER_FUZZ=1 $(SWIFT) build -c release --scratch-path .build-fuzz --toolset Fuzz/toolset.json
 
 deps:
 	@pkg-config --exists libcmark || { $(MAKE) --no-print-directory apt PKGS="libcmark-dev pkg-config"; }
@@ -45,6 +51,21 @@ test: test-deps
 	$(SWIFT) build
 	$(SWIFT) test
 	$(PYTHON) -m pytest -q tests/e2e
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
+
+fuzz-build: deps
+	@for t in $(FUZZ_TARGETS); do $(FUZZ_BUILD) --product fuzz-$$t || exit 1; done
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p .build-fuzz/corpus/$$t Fuzz/regressions/$$t; \
+		echo "fuzz-$$t: $(FUZZ_SECONDS) s"; \
+		.build-fuzz/release/fuzz-$$t .build-fuzz/corpus/$$t Fuzz/corpus/$$t Fuzz/regressions/$$t \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 \
+			-artifact_prefix=Fuzz/regressions/$$t/ 2>.build-fuzz/fuzz-$$t.log \
+			|| { tail -40 .build-fuzz/fuzz-$$t.log; echo "fuzz-$$t found a crash: see Fuzz/regressions/$$t/"; exit 1; }; \
+		grep -E "stat::number_of_executed_units|stat::new_units_added" .build-fuzz/fuzz-$$t.log | tr '\n' ' '; echo; \
+	done
 
 bench: release
 	@command -v hyperfine >/dev/null && command -v zip >/dev/null || $(MAKE) --no-print-directory apt PKGS="hyperfine zip unzip openssl"

@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -53,3 +54,14 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// libFuzzer targets, only when asked for (`make fuzz`): built with `-sanitize=fuzzer,address`
+// into their own scratch path; each main hands its function to libFuzzer's driver.
+if ProcessInfo.processInfo.environment["COURIER_FUZZ"] == "1" {
+    package.targets.append(.target(name: "CFuzzer", path: "Fuzz/CFuzzer"))
+    for (name, dependency) in [("zip", "CourierArchive"), ("multipart", "CourierArchive"), ("rules", "CourierCore")] {
+        package.targets.append(.executableTarget(name: "fuzz-\(name)", dependencies: ["CFuzzer", .target(name: dependency)],
+                                                 path: "Fuzz/\(name)"))
+        package.products.append(.executable(name: "fuzz-\(name)", targets: ["fuzz-\(name)"]))
+    }
+}

@@ -24,10 +24,11 @@ def free_port():
 
 
 class Server:
-    def __init__(self, data):
+    def __init__(self, data, args=()):
         self.data = data
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [a.replace("{port}", str(self.port)) for a in args]
         self.proc = None
 
     def courier(self, *args, stdin=None):
@@ -35,7 +36,7 @@ class Server:
 
     def start(self):
         log = open(os.path.join(self.data, "server.log"), "a")
-        self.proc = subprocess.Popen([BINARY, "serve", "--data", self.data, "--port", str(self.port)],
+        self.proc = subprocess.Popen([BINARY, "serve", "--data", self.data, "--port", str(self.port), *self.args],
                                      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -61,14 +62,26 @@ class Server:
 
 
 @pytest.fixture
-def server():
-    data = tempfile.mkdtemp(prefix="courier-e2e-")
-    s = Server(data)
-    s.courier("user", "add", "admin", "--role", "admin", stdin=PASSWORD + "\n")
-    s.start()
-    yield s
-    s.stop()
-    shutil.rmtree(data, ignore_errors=True)
+def make_server():
+    """Starts courier with extra `serve` arguments (`{port}` is replaced by its port)."""
+    started = []
+
+    def make(*args):
+        data = tempfile.mkdtemp(prefix="courier-e2e-")
+        s = Server(data, args)
+        s.courier("user", "add", "admin", "--role", "admin", stdin=PASSWORD + "\n")
+        started.append(s)
+        return s.start()
+
+    yield make
+    for s in started:
+        s.stop()
+        shutil.rmtree(s.data, ignore_errors=True)
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server()
 
 
 @pytest.fixture

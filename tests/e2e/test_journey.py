@@ -16,8 +16,8 @@ def shot(driver, name):
     driver.save_screenshot(os.path.join(OUTPUT, name + ".png"))
 
 
-def sign_in(driver, server):
-    driver.get(server.url + "/apps")
+def sign_in(driver, server, base=None):
+    driver.get((base or server.url) + "/apps")
     assert "/login" in driver.current_url
     driver.find_element(By.ID, "name").send_keys("admin")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)

@@ -132,3 +132,32 @@ def test_200mb_upload_keeps_peak_memory_under_150mb(server, tmp_path):
     with open(os.path.join(os.path.dirname(__file__), "..", "..", "test-output", "memory.txt"), "w") as f:
         f.write(f"{peak:.1f}\n")
     assert peak < 150, f"peak RSS {peak:.1f} MB"
+
+
+def test_half_sent_headers_are_cut_off_by_the_idle_timeout(make_server):
+    server = make_server("--idle-timeout", "2")
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    s.settimeout(10)
+    started = time.time()
+    assert s.recv(1024) == b"", "the server closes a connection that stops mid-header"
+    assert time.time() - started < 8
+    s.close()
+    # A connection that completes its request is served as usual.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("GET", "/login")
+    assert conn.getresponse().status == 200
+
+
+def test_data_folder_and_files_are_private(server, tmp_path):
+    token = prepare(server)
+    assert upload_file(server, token, sample(str(tmp_path / "ok.zip")), "1.0.0.1")[0] == 201
+    assert os.stat(server.data).st_mode & 0o777 == 0o700
+    for name in ("courier.sqlite", "courier.sqlite-wal", "courier.sqlite-shm"):
+        path = os.path.join(server.data, name)
+        if os.path.exists(path):
+            assert os.stat(path).st_mode & 0o777 == 0o600, name
+    blobs = files_in(server, "blobs")
+    assert blobs
+    for path in blobs:
+        assert os.stat(path).st_mode & 0o077 == 0, path
