@@ -45,6 +45,11 @@ final class APITests: XCTestCase {
             XCTAssertEqual(refused.status, .forbidden)
             XCTAssertTrue(((refused.json["error"] as? [String: Any])?["message"] as? String)?.contains("upload scope") == true)
             let w = Caller(client: client, token: writer)
+            // A JSON body over what the endpoint reads: 413 in the API's error shape, not a 500.
+            let huge = try await w.call(.post, "/api/v1/apps", json: #"{"id":"20171228","name":""# + String(repeating: "n", count: 70_000) + #""}"#)
+            XCTAssertEqual(huge.status, .contentTooLarge)
+            XCTAssertNotNil((huge.json["error"] as? [String: Any])?["message"])
+            XCTAssertEqual(huge.headers[.xContentTypeOptions], "nosniff")
             await assertEqual(try await w.call(.post, "/api/v1/apps", json: #"{"id":"20171228","name":"Checkout"}"#).status, .created)
             // Console cookies do not open the API, and API tokens do not open the console.
             let console = try await client.execute(uri: "/apps", method: .get, headers: [.authorization: "Bearer \(writer)"])
