@@ -34,6 +34,20 @@ public struct CourierConfiguration: Sendable {
         return c != p
     }
 
+    /// Over https the cookies are `__Host-` cookies: bound to the console's own host, so a page
+    /// on a sibling host (`content.corp.example` beside `courier.corp.example`) cannot plant one.
+    var sessionCookie: String { (secureCookies ? "__Host-" : "") + "courier_session" }
+    /// The sign-in form's token (no session exists yet): a cookie and the same value in the form.
+    var loginCookie: String { (secureCookies ? "__Host-" : "") + "courier_login" }
+
+    /// True when the separate hosts look like one site (same last two labels): cookies set by
+    /// package pages could then reach the console unless it runs over https.
+    public var contentHostIsSameSite: Bool {
+        guard separateContentHost, let c = consoleURL.flatMap(Self.hostname), let p = Self.hostname(of: publicURL) else { return false }
+        func site(_ h: String) -> String { h.split(separator: ".").suffix(2).joined(separator: ".") }
+        return site(c) == site(p) && c.contains(".")
+    }
+
     /// The host console and API requests must name, when the hosts are separate.
     var consoleHost: String? { separateContentHost ? consoleURL.flatMap(Self.hostname) : nil }
     /// The host package content requests must name, when the hosts are separate.
@@ -104,7 +118,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     let pages = router.group().add(middleware: SecurityHeadersMiddleware()).add(middleware: HTMLErrorMiddleware(views: services.views))
         .add(middleware: HostGate(host: config.consoleHost, serves: "the console"))
     AuthController(services: services).addRoutes(to: pages)
-    let console = pages.add(middleware: SessionMiddleware(store: services.store))
+    let console = pages.add(middleware: SessionMiddleware(store: services.store, cookieName: config.sessionCookie))
         .add(middleware: CSRFMiddleware())
     AuthController(services: services).addSignedInRoutes(to: console)
     console.get("/") { _, _ in Response.redirect(to: "/apps") }

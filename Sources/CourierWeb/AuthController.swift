@@ -31,6 +31,7 @@ public actor LoginThrottle {
 
     /// Reserves an attempt, or answers how many seconds to wait.
     func reserve(name: String, address: String, now: Date = Date()) -> Result<Ticket, Wait> {
+        let address = Self.network(of: address)
         let pair = "pair:" + address + "\u{0}" + name.lowercased().prefix(Self.maxNameLength)
         let addr = "addr:" + address
         var wait: TimeInterval = 0
@@ -65,6 +66,21 @@ public actor LoginThrottle {
     }
 
     var keyCount: Int { attempts.count }
+
+    /// What one client controls: an IPv4 address, or the /64 of an IPv6 address (one host
+    /// usually has a whole /64, so counting single IPv6 addresses would give it millions of tries).
+    static func network(of address: String) -> String {
+        guard address.contains(":") else { return address }
+        let halves = address.split(separator: "::", maxSplits: 1, omittingEmptySubsequences: false).map {
+            $0.split(separator: ":", omittingEmptySubsequences: true).map(String.init)
+        }
+        var groups = halves[0]
+        if halves.count == 2 {
+            groups += Array(repeating: "0", count: max(0, 8 - halves[0].count - halves[1].count)) + halves[1]
+        }
+        guard groups.count >= 4 else { return address }
+        return groups.prefix(4).map { String(Int($0, radix: 16) ?? 0, radix: 16) }.joined(separator: ":") + "::/64"
+    }
 
     public struct Wait: Error { let seconds: Int }
 }
@@ -113,9 +129,6 @@ struct LoginPage {
     let error: String?
 }
 
-let sessionCookie = "courier_session"
-/// The sign-in form's token (no session exists yet): a cookie and the same value in the form.
-let loginCookie = "courier_login"
 
 struct AuthController {
     let services: Services
@@ -134,9 +147,9 @@ struct AuthController {
     /// Sign-out is a state change like any other: session and CSRF token required.
     func addSignedInRoutes(to group: RouterGroup<AppContext>) {
         group.post("logout") { request, _ in
-            if let cookie = request.cookies[sessionCookie]?.value { try services.store.deleteSession(cookie: cookie) }
+            if let cookie = request.cookies[services.config.sessionCookie]?.value { try services.store.deleteSession(cookie: cookie) }
             var response = Response.redirect(to: "/login")
-            response.setCookie(Cookie(name: sessionCookie, value: "", maxAge: 0, path: "/", secure: services.config.secureCookies,
+            response.setCookie(Cookie(name: services.config.sessionCookie, value: "", maxAge: 0, path: "/", secure: services.config.secureCookies,
                                       httpOnly: true, sameSite: .strict))
             return response
         }
@@ -144,12 +157,12 @@ struct AuthController {
 
     /// The browser's sign-in token, or a new one with the cookie that carries it.
     func loginToken(_ request: Request) -> (String, Cookie?) {
-        if let existing = request.cookies[loginCookie]?.value, existing.count == 43,
+        if let existing = request.cookies[services.config.loginCookie]?.value, existing.count == 43,
            existing.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
             return (existing, nil)
         }
         let token = TokenHash.randomSecret()
-        return (token, Cookie(name: loginCookie, value: token, maxAge: 12 * 3600, path: "/login",
+        return (token, Cookie(name: services.config.loginCookie, value: token, maxAge: 12 * 3600, path: "/",
                               secure: services.config.secureCookies, httpOnly: true, sameSite: .strict))
     }
 
@@ -189,7 +202,7 @@ struct AuthController {
         await services.throttle.succeeded(ticket)
         let (cookie, _) = try services.store.createSession(userId: user.id!, lifetime: 12 * 3600)
         var response = Response.redirect(to: next)
-        response.setCookie(Cookie(name: sessionCookie, value: cookie, maxAge: 12 * 3600, path: "/",
+        response.setCookie(Cookie(name: services.config.sessionCookie, value: cookie, maxAge: 12 * 3600, path: "/",
                                   secure: services.config.secureCookies, httpOnly: true, sameSite: .strict))
         return response
     }

@@ -27,8 +27,11 @@ struct DeliveryController {
                     throw HTTPError(.notFound, message: "No such file.")
                 }
                 // Straight from the stored tar inside the .amr: no per-file extraction.
+                // Pages and SVGs are revalidated (ETag, 304) rather than cached for a year, so a copy
+                // cached in another mode or before an upgrade never runs without today's headers.
+                let type = MediaType.forPath(path)
                 return try await serve(request, context, blob: p.blob, offset: p.tarOffset + f.tarOffset, size: f.size,
-                                       etag: f.sha256, type: MediaType.forPath(path), download: nil)
+                                       etag: f.sha256, type: type, download: nil, revalidate: MediaType.isActive(type))
                     .sandboxed(unless: services.config.separateContentHost)
             }
         }
@@ -48,9 +51,9 @@ struct DeliveryController {
     /// Serves `size` bytes of a blob from `offset`, with ETag, one Range, and immutable caching
     /// (every URL names a fixed version, so its bytes never change).
     func serve(_ request: Request, _ context: AppContext, blob: String, offset: Int64, size: Int64, etag: String,
-               type: String, download: String?) async throws -> Response {
+               type: String, download: String?, revalidate: Bool = false) async throws -> Response {
         var headers: HTTPFields = [.contentType: type, .eTag: "\"\(etag)\"", .acceptRanges: "bytes", .xContentTypeOptions: "nosniff",
-                                   .cacheControl: "public, max-age=31536000, immutable"]
+                                   .cacheControl: revalidate ? "no-cache" : "public, max-age=31536000, immutable"]
         if let download { headers[.contentDisposition] = "attachment; filename=\"\(download)\"" }
         if let match = request.headers[.ifNoneMatch], match.contains("\"\(etag)\"") || match == "*" {
             return Response(status: .notModified, headers: headers)
@@ -111,6 +114,11 @@ extension Response {
 }
 
 extension MediaType {
+    /// Types a browser runs as a document (scripts inside included).
+    static func isActive(_ type: String) -> Bool {
+        ["text/html", "image/svg+xml", "application/xml", "application/xhtml+xml", "text/xml"].contains { type.hasPrefix($0) }
+    }
+
     static func forPath(_ path: String) -> String {
         let ext = (path as NSString).pathExtension.lowercased()
         let known: [String: String] = [
@@ -118,7 +126,7 @@ extension MediaType {
             "mjs": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8", "json": "application/json",
             "map": "application/json", "svg": "image/svg+xml", "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
             "gif": "image/gif", "webp": "image/webp", "ico": "image/x-icon", "woff": "font/woff", "woff2": "font/woff2",
-            "ttf": "font/ttf", "otf": "font/otf", "txt": "text/plain; charset=utf-8", "xml": "application/xml",
+            "ttf": "font/ttf", "otf": "font/otf", "txt": "text/plain; charset=utf-8", "xml": "application/xml", "xhtml": "application/xhtml+xml",
             "wasm": "application/wasm", "mp3": "audio/mpeg", "mp4": "video/mp4", "pdf": "application/pdf",
         ]
         return known[ext] ?? "application/octet-stream"

@@ -34,7 +34,11 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
         var response = try await next(request, context)
         response.headers[HTTPField.Name("Referrer-Policy")!] = "same-origin"
         if response.headers[.contentType]?.hasPrefix("text/html") == true {
-            response.headers[.contentSecurityPolicy] = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+            // Scripts and styles only from /static: on a shared origin, 'self' would also admit
+            // uploaded package files as console scripts.
+            let assets = request.head.authority.map { $0 + "/static/" } ?? "'self'"
+            response.headers[.contentSecurityPolicy] = "default-src 'self'; script-src \(assets); style-src \(assets); img-src 'self' data:; "
+                + "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
             response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
             response.headers[.cacheControl] = "no-store"
         }
@@ -46,9 +50,10 @@ struct SecurityHeadersMiddleware: RouterMiddleware {
 /// Loads the signed-in user from the session cookie; a request without one goes to login.
 struct SessionMiddleware: RouterMiddleware {
     let store: Store
+    let cookieName: String
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         var context = context
-        if let cookie = request.cookies[sessionCookie]?.value, let (session, user) = try store.session(cookie: cookie) {
+        if let cookie = request.cookies[cookieName]?.value, let (session, user) = try store.session(cookie: cookie) {
             context.session = session
             context.user = user
             return try await next(request, context)

@@ -19,6 +19,7 @@ struct SettingsPage {
     let separateContentHost: Bool
     let consoleURL: String
     let publicURL: String
+    let sameSiteWarning: Bool
 }
 
 struct SettingsController {
@@ -79,8 +80,18 @@ struct SettingsController {
                 let password = context.form["currentPassword"]
                 if password.isEmpty {
                     errors.append(FieldError("currentPassword", "Enter your current password to replace the signing key."))
-                } else if !(try await services.passwords.verify(password, hash: user.passwordHash)) {
-                    errors.append(FieldError("currentPassword", "That is not your current password. The key was not replaced."))
+                } else {
+                    // Counted like sign-ins: a stolen session cannot guess the password here at bcrypt speed.
+                    switch await services.throttle.reserve(name: user.name, address: context.remoteIP) {
+                    case .failure(let wait):
+                        errors.append(FieldError("currentPassword", "Too many wrong passwords. Try again in \(max(1, (wait.seconds + 59) / 60)) minute(s)."))
+                    case .success(let ticket):
+                        if try await services.passwords.verify(password, hash: user.passwordHash) {
+                            await services.throttle.succeeded(ticket)
+                        } else {
+                            errors.append(FieldError("currentPassword", "That is not your current password. The key was not replaced."))
+                        }
+                    }
                 }
                 guard errors.isEmpty else { throw errors }
             }
@@ -106,7 +117,8 @@ struct SettingsController {
             globalLocked: counts.global > 0,
             keyFingerprint: s.signingKeyFingerprint, keyBits: bits, packageCount: counts.all,
             errors: errors, notice: notice, separateContentHost: services.config.separateContentHost,
-            consoleURL: services.config.consoleURL ?? services.config.publicURL, publicURL: services.config.publicURL)
+            consoleURL: services.config.consoleURL ?? services.config.publicURL, publicURL: services.config.publicURL,
+            sameSiteWarning: services.config.contentHostIsSameSite && !services.config.secureCookies)
         return services.views.render("settings", model, status: status)
     }
 }

@@ -56,6 +56,9 @@ struct Serve: AsyncParsableCommand {
         config.secureCookies = (config.consoleURL ?? config.publicURL).hasPrefix("https://")
         if config.separateContentHost {
             print("Console and JSON API at \(config.consoleURL!); package content at \(config.publicURL) (separate hosts).")
+            if config.contentHostIsSameSite && !config.secureCookies {
+                print("Warning: the two hosts look like one site; package pages could plant cookies for the console. Use https or another domain for package content.")
+            }
         } else {
             print("Console and package content share \(config.publicURL): package content is served sandboxed.")
         }

@@ -163,6 +163,14 @@ final class ConsoleTests: XCTestCase {
         XCTAssertLessThan(longest, 200, "names are cut before they become keys")
     }
 
+    func testAnIPv6ClientIsCountedByItsSlash64() {
+        XCTAssertEqual(LoginThrottle.network(of: "2001:db8::1"), LoginThrottle.network(of: "2001:db8:0:0:ffff::2"))
+        XCTAssertEqual(LoginThrottle.network(of: "2001:DB8:0000:0000::7"), "2001:db8:0:0::/64")
+        XCTAssertNotEqual(LoginThrottle.network(of: "2001:db8:0:1::1"), LoginThrottle.network(of: "2001:db8::1"))
+        XCTAssertEqual(LoginThrottle.network(of: "192.0.2.7"), "192.0.2.7")
+        XCTAssertEqual(LoginThrottle.network(of: "::1"), "0:0:0:0::/64")
+    }
+
     func testPasswordChecksQueueOnTheirOwnPoolAndRefuseABurst() async throws {
         let hasher = PasswordHasher(maxWaiting: 2)
         let hash = try await hasher.hash("pw", cost: 10)
@@ -232,6 +240,8 @@ final class ConsoleTests: XCTestCase {
             let b = try await Browser.signIn(client, "alice")
             let page = try await b.get("/apps")
             XCTAssertEqual(page.headers[.init("Referrer-Policy")!], "same-origin")
+            let csp = page.headers[.contentSecurityPolicy] ?? ""
+            XCTAssertTrue(csp.contains("script-src localhost/static/"), "console scripts only from /static, never from package files: \(csp)")
             for (uri, status) in [("/no-such-page", HTTPResponse.Status.notFound), ("/static/courier.css", .ok),
                                   ("/api/v1/apps", .unauthorized), ("/api/v1/settings/public-key", .notFound),
                                   ("/client/v1/preset/20171228.json", .notFound), ("/login", .ok)] {
@@ -312,6 +322,10 @@ final class ConsoleTests: XCTestCase {
             let replaced = try await b.post("/settings/signing-key/generate", [("confirmReplace", "true"), ("currentPassword", "correct-horse")])
             XCTAssertEqual(replaced.status, .seeOther)
             XCTAssertNotEqual(try h.store.settings().signingKeyFingerprint, fingerprint)
+            // Guessing the password there is throttled like signing in.
+            for _ in 0..<5 { _ = try await b.post("/settings/signing-key/generate", [("confirmReplace", "true"), ("currentPassword", "guess")]) }
+            let throttled = try await b.post("/settings/signing-key/generate", [("confirmReplace", "true"), ("currentPassword", "correct-horse")])
+            XCTAssertTrue(throttled.text.contains("Too many wrong passwords"), throttled.text)
         }
     }
 

@@ -94,6 +94,7 @@ final class PackageTests: XCTestCase {
                            "on the console's origin package pages run sandboxed, never as the console")
             XCTAssertEqual(html.headers[.xContentTypeOptions], "nosniff")
             await assertEqual(try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/app.js", method: .get).headers[.contentType], "text/javascript; charset=utf-8")
+            await assertTrue(try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/app.js", method: .get).headers[.cacheControl]?.contains("immutable") == true)
             await assertEqual(try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/nope.js", method: .get).status, .notFound)
             let escape = try await client.execute(uri: "/fallback/20171228/1.0.0.1/../../courier.sqlite", method: .get)
             XCTAssertTrue([.notFound, .badRequest].contains(escape.status))
@@ -152,7 +153,12 @@ final class PackageTests: XCTestCase {
                     XCTAssertTrue(csp.hasPrefix("sandbox"), path)
                     XCTAssertFalse(csp.contains("allow-same-origin"), "an opaque origin, never the console's")
                     XCTAssertEqual(r.headers[.xContentTypeOptions], "nosniff")
+                    XCTAssertEqual(r.headers[.cacheControl], "no-cache", "documents are revalidated, so a cached copy gets today's headers")
                 }
+                let etag = try await b.get("/fallback/20171228/1.0.0.1/\(path)").headers[.eTag] ?? ""
+                let notModified = try await b.get("/fallback/20171228/1.0.0.1/\(path)", headers: [.ifNoneMatch: etag])
+                XCTAssertEqual(notModified.status, .notModified)
+                XCTAssertTrue(notModified.headers[.contentSecurityPolicy]?.hasPrefix("sandbox") == true, "a 304 refreshes the stored headers too")
             }
             let settings = try await b.get("/settings").text
             XCTAssertTrue(settings.contains("Shared origin, sandboxed."), "the configuration page says which mode is in force")
