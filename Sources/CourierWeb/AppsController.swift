@@ -118,6 +118,6 @@ extension Services {
     func row(_ p: PackageRecord) -> PackageRow {
         PackageRow(version: p.version, status: p.status.label, statusKey: p.status.rawValue, size: humanSize(p.size),
                    fileCount: p.fileCount, createdAt: displayDate.string(from: p.createdAt),
-                   url: Paths.package(p), amrURL: Paths.amr(p))
+                   url: Paths.package(p), amrURL: contentLink(Paths.amr(p)))
     }
 }

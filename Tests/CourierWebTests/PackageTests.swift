@@ -176,6 +176,7 @@ final class PackageTests: XCTestCase {
             XCTAssertTrue(page.contains(#"href="http://cdn.courier.test/fallback/20171228/1.0.0.1/www/index.html""#),
                           "links to package content go to the content host")
             XCTAssertTrue(page.contains(#"href="http://cdn.courier.test/packages/20171228/1.0.0.1.amr""#))
+            await assertTrue(try await b.get("/apps/20171228").text.contains(#"href="http://cdn.courier.test/packages/20171228/1.0.0.1.amr""#))
             await assertTrue(try await b.get("/settings").text.contains("Separate hosts."))
             await assertEqual(try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/index.html", method: .get).status, .notFound)
             await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get).status, .notFound)
