@@ -14,6 +14,21 @@ public enum InstallPolicy: String, CaseIterable, Codable, Sendable {
 
 /// What a person (or CI) typed for a new package, before validation. Every field is text,
 /// as it came from the form or the multipart API request.
+/// Where a package stands in its release (SPEC §5).
+public enum PackageStatus: String, Codable, Sendable {
+    case toBeReleased, grayReleasing, officialReleasing, paused, finished
+
+    public var label: String {
+        switch self {
+        case .toBeReleased: "To be released"
+        case .grayReleasing: "Grayscale releasing"
+        case .officialReleasing: "Official releasing"
+        case .paused: "Paused"
+        case .finished: "Release finished"
+        }
+    }
+}
+
 public struct PackageDraft: Sendable, Equatable {
     public var version = ""
     public var type = ""

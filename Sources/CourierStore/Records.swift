@@ -14,10 +14,6 @@ public struct SettingsRecord: Codable, FetchableRecord, PersistableRecord, Senda
     public init() {}
 }
 
-public enum Role: String, Codable, CaseIterable, Sendable {
-    case admin, developer, reviewer
-}
-
 public struct UserRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
     public static let databaseTableName = "user"
     public var id: Int64?
@@ -64,20 +60,6 @@ public struct AppRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
         self.id = id.rawValue
         self.name = name
         createdAt = Date()
-    }
-}
-
-public enum PackageStatus: String, Codable, Sendable {
-    case toBeReleased, grayReleasing, officialReleasing, paused, finished
-
-    public var label: String {
-        switch self {
-        case .toBeReleased: "To be released"
-        case .grayReleasing: "Grayscale releasing"
-        case .officialReleasing: "Official releasing"
-        case .paused: "Paused"
-        case .finished: "Release finished"
-        }
     }
 }
 

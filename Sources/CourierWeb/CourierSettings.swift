@@ -18,7 +18,7 @@ struct CourierSettings {
         return try store.updateSettings { s in
             if let existing = s.virtualDomain {
                 if existing == domain { return }
-                throw SettingsConflict("The virtual domain is already set to \(existing) and cannot be changed.")
+                throw Conflict("The virtual domain is already set to \(existing) and cannot be changed.", field: "virtualDomain")
             }
             s.virtualDomain = domain
         }
@@ -34,7 +34,8 @@ struct CourierSettings {
         return try store.updateSettings { s in
             if s.globalHost == h && s.appKey == k { return }
             if inUse {
-                throw SettingsConflict("Global packages already use \(s.globalHost ?? "")/\(s.appKey ?? ""); the global host and app key cannot change.")
+                throw Conflict("Global packages already use \(s.globalHost ?? "")/\(s.appKey ?? ""); the global host and app key cannot change.",
+                               field: "globalHost")
             }
             s.globalHost = h
             s.appKey = k
@@ -93,7 +94,3 @@ struct CourierSettings {
     }
 }
 
-struct SettingsConflict: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
-}

@@ -17,8 +17,14 @@ struct PresentedError {
             self.init(status: .unprocessableContent, message: e.isEmpty ? "Invalid request." : e.description, fields: e.errors)
         case let e as FieldError:
             self.init(status: .unprocessableContent, message: e.message, fields: e.field.isEmpty ? [] : [e])
-        case let e as SettingsConflict:
-            self.init(status: .conflict, message: e.description, fields: [])
+        case let e as Conflict:
+            self.init(status: .conflict, message: e.description, fields: e.field.map { [FieldError($0, e.description)] } ?? [])
+        case let e as NotFound:
+            self.init(status: .notFound, message: e.description, fields: [])
+        case let e as Refused:
+            self.init(status: .forbidden, message: e.description, fields: [])
+        case let e as ServerFault:
+            self.init(status: .internalServerError, message: e.description, fields: [])
         case let e as UploadTooLarge:
             self.init(status: .contentTooLarge, message: e.message, fields: [FieldError("file", e.message)])
         case let e as HTTPError:
