@@ -16,6 +16,23 @@ public struct PackageVersion: Hashable, Comparable, Sendable, CustomStringConver
 
     public init(parts: [Int]) { self.parts = parts }
 
+    /// The version to suggest after `highest`: the last part plus one, carrying into the part
+    /// before it when a part is at 99999; nil when no valid higher version exists.
+    public static func suggestedNext(after highest: PackageVersion?) -> PackageVersion? {
+        guard let highest else { return PackageVersion(parts: [1, 0, 0, 0]) }
+        var parts = highest.parts
+        var i = parts.count - 1
+        while i >= 0 {
+            if parts[i] < 99999 {
+                parts[i] += 1
+                return PackageVersion(parts: parts)
+            }
+            parts[i] = 0
+            i -= 1
+        }
+        return nil
+    }
+
     /// The next version for a batch import: the last part plus one.
     public func nextPatch() -> PackageVersion? {
         guard parts[3] < 99999 else { return nil }

@@ -3,19 +3,19 @@ import Foundation
 import GRDB
 
 extension Store {
-    public func createUser(name: String, passwordHash: String, role: Role) throws -> UserRecord {
-        try db.write { db in
-            if try UserRecord.filter(Column("name") == name).fetchOne(db) != nil {
-                throw FieldError("name", "A user named \(name) already exists.")
+    public func createUser(name: String, passwordHash: String, role: Role, by actor: ActingUser) throws -> UserRecord {
+        try change(by: actor, "user.create", subject: name, catalogue: false) { db in
+            if try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) != nil {
+                throw Conflict("A user named \(name) already exists.", field: "name")
             }
             var u = UserRecord(name: name, passwordHash: passwordHash, role: role)
             try u.insert(db)
-            return u
+            return (u, ["role": role.rawValue])
         }
     }
 
     public func user(named name: String) throws -> UserRecord? {
-        try db.read { db in try UserRecord.filter(Column("name") == name).fetchOne(db) }
+        try db.read { db in try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) }
     }
 
     public func user(id: Int64) throws -> UserRecord? {
@@ -46,25 +46,28 @@ extension Store {
         _ = try db.write { db in try SessionRecord.deleteOne(db, key: TokenHash.of(cookie)) }
     }
 
-    public static let tokenScopes: Set<String> = ["read", "upload", "release"]
-
     /// Creates an API token; returns the secret (shown once, stored hashed).
-    public func createToken(userName: String, scopes: [String]) throws -> String {
-        let wanted = Set(scopes.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
-        guard !wanted.isEmpty, wanted.isSubset(of: Self.tokenScopes) else {
-            throw FieldError("scope", "Scopes must be some of read, upload, release (comma-separated).")
-        }
-        guard let user = try user(named: userName) else { throw FieldError("user", "There is no user named \(userName).") }
+    public func createToken(userName: String, scopes: Set<TokenScope>, by actor: ActingUser) throws -> String {
         let secret = "cour_" + TokenHash.randomSecret()
-        var t = APITokenRecord(id: nil, userId: user.id!, tokenHash: TokenHash.of(secret),
-                               scopes: wanted.sorted().joined(separator: ","), createdAt: Date())
-        try db.write { db in try t.insert(db) }
-        return secret
+        let names = scopes.map(\.rawValue).sorted().joined(separator: ",")
+        return try change(by: actor, "token.create", subject: userName, catalogue: false) { db in
+            guard let user = try UserRecord.filter(UserRecord.Columns.name == userName).fetchOne(db), let userId = user.id else {
+                throw NotFound("There is no user named \(userName).")
+            }
+            var t = APITokenRecord(id: nil, userId: userId, tokenHash: TokenHash.of(secret), scopes: names, createdAt: Date())
+            try t.insert(db)
+            return (secret, ["scopes": names])
+        }
+    }
+
+    /// The stored token hashes (tests check that no secret is stored).
+    public func tokenHashes() throws -> [String] {
+        try db.read { db in try APITokenRecord.fetchAll(db).map(\.tokenHash) }
     }
 
     public func token(secret: String) throws -> (APITokenRecord, UserRecord)? {
         try db.read { db in
-            guard let t = try APITokenRecord.filter(Column("tokenHash") == TokenHash.of(secret)).fetchOne(db),
+            guard let t = try APITokenRecord.filter(APITokenRecord.Columns.tokenHash == TokenHash.of(secret)).fetchOne(db),
                   let u = try UserRecord.fetchOne(db, key: t.userId) else { return nil }
             return (t, u)
         }

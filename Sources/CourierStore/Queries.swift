@@ -27,26 +27,79 @@ extension Store {
         try db.read { db in try SettingsRecord.fetchOne(db, key: 1) } ?? SettingsRecord()
     }
 
-    /// Updates settings inside one transaction; `change` sees the current row and may refuse.
-    public func updateSettings(_ change: @Sendable (inout SettingsRecord) throws -> Void) throws -> SettingsRecord {
-        try db.write { db in
+    /// The virtual domain is written once (SPEC §2).
+    public func setVirtualDomain(_ domain: String, by actor: ActingUser) throws -> SettingsRecord {
+        try change(by: actor, "settings.virtualDomain", subject: "settings") { db in
             var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
-            try change(&s)
+            if let existing = s.virtualDomain {
+                if existing == domain { return (s, ["virtualDomain": domain, "unchanged": "true"]) }
+                throw Conflict("The virtual domain is already set to \(existing) and cannot be changed.", field: "virtualDomain")
+            }
+            s.virtualDomain = domain
             try s.save(db)
-            return s
+            return (s, ["virtualDomain": domain])
+        }
+    }
+
+    /// Global host and app key go together; they cannot change once a global package uses them
+    /// (counted inside the same transaction, so a racing global upload cannot slip between).
+    public func setGlobalLocation(host: String, appKey: String, by actor: ActingUser) throws -> SettingsRecord {
+        try change(by: actor, "settings.globalLocation", subject: "settings") { db in
+            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            if s.globalHost == host && s.appKey == appKey { return (s, ["globalHost": host, "appKey": appKey, "unchanged": "true"]) }
+            let inUse = try PackageRecord.filter(PackageRecord.Columns.type == PackageType.global.rawValue).fetchCount(db) > 0
+            if inUse {
+                throw Conflict("Global packages already use \(s.globalHost ?? "")/\(s.appKey ?? ""); the global host and app key cannot change.",
+                               field: "globalHost")
+            }
+            s.globalHost = host
+            s.appKey = appKey
+            try s.save(db)
+            return (s, ["globalHost": host, "appKey": appKey])
+        }
+    }
+
+    /// A re-signed package: its new `.amr` (already in the blob store) replaces the old one.
+    public struct Resigned: Sendable {
+        public let packageId: Int64
+        public let oldBlob: String
+        public let blob: String
+        public let size: Int64
+        public let md5: String
+        public let tarOffset: Int64
+        public init(packageId: Int64, oldBlob: String, blob: String, size: Int64, md5: String, tarOffset: Int64) {
+            self.packageId = packageId; self.oldBlob = oldBlob; self.blob = blob; self.size = size; self.md5 = md5
+            self.tarOffset = tarOffset
+        }
+    }
+
+    /// Switches the signing key and every package's `.amr` at once. Call inside `withBlobLock`.
+    public func switchSigningKey(pem: String, fingerprint: String, resigned: [Resigned], by actor: ActingUser) throws -> SettingsRecord {
+        try change(by: actor, "settings.signingKey", subject: "settings") { db in
+            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            let previous = s.signingKeyFingerprint
+            s.signingKeyPEM = pem
+            s.signingKeyFingerprint = fingerprint
+            try s.save(db)
+            for r in resigned {
+                guard var p = try PackageRecord.fetchOne(db, key: r.packageId) else { continue }
+                p.blob = r.blob; p.size = r.size; p.md5 = r.md5; p.tarOffset = r.tarOffset
+                try p.update(db)
+            }
+            return (s, ["fingerprint": fingerprint, "previousFingerprint": previous ?? "", "resignedPackages": String(resigned.count)])
         }
     }
 
     // MARK: apps
 
-    public func createApp(id: AppID, name: String) throws -> AppRecord {
-        try db.write { db in
+    public func createApp(id: AppID, name: String, by actor: ActingUser) throws -> AppRecord {
+        try change(by: actor, "app.create", subject: id.rawValue) { db in
             if try AppRecord.fetchOne(db, key: id.rawValue) != nil {
-                throw FieldError("id", "An app with ID \(id) already exists. Choose another ID.")
+                throw Conflict("An app with ID \(id) already exists. Choose another ID.", field: "id")
             }
             let app = AppRecord(id: id, name: name)
             try app.insert(db)
-            return app
+            return (app, ["name": name])
         }
     }
 
@@ -75,13 +128,13 @@ extension Store {
 
     public func packages(of appId: String) throws -> [PackageRecord] {
         try db.read { db in
-            try PackageRecord.filter(Column("appId") == appId).order(Column("versionKey").desc).fetchAll(db)
+            try PackageRecord.filter(PackageRecord.Columns.appId == appId).order(PackageRecord.Columns.versionKey.desc).fetchAll(db)
         }
     }
 
     public func package(_ appId: String, _ version: String) throws -> PackageRecord? {
         try db.read { db in
-            try PackageRecord.filter(Column("appId") == appId && Column("version") == version).fetchOne(db)
+            try PackageRecord.filter(PackageRecord.Columns.appId == appId && PackageRecord.Columns.version == version).fetchOne(db)
         }
     }
 
@@ -91,7 +144,18 @@ extension Store {
 
     public func files(of packageId: Int64) throws -> [PackageFileRecord] {
         try db.read { db in
-            try PackageFileRecord.filter(Column("packageId") == packageId).order(Column("path")).fetchAll(db)
+            try PackageFileRecord.filter(PackageFileRecord.Columns.packageId == packageId).order(PackageFileRecord.Columns.path).fetchAll(db)
+        }
+    }
+
+    /// One page of a package's files, in path order (the package page shows 100 at a time).
+    public func files(of packageId: Int64, page: Int, perPage: Int) throws -> Page<PackageFileRecord> {
+        try db.read { db in
+            let request = PackageFileRecord.filter(PackageFileRecord.Columns.packageId == packageId)
+            let total = try request.fetchCount(db)
+            let page = max(1, min(page, max(1, (total + perPage - 1) / perPage)))
+            let items = try request.order(PackageFileRecord.Columns.path).limit(perPage, offset: (page - 1) * perPage).fetchAll(db)
+            return Page(items: items, total: total, page: page, perPage: perPage)
         }
     }
 
@@ -105,14 +169,14 @@ extension Store {
 
     static func facts(_ db: Database, _ appId: String) throws -> AppFacts {
         let app = try AppRecord.fetchOne(db, key: appId)
-        let highest = try PackageRecord.filter(Column("appId") == appId).order(Column("versionKey").desc).fetchOne(db)
+        let highest = try PackageRecord.filter(PackageRecord.Columns.appId == appId).order(PackageRecord.Columns.versionKey.desc).fetchOne(db)
         return AppFacts(fixedType: app?.type, highestVersion: highest?.packageVersion)
     }
 
     /// Records a built package and its files in one transaction. The version and type rules
     /// are checked again inside it, so two racing uploads cannot both win.
-    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord]) throws -> PackageRecord {
-        try db.write { db in
+    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], by actor: ActingUser) throws -> PackageRecord {
+        try change(by: actor, "package.add", subject: "\(package.appId) \(package.version)") { db in
             let facts = try Self.facts(db, package.appId)
             if let highest = facts.highestVersion, package.packageVersion <= highest {
                 throw FieldError("version", "The version must be greater than \(highest), the app's highest version.")
@@ -126,10 +190,11 @@ extension Store {
                 f.packageId = p.id!
                 try f.insert(db)
             }
-            if facts.fixedType == nil {
-                try db.execute(sql: "UPDATE app SET type = ? WHERE id = ?", arguments: [p.type.rawValue, p.appId])
+            if facts.fixedType == nil, var app = try AppRecord.fetchOne(db, key: p.appId) {
+                app.type = p.type
+                try app.update(db)
             }
-            return p
+            return (p, ["type": p.type.rawValue, "sha256": p.blob, "files": String(files.count), "size": String(p.size)])
         }
     }
 
@@ -143,14 +208,14 @@ extension Store {
     /// the blob the winner has just recorded, and a package signed with a key that was
     /// replaced meanwhile is refused rather than stored with the old signature.
     public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord],
-                              signedWith fingerprint: String?) throws -> PackageRecord {
+                              signedWith fingerprint: String?, by actor: ActingUser) throws -> PackageRecord {
         try blobs.lock.withLock {
             guard try settings().signingKeyFingerprint == fingerprint else {
                 throw FieldError("file", "The signing key was replaced while this package was being processed. Upload it again.")
             }
             try blobs.adopt(tempPath, sha256: package.blob)
             do {
-                return try insertPackage(package, files: files)
+                return try insertPackage(package, files: files, by: actor)
             } catch {
                 if try !isBlobReferenced(package.blob) { blobs.remove(package.blob) }
                 throw error
@@ -165,12 +230,11 @@ extension Store {
 
     public func packageCounts() throws -> (all: Int, global: Int) {
         try db.read { db in
-            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*), COALESCE(SUM(type = 'global'), 0) FROM package")!
-            return (row[0], row[1])
+            (try PackageRecord.fetchCount(db), try PackageRecord.filter(PackageRecord.Columns.type == PackageType.global.rawValue).fetchCount(db))
         }
     }
 
     public func isBlobReferenced(_ blob: String) throws -> Bool {
-        try db.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM package WHERE blob = ?)", arguments: [blob]) ?? false }
+        try db.read { db in try PackageRecord.filter(PackageRecord.Columns.blob == blob).isEmpty(db) == false }
     }
 }

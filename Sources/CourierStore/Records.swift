@@ -16,6 +16,7 @@ public struct SettingsRecord: Codable, FetchableRecord, PersistableRecord, Senda
 
 public struct UserRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
     public static let databaseTableName = "user"
+    public enum Columns { public static let name = Column(CodingKeys.name) }
     public var id: Int64?
     public var name: String
     public var passwordHash: String
@@ -46,8 +47,9 @@ public struct APITokenRecord: Codable, FetchableRecord, MutablePersistableRecord
     public var tokenHash: String
     public var scopes: String          // comma-separated: read, upload, release
     public var createdAt: Date
+    public enum Columns { public static let tokenHash = Column(CodingKeys.tokenHash) }
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
-    public var scopeSet: Set<String> { Set(scopes.split(separator: ",").map(String.init)) }
+    public var scopeSet: Set<TokenScope> { TokenScope.parse(scopes) ?? [] }
 }
 
 public struct AppRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
@@ -75,29 +77,43 @@ public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord,
     public var iosMin: String?
     public var iosMax: String?
     public var mainUrl: String?
-    public var extendInfo: String
-    public var downloadPolicy: DownloadPolicy
-    public var installPolicy: InstallPolicy
-    public var status: PackageStatus
-    public var blob: String            // SHA-256 of the .amr: its name in the blob store
-    public var size: Int64
-    public var md5: String
-    public var tarOffset: Int64
-    public var tarSize: Int64
-    public var fileCount: Int
-    public var createdAt: Date
+    public var extendInfo = "{}"
+    public var downloadPolicy = DownloadPolicy.wifi
+    public var installPolicy = InstallPolicy.lazy
+    public var status = PackageStatus.toBeReleased
+    public var blob = ""               // SHA-256 of the .amr: its name in the blob store
+    public var size: Int64 = 0
+    public var md5 = ""
+    public var tarOffset: Int64 = 0
+    public var tarSize: Int64 = 0
+    public var fileCount = 0
+    public var createdAt = Date()
     public var createdBy: String
+
+    public enum Columns {
+        public static let id = Column(CodingKeys.id)
+        public static let appId = Column(CodingKeys.appId)
+        public static let version = Column(CodingKeys.version)
+        public static let versionKey = Column(CodingKeys.versionKey)
+        public static let type = Column(CodingKeys.type)
+        public static let blob = Column(CodingKeys.blob)
+    }
+
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 
-    public init(id: Int64?, appId: String, version: String, versionKey: String, type: PackageType, androidMin: String?,
-                androidMax: String?, iosMin: String?, iosMax: String?, mainUrl: String?, extendInfo: String,
-                downloadPolicy: DownloadPolicy, installPolicy: InstallPolicy, status: PackageStatus, blob: String,
-                size: Int64, md5: String, tarOffset: Int64, tarSize: Int64, fileCount: Int, createdAt: Date, createdBy: String) {
-        self.id = id; self.appId = appId; self.version = version; self.versionKey = versionKey; self.type = type
-        self.androidMin = androidMin; self.androidMax = androidMax; self.iosMin = iosMin; self.iosMax = iosMax
-        self.mainUrl = mainUrl; self.extendInfo = extendInfo; self.downloadPolicy = downloadPolicy
-        self.installPolicy = installPolicy; self.status = status; self.blob = blob; self.size = size; self.md5 = md5
-        self.tarOffset = tarOffset; self.tarSize = tarSize; self.fileCount = fileCount; self.createdAt = createdAt
+    /// A package of `appId` with the validated settings of its form; the `.amr` facts (blob,
+    /// sizes, offsets) are filled in once it is built.
+    public init(appId: String, settings s: PackageSettings, createdBy: String) {
+        self.appId = appId
+        version = s.version.description
+        versionKey = Self.versionKey(s.version)
+        type = s.type
+        androidMin = s.range.android?.min; androidMax = s.range.android?.max
+        iosMin = s.range.ios?.min; iosMax = s.range.ios?.max
+        mainUrl = s.mainUrl
+        extendInfo = s.extendInfo
+        downloadPolicy = s.downloadPolicy
+        installPolicy = s.installPolicy
         self.createdBy = createdBy
     }
 
@@ -113,6 +129,10 @@ public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord,
 
 public struct PackageFileRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     public static let databaseTableName = "packageFile"
+    public enum Columns {
+        public static let packageId = Column(CodingKeys.packageId)
+        public static let path = Column(CodingKeys.path)
+    }
     public var packageId: Int64
     public var path: String
     public var size: Int64

@@ -5,8 +5,12 @@ import GRDB
 
 /// Courier's state: one SQLite database (WAL) plus the blob directory beside it.
 public final class Store: Sendable {
-    public let db: DatabasePool
+    /// Only this module touches the database: every change is a named write below (one
+    /// transaction with its audit row), every read a named query.
+    let db: DatabasePool
     public let blobs: BlobStore
+    /// Told after every committed change to apps, packages or settings.
+    public let changes = CatalogueChanges()
 
     public init(dataDirectory: String) throws {
         let dir = URL(fileURLWithPath: dataDirectory, isDirectory: true)
@@ -99,7 +103,31 @@ public final class Store: Sendable {
                 t.primaryKey(["packageId", "path"])
             }
         }
+        m.registerMigration("v2-audit") { db in
+            try db.create(table: "audit") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("at", .text).notNull()
+                t.column("user", .text).notNull()
+                t.column("action", .text).notNull()
+                t.column("subject", .text).notNull()
+                t.column("detail", .text).notNull()
+                t.column("hash", .text).notNull()
+            }
+        }
         return m
+    }
+
+    /// One change: `body` writes, then its audit row is appended, in one transaction; listeners
+    /// hear of catalogue changes once it is committed.
+    func change<T>(by actor: ActingUser, _ action: String, subject: String, catalogue: Bool = true,
+                   _ body: (Database) throws -> (T, detail: [String: String])) throws -> T {
+        let result = try db.write { db -> T in
+            let (value, detail) = try body(db)
+            try audit(db, by: actor, action, subject: subject, detail: detail)
+            return value
+        }
+        if catalogue { changes.announce() }
+        return result
     }
 
     /// Creates `path` (and parents) or tightens an existing one to 0700: owner only.

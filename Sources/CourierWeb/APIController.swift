@@ -20,14 +20,6 @@ struct BearerAuthMiddleware: RouterMiddleware {
     }
 }
 
-extension AppContext {
-    func requireScope(_ scope: String) throws {
-        guard token?.scopeSet.contains(scope) == true else {
-            throw HTTPError(.forbidden, message: "This token lacks the \(scope) scope.")
-        }
-    }
-}
-
 /// API errors as `{"error":{"message","field"}}`.
 struct APIErrorMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
@@ -96,75 +88,56 @@ struct PackageJSON: Encodable {
     }
 }
 
-/// The console's JSON twin (SPEC §8): the same validation, answers in JSON.
+/// The console's JSON twin (SPEC §8): the same actions, answers in JSON.
 struct APIController {
     let services: Services
-    var settings: CourierSettings { CourierSettings(store: services.store) }
 
-    func addRoutes(to group: RouterGroup<AppContext>) {
-        group.get("settings") { _, context in
-            try context.requireScope("read")
-            return try json(settingsJSON(services.store.settings()))
+    func addRoutes(to routes: SignedInRoutes) {
+        routes.get(.apiSettings, needs: .read) { _, _ in
+            try json(settingsJSON(services.store.settings()))
         }
-        group.put("settings") { request, context in
-            _ = try context.require(.admin)
-            try context.requireScope("upload")
+        routes.put(.apiSettings, needs: .editSettings) { request, context in
             let body = try await decode(SettingsJSON.self, request)
-            if let domain = body.virtualDomain { _ = try settings.setVirtualDomain(domain, confirmed: true) }
+            if let domain = body.virtualDomain { _ = try services.actions.setVirtualDomain(by: context.acting, domain, confirmed: true) }
             if body.globalHost != nil || body.appKey != nil {
-                _ = try settings.setGlobalLocation(host: body.globalHost ?? "", appKey: body.appKey ?? "")
+                _ = try services.actions.setGlobalLocation(by: context.acting, host: body.globalHost ?? "", appKey: body.appKey ?? "")
             }
             return try json(settingsJSON(services.store.settings()))
         }
-        group.put("settings/signing-key") { request, context in
-            _ = try context.require(.admin)
-            try context.requireScope("upload")
+        routes.put(.apiSigningKey, needs: .editSigningKey) { request, context in
             let pem = String(buffer: try await request.body.collect(upTo: 64 * 1024))
-            let (s, count) = try await settings.installKey(try SigningKey(pem: pem))
+            let (s, count) = try await services.actions.installSigningKey(by: context.acting, try SigningKey(pem: pem))
             return try json(["fingerprint": s.signingKeyFingerprint ?? "", "resignedPackages": String(count)])
         }
-        group.post("settings/signing-key/generate") { _, context in
-            _ = try context.require(.admin)
-            try context.requireScope("upload")
+        routes.post(.apiGenerateKey, needs: .editSigningKey) { _, context in
             let key = try SigningKey.generate()
-            let (s, count) = try await settings.installKey(key)
+            let (s, count) = try await services.actions.installSigningKey(by: context.acting, key)
             return try json(["fingerprint": s.signingKeyFingerprint ?? "", "publicKey": key.publicKeyPEM,
                              "resignedPackages": String(count)], status: .created)
         }
-        group.get("apps") { request, context in
-            try context.requireScope("read")
+        routes.get(.apiApps, needs: .read) { request, _ in
             let page = try services.store.apps(search: request.uri.queryParameters["q"].map(String.init) ?? "",
                                                page: request.uri.queryParameters["page"].flatMap { Int($0) } ?? 1, perPage: 100)
             struct List: Encodable { let apps: [AppJSON]; let total: Int; let page: Int; let pageCount: Int }
             return try json(List(apps: page.items.map { AppJSON(id: $0.id, name: $0.name, type: $0.type?.rawValue, packages: nil) },
                                  total: page.total, page: page.page, pageCount: page.pageCount))
         }
-        group.post("apps") { request, context in
-            _ = try context.require(.admin, .developer)
-            try context.requireScope("upload")
+        routes.post(.apiApps, needs: .editApps) { request, context in
             struct Body: Decodable { let id: String?; let name: String? }
             let body = try await decode(Body.self, request)
-            do {
-                let app = try createApp(services.store, id: body.id ?? "", name: body.name ?? "")
-                return try json(AppJSON(id: app.id, name: app.name, type: nil, packages: []), status: .created)
-            } catch let e as FieldErrors where e["id"]?.contains("already exists") == true {
-                return APIErrorMiddleware.error(.conflict, e["id"]!, field: "id")
-            }
+            let app = try services.actions.createApp(by: context.acting, id: body.id ?? "", name: body.name ?? "")
+            return try json(AppJSON(id: app.id, name: app.name, type: nil, packages: []), status: .created)
         }
-        group.get("apps/:id") { _, context in
-            try context.requireScope("read")
+        routes.get(.apiApp, needs: .read) { _, context in
             let app = try services.app(context)
             let packages = try services.store.packages(of: app.id).map { PackageJSON($0, publicURL: services.config.publicURL) }
             return try json(AppJSON(id: app.id, name: app.name, type: app.type?.rawValue, packages: packages))
         }
-        group.post("apps/:id/packages") { request, context in
-            let user = try context.require(.admin, .developer)
-            try context.requireScope("upload")
+        routes.post(.apiPackages, needs: .uploadPackages) { request, context in
             let app = try services.app(context)
             let form = try await services.readMultipart(request)
-            let file = form.takeFile("file")
-            let p = try await services.ingest.ingest(appId: app.id, draft: PackageDraft(fields: form.fields),
-                                                     zipPath: file?.path, user: user.name)
+            let p = try await services.actions.addPackage(by: context.acting, appId: app.id, draft: PackageDraft(fields: form.fields),
+                                                          zipPath: form.takeFile("file")?.path)
             return try json(PackageJSON(p, publicURL: services.config.publicURL), status: .created)
         }
     }

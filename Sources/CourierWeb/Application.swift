@@ -1,4 +1,5 @@
 import CourierArchive
+import CourierCore
 import CourierStore
 import Foundation
 import Hummingbird
@@ -59,10 +60,12 @@ public struct Services: Sendable {
     public let config: CourierConfiguration
     public let store: Store
     public let views: Views
-    public let ingest: PackageIngest
+    public let actions: Actions
     public let signer: SigningKeyCache
     public let throttle: LoginThrottle
     public let passwords: PasswordHasher
+    /// Every route with the permission it needs, filled in by `buildRouter`.
+    let routes = RouteTable()
 
     /// Where a person follows a link to package content: on the console's origin a path, with a
     /// separate content host its full URL there.
@@ -82,8 +85,10 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
     }
     let library = try await MustacheLibrary(directory: templates)
     let signer = SigningKeyCache()
-    return Services(config: config, store: store, views: Views(library: library), ingest: PackageIngest(store: store, signer: signer),
-                    signer: signer, throttle: LoginThrottle(), passwords: PasswordHasher())
+    let passwords = PasswordHasher()
+    return Services(config: config, store: store, views: Views(library: library),
+                    actions: Actions(store: store, signer: signer, passwords: passwords),
+                    signer: signer, throttle: LoginThrottle(), passwords: passwords)
 }
 
 public struct CourierStartupError: Error, CustomStringConvertible {
@@ -93,35 +98,40 @@ public struct CourierStartupError: Error, CustomStringConvertible {
 
 public func buildRouter(_ services: Services) -> Router<AppContext> {
     let router = Router(context: AppContext.self)
+    let config = services.config
     // Outermost, so every answer gets it: 404 pages, /static files, JSON, errors.
     router.add(middleware: NoSniffMiddleware())
     // Anything no route or static file matched, and errors of the public file routes, as an HTML
     // page (the API and console groups answer their own errors first). It must wrap
     // FileMiddleware, which serves a file only when the routes answer 404.
     router.add(middleware: HTMLErrorMiddleware(views: services.views))
-    let publicDir = URL(fileURLWithPath: services.config.resourcesDirectory).appendingPathComponent("Public").path
+    let publicDir = URL(fileURLWithPath: config.resourcesDirectory).appendingPathComponent("Public").path
     router.add(middleware: FileMiddleware(publicDir, urlBasePath: "/static", cacheControl: .init([(MediaType(type: .any), [.maxAge(300)])])))
 
-    let config = services.config
     // Clients and public files: no login. With a separate content host they answer only there.
-    DeliveryController(services: services).addRoutes(to: router.group().add(middleware: HostGate(host: config.contentHost, serves: "package content")))
+    DeliveryController(services: services)
+        .addRoutes(to: router.group().add(middleware: HostGate(host: config.contentHost, serves: "package content")), table: services.routes)
 
-    // The JSON API: bearer tokens, JSON errors.
-    // (A group's `add(middleware:)` changes that group, so each gets its own.)
+    // The JSON API: bearer tokens, JSON errors. (A group's `add(middleware:)` changes that
+    // group, so each gets its own.)
     func apiGroup() -> RouterGroup<AppContext> {
-        router.group("api/v1").add(middleware: APIErrorMiddleware()).add(middleware: HostGate(host: config.consoleHost, serves: "the JSON API"))
+        router.group().add(middleware: APIErrorMiddleware()).add(middleware: HostGate(host: config.consoleHost, serves: "the JSON API"))
     }
-    apiGroup().get("settings/public-key") { _, _ in try publicKeyResponse(services.store) }
-    APIController(services: services).addRoutes(to: apiGroup().add(middleware: BearerAuthMiddleware(store: services.store)))
+    services.routes.add(.init(method: .get, route: .apiPublicKey, permission: nil, surface: .open))
+    apiGroup().get(Route.apiPublicKey.routerPath) { _, _ in try publicKeyResponse(services.store) }
+    let api = apiGroup().add(middleware: BearerAuthMiddleware(store: services.store)).group(context: SignedInContext.self)
+    APIController(services: services).addRoutes(to: SignedInRoutes(group: api, table: services.routes, surface: .api))
 
     // The console: HTML error pages, sessions, CSRF on every state change.
     let pages = router.group().add(middleware: SecurityHeadersMiddleware()).add(middleware: HTMLErrorMiddleware(views: services.views))
         .add(middleware: HostGate(host: config.consoleHost, serves: "the console"))
-    AuthController(services: services).addRoutes(to: pages)
-    let console = pages.add(middleware: SessionMiddleware(store: services.store, cookieName: config.sessionCookie))
-        .add(middleware: CSRFMiddleware())
+    AuthController(services: services).addRoutes(to: pages, table: services.routes)
+    let console = SignedInRoutes(
+        group: pages.add(middleware: SessionMiddleware(store: services.store, cookieName: config.sessionCookie))
+            .add(middleware: CSRFMiddleware()).group(context: SignedInContext.self),
+        table: services.routes, surface: .console)
     AuthController(services: services).addSignedInRoutes(to: console)
-    console.get("/") { _, _ in Response.redirect(to: "/apps") }
+    console.get(.home, needs: .read) { _, _ in Response.redirect(to: Route.apps.path()) }
     SettingsController(services: services).addRoutes(to: console)
     AppsController(services: services).addRoutes(to: console)
     PackagesController(services: services).addRoutes(to: console)
@@ -141,7 +151,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
 func publicKeyResponse(_ store: Store) throws -> Response {
     let s = try store.settings()
     guard let pem = s.signingKeyPEM, let key = try? SigningKey(pem: pem) else {
-        throw HTTPError(.notFound, message: "No signing key is configured yet.")
+        throw NotFound("No signing key is configured yet.")
     }
     return Response(status: .ok, headers: [.contentType: "application/x-pem-file",
                                            .contentDisposition: "attachment; filename=\"courier-public-key.pem\""],

@@ -127,28 +127,31 @@ struct LoginPage {
     let next: String
     let csrf: String
     let error: String?
+    let action: String
 }
 
 
 struct AuthController {
     let services: Services
 
-    func addRoutes(to group: RouterGroup<AppContext>) {
-        group.get("login") { request, context in
+    func addRoutes(to group: RouterGroup<AppContext>, table: RouteTable) {
+        table.add(.init(method: .get, route: .login, permission: nil, surface: .open))
+        table.add(.init(method: .post, route: .login, permission: nil, surface: .open))
+        group.get(Route.login.routerPath) { request, context in
             let (token, cookie) = loginToken(request)
             var response = page(context, name: "", next: safeNext(request.uri.queryParameters["next"].map(String.init)),
                                 token: token, error: nil, status: .ok)
             if let cookie { response.setCookie(cookie) }
             return response
         }
-        group.post("login") { request, context in try await login(request, context) }
+        group.post(Route.login.routerPath) { request, context in try await login(request, context) }
     }
 
     /// Sign-out is a state change like any other: session and CSRF token required.
-    func addSignedInRoutes(to group: RouterGroup<AppContext>) {
-        group.post("logout") { request, _ in
+    func addSignedInRoutes(to routes: SignedInRoutes) {
+        routes.post(.logout, needs: .read) { request, _ in
             if let cookie = request.cookies[services.config.sessionCookie]?.value { try services.store.deleteSession(cookie: cookie) }
-            var response = Response.redirect(to: "/login")
+            var response = Response.redirect(to: Route.login.path())
             response.setCookie(Cookie(name: services.config.sessionCookie, value: "", maxAge: 0, path: "/", secure: services.config.secureCookies,
                                       httpOnly: true, sameSite: .strict))
             return response
@@ -167,8 +170,8 @@ struct AuthController {
     }
 
     func page(_ context: AppContext, name: String, next: String, token: String, error: String?, status: HTTPResponse.Status) -> Response {
-        services.views.render("login", LoginPage(chrome: Chrome(context, section: ""), name: name, next: next, csrf: token, error: error),
-                              status: status)
+        services.views.render("login", LoginPage(chrome: Chrome(context, section: .none), name: name, next: next, csrf: token,
+                                                 error: error, action: Route.login.path()), status: status)
     }
 
     func login(_ request: Request, _ context: AppContext) async throws -> Response {

@@ -1,3 +1,4 @@
+import CourierCore
 import CourierStore
 import Hummingbird
 
@@ -19,4 +20,31 @@ public struct AppContext: RequestContext {
 
     /// Streamed uploads may be large; each route bounds what it reads itself.
     public var maxUploadSize: Int { 1 << 20 }
+}
+
+/// The context of routes that need someone signed in (a console session or an API token):
+/// the user is there, not optional, and so is the acting user every action takes.
+struct SignedInContext: ChildRequestContext {
+    typealias ParentContext = AppContext
+    var coreContext: CoreRequestContextStorage
+    let user: UserRecord
+    let session: SessionRecord?
+    let token: APITokenRecord?
+    let form: FormFields
+    let remoteIP: String
+
+    init(context: AppContext) throws {
+        guard let user = context.user else { throw HTTPError(.unauthorized, message: "Sign in first.") }
+        coreContext = context.coreContext
+        self.user = user
+        session = context.session
+        token = context.token
+        form = context.form
+        remoteIP = context.remoteIP
+    }
+
+    /// Who acts, with the token's scopes when the request came through the API.
+    var acting: ActingUser { ActingUser(name: user.name, role: user.role, scopes: token.map(\.scopeSet)) }
+
+    var maxUploadSize: Int { 1 << 20 }
 }

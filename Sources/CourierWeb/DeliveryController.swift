@@ -1,3 +1,4 @@
+import CourierCore
 import CourierStore
 import Foundation
 import Hummingbird
@@ -7,24 +8,26 @@ struct DeliveryController {
     let services: Services
     let fileIO = FileIO()
 
-    func addRoutes(to router: RouterGroup<AppContext>) {
+    func addRoutes(to router: RouterGroup<AppContext>, table: RouteTable) {
         // HEAD answers the same headers (size, ETag) without the body.
         for method in [HTTPRequest.Method.get, .head] {
-            router.on("packages/:id/:file", method: method) { request, context in
+            table.add(.init(method: method, route: .amr, permission: nil, surface: .open))
+            table.add(.init(method: method, route: .fallback, permission: nil, surface: .open))
+            router.on(Route.amr.routerPath, method: method) { request, context in
                 let file = context.parameters.get("file") ?? ""
                 guard file.hasSuffix(".amr"), let id = context.parameters.get("id"),
                       let p = try services.store.package(id, String(file.dropLast(4))) else {
-                    throw HTTPError(.notFound, message: "No such package.")
+                    throw NotFound("No such package.")
                 }
                 return try await serve(request, context, blob: p.blob, offset: 0, size: p.size, etag: p.blob,
                                        type: "application/octet-stream", download: "\(p.appId)_\(p.version).amr")
                     .sandboxed(unless: services.config.separateContentHost)
             }
-            router.on("fallback/:id/:version/**", method: method) { request, context in
+            router.on(Route.fallback.routerPath, method: method) { request, context in
                 let path = context.parameters.getCatchAll().joined(separator: "/")
                 guard let id = context.parameters.get("id"), let version = context.parameters.get("version"),
                       let p = try services.store.package(id, version), let f = try services.store.file(of: p.id!, path: path) else {
-                    throw HTTPError(.notFound, message: "No such file.")
+                    throw NotFound("No such file.")
                 }
                 // Straight from the stored tar inside the .amr: no per-file extraction.
                 // Pages and SVGs are revalidated (ETag, 304) rather than cached for a year, so a copy
@@ -35,10 +38,11 @@ struct DeliveryController {
                     .sandboxed(unless: services.config.separateContentHost)
             }
         }
-        router.get("client/v1/preset/:file") { _, context in
+        table.add(.init(method: .get, route: .clientPreset, permission: nil, surface: .open))
+        router.get(Route.clientPreset.routerPath) { _, context in
             let file = context.parameters.get("file") ?? ""
             guard file.hasSuffix(".json"), let app = try services.store.app(String(file.dropLast(5))) else {
-                throw HTTPError(.notFound, message: "No such app.")
+                throw NotFound("No such app.")
             }
             let settings = try services.store.settings()
             let official = try services.store.packages(of: app.id).first { $0.status == .officialReleasing }

@@ -112,17 +112,6 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
     return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
 }
 
-extension AppContext {
-    /// Refuses the request unless the signed-in user (or token owner) has one of `roles`.
-    func require(_ roles: Role...) throws -> UserRecord {
-        guard let user else { throw HTTPError(.unauthorized, message: "Sign in first.") }
-        guard roles.contains(user.role) else {
-            throw HTTPError(.forbidden, message: "Your role (\(user.role.rawValue)) cannot do this; ask an administrator.")
-        }
-        return user
-    }
-}
-
 /// Console errors become an HTML page with the message and a way back.
 struct HTMLErrorMiddleware: RouterMiddleware {
     let views: Views

@@ -1,25 +1,50 @@
+import CourierCore
+import CourierStore
 import Foundation
 import Hummingbird
 import Mustache
 
-/// The console's frame: who is signed in, the CSRF token for forms, which section is open.
+/// One entry of the console's navigation.
+struct NavItem {
+    let label: String
+    let url: String
+    let active: Bool
+    let id: String
+}
+
+/// The console's frame: who is signed in, the CSRF token for forms, the navigation.
 struct Chrome {
+    enum Section { case none, apps, settings }
+
     let signedIn: Bool
     let userName: String
     let role: String
     let csrf: String
-    let isAdmin: Bool
-    let appsActive: Bool
-    let settingsActive: Bool
+    let nav: [NavItem]
+    let homeURL = Route.apps.path()
+    let logoutURL = Route.logout.path()
+    let loginURL = Route.login.path()
 
-    init(_ context: AppContext, section: String) {
-        signedIn = context.user != nil
-        userName = context.user?.name ?? ""
-        role = context.user?.role.rawValue ?? ""
-        csrf = context.session?.csrfToken ?? ""
-        isAdmin = context.user?.role == .admin
-        appsActive = section == "apps"
-        settingsActive = section == "settings"
+    init(user: UserRecord?, csrf: String, section: Section) {
+        signedIn = user != nil
+        userName = user?.name ?? ""
+        role = user?.role.rawValue ?? ""
+        self.csrf = csrf
+        let all: [(String, Route, Section, Permission, String)] = [
+            ("H5 apps", .apps, .apps, .read, "nav-apps"),
+            ("Configuration", .settings, .settings, .editSettings, "nav-settings"),
+        ]
+        nav = user.map { user in
+            all.filter { user.role.may($0.3) }.map { NavItem(label: $0.0, url: $0.1.path(), active: $0.2 == section, id: $0.4) }
+        } ?? []
+    }
+
+    init(_ context: SignedInContext, section: Section) {
+        self.init(user: context.user, csrf: context.session?.csrfToken ?? "", section: section)
+    }
+
+    init(_ context: AppContext, section: Section) {
+        self.init(user: context.user, csrf: context.session?.csrfToken ?? "", section: section)
     }
 }
 
@@ -29,6 +54,38 @@ struct ErrorPage {
     let reason: String
     let message: String
     let signedIn: Bool
+}
+
+/// A form refused for reasons a person can fix: the errors next to their fields, and the one
+/// that belongs to no field at the top of the form (never swallowed).
+struct FormFailure {
+    let status: HTTPResponse.Status
+    let fields: [String: String]
+    let formError: String?
+
+    /// Nil for errors that are not about the form (refused, not found, server faults): those
+    /// go to the error page.
+    init?(_ error: Error) {
+        guard let shown = PresentedError(error), [.unprocessableContent, .conflict, .contentTooLarge].contains(shown.status) else {
+            return nil
+        }
+        status = shown.status
+        var fields: [String: String] = [:]
+        var general: [String] = []
+        for e in shown.fields {
+            if e.field.isEmpty { general.append(e.message) } else if fields[e.field] == nil { fields[e.field] = e.message }
+        }
+        if shown.fields.isEmpty { general.append(shown.message) }
+        self.fields = fields
+        formError = general.isEmpty ? nil : general.joined(separator: " ")
+    }
+
+    static let none = FormFailure(status: .ok, fields: [:], formError: nil)
+    private init(status: HTTPResponse.Status, fields: [String: String], formError: String?) {
+        self.status = status
+        self.fields = fields
+        self.formError = formError
+    }
 }
 
 /// Renders Mustache templates (HTML-escaped by default) into responses.
@@ -45,7 +102,7 @@ public struct Views: Sendable {
     }
 
     func errorPage(status: HTTPResponse.Status, message: String, context: AppContext) -> Response {
-        render("error", ErrorPage(chrome: Chrome(context, section: ""), status: status.code, reason: status.reasonPhrase,
+        render("error", ErrorPage(chrome: Chrome(context, section: .none), status: status.code, reason: status.reasonPhrase,
                                   message: message, signedIn: context.user != nil), status: status)
     }
 }

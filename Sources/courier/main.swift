@@ -5,7 +5,6 @@ import CourierStore
 import CourierWeb
 import Foundation
 import Hummingbird
-import HummingbirdBcrypt
 
 /// Options every command shares; each flag has an environment twin, the flag winning.
 struct DataOptions: ParsableArguments {
@@ -67,30 +66,26 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-struct User: ParsableCommand {
+struct User: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Manage console users.", subcommands: [Add.self])
 
-    struct Add: ParsableCommand {
+    struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a user; the password is read from standard input.")
         @OptionGroup var options: DataOptions
         @Argument(help: "User name.") var name: String
         @Option(help: "admin, developer or reviewer.") var role: String = "developer"
 
-        func run() throws {
+        func run() async throws {
             guard let role = Role(rawValue: role) else { throw ValidationError("The role must be admin, developer or reviewer.") }
-            let trimmed = name.trimmingCharacters(in: .whitespaces)
-            guard !trimmed.isEmpty, trimmed.count <= 64 else { throw ValidationError("The user name must be 1–64 characters.") }
             if isatty(0) != 0 { FileHandle.standardError.write(Data("Password: ".utf8)) }
-            guard let password = readLine(strippingNewline: true), password.count >= 8 else {
-                fail("Give a password of at least 8 characters on standard input.")
-            }
-            let store = try Store(dataDirectory: options.directory)
+            let password = readLine(strippingNewline: true) ?? ""
+            let actions = Actions(store: try Store(dataDirectory: options.directory))
             do {
-                _ = try store.createUser(name: trimmed, passwordHash: Bcrypt.hash(password, cost: 12), role: role)
+                let user = try await actions.addUser(by: .commandLine, name: name, password: password, role: role)
+                print("Created \(role.rawValue) \(user.name).")
             } catch let e as CustomStringConvertible {
                 fail(e.description)
             }
-            print("Created \(role.rawValue) \(trimmed).")
         }
     }
 }
@@ -105,9 +100,9 @@ struct Token: ParsableCommand {
         @Option(help: "Comma-separated scopes: read, upload, release.") var scope: String = "read"
 
         func run() throws {
-            let store = try Store(dataDirectory: options.directory)
+            let actions = Actions(store: try Store(dataDirectory: options.directory))
             do {
-                print(try store.createToken(userName: user, scopes: scope.split(separator: ",").map(String.init)))
+                print(try actions.createToken(by: .commandLine, userName: user, scopes: scope))
             } catch let e as CustomStringConvertible {
                 fail(e.description)
             }

@@ -1,4 +1,5 @@
 import CourierArchive
+import CourierCore
 import CourierStore
 import CourierTestSupport
 import Foundation
@@ -27,11 +28,12 @@ final class APITests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try h.addUser("ci")
-        let reader = try h.store.createToken(userName: "ci", scopes: ["read"])
-        let writer = try h.store.createToken(userName: "ci", scopes: ["read", "upload"])
-        XCTAssertThrowsError(try h.store.createToken(userName: "ci", scopes: ["admin"]))
-        XCTAssertThrowsError(try h.store.createToken(userName: "nobody", scopes: ["read"]))
-        let stored = try await h.store.db.read { db in try String.fetchAll(db, sql: "SELECT tokenHash FROM apiToken") }
+        let actions = h.services.actions
+        let reader = try actions.createToken(by: .commandLine, userName: "ci", scopes: "read")
+        let writer = try actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
+        XCTAssertThrowsError(try actions.createToken(by: .commandLine, userName: "ci", scopes: "admin")) { XCTAssertTrue($0 is FieldError) }
+        XCTAssertThrowsError(try actions.createToken(by: .commandLine, userName: "nobody", scopes: "read")) { XCTAssertTrue($0 is NotFound) }
+        let stored = try h.store.tokenHashes()
         XCTAssertFalse(stored.contains(reader), "tokens are stored hashed")
         try await h.test { client in
             let none = try await client.execute(uri: "/api/v1/apps", method: .get)
@@ -61,7 +63,7 @@ final class APITests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try h.addUser("ci")
-        let token = try h.store.createToken(userName: "ci", scopes: ["read", "upload"])
+        let token = try h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
         try await h.test { client in
             let api = Caller(client: client, token: token)
             let invalid = try await api.call(.post, "/api/v1/apps", json: #"{"id":"66666612","name":"X"}"#)
@@ -74,9 +76,9 @@ final class APITests: XCTestCase {
             XCTAssertEqual(created.json["id"] as? String, "20171228")
             await assertEqual(try await api.call(.post, "/api/v1/apps", json: #"{"id":"20171228","name":"Again"}"#).status, .conflict)
 
-            // Packages need the virtual domain first.
+            // Packages need the virtual domain first: 409, as in the console.
             let early = try await api.upload("20171228", packageFields(), file: samplePackage().bytes())
-            XCTAssertEqual(early.status, .unprocessableContent)
+            XCTAssertEqual(early.status, .conflict)
             XCTAssertEqual((early.json["error"] as? [String: Any])?["field"] as? String, "virtualDomain")
 
             let settings = try await api.call(.put, "/api/v1/settings", json: #"{"virtualDomain":"h5app.example.com","globalHost":"mcube.example.com","appKey":"53E5279071442_test"}"#)

@@ -346,7 +346,7 @@ final class ConsoleTests: XCTestCase {
             XCTAssertEqual(dup.status, .conflict)
             XCTAssertTrue(dup.text.contains("already exists"))
 
-            for i in 1...24 { _ = try h.store.createApp(id: .init(trusted: String(30000000 + i)), name: "App number \(i)") }
+            for i in 1...24 { _ = try h.store.createApp(id: .init(trusted: String(30000000 + i)), name: "App number \(i)", by: .commandLine) }
             let first = try await b.get("/apps").text
             XCTAssertEqual(first.components(separatedBy: "<tr><td><a href=\"/apps/").count - 1, 20)
             XCTAssertTrue(first.contains("Page 1 of 2 · 25 apps"))

@@ -1,3 +1,4 @@
+import CourierCore
 import CourierStore
 import CourierTestSupport
 import Foundation
@@ -29,7 +30,7 @@ struct Harness {
     }
 
     func addUser(_ name: String, _ password: String = "correct-horse", role: Role = .admin) throws {
-        _ = try store.createUser(name: name, passwordHash: Bcrypt.hash(password, cost: 4), role: role)
+        _ = try store.createUser(name: name, passwordHash: Bcrypt.hash(password, cost: 4), role: role, by: .commandLine)
     }
 
     func test(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
@@ -149,4 +150,22 @@ func assertEqual<T: Equatable>(_ a: @autoclosure () async throws -> T, _ b: @aut
 
 func assertTrue(_ a: @autoclosure () async throws -> Bool, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) async {
     do { let value = try await a(); XCTAssertTrue(value, message, file: file, line: line) } catch { XCTFail("\(error)", file: file, line: line) }
+}
+
+/// A package row as the Store records it, for tests that commit directly (races, key switches).
+func packageRecord(_ version: String, _ type: PackageType = .normal, blob: String) throws -> PackageRecord {
+    var draft = PackageDraft()
+    draft.version = version
+    draft.type = type.rawValue
+    draft.android = true
+    draft.androidMin = "1"
+    var record = PackageRecord(appId: "20171228", settings: try draft.validate(for: AppFacts(fixedType: nil, highestVersion: nil)),
+                               createdBy: "alice")
+    record.blob = blob
+    record.size = 3
+    return record
+}
+
+extension ActingUser {
+    static let alice = ActingUser(name: "alice", role: .admin)
 }

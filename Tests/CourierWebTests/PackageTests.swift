@@ -336,18 +336,13 @@ final class PackageTests: XCTestCase {
         defer { h.cleanUp() }
         try await h.test { client in
             _ = try await self.ready(h, client, key: false)
-            func record(_ version: String, _ type: PackageType) -> PackageRecord {
-                PackageRecord(id: nil, appId: "20171228", version: version, versionKey: version, type: type, androidMin: "1",
-                              androidMax: nil, iosMin: nil, iosMax: nil, mainUrl: nil, extendInfo: "{}", downloadPolicy: .wifi,
-                              installPolicy: .lazy, status: .toBeReleased, blob: String(repeating: "ef", count: 32), size: 3,
-                              md5: "", tarOffset: 0, tarSize: 0, fileCount: 0, createdAt: Date(), createdBy: "alice")
-            }
             // Both were validated while the app had no type; the second to commit loses.
             for (version, type) in [("1.0.0.1", PackageType.normal), ("1.0.0.2", .global)] {
                 let temp = h.store.blobs.temporaryPath(suffix: ".amr")
                 FileManager.default.createFile(atPath: temp, contents: Data("amr".utf8))
                 do {
-                    _ = try h.store.commitPackage(amrAt: temp, record(version, type), files: [], signedWith: nil)
+                    _ = try h.store.commitPackage(amrAt: temp, packageRecord(version, type, blob: String(repeating: "ef", count: 32)), files: [],
+                                                  signedWith: nil, by: .alice)
                     XCTAssertEqual(type, .normal)
                 } catch let e as FieldError {
                     XCTAssertEqual(e.field, "type")
@@ -366,13 +361,9 @@ final class PackageTests: XCTestCase {
             _ = try await self.ready(h, client)     // installs a key
             let temp = h.store.blobs.temporaryPath(suffix: ".amr")
             FileManager.default.createFile(atPath: temp, contents: Data("amr".utf8))
-            let record = PackageRecord(id: nil, appId: "20171228", version: "1.0.0.1", versionKey: "00001.00000.00000.00001",
-                                       type: .normal, androidMin: "1", androidMax: nil, iosMin: nil, iosMax: nil, mainUrl: nil,
-                                       extendInfo: "{}", downloadPolicy: .wifi, installPolicy: .lazy, status: .toBeReleased,
-                                       blob: String(repeating: "cd", count: 32), size: 3, md5: "", tarOffset: 0, tarSize: 0,
-                                       fileCount: 0, createdAt: Date(), createdBy: "alice")
-            XCTAssertThrowsError(try h.store.commitPackage(amrAt: temp, record, files: [], signedWith: "AA:BB")) {
-                XCTAssertTrue(($0 as! FieldError).message.contains("signing key was replaced"))
+            let record = try packageRecord("1.0.0.1", blob: String(repeating: "cd", count: 32))
+            XCTAssertThrowsError(try h.store.commitPackage(amrAt: temp, record, files: [], signedWith: "AA:BB", by: .alice)) {
+                XCTAssertTrue(($0 as? FieldError)?.message.contains("signing key was replaced") == true, "\($0)")
             }
             XCTAssertNil(try h.store.package("20171228", "1.0.0.1"))
             XCTAssertEqual(self.blobCount(h), 0)

@@ -1,0 +1,83 @@
+/// Who may do what (SPEC §7). One table: a route or an action names the permission it needs,
+/// and both the console and the JSON API ask this file.
+public enum Role: String, Codable, CaseIterable, Sendable {
+    case admin, developer, reviewer
+
+    public var permissions: Set<Permission> {
+        switch self {
+        case .admin: Set(Permission.allCases)
+        case .developer: [.read, .editApps, .uploadPackages]
+        case .reviewer: [.read]
+        }
+    }
+
+    public func may(_ permission: Permission) -> Bool { permissions.contains(permission) }
+}
+
+/// Each thing a person or a token can be allowed to do.
+public enum Permission: String, CaseIterable, Sendable {
+    /// See apps, packages and settings (the console's pages, the API's GETs).
+    case read
+    /// Create apps and change their details.
+    case editApps
+    /// Add offline packages.
+    case uploadPackages
+    /// Virtual domain, global resource settings.
+    case editSettings
+    /// Install or generate the signing key.
+    case editSigningKey
+    /// Add users and create API tokens.
+    case manageUsers
+
+    /// The token scope an API request needs for this permission (SPEC §8).
+    public var scope: TokenScope {
+        switch self {
+        case .read: .read
+        case .editApps, .uploadPackages, .editSettings, .editSigningKey, .manageUsers: .upload
+        }
+    }
+}
+
+/// What an API token may be used for; the token's user must also hold the permission.
+public enum TokenScope: String, CaseIterable, Sendable {
+    case read, upload, release
+
+    /// Parses `read,upload`; nil when empty or when a name is unknown.
+    public static func parse(_ text: String) -> Set<TokenScope>? {
+        let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let scopes = names.compactMap(TokenScope.init(rawValue:))
+        guard !names.isEmpty, scopes.count == names.count else { return nil }
+        return Set(scopes)
+    }
+}
+
+/// The acting person (or CI token) of a change, as the audit log records it.
+public struct ActingUser: Sendable, Equatable {
+    public let name: String
+    public let role: Role
+    /// The token's scopes when acting through the API; nil for the console and the CLI.
+    public let scopes: Set<TokenScope>?
+
+    public init(name: String, role: Role, scopes: Set<TokenScope>? = nil) {
+        self.name = name
+        self.role = role
+        self.scopes = scopes
+    }
+
+    /// The command line acts with full rights as the operator of the machine.
+    public static let commandLine = ActingUser(name: "(command line)", role: .admin)
+
+    public func may(_ permission: Permission) -> Bool {
+        role.may(permission) && (scopes?.contains(permission.scope) ?? true)
+    }
+
+    /// Refuses unless the actor holds `permission` (role and, for tokens, scope).
+    public func require(_ permission: Permission) throws(Refused) {
+        guard role.may(permission) else {
+            throw Refused("Your role (\(role.rawValue)) cannot do this; ask an administrator.")
+        }
+        if let scopes, !scopes.contains(permission.scope) {
+            throw Refused("This token lacks the \(permission.scope.rawValue) scope.")
+        }
+    }
+}

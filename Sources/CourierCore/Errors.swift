@@ -1,0 +1,32 @@
+/// The kinds of refusal a request can end with besides a field's validation (`FieldError`):
+/// each maps to one status in one place (CourierWeb's PresentedError), never by its text.
+
+/// The thing asked for does not exist (404).
+public struct NotFound: Error, Equatable, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ message: String) { description = message }
+}
+
+/// The request contradicts the current state (409): a duplicate ID, a setting that is written
+/// once, a step that needs another first. `field` names the form field to blame, if any.
+public struct Conflict: Error, Equatable, Sendable, CustomStringConvertible {
+    public let field: String?
+    public let description: String
+    public init(_ message: String, field: String? = nil) {
+        self.field = field
+        description = message
+    }
+}
+
+/// The actor may not do this (403).
+public struct Refused: Error, Equatable, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ message: String) { description = message }
+}
+
+/// Something failed on the server's side (500 or 507): a disk that is full, a file that is
+/// missing from the store. The message is for people; it never holds a server path.
+public struct ServerFault: Error, Equatable, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ message: String) { description = message }
+}

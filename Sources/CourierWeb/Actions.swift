@@ -1,0 +1,188 @@
+import CourierArchive
+import CourierCore
+import CourierStore
+import Foundation
+import NIOPosix
+
+/// Every change a person or CI makes, in one place: each action takes the acting user, checks
+/// a named permission, validates with CourierCore, and writes through one named Store write
+/// (one transaction with its audit row; the Store then tells listeners the catalogue changed).
+/// The console, the JSON API and the command line all call these.
+public struct Actions: Sendable {
+    let store: Store
+    let signer: SigningKeyCache
+    let passwords: PasswordHasher
+
+    public init(store: Store, signer: SigningKeyCache = SigningKeyCache(), passwords: PasswordHasher = PasswordHasher()) {
+        self.store = store
+        self.signer = signer
+        self.passwords = passwords
+    }
+
+    // MARK: Apps
+
+    public func createApp(by actor: ActingUser, id: String, name: String) throws -> AppRecord {
+        try actor.require(.editApps)
+        var errors = FieldErrors()
+        let appID = errors.collect { try AppID(validating: id) }
+        let appName = errors.collect { try AppName.validate(name) }
+        guard errors.isEmpty, let appID, let appName else { throw errors }
+        return try store.createApp(id: appID, name: appName, by: actor)
+    }
+
+    // MARK: Settings
+
+    /// The virtual domain is written once; the console asks for confirmation first.
+    public func setVirtualDomain(by actor: ActingUser, _ text: String, confirmed: Bool) throws -> SettingsRecord {
+        try actor.require(.editSettings)
+        let domain = try DomainName.validate(text, field: "virtualDomain")
+        guard confirmed else {
+            throw FieldError("confirm", "Tick the box to confirm that the virtual domain cannot be changed after it is saved.")
+        }
+        return try store.setVirtualDomain(domain, by: actor)
+    }
+
+    /// Global host and app key go together; they cannot change once a global package uses them.
+    public func setGlobalLocation(by actor: ActingUser, host: String, appKey: String) throws -> SettingsRecord {
+        try actor.require(.editSettings)
+        var errors = FieldErrors()
+        let h = errors.collect { try DomainName.validate(host, field: "globalHost", label: "global resource host") }
+        let k = errors.collect { try AppKey.validate(appKey) }
+        guard errors.isEmpty, let h, let k else { throw errors }
+        return try store.setGlobalLocation(host: h, appKey: k, by: actor)
+    }
+
+    /// Installs a signing key and re-signs every stored package with it. New blobs are written
+    /// first, outside the blob lock (the slow part); then, under it, packages committed
+    /// meanwhile are caught up and the key and every package switch over in one transaction;
+    /// old blobs go last. Interrupted before the switch, the old key stays in force and the
+    /// new blobs are swept at the next start.
+    public func installSigningKey(by actor: ActingUser, _ key: SigningKey) async throws -> (SettingsRecord, resigned: Int) {
+        try actor.require(.editSigningKey)
+        var resigned: [Int64: Store.Resigned] = [:]
+        do {
+            for p in try store.allPackages() {
+                guard let id = p.id else { continue }
+                let amr = try await NIOThreadPool.singleton.runIfActive { [store] in try Self.resign(p, with: key, in: store) }
+                resigned[id] = Self.resigned(p, id, amr)
+            }
+            return try store.withBlobLock {
+                for p in try store.allPackages() where p.id.map({ resigned[$0]?.oldBlob != p.blob }) == true {
+                    resigned[p.id!] = Self.resigned(p, p.id!, try Self.resign(p, with: key, in: store))
+                }
+                let settings = try store.switchSigningKey(pem: key.privateKeyPEM, fingerprint: key.fingerprint,
+                                                          resigned: Array(resigned.values), by: actor)
+                try store.removeUnreferenced(resigned.values.map(\.oldBlob))
+                return (settings, resigned.count)
+            }
+        } catch {
+            try? store.withBlobLock { try store.removeUnreferenced(resigned.values.map(\.blob)) }
+            throw error
+        }
+    }
+
+    static func resigned(_ p: PackageRecord, _ id: Int64, _ amr: AmrFile) -> Store.Resigned {
+        Store.Resigned(packageId: id, oldBlob: p.blob, blob: amr.sha256, size: Int64(amr.size), md5: amr.md5,
+                       tarOffset: Int64(amr.tarOffset))
+    }
+
+    /// Writes a package's `.amr` again around its unchanged tar, signed with `key`, into the blob store.
+    static func resign(_ p: PackageRecord, with key: SigningKey, in store: Store) throws -> AmrFile {
+        let files = try store.files(of: p.id ?? 0).map {
+            ManifestFile(path: $0.path, size: UInt64($0.size), sha256: $0.sha256, tarOffset: UInt64($0.tarOffset))
+        }
+        let out = store.blobs.temporaryPath(suffix: ".amr")
+        defer { unlink(out) }
+        let amr = try AmrBuilder.resign(amrPath: store.blobs.path(for: p.blob), tarOffset: UInt64(p.tarOffset),
+                                        tarSize: UInt64(p.tarSize), files: files, appID: p.appId, version: p.version,
+                                        signer: key, to: out)
+        try store.blobs.adopt(out, sha256: amr.sha256)
+        return amr
+    }
+
+    // MARK: Packages
+
+    /// Turns an uploaded zip plus a draft into a stored package: validate the fields, check the
+    /// zip, build and sign the .amr, move it into the blob store, record it. Either all of it
+    /// happens or none: on any refusal the temp files and the blob are gone and no row exists.
+    /// `zipPath` is consumed: it is deleted whatever the outcome.
+    public func addPackage(by actor: ActingUser, appId: String, draft: PackageDraft, zipPath: String?) async throws -> PackageRecord {
+        defer { if let zipPath { unlink(zipPath) } }
+        try actor.require(.uploadPackages)
+        guard let app = try store.app(appId) else { throw NotFound("There is no app with ID \(appId).") }
+        let settings = try store.settings()
+        guard settings.virtualDomain != nil else { throw Self.needsVirtualDomain }
+        var errors = FieldErrors()
+        var validated: PackageSettings?
+        let facts = try store.facts(of: appId)
+        do { validated = try draft.validate(for: facts) } catch { errors = error }
+        if zipPath == nil { errors.append(FieldError("file", "Choose the offline package .zip file to upload.")) }
+        guard errors.isEmpty, let s = validated, let zipPath else { throw errors }
+
+        let global = settings.globalHost.flatMap { h in settings.appKey.map { GlobalLocation(host: h, appKey: $0) } }
+        let appID = AppID(trusted: app.id)
+        let key = try signer.current(settings)
+        let amrPath = store.blobs.temporaryPath(suffix: ".amr")
+        defer { unlink(amrPath) }   // after adopt() it no longer exists under this name
+        let built: AmrFile = try await NIOThreadPool.singleton.runIfActive {
+            let zip = try ZipReader(path: zipPath)
+            let files = try PackageLayout.contentFiles(of: zip.entries, appID: appID, type: s.type,
+                                                       global: global, mainUrl: s.mainUrl)
+            return try AmrBuilder.build(from: zip, files: files, appID: app.id, version: s.version.description,
+                                        signer: key, to: amrPath)
+        }
+        var record = PackageRecord(appId: app.id, settings: s, createdBy: actor.name)
+        record.blob = built.sha256
+        record.size = Int64(built.size)
+        record.md5 = built.md5
+        record.tarOffset = Int64(built.tarOffset)
+        record.tarSize = Int64(built.tarSize)
+        record.fileCount = built.files.count
+        let files = built.files.map {
+            PackageFileRecord(packageId: 0, path: $0.path, size: Int64($0.size), sha256: $0.sha256, tarOffset: Int64($0.tarOffset))
+        }
+        return try store.commitPackage(amrAt: amrPath, record, files: files, signedWith: key?.fingerprint, by: actor)
+    }
+
+    /// The same refusal, the same status, for the console and the API.
+    static let needsVirtualDomain = Conflict("Set the virtual domain on the configuration page before adding packages.", field: "virtualDomain")
+
+    // MARK: People
+
+    public func addUser(by actor: ActingUser, name: String, password: String, role: Role) async throws -> UserRecord {
+        try actor.require(.manageUsers)
+        let trimmed = name.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, trimmed.count <= 64 else { throw FieldError("name", "The user name must be 1–64 characters.") }
+        guard password.count >= 8 else { throw FieldError("password", "Give a password of at least 8 characters.") }
+        let hash = try await passwords.hash(password)
+        return try store.createUser(name: trimmed, passwordHash: hash, role: role, by: actor)
+    }
+
+    /// Creates an API token for `userName`; returns the secret, shown once and stored hashed.
+    public func createToken(by actor: ActingUser, userName: String, scopes text: String) throws -> String {
+        try actor.require(.manageUsers)
+        guard let scopes = TokenScope.parse(text) else {
+            throw FieldError("scope", "Scopes must be some of read, upload, release (comma-separated).")
+        }
+        return try store.createToken(userName: userName, scopes: scopes, by: actor)
+    }
+}
+
+/// The parsed signing key, kept while its PEM in the settings is unchanged (parsing RSA
+/// keys is not free, and every ingest needs it).
+public final class SigningKeyCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cached: (pem: String, key: SigningKey)?
+
+    public init() {}
+
+    public func current(_ settings: SettingsRecord) throws -> SigningKey? {
+        guard let pem = settings.signingKeyPEM else { return nil }
+        lock.lock()
+        defer { lock.unlock() }
+        if let c = cached, c.pem == pem { return c.key }
+        let key = try SigningKey(pem: pem)
+        cached = (pem, key)
+        return key
+    }
+}

@@ -1,0 +1,39 @@
+import CourierCore
+import CourierStore
+
+/// One row of an app's package list.
+struct PackageRow {
+    let version: String
+    let status: String
+    let statusKey: String
+    let size: String
+    let fileCount: Int
+    let createdAt: String
+    let url: String
+    let amrURL: String
+}
+
+/// An H5 app with its packages, newest first.
+struct AppPage {
+    let chrome: Chrome
+    let id: String
+    let name: String
+    let type: String
+    let packages: [PackageRow]
+    let canAdd: Bool
+    let needsDomain: Bool
+    let appsURL = Route.apps.path()
+    let settingsURL = Route.settings.path()
+    let newPackageURL: String
+
+    init(_ app: AppRecord, packages: [PackageRow], hasVirtualDomain: Bool, user: UserRecord, chrome: Chrome) {
+        self.chrome = chrome
+        id = app.id
+        name = app.name
+        type = app.type?.rawValue ?? "not chosen yet"
+        self.packages = packages
+        canAdd = user.role.may(.uploadPackages) && hasVirtualDomain
+        needsDomain = !hasVirtualDomain
+        newPackageURL = Route.newPackage.path(app.id)
+    }
+}

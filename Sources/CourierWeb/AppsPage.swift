@@ -1,0 +1,42 @@
+import CourierCore
+import CourierStore
+
+/// The H5 apps list: search, one page of apps, links to the pages around it.
+struct AppsPage {
+    struct Row {
+        let id: String
+        let name: String
+        let type: String
+        let packageCount: Int
+        let latestVersion: String
+        let url: String
+    }
+
+    let chrome: Chrome
+    let q: String
+    let rows: [Row]
+    let total: Int
+    let page: Int
+    let pageCount: Int
+    let prevURL: String?
+    let nextURL: String?
+    let canEdit: Bool
+    let newAppURL = Route.newApp.path()
+    let searchAction = Route.apps.path()
+
+    init(_ page: Page<AppSummary>, query q: String, user: UserRecord, chrome: Chrome) {
+        self.chrome = chrome
+        self.q = q
+        rows = page.items.map {
+            Row(id: $0.id, name: $0.name, type: $0.type?.rawValue ?? "—", packageCount: $0.packageCount,
+                latestVersion: $0.latestVersion ?? "—", url: Route.app.path($0.id))
+        }
+        total = page.total
+        self.page = page.page
+        pageCount = page.pageCount
+        func link(_ n: Int) -> String { Route.apps.path([], query: [("page", String(n)), ("q", q)]) }
+        prevURL = page.page > 1 ? link(page.page - 1) : nil
+        nextURL = page.page < page.pageCount ? link(page.page + 1) : nil
+        canEdit = user.role.may(.editApps)
+    }
+}

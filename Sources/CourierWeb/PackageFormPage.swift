@@ -1,0 +1,58 @@
+import CourierCore
+import CourierStore
+
+/// Add offline package: every field of SPEC §2, what was typed, and why it was refused.
+struct PackageFormPage {
+    let chrome: Chrome
+    let appId: String
+    let appName: String
+    let fixedType: String?
+    let virtualDomain: String
+    let vhost: String
+    let version: String
+    let typeNormal: Bool
+    let typeGlobal: Bool
+    let android: Bool
+    let androidMin: String
+    let androidMax: String
+    let ios: Bool
+    let iosMin: String
+    let iosMax: String
+    let mainUrl: String
+    let extendInfo: String
+    let wifi: Bool
+    let lazy: Bool
+    let maxUploadBytes: Int
+    let errors: [String: String]
+    let formError: String?
+    let hasErrors: Bool
+    let action: String
+    let appURL: String
+    let appsURL = Route.apps.path()
+
+    init(app: AppRecord, draft d: PackageDraft, virtualDomain: String, maxUploadBytes: Int, failure: FormFailure, chrome: Chrome) {
+        self.chrome = chrome
+        appId = app.id
+        appName = app.name
+        fixedType = app.type?.rawValue
+        self.virtualDomain = virtualDomain
+        vhost = Paths.vhost(app.id, domain: virtualDomain)
+        version = d.version
+        let type = app.type?.rawValue ?? d.type
+        typeNormal = type != "global"
+        typeGlobal = type == "global"
+        android = d.android; androidMin = d.androidMin; androidMax = d.androidMax
+        ios = d.ios; iosMin = d.iosMin; iosMax = d.iosMax
+        mainUrl = d.mainUrl
+        extendInfo = d.extendInfo
+        wifi = d.downloadPolicy != "all"
+        lazy = d.installPolicy != "preload"
+        self.maxUploadBytes = maxUploadBytes
+        errors = failure.fields
+        formError = failure.formError
+        hasErrors = !failure.fields.isEmpty
+        // Streamed multipart: the CSRF token travels in the query string.
+        action = Route.packages.path([app.id], query: [("csrf", chrome.csrf)])
+        appURL = Route.app.path(app.id)
+    }
+}

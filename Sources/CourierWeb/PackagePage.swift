@@ -1,0 +1,85 @@
+import CourierStore
+
+/// One package: its facts, downloads, and one page of its files (paged in SQL).
+struct PackagePage {
+    struct FileRow {
+        let path: String
+        let size: String
+        let sha256: String
+        let fallbackURL: String
+    }
+
+    let chrome: Chrome
+    let appId: String
+    let appName: String
+    let version: String
+    let type: String
+    let status: String
+    let statusKey: String
+    let size: String
+    let sizeBytes: Int64
+    let md5: String
+    let sha256: String
+    let fileCount: Int
+    let android: String?
+    let ios: String?
+    let mainUrl: String?
+    let extendInfo: String
+    let downloadPolicy: String
+    let installPolicy: String
+    let vhost: String
+    let amrURL: String
+    let presetURL: String
+    let fallbackBaseURL: String
+    let signed: Bool
+    let createdAt: String
+    let createdBy: String
+    let files: [FileRow]
+    let filePage: Int
+    let filePageCount: Int
+    let prevFilesURL: String?
+    let nextFilesURL: String?
+    let appsURL = Route.apps.path()
+    let appURL: String
+
+    init(app: AppRecord, package p: PackageRecord, files: Page<PackageFileRecord>, settings: SettingsRecord, services: Services,
+         chrome: Chrome) {
+        func range(_ min: String?, _ max: String?) -> String? { min.map { "\($0) – \(max ?? "any later version")" } }
+        self.chrome = chrome
+        appId = app.id
+        appName = app.name
+        version = p.version
+        type = p.type.rawValue
+        status = p.status.label
+        statusKey = p.status.rawValue
+        size = humanSize(p.size)
+        sizeBytes = p.size
+        md5 = p.md5
+        sha256 = p.blob
+        fileCount = p.fileCount
+        android = range(p.androidMin, p.androidMax)
+        ios = range(p.iosMin, p.iosMax)
+        mainUrl = p.mainUrl
+        extendInfo = p.extendInfo
+        downloadPolicy = p.downloadPolicy == .all ? "Any network" : "Wi-Fi only"
+        installPolicy = p.installPolicy == .preload ? "Preload (install when downloaded)" : "Lazy (install when first opened)"
+        vhost = Paths.vhost(p.appId, domain: settings.virtualDomain)
+        amrURL = services.contentLink(Paths.amr(p))
+        presetURL = Route.packagePreset.path(p.appId, p.version)
+        fallbackBaseURL = services.config.publicURL + Paths.fallbackBase(p)
+        // Installing a key re-signs every package, so either all are signed or none.
+        signed = settings.signingKeyPEM != nil
+        createdAt = displayDate.string(from: p.createdAt)
+        createdBy = p.createdBy
+        self.files = files.items.map {
+            FileRow(path: $0.path, size: humanSize($0.size), sha256: $0.sha256,
+                    fallbackURL: services.contentLink(Route.fallback.path(p.appId, p.version, $0.path)))
+        }
+        filePage = files.page
+        filePageCount = files.pageCount
+        let url = Route.package.path(p.appId, p.version)
+        prevFilesURL = files.page > 1 ? url + "?files=\(files.page - 1)#files" : nil
+        nextFilesURL = files.page < files.pageCount ? url + "?files=\(files.page + 1)#files" : nil
+        appURL = Route.app.path(p.appId)
+    }
+}

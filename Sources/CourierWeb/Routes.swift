@@ -1,0 +1,113 @@
+import CourierCore
+import Foundation
+import Hummingbird
+
+/// One URL pattern Courier answers: the router registers it and every link, redirect and form
+/// action is built from it, so a renamed route cannot leave a dead link behind.
+struct Route: Sendable, Hashable, CustomStringConvertible {
+    /// `/apps/:id/packages/:version`; `**` takes the rest of the path.
+    let pattern: String
+
+    init(_ pattern: String) { self.pattern = pattern }
+
+    /// The path with `values` in place of the pattern's parameters, in order, each percent-encoded
+    /// (the catch-all keeps its slashes).
+    func path(_ values: String...) -> String { path(values, query: []) }
+
+    /// The same with a query string (empty values left out).
+    func path(_ values: [String], query: [(String, String)]) -> String {
+        var rest = values[...]
+        func encodePath(_ s: String) -> String {
+            s.split(separator: "/", omittingEmptySubsequences: false).map { Self.encode(String($0)) }.joined(separator: "/")
+        }
+        let base = pattern.split(separator: "/", omittingEmptySubsequences: false).map { part -> String in
+            if part.hasPrefix(":") { return Self.encode(rest.popFirst() ?? "") }
+            if part == "**" { return encodePath(rest.popFirst() ?? "") }
+            return String(part)
+        }.joined(separator: "/")
+        let pairs = query.filter { !$0.1.isEmpty }.map { "\($0.0)=\(Self.encode($0.1))" }
+        return pairs.isEmpty ? base : base + "?" + pairs.joined(separator: "&")
+    }
+
+    static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    static func encode(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: unreserved) ?? "" }
+
+    /// The pattern as Hummingbird reads it (no leading slash needed, same syntax).
+    var routerPath: RouterPath { RouterPath(stringLiteral: pattern) }
+    var description: String { pattern }
+}
+
+extension Route {
+    // The console.
+    static let home = Route("/")
+    static let login = Route("/login")
+    static let logout = Route("/logout")
+    static let apps = Route("/apps")
+    static let newApp = Route("/apps/new")
+    static let app = Route("/apps/:id")
+    static let newPackage = Route("/apps/:id/packages/new")
+    static let packages = Route("/apps/:id/packages")
+    static let package = Route("/apps/:id/packages/:version")
+    static let packagePreset = Route("/apps/:id/packages/:version/h5_json.json")
+    static let settings = Route("/settings")
+    static let virtualDomain = Route("/settings/virtual-domain")
+    static let globalLocation = Route("/settings/global")
+    static let signingKey = Route("/settings/signing-key")
+    static let generateKey = Route("/settings/signing-key/generate")
+
+    // What clients fetch.
+    static let amr = Route("/packages/:id/:file")
+    static let fallback = Route("/fallback/:id/:version/**")
+    static let clientPreset = Route("/client/v1/preset/:file")
+
+    // The JSON API.
+    static let apiSettings = Route("/api/v1/settings")
+    static let apiSigningKey = Route("/api/v1/settings/signing-key")
+    static let apiGenerateKey = Route("/api/v1/settings/signing-key/generate")
+    static let apiPublicKey = Route("/api/v1/settings/public-key")
+    static let apiApps = Route("/api/v1/apps")
+    static let apiApp = Route("/api/v1/apps/:id")
+    static let apiPackages = Route("/api/v1/apps/:id/packages")
+}
+
+/// Every route registered, with the permission it needs: what the route-table test walks.
+final class RouteTable: @unchecked Sendable {
+    struct Entry: Sendable {
+        enum Surface: Sendable { case console, api, open }
+        let method: HTTPRequest.Method
+        let route: Route
+        let permission: Permission?
+        let surface: Surface
+    }
+    private let lock = NSLock()
+    private var list: [Entry] = []
+    var entries: [Entry] { lock.withLock { list } }
+    func add(_ e: Entry) { lock.withLock { list.append(e) } }
+}
+
+/// Registers signed-in routes, each with the permission it needs: checked before the handler
+/// runs (role, and scope for tokens) and recorded in the route table.
+struct SignedInRoutes {
+    let group: RouterGroup<SignedInContext>
+    let table: RouteTable
+    let surface: RouteTable.Entry.Surface
+
+    func on(_ method: HTTPRequest.Method, _ route: Route, needs permission: Permission,
+            _ handler: @escaping @Sendable (Request, SignedInContext) async throws -> Response) {
+        table.add(.init(method: method, route: route, permission: permission, surface: surface))
+        group.on(route.routerPath, method: method) { request, context in
+            try context.acting.require(permission)
+            return try await handler(request, context)
+        }
+    }
+
+    func get(_ route: Route, needs permission: Permission, _ handler: @escaping @Sendable (Request, SignedInContext) async throws -> Response) {
+        on(.get, route, needs: permission, handler)
+    }
+    func post(_ route: Route, needs permission: Permission, _ handler: @escaping @Sendable (Request, SignedInContext) async throws -> Response) {
+        on(.post, route, needs: permission, handler)
+    }
+    func put(_ route: Route, needs permission: Permission, _ handler: @escaping @Sendable (Request, SignedInContext) async throws -> Response) {
+        on(.put, route, needs: permission, handler)
+    }
+}
