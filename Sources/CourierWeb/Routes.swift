@@ -72,7 +72,7 @@ extension Route {
 
 /// Every route registered, with the permission it needs: what the route-table test walks.
 final class RouteTable: @unchecked Sendable {
-    struct Entry: Sendable {
+    struct Entry: Sendable, Equatable {
         enum Surface: Sendable { case console, api, open }
         let method: HTTPRequest.Method
         let route: Route
@@ -82,7 +82,8 @@ final class RouteTable: @unchecked Sendable {
     private let lock = NSLock()
     private var list: [Entry] = []
     var entries: [Entry] { lock.withLock { list } }
-    func add(_ e: Entry) { lock.withLock { list.append(e) } }
+    /// Records a route (once, however often the router is built from the same services).
+    func add(_ e: Entry) { lock.withLock { if !list.contains(e) { list.append(e) } } }
 }
 
 /// Registers signed-in routes, each with the permission it needs: checked before the handler

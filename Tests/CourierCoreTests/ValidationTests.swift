@@ -106,3 +106,27 @@ final class ValidationTests: XCTestCase {
         XCTAssertNil(s.mainUrl)
     }
 }
+
+final class AccessAndVersionTests: XCTestCase {
+    func testTheSuggestedNextVersionIsAlwaysHigherOrNone() {
+        XCTAssertEqual(PackageVersion.suggestedNext(after: nil)?.description, "1.0.0.0")
+        XCTAssertEqual(PackageVersion.suggestedNext(after: PackageVersion(parts: [1, 0, 0, 1]))?.description, "1.0.0.2")
+        XCTAssertEqual(PackageVersion.suggestedNext(after: PackageVersion(parts: [1, 2, 3, 99999]))?.description, "1.2.4.0")
+        XCTAssertEqual(PackageVersion.suggestedNext(after: PackageVersion(parts: [1, 99999, 99999, 99999]))?.description, "2.0.0.0")
+        XCTAssertNil(PackageVersion.suggestedNext(after: PackageVersion(parts: [99999, 99999, 99999, 99999])))
+    }
+
+    func testRolesScopesAndActingUsers() throws {
+        XCTAssertTrue(Role.admin.may(.editSigningKey))
+        XCTAssertFalse(Role.developer.may(.editSettings))
+        XCTAssertTrue(Role.developer.may(.uploadPackages))
+        XCTAssertEqual(Role.reviewer.permissions, [.read])
+        XCTAssertEqual(TokenScope.parse("read, upload"), [.read, .upload])
+        XCTAssertNil(TokenScope.parse("read,admin"))
+        XCTAssertNil(TokenScope.parse(""))
+        let ci = ActingUser(name: "ci", role: .admin, scopes: [.read])
+        XCTAssertThrowsError(try ci.require(.uploadPackages)) { XCTAssertTrue(($0 as? Refused)?.description.contains("upload scope") == true) }
+        XCTAssertNoThrow(try ci.require(.read))
+        XCTAssertThrowsError(try ActingUser(name: "r", role: .reviewer).require(.editApps))
+    }
+}

@@ -1,0 +1,214 @@
+import CourierArchive
+import CourierCore
+import CourierTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+@testable import CourierStore
+@testable import CourierWeb
+
+/// The shape the next features build on: every route declares its permission and the route
+/// table is what is enforced; every change is one audited write; links come from routes.
+final class StructureTests: XCTestCase {
+    /// A running console with one user per role, the virtual domain set and one package.
+    func populated() async throws -> Harness {
+        let h = try await Harness.make()
+        for role in Role.allCases { try h.addUser(role.rawValue, role: role) }
+        _ = try h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try h.store.setGlobalLocation(host: "mcube.example.com", appKey: "53E5279071442_test", by: .commandLine)
+        _ = try h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        let zip = h.store.blobs.temporaryPath(suffix: ".zip")
+        try samplePackage().write(to: zip)
+        var draft = PackageDraft(fields: FormFields(Dictionary(uniqueKeysWithValues: packageFields())))
+        draft.version = "1.0.0.1"
+        _ = try await h.services.actions.addPackage(by: .commandLine, appId: "20171228", draft: draft, zipPath: zip)
+        return h
+    }
+
+    /// A request that the route accepts when allowed: fresh names and versions each time.
+    final class Samples: @unchecked Sendable {
+        var counter = 0
+        let pem = try! SigningKey.generate().privateKeyPEM
+
+        func next() -> Int { counter += 1; return counter }
+
+        func consoleFields(_ route: Route) -> [(String, String)] {
+            let replace = [("confirmReplace", "true"), ("currentPassword", "correct-horse")]
+            switch route {
+            case .apps: return [("id", String(40_000_000 + next())), ("name", "Sample")]
+            case .virtualDomain: return [("virtualDomain", "h5app.example.com"), ("confirm", "true")]
+            case .globalLocation: return [("globalHost", "mcube.example.com"), ("appKey", "53E5279071442_test")]
+            case .signingKey: return [("privateKey", pem)] + replace
+            case .generateKey: return replace
+            default: return []
+            }
+        }
+
+        func apiBody(_ route: Route) -> String? {
+            switch route {
+            case .apiSettings: return #"{"virtualDomain":"h5app.example.com"}"#
+            case .apiSigningKey: return pem
+            case .apiApps: return #"{"id":"\#(50_000_000 + next())","name":"Sample"}"#
+            default: return nil
+            }
+        }
+
+        func version() -> String { "1.0.\(next()).0" }
+    }
+
+    func path(_ route: Route) -> String { route.path("20171228", "1.0.0.1") }
+
+    func testEveryRouteAnswersEachRoleAndScopeAsItsPermissionSays() async throws {
+        let h = try await populated()
+        defer { h.cleanUp() }
+        let samples = Samples()
+        try await h.test { client in
+            let entries = h.services.routes.entries
+            XCTAssertGreaterThanOrEqual(entries.filter { $0.surface == .console }.count, 14)
+            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 8)
+            for entry in entries where entry.surface == .console {
+                let permission = try XCTUnwrap(entry.permission, "\(entry.route) declares its permission")
+                for role in Role.allCases {
+                    let b = try await Browser.signIn(client, role.rawValue)
+                    let r: TestResponse
+                    switch entry.method {
+                    case .get: r = try await b.get(self.path(entry.route))
+                    case .post where entry.route == .packages:
+                        r = try await b.upload(self.path(entry.route), packageFields(version: samples.version()), file: samplePackage().bytes())
+                    default: r = try await b.post(self.path(entry.route), samples.consoleFields(entry.route))
+                    }
+                    let what = "\(entry.method) \(entry.route) as \(role)"
+                    if role.may(permission) {
+                        XCTAssertTrue((200..<400).contains(r.status.code), "\(what): \(r.status) \(r.text.prefix(300))")
+                    } else {
+                        XCTAssertEqual(r.status, .forbidden, what)
+                        XCTAssertTrue(r.text.contains("cannot do this"), what)
+                    }
+                }
+            }
+            for role in Role.allCases {
+                for scope in TokenScope.allCases {
+                    let token = try h.services.actions.createToken(by: .commandLine, userName: role.rawValue, scopes: scope.rawValue)
+                    let caller = APITests.Caller(client: client, token: token)
+                    for entry in entries where entry.surface == .api {
+                        let permission = try XCTUnwrap(entry.permission)
+                        let r: TestResponse
+                        if entry.route == .apiPackages {
+                            r = try await caller.upload("20171228", packageFields(version: samples.version()), file: samplePackage().bytes())
+                        } else {
+                            r = try await caller.call(entry.method, self.path(entry.route), json: samples.apiBody(entry.route),
+                                                      type: entry.route == .apiSigningKey ? "application/x-pem-file" : "application/json")
+                        }
+                        let what = "\(entry.method) \(entry.route) as \(role) with \(scope)"
+                        if role.may(permission) && scope == permission.scope {
+                            XCTAssertTrue((200..<300).contains(r.status.code), "\(what): \(r.status) \(r.text.prefix(300))")
+                        } else {
+                            XCTAssertEqual(r.status, .forbidden, what)
+                            XCTAssertNotNil((r.json["error"] as? [String: Any])?["message"], what)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testEveryChangeIsOneAuditedWriteAndTheChainShowsTampering() async throws {
+        let h = try await populated()
+        defer { h.cleanUp() }
+        let heard = LockedCounter()
+        h.store.changes.subscribe { heard.increment() }
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "developer")
+            await assertEqual(try await b.post("/apps", [("id", "30000001"), ("name", "Orders")]).status, .seeOther)
+            XCTAssertEqual(heard.value, 1, "the catalogue change was announced")
+            await assertEqual(try await b.post("/apps", [("id", "30000001"), ("name", "Again")]).status, .conflict)
+            await assertEqual(try await b.post("/apps", [("id", "1"), ("name", "")]).status, .unprocessableContent)
+            XCTAssertEqual(heard.value, 1, "refusals change nothing and announce nothing")
+        }
+        let entries = try h.store.auditEntries()
+        XCTAssertEqual(entries.map(\.action), ["app.create", "package.add", "app.create", "settings.globalLocation", "settings.virtualDomain",
+                                              "user.create", "user.create", "user.create"])
+        XCTAssertEqual(entries[0].user, "developer")
+        XCTAssertEqual(entries[0].subject, "30000001")
+        XCTAssertTrue(entries[0].detail.contains(#""name":"Orders""#))
+        XCTAssertFalse(entries.contains { $0.detail.contains("$2b$") || $0.detail.contains("PRIVATE KEY") }, "no secret in the log")
+        XCTAssertEqual(try h.store.verifyAudit(), AuditVerification(rows: 8, firstBadRow: nil))
+
+        // Someone with the database file edits a row: the chain breaks at that row.
+        let victim = try XCTUnwrap(entries.first { $0.action == "settings.virtualDomain" }?.id)
+        try await h.store.db.write { db in try db.execute(sql: "UPDATE audit SET subject = 'x' WHERE id = ?", arguments: [victim]) }
+        XCTAssertEqual(try h.store.verifyAudit().firstBadRow, victim)
+        // Deleting a row breaks it too.
+        try await h.store.db.write { db in
+            try db.execute(sql: "UPDATE audit SET subject = 'settings' WHERE id = ?", arguments: [victim])
+            try db.execute(sql: "DELETE FROM audit WHERE id = ?", arguments: [victim])
+        }
+        XCTAssertEqual(try h.store.verifyAudit().firstBadRow, victim + 1)
+    }
+
+    func testTheCommandLineUsesTheSameActions() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        let actions = Actions(store: h.store)
+        _ = try await actions.addUser(by: .commandLine, name: "ops", password: "long-enough", role: .developer)
+        do {
+            _ = try await actions.addUser(by: .commandLine, name: "ops", password: "long-enough", role: .developer)
+            XCTFail("a second ops")
+        } catch let e as Conflict { XCTAssertEqual(e.field, "name") }
+        do {
+            _ = try await actions.addUser(by: ActingUser(name: "dev", role: .developer), name: "x", password: "long-enough", role: .admin)
+            XCTFail("a developer made a user")
+        } catch is Refused {}
+        XCTAssertEqual(try h.store.auditEntries().map(\.action), ["user.create"])
+        XCTAssertEqual(try h.store.auditEntries().first?.user, "(command line)")
+    }
+
+    func testFormsShowAnErrorThatBelongsToNoFieldAtTheTop() async throws {
+        let general = try XCTUnwrap(FormFailure(FieldError("", "The server could not write the package (disk full?).")))
+        XCTAssertEqual(general.formError, "The server could not write the package (disk full?).")
+        XCTAssertEqual(try XCTUnwrap(FormFailure(Conflict("Taken.", field: "id"))).fields, ["id": "Taken."])
+        XCTAssertEqual(try XCTUnwrap(FormFailure(Conflict("Not now."))).formError, "Not now.")
+        XCTAssertNil(FormFailure(Refused("No.")), "refusals are error pages, not form errors")
+        XCTAssertNil(FormFailure(NotFound("Gone.")))
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        let page = NewAppPage(id: "1", name: "x", failure: general, chrome: Chrome(user: nil, csrf: "", section: .apps))
+        let html = try XCTUnwrap(h.services.views.library.render(page, withTemplate: "app_new"))
+        XCTAssertTrue(html.contains(#"id="form-error">The server could not write the package (disk full?).</p>"#))
+    }
+
+    func testNoTemplateHardCodesAPathAndOnlyTheStoreTouchesTheDatabase() throws {
+        let root = Harness.repository
+        let templates = try FileManager.default.contentsOfDirectory(atPath: root + "/Templates")
+        XCTAssertFalse(templates.isEmpty)
+        let hardCoded = try NSRegularExpression(pattern: #"(href|action|formaction|src)="/(?!static/)"#)
+        for name in templates {
+            let text = try String(contentsOfFile: root + "/Templates/" + name, encoding: .utf8)
+            XCTAssertEqual(hardCoded.numberOfMatches(in: text, range: NSRange(text.startIndex..., in: text)), 0,
+                           "\(name) builds its links from routes")
+        }
+        for module in ["CourierWeb", "courier", "CourierCore", "CourierArchive"] {
+            let dir = root + "/Sources/" + module
+            for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".swift") {
+                let text = try String(contentsOfFile: dir + "/" + name, encoding: .utf8)
+                XCTAssertFalse(text.contains("import GRDB"), "\(module)/\(name) imports GRDB")
+                XCTAssertFalse(text.contains("sql:"), "\(module)/\(name) has SQL")
+            }
+        }
+    }
+
+    func testRoutesBuildEncodedPaths() {
+        XCTAssertEqual(Route.package.path("20171228", "1.0.0.1"), "/apps/20171228/packages/1.0.0.1")
+        XCTAssertEqual(Route.fallback.path("20171228", "1.0.0.1", "www/a b.html"), "/fallback/20171228/1.0.0.1/www/a%20b.html")
+        XCTAssertEqual(Route.app.path("../x"), "/apps/..%2Fx")
+        XCTAssertEqual(Route.apps.path([], query: [("page", "2"), ("q", "a&b"), ("empty", "")]), "/apps?page=2&q=a%26b")
+    }
+}
+
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    var value: Int { lock.withLock { n } }
+    func increment() { lock.withLock { n += 1 } }
+}
