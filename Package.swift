@@ -52,7 +52,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )
 
 // libFuzzer targets, only when asked for (`make fuzz`): built with `-sanitize=fuzzer,address`

@@ -30,11 +30,7 @@ public struct AuditRecord: Codable, FetchableRecord, MutablePersistableRecord, S
         return SHA256.hash(data: Data(content.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
-    static let timestamp: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
-    }()
+    static let timestamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 }
 
 /// The outcome of checking the chain: the first row whose hash does not follow, if any.
@@ -50,7 +46,7 @@ extension Store {
         let previous = try String.fetchOne(db, sql: "SELECT hash FROM audit ORDER BY id DESC LIMIT 1") ?? ""
         let data = try JSONSerialization.data(withJSONObject: detail, options: [.sortedKeys, .withoutEscapingSlashes])
         let detailText = String(decoding: data, as: UTF8.self)
-        let at = AuditRecord.timestamp.string(from: Date())
+        let at = AuditRecord.timestamp.format(Date())
         var row = AuditRecord(id: nil, at: at, user: actor.name, action: action, subject: subject, detail: detailText,
                               hash: AuditRecord.chain(previous: previous, at: at, user: actor.name, action: action,
                                                       subject: subject, detail: detailText))

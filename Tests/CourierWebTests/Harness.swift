@@ -1,3 +1,4 @@
+import CourierArchive
 import CourierCore
 import CourierStore
 import CourierTestSupport
@@ -10,7 +11,7 @@ import XCTest
 @testable import CourierWeb
 
 /// A Courier on a fresh data directory, driven through its router without a socket.
-struct Harness {
+struct Harness: Sendable {
     let dir: String
     let services: Services
     var store: Store { services.store }
@@ -39,6 +40,33 @@ struct Harness {
     }
 
     func cleanUp() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// Signed in as an admin, with the virtual domain set (and a signing key) and app 20171228 created.
+    func ready(_ client: any TestClientProtocol, key: Bool = true) async throws -> Browser {
+        try addUser("alice")
+        let b = try await Browser.signIn(client, "alice")
+        await assertEqual(try await b.post("/settings/virtual-domain", [("virtualDomain", "h5app.example.com"), ("confirm", "true")]).status, .seeOther)
+        if key { await assertEqual(try await b.post("/settings/signing-key/generate", []).status, .seeOther) }
+        await assertEqual(try await b.post("/apps", [("id", "20171228"), ("name", "Checkout")]).status, .seeOther)
+        return b
+    }
+
+    /// `.amr` files in the blob store.
+    var blobCount: Int {
+        let e = FileManager.default.enumerator(atPath: dir + "/blobs")
+        var n = 0
+        while let f = e?.nextObject() as? String { if f.hasSuffix(".amr") { n += 1 } }
+        return n
+    }
+
+    /// Files left in the temp folder.
+    var tempCount: Int { (try? FileManager.default.contentsOfDirectory(atPath: dir + "/tmp"))?.count ?? 0 }
+
+    /// The CERT.json inside a stored package.
+    func cert(_ p: PackageRecord) throws -> [UInt8] {
+        let reader = try ZipReader(path: store.blobs.path(for: p.blob))
+        return try reader.data(try XCTUnwrap(reader.entries.first { $0.name == "CERT.json" }))
+    }
 }
 
 /// A signed-in browser: carries the session cookie and the page's CSRF token.

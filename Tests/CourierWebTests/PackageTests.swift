@@ -9,30 +9,11 @@ import XCTest
 @testable import CourierWeb
 
 final class PackageTests: XCTestCase {
-    /// Signed in as an admin, with the virtual domain set and app 20171228 created.
-    func ready(_ h: Harness, _ client: any TestClientProtocol, key: Bool = true) async throws -> Browser {
-        try h.addUser("alice")
-        let b = try await Browser.signIn(client, "alice")
-        await assertEqual(try await b.post("/settings/virtual-domain", [("virtualDomain", "h5app.example.com"), ("confirm", "true")]).status, .seeOther)
-        if key { await assertEqual(try await b.post("/settings/signing-key/generate", []).status, .seeOther) }
-        await assertEqual(try await b.post("/apps", [("id", "20171228"), ("name", "Checkout")]).status, .seeOther)
-        return b
-    }
-
-    func blobCount(_ h: Harness) -> Int {
-        let e = FileManager.default.enumerator(atPath: h.dir + "/blobs")
-        var n = 0
-        while let f = e?.nextObject() as? String { if f.hasSuffix(".amr") { n += 1 } }
-        return n
-    }
-
-    func tempCount(_ h: Harness) -> Int { (try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/tmp"))?.count ?? 0 }
-
     func testUploadBuildsServesAndListsThePackage() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try await h.test { client in
-            let b = try await self.ready(h, client)
+            let b = try await h.ready(client)
             let form = try await b.get("/apps/20171228/packages/new")
             XCTAssertTrue(form.text.contains("https://20171228.h5app.example.com"), "virtual domain shown read-only")
             let zip = samplePackage()
@@ -125,7 +106,7 @@ final class PackageTests: XCTestCase {
             let next = try await b.get("/apps/20171228/packages/new").text
             XCTAssertTrue(next.contains(#"id="fixed-type">normal"#))
             XCTAssertTrue(next.contains(#"value="1.0.0.2""#), "the next version is suggested")
-            XCTAssertEqual(self.tempCount(h), 0)
+            XCTAssertEqual(h.tempCount, 0)
         }
     }
 
@@ -141,7 +122,7 @@ final class PackageTests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try await h.test { client in
-            let b = try await self.ready(h, client)
+            let b = try await h.ready(client)
             await assertEqual(try await b.upload("/apps/20171228/packages", packageFields(extra: [("mainUrl", "")]),
                                                  file: Self.attackingPackage().bytes()).status, .seeOther)
             for (path, type) in [("www/index.html", "text/html; charset=utf-8"), ("www/logo.svg", "image/svg+xml")] {
@@ -170,7 +151,7 @@ final class PackageTests: XCTestCase {
         let console = try await Harness.make(publicURL: "http://cdn.courier.test", consoleURL: "http://localhost:8080")
         defer { console.cleanUp() }
         try await console.test { client in
-            let b = try await self.ready(console, client)
+            let b = try await console.ready(client)
             await assertEqual(try await b.upload("/apps/20171228/packages", packageFields(), file: samplePackage().bytes()).status, .seeOther)
             let page = try await b.get("/apps/20171228/packages/1.0.0.1").text
             XCTAssertTrue(page.contains(#"href="http://cdn.courier.test/fallback/20171228/1.0.0.1/www/index.html""#),
@@ -201,7 +182,7 @@ final class PackageTests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try await h.test { client in
-            let b = try await self.ready(h, client)
+            let b = try await h.ready(client)
             func refused(_ zip: ZipBuilder, _ fields: [(String, String)] = packageFields(), field: String, contains: String,
                          line: UInt = #line) async throws {
                 let r = try await b.upload("/apps/20171228/packages", fields, file: zip.bytes())
@@ -210,8 +191,8 @@ final class PackageTests: XCTestCase {
                 XCTAssertTrue(r.text.contains(contains), "missing “\(contains)”", line: line)
                 XCTAssertTrue(r.text.contains(#"value="10.0""#), "typed values are kept", line: line)
                 XCTAssertEqual(try h.store.packages(of: "20171228").count, 0, line: line)
-                XCTAssertEqual(self.blobCount(h), 0, line: line)
-                XCTAssertEqual(self.tempCount(h), 0, line: line)
+                XCTAssertEqual(h.blobCount, 0, line: line)
+                XCTAssertEqual(h.tempCount, 0, line: line)
             }
             try await refused(ZipBuilder([.init("20171228/../evil.js", "x")]), field: "file", contains: "20171228/../evil.js")
             var link = ZipBuilder.Entry("20171228/www/l", "/etc/passwd")
@@ -234,10 +215,10 @@ final class PackageTests: XCTestCase {
             let stray = try await b.client.execute(uri: "/apps/20171228/packages?csrf=\(b.csrf)", method: .post,
                                                    headers: [.cookie: b.cookie, .contentType: type], body: body)
             XCTAssertEqual(stray.status, .seeOther)
-            XCTAssertEqual(self.tempCount(h), 0)
+            XCTAssertEqual(h.tempCount, 0)
             let noFile = try await b.upload("/apps/20171228/packages", packageFields(), file: nil)
             XCTAssertTrue(noFile.text.contains(#"id="error-file""#) && noFile.text.contains("Choose the offline package"))
-            XCTAssertEqual(self.tempCount(h), 0)
+            XCTAssertEqual(h.tempCount, 0)
         }
     }
 
@@ -245,13 +226,13 @@ final class PackageTests: XCTestCase {
         let h = try await Harness.make(maxUploadBytes: 200_000)
         defer { h.cleanUp() }
         try await h.test { client in
-            let b = try await self.ready(h, client, key: false)
+            let b = try await h.ready(client, key: false)
             let noise = (0..<400_000).map { UInt8(truncatingIfNeeded: ($0 &* 2654435761) >> 13) }
             let big = try await b.upload("/apps/20171228/packages", packageFields(),
                                          file: ZipBuilder([.init("20171228/www/noise.bin", noise, method: 0)]).bytes())
             XCTAssertEqual(big.status, .contentTooLarge)
             XCTAssertTrue(big.text.contains("larger than 200 KB"), big.text)
-            XCTAssertEqual(self.tempCount(h), 0)
+            XCTAssertEqual(h.tempCount, 0)
             XCTAssertEqual(try h.store.packages(of: "20171228").count, 0)
         }
     }
@@ -260,15 +241,15 @@ final class PackageTests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try await h.test { client in
-            let b = try await self.ready(h, client)
+            let b = try await h.ready(client)
             for (name, bytes, says) in hostileZips() {
                 let r = try await b.upload("/apps/20171228/packages", packageFields(extra: [("mainUrl", "")]), file: bytes)
                 XCTAssertEqual(r.status, .unprocessableContent, name)
                 let error = r.text.components(separatedBy: #"id="error-file">"#).dropFirst().first?.components(separatedBy: "</p>").first ?? ""
                 XCTAssertTrue(error.contains(says), "\(name): \(error)")
                 XCTAssertEqual(try h.store.packages(of: "20171228").count, 0, name)
-                XCTAssertEqual(self.blobCount(h), 0, name)
-                XCTAssertEqual(self.tempCount(h), 0, name)
+                XCTAssertEqual(h.blobCount, 0, name)
+                XCTAssertEqual(h.tempCount, 0, name)
             }
         }
     }
@@ -293,19 +274,19 @@ final class PackageTests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try await h.test { client in
-            let b = try await self.ready(h, client)
+            let b = try await h.ready(client)
             await assertEqual(try await b.upload("/apps/20171228/packages", packageFields(), file: samplePackage().bytes()).status, .seeOther)
             let before = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
-            let oldCert = try self.cert(h, before)
+            let oldCert = try h.cert(before)
             let key = try SigningKey.generate()
             let r = try await b.post("/settings/signing-key", [("privateKey", key.privateKeyPEM), ("confirmReplace", "true"),
                                                                  ("currentPassword", "correct-horse")])
             XCTAssertEqual(r.headers[.location], "/settings?saved=key-resigned")
             let after = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
             XCTAssertNotEqual(before.blob, after.blob)
-            XCTAssertNotEqual(oldCert, try self.cert(h, after))
+            XCTAssertNotEqual(oldCert, try h.cert(after))
             XCTAssertFalse(FileManager.default.fileExists(atPath: h.store.blobs.path(for: before.blob)), "the old blob is gone")
-            XCTAssertEqual(self.blobCount(h), 1)
+            XCTAssertEqual(h.blobCount, 1)
             XCTAssertEqual(try h.store.settings().signingKeyFingerprint, key.fingerprint)
             // Fallback still reads the right bytes from the new blob.
             let f = try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/css/site.css", method: .get)
@@ -317,7 +298,7 @@ final class PackageTests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try await h.test { client in
-            let b = try await self.ready(h, client)
+            let b = try await h.ready(client)
             let bytes = samplePackage().bytes()
             async let first = b.upload("/apps/20171228/packages", packageFields(), file: bytes)
             async let second = b.upload("/apps/20171228/packages", packageFields(), file: bytes)
@@ -326,8 +307,8 @@ final class PackageTests: XCTestCase {
             let p = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
             XCTAssertTrue(FileManager.default.fileExists(atPath: h.store.blobs.path(for: p.blob)))
             await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get).status, .ok)
-            XCTAssertEqual(self.blobCount(h), 1)
-            XCTAssertEqual(self.tempCount(h), 0)
+            XCTAssertEqual(h.blobCount, 1)
+            XCTAssertEqual(h.tempCount, 0)
         }
     }
 
@@ -335,7 +316,7 @@ final class PackageTests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try await h.test { client in
-            _ = try await self.ready(h, client, key: false)
+            _ = try await h.ready(client, key: false)
             // Both were validated while the app had no type; the second to commit loses.
             for (version, type) in [("1.0.0.1", PackageType.normal), ("1.0.0.2", .global)] {
                 let temp = h.store.blobs.temporaryPath(suffix: ".amr")
@@ -358,7 +339,7 @@ final class PackageTests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try await h.test { client in
-            _ = try await self.ready(h, client)     // installs a key
+            _ = try await h.ready(client)     // installs a key
             let temp = h.store.blobs.temporaryPath(suffix: ".amr")
             FileManager.default.createFile(atPath: temp, contents: Data("amr".utf8))
             let record = try packageRecord("1.0.0.1", blob: String(repeating: "cd", count: 32))
@@ -366,14 +347,9 @@ final class PackageTests: XCTestCase {
                 XCTAssertTrue(($0 as? FieldError)?.message.contains("signing key was replaced") == true, "\($0)")
             }
             XCTAssertNil(try h.store.package("20171228", "1.0.0.1"))
-            XCTAssertEqual(self.blobCount(h), 0)
+            XCTAssertEqual(h.blobCount, 0)
             unlink(temp)
         }
-    }
-
-    func cert(_ h: Harness, _ p: PackageRecord) throws -> [UInt8] {
-        let reader = try ZipReader(path: h.store.blobs.path(for: p.blob))
-        return try reader.data(reader.entries.first { $0.name == "CERT.json" }!)
     }
 
     func testStartUpSweepsWhatAnInterruptedUploadLeft() async throws {
@@ -385,7 +361,7 @@ final class PackageTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir + "/blobs/ab", withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: h.store.blobs.path(for: orphan), contents: Data(count: 10))
         _ = try await Harness.make(dir: dir)    // a restart
-        XCTAssertEqual(tempCount(h), 0)
+        XCTAssertEqual(h.tempCount, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: h.store.blobs.path(for: orphan)))
     }
 

@@ -57,7 +57,7 @@ final class StructureTests: XCTestCase {
         func version() -> String { "1.0.\(next()).0" }
     }
 
-    func path(_ route: Route) -> String { route.path("20171228", "1.0.0.1") }
+    static func path(_ route: Route) -> String { route.path("20171228", "1.0.0.1") }
 
     func testEveryRouteAnswersEachRoleAndScopeAsItsPermissionSays() async throws {
         let h = try await populated()
@@ -73,10 +73,10 @@ final class StructureTests: XCTestCase {
                     let b = try await Browser.signIn(client, role.rawValue)
                     let r: TestResponse
                     switch entry.method {
-                    case .get: r = try await b.get(self.path(entry.route))
+                    case .get: r = try await b.get(Self.path(entry.route))
                     case .post where entry.route == .packages:
-                        r = try await b.upload(self.path(entry.route), packageFields(version: samples.version()), file: samplePackage().bytes())
-                    default: r = try await b.post(self.path(entry.route), samples.consoleFields(entry.route))
+                        r = try await b.upload(Self.path(entry.route), packageFields(version: samples.version()), file: samplePackage().bytes())
+                    default: r = try await b.post(Self.path(entry.route), samples.consoleFields(entry.route))
                     }
                     let what = "\(entry.method) \(entry.route) as \(role)"
                     if role.may(permission) {
@@ -97,7 +97,7 @@ final class StructureTests: XCTestCase {
                         if entry.route == .apiPackages {
                             r = try await caller.upload("20171228", packageFields(version: samples.version()), file: samplePackage().bytes())
                         } else {
-                            r = try await caller.call(entry.method, self.path(entry.route), json: samples.apiBody(entry.route),
+                            r = try await caller.call(entry.method, Self.path(entry.route), json: samples.apiBody(entry.route),
                                                       type: entry.route == .apiSigningKey ? "application/x-pem-file" : "application/json")
                         }
                         let what = "\(entry.method) \(entry.route) as \(role) with \(scope)"
