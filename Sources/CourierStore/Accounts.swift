@@ -3,8 +3,8 @@ import Foundation
 import GRDB
 
 extension Store {
-    public func createUser(name: String, passwordHash: String, role: Role, by actor: ActingUser) throws -> UserRecord {
-        try change(by: actor, "user.create", subject: name, catalogue: false) { db in
+    public func createUser(name: String, passwordHash: String, role: Role, by actor: ActingUser) async throws -> UserRecord {
+        try await change(by: actor, "user.create", subject: name, catalogue: false) { db in
             if try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) != nil {
                 throw Conflict("A user named \(name) already exists.", field: "name")
             }
@@ -14,43 +14,43 @@ extension Store {
         }
     }
 
-    public func user(named name: String) throws -> UserRecord? {
-        try db.read { db in try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) }
+    public func user(named name: String) async throws -> UserRecord? {
+        try await db.read { db in try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) }
     }
 
-    public func user(id: Int64) throws -> UserRecord? {
-        try db.read { db in try UserRecord.fetchOne(db, key: id) }
+    public func user(id: Int64) async throws -> UserRecord? {
+        try await db.read { db in try UserRecord.fetchOne(db, key: id) }
     }
 
     /// Starts a session; returns the cookie value (only its hash is stored).
-    public func createSession(userId: Int64, lifetime: TimeInterval) throws -> (cookie: String, session: SessionRecord) {
+    public func createSession(userId: Int64, lifetime: TimeInterval) async throws -> (cookie: String, session: SessionRecord) {
         let cookie = TokenHash.randomSecret()
         let session = SessionRecord(idHash: TokenHash.of(cookie), userId: userId,
                                     csrfToken: TokenHash.randomSecret(), expiresAt: Date().addingTimeInterval(lifetime))
-        try db.write { db in
+        try await db.write { db in
             try db.execute(sql: "DELETE FROM session WHERE expiresAt < ?", arguments: [Date()])
             try session.insert(db)
         }
         return (cookie, session)
     }
 
-    public func session(cookie: String) throws -> (SessionRecord, UserRecord)? {
-        try db.read { db in
+    public func session(cookie: String) async throws -> (SessionRecord, UserRecord)? {
+        try await db.read { db in
             guard let s = try SessionRecord.fetchOne(db, key: TokenHash.of(cookie)), s.expiresAt > Date(),
                   let u = try UserRecord.fetchOne(db, key: s.userId) else { return nil }
             return (s, u)
         }
     }
 
-    public func deleteSession(cookie: String) throws {
-        _ = try db.write { db in try SessionRecord.deleteOne(db, key: TokenHash.of(cookie)) }
+    public func deleteSession(cookie: String) async throws {
+        _ = try await db.write { db in try SessionRecord.deleteOne(db, key: TokenHash.of(cookie)) }
     }
 
     /// Creates an API token; returns the secret (shown once, stored hashed).
-    public func createToken(userName: String, scopes: Set<TokenScope>, by actor: ActingUser) throws -> String {
+    public func createToken(userName: String, scopes: Set<TokenScope>, by actor: ActingUser) async throws -> String {
         let secret = "cour_" + TokenHash.randomSecret()
         let names = scopes.map(\.rawValue).sorted().joined(separator: ",")
-        return try change(by: actor, "token.create", subject: userName, catalogue: false) { db in
+        return try await change(by: actor, "token.create", subject: userName, catalogue: false) { db in
             guard let user = try UserRecord.filter(UserRecord.Columns.name == userName).fetchOne(db), let userId = user.id else {
                 throw NotFound("There is no user named \(userName).")
             }
@@ -61,12 +61,12 @@ extension Store {
     }
 
     /// The stored token hashes (tests check that no secret is stored).
-    public func tokenHashes() throws -> [String] {
-        try db.read { db in try APITokenRecord.fetchAll(db).map(\.tokenHash) }
+    public func tokenHashes() async throws -> [String] {
+        try await db.read { db in try APITokenRecord.fetchAll(db).map(\.tokenHash) }
     }
 
-    public func token(secret: String) throws -> (APITokenRecord, UserRecord)? {
-        try db.read { db in
+    public func token(secret: String) async throws -> (APITokenRecord, UserRecord)? {
+        try await db.read { db in
             guard let t = try APITokenRecord.filter(APITokenRecord.Columns.tokenHash == TokenHash.of(secret)).fetchOne(db),
                   let u = try UserRecord.fetchOne(db, key: t.userId) else { return nil }
             return (t, u)

@@ -54,13 +54,13 @@ extension Store {
     }
 
     /// The newest entries first.
-    public func auditEntries(limit: Int = 100) throws -> [AuditRecord] {
-        try db.read { db in try AuditRecord.order(AuditRecord.Columns.id.desc).limit(limit).fetchAll(db) }
+    public func auditEntries(limit: Int = 100) async throws -> [AuditRecord] {
+        try await db.read { db in try AuditRecord.order(AuditRecord.Columns.id.desc).limit(limit).fetchAll(db) }
     }
 
     /// Recomputes the chain from the first row.
-    public func verifyAudit() throws -> AuditVerification {
-        try db.read { db in
+    public func verifyAudit() async throws -> AuditVerification {
+        try await db.read { db in
             var previous = ""
             var count = 0
             let rows = try AuditRecord.order(AuditRecord.Columns.id).fetchCursor(db)

@@ -23,13 +23,13 @@ public struct Page<T: Sendable>: Sendable {
 extension Store {
     // MARK: settings
 
-    public func settings() throws -> SettingsRecord {
-        try db.read { db in try SettingsRecord.fetchOne(db, key: 1) } ?? SettingsRecord()
+    public func settings() async throws -> SettingsRecord {
+        try await db.read { db in try SettingsRecord.fetchOne(db, key: 1) } ?? SettingsRecord()
     }
 
     /// The virtual domain is written once (SPEC §2).
-    public func setVirtualDomain(_ domain: String, by actor: ActingUser) throws -> SettingsRecord {
-        try change(by: actor, "settings.virtualDomain", subject: "settings") { db in
+    public func setVirtualDomain(_ domain: String, by actor: ActingUser) async throws -> SettingsRecord {
+        try await change(by: actor, "settings.virtualDomain", subject: "settings") { db in
             var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
             if let existing = s.virtualDomain {
                 if existing == domain { return (s, ["virtualDomain": domain, "unchanged": "true"]) }
@@ -43,8 +43,8 @@ extension Store {
 
     /// Global host and app key go together; they cannot change once a global package uses them
     /// (counted inside the same transaction, so a racing global upload cannot slip between).
-    public func setGlobalLocation(host: String, appKey: String, by actor: ActingUser) throws -> SettingsRecord {
-        try change(by: actor, "settings.globalLocation", subject: "settings") { db in
+    public func setGlobalLocation(host: String, appKey: String, by actor: ActingUser) async throws -> SettingsRecord {
+        try await change(by: actor, "settings.globalLocation", subject: "settings") { db in
             var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
             if s.globalHost == host && s.appKey == appKey { return (s, ["globalHost": host, "appKey": appKey, "unchanged": "true"]) }
             let inUse = try PackageRecord.filter(PackageRecord.Columns.type == PackageType.global.rawValue).fetchCount(db) > 0
@@ -74,8 +74,8 @@ extension Store {
     }
 
     /// Switches the signing key and every package's `.amr` at once. Call inside `withBlobLock`.
-    public func switchSigningKey(pem: String, fingerprint: String, resigned: [Resigned], by actor: ActingUser) throws -> SettingsRecord {
-        try change(by: actor, "settings.signingKey", subject: "settings") { db in
+    public func switchSigningKey(pem: String, fingerprint: String, resigned: [Resigned], by actor: ActingUser) async throws -> SettingsRecord {
+        try await change(by: actor, "settings.signingKey", subject: "settings") { db in
             var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
             let previous = s.signingKeyFingerprint
             s.signingKeyPEM = pem
@@ -92,8 +92,8 @@ extension Store {
 
     // MARK: apps
 
-    public func createApp(id: AppID, name: String, by actor: ActingUser) throws -> AppRecord {
-        try change(by: actor, "app.create", subject: id.rawValue) { db in
+    public func createApp(id: AppID, name: String, by actor: ActingUser) async throws -> AppRecord {
+        try await change(by: actor, "app.create", subject: id.rawValue) { db in
             if try AppRecord.fetchOne(db, key: id.rawValue) != nil {
                 throw Conflict("An app with ID \(id) already exists. Choose another ID.", field: "id")
             }
@@ -103,12 +103,12 @@ extension Store {
         }
     }
 
-    public func app(_ id: String) throws -> AppRecord? {
-        try db.read { db in try AppRecord.fetchOne(db, key: id) }
+    public func app(_ id: String) async throws -> AppRecord? {
+        try await db.read { db in try AppRecord.fetchOne(db, key: id) }
     }
 
-    public func apps(search: String, page: Int, perPage: Int = 20) throws -> Page<AppSummary> {
-        try db.read { db in
+    public func apps(search: String, page: Int, perPage: Int = 20) async throws -> Page<AppSummary> {
+        try await db.read { db in
             let pattern = "%" + search.replacingOccurrences(of: "\\", with: "\\\\")
                 .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
             let filter = "WHERE app.id LIKE :q ESCAPE '\\' OR app.name LIKE :q ESCAPE '\\'"
@@ -126,31 +126,31 @@ extension Store {
 
     // MARK: packages
 
-    public func packages(of appId: String) throws -> [PackageRecord] {
-        try db.read { db in
+    public func packages(of appId: String) async throws -> [PackageRecord] {
+        try await db.read { db in
             try PackageRecord.filter(PackageRecord.Columns.appId == appId).order(PackageRecord.Columns.versionKey.desc).fetchAll(db)
         }
     }
 
-    public func package(_ appId: String, _ version: String) throws -> PackageRecord? {
-        try db.read { db in
+    public func package(_ appId: String, _ version: String) async throws -> PackageRecord? {
+        try await db.read { db in
             try PackageRecord.filter(PackageRecord.Columns.appId == appId && PackageRecord.Columns.version == version).fetchOne(db)
         }
     }
 
-    public func allPackages() throws -> [PackageRecord] {
-        try db.read { db in try PackageRecord.fetchAll(db) }
+    public func allPackages() async throws -> [PackageRecord] {
+        try await db.read { db in try PackageRecord.fetchAll(db) }
     }
 
-    public func files(of packageId: Int64) throws -> [PackageFileRecord] {
-        try db.read { db in
+    public func files(of packageId: Int64) async throws -> [PackageFileRecord] {
+        try await db.read { db in
             try PackageFileRecord.filter(PackageFileRecord.Columns.packageId == packageId).order(PackageFileRecord.Columns.path).fetchAll(db)
         }
     }
 
     /// One page of a package's files, in path order (the package page shows 100 at a time).
-    public func files(of packageId: Int64, page: Int, perPage: Int) throws -> Page<PackageFileRecord> {
-        try db.read { db in
+    public func files(of packageId: Int64, page: Int, perPage: Int) async throws -> Page<PackageFileRecord> {
+        try await db.read { db in
             let request = PackageFileRecord.filter(PackageFileRecord.Columns.packageId == packageId)
             let total = try request.fetchCount(db)
             let page = max(1, min(page, max(1, (total + perPage - 1) / perPage)))
@@ -159,12 +159,12 @@ extension Store {
         }
     }
 
-    public func file(of packageId: Int64, path: String) throws -> PackageFileRecord? {
-        try db.read { db in try PackageFileRecord.fetchOne(db, key: ["packageId": packageId, "path": path]) }
+    public func file(of packageId: Int64, path: String) async throws -> PackageFileRecord? {
+        try await db.read { db in try PackageFileRecord.fetchOne(db, key: ["packageId": packageId, "path": path]) }
     }
 
-    public func facts(of appId: String) throws -> AppFacts {
-        try db.read { db in try Self.facts(db, appId) }
+    public func facts(of appId: String) async throws -> AppFacts {
+        try await db.read { db in try Self.facts(db, appId) }
     }
 
     static func facts(_ db: Database, _ appId: String) throws -> AppFacts {
@@ -175,8 +175,8 @@ extension Store {
 
     /// Records a built package and its files in one transaction. The version and type rules
     /// are checked again inside it, so two racing uploads cannot both win.
-    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], by actor: ActingUser) throws -> PackageRecord {
-        try change(by: actor, "package.add", subject: "\(package.appId) \(package.version)") { db in
+    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], by actor: ActingUser) async throws -> PackageRecord {
+        try await change(by: actor, "package.add", subject: "\(package.appId) \(package.version)") { db in
             let facts = try Self.facts(db, package.appId)
             if let highest = facts.highestVersion, package.packageVersion <= highest {
                 throw FieldError("version", "The version must be greater than \(highest), the app's highest version.")
@@ -199,8 +199,8 @@ extension Store {
     }
 
     /// Runs `body` while no other blob change can happen (package commits, key switches).
-    public func withBlobLock<T>(_ body: () throws -> T) rethrows -> T {
-        try blobs.lock.withLock(body)
+    public func withBlobLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await blobs.lock.run(body)
     }
 
     /// Moves a finished `.amr` into the blob store and records its package. Serialized with
@@ -208,33 +208,33 @@ extension Store {
     /// the blob the winner has just recorded, and a package signed with a key that was
     /// replaced meanwhile is refused rather than stored with the old signature.
     public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord],
-                              signedWith fingerprint: String?, by actor: ActingUser) throws -> PackageRecord {
-        try blobs.lock.withLock {
-            guard try settings().signingKeyFingerprint == fingerprint else {
+                              signedWith fingerprint: String?, by actor: ActingUser) async throws -> PackageRecord {
+        try await blobs.lock.run {
+            guard try await settings().signingKeyFingerprint == fingerprint else {
                 throw FieldError("file", "The signing key was replaced while this package was being processed. Upload it again.")
             }
             try blobs.adopt(tempPath, sha256: package.blob)
             do {
-                return try insertPackage(package, files: files, by: actor)
+                return try await insertPackage(package, files: files, by: actor)
             } catch {
-                if try !isBlobReferenced(package.blob) { blobs.remove(package.blob) }
+                if try await !isBlobReferenced(package.blob) { blobs.remove(package.blob) }
                 throw error
             }
         }
     }
 
     /// Deletes the blobs among `shas` that no package refers to. Call inside `withBlobLock`.
-    public func removeUnreferenced(_ shas: [String]) throws {
-        for sha in Set(shas) where try !isBlobReferenced(sha) { blobs.remove(sha) }
+    public func removeUnreferenced(_ shas: [String]) async throws {
+        for sha in Set(shas) where try await !isBlobReferenced(sha) { blobs.remove(sha) }
     }
 
-    public func packageCounts() throws -> (all: Int, global: Int) {
-        try db.read { db in
+    public func packageCounts() async throws -> (all: Int, global: Int) {
+        try await db.read { db in
             (try PackageRecord.fetchCount(db), try PackageRecord.filter(PackageRecord.Columns.type == PackageType.global.rawValue).fetchCount(db))
         }
     }
 
-    public func isBlobReferenced(_ blob: String) throws -> Bool {
-        try db.read { db in try PackageRecord.filter(PackageRecord.Columns.blob == blob).isEmpty(db) == false }
+    public func isBlobReferenced(_ blob: String) async throws -> Bool {
+        try await db.read { db in try PackageRecord.filter(PackageRecord.Columns.blob == blob).isEmpty(db) == false }
     }
 }

@@ -119,9 +119,9 @@ public final class Store: Sendable {
 
     /// One change: `body` writes, then its audit row is appended, in one transaction; listeners
     /// hear of catalogue changes once it is committed.
-    func change<T>(by actor: ActingUser, _ action: String, subject: String, catalogue: Bool = true,
-                   _ body: (Database) throws -> (T, detail: [String: String])) throws -> T {
-        let result = try db.write { db -> T in
+    func change<T: Sendable>(by actor: ActingUser, _ action: String, subject: String, catalogue: Bool = true,
+                   _ body: @escaping @Sendable (Database) throws -> (T, detail: [String: String])) async throws -> T {
+        let result = try await db.write { db -> T in
             let (value, detail) = try body(db)
             try audit(db, by: actor, action, subject: subject, detail: detail)
             return value
@@ -141,9 +141,9 @@ public final class Store: Sendable {
 
     /// Removes what an interrupted upload or ingest may have left: temp files, and blobs
     /// that no package refers to (written but never committed). Run at start-up.
-    public func sweep() throws -> (tempFiles: Int, orphanBlobs: Int) {
+    public func sweep() async throws -> (tempFiles: Int, orphanBlobs: Int) {
         let temps = blobs.clearTemporaryFiles()
-        let referenced = try db.read { db in try Set(String.fetchAll(db, sql: "SELECT blob FROM package")) }
+        let referenced = try await db.read { db in try Set(String.fetchAll(db, sql: "SELECT blob FROM package")) }
         let orphans = blobs.removeAll(except: referenced)
         return (temps, orphans)
     }
@@ -153,8 +153,8 @@ public final class Store: Sendable {
 /// Files arrive by rename from `tmp/` after an fsync, so a blob on disk is always whole.
 public struct BlobStore: Sendable {
     public let root: URL
-    /// Held while a blob and the rows that refer to it change together.
-    let lock = NSLock()
+    /// Held while a blob and the rows that refer to it change together (across awaits).
+    let lock = AsyncMutex()
     public var temporaryDirectory: URL { root.appendingPathComponent("tmp", isDirectory: true) }
     var blobDirectory: URL { root.appendingPathComponent("blobs", isDirectory: true) }
 
@@ -222,5 +222,37 @@ public enum TokenHash {
         return Data(raw).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
+    }
+}
+
+/// A lock that can be held across `await` (NSLock cannot): waiters queue in order.
+final class AsyncMutex: @unchecked Sendable {
+    private let lock = NSLock()
+    private var locked = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func run<T>(_ body: () async throws -> T) async throws -> T {
+        await acquire()
+        defer { release() }
+        return try await body()
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let granted = lock.withLock { () -> Bool in
+                if locked { waiters.append(c); return false }
+                locked = true
+                return true
+            }
+            if granted { c.resume() }
+        }
+    }
+
+    private func release() {
+        let next = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+            if waiters.isEmpty { locked = false; return nil }
+            return waiters.removeFirst()
+        }
+        next?.resume()
     }
 }

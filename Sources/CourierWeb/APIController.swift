@@ -9,7 +9,7 @@ struct BearerAuthMiddleware: RouterMiddleware {
     let store: Store
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-              let (token, user) = try store.token(secret: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+              let (token, user) = try await store.token(secret: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"],
                             message: "Send an API token: Authorization: Bearer <token> (create one with `courier token create`).")
         }
@@ -94,29 +94,29 @@ struct APIController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.apiSettings, needs: .read) { _, _ in
-            try json(settingsJSON(services.store.settings()))
+            try await json(settingsJSON(services.store.settings()))
         }
         routes.put(.apiSettings, needs: .editSettings) { request, context in
             let body = try await decode(SettingsJSON.self, request)
-            if let domain = body.virtualDomain { _ = try services.actions.setVirtualDomain(by: context.acting, domain, confirmed: true) }
+            if let domain = body.virtualDomain { _ = try await services.actions.setVirtualDomain(by: context.acting, domain, confirmed: true) }
             if body.globalHost != nil || body.appKey != nil {
-                _ = try services.actions.setGlobalLocation(by: context.acting, host: body.globalHost ?? "", appKey: body.appKey ?? "")
+                _ = try await services.actions.setGlobalLocation(by: context.acting, host: body.globalHost ?? "", appKey: body.appKey ?? "")
             }
-            return try json(settingsJSON(services.store.settings()))
+            return try await json(settingsJSON(services.store.settings()))
         }
         routes.put(.apiSigningKey, needs: .editSigningKey) { request, context in
             let pem = String(buffer: try await request.body.collect(upTo: 64 * 1024))
-            let (s, count) = try await services.actions.installSigningKey(by: context.acting, try SigningKey(pem: pem))
+            let (s, count) = try await services.actions.installSigningKey(by: context.acting, try await Actions.makeKey { try SigningKey(pem: pem) })
             return try json(["fingerprint": s.signingKeyFingerprint ?? "", "resignedPackages": String(count)])
         }
         routes.post(.apiGenerateKey, needs: .editSigningKey) { _, context in
-            let key = try SigningKey.generate()
+            let key = try await Actions.makeKey { try SigningKey.generate() }
             let (s, count) = try await services.actions.installSigningKey(by: context.acting, key)
             return try json(["fingerprint": s.signingKeyFingerprint ?? "", "publicKey": key.publicKeyPEM,
                              "resignedPackages": String(count)], status: .created)
         }
         routes.get(.apiApps, needs: .read) { request, _ in
-            let page = try services.store.apps(search: request.uri.queryParameters["q"].map(String.init) ?? "",
+            let page = try await services.store.apps(search: request.uri.queryParameters["q"].map(String.init) ?? "",
                                                page: request.uri.queryParameters["page"].flatMap { Int($0) } ?? 1, perPage: 100)
             struct List: Encodable { let apps: [AppJSON]; let total: Int; let page: Int; let pageCount: Int }
             return try json(List(apps: page.items.map { AppJSON(id: $0.id, name: $0.name, type: $0.type?.rawValue, packages: nil) },
@@ -125,16 +125,16 @@ struct APIController {
         routes.post(.apiApps, needs: .editApps) { request, context in
             struct Body: Decodable { let id: String?; let name: String? }
             let body = try await decode(Body.self, request)
-            let app = try services.actions.createApp(by: context.acting, id: body.id ?? "", name: body.name ?? "")
+            let app = try await services.actions.createApp(by: context.acting, id: body.id ?? "", name: body.name ?? "")
             return try json(AppJSON(id: app.id, name: app.name, type: nil, packages: []), status: .created)
         }
         routes.get(.apiApp, needs: .read) { _, context in
-            let app = try services.app(context)
-            let packages = try services.store.packages(of: app.id).map { PackageJSON($0, publicURL: services.config.publicURL) }
+            let app = try await services.app(context)
+            let packages = try await services.store.packages(of: app.id).map { PackageJSON($0, publicURL: services.config.publicURL) }
             return try json(AppJSON(id: app.id, name: app.name, type: app.type?.rawValue, packages: packages))
         }
         routes.post(.apiPackages, needs: .uploadPackages) { request, context in
-            let app = try services.app(context)
+            let app = try await services.app(context)
             let form = try await services.readMultipart(request)
             let p = try await services.actions.addPackage(by: context.acting, appId: app.id, draft: PackageDraft(fields: form.fields),
                                                           zipPath: form.takeFile("file")?.path)

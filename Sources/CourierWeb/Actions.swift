@@ -21,35 +21,35 @@ public struct Actions: Sendable {
 
     // MARK: Apps
 
-    public func createApp(by actor: ActingUser, id: String, name: String) throws -> AppRecord {
+    public func createApp(by actor: ActingUser, id: String, name: String) async throws -> AppRecord {
         try actor.require(.editApps)
         var errors = FieldErrors()
         let appID = errors.collect { try AppID(validating: id) }
         let appName = errors.collect { try AppName.validate(name) }
         guard errors.isEmpty, let appID, let appName else { throw errors }
-        return try store.createApp(id: appID, name: appName, by: actor)
+        return try await store.createApp(id: appID, name: appName, by: actor)
     }
 
     // MARK: Settings
 
     /// The virtual domain is written once; the console asks for confirmation first.
-    public func setVirtualDomain(by actor: ActingUser, _ text: String, confirmed: Bool) throws -> SettingsRecord {
+    public func setVirtualDomain(by actor: ActingUser, _ text: String, confirmed: Bool) async throws -> SettingsRecord {
         try actor.require(.editSettings)
         let domain = try DomainName.validate(text, field: "virtualDomain")
         guard confirmed else {
             throw FieldError("confirm", "Tick the box to confirm that the virtual domain cannot be changed after it is saved.")
         }
-        return try store.setVirtualDomain(domain, by: actor)
+        return try await store.setVirtualDomain(domain, by: actor)
     }
 
     /// Global host and app key go together; they cannot change once a global package uses them.
-    public func setGlobalLocation(by actor: ActingUser, host: String, appKey: String) throws -> SettingsRecord {
+    public func setGlobalLocation(by actor: ActingUser, host: String, appKey: String) async throws -> SettingsRecord {
         try actor.require(.editSettings)
         var errors = FieldErrors()
         let h = errors.collect { try DomainName.validate(host, field: "globalHost", label: "global resource host") }
         let k = errors.collect { try AppKey.validate(appKey) }
         guard errors.isEmpty, let h, let k else { throw errors }
-        return try store.setGlobalLocation(host: h, appKey: k, by: actor)
+        return try await store.setGlobalLocation(host: h, appKey: k, by: actor)
     }
 
     /// Installs a signing key and re-signs every stored package with it. New blobs are written
@@ -61,24 +61,28 @@ public struct Actions: Sendable {
         try actor.require(.editSigningKey)
         var resigned: [Int64: Store.Resigned] = [:]
         do {
-            for p in try store.allPackages() {
+            for p in try await store.allPackages() {
                 guard let id = p.id else { continue }
-                let amr = try await NIOThreadPool.singleton.runIfActive { [store] in try Self.resign(p, with: key, in: store) }
-                resigned[id] = Self.resigned(p, id, amr)
+                resigned[id] = Self.resigned(p, id, try await resign(p, with: key))
             }
-            return try store.withBlobLock {
-                for p in try store.allPackages() where p.id.map({ resigned[$0]?.oldBlob != p.blob }) == true {
-                    resigned[p.id!] = Self.resigned(p, p.id!, try Self.resign(p, with: key, in: store))
+            return try await store.withBlobLock {
+                for p in try await store.allPackages() where p.id.map({ resigned[$0]?.oldBlob != p.blob }) == true {
+                    resigned[p.id!] = Self.resigned(p, p.id!, try await resign(p, with: key))
                 }
-                let settings = try store.switchSigningKey(pem: key.privateKeyPEM, fingerprint: key.fingerprint,
+                let settings = try await store.switchSigningKey(pem: key.privateKeyPEM, fingerprint: key.fingerprint,
                                                           resigned: Array(resigned.values), by: actor)
-                try store.removeUnreferenced(resigned.values.map(\.oldBlob))
+                try await store.removeUnreferenced(resigned.values.map(\.oldBlob))
                 return (settings, resigned.count)
             }
         } catch {
-            try? store.withBlobLock { try store.removeUnreferenced(resigned.values.map(\.blob)) }
+            try? await store.withBlobLock { try await store.removeUnreferenced(resigned.values.map(\.blob)) }
             throw error
         }
+    }
+
+    /// Parses or generates a key off the cooperative pool (RSA work takes milliseconds to seconds).
+    public static func makeKey(_ make: @escaping @Sendable () throws -> SigningKey) async throws -> SigningKey {
+        try await NIOThreadPool.singleton.runIfActive(make)
     }
 
     static func resigned(_ p: PackageRecord, _ id: Int64, _ amr: AmrFile) -> Store.Resigned {
@@ -86,18 +90,21 @@ public struct Actions: Sendable {
                        tarOffset: Int64(amr.tarOffset))
     }
 
-    /// Writes a package's `.amr` again around its unchanged tar, signed with `key`, into the blob store.
-    static func resign(_ p: PackageRecord, with key: SigningKey, in store: Store) throws -> AmrFile {
-        let files = try store.files(of: p.id ?? 0).map {
+    /// Writes a package's `.amr` again around its unchanged tar, signed with `key`, into the blob
+    /// store; the signing and writing run on the thread pool.
+    func resign(_ p: PackageRecord, with key: SigningKey) async throws -> AmrFile {
+        let files = try await store.files(of: p.id ?? 0).map {
             ManifestFile(path: $0.path, size: UInt64($0.size), sha256: $0.sha256, tarOffset: UInt64($0.tarOffset))
         }
-        let out = store.blobs.temporaryPath(suffix: ".amr")
-        defer { unlink(out) }
-        let amr = try AmrBuilder.resign(amrPath: store.blobs.path(for: p.blob), tarOffset: UInt64(p.tarOffset),
-                                        tarSize: UInt64(p.tarSize), files: files, appID: p.appId, version: p.version,
-                                        signer: key, to: out)
-        try store.blobs.adopt(out, sha256: amr.sha256)
-        return amr
+        return try await NIOThreadPool.singleton.runIfActive { [blobs = store.blobs] in
+            let out = blobs.temporaryPath(suffix: ".amr")
+            defer { unlink(out) }
+            let amr = try AmrBuilder.resign(amrPath: blobs.path(for: p.blob), tarOffset: UInt64(p.tarOffset),
+                                            tarSize: UInt64(p.tarSize), files: files, appID: p.appId, version: p.version,
+                                            signer: key, to: out)
+            try blobs.adopt(out, sha256: amr.sha256)
+            return amr
+        }
     }
 
     // MARK: Packages
@@ -109,12 +116,12 @@ public struct Actions: Sendable {
     public func addPackage(by actor: ActingUser, appId: String, draft: PackageDraft, zipPath: String?) async throws -> PackageRecord {
         defer { if let zipPath { unlink(zipPath) } }
         try actor.require(.uploadPackages)
-        guard let app = try store.app(appId) else { throw NotFound("There is no app with ID \(appId).") }
-        let settings = try store.settings()
+        guard let app = try await store.app(appId) else { throw NotFound("There is no app with ID \(appId).") }
+        let settings = try await store.settings()
         guard settings.virtualDomain != nil else { throw Self.needsVirtualDomain }
         var errors = FieldErrors()
         var validated: PackageSettings?
-        let facts = try store.facts(of: appId)
+        let facts = try await store.facts(of: appId)
         do { validated = try draft.validate(for: facts) } catch { errors = error }
         if zipPath == nil { errors.append(FieldError("file", "Choose the offline package .zip file to upload.")) }
         guard errors.isEmpty, let s = validated, let zipPath else { throw errors }
@@ -141,7 +148,7 @@ public struct Actions: Sendable {
         let files = built.files.map {
             PackageFileRecord(packageId: 0, path: $0.path, size: Int64($0.size), sha256: $0.sha256, tarOffset: Int64($0.tarOffset))
         }
-        return try store.commitPackage(amrAt: amrPath, record, files: files, signedWith: key?.fingerprint, by: actor)
+        return try await store.commitPackage(amrAt: amrPath, record, files: files, signedWith: key?.fingerprint, by: actor)
     }
 
     /// The same refusal, the same status, for the console and the API.
@@ -155,16 +162,16 @@ public struct Actions: Sendable {
         guard !trimmed.isEmpty, trimmed.count <= 64 else { throw FieldError("name", "The user name must be 1–64 characters.") }
         guard password.count >= 8 else { throw FieldError("password", "Give a password of at least 8 characters.") }
         let hash = try await passwords.hash(password)
-        return try store.createUser(name: trimmed, passwordHash: hash, role: role, by: actor)
+        return try await store.createUser(name: trimmed, passwordHash: hash, role: role, by: actor)
     }
 
     /// Creates an API token for `userName`; returns the secret, shown once and stored hashed.
-    public func createToken(by actor: ActingUser, userName: String, scopes text: String) throws -> String {
+    public func createToken(by actor: ActingUser, userName: String, scopes text: String) async throws -> String {
         try actor.require(.manageUsers)
         guard let scopes = TokenScope.parse(text) else {
             throw FieldError("scope", "Scopes must be some of read, upload, release (comma-separated).")
         }
-        return try store.createToken(userName: userName, scopes: scopes, by: actor)
+        return try await store.createToken(userName: userName, scopes: scopes, by: actor)
     }
 }
 

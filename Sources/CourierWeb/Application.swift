@@ -74,7 +74,7 @@ public struct Services: Sendable {
 
 public func buildServices(_ config: CourierConfiguration, logger: Logger) async throws -> Services {
     let store = try Store(dataDirectory: config.dataDirectory)
-    let swept = try store.sweep()
+    let swept = try await store.sweep()
     if swept.tempFiles + swept.orphanBlobs > 0 {
         logger.notice("Cleaned up after an interrupted upload", metadata: [
             "tempFiles": "\(swept.tempFiles)", "orphanBlobs": "\(swept.orphanBlobs)"])
@@ -118,7 +118,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
         router.group().add(middleware: APIErrorMiddleware()).add(middleware: HostGate(host: config.consoleHost, serves: "the JSON API"))
     }
     services.routes.add(.init(method: .get, route: .apiPublicKey, permission: nil, surface: .open))
-    apiGroup().get(Route.apiPublicKey.routerPath) { _, _ in try publicKeyResponse(services.store) }
+    apiGroup().get(Route.apiPublicKey.routerPath) { _, _ in try await publicKeyResponse(services.store) }
     let api = apiGroup().add(middleware: BearerAuthMiddleware(store: services.store)).group(context: SignedInContext.self)
     APIController(services: services).addRoutes(to: SignedInRoutes(group: api, table: services.routes, surface: .api))
 
@@ -148,8 +148,8 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
                        logger: logger)
 }
 
-func publicKeyResponse(_ store: Store) throws -> Response {
-    let s = try store.settings()
+func publicKeyResponse(_ store: Store) async throws -> Response {
+    let s = try await store.settings()
     guard let pem = s.signingKeyPEM, let key = try? SigningKey(pem: pem) else {
         throw NotFound("No signing key is configured yet.")
     }

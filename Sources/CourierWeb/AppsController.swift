@@ -9,7 +9,7 @@ struct AppsController {
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.apps, needs: .read) { request, context in
             let q = request.uri.queryParameters["q"].map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
-            let page = try services.store.apps(search: q, page: request.uri.queryParameters["page"].flatMap { Int($0) } ?? 1)
+            let page = try await services.store.apps(search: q, page: request.uri.queryParameters["page"].flatMap { Int($0) } ?? 1)
             return services.views.render("apps", AppsPage(page, query: q, user: context.user, chrome: Chrome(context, section: .apps)))
         }
         routes.get(.newApp, needs: .editApps) { _, context in
@@ -17,7 +17,7 @@ struct AppsController {
         }
         routes.post(.apps, needs: .editApps) { _, context in
             do {
-                let app = try services.actions.createApp(by: context.acting, id: context.form["id"], name: context.form["name"])
+                let app = try await services.actions.createApp(by: context.acting, id: context.form["id"], name: context.form["name"])
                 return Response.redirect(to: Route.app.path(app.id))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
@@ -26,19 +26,20 @@ struct AppsController {
             }
         }
         routes.get(.app, needs: .read) { _, context in
-            let app = try services.app(context)
+            let app = try await services.app(context)
+            let packages = try await services.store.packages(of: app.id).map { services.row($0) }
+            let hasDomain = try await services.store.settings().virtualDomain != nil
             return services.views.render("app", AppPage(
-                app, packages: try services.store.packages(of: app.id).map { services.row($0) },
-                hasVirtualDomain: try services.store.settings().virtualDomain != nil, user: context.user,
+                app, packages: packages, hasVirtualDomain: hasDomain, user: context.user,
                 chrome: Chrome(context, section: .apps)))
         }
     }
 }
 
 extension Services {
-    func app(_ context: SignedInContext) throws -> AppRecord {
+    func app(_ context: SignedInContext) async throws -> AppRecord {
         let id = context.parameters.get("id") ?? ""
-        guard let app = try store.app(id) else { throw NotFound("There is no app with ID \(id).") }
+        guard let app = try await store.app(id) else { throw NotFound("There is no app with ID \(id).") }
         return app
     }
 

@@ -150,7 +150,7 @@ struct AuthController {
     /// Sign-out is a state change like any other: session and CSRF token required.
     func addSignedInRoutes(to routes: SignedInRoutes) {
         routes.post(.logout, needs: .read) { request, _ in
-            if let cookie = request.cookies[services.config.sessionCookie]?.value { try services.store.deleteSession(cookie: cookie) }
+            if let cookie = request.cookies[services.config.sessionCookie]?.value { try await services.store.deleteSession(cookie: cookie) }
             var response = Response.redirect(to: Route.login.path())
             response.setCookie(Cookie(name: services.config.sessionCookie, value: "", maxAge: 0, path: "/", secure: services.config.secureCookies,
                                       httpOnly: true, sameSite: .strict))
@@ -198,12 +198,12 @@ struct AuthController {
         }
         let wrong = answer("The user name or password is wrong.", .unauthorized)
         guard name.count <= LoginThrottle.maxNameLength else { return wrong }
-        let user = try services.store.user(named: name)
+        let user = try await services.store.user(named: name)
         // Verify against a dummy hash when the user is unknown, so timing does not reveal names.
         let hash = user?.passwordHash ?? "$2b$12$C6UzMDM.H6dfI/f/IKxGhuN0T8a0K4RRtQWlDEWa3RxLQNtcqQz7S"
         guard try await services.passwords.verify(form["password"], hash: hash), let user else { return wrong }
         await services.throttle.succeeded(ticket)
-        let (cookie, _) = try services.store.createSession(userId: user.id!, lifetime: 12 * 3600)
+        let (cookie, _) = try await services.store.createSession(userId: user.id!, lifetime: 12 * 3600)
         var response = Response.redirect(to: next)
         response.setCookie(Cookie(name: services.config.sessionCookie, value: cookie, maxAge: 12 * 3600, path: "/",
                                   secure: services.config.secureCookies, httpOnly: true, sameSite: .strict))

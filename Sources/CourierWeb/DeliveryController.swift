@@ -16,7 +16,7 @@ struct DeliveryController {
             router.on(Route.amr.routerPath, method: method) { request, context in
                 let file = context.parameters.get("file") ?? ""
                 guard file.hasSuffix(".amr"), let id = context.parameters.get("id"),
-                      let p = try services.store.package(id, String(file.dropLast(4))) else {
+                      let p = try await services.store.package(id, String(file.dropLast(4))) else {
                     throw NotFound("No such package.")
                 }
                 return try await serve(request, context, blob: p.blob, offset: 0, size: p.size, etag: p.blob,
@@ -26,7 +26,7 @@ struct DeliveryController {
             router.on(Route.fallback.routerPath, method: method) { request, context in
                 let path = context.parameters.getCatchAll().joined(separator: "/")
                 guard let id = context.parameters.get("id"), let version = context.parameters.get("version"),
-                      let p = try services.store.package(id, version), let f = try services.store.file(of: p.id!, path: path) else {
+                      let p = try await services.store.package(id, version), let f = try await services.store.file(of: p.id!, path: path) else {
                     throw NotFound("No such file.")
                 }
                 // Straight from the stored tar inside the .amr: no per-file extraction.
@@ -41,11 +41,11 @@ struct DeliveryController {
         table.add(.init(method: .get, route: .clientPreset, permission: nil, surface: .open))
         router.get(Route.clientPreset.routerPath) { _, context in
             let file = context.parameters.get("file") ?? ""
-            guard file.hasSuffix(".json"), let app = try services.store.app(String(file.dropLast(5))) else {
+            guard file.hasSuffix(".json"), let app = try await services.store.app(String(file.dropLast(5))) else {
                 throw NotFound("No such app.")
             }
-            let settings = try services.store.settings()
-            let official = try services.store.packages(of: app.id).first { $0.status == .officialReleasing }
+            let settings = try await services.store.settings()
+            let official = try await services.store.packages(of: app.id).first { $0.status == .officialReleasing }
             let entries = official.map { [DeliveryEntry.json($0, app: app, settings: settings, publicURL: services.config.publicURL)] } ?? []
             return Response(status: .ok, headers: [.contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(bytes: try DeliveryEntry.preset(entries))))

@@ -53,7 +53,7 @@ struct SessionMiddleware: RouterMiddleware {
     let cookieName: String
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         var context = context
-        if let cookie = request.cookies[cookieName]?.value, let (session, user) = try store.session(cookie: cookie) {
+        if let cookie = request.cookies[cookieName]?.value, let (session, user) = try await store.session(cookie: cookie) {
             context.session = session
             context.user = user
             return try await next(request, context)

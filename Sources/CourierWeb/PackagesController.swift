@@ -31,21 +31,22 @@ struct PackagesController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.newPackage, needs: .uploadPackages) { _, context in
-            let app = try services.app(context)
+            let app = try await services.app(context)
             var draft = PackageDraft()
             draft.android = true
-            draft.version = PackageVersion.suggestedNext(after: try services.store.facts(of: app.id).highestVersion)?.description ?? ""
-            return try form(context, app: app, draft: draft, failure: .none)
+            let highest = try await services.store.facts(of: app.id).highestVersion
+            draft.version = PackageVersion.suggestedNext(after: highest)?.description ?? ""
+            return try await form(context, app: app, draft: draft, failure: .none)
         }
         routes.post(.packages, needs: .uploadPackages) { request, context in
-            let app = try services.app(context)
+            let app = try await services.app(context)
             let form = try await services.readMultipart(request)
             let draft = PackageDraft(fields: form.fields)
             do {
                 if !form.fields.isChecked("confirm") {
                     form.discard()
                     var errors = FieldErrors([FieldError("confirm", "Tick the box to confirm the package details; they cannot be changed after submission.")])
-                    let facts = try services.store.facts(of: app.id)
+                    let facts = try await services.store.facts(of: app.id)
                     do { _ = try draft.validate(for: facts) } catch let e as FieldErrors { e.errors.forEach { errors.append($0) } }
                     throw errors
                 }
@@ -53,28 +54,28 @@ struct PackagesController {
                 return Response.redirect(to: Route.package.path(p.appId, p.version))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
-                return try self.form(context, app: app, draft: draft, failure: failure)
+                return try await self.form(context, app: app, draft: draft, failure: failure)
             }
         }
         routes.get(.package, needs: .read) { request, context in
-            let (app, p) = try services.package(context)
-            let files = try services.store.files(of: p.id ?? 0, page: request.uri.queryParameters["files"].flatMap { Int($0) } ?? 1,
+            let (app, p) = try await services.package(context)
+            let files = try await services.store.files(of: p.id ?? 0, page: request.uri.queryParameters["files"].flatMap { Int($0) } ?? 1,
                                                   perPage: 100)
-            let settings = try services.store.settings()
+            let settings = try await services.store.settings()
             return services.views.render("package", PackagePage(
                 app: app, package: p, files: files, settings: settings, services: services, chrome: Chrome(context, section: .apps)))
         }
         routes.get(.packagePreset, needs: .read) { _, context in
-            let (app, p) = try services.package(context)
-            let body = try DeliveryEntry.preset([DeliveryEntry.json(p, app: app, settings: services.store.settings(), publicURL: services.config.publicURL)])
+            let (app, p) = try await services.package(context)
+            let body = try await DeliveryEntry.preset([DeliveryEntry.json(p, app: app, settings: services.store.settings(), publicURL: services.config.publicURL)])
             return Response(status: .ok, headers: [.contentType: "application/json",
                                                    .contentDisposition: "attachment; filename=\"h5_json.json\""],
                             body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
     }
 
-    func form(_ context: SignedInContext, app: AppRecord, draft: PackageDraft, failure: FormFailure) throws -> Response {
-        guard let domain = try services.store.settings().virtualDomain else { throw Actions.needsVirtualDomain }
+    func form(_ context: SignedInContext, app: AppRecord, draft: PackageDraft, failure: FormFailure) async throws -> Response {
+        guard let domain = try await services.store.settings().virtualDomain else { throw Actions.needsVirtualDomain }
         return services.views.render("package_new", PackageFormPage(
             app: app, draft: draft, virtualDomain: domain, maxUploadBytes: services.config.maxUploadBytes,
             failure: failure, chrome: Chrome(context, section: .apps)), status: failure.status)
@@ -82,10 +83,10 @@ struct PackagesController {
 }
 
 extension Services {
-    func package(_ context: SignedInContext) throws -> (AppRecord, PackageRecord) {
-        let app = try app(context)
+    func package(_ context: SignedInContext) async throws -> (AppRecord, PackageRecord) {
+        let app = try await app(context)
         let version = context.parameters.get("version") ?? ""
-        guard let p = try store.package(app.id, version) else {
+        guard let p = try await store.package(app.id, version) else {
             throw NotFound("App \(app.id) has no package version \(version).")
         }
         return (app, p)

@@ -9,23 +9,24 @@ struct SettingsController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.settings, needs: .editSettings) { request, context in
-            try page(context, notice: request.uri.queryParameters["saved"].map { Self.notices[String($0)] ?? "" })
+            try await page(context, notice: request.uri.queryParameters["saved"].map { Self.notices[String($0)] ?? "" })
         }
         routes.post(.virtualDomain, needs: .editSettings) { _, context in
             try await form(context) {
-                _ = try services.actions.setVirtualDomain(by: context.acting, context.form["virtualDomain"],
+                _ = try await services.actions.setVirtualDomain(by: context.acting, context.form["virtualDomain"],
                                                           confirmed: context.form.isChecked("confirm"))
                 return "domain"
             }
         }
         routes.post(.globalLocation, needs: .editSettings) { _, context in
             try await form(context) {
-                _ = try services.actions.setGlobalLocation(by: context.acting, host: context.form["globalHost"], appKey: context.form["appKey"])
+                _ = try await services.actions.setGlobalLocation(by: context.acting, host: context.form["globalHost"], appKey: context.form["appKey"])
                 return "global"
             }
         }
         routes.post(.signingKey, needs: .editSigningKey) { _, context in
-            try await installKey(context) { try SigningKey(pem: context.form["privateKey"]) }
+            let pem = context.form["privateKey"]
+            return try await installKey(context) { try SigningKey(pem: pem) }
         }
         routes.post(.generateKey, needs: .editSigningKey) { _, context in
             try await installKey(context) { try SigningKey.generate() }
@@ -44,17 +45,17 @@ struct SettingsController {
             return Response.redirect(to: Route.settings.path([], query: [("saved", try await action())]))
         } catch {
             guard let failure = FormFailure(error) else { throw error }
-            return try page(context, failure: failure)
+            return try await page(context, failure: failure)
         }
     }
 
     /// Installs the key `make` gives (uploaded or generated). Replacing an installed key needs
     /// the box ticked and the admin's current password, checked here: a page that somehow
     /// acts as a signed-in admin still cannot swap the key clients trust.
-    func installKey(_ context: SignedInContext, _ make: @escaping () throws -> SigningKey) async throws -> Response {
+    func installKey(_ context: SignedInContext, _ make: @escaping @Sendable () throws -> SigningKey) async throws -> Response {
         try await form(context) {
-            if try services.store.settings().signingKeyPEM != nil { try await confirmReplacement(context) }
-            let (_, count) = try await services.actions.installSigningKey(by: context.acting, try make())
+            if try await services.store.settings().signingKeyPEM != nil { try await confirmReplacement(context) }
+            let (_, count) = try await services.actions.installSigningKey(by: context.acting, try await Actions.makeKey(make))
             return count > 0 ? "key-resigned" : "key"
         }
     }
@@ -83,9 +84,10 @@ struct SettingsController {
         guard errors.isEmpty else { throw errors }
     }
 
-    func page(_ context: SignedInContext, failure: FormFailure = .none, notice: String? = nil) throws -> Response {
-        let s = try services.store.settings()
-        let model = SettingsPage(settings: s, counts: try services.store.packageCounts(),
+    func page(_ context: SignedInContext, failure: FormFailure = .none, notice: String? = nil) async throws -> Response {
+        let s = try await services.store.settings()
+        let counts = try await services.store.packageCounts()
+        let model = SettingsPage(settings: s, counts: counts,
                                  keyBits: (try? services.signer.current(s))??.bits ?? 0, config: services.config,
                                  form: context.form, failure: failure, notice: notice, chrome: Chrome(context, section: .settings))
         return services.views.render("settings", model, status: failure.status)

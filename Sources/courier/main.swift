@@ -90,19 +90,19 @@ struct User: AsyncParsableCommand {
     }
 }
 
-struct Token: ParsableCommand {
+struct Token: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Manage API tokens.", subcommands: [Create.self])
 
-    struct Create: ParsableCommand {
+    struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an API token; it is printed once and stored hashed.")
         @OptionGroup var options: DataOptions
         @Option(help: "The user the token acts as.") var user: String
         @Option(help: "Comma-separated scopes: read, upload, release.") var scope: String = "read"
 
-        func run() throws {
+        func run() async throws {
             let actions = Actions(store: try Store(dataDirectory: options.directory))
             do {
-                print(try actions.createToken(by: .commandLine, userName: user, scopes: scope))
+                print(try await actions.createToken(by: .commandLine, userName: user, scopes: scope))
             } catch let e as CustomStringConvertible {
                 fail(e.description)
             }

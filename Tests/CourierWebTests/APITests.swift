@@ -27,13 +27,13 @@ final class APITests: XCTestCase {
     func testTokensAuthenticateAndScopesLimit() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("ci")
+        try await h.addUser("ci")
         let actions = h.services.actions
-        let reader = try actions.createToken(by: .commandLine, userName: "ci", scopes: "read")
-        let writer = try actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
-        XCTAssertThrowsError(try actions.createToken(by: .commandLine, userName: "ci", scopes: "admin")) { XCTAssertTrue($0 is FieldError) }
-        XCTAssertThrowsError(try actions.createToken(by: .commandLine, userName: "nobody", scopes: "read")) { XCTAssertTrue($0 is NotFound) }
-        let stored = try h.store.tokenHashes()
+        let reader = try await actions.createToken(by: .commandLine, userName: "ci", scopes: "read")
+        let writer = try await actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
+        await assertThrows(try await actions.createToken(by: .commandLine, userName: "ci", scopes: "admin")) { XCTAssertTrue($0 is FieldError) }
+        await assertThrows(try await actions.createToken(by: .commandLine, userName: "nobody", scopes: "read")) { XCTAssertTrue($0 is NotFound) }
+        let stored = try await h.store.tokenHashes()
         XCTAssertFalse(stored.contains(reader), "tokens are stored hashed")
         try await h.test { client in
             let none = try await client.execute(uri: "/api/v1/apps", method: .get)
@@ -62,8 +62,8 @@ final class APITests: XCTestCase {
     func testAppsSettingsAndPackagesThroughTheAPI() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("ci")
-        let token = try h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
+        try await h.addUser("ci")
+        let token = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
         try await h.test { client in
             let api = Caller(client: client, token: token)
             let invalid = try await api.call(.post, "/api/v1/apps", json: #"{"id":"66666612","name":"X"}"#)

@@ -20,7 +20,7 @@ final class ConsoleTests: XCTestCase {
             let post = try await client.execute(uri: "/apps", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
                                                 body: ByteBuffer(string: "id=20171228&name=x"))
             XCTAssertEqual(post.status, .seeOther)
-            XCTAssertNil(try h.store.app("20171228"))
+            await assertNil(try await h.store.app("20171228"))
             let forged = try await client.execute(uri: "/apps", method: .get, headers: [.cookie: "courier_session=forged"])
             XCTAssertEqual(forged.status, .seeOther)
         }
@@ -29,7 +29,7 @@ final class ConsoleTests: XCTestCase {
     func testSignInSetsAStrictHttpOnlyCookieAndRefusesWrongPasswords() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let form = try await LoginForm.open(client)
             let wrong = try await form.submit(name: "alice", password: "nope")
@@ -65,7 +65,7 @@ final class ConsoleTests: XCTestCase {
     func testSignInNeedsItsFormTokenAndRefusesOpaqueOrigins() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let form = try await LoginForm.open(client)
             let noCookie = try await form.submit(name: "alice", password: "correct-horse", cookie: "")
@@ -85,7 +85,7 @@ final class ConsoleTests: XCTestCase {
     func testSignOutNeedsTheCSRFToken() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let b = try await Browser.signIn(client, "alice")
             let forged = try await client.execute(uri: "/logout", method: .post, headers: [.cookie: b.cookie])
@@ -102,7 +102,7 @@ final class ConsoleTests: XCTestCase {
     func testFailedSignInsAreThrottledPerNameAndAddress() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("bob")
+        try await h.addUser("bob")
         try await h.test { client in
             let form = try await LoginForm.open(client)
             for _ in 0..<5 { await assertEqual(try await form.submit(name: "bob", password: "wrong").status, .unauthorized) }
@@ -116,7 +116,7 @@ final class ConsoleTests: XCTestCase {
     func testParallelGuessesAreCountedBeforeAnyPasswordIsChecked() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("carol")
+        try await h.addUser("carol")
         try await h.test { client in
             let form = try await LoginForm.open(client)
             let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
@@ -185,7 +185,7 @@ final class ConsoleTests: XCTestCase {
     func testStateChangesNeedTheSessionsCSRFTokenAndSameOrigin() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let b = try await Browser.signIn(client, "alice")
             XCTAssertFalse(b.csrf.isEmpty)
@@ -207,7 +207,7 @@ final class ConsoleTests: XCTestCase {
                                                      headers: [.cookie: b.cookie, .contentType: "text/plain"],
                                                      body: ByteBuffer(string: "id=20171228&name=Checkout"))
             XCTAssertEqual(otherType.status, .forbidden)
-            XCTAssertNil(try h.store.app("20171228"))
+            await assertNil(try await h.store.app("20171228"))
             let upload = try await b.client.execute(uri: "/apps/20171228/packages", method: .post,
                                                     headers: [.cookie: b.cookie, .contentType: "multipart/form-data; boundary=x"],
                                                     body: ByteBuffer(string: "--x--\r\n"))
@@ -219,7 +219,7 @@ final class ConsoleTests: XCTestCase {
     func testOversizedBodiesAnswer413NotAServerError() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let form = try await LoginForm.open(client)
             let big = try await form.submit(name: "alice", password: String(repeating: "p", count: 70_000))
@@ -228,14 +228,14 @@ final class ConsoleTests: XCTestCase {
             let b = try await Browser.signIn(client, "alice")
             let hugeForm = try await b.post("/apps", [("id", "20171228"), ("name", String(repeating: "n", count: 1_100_000))])
             XCTAssertEqual(hugeForm.status, .contentTooLarge)
-            XCTAssertNil(try h.store.app("20171228"))
+            await assertNil(try await h.store.app("20171228"))
         }
     }
 
     func testEveryAnswerSaysNoSniffAndConsolePagesKeepTheirReferrer() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let b = try await Browser.signIn(client, "alice")
             let page = try await b.get("/apps")
@@ -255,7 +255,7 @@ final class ConsoleTests: XCTestCase {
     func testVirtualDomainIsConfirmedWrittenOnceAndThenReadOnly() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let b = try await Browser.signIn(client, "alice")
             let unconfirmed = try await b.post("/settings/virtual-domain", [("virtualDomain", "h5app.example.com")])
@@ -265,7 +265,7 @@ final class ConsoleTests: XCTestCase {
             let bad = try await b.post("/settings/virtual-domain", [("virtualDomain", "https://H5.example.com/"), ("confirm", "true")])
             XCTAssertEqual(bad.status, .unprocessableContent)
             XCTAssertTrue(bad.text.contains(#"id="error-virtualDomain""#))
-            XCTAssertNil(try h.store.settings().virtualDomain)
+            await assertNil(try await h.store.settings().virtualDomain)
 
             let ok = try await b.post("/settings/virtual-domain", [("virtualDomain", "h5app.example.com"), ("confirm", "true")])
             XCTAssertEqual(ok.headers[.location], "/settings?saved=domain")
@@ -276,27 +276,27 @@ final class ConsoleTests: XCTestCase {
             let again = try await b.post("/settings/virtual-domain", [("virtualDomain", "other.example.com"), ("confirm", "true")])
             XCTAssertEqual(again.status, .conflict)
             XCTAssertTrue(again.text.contains("cannot be changed"))
-            XCTAssertEqual(try h.store.settings().virtualDomain, "h5app.example.com")
+            await assertEqual(try await h.store.settings().virtualDomain, "h5app.example.com")
         }
     }
 
     func testGlobalSettingsAndSigningKeyPage() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let b = try await Browser.signIn(client, "alice")
             let bad = try await b.post("/settings/global", [("globalHost", "mcube"), ("appKey", "nounderscore")])
             XCTAssertEqual(bad.status, .unprocessableContent)
             XCTAssertTrue(bad.text.contains(#"id="error-globalHost""#) && bad.text.contains(#"id="error-appKey""#))
             await assertEqual(try await b.post("/settings/global", [("globalHost", "mcube.example.com"), ("appKey", "53E5279071442_test")]).status, .seeOther)
-            XCTAssertEqual(try h.store.settings().appKey, "53E5279071442_test")
+            await assertEqual(try await h.store.settings().appKey, "53E5279071442_test")
 
             let notPEM = try await b.post("/settings/signing-key", [("privateKey", "hello")])
             XCTAssertEqual(notPEM.status, .unprocessableContent)
             XCTAssertTrue(notPEM.text.contains(#"id="error-privateKey""#))
             await assertEqual(try await b.post("/settings/signing-key/generate", []).status, .seeOther)
-            let fingerprint = try h.store.settings().signingKeyFingerprint
+            let fingerprint = try await h.store.settings().signingKeyFingerprint
             XCTAssertNotNil(fingerprint)
             let page = try await b.get("/settings").text
             XCTAssertTrue(page.contains(fingerprint!))
@@ -318,10 +318,10 @@ final class ConsoleTests: XCTestCase {
                                                                            ("confirmReplace", "true"), ("currentPassword", "not-it")])
             XCTAssertEqual(wrongPassword.status, .unprocessableContent)
             XCTAssertTrue(wrongPassword.text.contains("not your current password"))
-            XCTAssertEqual(try h.store.settings().signingKeyFingerprint, fingerprint)
+            await assertEqual(try await h.store.settings().signingKeyFingerprint, fingerprint)
             let replaced = try await b.post("/settings/signing-key/generate", [("confirmReplace", "true"), ("currentPassword", "correct-horse")])
             XCTAssertEqual(replaced.status, .seeOther)
-            XCTAssertNotEqual(try h.store.settings().signingKeyFingerprint, fingerprint)
+            await assertNotEqual(try await h.store.settings().signingKeyFingerprint, fingerprint)
             // Guessing the password there is throttled like signing in.
             for _ in 0..<5 { _ = try await b.post("/settings/signing-key/generate", [("confirmReplace", "true"), ("currentPassword", "guess")]) }
             let throttled = try await b.post("/settings/signing-key/generate", [("confirmReplace", "true"), ("currentPassword", "correct-horse")])
@@ -332,7 +332,7 @@ final class ConsoleTests: XCTestCase {
     func testCreateAppValidationListSearchAndPagination() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let b = try await Browser.signIn(client, "alice")
             let bad = try await b.post("/apps", [("id", "1234"), ("name", "")])
@@ -346,7 +346,7 @@ final class ConsoleTests: XCTestCase {
             XCTAssertEqual(dup.status, .conflict)
             XCTAssertTrue(dup.text.contains("already exists"))
 
-            for i in 1...24 { _ = try h.store.createApp(id: .init(trusted: String(30000000 + i)), name: "App number \(i)", by: .commandLine) }
+            for i in 1...24 { _ = try await h.store.createApp(id: .init(trusted: String(30000000 + i)), name: "App number \(i)", by: .commandLine) }
             let first = try await b.get("/apps").text
             XCTAssertEqual(first.components(separatedBy: "<tr><td><a href=\"/apps/").count - 1, 20)
             XCTAssertTrue(first.contains("Page 1 of 2 · 25 apps"))
@@ -365,7 +365,7 @@ final class ConsoleTests: XCTestCase {
     func testReviewersReadButCannotChange() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("rita", role: .reviewer)
+        try await h.addUser("rita", role: .reviewer)
         try await h.test { client in
             let b = try await Browser.signIn(client, "rita")
             await assertEqual(try await b.get("/apps").status, .ok)

@@ -30,8 +30,8 @@ struct Harness: Sendable {
         return Harness(dir: dir, services: services)
     }
 
-    func addUser(_ name: String, _ password: String = "correct-horse", role: Role = .admin) throws {
-        _ = try store.createUser(name: name, passwordHash: Bcrypt.hash(password, cost: 4), role: role, by: .commandLine)
+    func addUser(_ name: String, _ password: String = "correct-horse", role: Role = .admin) async throws {
+        _ = try await store.createUser(name: name, passwordHash: Bcrypt.hash(password, cost: 4), role: role, by: .commandLine)
     }
 
     func test(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
@@ -43,7 +43,7 @@ struct Harness: Sendable {
 
     /// Signed in as an admin, with the virtual domain set (and a signing key) and app 20171228 created.
     func ready(_ client: any TestClientProtocol, key: Bool = true) async throws -> Browser {
-        try addUser("alice")
+        try await addUser("alice")
         let b = try await Browser.signIn(client, "alice")
         await assertEqual(try await b.post("/settings/virtual-domain", [("virtualDomain", "h5app.example.com"), ("confirm", "true")]).status, .seeOther)
         if key { await assertEqual(try await b.post("/settings/signing-key/generate", []).status, .seeOther) }
@@ -196,4 +196,33 @@ func packageRecord(_ version: String, _ type: PackageType = .normal, blob: Strin
 
 extension ActingUser {
     static let alice = ActingUser(name: "alice", role: .admin)
+}
+
+func assertNil<T>(_ a: @autoclosure () async throws -> T?, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) async {
+    do { let value = try await a(); XCTAssertNil(value, message, file: file, line: line) } catch { XCTFail("\(error)", file: file, line: line) }
+}
+
+func assertNotNil<T>(_ a: @autoclosure () async throws -> T?, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) async {
+    do { let value = try await a(); XCTAssertNotNil(value, message, file: file, line: line) } catch { XCTFail("\(error)", file: file, line: line) }
+}
+
+func assertFalse(_ a: @autoclosure () async throws -> Bool, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) async {
+    do { let value = try await a(); XCTAssertFalse(value, message, file: file, line: line) } catch { XCTFail("\(error)", file: file, line: line) }
+}
+
+func assertNotEqual<T: Equatable>(_ a: @autoclosure () async throws -> T, _ b: @autoclosure () async throws -> T, _ message: String = "",
+                                  file: StaticString = #filePath, line: UInt = #line) async {
+    do { let (x, y) = (try await a(), try await b()); XCTAssertNotEqual(x, y, message, file: file, line: line) } catch { XCTFail("\(error)", file: file, line: line) }
+}
+
+/// Fails (rather than crashing) when `a` is nil.
+func unwrap<T>(_ a: @autoclosure () async throws -> T?, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) async throws -> T {
+    let value = try await a()
+    return try XCTUnwrap(value, message, file: file, line: line)
+}
+
+/// Passes when `a` throws; `check` looks at the error.
+func assertThrows<T>(_ a: @autoclosure () async throws -> T, _ message: String = "", file: StaticString = #filePath, line: UInt = #line,
+                     _ check: (Error) -> Void = { _ in }) async {
+    do { _ = try await a(); XCTFail("no error thrown. \(message)", file: file, line: line) } catch { check(error) }
 }

@@ -21,10 +21,10 @@ final class PackageTests: XCTestCase {
             XCTAssertEqual(r.status, .seeOther, r.text)
             XCTAssertEqual(r.headers[.location], "/apps/20171228/packages/1.0.0.1")
 
-            let p = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
+            let p = try await unwrap(try await h.store.package("20171228", "1.0.0.1"))
             XCTAssertEqual(p.fileCount, 4)
             XCTAssertEqual(p.type, .normal)
-            XCTAssertEqual(try h.store.app("20171228")?.type, .normal, "the first package fixes the type")
+            await assertEqual(try await h.store.app("20171228")?.type, .normal, "the first package fixes the type")
             XCTAssertEqual(p.extendInfo, #"{"asyncReqRate":"1800"}"#)
 
             let page = try await b.get("/apps/20171228/packages/1.0.0.1").text
@@ -190,7 +190,7 @@ final class PackageTests: XCTestCase {
                 XCTAssertTrue(r.text.contains(#"id="error-\#(field)""#), "no error next to \(field)", line: line)
                 XCTAssertTrue(r.text.contains(contains), "missing “\(contains)”", line: line)
                 XCTAssertTrue(r.text.contains(#"value="10.0""#), "typed values are kept", line: line)
-                XCTAssertEqual(try h.store.packages(of: "20171228").count, 0, line: line)
+                await assertEqual(try await h.store.packages(of: "20171228").count, 0, line: line)
                 XCTAssertEqual(h.blobCount, 0, line: line)
                 XCTAssertEqual(h.tempCount, 0, line: line)
             }
@@ -233,7 +233,7 @@ final class PackageTests: XCTestCase {
             XCTAssertEqual(big.status, .contentTooLarge)
             XCTAssertTrue(big.text.contains("larger than 200 KB"), big.text)
             XCTAssertEqual(h.tempCount, 0)
-            XCTAssertEqual(try h.store.packages(of: "20171228").count, 0)
+            await assertEqual(try await h.store.packages(of: "20171228").count, 0)
         }
     }
 
@@ -247,7 +247,7 @@ final class PackageTests: XCTestCase {
                 XCTAssertEqual(r.status, .unprocessableContent, name)
                 let error = r.text.components(separatedBy: #"id="error-file">"#).dropFirst().first?.components(separatedBy: "</p>").first ?? ""
                 XCTAssertTrue(error.contains(says), "\(name): \(error)")
-                XCTAssertEqual(try h.store.packages(of: "20171228").count, 0, name)
+                await assertEqual(try await h.store.packages(of: "20171228").count, 0, name)
                 XCTAssertEqual(h.blobCount, 0, name)
                 XCTAssertEqual(h.tempCount, 0, name)
             }
@@ -257,7 +257,7 @@ final class PackageTests: XCTestCase {
     func testUploadsWaitForTheVirtualDomain() async throws {
         let h = try await Harness.make()
         defer { h.cleanUp() }
-        try h.addUser("alice")
+        try await h.addUser("alice")
         try await h.test { client in
             let b = try await Browser.signIn(client, "alice")
             await assertEqual(try await b.post("/apps", [("id", "20171228"), ("name", "Checkout")]).status, .seeOther)
@@ -266,7 +266,7 @@ final class PackageTests: XCTestCase {
             let r = try await b.upload("/apps/20171228/packages", packageFields(), file: samplePackage().bytes())
             XCTAssertEqual(r.status, .conflict)
             XCTAssertTrue(r.text.contains("Set the virtual domain on the configuration page"))
-            XCTAssertNil(try h.store.package("20171228", "1.0.0.1"))
+            await assertNil(try await h.store.package("20171228", "1.0.0.1"))
         }
     }
 
@@ -276,18 +276,18 @@ final class PackageTests: XCTestCase {
         try await h.test { client in
             let b = try await h.ready(client)
             await assertEqual(try await b.upload("/apps/20171228/packages", packageFields(), file: samplePackage().bytes()).status, .seeOther)
-            let before = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
+            let before = try await unwrap(try await h.store.package("20171228", "1.0.0.1"))
             let oldCert = try h.cert(before)
             let key = try SigningKey.generate()
             let r = try await b.post("/settings/signing-key", [("privateKey", key.privateKeyPEM), ("confirmReplace", "true"),
                                                                  ("currentPassword", "correct-horse")])
             XCTAssertEqual(r.headers[.location], "/settings?saved=key-resigned")
-            let after = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
+            let after = try await unwrap(try await h.store.package("20171228", "1.0.0.1"))
             XCTAssertNotEqual(before.blob, after.blob)
             XCTAssertNotEqual(oldCert, try h.cert(after))
             XCTAssertFalse(FileManager.default.fileExists(atPath: h.store.blobs.path(for: before.blob)), "the old blob is gone")
             XCTAssertEqual(h.blobCount, 1)
-            XCTAssertEqual(try h.store.settings().signingKeyFingerprint, key.fingerprint)
+            await assertEqual(try await h.store.settings().signingKeyFingerprint, key.fingerprint)
             // Fallback still reads the right bytes from the new blob.
             let f = try await client.execute(uri: "/fallback/20171228/1.0.0.1/www/css/site.css", method: .get)
             XCTAssertEqual(f.text, "body { color: #333 }\n")
@@ -304,7 +304,7 @@ final class PackageTests: XCTestCase {
             async let second = b.upload("/apps/20171228/packages", packageFields(), file: bytes)
             let statuses = try await [first.status, second.status].map(\.code).sorted()
             XCTAssertEqual(statuses, [303, 422])
-            let p = try XCTUnwrap(try h.store.package("20171228", "1.0.0.1"))
+            let p = try await unwrap(try await h.store.package("20171228", "1.0.0.1"))
             XCTAssertTrue(FileManager.default.fileExists(atPath: h.store.blobs.path(for: p.blob)))
             await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.1.amr", method: .get).status, .ok)
             XCTAssertEqual(h.blobCount, 1)
@@ -322,7 +322,7 @@ final class PackageTests: XCTestCase {
                 let temp = h.store.blobs.temporaryPath(suffix: ".amr")
                 FileManager.default.createFile(atPath: temp, contents: Data("amr".utf8))
                 do {
-                    _ = try h.store.commitPackage(amrAt: temp, packageRecord(version, type, blob: String(repeating: "ef", count: 32)), files: [],
+                    _ = try await h.store.commitPackage(amrAt: temp, packageRecord(version, type, blob: String(repeating: "ef", count: 32)), files: [],
                                                   signedWith: nil, by: .alice)
                     XCTAssertEqual(type, .normal)
                 } catch let e as FieldError {
@@ -331,7 +331,7 @@ final class PackageTests: XCTestCase {
                 }
                 unlink(temp)
             }
-            XCTAssertEqual(try h.store.packages(of: "20171228").map(\.version), ["1.0.0.1"])
+            await assertEqual(try await h.store.packages(of: "20171228").map(\.version), ["1.0.0.1"])
         }
     }
 
@@ -343,10 +343,10 @@ final class PackageTests: XCTestCase {
             let temp = h.store.blobs.temporaryPath(suffix: ".amr")
             FileManager.default.createFile(atPath: temp, contents: Data("amr".utf8))
             let record = try packageRecord("1.0.0.1", blob: String(repeating: "cd", count: 32))
-            XCTAssertThrowsError(try h.store.commitPackage(amrAt: temp, record, files: [], signedWith: "AA:BB", by: .alice)) {
+            await assertThrows(try await h.store.commitPackage(amrAt: temp, record, files: [], signedWith: "AA:BB", by: .alice)) {
                 XCTAssertTrue(($0 as? FieldError)?.message.contains("signing key was replaced") == true, "\($0)")
             }
-            XCTAssertNil(try h.store.package("20171228", "1.0.0.1"))
+            await assertNil(try await h.store.package("20171228", "1.0.0.1"))
             XCTAssertEqual(h.blobCount, 0)
             unlink(temp)
         }

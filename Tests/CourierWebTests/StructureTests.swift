@@ -14,10 +14,10 @@ final class StructureTests: XCTestCase {
     /// A running console with one user per role, the virtual domain set and one package.
     func populated() async throws -> Harness {
         let h = try await Harness.make()
-        for role in Role.allCases { try h.addUser(role.rawValue, role: role) }
-        _ = try h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
-        _ = try h.store.setGlobalLocation(host: "mcube.example.com", appKey: "53E5279071442_test", by: .commandLine)
-        _ = try h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        for role in Role.allCases { try await h.addUser(role.rawValue, role: role) }
+        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try await h.store.setGlobalLocation(host: "mcube.example.com", appKey: "53E5279071442_test", by: .commandLine)
+        _ = try await h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
         let zip = h.store.blobs.temporaryPath(suffix: ".zip")
         try samplePackage().write(to: zip)
         var draft = PackageDraft(fields: FormFields(Dictionary(uniqueKeysWithValues: packageFields())))
@@ -89,7 +89,7 @@ final class StructureTests: XCTestCase {
             }
             for role in Role.allCases {
                 for scope in TokenScope.allCases {
-                    let token = try h.services.actions.createToken(by: .commandLine, userName: role.rawValue, scopes: scope.rawValue)
+                    let token = try await h.services.actions.createToken(by: .commandLine, userName: role.rawValue, scopes: scope.rawValue)
                     let caller = APITests.Caller(client: client, token: token)
                     for entry in entries where entry.surface == .api {
                         let permission = try XCTUnwrap(entry.permission)
@@ -126,25 +126,25 @@ final class StructureTests: XCTestCase {
             await assertEqual(try await b.post("/apps", [("id", "1"), ("name", "")]).status, .unprocessableContent)
             XCTAssertEqual(heard.value, 1, "refusals change nothing and announce nothing")
         }
-        let entries = try h.store.auditEntries()
+        let entries = try await h.store.auditEntries()
         XCTAssertEqual(entries.map(\.action), ["app.create", "package.add", "app.create", "settings.globalLocation", "settings.virtualDomain",
                                               "user.create", "user.create", "user.create"])
         XCTAssertEqual(entries[0].user, "developer")
         XCTAssertEqual(entries[0].subject, "30000001")
         XCTAssertTrue(entries[0].detail.contains(#""name":"Orders""#))
         XCTAssertFalse(entries.contains { $0.detail.contains("$2b$") || $0.detail.contains("PRIVATE KEY") }, "no secret in the log")
-        XCTAssertEqual(try h.store.verifyAudit(), AuditVerification(rows: 8, firstBadRow: nil))
+        await assertEqual(try await h.store.verifyAudit(), AuditVerification(rows: 8, firstBadRow: nil))
 
         // Someone with the database file edits a row: the chain breaks at that row.
         let victim = try XCTUnwrap(entries.first { $0.action == "settings.virtualDomain" }?.id)
         try await h.store.db.write { db in try db.execute(sql: "UPDATE audit SET subject = 'x' WHERE id = ?", arguments: [victim]) }
-        XCTAssertEqual(try h.store.verifyAudit().firstBadRow, victim)
+        await assertEqual(try await h.store.verifyAudit().firstBadRow, victim)
         // Deleting a row breaks it too.
         try await h.store.db.write { db in
             try db.execute(sql: "UPDATE audit SET subject = 'settings' WHERE id = ?", arguments: [victim])
             try db.execute(sql: "DELETE FROM audit WHERE id = ?", arguments: [victim])
         }
-        XCTAssertEqual(try h.store.verifyAudit().firstBadRow, victim + 1)
+        await assertEqual(try await h.store.verifyAudit().firstBadRow, victim + 1)
     }
 
     func testTheCommandLineUsesTheSameActions() async throws {
@@ -160,8 +160,8 @@ final class StructureTests: XCTestCase {
             _ = try await actions.addUser(by: ActingUser(name: "dev", role: .developer), name: "x", password: "long-enough", role: .admin)
             XCTFail("a developer made a user")
         } catch is Refused {}
-        XCTAssertEqual(try h.store.auditEntries().map(\.action), ["user.create"])
-        XCTAssertEqual(try h.store.auditEntries().first?.user, "(command line)")
+        await assertEqual(try await h.store.auditEntries().map(\.action), ["user.create"])
+        await assertEqual(try await h.store.auditEntries().first?.user, "(command line)")
     }
 
     func testFormsShowAnErrorThatBelongsToNoFieldAtTheTop() async throws {
