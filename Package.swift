@@ -35,7 +35,6 @@ let package = Package(
         .target(name: "CourierWeb", dependencies: [
             "CourierCore", "CourierArchive", "CourierStore", "CCmark",
             .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             .product(name: "Mustache", package: "swift-mustache"),
             .product(name: "Logging", package: "swift-log"),

@@ -115,6 +115,18 @@ public enum AmrBuilder {
     static func write(to output: String, appID: String, version: String, tarSize: UInt64, tarCRC: UInt32,
                       signer: SigningKey?, manifest: () -> [ManifestFile],
                       tar produce: (TarSink) throws -> Void) throws -> AmrFile {
+        do {
+            return try writeUnchecked(to: output, appID: appID, version: version, tarSize: tarSize, tarCRC: tarCRC,
+                                      signer: signer, manifest: manifest, tar: produce)
+        } catch {
+            unlink(output)   // a refused or failed build leaves no half-written file
+            throw error
+        }
+    }
+
+    private static func writeUnchecked(to output: String, appID: String, version: String, tarSize: UInt64, tarCRC: UInt32,
+                                       signer: SigningKey?, manifest: () -> [ManifestFile],
+                                       tar produce: (TarSink) throws -> Void) throws -> AmrFile {
         let out = try HashingWriter(path: output)
         var directory: [(name: String, crc: UInt32, size: UInt64, offset: UInt64)] = []
         func storedEntry(_ name: String, crc: UInt32, size: UInt64) throws {
@@ -207,7 +219,7 @@ final class HashingWriter {
 
     init(path: String) throws {
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FieldError("", "Could not create \(path).") }
+        guard fd >= 0 else { throw ServerFault("The server could not create a file for the package (is the data folder writable?).") }
         buffer.reserveCapacity(capacity)
     }
     deinit { close(fd) }
@@ -229,13 +241,13 @@ final class HashingWriter {
         var done = 0
         while done < bytes.count {
             let n = Foundation.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            guard n > 0 else { throw FieldError("", "The server could not write the package (disk full?).") }
+            guard n > 0 else { throw ServerFault("The server could not write the package (disk full?). Nothing was stored.") }
             done += n
         }
     }
     func finish() throws -> (UInt64, String, String) {
         try flush()
-        guard fsync(fd) == 0 else { throw FieldError("", "The server could not save the package to disk (fsync failed); nothing was stored.") }
+        guard fsync(fd) == 0 else { throw ServerFault("The server could not save the package to disk (fsync failed). Nothing was stored.") }
         return (count, sha256.finalize().hex, md5.finalize().hex)
     }
 }

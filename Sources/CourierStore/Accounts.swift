@@ -18,10 +18,6 @@ extension Store {
         try await db.read { db in try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) }
     }
 
-    public func user(id: Int64) async throws -> UserRecord? {
-        try await db.read { db in try UserRecord.fetchOne(db, key: id) }
-    }
-
     /// Starts a session; returns the cookie value (only its hash is stored).
     public func createSession(userId: Int64, lifetime: TimeInterval) async throws -> (cookie: String, session: SessionRecord) {
         let cookie = TokenHash.randomSecret()

@@ -10,6 +10,11 @@ public struct AppSummary: Decodable, FetchableRecord, Sendable {
     public var packageCount: Int
     public var latestVersion: String?
     public var createdAt: Date
+
+    public init(id: String, name: String, type: PackageType?, packageCount: Int, latestVersion: String?, createdAt: Date) {
+        self.id = id; self.name = name; self.type = type; self.packageCount = packageCount
+        self.latestVersion = latestVersion; self.createdAt = createdAt
+    }
 }
 
 public struct Page<T: Sendable>: Sendable {
@@ -18,6 +23,10 @@ public struct Page<T: Sendable>: Sendable {
     public var page: Int
     public var perPage: Int
     public var pageCount: Int { max(1, (total + perPage - 1) / perPage) }
+
+    public init(items: [T], total: Int, page: Int, perPage: Int) {
+        self.items = items; self.total = total; self.page = page; self.perPage = perPage
+    }
 }
 
 extension Store {

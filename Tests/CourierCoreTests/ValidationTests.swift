@@ -21,9 +21,10 @@ final class ValidationTests: XCTestCase {
         let a = try PackageVersion(validating: "1.0.0.10"), b = try PackageVersion(validating: "1.0.0.9")
         XCTAssertTrue(b < a)
         XCTAssertEqual(try PackageVersion(validating: "99999.0.0.1").description, "99999.0.0.1")
-        for bad in ["1.0.0", "1.0.0.0.1", "1.0.0.100000", "1.0.0.-1", "1..0.1", "a.b.c.d", "1.0.0.1 "] where bad != "1.0.0.1 " {
+        for bad in ["1.0.0", "1.0.0.0.1", "1.0.0.100000", "1.0.0.-1", "1..0.1", "a.b.c.d", "1.0.0.1x", ""] {
             XCTAssertThrowsError(try PackageVersion(validating: bad), bad)
         }
+        XCTAssertEqual(try PackageVersion(validating: " 1.0.0.1 ").description, "1.0.0.1", "spaces around it are forgiven")
         XCTAssertEqual(try PackageVersion(validating: "1.2.3.4").nextPatch()?.description, "1.2.3.5")
     }
 

@@ -68,9 +68,9 @@ final class APITests: XCTestCase {
             let api = Caller(client: client, token: token)
             let invalid = try await api.call(.post, "/api/v1/apps", json: #"{"id":"66666612","name":"X"}"#)
             XCTAssertEqual(invalid.status, .unprocessableContent)
-            let error = invalid.json["error"] as! [String: Any]
+            let error = try XCTUnwrap(invalid.json["error"] as? [String: Any])
             XCTAssertEqual(error["field"] as? String, "id")
-            XCTAssertTrue((error["message"] as! String).contains("reserved"))
+            XCTAssertTrue((error["message"] as? String)?.contains("reserved") == true)
             await assertEqual(try await api.call(.post, "/api/v1/apps", json: "not json").status, .badRequest)
             let created = try await api.call(.post, "/api/v1/apps", json: #"{"id":"20171228","name":"Checkout"}"#)
             XCTAssertEqual(created.json["id"] as? String, "20171228")
@@ -109,7 +109,7 @@ final class APITests: XCTestCase {
 
             let wrong = try await api.upload("20171228", [("version", "1.0.0.1"), ("type", "global")], file: samplePackage().bytes())
             XCTAssertEqual(wrong.status, .unprocessableContent)
-            let all = ((wrong.json["error"] as? [String: Any])?["errors"] as? [[String: String]])?.map { $0["field"]! } ?? []
+            let all = ((wrong.json["error"] as? [String: Any])?["errors"] as? [[String: String]])?.compactMap { $0["field"] } ?? []
             XCTAssertTrue(all.contains("version") && all.contains("platforms"), "\(wrong.text)")
 
             let app = try await api.call(.get, "/api/v1/apps/20171228")

@@ -299,7 +299,7 @@ final class ConsoleTests: XCTestCase {
             let fingerprint = try await h.store.settings().signingKeyFingerprint
             XCTAssertNotNil(fingerprint)
             let page = try await b.get("/settings").text
-            XCTAssertTrue(page.contains(fingerprint!))
+            XCTAssertTrue(page.contains(try XCTUnwrap(fingerprint)))
             XCTAssertFalse(page.contains("PRIVATE KEY-----\n"), "the private key is never shown")
             let pub = try await client.execute(uri: "/api/v1/settings/public-key", method: .get)
             XCTAssertEqual(pub.status, .ok)

@@ -368,7 +368,7 @@ final class PackageTests: XCTestCase {
     func testMultipartParserHandlesBoundariesSplitAcrossChunks() async throws {
         let content = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 % 251) } + Array("\r\n--notquite".utf8)
         let (body, type) = multipart([("a", "1"), ("b", "two words")], file: ("file", "x.zip", content))
-        let boundary = MultipartReader.boundary(of: type)!
+        let boundary = try XCTUnwrap(MultipartReader.boundary(of: type))
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for chunkSize in [1, 7, 70, 4096] {
@@ -378,12 +378,12 @@ final class PackageTests: XCTestCase {
             let form = try await MultipartReader(maxTotal: 1 << 20, tempPath: { dir + "/" + UUID().uuidString }).read(Chunks(chunks), boundary: boundary)
             XCTAssertEqual(form.fields["a"], "1")
             XCTAssertEqual(form.fields["b"], "two words")
-            XCTAssertEqual([UInt8](try Data(contentsOf: URL(fileURLWithPath: form.file("file")!.path))), content, "chunk \(chunkSize)")
+            XCTAssertEqual([UInt8](try Data(contentsOf: URL(fileURLWithPath: try XCTUnwrap(form.file("file")).path))), content, "chunk \(chunkSize)")
             form.discard()
         }
         // Truncated and oversized bodies are refused and leave no temp file.
         var cut = body
-        let truncated = cut.readSlice(length: body.readableBytes - 30)!
+        let truncated = try XCTUnwrap(cut.readSlice(length: body.readableBytes - 30))
         do {
             _ = try await MultipartReader(maxTotal: 1 << 20, tempPath: { dir + "/" + UUID().uuidString }).read(Chunks([truncated]), boundary: boundary)
             XCTFail("accepted a truncated body")
