@@ -3,29 +3,6 @@ import CourierStore
 import Foundation
 import Hummingbird
 
-extension PackageDraft {
-    /// Reads the fields of the Add-offline-package form or the API's multipart request. The
-    /// console marks platforms with checkboxes; an API caller chooses one by sending its minimum.
-    init(fields f: FormFields) {
-        self.init()
-        version = f["version"]
-        type = f["type"]
-        androidMin = f["androidMin"]; androidMax = f["androidMax"]
-        iosMin = f["iosMin"]; iosMax = f["iosMax"]
-        if f.has("platformCheckboxes") {
-            android = f.isChecked("android")
-            ios = f.isChecked("ios")
-        } else {
-            android = !androidMin.isEmpty || !androidMax.isEmpty
-            ios = !iosMin.isEmpty || !iosMax.isEmpty
-        }
-        mainUrl = f["mainUrl"]
-        extendInfo = f["extendInfo"]
-        if f.has("downloadPolicy") { downloadPolicy = f["downloadPolicy"] }
-        if f.has("installPolicy") { installPolicy = f["installPolicy"] }
-    }
-}
-
 struct PackagesController {
     let services: Services
 

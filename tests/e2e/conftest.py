@@ -24,8 +24,9 @@ def free_port():
 
 
 class Server:
-    def __init__(self, data, args=()):
+    def __init__(self, data, args=(), env=None):
         self.data = data
+        self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [a.replace("{port}", str(self.port)) for a in args]
@@ -37,7 +38,8 @@ class Server:
     def start(self):
         log = open(os.path.join(self.data, "server.log"), "a")
         self.proc = subprocess.Popen([BINARY, "serve", "--data", self.data, "--port", str(self.port), *self.args],
-                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **self.env) if self.env else None)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -66,9 +68,9 @@ def make_server():
     """Starts courier with extra `serve` arguments (`{port}` is replaced by its port)."""
     started = []
 
-    def make(*args):
+    def make(*args, env=None):
         data = tempfile.mkdtemp(prefix="courier-e2e-")
-        s = Server(data, args)
+        s = Server(data, args, env)
         s.courier("user", "add", "admin", "--role", "admin", stdin=PASSWORD + "\n")
         started.append(s)
         return s.start()

@@ -3,6 +3,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import sqlite3
 import time
 
@@ -161,3 +162,51 @@ def test_data_folder_and_files_are_private(server, tmp_path):
     assert blobs
     for path in blobs:
         assert os.stat(path).st_mode & 0o077 == 0, path
+
+
+FAILING_FSYNC = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+/* fsync fails with EIO for files whose name ends with $COURIER_TEST_FSYNC_FAILS; all else is real. */
+int fsync(int fd) {
+    const char *suffix = getenv("COURIER_TEST_FSYNC_FAILS");
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (suffix && n > 0) {
+        path[n] = 0;
+        size_t len = strlen(path), slen = strlen(suffix);
+        if (len >= slen && strcmp(path + len - slen, suffix) == 0) { errno = EIO; return -1; }
+    }
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    return real(fd);
+}
+"""
+
+
+def failing_fsync_library(tmp_path):
+    source = tmp_path / "failing_fsync.c"
+    source.write_text(FAILING_FSYNC)
+    library = tmp_path / "failing_fsync.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source), "-ldl"], check=True)
+    return str(library)
+
+
+def test_a_failed_fsync_fails_the_upload_and_leaves_nothing(make_server, tmp_path):
+    library = failing_fsync_library(tmp_path)
+    for suffix, status, says in ((".upload", 422, "could not save the upload to disk"),
+                                 (".amr", 500, "could not save the package to disk")):
+        server = make_server(env={"LD_PRELOAD": library, "COURIER_TEST_FSYNC_FAILS": suffix})
+        token = prepare(server)
+        code, body = upload_file(server, token, sample(str(tmp_path / "ok.zip")), "1.0.0.1")
+        assert code == status, body
+        assert says in body["error"]["message"], body
+        assert "fsync failed" in body["error"]["message"]
+        assert files_in(server, "tmp") == [], suffix
+        assert files_in(server, "blobs") == [], suffix
+        assert package_rows(server) == 0
