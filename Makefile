@@ -48,8 +48,8 @@ e2e: test-deps build
 	$(PYTHON) -m pytest -q tests/e2e
 
 test: test-deps
-	$(SWIFT) build
-	$(SWIFT) test --disable-swift-testing
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --disable-swift-testing
 	$(PYTHON) -m pytest -q tests/e2e
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	@echo "fuzz targets: $(words $(FUZZ_TARGETS)) passed, 0 failed"

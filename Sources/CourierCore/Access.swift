@@ -6,7 +6,7 @@ public enum Role: String, Codable, CaseIterable, Sendable {
     public var permissions: Set<Permission> {
         switch self {
         case .admin: Set(Permission.allCases)
-        case .developer: [.read, .editApps, .uploadPackages]
+        case .developer: [.read, .editApps, .uploadPackages, .editReleases]
         case .reviewer: [.read]
         }
     }
@@ -26,6 +26,8 @@ public enum Permission: String, CaseIterable, Sendable {
     case editSettings
     /// Install or generate the signing key.
     case editSigningKey
+    /// Whitelists and release tasks (create, pause, resume, finish, promote, roll back, delete).
+    case editReleases
     /// Add users and create API tokens.
     case manageUsers
 
@@ -34,6 +36,7 @@ public enum Permission: String, CaseIterable, Sendable {
         switch self {
         case .read: .read
         case .editApps, .uploadPackages, .editSettings, .editSigningKey, .manageUsers: .upload
+        case .editReleases: .release
         }
     }
 }

@@ -79,21 +79,23 @@ extension Store {
 /// Who wants to know that apps, packages or settings changed (the delivery snapshot will).
 public final class CatalogueChanges: @unchecked Sendable {
     private let lock = NSLock()
-    private var listeners: [@Sendable () -> Void] = []
+    private var listeners: [@Sendable () async throws -> Void] = []
     private var generation = 0
 
     public init() {}
 
-    public func subscribe(_ listener: @escaping @Sendable () -> Void) { lock.withLock { listeners.append(listener) } }
+    /// `listener` runs after each committed change, before the change's caller goes on (the
+    /// delivery snapshot is rebuilt there, so a release counts from the very next request).
+    public func subscribe(_ listener: @escaping @Sendable () async throws -> Void) { lock.withLock { listeners.append(listener) } }
 
     /// How many changes have been announced: a cheap way for a reader to see it is stale.
     public var count: Int { lock.withLock { generation } }
 
-    func announce() {
-        let current = lock.withLock { () -> [@Sendable () -> Void] in
+    func announce() async {
+        let current = lock.withLock { () -> [@Sendable () async throws -> Void] in
             generation += 1
             return listeners
         }
-        for l in current { l() }
+        for l in current { try? await l() }
     }
 }

@@ -114,6 +114,7 @@ public final class Store: Sendable {
                 t.column("hash", .text).notNull()
             }
         }
+        registerReleaseMigrations(&m)
         return m
     }
 
@@ -126,7 +127,7 @@ public final class Store: Sendable {
             try audit(db, by: actor, action, subject: subject, detail: detail)
             return value
         }
-        if catalogue { changes.announce() }
+        if catalogue { await changes.announce() }
         return result
     }
 
@@ -226,12 +227,14 @@ public enum TokenHash {
 }
 
 /// A lock that can be held across `await` (NSLock cannot): waiters queue in order.
-final class AsyncMutex: @unchecked Sendable {
+public final class AsyncMutex: @unchecked Sendable {
     private let lock = NSLock()
     private var locked = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
-    func run<T>(_ body: () async throws -> T) async throws -> T {
+    public init() {}
+
+    public func run<T>(_ body: () async throws -> T) async throws -> T {
         await acquire()
         defer { release() }
         return try await body()

@@ -140,6 +140,7 @@ struct APIController {
                                                           zipPath: form.takeFile("file")?.path)
             return try json(PackageJSON(p, publicURL: services.config.publicURL), status: .created)
         }
+        addReleaseRoutes(to: routes)
     }
 
     func settingsJSON(_ s: SettingsRecord) -> SettingsJSON {
@@ -147,8 +148,8 @@ struct APIController {
                      signingKeyFingerprint: s.signingKeyFingerprint)
     }
 
-    func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        let body = try await request.body.collect(upTo: 64 * 1024)
+    func decode<T: Decodable>(_ type: T.Type, _ request: Request, limit: Int = 64 * 1024) async throws -> T {
+        let body = try await request.body.collect(upTo: limit)
         return try JSONDecoder().decode(T.self, from: Data(buffer: body))
     }
 }

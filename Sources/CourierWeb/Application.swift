@@ -64,6 +64,7 @@ public struct Services: Sendable {
     public let signer: SigningKeyCache
     public let throttle: LoginThrottle
     public let passwords: PasswordHasher
+    public let delivery: Delivery
     /// Every route with the permission it needs, filled in by `buildRouter`.
     let routes = RouteTable()
 
@@ -88,7 +89,8 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
     let passwords = PasswordHasher()
     return Services(config: config, store: store, views: Views(library: library),
                     actions: Actions(store: store, signer: signer, passwords: passwords),
-                    signer: signer, throttle: LoginThrottle(), passwords: passwords)
+                    signer: signer, throttle: LoginThrottle(), passwords: passwords,
+                    delivery: try await Delivery(store: store, publicURL: config.publicURL))
 }
 
 public struct CourierStartupError: Error, CustomStringConvertible {
@@ -111,6 +113,8 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     // Clients and public files: no login. With a separate content host they answer only there.
     DeliveryController(services: services)
         .addRoutes(to: router.group().add(middleware: HostGate(host: config.contentHost, serves: "package content")), table: services.routes)
+    ClientController(services: services)
+        .addRoutes(to: router.group().add(middleware: HostGate(host: config.contentHost, serves: "the client API")), table: services.routes)
 
     // The JSON API: bearer tokens, JSON errors. (A group's `add(middleware:)` changes that
     // group, so each gets its own.)

@@ -41,14 +41,13 @@ struct DeliveryController {
         table.add(.init(method: .get, route: .clientPreset, permission: nil, surface: .open))
         router.get(Route.clientPreset.routerPath) { _, context in
             let file = context.parameters.get("file") ?? ""
-            guard file.hasSuffix(".json"), let app = try await services.store.app(String(file.dropLast(5))) else {
-                throw NotFound("No such app.")
-            }
-            let settings = try await services.store.settings()
-            let official = try await services.store.packages(of: app.id).first { $0.status == .officialReleasing }
-            let entries = official.map { [DeliveryEntry.json($0, app: app, settings: settings, publicURL: services.config.publicURL)] } ?? []
+            let id = String(file.dropLast(5))
+            guard file.hasSuffix(".json"), try await services.store.app(id) != nil else { throw NotFound("No such app.") }
+            // The app's current official release, from the same snapshot the update API reads.
+            let snapshot = services.delivery.snapshot
+            let entries = snapshot.official[id].flatMap { snapshot.entries[id]?[$0]?.update }.map { [$0] } ?? []
             return Response(status: .ok, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: try DeliveryEntry.preset(entries))))
+                            body: .init(byteBuffer: ByteBuffer(bytes: DeliveryEntry.answer(entries))))
         }
     }
 

@@ -22,6 +22,24 @@ enum DeliveryEntry {
         return entry
     }
 
+    /// One entry as JSON bytes, made once per snapshot.
+    static func encoded(_ p: PackageRecord, app: AppRecord, settings: SettingsRecord, publicURL: String, rollback: Bool) -> [UInt8] {
+        var entry = json(p, app: app, settings: settings, publicURL: publicURL)
+        entry["rollback"] = rollback
+        return Array((try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8))
+    }
+
+    /// `{"config":{…},"data":[…]}` around pre-encoded entries.
+    static func answer(_ entries: [[UInt8]]) -> [UInt8] {
+        var out = Array(#"{"config":{"updateReqRate":\#(updateReqRate)},"data":["#.utf8)
+        for (i, e) in entries.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out += e
+        }
+        out += Array("]}".utf8)
+        return out
+    }
+
     static func preset(_ entries: [[String: Any]]) throws -> Data {
         try JSONSerialization.data(withJSONObject: ["config": ["updateReqRate": updateReqRate], "data": entries],
                                    options: [.sortedKeys, .withoutEscapingSlashes])

@@ -59,6 +59,8 @@ extension Route {
     static let amr = Route("/packages/:id/:file")
     static let fallback = Route("/fallback/:id/:version/**")
     static let clientPreset = Route("/client/v1/preset/:file")
+    static let clientUpdate = Route("/client/v1/update")
+    static let clientEvents = Route("/client/v1/events")
 
     // The JSON API.
     static let apiSettings = Route("/api/v1/settings")
@@ -68,6 +70,12 @@ extension Route {
     static let apiApps = Route("/api/v1/apps")
     static let apiApp = Route("/api/v1/apps/:id")
     static let apiPackages = Route("/api/v1/apps/:id/packages")
+    static let apiWhitelists = Route("/api/v1/whitelists")
+    static let apiWhitelist = Route("/api/v1/whitelists/:whitelist")
+    static let apiWhitelistValues = Route("/api/v1/whitelists/:whitelist/values")
+    static let apiPackageTasks = Route("/api/v1/apps/:id/packages/:version/tasks")
+    static let apiTask = Route("/api/v1/tasks/:task")
+    static let apiTaskOperation = Route("/api/v1/tasks/:task/:operation")
 }
 
 /// Every route registered, with the permission it needs: what the route-table test walks.
@@ -110,5 +118,11 @@ struct SignedInRoutes {
     }
     func put(_ route: Route, needs permission: Permission, _ handler: @escaping @Sendable (Request, SignedInContext) async throws -> Response) {
         on(.put, route, needs: permission, handler)
+    }
+    func patch(_ route: Route, needs permission: Permission, _ handler: @escaping @Sendable (Request, SignedInContext) async throws -> Response) {
+        on(.patch, route, needs: permission, handler)
+    }
+    func delete(_ route: Route, needs permission: Permission, _ handler: @escaping @Sendable (Request, SignedInContext) async throws -> Response) {
+        on(.delete, route, needs: permission, handler)
     }
 }

@@ -55,6 +55,36 @@ final class StructureTests: XCTestCase {
         }
 
         func version() -> String { "1.0.\(next()).0" }
+
+        /// A path and body the whitelist and task routes accept, with what they act on made fresh.
+        func releaseRequest(_ entry: RouteTable.Entry, _ h: Harness) async throws -> (String, String?)? {
+            func whitelist() async throws -> Int64 {
+                try await h.services.actions.createWhitelist(by: .commandLine, name: "list-\(next())", kind: "user", values: ["u"]).id ?? 0
+            }
+            func task(_ body: String = #"{"type":"gray","mode":"percentage","percentage":5}"#, finish: Bool = false) async throws -> Int64 {
+                let version = self.version()
+                try await h.addPackage(version)
+                var draft = TaskDraft()
+                draft.type = "gray"; draft.mode = "percentage"; draft.percentage = "5"
+                let t = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: version, draft: draft)
+                if finish { _ = try await h.services.actions.operate(by: .commandLine, task: t.id ?? 0, .finish) }
+                return t.id ?? 0
+            }
+            switch (entry.method, entry.route) {
+            case (.post, .apiWhitelists): return (entry.route.path(), #"{"name":"new-\#(next())","kind":"device","values":["d"]}"#)
+            case (.post, .apiWhitelistValues): return (entry.route.path(String(try await whitelist())), #"{"values":["x","y"]}"#)
+            case (.delete, .apiWhitelist): return (entry.route.path(String(try await whitelist())), nil)
+            case (.post, .apiPackageTasks):
+                let version = self.version()
+                try await h.addPackage(version)
+                return (entry.route.path("20171228", version), #"{"type":"official"}"#)
+            case (.get, .apiTask): return (entry.route.path(String(try await task())), nil)
+            case (.patch, .apiTask): return (entry.route.path(String(try await task())), #"{"percentage":20}"#)
+            case (.delete, .apiTask): return (entry.route.path(String(try await task(finish: true))), nil)
+            case (.post, .apiTaskOperation): return (entry.route.path(String(try await task()), "pause"), nil)
+            default: return nil
+            }
+        }
     }
 
     static func path(_ route: Route) -> String { route.path("20171228", "1.0.0.1") }
@@ -66,7 +96,7 @@ final class StructureTests: XCTestCase {
         try await h.test { client in
             let entries = h.services.routes.entries
             XCTAssertGreaterThanOrEqual(entries.filter { $0.surface == .console }.count, 14)
-            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 8)
+            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 17)
             for entry in entries where entry.surface == .console {
                 let permission = try XCTUnwrap(entry.permission, "\(entry.route) declares its permission")
                 for role in Role.allCases {
@@ -94,14 +124,17 @@ final class StructureTests: XCTestCase {
                     for entry in entries where entry.surface == .api {
                         let permission = try XCTUnwrap(entry.permission)
                         let r: TestResponse
+                        let allowed = role.may(permission) && scope == permission.scope
                         if entry.route == .apiPackages {
                             r = try await caller.upload("20171228", packageFields(version: samples.version()), file: samplePackage().bytes())
+                        } else if let (path, body) = allowed ? try await samples.releaseRequest(entry, h) : nil {
+                            r = try await caller.call(entry.method, path, json: body)
                         } else {
                             r = try await caller.call(entry.method, Self.path(entry.route), json: samples.apiBody(entry.route),
                                                       type: entry.route == .apiSigningKey ? "application/x-pem-file" : "application/json")
                         }
                         let what = "\(entry.method) \(entry.route) as \(role) with \(scope)"
-                        if role.may(permission) && scope == permission.scope {
+                        if allowed {
                             XCTAssertTrue((200..<300).contains(r.status.code), "\(what): \(r.status) \(r.text.prefix(300))")
                         } else {
                             XCTAssertEqual(r.status, .forbidden, what)

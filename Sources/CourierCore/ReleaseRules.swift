@@ -1,0 +1,125 @@
+import Foundation
+
+/// A release task as a form or the API sends it (SPEC §5, §8), before it is checked.
+public struct TaskDraft: Sendable {
+    public struct Rule: Sendable {
+        public var field: String
+        public var op: String
+        public var values: [String]
+        public init(field: String, op: String, values: [String]) {
+            self.field = field
+            self.op = op
+            self.values = values
+        }
+    }
+
+    /// `gray` or `official`.
+    public var type = ""
+    /// For grayscale: `whitelist`, `timeWindow` or `percentage`.
+    public var mode = ""
+    public var whitelistIds: [Int64] = []
+    /// ISO 8601, e.g. `2026-11-25T18:00:00Z` (a form's `datetime-local` value is read as UTC).
+    public var endTime = ""
+    public var userCount = ""
+    public var percentage = ""
+    public var rules: [Rule] = []
+    /// Markdown.
+    public var description = ""
+
+    public init() {}
+
+    public static let maxDescription = 20_000
+    public static let maxWindow: TimeInterval = 7 * 24 * 3600
+
+    /// Checks every field at once; `whitelists` are the IDs that exist.
+    public func validate(now: Date, whitelists: Set<Int64>) throws(FieldErrors) -> ReleaseTask.Kind {
+        var errors = FieldErrors()
+        if description.count > Self.maxDescription {
+            errors.append(FieldError("description", "The release description is longer than \(Self.maxDescription) characters."))
+        }
+        switch type {
+        case "official":
+            guard errors.isEmpty else { throw errors }
+            return .official
+        case "gray":
+            break
+        default:
+            errors.append(FieldError("type", "Choose the release type: grayscale or official."))
+            throw errors
+        }
+        var mode: ReleaseTask.Mode?
+        switch self.mode {
+        case "whitelist":
+            let ids = Array(Set(whitelistIds)).sorted()
+            if ids.isEmpty {
+                errors.append(FieldError("whitelistIds", "Choose at least one whitelist."))
+            } else if let unknown = ids.first(where: { !whitelists.contains($0) }) {
+                errors.append(FieldError("whitelistIds", "Whitelist \(unknown) does not exist (any more)."))
+            } else {
+                mode = .whitelist(ids)
+            }
+        case "timeWindow":
+            let end = Self.parseTime(endTime)
+            if end == nil {
+                errors.append(FieldError("endTime", "Enter the end time, like 2026-11-25 18:00 (UTC)."))
+            } else if let end, end <= now {
+                errors.append(FieldError("endTime", "The end time must be in the future."))
+            } else if let end, end.timeIntervalSince(now) > Self.maxWindow {
+                errors.append(FieldError("endTime", "The end time must be at most 7 days ahead."))
+            }
+            let count = Int(userCount.trimmingCharacters(in: .whitespaces))
+            if count == nil || count! < 1 || count! > 10_000_000 {
+                errors.append(FieldError("userCount", "Enter how many devices to admit: a whole number from 1 to 10,000,000."))
+            }
+            if let end, let count, errors.isEmpty { mode = .timeWindow(end: end, userCount: count) }
+        case "percentage":
+            if let p = Self.parsePercentage(percentage) { mode = .percentage(p) } else {
+                errors.append(FieldError("percentage", "Enter a percentage from 0.01 to 100, with at most two decimals."))
+            }
+        default:
+            errors.append(FieldError("mode", "Choose the release mode: whitelist, time window or percentage."))
+        }
+        var checked: [TargetingRule] = []
+        if rules.count > 20 { errors.append(FieldError("rules", "A task takes at most 20 advanced rules.")) }
+        for (i, r) in rules.prefix(20).enumerated() {
+            let name = "rules.\(i)"
+            guard let field = TargetingRule.Field(rawValue: r.field) else {
+                errors.append(FieldError(name, "Choose what rule \(i + 1) looks at: city, model, network or OS version."))
+                continue
+            }
+            guard let op = TargetingRule.Operator(rawValue: r.op) else {
+                errors.append(FieldError(name, "Choose the operation of rule \(i + 1): in, not in, between or not between."))
+                continue
+            }
+            do { checked.append(try TargetingRule(field: field, op: op, values: r.values, fieldName: name)) } catch {
+                errors.append(error)
+            }
+        }
+        guard errors.isEmpty, let mode else { throw errors }
+        return .gray(mode, rules: checked)
+    }
+
+    public static func parseTime(_ text: String) -> Date? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        if let d = try? Date(t, strategy: .iso8601) { return d }
+        // `2026-11-25T18:00` (datetime-local) or `2026-11-25 18:00`: read as UTC.
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        for format in ["yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd HH:mm", "yyyy-MM-dd'T'HH:mm:ss"] {
+            f.dateFormat = format
+            if let d = f.date(from: t) { return d }
+        }
+        return nil
+    }
+
+    /// 0.01–100 with at most two decimals.
+    public static func parsePercentage(_ text: String) -> Double? {
+        let t = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "%", with: "")
+        let parts = t.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), parts.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+              !parts[0].isEmpty, parts.count == 1 || (1...2).contains(parts[1].count),
+              let p = Double(t), p >= 0.01, p <= 100 else { return nil }
+        return p
+    }
+}

@@ -1,0 +1,355 @@
+import CourierCore
+import Foundation
+import GRDB
+
+/// A whitelist's name and kind; its values are rows of `whitelistValue`.
+public struct WhitelistRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
+    public static let databaseTableName = "whitelist"
+    public var id: Int64?
+    public var name: String
+    public var kind: String
+    public var createdAt = Date()
+    public enum Columns {
+        public static let name = Column(CodingKeys.name)
+    }
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// A release task as stored; `releaseTask` gives the value the decision reads.
+public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
+    public static let databaseTableName = "task"
+    public var id: Int64?
+    public var packageId: Int64
+    public var appId: String
+    public var version: String
+    /// `official` or `gray`.
+    public var type: String
+    /// `whitelist`, `timeWindow`, `percentage`, or empty for official tasks.
+    public var mode = ""
+    public var whitelistIds = "[]"
+    public var endTime: Date?
+    public var userCount: Int?
+    public var percentage: Double?
+    /// JSON: `[{"field","op","values"}]`.
+    public var rules = "[]"
+    public var descriptionMarkdown = ""
+    public var status = ReleaseTask.Status.releasing.rawValue
+    public var rolledBack = false
+    public var createdBy: String
+    public var createdAt = Date()
+
+    public enum Columns {
+        public static let id = Column(CodingKeys.id)
+        public static let packageId = Column(CodingKeys.packageId)
+        public static let appId = Column(CodingKeys.appId)
+        public static let status = Column(CodingKeys.status)
+    }
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    struct StoredRule: Codable { let field: String; let op: String; let values: [String] }
+
+    /// Records a checked task for `package`.
+    public init(package: PackageRecord, kind: ReleaseTask.Kind, description: String, createdBy: String) {
+        packageId = package.id ?? 0
+        appId = package.appId
+        version = package.version
+        self.descriptionMarkdown = description
+        self.createdBy = createdBy
+        type = "official"
+        apply(kind)
+    }
+
+    /// Writes `kind` into the columns (creating, promoting).
+    public mutating func apply(_ kind: ReleaseTask.Kind) {
+        switch kind {
+        case .official:
+            type = "official"; mode = ""; whitelistIds = "[]"; endTime = nil; userCount = nil; percentage = nil; rules = "[]"
+        case .gray(let m, let r):
+            type = "gray"
+            switch m {
+            case .whitelist(let ids): mode = "whitelist"; whitelistIds = Self.json(ids)
+            case .timeWindow(let end, let count): mode = "timeWindow"; endTime = end; userCount = count
+            case .percentage(let p): mode = "percentage"; percentage = p
+            }
+            rules = Self.json(r.map { StoredRule(field: $0.field.rawValue, op: $0.op.rawValue, values: $0.values) })
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T) -> String {
+        String(decoding: (try? JSONEncoder().encode(value)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+
+    public var whitelistIdList: [Int64] { (try? JSONDecoder().decode([Int64].self, from: Data(whitelistIds.utf8))) ?? [] }
+
+    public var targetingRules: [TargetingRule] {
+        let stored = (try? JSONDecoder().decode([StoredRule].self, from: Data(rules.utf8))) ?? []
+        return stored.compactMap { r in
+            guard let f = TargetingRule.Field(rawValue: r.field), let o = TargetingRule.Operator(rawValue: r.op) else { return nil }
+            return try? TargetingRule(field: f, op: o, values: r.values)
+        }
+    }
+
+    public var taskStatus: ReleaseTask.Status { ReleaseTask.Status(rawValue: status) ?? .finished }
+
+    public var kind: ReleaseTask.Kind {
+        guard type == "gray" else { return .official }
+        let m: ReleaseTask.Mode
+        switch mode {
+        case "whitelist": m = .whitelist(whitelistIdList)
+        case "timeWindow": m = .timeWindow(end: endTime ?? .distantPast, userCount: userCount ?? 0)
+        default: m = .percentage(percentage ?? 0)
+        }
+        return .gray(m, rules: targetingRules)
+    }
+
+    public var releaseTask: ReleaseTask {
+        ReleaseTask(id: id ?? 0, appId: appId, version: PackageVersion(parts: version.split(separator: ".").compactMap { Int($0) }),
+                    kind: kind, status: taskStatus, rolledBack: rolledBack)
+    }
+
+    /// The package status this task gives (SPEC §5).
+    var packageStatus: PackageStatus {
+        switch taskStatus {
+        case .paused: .paused
+        case .finished: .finished
+        case .releasing: type == "official" ? .officialReleasing : .grayReleasing
+        }
+    }
+}
+
+/// What can happen to a task after it is created (SPEC §5).
+public enum TaskOperation: String, CaseIterable, Sendable {
+    case pause, resume, finish, promote, rollback
+}
+
+extension Store {
+    static func registerReleaseMigrations(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v3-releases") { db in
+            try db.create(table: "whitelist") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("name", .text).notNull().unique()
+                t.column("kind", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.create(table: "whitelistValue") { t in
+                t.column("whitelistId", .integer).notNull().references("whitelist", onDelete: .cascade)
+                t.column("value", .text).notNull()
+                t.primaryKey(["whitelistId", "value"])
+            }
+            try db.create(table: "task") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("packageId", .integer).notNull().references("package", onDelete: .restrict)
+                t.column("appId", .text).notNull()
+                t.column("version", .text).notNull()
+                t.column("type", .text).notNull()
+                t.column("mode", .text).notNull()
+                t.column("whitelistIds", .text).notNull()
+                t.column("endTime", .datetime)
+                t.column("userCount", .integer)
+                t.column("percentage", .double)
+                t.column("rules", .text).notNull()
+                t.column("descriptionMarkdown", .text).notNull()
+                t.column("status", .text).notNull()
+                t.column("rolledBack", .boolean).notNull()
+                t.column("createdBy", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.create(index: "taskByApp", on: "task", columns: ["appId"])
+            try db.create(table: "admission") { t in
+                t.column("taskId", .integer).notNull().references("task", onDelete: .cascade)
+                t.column("deviceId", .text).notNull()
+                t.primaryKey(["taskId", "deviceId"])
+            }
+            try db.create(table: "taskEvent") { t in
+                t.column("taskId", .integer).notNull().references("task", onDelete: .cascade)
+                t.column("event", .text).notNull()
+                t.column("count", .integer).notNull()
+                t.primaryKey(["taskId", "event"])
+            }
+        }
+    }
+
+    // MARK: Whitelists
+
+    public func createWhitelist(name: String, kind: Whitelist.Kind, values: Set<String>, by actor: ActingUser) async throws -> WhitelistRecord {
+        try await change(by: actor, "whitelist.create", subject: name) { db in
+            if try WhitelistRecord.filter(WhitelistRecord.Columns.name == name).fetchOne(db) != nil {
+                throw Conflict("A whitelist named \(name) already exists.", field: "name")
+            }
+            var w = WhitelistRecord(id: nil, name: name, kind: kind.rawValue)
+            try w.insert(db)
+            for v in values { try db.execute(sql: "INSERT INTO whitelistValue (whitelistId, value) VALUES (?, ?)", arguments: [w.id, v]) }
+            return (w, ["kind": kind.rawValue, "values": String(values.count)])
+        }
+    }
+
+    /// Adds values (duplicates dropped); answers how many were new. `check` sees the resulting
+    /// set first (a regex list compiles it) and may refuse.
+    public func addWhitelistValues(_ id: Int64, _ values: Set<String>, by actor: ActingUser,
+                                   check: @escaping @Sendable (WhitelistRecord, Set<String>) throws -> Void) async throws -> Int {
+        try await change(by: actor, "whitelist.addValues", subject: String(id)) { db in
+            guard let w = try WhitelistRecord.fetchOne(db, key: id) else { throw NotFound("There is no whitelist \(id).") }
+            let existing = Set(try String.fetchAll(db, sql: "SELECT value FROM whitelistValue WHERE whitelistId = ?", arguments: [id]))
+            let added = values.subtracting(existing)
+            try check(w, existing.union(values))
+            for v in added { try db.execute(sql: "INSERT INTO whitelistValue (whitelistId, value) VALUES (?, ?)", arguments: [id, v]) }
+            return (added.count, ["added": String(added.count)])
+        }
+    }
+
+    /// Deletes a whitelist no unfinished task uses; the refusal names the tasks.
+    public func deleteWhitelist(_ id: Int64, by actor: ActingUser) async throws {
+        try await change(by: actor, "whitelist.delete", subject: String(id)) { db in
+            guard let w = try WhitelistRecord.fetchOne(db, key: id) else { throw NotFound("There is no whitelist \(id).") }
+            let users = try TaskRecord.filter(TaskRecord.Columns.status != ReleaseTask.Status.finished.rawValue).fetchAll(db)
+                .filter { $0.whitelistIdList.contains(id) }
+            if !users.isEmpty {
+                throw Conflict("Whitelist \(w.name) is used by unfinished task(s) \(users.compactMap(\.id).map(String.init).joined(separator: ", ")); finish them first.")
+            }
+            _ = try w.delete(db)
+            return ((), ["name": w.name])
+        }
+    }
+
+    public func whitelists() async throws -> [(WhitelistRecord, Set<String>)] {
+        try await db.read { db in
+            try WhitelistRecord.order(WhitelistRecord.Columns.name).fetchAll(db).map { w in
+                (w, Set(try String.fetchAll(db, sql: "SELECT value FROM whitelistValue WHERE whitelistId = ?", arguments: [w.id])))
+            }
+        }
+    }
+
+    // MARK: Tasks
+
+    /// Creates a task for a package; at most one unfinished task per package.
+    public func createTask(_ task: TaskRecord, by actor: ActingUser) async throws -> TaskRecord {
+        try await change(by: actor, "task.create", subject: "\(task.appId) \(task.version)") { db in
+            guard var package = try PackageRecord.fetchOne(db, key: task.packageId) else { throw NotFound("There is no such package.") }
+            if let open = try TaskRecord.filter(TaskRecord.Columns.packageId == task.packageId)
+                .filter(TaskRecord.Columns.status != ReleaseTask.Status.finished.rawValue).fetchOne(db) {
+                throw Conflict("Package \(task.appId) \(task.version) already has an unfinished task (\(open.id ?? 0)); finish it first.")
+            }
+            var t = task
+            try t.insert(db)
+            package.status = t.packageStatus
+            try package.update(db)
+            return (t, ["task": String(t.id ?? 0), "type": t.type, "mode": t.mode])
+        }
+    }
+
+    /// Pause, resume, finish, promote to official, roll back (SPEC §5).
+    public func operate(task id: Int64, _ op: TaskOperation, by actor: ActingUser) async throws -> TaskRecord {
+        try await change(by: actor, "task.\(op.rawValue)", subject: String(id)) { db in
+            guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
+            let status = t.taskStatus
+            func refuse(_ why: String) -> Conflict { Conflict("Task \(id) is \(status.rawValue)\(t.rolledBack ? " (rolled back)" : ""): \(why)") }
+            switch op {
+            case .pause:
+                guard status == .releasing else { throw refuse("only a releasing task can be paused.") }
+                t.status = ReleaseTask.Status.paused.rawValue
+            case .resume:
+                guard status == .paused else { throw refuse("only a paused task can be resumed.") }
+                t.status = ReleaseTask.Status.releasing.rawValue
+            case .finish:
+                guard status != .finished else { throw refuse("it is already finished.") }
+                t.status = ReleaseTask.Status.finished.rawValue
+            case .promote:
+                guard t.type == "gray", status != .finished else { throw refuse("only an unfinished grayscale task can be promoted.") }
+                t.apply(.official)
+                t.status = ReleaseTask.Status.releasing.rawValue
+            case .rollback:
+                guard t.type == "official", !t.rolledBack else { throw refuse("only an official release can be rolled back, once.") }
+                t.status = ReleaseTask.Status.finished.rawValue
+                t.rolledBack = true
+            }
+            try t.update(db)
+            if var p = try PackageRecord.fetchOne(db, key: t.packageId) {
+                p.status = t.packageStatus
+                try p.update(db)
+            }
+            return (t, ["status": t.status, "type": t.type])
+        }
+    }
+
+    /// Changes a percentage task's share (raising it keeps every admitted device admitted).
+    public func setPercentage(task id: Int64, _ percentage: Double, by actor: ActingUser) async throws -> TaskRecord {
+        try await change(by: actor, "task.percentage", subject: String(id)) { db in
+            guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
+            guard t.mode == "percentage", t.taskStatus != .finished else {
+                throw Conflict("Only an unfinished percentage task takes a new percentage.", field: "percentage")
+            }
+            let before = t.percentage ?? 0
+            t.percentage = percentage
+            try t.update(db)
+            return (t, ["from": String(before), "to": String(percentage)])
+        }
+    }
+
+    /// Deletes a finished task.
+    public func deleteTask(_ id: Int64, by actor: ActingUser) async throws {
+        try await change(by: actor, "task.delete", subject: String(id)) { db in
+            guard let t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
+            guard t.taskStatus == .finished else { throw Conflict("Only a finished task can be deleted; finish task \(id) first.") }
+            _ = try t.delete(db)
+            if var p = try PackageRecord.fetchOne(db, key: t.packageId) {
+                let latest = try TaskRecord.filter(TaskRecord.Columns.packageId == t.packageId).order(TaskRecord.Columns.id.desc).fetchOne(db)
+                p.status = latest?.packageStatus ?? .toBeReleased
+                try p.update(db)
+            }
+            return ((), ["version": t.version])
+        }
+    }
+
+    public func task(_ id: Int64) async throws -> TaskRecord? {
+        try await db.read { db in try TaskRecord.fetchOne(db, key: id) }
+    }
+
+    public func tasks(of appId: String) async throws -> [TaskRecord] {
+        try await db.read { db in try TaskRecord.filter(TaskRecord.Columns.appId == appId).order(TaskRecord.Columns.id.desc).fetchAll(db) }
+    }
+
+    public func allTasks() async throws -> [TaskRecord] {
+        try await db.read { db in try TaskRecord.fetchAll(db) }
+    }
+
+    // MARK: Time-window admissions and client events
+
+    /// Every recorded admission, by task: loaded into memory with each snapshot.
+    public func admissions() async throws -> [Int64: Set<String>] {
+        try await db.read { db in
+            var all: [Int64: Set<String>] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT taskId, deviceId FROM admission")
+            while let r = try rows.next() { all[r[0], default: []].insert(r[1]) }
+            return all
+        }
+    }
+
+    /// Makes admissions durable (before the client is told).
+    public func recordAdmissions(_ pairs: [(task: Int64, device: String)]) async throws {
+        guard !pairs.isEmpty else { return }
+        try await db.write { db in
+            for p in pairs {
+                try db.execute(sql: "INSERT OR IGNORE INTO admission (taskId, deviceId) VALUES (?, ?)", arguments: [p.task, p.device])
+            }
+        }
+    }
+
+    public func countEvent(task: Int64, _ event: String) async throws {
+        try await db.write { db in
+            try db.execute(sql: """
+                INSERT INTO taskEvent (taskId, event, count) VALUES (?, ?, 1)
+                ON CONFLICT (taskId, event) DO UPDATE SET count = count + 1
+                """, arguments: [task, event])
+        }
+    }
+
+    public func eventCounts(task: Int64) async throws -> [String: Int] {
+        try await db.read { db in
+            var counts: [String: Int] = [:]
+            for r in try Row.fetchAll(db, sql: "SELECT event, count FROM taskEvent WHERE taskId = ?", arguments: [task]) {
+                counts[r[0]] = r[1]
+            }
+            return counts
+        }
+    }
+}

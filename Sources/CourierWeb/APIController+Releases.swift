@@ -1,0 +1,134 @@
+import CourierCore
+import CourierStore
+import Foundation
+import Hummingbird
+
+struct WhitelistJSON: Encodable {
+    let id: Int64
+    let name: String
+    let kind: String
+    let count: Int
+    let values: [String]?
+}
+
+struct TaskJSON: Encodable {
+    struct Rule: Encodable { let field: String; let op: String; let values: [String] }
+    let id: Int64
+    let appId: String
+    let version: String
+    let type: String
+    let mode: String?
+    let status: String
+    let rolledBack: Bool
+    let whitelistIds: [Int64]?
+    let endTime: Date?
+    let userCount: Int?
+    let admitted: Int?
+    let percentage: Double?
+    let rules: [Rule]
+    let description: String
+    let descriptionHtml: String
+    let events: [String: Int]
+    let createdBy: String
+    let createdAt: Date
+
+    init(_ t: TaskRecord, events: [String: Int], admitted: Int) {
+        id = t.id ?? 0; appId = t.appId; version = t.version; type = t.type
+        mode = t.mode.isEmpty ? nil : t.mode
+        status = t.status; rolledBack = t.rolledBack
+        whitelistIds = t.mode == "whitelist" ? t.whitelistIdList : nil
+        endTime = t.endTime; userCount = t.userCount
+        self.admitted = t.mode == "timeWindow" ? admitted : nil
+        percentage = t.percentage
+        rules = t.targetingRules.map { Rule(field: $0.field.rawValue, op: $0.op.rawValue, values: $0.values) }
+        description = t.descriptionMarkdown
+        descriptionHtml = Markdown.html(t.descriptionMarkdown)
+        self.events = events
+        createdBy = t.createdBy; createdAt = t.createdAt
+    }
+}
+
+/// The whitelist and task rows of SPEC §8: the same actions as the console.
+extension APIController {
+    func addReleaseRoutes(to routes: SignedInRoutes) {
+        routes.get(.apiWhitelists, needs: .read) { _, _ in
+            try json(["whitelists": try await services.store.whitelists().map {
+                WhitelistJSON(id: $0.0.id ?? 0, name: $0.0.name, kind: $0.0.kind, count: $0.1.count, values: nil)
+            }])
+        }
+        routes.post(.apiWhitelists, needs: .editReleases) { request, context in
+            struct Body: Decodable { let name: String?; let kind: String?; let values: [String]? }
+            let body = try await decode(Body.self, request, limit: 8 << 20)
+            let values = Set((body.values ?? []).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            let w = try await services.actions.createWhitelist(by: context.acting, name: body.name ?? "", kind: body.kind ?? "", values: values)
+            return try json(WhitelistJSON(id: w.id ?? 0, name: w.name, kind: w.kind, count: values.count, values: nil), status: .created)
+        }
+        routes.post(.apiWhitelistValues, needs: .editReleases) { request, context in
+            struct Body: Decodable { let values: [String] }
+            let body = try await decode(Body.self, request, limit: 8 << 20)
+            let added = try await services.actions.addWhitelistValues(by: context.acting, id: try whitelistID(context),
+                                                                      values: Set(body.values.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }))
+            return try json(["added": added])
+        }
+        routes.delete(.apiWhitelist, needs: .editReleases) { _, context in
+            try await services.actions.deleteWhitelist(by: context.acting, id: try whitelistID(context))
+            return Response(status: .noContent)
+        }
+        routes.post(.apiPackageTasks, needs: .editReleases) { request, context in
+            struct Body: Decodable {
+                struct Rule: Decodable { let field: String; let op: String; let values: [String] }
+                let type: String?; let mode: String?; let whitelistIds: [Int64]?; let endTime: String?; let userCount: Int?
+                let percentage: Double?; let rules: [Rule]?; let description: String?
+            }
+            let b = try await decode(Body.self, request)
+            var draft = TaskDraft()
+            draft.type = b.type ?? ""
+            draft.mode = b.mode ?? ""
+            draft.whitelistIds = b.whitelistIds ?? []
+            draft.endTime = b.endTime ?? ""
+            draft.userCount = b.userCount.map(String.init) ?? ""
+            draft.percentage = b.percentage.map { String($0) } ?? ""
+            draft.rules = (b.rules ?? []).map { TaskDraft.Rule(field: $0.field, op: $0.op, values: $0.values) }
+            draft.description = b.description ?? ""
+            let task = try await services.actions.createTask(by: context.acting, appId: context.parameters.get("id") ?? "",
+                                                             version: context.parameters.get("version") ?? "", draft: draft)
+            return try json(try await taskJSON(task), status: .created)
+        }
+        routes.get(.apiTask, needs: .read) { _, context in
+            try json(try await taskJSON(try await task(context)))
+        }
+        routes.patch(.apiTask, needs: .editReleases) { request, context in
+            struct Body: Decodable { let percentage: Double }
+            let body = try await decode(Body.self, request)
+            let t = try await services.actions.setPercentage(by: context.acting, task: try await task(context).id ?? 0, String(body.percentage))
+            return try json(try await taskJSON(t))
+        }
+        routes.delete(.apiTask, needs: .editReleases) { _, context in
+            try await services.actions.deleteTask(by: context.acting, task: try await task(context).id ?? 0)
+            return Response(status: .noContent)
+        }
+        routes.post(.apiTaskOperation, needs: .editReleases) { _, context in
+            guard let op = TaskOperation(rawValue: context.parameters.get("operation") ?? "") else {
+                throw NotFound("Task operations are pause, resume, finish, promote and rollback.")
+            }
+            let t = try await services.actions.operate(by: context.acting, task: try await task(context).id ?? 0, op)
+            return try json(try await taskJSON(t))
+        }
+    }
+
+    func whitelistID(_ context: SignedInContext) throws -> Int64 {
+        guard let id = context.parameters.get("whitelist").flatMap({ Int64($0) }) else { throw NotFound("There is no such whitelist.") }
+        return id
+    }
+
+    func task(_ context: SignedInContext) async throws -> TaskRecord {
+        guard let id = context.parameters.get("task").flatMap({ Int64($0) }), let t = try await services.store.task(id) else {
+            throw NotFound("There is no such task.")
+        }
+        return t
+    }
+
+    func taskJSON(_ t: TaskRecord) async throws -> TaskJSON {
+        TaskJSON(t, events: try await services.store.eventCounts(task: t.id ?? 0), admitted: services.delivery.ledger.count(t.id ?? 0))
+    }
+}

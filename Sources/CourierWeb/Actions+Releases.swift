@@ -1,0 +1,82 @@
+import CourierCore
+import CourierStore
+import Foundation
+
+/// Whitelists and release tasks (SPEC §5): the same actions for the console and the API.
+extension Actions {
+    /// Values pasted or uploaded: comma or newline separated, trimmed, empties and duplicates dropped.
+    public static func parseValues(_ text: String) -> Set<String> {
+        Set(text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == "\r" }).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty })
+    }
+
+    public static let maxWhitelistValues = 100_000
+
+    static func checkValues(_ kind: Whitelist.Kind, _ values: Set<String>) throws {
+        guard values.count <= maxWhitelistValues else {
+            throw FieldError("values", "A whitelist holds at most \(maxWhitelistValues) values; this one would hold \(values.count).")
+        }
+        if let long = values.first(where: { $0.utf8.count > 256 }) {
+            throw FieldError("values", "“\(long.prefix(40))…” is longer than 256 characters.")
+        }
+        _ = try Whitelist(id: 0, name: "", kind: kind, values: values)   // compiles a regex list
+    }
+
+    public func createWhitelist(by actor: ActingUser, name: String, kind: String, values: Set<String>) async throws -> WhitelistRecord {
+        try actor.require(.editReleases)
+        var errors = FieldErrors()
+        let name = name.trimmingCharacters(in: .whitespaces)
+        if name.isEmpty || name.count > 64 { errors.append(FieldError("name", "The whitelist name must be 1–64 characters.")) }
+        guard let kind = Whitelist.Kind(rawValue: kind) else {
+            errors.append(FieldError("kind", "Choose what the whitelist lists: user IDs, device IDs or user-ID regular expressions."))
+            throw errors
+        }
+        do { try Self.checkValues(kind, values) } catch let e as FieldError { errors.append(e) }
+        guard errors.isEmpty else { throw errors }
+        return try await store.createWhitelist(name: name, kind: kind, values: values, by: actor)
+    }
+
+    /// Adds values; answers how many were new.
+    public func addWhitelistValues(by actor: ActingUser, id: Int64, values: Set<String>) async throws -> Int {
+        try actor.require(.editReleases)
+        guard !values.isEmpty else { throw FieldError("values", "Paste or upload at least one value.") }
+        return try await store.addWhitelistValues(id, values, by: actor) { record, all in
+            try Self.checkValues(Whitelist.Kind(rawValue: record.kind) ?? .user, all)
+        }
+    }
+
+    public func deleteWhitelist(by actor: ActingUser, id: Int64) async throws {
+        try actor.require(.editReleases)
+        try await store.deleteWhitelist(id, by: actor)
+    }
+
+    /// Creates a task for a package version (SPEC §5).
+    public func createTask(by actor: ActingUser, appId: String, version: String, draft: TaskDraft, now: Date = Date()) async throws -> TaskRecord {
+        try actor.require(.editReleases)
+        guard let package = try await store.package(appId, version) else {
+            throw NotFound("App \(appId) has no package version \(version).")
+        }
+        let known = Set(try await store.whitelists().compactMap { $0.0.id })
+        let kind = try draft.validate(now: now, whitelists: known)
+        return try await store.createTask(TaskRecord(package: package, kind: kind, description: draft.description, createdBy: actor.name),
+                                          by: actor)
+    }
+
+    public func operate(by actor: ActingUser, task: Int64, _ op: TaskOperation) async throws -> TaskRecord {
+        try actor.require(.editReleases)
+        return try await store.operate(task: task, op, by: actor)
+    }
+
+    public func setPercentage(by actor: ActingUser, task: Int64, _ text: String) async throws -> TaskRecord {
+        try actor.require(.editReleases)
+        guard let p = TaskDraft.parsePercentage(text) else {
+            throw FieldError("percentage", "Enter a percentage from 0.01 to 100, with at most two decimals.")
+        }
+        return try await store.setPercentage(task: task, p, by: actor)
+    }
+
+    public func deleteTask(by actor: ActingUser, task: Int64) async throws {
+        try actor.require(.editReleases)
+        try await store.deleteTask(task, by: actor)
+    }
+}

@@ -1,0 +1,219 @@
+import CourierCore
+import CourierStore
+import CourierTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+@testable import CourierWeb
+
+/// Release tasks through the JSON API and what clients are told (SPEC §4, §5, §8).
+final class ReleaseTests: XCTestCase {
+    /// App 20171228 with packages 1.0.0.1 and 1.0.0.2 (Android 10.0 and up) and a CI token.
+    func released(dir: String = temporaryDirectory()) async throws -> (Harness, String) {
+        let h = try await Harness.make(dir: dir)
+        try await h.addUser("ci", role: .developer)
+        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try await h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        for version in ["1.0.0.1", "1.0.0.2"] { try await h.addPackage(version) }
+        let token = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload,release")
+        return (h, token)
+    }
+
+    struct Client: Sendable {
+        let client: any TestClientProtocol
+        func update(_ body: String) async throws -> TestResponse {
+            try await client.execute(uri: "/client/v1/update", method: .post, headers: [.contentType: "application/json"],
+                                     body: ByteBuffer(string: body))
+        }
+        /// The versions answered (and whether as a rollback) for an Android 10.2.3 client.
+        func versions(user: String = "u-1", device: String = "d-1", city: String = "Hangzhou", installed: String = "0") async throws -> [String] {
+            let r = try await update(#"{"platform":"android","clientVersion":"10.2.3","deviceId":"\#(device)","userId":"\#(user)","city":"\#(city)","apps":[{"id":"20171228","version":"\#(installed)"}]}"#)
+            XCTAssertEqual(r.status, .ok, r.text)
+            return ((r.json["data"] as? [[String: Any]]) ?? []).map { e in
+                (e["version"] as? String ?? "?") + ((e["rollback"] as? Bool) == true ? " rollback" : "")
+            }
+        }
+    }
+
+    func testTasksDecideWhatClientsGetFromTheVeryNextRequest() async throws {
+        let (h, token) = try await released()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let api = APITests.Caller(client: client, token: token)
+            let c = Client(client: client)
+            await assertEqual(try await c.versions(), [], "nothing released yet")
+
+            let official = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks",
+                                              json: ##"{"type":"official","description":"# First\n\nFixes *crashes* <b>x</b> [a](javascript:alert(1))"}"##)
+            XCTAssertEqual(official.status, .created, official.text)
+            XCTAssertEqual(official.json["status"] as? String, "releasing")
+            let html = official.json["descriptionHtml"] as? String ?? ""
+            XCTAssertTrue(html.contains("<h1>First</h1>") && html.contains("<em>crashes</em>"), html)
+            XCTAssertFalse(html.contains("<b>") || html.contains("javascript:"), "raw HTML and unsafe links are removed: \(html)")
+            await assertEqual(try await c.versions(), ["1.0.0.1"])
+            await assertEqual(try await h.store.package("20171228", "1.0.0.1")?.status, .officialReleasing)
+
+            let wl = try await api.call(.post, "/api/v1/whitelists", json: #"{"name":"beta","kind":"user","values":["u-1"," u-3 ",""]}"#)
+            XCTAssertEqual(wl.status, .created, wl.text)
+            XCTAssertEqual(wl.json["count"] as? Int, 2)
+            let wlID = try XCTUnwrap(wl.json["id"] as? Int)
+            let gray = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks", json: """
+                {"type":"gray","mode":"whitelist","whitelistIds":[\(wlID)],"rules":[{"field":"city","op":"in","values":["hangzhou"]}],"description":"beta"}
+                """)
+            XCTAssertEqual(gray.status, .created, gray.text)
+            let task = try XCTUnwrap(gray.json["id"] as? Int)
+            await assertEqual(try await c.versions(user: "u-1"), ["1.0.0.2"])
+            await assertEqual(try await c.versions(user: "u-2"), ["1.0.0.1"], "not on the whitelist: the official")
+            await assertEqual(try await c.versions(user: "u-1", city: "Beijing"), ["1.0.0.1"], "the rule must hold")
+            let again = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks", json: #"{"type":"official"}"#)
+            XCTAssertEqual(again.status, .conflict, "one unfinished task per package")
+
+            await assertEqual(try await api.call(.post, "/api/v1/tasks/\(task)/pause").json["status"] as? String, "paused")
+            await assertEqual(try await c.versions(user: "u-1", installed: "1.0.0.2"), [], "ahead of a paused task: left alone")
+            await assertEqual(try await c.versions(user: "u-1"), ["1.0.0.1"])
+            await assertEqual(try await api.call(.post, "/api/v1/tasks/\(task)/pause").status, .conflict)
+            await assertEqual(try await api.call(.post, "/api/v1/tasks/\(task)/resume").json["status"] as? String, "releasing")
+            let promoted = try await api.call(.post, "/api/v1/tasks/\(task)/promote")
+            XCTAssertEqual(promoted.json["type"] as? String, "official")
+            await assertEqual(try await c.versions(user: "u-9", city: "Beijing"), ["1.0.0.2"], "promoted: everyone")
+            let preset = try await client.execute(uri: "/client/v1/preset/20171228.json", method: .get)
+            XCTAssertEqual(((preset.json["data"] as? [[String: Any]])?.first)?["version"] as? String, "1.0.0.2")
+
+            let rolled = try await api.call(.post, "/api/v1/tasks/\(task)/rollback")
+            XCTAssertEqual(rolled.json["rolledBack"] as? Bool, true)
+            await assertEqual(try await c.versions(user: "u-9", installed: "1.0.0.2"), ["1.0.0.1 rollback"])
+            await assertEqual(try await c.versions(user: "u-9", installed: "0"), ["1.0.0.1"])
+            let afterRollback = try await client.execute(uri: "/client/v1/preset/20171228.json", method: .get)
+            XCTAssertEqual(((afterRollback.json["data"] as? [[String: Any]])?.first)?["version"] as? String, "1.0.0.1")
+            await assertEqual(try await h.store.package("20171228", "1.0.0.2")?.status, .finished)
+
+            // Clients report what happened; the task shows the counts.
+            let event = try await client.execute(uri: "/client/v1/events", method: .post, headers: [.contentType: "application/json"],
+                                                 body: ByteBuffer(string: #"{"deviceId":"d-1","appId":"20171228","version":"1.0.0.2","event":"install_ok"}"#))
+            XCTAssertEqual(event.status, .noContent, event.text)
+            await assertEqual(try await api.call(.get, "/api/v1/tasks/\(task)").json["events"] as? [String: Int], ["install_ok": 1])
+
+            // A whitelist an unfinished task uses cannot go; a finished task can be deleted.
+            let first = try XCTUnwrap(official.json["id"] as? Int)
+            let gray2 = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks",
+                                           json: #"{"type":"gray","mode":"whitelist","whitelistIds":[\#(wlID)]}"#)
+            XCTAssertEqual(gray2.status, .created, gray2.text)
+            let inUse = try await api.call(.delete, "/api/v1/whitelists/\(wlID)")
+            XCTAssertEqual(inUse.status, .conflict)
+            XCTAssertTrue(inUse.text.contains("\(gray2.json["id"] as? Int ?? -1)"), inUse.text)
+            await assertEqual(try await api.call(.delete, "/api/v1/tasks/\(first)").status, .conflict, "only finished tasks are deleted")
+            await assertEqual(try await api.call(.post, "/api/v1/tasks/\(first)/finish").status, .ok)
+            await assertEqual(try await api.call(.delete, "/api/v1/tasks/\(first)").status, .noContent)
+
+            let actions = try await h.store.auditEntries().map(\.action)
+            for a in ["task.create", "whitelist.create", "task.pause", "task.resume", "task.promote", "task.rollback", "task.delete"] {
+                XCTAssertTrue(actions.contains(a), a)
+            }
+            await assertTrue(try await h.store.verifyAudit().isValid)
+        }
+    }
+
+    func testTaskAndWhitelistRefusalsNameTheField() async throws {
+        let (h, token) = try await released()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let api = APITests.Caller(client: client, token: token)
+            func field(_ r: TestResponse) -> String? { (r.json["error"] as? [String: Any])?["field"] as? String }
+            let badRegex = try await api.call(.post, "/api/v1/whitelists", json: #"{"name":"re","kind":"regex","values":["ok","(bad"]}"#)
+            XCTAssertEqual(badRegex.status, .unprocessableContent)
+            XCTAssertTrue(badRegex.text.contains("(bad"), badRegex.text)
+            for (body, expected) in [(#"{"type":"sometimes"}"#, "type"), (#"{"type":"gray"}"#, "mode"),
+                                     (#"{"type":"gray","mode":"percentage","percentage":0}"#, "percentage"),
+                                     (#"{"type":"gray","mode":"whitelist","whitelistIds":[999]}"#, "whitelistIds"),
+                                     (#"{"type":"gray","mode":"timeWindow","endTime":"2020-01-01T00:00:00Z","userCount":5}"#, "endTime"),
+                                     (#"{"type":"gray","mode":"timeWindow","endTime":"2099-01-01T00:00:00Z","userCount":5}"#, "endTime"),
+                                     (#"{"type":"gray","mode":"percentage","percentage":5,"rules":[{"field":"city","op":"between","values":["a","b"]}]}"#, "rules.0")] {
+                let r = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json: body)
+                XCTAssertEqual(r.status, .unprocessableContent, body)
+                XCTAssertEqual(field(r), expected, "\(body): \(r.text)")
+            }
+            await assertEqual(try await api.call(.post, "/api/v1/apps/20171228/packages/9.9.9.9/tasks", json: #"{"type":"official"}"#).status, .notFound)
+            await assertEqual(try await h.store.allTasks().count, 0, "nothing half-made")
+        }
+    }
+
+    func testBadClientRequestsGet400NeverA500() async throws {
+        let (h, _) = try await released()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let c = Client(client: client)
+            let apps = (0..<10_000).map { #"{"id":"\#(String(10_000_000 + $0))","version":"0"}"# }.joined(separator: ",")
+            for body in ["not json", "[]", #"{"platform":"windows","clientVersion":"1"}"#, #"{"platform":"android","clientVersion":10}"#,
+                         #"{"platform":"android","clientVersion":"x.y"}"#, #"{"platform":"android","clientVersion":"1","apps":{}}"#,
+                         #"{"platform":"android","clientVersion":"1","apps":[{"id":"20171228","version":"1.0"}]}"#,
+                         #"{"platform":"android","clientVersion":"1","all":"yes"}"#,
+                         #"{"platform":"android","clientVersion":"1","apps":[\#(apps)]}"#,
+                         String(repeating: " ", count: 10 << 20)] {
+                let r = try await c.update(body)
+                XCTAssertEqual(r.status, .badRequest, String(body.prefix(80)))
+                XCTAssertNotNil(r.json["error"] as? String, String(body.prefix(80)))
+            }
+            let badEvent = try await client.execute(uri: "/client/v1/events", method: .post, body: ByteBuffer(string: #"{"event":"exploded"}"#))
+            XCTAssertEqual(badEvent.status, .badRequest)
+        }
+    }
+
+    func testATimeWindowAdmitsExactlyTheFirstDevicesAndRemembersThemAfterARestart() async throws {
+        let dir = temporaryDirectory()
+        let (h, token) = try await released(dir: dir)
+        defer { h.cleanUp() }
+        let end = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3600))
+        let box = Box<Set<String>>([])
+        try await h.test { client in
+            let api = APITests.Caller(client: client, token: token)
+            let r = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks",
+                                       json: #"{"type":"gray","mode":"timeWindow","endTime":"\#(end)","userCount":50}"#)
+            XCTAssertEqual(r.status, .created, r.text)
+            let c = Client(client: client)
+            let admitted = try await withThrowingTaskGroup(of: Set<String>.self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        var mine: Set<String> = []
+                        for n in stride(from: worker, to: 300, by: 8) where try await c.versions(device: "d-\(n)") == ["1.0.0.1"] {
+                            mine.insert("d-\(n)")
+                        }
+                        return mine
+                    }
+                }
+                return try await group.reduce(into: Set<String>()) { $0.formUnion($1) }
+            }
+            XCTAssertEqual(admitted.count, 50)
+            box.value = admitted
+            await assertEqual(try await api.call(.get, "/api/v1/tasks/\(r.json["id"] as? Int ?? 0)").json["admitted"] as? Int, 50)
+        }
+        let restarted = try await Harness.make(dir: dir)
+        try await restarted.test { client in
+            let c = Client(client: client)
+            for device in box.value.sorted().prefix(10) { await assertEqual(try await c.versions(device: device), ["1.0.0.1"], device) }
+            await assertEqual(try await c.versions(device: "d-new"), [], "the window is full after a restart too")
+        }
+    }
+}
+
+extension Harness {
+    /// Adds package `version` of app 20171228 (the sample zip, Android 10.0 and up).
+    func addPackage(_ version: String) async throws {
+        let zip = store.blobs.temporaryPath(suffix: ".zip")
+        try samplePackage().write(to: zip)
+        var draft = PackageDraft(fields: FormFields(Dictionary(uniqueKeysWithValues: packageFields())))
+        draft.version = version
+        _ = try await services.actions.addPackage(by: .commandLine, appId: "20171228", draft: draft, zipPath: zip)
+    }
+}
+
+/// A value tests share between closures.
+final class Box<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ v: T) { stored = v }
+    var value: T {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}
