@@ -69,6 +69,8 @@ public struct ActingUser: Sendable, Equatable {
 
     /// The command line acts with full rights as the operator of the machine.
     public static let commandLine = ActingUser(name: "(command line)", role: .admin)
+    /// Changes Courier makes by itself (a time window that ends).
+    public static let scheduler = ActingUser(name: "(scheduler)", role: .admin)
 
     public func may(_ permission: Permission) -> Bool {
         role.may(permission) && (scopes?.contains(permission.scope) ?? true)

@@ -75,6 +75,18 @@ extension Actions {
         return try await store.setPercentage(task: task, p, by: actor)
     }
 
+    /// Finishes the time-window tasks whose end time has passed (SPEC §5: "at the end time the
+    /// task finishes by itself"); answers how many.
+    @discardableResult
+    public func finishEndedWindows(now: Date = Date()) async throws -> Int {
+        var finished = 0
+        for t in try await store.allTasks() where t.mode == "timeWindow" && t.taskStatus != .finished && (t.endTime ?? .distantFuture) <= now {
+            _ = try await store.operate(task: t.id ?? 0, .finish, by: .scheduler)
+            finished += 1
+        }
+        return finished
+    }
+
     public func deleteTask(by actor: ActingUser, task: Int64) async throws {
         try actor.require(.editReleases)
         try await store.deleteTask(task, by: actor)

@@ -5,6 +5,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Mustache
+import ServiceLifecycle
 
 public struct CourierConfiguration: Sendable {
     public var dataDirectory = "./data"
@@ -107,6 +108,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     // page (the API and console groups answer their own errors first). It must wrap
     // FileMiddleware, which serves a file only when the routes answer 404.
     router.add(middleware: HTMLErrorMiddleware(views: services.views))
+    router.add(middleware: GlobalResourceMiddleware(services: services))
     let publicDir = URL(fileURLWithPath: config.resourcesDirectory).appendingPathComponent("Public").path
     router.add(middleware: FileMiddleware(publicDir, urlBasePath: "/static", cacheControl: .init([(MediaType(type: .any), [.maxAge(300)])])))
 
@@ -149,6 +151,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
     return Application(router: buildRouter(services),
                        server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.idleTimeoutSeconds)))),
                        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Courier"),
+                       services: [WindowCloser(actions: services.actions, logger: logger)],
                        logger: logger)
 }
 
@@ -160,4 +163,22 @@ func publicKeyResponse(_ store: Store) async throws -> Response {
     return Response(status: .ok, headers: [.contentType: "application/x-pem-file",
                                            .contentDisposition: "attachment; filename=\"courier-public-key.pem\""],
                     body: .init(byteBuffer: ByteBuffer(string: key.publicKeyPEM)))
+}
+
+/// Finishes time-window tasks at their end time, checking every few seconds.
+struct WindowCloser: Service {
+    let actions: Actions
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isCancelled {
+            do {
+                let n = try await actions.finishEndedWindows()
+                if n > 0 { logger.info("Finished time-window tasks at their end time", metadata: ["tasks": "\(n)"]) }
+            } catch {
+                logger.error("Could not finish ended time windows", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(10))
+        }
+    }
 }

@@ -13,13 +13,27 @@ final class DeliverySnapshot: Sendable {
     let official: [String: PackageVersion]
     /// The task each package's events count against.
     let taskOfPackage: [String: [PackageVersion: Int64]]
+    /// The app key global files are served under, and those files (of each global app's
+    /// current official release) by their path below it.
+    let globalAppKey: String?
+    let globalFiles: [String: GlobalFile]
+
+    struct GlobalFile: Sendable {
+        let blob: String
+        let offset: Int64
+        let size: Int64
+        let sha256: String
+    }
 
     init(targeting: TargetingSnapshot, entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]],
-         official: [String: PackageVersion], taskOfPackage: [String: [PackageVersion: Int64]]) {
+         official: [String: PackageVersion], taskOfPackage: [String: [PackageVersion: Int64]],
+         globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:]) {
         self.targeting = targeting
         self.entries = entries
         self.official = official
         self.taskOfPackage = taskOfPackage
+        self.globalAppKey = globalAppKey
+        self.globalFiles = globalFiles
     }
 
     static let empty = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:])
@@ -57,8 +71,20 @@ final class DeliverySnapshot: Sendable {
             }
             apps.append(AppTargets(appId: appId, tasks: appTasks.map(\.releaseTask), ranges: ranges))
         }
+        // Global packages' files, served at /{appKey}/{path} (SPEC §4).
+        var globalFiles: [String: GlobalFile] = [:]
+        if let host = settings.globalHost, let key = settings.appKey {
+            let prefix = "\(host)/\(key)/"
+            for (appId, version) in official.sorted(by: { $0.key < $1.key }) {
+                guard let p = try await store.package(appId, version.description), p.type == .global, let id = p.id else { continue }
+                for f in try await store.files(of: id) where f.path.hasPrefix(prefix) {
+                    globalFiles[String(f.path.dropFirst(prefix.count))] = GlobalFile(blob: p.blob, offset: p.tarOffset + f.tarOffset,
+                                                                                     size: f.size, sha256: f.sha256)
+                }
+            }
+        }
         return DeliverySnapshot(targeting: TargetingSnapshot(apps: apps, whitelists: whitelists), entries: entries,
-                                official: official, taskOfPackage: taskOfPackage)
+                                official: official, taskOfPackage: taskOfPackage, globalAppKey: settings.appKey, globalFiles: globalFiles)
     }
 }
 

@@ -105,6 +105,33 @@ struct DeliveryController {
     }
 }
 
+/// `GET /{appKey}/{path}` and `/mcube/{appKey}/{path}` (the mPaaS private-cloud form): the files
+/// of the global packages' current official releases, so the global resource host can point at
+/// Courier. A middleware, since the app key is a setting, not a route.
+struct GlobalResourceMiddleware: RouterMiddleware {
+    let services: Services
+
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        guard request.method == .get || request.method == .head else { return try await next(request, context) }
+        let snapshot = services.delivery.snapshot
+        guard let key = snapshot.globalAppKey, !snapshot.globalFiles.isEmpty else { return try await next(request, context) }
+        var path = Substring(request.uri.path)
+        if path.hasPrefix("/mcube/") { path = path.dropFirst(6) }
+        guard path.hasPrefix("/\(key)/"), let file = snapshot.globalFiles[String(path.dropFirst(key.count + 2))] else {
+            return try await next(request, context)
+        }
+        if let host = services.config.contentHost {
+            let asked = (request.head.authority ?? "").lowercased().split(separator: ":").first.map(String.init) ?? ""
+            guard asked == host else { return try await next(request, context) }
+        }
+        // The URL names no version, so the bytes can change: revalidate by ETag.
+        return try await DeliveryController(services: services)
+            .serve(request, context, blob: file.blob, offset: file.offset, size: file.size, etag: file.sha256,
+                   type: MediaType.forPath(String(path)), download: nil, revalidate: true)
+            .sandboxed(unless: services.config.separateContentHost)
+    }
+}
+
 extension Response {
     /// Package content on the console's origin: scripts run in an opaque origin, without the
     /// console's cookies, storage or pages (SPEC §4). Never `allow-same-origin`.

@@ -196,6 +196,61 @@ final class ReleaseTests: XCTestCase {
     }
 }
 
+final class GlobalAndSchedulerTests: XCTestCase {
+    func testGlobalFilesOfTheOfficialReleaseAreServedUnderTheAppKey() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try await h.store.setGlobalLocation(host: "mcube.example.com", appKey: "53E5279071442_test", by: .commandLine)
+        _ = try await h.store.createApp(id: AppID(trusted: "77777777"), name: "Shared", by: .commandLine)
+        let zip = h.store.blobs.temporaryPath(suffix: ".zip")
+        try ZipBuilder([.init("77777777/mcube.example.com/53E5279071442_test/lib/common.js", "window.shared = 1;\n")]).write(to: zip)
+        var draft = PackageDraft(fields: FormFields(Dictionary(uniqueKeysWithValues: packageFields())))
+        draft.version = "1.0.0.1"
+        draft.type = "global"
+        draft.mainUrl = ""
+        _ = try await h.services.actions.addPackage(by: .commandLine, appId: "77777777", draft: draft, zipPath: zip)
+        try await h.test { client in
+            await assertEqual(try await client.execute(uri: "/53E5279071442_test/lib/common.js", method: .get).status, .notFound,
+                              "not before an official release")
+            var official = TaskDraft()
+            official.type = "official"
+            let task = try await h.services.actions.createTask(by: .commandLine, appId: "77777777", version: "1.0.0.1", draft: official)
+            for uri in ["/53E5279071442_test/lib/common.js", "/mcube/53E5279071442_test/lib/common.js"] {
+                let r = try await client.execute(uri: uri, method: .get)
+                XCTAssertEqual(r.status, .ok, uri)
+                XCTAssertEqual(r.text, "window.shared = 1;\n")
+                XCTAssertEqual(r.headers[.contentType], "text/javascript; charset=utf-8")
+                XCTAssertEqual(r.headers[.cacheControl], "no-cache", "the URL names no version")
+                XCTAssertTrue(r.headers[.contentSecurityPolicy]?.hasPrefix("sandbox") == true)
+            }
+            await assertEqual(try await client.execute(uri: "/53E5279071442_test/lib/other.js", method: .get).status, .notFound)
+            await assertEqual(try await client.execute(uri: "/other_key/lib/common.js", method: .get).status, .notFound)
+            _ = try await h.services.actions.operate(by: .commandLine, task: task.id ?? 0, .rollback)
+            await assertEqual(try await client.execute(uri: "/53E5279071442_test/lib/common.js", method: .get).status, .notFound,
+                              "rolled back: no official release left")
+        }
+    }
+
+    func testATimeWindowTaskFinishesByItselfAtItsEndTime() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try await h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        try await h.addPackage("1.0.0.1")
+        var draft = TaskDraft()
+        draft.type = "gray"; draft.mode = "timeWindow"; draft.userCount = "10"
+        draft.endTime = ISO8601DateFormatter().string(from: Date().addingTimeInterval(-60))
+        let t = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: "1.0.0.1", draft: draft,
+                                                        now: Date().addingTimeInterval(-3600))
+        await assertEqual(try await h.services.actions.finishEndedWindows(now: Date().addingTimeInterval(-120)), 0, "not yet")
+        await assertEqual(try await h.services.actions.finishEndedWindows(), 1)
+        await assertEqual(try await h.store.task(t.id ?? 0)?.status, "finished")
+        await assertEqual(try await h.store.package("20171228", "1.0.0.1")?.status, .finished)
+        await assertEqual(try await h.store.auditEntries().first?.user, "(scheduler)")
+    }
+}
+
 extension Harness {
     /// Adds package `version` of app 20171228 (the sample zip, Android 10.0 and up).
     func addPackage(_ version: String) async throws {
