@@ -58,6 +58,14 @@ extension Store {
         try await db.read { db in try AuditRecord.order(AuditRecord.Columns.id.desc).limit(limit).fetchAll(db) }
     }
 
+    /// The entries about one subject, oldest first (a task's history).
+    public func auditEntries(subject: String, actionPrefix: String) async throws -> [AuditRecord] {
+        try await db.read { db in
+            try AuditRecord.filter(Column("subject") == subject && Column("action").like(actionPrefix + "%"))
+                .order(AuditRecord.Columns.id).fetchAll(db)
+        }
+    }
+
     /// Recomputes the chain from the first row.
     public func verifyAudit() async throws -> AuditVerification {
         try await db.read { db in

@@ -197,6 +197,19 @@ extension Store {
         }
     }
 
+    /// Removes values; answers how many were there.
+    public func removeWhitelistValues(_ id: Int64, _ values: Set<String>, by actor: ActingUser) async throws -> Int {
+        try await change(by: actor, "whitelist.removeValues", subject: String(id)) { db in
+            guard try WhitelistRecord.fetchOne(db, key: id) != nil else { throw NotFound("There is no whitelist \(id).") }
+            var removed = 0
+            for v in values {
+                try db.execute(sql: "DELETE FROM whitelistValue WHERE whitelistId = ? AND value = ?", arguments: [id, v])
+                removed += db.changesCount
+            }
+            return (removed, ["removed": String(removed)])
+        }
+    }
+
     /// Deletes a whitelist no unfinished task uses; the refusal names the tasks.
     public func deleteWhitelist(_ id: Int64, by actor: ActingUser) async throws {
         try await change(by: actor, "whitelist.delete", subject: String(id)) { db in

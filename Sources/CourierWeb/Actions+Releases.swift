@@ -45,6 +45,12 @@ extension Actions {
         }
     }
 
+    public func removeWhitelistValues(by actor: ActingUser, id: Int64, values: Set<String>) async throws -> Int {
+        try actor.require(.editReleases)
+        guard !values.isEmpty else { throw FieldError("remove", "List the values to remove.") }
+        return try await store.removeWhitelistValues(id, values, by: actor)
+    }
+
     public func deleteWhitelist(by actor: ActingUser, id: Int64) async throws {
         try actor.require(.editReleases)
         try await store.deleteWhitelist(id, by: actor)

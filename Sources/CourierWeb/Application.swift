@@ -141,6 +141,8 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     SettingsController(services: services).addRoutes(to: console)
     AppsController(services: services).addRoutes(to: console)
     PackagesController(services: services).addRoutes(to: console)
+    WhitelistsController(services: services).addRoutes(to: console)
+    TasksController(services: services).addRoutes(to: console)
     return router
 }
 

@@ -41,9 +41,18 @@ struct PackagePage {
     let nextFilesURL: String?
     let appsURL = Route.apps.path()
     let appURL: String
+    /// The Create-release-task link, when the user may release and no task is unfinished.
+    let newTaskURL: String?
+    let tasks: [TaskLink]
+
+    struct TaskLink {
+        let id: Int64
+        let label: String
+        let url: String
+    }
 
     init(app: AppRecord, package p: PackageRecord, files: Page<PackageFileRecord>, settings: SettingsRecord, services: Services,
-         chrome: Chrome) {
+         tasks: [TaskRecord] = [], canRelease: Bool = false, chrome: Chrome) {
         func range(_ min: String?, _ max: String?) -> String? { min.map { "\($0) – \(max ?? "any later version")" } }
         self.chrome = chrome
         appId = app.id
@@ -81,5 +90,11 @@ struct PackagePage {
         prevFilesURL = files.page > 1 ? url + "?files=\(files.page - 1)#files" : nil
         nextFilesURL = files.page < files.pageCount ? url + "?files=\(files.page + 1)#files" : nil
         appURL = Route.app.path(p.appId)
+        let mine = tasks.filter { $0.packageId == p.id }
+        newTaskURL = canRelease && !mine.contains { $0.taskStatus != .finished } ? Route.newTask.path(p.appId, p.version) : nil
+        self.tasks = mine.map { t in
+            TaskLink(id: t.id ?? 0, label: "\(t.type == "official" ? "Official" : "Grayscale") · \(t.rolledBack ? "rolled back" : t.status)",
+                     url: Route.task.path(String(t.id ?? 0)))
+        }
     }
 }

@@ -39,8 +39,10 @@ struct PackagesController {
             let files = try await services.store.files(of: p.id ?? 0, page: request.uri.queryParameters["files"].flatMap { Int($0) } ?? 1,
                                                   perPage: 100)
             let settings = try await services.store.settings()
+            let tasks = try await services.store.tasks(of: app.id)
             return services.views.render("package", PackagePage(
-                app: app, package: p, files: files, settings: settings, services: services, chrome: Chrome(context, section: .apps)))
+                app: app, package: p, files: files, settings: settings, services: services, tasks: tasks,
+                canRelease: context.user.role.may(.editReleases), chrome: Chrome(context, section: .apps)))
         }
         routes.get(.packagePreset, needs: .read) { _, context in
             let (app, p) = try await services.package(context)

@@ -54,6 +54,15 @@ extension Route {
     static let globalLocation = Route("/settings/global")
     static let signingKey = Route("/settings/signing-key")
     static let generateKey = Route("/settings/signing-key/generate")
+    static let whitelists = Route("/whitelists")
+    static let whitelist = Route("/whitelists/:whitelist")
+    static let whitelistValues = Route("/whitelists/:whitelist/values")
+    static let whitelistRemove = Route("/whitelists/:whitelist/remove")
+    static let whitelistDelete = Route("/whitelists/:whitelist/delete")
+    static let newTask = Route("/apps/:id/packages/:version/tasks/new")
+    static let packageTasks = Route("/apps/:id/packages/:version/tasks")
+    static let task = Route("/tasks/:task")
+    static let taskOperation = Route("/tasks/:task/:operation")
 
     // What clients fetch.
     static let amr = Route("/packages/:id/:file")

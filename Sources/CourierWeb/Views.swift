@@ -14,7 +14,7 @@ struct NavItem {
 
 /// The console's frame: who is signed in, the CSRF token for forms, the navigation.
 struct Chrome {
-    enum Section { case none, apps, settings }
+    enum Section { case none, apps, whitelists, settings }
 
     let signedIn: Bool
     let userName: String
@@ -32,6 +32,7 @@ struct Chrome {
         self.csrf = csrf
         let all: [(String, Route, Section, Permission, String)] = [
             ("H5 apps", .apps, .apps, .read, "nav-apps"),
+            ("Whitelists", .whitelists, .whitelists, .read, "nav-whitelists"),
             ("Configuration", .settings, .settings, .editSettings, "nav-settings"),
         ]
         nav = user.map { user in

@@ -9,16 +9,8 @@ import XCTest
 
 /// Release tasks through the JSON API and what clients are told (SPEC §4, §5, §8).
 final class ReleaseTests: XCTestCase {
-    /// App 20171228 with packages 1.0.0.1 and 1.0.0.2 (Android 10.0 and up) and a CI token.
-    func released(dir: String = temporaryDirectory()) async throws -> (Harness, String) {
-        let h = try await Harness.make(dir: dir)
-        try await h.addUser("ci", role: .developer)
-        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
-        _ = try await h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
-        for version in ["1.0.0.1", "1.0.0.2"] { try await h.addPackage(version) }
-        let token = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload,release")
-        return (h, token)
-    }
+    func released(dir: String = temporaryDirectory()) async throws -> (Harness, String) { try await releasedHarness(dir: dir) }
+
 
     struct Client: Sendable {
         let client: any TestClientProtocol
@@ -196,6 +188,62 @@ final class ReleaseTests: XCTestCase {
     }
 }
 
+final class ReleaseConsoleTests: XCTestCase {
+    func testWhitelistsAndTasksThroughTheConsole() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("alice")
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let bad = try await b.post("/whitelists", [("name", "testers"), ("kind", "regex"), ("values", "qa-.*\n(oops")])
+            XCTAssertEqual(bad.status, .unprocessableContent)
+            XCTAssertTrue(bad.text.contains(#"id="error-values""#) && bad.text.contains("“(oops”"), bad.text)
+            XCTAssertTrue(bad.text.contains("(oops</textarea>") && bad.text.contains(#"value="testers""#), "typed values kept")
+            let made = try await b.post("/whitelists", [("name", "beta"), ("kind", "user"), ("values", "u-1, u-2\nu-2\n")])
+            XCTAssertEqual(made.status, .seeOther)
+            let listURL = try XCTUnwrap(made.headers[.location])
+            await assertTrue(try await b.get(listURL).text.contains(">2 values<"), "duplicates dropped, the count shown")
+            let added = try await b.post(listURL + "/values", [("values", "u-3,u-1")])
+            await assertTrue(try await b.get(try XCTUnwrap(added.headers[.location])).text.contains("1 new value added"))
+
+            let form = try await b.get("/apps/20171228/packages/1.0.0.2/tasks/new")
+            XCTAssertEqual(form.status, .ok)
+            XCTAssertTrue(form.text.contains(">beta</label>") || form.text.contains("> beta</label>"), "whitelists offered")
+            let refused = try await b.post("/apps/20171228/packages/1.0.0.2/tasks", [("type", "gray"), ("mode", "percentage"), ("percentage", "150"),
+                                                                                   ("ruleField.0", "city"), ("ruleOp.0", "in"), ("ruleValues.0", "Hangzhou"),
+                                                                                   ("description", "*Beta* <script>alert(1)</script>")])
+            XCTAssertEqual(refused.status, .unprocessableContent)
+            XCTAssertTrue(refused.text.contains(#"id="error-percentage""#))
+            XCTAssertTrue(refused.text.contains(#"value="150""#) && refused.text.contains(#"value="Hangzhou""#), "typed values kept")
+            let preview = try await b.post("/apps/20171228/packages/1.0.0.2/tasks", [("type", "gray"), ("preview", "true"),
+                                                                                   ("description", "*Beta* <script>alert(1)</script> [x](javascript:alert(1))")])
+            XCTAssertTrue(preview.text.contains("<em>Beta</em>"), "the preview is rendered by the server")
+            XCTAssertFalse(preview.text.contains("<script>alert(1)") || preview.text.contains(#"href="javascript:"#))
+            await assertEqual(try await h.store.allTasks().count, 0, "a preview creates nothing")
+
+            let wl = try await h.store.whitelists().first?.0.id ?? 0
+            let created = try await b.post("/apps/20171228/packages/1.0.0.2/tasks", [("type", "gray"), ("mode", "whitelist"), ("whitelistIds", String(wl)),
+                                                                                   ("ruleField.0", "city"), ("ruleOp.0", "in"), ("ruleValues.0", "Hangzhou"),
+                                                                                   ("description", "# Beta")])
+            XCTAssertEqual(created.status, .seeOther, created.text)
+            let taskURL = try XCTUnwrap(created.headers[.location])
+            let page = try await b.get(taskURL).text
+            XCTAssertTrue(page.contains("Android 10.0 and up, users on whitelist beta, city in Hangzhou"), page)
+            XCTAssertTrue(page.contains("<h1>Beta</h1>"))
+            XCTAssertTrue(page.contains(#"id="op-pause""#) && page.contains(#"id="op-promote""#) && !page.contains(#"id="op-delete""#))
+            await assertTrue(try await b.get("/apps/20171228/packages/1.0.0.2").text.contains("Grayscale releasing"))
+            await assertEqual(try await b.post(taskURL + "/pause", []).status, .seeOther)
+            let paused = try await b.get(taskURL).text
+            XCTAssertTrue(paused.contains(#"id="op-resume""#) && paused.contains("alice") && paused.contains("pause"))
+            let second = try await b.get("/apps/20171228/packages/1.0.0.2/tasks/new").text
+            XCTAssertTrue(second.contains(#"id="open-task""#), "the form says why another task cannot be created")
+            let inUse = try await b.post(listURL + "/delete", [])
+            XCTAssertEqual(inUse.status, .conflict)
+            XCTAssertTrue(inUse.text.contains("unfinished task"), inUse.text)
+        }
+    }
+}
+
 final class GlobalAndSchedulerTests: XCTestCase {
     func testGlobalFilesOfTheOfficialReleaseAreServedUnderTheAppKey() async throws {
         let h = try await Harness.make()
@@ -272,3 +320,14 @@ final class Box<T: Sendable>: @unchecked Sendable {
         set { lock.withLock { stored = newValue } }
     }
 }
+
+/// App 20171228 with packages 1.0.0.1 and 1.0.0.2 (Android 10.0 and up) and a CI token.
+func releasedHarness(dir: String = temporaryDirectory()) async throws -> (Harness, String) {
+        let h = try await Harness.make(dir: dir)
+        try await h.addUser("ci", role: .developer)
+        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try await h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        for version in ["1.0.0.1", "1.0.0.2"] { try await h.addPackage(version) }
+        let token = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload,release")
+        return (h, token)
+    }

@@ -1,0 +1,118 @@
+import CourierCore
+import CourierStore
+import Foundation
+
+/// Create a release task: the mPaaS form (type, mode, whitelists, time window, percentage,
+/// advanced rules, Markdown description with a server-rendered preview).
+struct TaskFormPage {
+    struct Choice {
+        let value: String
+        let label: String
+        let checked: Bool
+    }
+    struct ListChoice {
+        let id: Int64
+        let name: String
+        let checked: Bool
+    }
+    struct RuleRow {
+        let index: Int
+        let fields: [Choice]
+        let ops: [Choice]
+        let values: String
+        let error: String?
+    }
+
+    let chrome: Chrome
+    let appId: String
+    let appName: String
+    let version: String
+    let types: [Choice]
+    let modes: [Choice]
+    let whitelists: [ListChoice]
+    let endTime: String
+    let userCount: String
+    let percentage: String
+    let rules: [RuleRow]
+    let description: String
+    let preview: String?
+    let errors: [String: String]
+    let formError: String?
+    let openTaskURL: String?
+    let openTaskId: Int64?
+    let action: String
+    let packageURL: String
+    let whitelistsURL = Route.whitelists.path()
+    let appsURL = Route.apps.path()
+    let appURL: String
+
+    static let ruleRows = 3
+
+    init(app: AppRecord, package p: PackageRecord, draft d: TaskDraft, whitelists lists: [WhitelistRecord], openTask: TaskRecord?,
+         failure: FormFailure, preview: String?, chrome: Chrome) {
+        self.chrome = chrome
+        appId = app.id
+        appName = app.name
+        version = p.version
+        types = [Choice(value: "gray", label: "Grayscale release", checked: d.type != "official"),
+                 Choice(value: "official", label: "Official release", checked: d.type == "official")]
+        modes = [Choice(value: "whitelist", label: "Whitelist", checked: d.mode == "whitelist" || d.mode.isEmpty),
+                 Choice(value: "timeWindow", label: "Time window", checked: d.mode == "timeWindow"),
+                 Choice(value: "percentage", label: "Percentage", checked: d.mode == "percentage")]
+        whitelists = lists.map { ListChoice(id: $0.id ?? 0, name: $0.name, checked: d.whitelistIds.contains($0.id ?? -1)) }
+        endTime = d.endTime
+        userCount = d.userCount
+        percentage = d.percentage
+        let count = max(Self.ruleRows, d.rules.count + 1)
+        rules = (0..<count).map { i in
+            let r = i < d.rules.count ? d.rules[i] : TaskDraft.Rule(field: "", op: "in", values: [])
+            return RuleRow(index: i,
+                           fields: [Choice(value: "", label: "—", checked: r.field.isEmpty)]
+                               + TargetingRule.Field.allCases.map { Choice(value: $0.rawValue, label: $0.label, checked: $0.rawValue == r.field) },
+                           ops: TargetingRule.Operator.allCases.map { Choice(value: $0.rawValue, label: $0.label, checked: $0.rawValue == r.op) },
+                           values: r.values.joined(separator: ", "), error: failure.fields["rules.\(i)"])
+        }
+        description = d.description
+        self.preview = preview
+        errors = failure.fields
+        formError = failure.formError
+        openTaskId = openTask?.id
+        openTaskURL = openTask.map { Route.task.path(String($0.id ?? 0)) }
+        action = Route.packageTasks.path(app.id, p.version)
+        packageURL = Route.package.path(app.id, p.version)
+        appURL = Route.app.path(app.id)
+    }
+
+    /// Reads the form: rule rows are `ruleField.N`, `ruleOp.N`, `ruleValues.N`; rows without a field are skipped.
+    static func draft(from f: FormFields) -> TaskDraft {
+        var d = TaskDraft()
+        d.type = f["type"]
+        d.mode = f["mode"]
+        d.whitelistIds = f.all("whitelistIds").compactMap { Int64($0) }
+        d.endTime = f["endTime"]
+        d.userCount = f["userCount"]
+        d.percentage = f["percentage"]
+        d.description = f["description"]
+        var i = 0
+        while f.has("ruleField.\(i)"), i < 50 {
+            let field = f["ruleField.\(i)"]
+            if !field.isEmpty {
+                d.rules.append(TaskDraft.Rule(field: field, op: f["ruleOp.\(i)"],
+                                              values: f["ruleValues.\(i)"].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }))
+            }
+            i += 1
+        }
+        return d
+    }
+}
+
+extension TargetingRule.Operator {
+    var label: String {
+        switch self {
+        case .in: "in"
+        case .notIn: "not in"
+        case .between: "between"
+        case .notBetween: "not between"
+        }
+    }
+}

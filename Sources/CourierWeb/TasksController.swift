@@ -1,0 +1,84 @@
+import CourierCore
+import CourierStore
+import Foundation
+import Hummingbird
+
+/// Release tasks in the console: the Create-release-task form and the task page (SPEC §5).
+struct TasksController {
+    let services: Services
+
+    func addRoutes(to routes: SignedInRoutes) {
+        routes.get(.newTask, needs: .editReleases) { _, context in
+            let (app, p) = try await services.package(context)
+            var draft = TaskDraft()
+            draft.type = "gray"
+            draft.mode = "whitelist"
+            return try await form(context, app: app, package: p, draft: draft, failure: .none, preview: nil)
+        }
+        routes.post(.packageTasks, needs: .editReleases) { _, context in
+            let (app, p) = try await services.package(context)
+            let draft = TaskFormPage.draft(from: context.form)
+            if context.form.has("preview") {
+                return try await form(context, app: app, package: p, draft: draft, failure: .none, preview: Markdown.html(draft.description))
+            }
+            do {
+                let t = try await services.actions.createTask(by: context.acting, appId: app.id, version: p.version, draft: draft)
+                return Response.redirect(to: Route.task.path(String(t.id ?? 0)))
+            } catch {
+                guard let failure = FormFailure(error) else { throw error }
+                return try await form(context, app: app, package: p, draft: draft, failure: failure, preview: nil)
+            }
+        }
+        routes.get(.task, needs: .read) { _, context in try await page(context, failure: .none) }
+        routes.post(.taskOperation, needs: .editReleases) { _, context in
+            let t = try await task(context)
+            let id = t.id ?? 0
+            do {
+                switch context.parameters.get("operation") ?? "" {
+                case "delete":
+                    try await services.actions.deleteTask(by: context.acting, task: id)
+                    return Response.redirect(to: Route.package.path(t.appId, t.version))
+                case "percentage":
+                    _ = try await services.actions.setPercentage(by: context.acting, task: id, context.form["percentage"])
+                case let name:
+                    guard let op = TaskOperation(rawValue: name) else { throw NotFound("There is no task operation \(name).") }
+                    _ = try await services.actions.operate(by: context.acting, task: id, op)
+                }
+                return Response.redirect(to: Route.task.path(String(id)))
+            } catch {
+                guard let failure = FormFailure(error) else { throw error }
+                return try await page(context, failure: failure)
+            }
+        }
+    }
+
+    func task(_ context: SignedInContext) async throws -> TaskRecord {
+        guard let id = context.parameters.get("task").flatMap({ Int64($0) }), let t = try await services.store.task(id) else {
+            throw NotFound("There is no such task.")
+        }
+        return t
+    }
+
+    func form(_ context: SignedInContext, app: AppRecord, package p: PackageRecord, draft: TaskDraft, failure: FormFailure,
+              preview: String?) async throws -> Response {
+        let open = try await services.store.tasks(of: app.id).first { $0.packageId == p.id && $0.taskStatus != .finished }
+        let lists = try await services.store.whitelists().map(\.0)
+        return services.views.render("task_new", TaskFormPage(app: app, package: p, draft: draft, whitelists: lists, openTask: open,
+                                                              failure: failure, preview: preview, chrome: Chrome(context, section: .apps)),
+                                     status: failure.status)
+    }
+
+    func page(_ context: SignedInContext, failure: FormFailure) async throws -> Response {
+        let t = try await task(context)
+        let id = t.id ?? 0
+        guard let p = try await services.store.package(t.appId, t.version), let app = try await services.store.app(t.appId) else {
+            throw NotFound("The package of task \(id) is gone.")
+        }
+        let names = Dictionary(try await services.store.whitelists().compactMap { w, _ in w.id.map { ($0, w.name) } }, uniquingKeysWith: { a, _ in a })
+        let model = TaskPage(t, app: app, package: p, whitelistNames: names, events: try await services.store.eventCounts(task: id),
+                             admitted: services.delivery.ledger.count(id),
+                             history: try await services.store.auditEntries(subject: String(id), actionPrefix: "task."),
+                             user: context.user, failure: failure, chrome: Chrome(context, section: .apps))
+        return services.views.render("task", model, status: failure.status)
+    }
+}

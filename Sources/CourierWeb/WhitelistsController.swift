@@ -1,0 +1,86 @@
+import CourierCore
+import CourierStore
+import Foundation
+import Hummingbird
+
+/// The Whitelists pages: lists of user IDs, device IDs or user-ID expressions (SPEC §5).
+struct WhitelistsController {
+    let services: Services
+
+    func addRoutes(to routes: SignedInRoutes) {
+        routes.get(.whitelists, needs: .read) { request, context in
+            try await list(context, failure: .none, notice: request.uri.queryParameters["deleted"].map { "Whitelist \($0) was deleted." })
+        }
+        routes.post(.whitelists, needs: .editReleases) { _, context in
+            do {
+                let w = try await services.actions.createWhitelist(by: context.acting, name: context.form["name"], kind: context.form["kind"],
+                                                                   values: Actions.parseValues(context.form["values"]))
+                return Response.redirect(to: Route.whitelist.path(String(w.id ?? 0)))
+            } catch {
+                guard let failure = FormFailure(error) else { throw error }
+                return try await list(context, failure: failure, notice: nil)
+            }
+        }
+        routes.get(.whitelist, needs: .read) { request, context in
+            try await page(context, failure: .none, notice: request.uri.queryParameters["notice"].map(String.init))
+        }
+        routes.post(.whitelistValues, needs: .editReleases) { _, context in
+            try await change(context) {
+                let n = try await services.actions.addWhitelistValues(by: context.acting, id: try id(context),
+                                                                      values: Actions.parseValues(context.form["values"]))
+                return "\(n) new value\(n == 1 ? "" : "s") added (duplicates are dropped)."
+            }
+        }
+        routes.post(.whitelistRemove, needs: .editReleases) { _, context in
+            try await change(context) {
+                let n = try await services.actions.removeWhitelistValues(by: context.acting, id: try id(context),
+                                                                         values: Actions.parseValues(context.form["remove"]))
+                return "\(n) value\(n == 1 ? "" : "s") removed."
+            }
+        }
+        routes.post(.whitelistDelete, needs: .editReleases) { _, context in
+            let whitelistID = try id(context)
+            let name = try await services.store.whitelists().first { $0.0.id == whitelistID }?.0.name ?? String(whitelistID)
+            do {
+                try await services.actions.deleteWhitelist(by: context.acting, id: whitelistID)
+                return Response.redirect(to: Route.whitelists.path([], query: [("deleted", name)]))
+            } catch {
+                guard let failure = FormFailure(error) else { throw error }
+                return try await page(context, failure: failure, notice: nil)
+            }
+        }
+    }
+
+    func id(_ context: SignedInContext) throws -> Int64 {
+        guard let id = context.parameters.get("whitelist").flatMap({ Int64($0) }) else { throw NotFound("There is no such whitelist.") }
+        return id
+    }
+
+    func change(_ context: SignedInContext, _ action: () async throws -> String) async throws -> Response {
+        do {
+            let notice = try await action()
+            return Response.redirect(to: Route.whitelist.path([String(try id(context))], query: [("notice", notice)]))
+        } catch {
+            guard let failure = FormFailure(error) else { throw error }
+            return try await page(context, failure: failure, notice: nil)
+        }
+    }
+
+    func list(_ context: SignedInContext, failure: FormFailure, notice: String?) async throws -> Response {
+        let all = try await services.store.whitelists()
+        return services.views.render("whitelists", WhitelistsPage(all, form: context.form, failure: failure, notice: notice,
+                                                                   user: context.user, chrome: Chrome(context, section: .whitelists)),
+                                     status: failure.status)
+    }
+
+    func page(_ context: SignedInContext, failure: FormFailure, notice: String?) async throws -> Response {
+        let whitelistID = try id(context)
+        guard let (w, values) = try await services.store.whitelists().first(where: { $0.0.id == whitelistID }) else {
+            throw NotFound("There is no whitelist \(whitelistID).")
+        }
+        let users = try await services.store.allTasks().filter { $0.taskStatus != .finished && $0.whitelistIdList.contains(whitelistID) }
+        return services.views.render("whitelist", WhitelistPage(w, values: values, usedBy: users, form: context.form, failure: failure,
+                                                                notice: notice, user: context.user, chrome: Chrome(context, section: .whitelists)),
+                                     status: failure.status)
+    }
+}
