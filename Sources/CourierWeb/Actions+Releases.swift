@@ -6,7 +6,8 @@ import Foundation
 extension Actions {
     /// Values pasted or uploaded: comma or newline separated, trimmed, empties and duplicates dropped.
     public static func parseValues(_ text: String) -> Set<String> {
-        Set(text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == "\r" }).map { $0.trimmingCharacters(in: .whitespaces) }
+        // isNewline: a browser sends "\r\n", which Swift reads as one Character.
+        Set(text.split(whereSeparator: { $0 == "," || $0.isNewline }).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty })
     }
 
