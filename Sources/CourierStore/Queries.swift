@@ -112,6 +112,10 @@ extension Store {
         }
     }
 
+    public func allApps() async throws -> [AppRecord] {
+        try await db.read { db in try AppRecord.fetchAll(db) }
+    }
+
     public func app(_ id: String) async throws -> AppRecord? {
         try await db.read { db in try AppRecord.fetchOne(db, key: id) }
     }

@@ -52,10 +52,12 @@ final class DeliverySnapshot: Sendable {
         var entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]] = [:]
         var official: [String: PackageVersion] = [:]
         var taskOfPackage: [String: [PackageVersion: Int64]] = [:]
+        // Whole tables at once: a rebuild follows every change, so it must not query per app.
+        let appsByID = Dictionary(try await store.allApps().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let packagesByID = Dictionary(try await store.allPackages().compactMap { p in p.id.map { ($0, p) } }, uniquingKeysWith: { a, _ in a })
         for (appId, appTasks) in Dictionary(grouping: tasks, by: \.appId) {
-            guard let app = try await store.app(appId) else { continue }
-            let packages = try await store.packages(of: appId)
-            let byVersion = Dictionary(packages.map { ($0.version, $0) }, uniquingKeysWith: { a, _ in a })
+            guard let app = appsByID[appId] else { continue }
+            let byVersion = Dictionary(appTasks.compactMap { packagesByID[$0.packageId] }.map { ($0.version, $0) }, uniquingKeysWith: { a, _ in a })
             var ranges: [PackageVersion: ClientRange] = [:]
             for t in appTasks.sorted(by: { ($0.id ?? 0) < ($1.id ?? 0) }) {
                 guard let p = byVersion[t.version] else { continue }
@@ -75,7 +77,7 @@ final class DeliverySnapshot: Sendable {
         var globalFiles: [String: GlobalFile] = [:]
         if let host = settings.globalHost, let key = settings.appKey {
             let prefix = "\(host)/\(key)/"
-            for (appId, version) in official.sorted(by: { $0.key < $1.key }) {
+            for (appId, version) in official.sorted(by: { $0.key < $1.key }) where appsByID[appId]?.type == .global {
                 guard let p = try await store.package(appId, version.description), p.type == .global, let id = p.id else { continue }
                 for f in try await store.files(of: id) where f.path.hasPrefix(prefix) {
                     globalFiles[String(f.path.dropFirst(prefix.count))] = GlobalFile(blob: p.blob, offset: p.tarOffset + f.tarOffset,
