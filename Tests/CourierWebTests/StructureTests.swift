@@ -57,19 +57,25 @@ final class StructureTests: XCTestCase {
         func version() -> String { "1.0.\(next()).0" }
 
         /// The console's whitelist and task pages, with what they act on made fresh.
+        /// A fresh whitelist's ID.
+        func whitelist(_ h: Harness) async throws -> String {
+            String(try await h.services.actions.createWhitelist(by: .commandLine, name: "list-\(next())", kind: "user", values: ["u"]).id ?? 0)
+        }
+
+        /// A fresh package with a releasing 5 % task (finished if asked); the task's ID.
+        func task(_ h: Harness, finish: Bool = false) async throws -> String {
+            let version = self.version()
+            try await h.addPackage(version)
+            var draft = TaskDraft()
+            draft.type = "gray"; draft.mode = "percentage"; draft.percentage = "5"
+            let t = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: version, draft: draft)
+            if finish { _ = try await h.services.actions.operate(by: .commandLine, task: t.id ?? 0, .finish) }
+            return String(t.id ?? 0)
+        }
+
         func consoleReleaseRequest(_ entry: RouteTable.Entry, _ h: Harness) async throws -> (String, [(String, String)])? {
-            func whitelist() async throws -> String {
-                String(try await h.services.actions.createWhitelist(by: .commandLine, name: "c-\(next())", kind: "user", values: ["u"]).id ?? 0)
-            }
-            func task(finish: Bool = false) async throws -> String {
-                let version = self.version()
-                try await h.addPackage(version)
-                var draft = TaskDraft()
-                draft.type = "gray"; draft.mode = "percentage"; draft.percentage = "5"
-                let t = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: version, draft: draft)
-                if finish { _ = try await h.services.actions.operate(by: .commandLine, task: t.id ?? 0, .finish) }
-                return String(t.id ?? 0)
-            }
+            func whitelist() async throws -> String { try await self.whitelist(h) }
+            func task() async throws -> String { try await self.task(h) }
             switch (entry.method, entry.route) {
             case (.post, .whitelists): return (entry.route.path(), [("name", "w-\(next())"), ("kind", "user"), ("values", "a,b")])
             case (.get, .whitelist): return (entry.route.path(try await whitelist()), [])
@@ -92,30 +98,20 @@ final class StructureTests: XCTestCase {
 
         /// A path and body the whitelist and task routes accept, with what they act on made fresh.
         func releaseRequest(_ entry: RouteTable.Entry, _ h: Harness) async throws -> (String, String?)? {
-            func whitelist() async throws -> Int64 {
-                try await h.services.actions.createWhitelist(by: .commandLine, name: "list-\(next())", kind: "user", values: ["u"]).id ?? 0
-            }
-            func task(_ body: String = #"{"type":"gray","mode":"percentage","percentage":5}"#, finish: Bool = false) async throws -> Int64 {
-                let version = self.version()
-                try await h.addPackage(version)
-                var draft = TaskDraft()
-                draft.type = "gray"; draft.mode = "percentage"; draft.percentage = "5"
-                let t = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: version, draft: draft)
-                if finish { _ = try await h.services.actions.operate(by: .commandLine, task: t.id ?? 0, .finish) }
-                return t.id ?? 0
-            }
+            func whitelist() async throws -> String { try await self.whitelist(h) }
+            func task(finish: Bool = false) async throws -> String { try await self.task(h, finish: finish) }
             switch (entry.method, entry.route) {
             case (.post, .apiWhitelists): return (entry.route.path(), #"{"name":"new-\#(next())","kind":"device","values":["d"]}"#)
-            case (.post, .apiWhitelistValues): return (entry.route.path(String(try await whitelist())), #"{"values":["x","y"]}"#)
-            case (.delete, .apiWhitelist): return (entry.route.path(String(try await whitelist())), nil)
+            case (.post, .apiWhitelistValues): return (entry.route.path(try await whitelist()), #"{"values":["x","y"]}"#)
+            case (.delete, .apiWhitelist): return (entry.route.path(try await whitelist()), nil)
             case (.post, .apiPackageTasks):
                 let version = self.version()
                 try await h.addPackage(version)
                 return (entry.route.path("20171228", version), #"{"type":"official"}"#)
-            case (.get, .apiTask): return (entry.route.path(String(try await task())), nil)
-            case (.patch, .apiTask): return (entry.route.path(String(try await task())), #"{"percentage":20}"#)
-            case (.delete, .apiTask): return (entry.route.path(String(try await task(finish: true))), nil)
-            case (.post, .apiTaskOperation): return (entry.route.path(String(try await task()), "pause"), nil)
+            case (.get, .apiTask): return (entry.route.path(try await task()), nil)
+            case (.patch, .apiTask): return (entry.route.path(try await task()), #"{"percentage":20}"#)
+            case (.delete, .apiTask): return (entry.route.path(try await task(finish: true)), nil)
+            case (.post, .apiTaskOperation): return (entry.route.path(try await task(), "pause"), nil)
             default: return nil
             }
         }
