@@ -224,6 +224,24 @@ extension Store {
         }
     }
 
+    /// Every whitelist with its number of values (without loading the values).
+    public func whitelistSummaries() async throws -> [(WhitelistRecord, count: Int)] {
+        try await db.read { db in
+            let counts = Dictionary(try Row.fetchAll(db, sql: "SELECT whitelistId, COUNT(*) FROM whitelistValue GROUP BY whitelistId")
+                .map { (($0[0] as Int64), ($0[1] as Int)) }, uniquingKeysWith: { a, _ in a })
+            return try WhitelistRecord.order(WhitelistRecord.Columns.name).fetchAll(db).map { ($0, counts[$0.id ?? 0] ?? 0) }
+        }
+    }
+
+    /// One whitelist with its values.
+    public func whitelist(_ id: Int64) async throws -> (WhitelistRecord, Set<String>)? {
+        try await db.read { db in
+            guard let w = try WhitelistRecord.fetchOne(db, key: id) else { return nil }
+            return (w, Set(try String.fetchAll(db, sql: "SELECT value FROM whitelistValue WHERE whitelistId = ?", arguments: [id])))
+        }
+    }
+
+    /// Every whitelist with all its values (the delivery snapshot's input).
     public func whitelists() async throws -> [(WhitelistRecord, Set<String>)] {
         try await db.read { db in
             try WhitelistRecord.order(WhitelistRecord.Columns.name).fetchAll(db).map { w in

@@ -52,8 +52,8 @@ struct TaskJSON: Encodable {
 extension APIController {
     func addReleaseRoutes(to routes: SignedInRoutes) {
         routes.get(.apiWhitelists, needs: .read) { _, _ in
-            try json(["whitelists": try await services.store.whitelists().map {
-                WhitelistJSON(id: $0.0.id ?? 0, name: $0.0.name, kind: $0.0.kind, count: $0.1.count, values: nil)
+            try json(["whitelists": try await services.store.whitelistSummaries().map {
+                WhitelistJSON(id: $0.0.id ?? 0, name: $0.0.name, kind: $0.0.kind, count: $0.count, values: nil)
             }])
         }
         routes.post(.apiWhitelists, needs: .editReleases) { request, context in

@@ -63,7 +63,7 @@ extension Actions {
         guard let package = try await store.package(appId, version) else {
             throw NotFound("App \(appId) has no package version \(version).")
         }
-        let known = Set(try await store.whitelists().compactMap { $0.0.id })
+        let known = Set(try await store.whitelistSummaries().compactMap { $0.0.id })
         let kind = try draft.validate(now: now, whitelists: known)
         return try await store.createTask(TaskRecord(package: package, kind: kind, description: draft.description, createdBy: actor.name),
                                           by: actor)

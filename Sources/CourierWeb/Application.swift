@@ -124,7 +124,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
         router.group().add(middleware: APIErrorMiddleware()).add(middleware: HostGate(host: config.consoleHost, serves: "the JSON API"))
     }
     services.routes.add(.init(method: .get, route: .apiPublicKey, permission: nil, surface: .open))
-    apiGroup().get(Route.apiPublicKey.routerPath) { _, _ in try await publicKeyResponse(services.store) }
+    apiGroup().get(Route.apiPublicKey.routerPath) { _, _ in try await publicKeyResponse(services) }
     let api = apiGroup().add(middleware: BearerAuthMiddleware(store: services.store)).group(context: SignedInContext.self)
     APIController(services: services).addRoutes(to: SignedInRoutes(group: api, table: services.routes, surface: .api))
 
@@ -157,9 +157,9 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
                        logger: logger)
 }
 
-func publicKeyResponse(_ store: Store) async throws -> Response {
-    let s = try await store.settings()
-    guard let pem = s.signingKeyPEM, let key = try? SigningKey(pem: pem) else {
+func publicKeyResponse(_ services: Services) async throws -> Response {
+    // The parsed key is cached: RSA parsing is not repeated per download.
+    guard let key = try? services.signer.current(try await services.store.settings()) else {
         throw NotFound("No signing key is configured yet.")
     }
     return Response(status: .ok, headers: [.contentType: "application/x-pem-file",

@@ -62,7 +62,7 @@ struct TasksController {
     func form(_ context: SignedInContext, app: AppRecord, package p: PackageRecord, draft: TaskDraft, failure: FormFailure,
               preview: String?) async throws -> Response {
         let open = try await services.store.tasks(of: app.id).first { $0.packageId == p.id && $0.taskStatus != .finished }
-        let lists = try await services.store.whitelists().map(\.0)
+        let lists = try await services.store.whitelistSummaries().map(\.0)
         return services.views.render("task_new", TaskFormPage(app: app, package: p, draft: draft, whitelists: lists, openTask: open,
                                                               failure: failure, preview: preview, chrome: Chrome(context, section: .apps)),
                                      status: failure.status)
@@ -74,7 +74,8 @@ struct TasksController {
         guard let p = try await services.store.package(t.appId, t.version), let app = try await services.store.app(t.appId) else {
             throw NotFound("The package of task \(id) is gone.")
         }
-        let names = Dictionary(try await services.store.whitelists().compactMap { w, _ in w.id.map { ($0, w.name) } }, uniquingKeysWith: { a, _ in a })
+        let names = Dictionary(try await services.store.whitelistSummaries().compactMap { w, _ in w.id.map { ($0, w.name) } },
+                               uniquingKeysWith: { a, _ in a })
         let model = TaskPage(t, app: app, package: p, whitelistNames: names, events: try await services.store.eventCounts(task: id),
                              admitted: services.delivery.ledger.count(id),
                              history: try await services.store.auditEntries(subject: String(id), actionPrefix: "task."),

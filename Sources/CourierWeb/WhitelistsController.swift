@@ -40,7 +40,7 @@ struct WhitelistsController {
         }
         routes.post(.whitelistDelete, needs: .editReleases) { _, context in
             let whitelistID = try id(context)
-            let name = try await services.store.whitelists().first { $0.0.id == whitelistID }?.0.name ?? String(whitelistID)
+            let name = try await services.store.whitelist(whitelistID)?.0.name ?? String(whitelistID)
             do {
                 try await services.actions.deleteWhitelist(by: context.acting, id: whitelistID)
                 return Response.redirect(to: Route.whitelists.path([], query: [("deleted", name)]))
@@ -67,7 +67,7 @@ struct WhitelistsController {
     }
 
     func list(_ context: SignedInContext, failure: FormFailure, notice: String?) async throws -> Response {
-        let all = try await services.store.whitelists()
+        let all = try await services.store.whitelistSummaries()
         return services.views.render("whitelists", WhitelistsPage(all, form: context.form, failure: failure, notice: notice,
                                                                    user: context.user, chrome: Chrome(context, section: .whitelists)),
                                      status: failure.status)
@@ -75,7 +75,7 @@ struct WhitelistsController {
 
     func page(_ context: SignedInContext, failure: FormFailure, notice: String?) async throws -> Response {
         let whitelistID = try id(context)
-        guard let (w, values) = try await services.store.whitelists().first(where: { $0.0.id == whitelistID }) else {
+        guard let (w, values) = try await services.store.whitelist(whitelistID) else {
             throw NotFound("There is no whitelist \(whitelistID).")
         }
         let users = try await services.store.allTasks().filter { $0.taskStatus != .finished && $0.whitelistIdList.contains(whitelistID) }

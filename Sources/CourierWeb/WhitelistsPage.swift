@@ -38,10 +38,10 @@ struct WhitelistsPage {
     let maxValues = Actions.maxWhitelistValues
     let maxExpressions = Whitelist.maxExpressions
 
-    init(_ all: [(WhitelistRecord, Set<String>)], form: FormFields, failure: FormFailure, notice: String?, user: UserRecord, chrome: Chrome) {
+    init(_ all: [(WhitelistRecord, count: Int)], form: FormFields, failure: FormFailure, notice: String?, user: UserRecord, chrome: Chrome) {
         self.chrome = chrome
-        rows = all.map { w, values in
-            Row(name: w.name, kind: Whitelist.Kind(rawValue: w.kind)?.label ?? w.kind, count: values.count, url: Route.whitelist.path(String(w.id ?? 0)))
+        rows = all.map { w, count in
+            Row(name: w.name, kind: Whitelist.Kind(rawValue: w.kind)?.label ?? w.kind, count: count, url: Route.whitelist.path(String(w.id ?? 0)))
         }
         canEdit = user.role.may(.editReleases)
         name = form["name"]
