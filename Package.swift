@@ -16,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
@@ -35,9 +38,13 @@ let package = Package(
         .target(name: "CourierWeb", dependencies: [
             "CourierCore", "CourierArchive", "CourierStore", "CCmark",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             .product(name: "Mustache", package: "swift-mustache"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         .executableTarget(name: "courier", dependencies: [
             "CourierWeb",
@@ -58,7 +65,7 @@ let package = Package(
 // into their own scratch path; each main hands its function to libFuzzer's driver.
 if ProcessInfo.processInfo.environment["COURIER_FUZZ"] == "1" {
     package.targets.append(.target(name: "CFuzzer", path: "Fuzz/CFuzzer"))
-    for (name, dependency) in [("zip", "CourierArchive"), ("multipart", "CourierArchive"), ("rules", "CourierCore")] {
+    for (name, dependency) in [("zip", "CourierArchive"), ("multipart", "CourierArchive"), ("rules", "CourierCore"), ("update", "CourierCore")] {
         package.targets.append(.executableTarget(name: "fuzz-\(name)", dependencies: ["CFuzzer", .target(name: dependency)],
                                                  path: "Fuzz/\(name)"))
         package.products.append(.executable(name: "fuzz-\(name)", targets: ["fuzz-\(name)"]))

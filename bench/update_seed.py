@@ -64,5 +64,7 @@ with open(LUA, "w") as f:
     for b in bodies:
         f.write("  " + json.dumps(b) + ",\n")
     f.write("}\nwrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n")
-    f.write("request = function() return wrk.format(nil, nil, nil, bodies[math.random(#bodies)]) end\n")
+    # Formatted once, so that wrk spends its time sending, as it does for nginx's plain GET.
+    f.write("local requests = {}\nfor i, b in ipairs(bodies) do requests[i] = wrk.format(nil, nil, nil, b) end\n")
+    f.write("request = function() return requests[math.random(#requests)] end\n")
 print(bodies[0])

@@ -11,10 +11,20 @@ public struct ClientRequest: Sendable {
     public var clientVersion: ClientVersion
     public var deviceId: String
     public var userId: String
-    public var model: String
-    public var osVersion: String
-    public var network: String
-    public var city: String
+    public var model: String { didSet { folded = Folded(self) } }
+    public var osVersion: String { didSet { parsedOSVersion = try? ClientVersion(validating: osVersion, field: "") } }
+    /// `osVersion` read as a version once, for the OS-version rules of every task.
+    private(set) var parsedOSVersion: ClientVersion?
+    public var network: String { didSet { folded = Folded(self) } }
+    public var city: String { didSet { folded = Folded(self) } }
+    /// City, model and network lowercased once, for the rules of every task.
+    private(set) var folded = Folded()
+
+    struct Folded: Sendable {
+        var city = "", model = "", network = ""
+        init() {}
+        init(_ r: ClientRequest) { city = r.city.lowercased(); model = r.model.lowercased(); network = r.network.lowercased() }
+    }
     /// The versions installed, by app ID; nil for "none".
     public var installed: [String: PackageVersion?]
     /// Asks for every app this client should have, not only the installed ones.
@@ -26,6 +36,8 @@ public struct ClientRequest: Sendable {
         self.platform = platform; self.clientVersion = clientVersion; self.deviceId = deviceId; self.userId = userId
         self.model = model; self.osVersion = osVersion; self.network = network; self.city = city
         self.installed = installed; self.all = all
+        self.parsedOSVersion = try? ClientVersion(validating: osVersion, field: "")
+        self.folded = Folded(self)
     }
 }
 
@@ -72,24 +84,21 @@ public struct TargetingRule: Sendable, Equatable {
         }
     }
 
-    func value(in request: ClientRequest) -> String {
+    func foldedValue(in request: ClientRequest) -> String {
         switch field {
-        case .city: request.city
-        case .model: request.model
-        case .network: request.network
-        case .osVersion: request.osVersion
+        case .city: request.folded.city
+        case .model: request.folded.model
+        case .network: request.folded.network
+        case .osVersion: request.osVersion.lowercased()
         }
     }
 
-    /// Does the rule hold for this client? A client that does not say its OS version is
-    /// outside every OS-version range.
     public func holds(for request: ClientRequest) -> Bool {
-        let v = value(in: request)
         switch op {
-        case .in: return folded.contains(v.lowercased())
-        case .notIn: return !folded.contains(v.lowercased())
+        case .in: return folded.contains(foldedValue(in: request))
+        case .notIn: return !folded.contains(foldedValue(in: request))
         case .between, .notBetween:
-            guard let (low, high) = bounds, let version = try? ClientVersion(validating: v, field: "") else { return op == .notBetween }
+            guard let (low, high) = bounds, let version = request.parsedOSVersion else { return op == .notBetween }
             let inside = !(version < low) && !(high < version)
             return op == .between ? inside : !inside
         }
@@ -120,7 +129,7 @@ extension TargetingRule.Field {
 // MARK: - Whitelists
 
 /// A named list of user IDs, device IDs, or user-ID regular expressions.
-public struct Whitelist: Sendable {
+public final class Whitelist: Sendable {
     public enum Kind: String, CaseIterable, Sendable { case user, device, regex }
 
     public let id: Int64
@@ -183,7 +192,7 @@ public struct Whitelist: Sendable {
 // MARK: - Tasks
 
 /// A release task (SPEC §5).
-public struct ReleaseTask: Sendable {
+public final class ReleaseTask: Sendable {
     public enum Status: String, CaseIterable, Sendable { case releasing, paused, finished }
 
     /// How a grayscale task chooses its clients.
@@ -221,7 +230,11 @@ public struct ReleaseTask: Sendable {
 public func percentagePoint(task: Int64, device: String) -> Double {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     func mix(_ b: UInt8) { h ^= UInt64(b); h = h &* 0x0000_0100_0000_01B3 }
-    for b in String(task).utf8 { mix(b) }
+    // The task's decimal digits, as `String(task).utf8` gives them, without making the string.
+    if task < 0 { mix(UInt8(ascii: "-")) }
+    var magnitude = task.magnitude, scale: UInt64 = 1
+    while magnitude / scale >= 10 { scale *= 10 }
+    while scale > 0 { mix(UInt8(ascii: "0") + UInt8(magnitude / scale)); magnitude %= scale; scale /= 10 }
     mix(0x3A)
     for b in device.utf8 { mix(b) }
     // Finalize (splitmix64) so that similar device IDs spread evenly.
@@ -234,8 +247,8 @@ public func percentagePoint(task: Int64, device: String) -> Double {
 // MARK: - Snapshot and decision
 
 /// One app as the decision sees it: each released version's client range and its tasks.
-public struct AppTargets: Sendable {
-    public struct Range: Sendable {
+public final class AppTargets: Sendable {
+    public final class Range: Sendable {
         let android: (low: ClientVersion, high: ClientVersion?)?
         let ios: (low: ClientVersion, high: ClientVersion?)?
 
@@ -257,12 +270,17 @@ public struct AppTargets: Sendable {
     public let appId: String
     /// Tasks, highest version first.
     public let tasks: [ReleaseTask]
-    let ranges: [PackageVersion: Range]
+    /// The client range of each task's package, in the order of `tasks`.
+    let ranges: [Range?]
+    /// Versions that were rolled back (an official release's clients go back to the one before).
+    let rolledBack: Set<PackageVersion>
 
     public init(appId: String, tasks: [ReleaseTask], ranges: [PackageVersion: ClientRange]) {
         self.appId = appId
         self.tasks = tasks.sorted { $0.version > $1.version }
-        self.ranges = ranges.mapValues(Range.init)
+        let parsed = ranges.mapValues(Range.init)
+        self.ranges = self.tasks.map { parsed[$0.version] }
+        rolledBack = Set(tasks.filter(\.rolledBack).map(\.version))
     }
 }
 
@@ -277,12 +295,44 @@ public struct TargetingSnapshot: Sendable {
     }
 }
 
-/// Why a task admitted or refused a client, for people reading the decision later.
+/// Why a task admitted or refused a client, for people reading the decision later. Kept as
+/// values and put into words only when read: the update API decides on every request.
 public struct TaskVerdict: Sendable, Equatable {
+    public enum Why: Sendable, Equatable {
+        case rolledBack, paused, grayFinished, official
+        case outsideRange(Platform, ClientVersion)
+        case ruleNotMet(TargetingRule)
+        case onWhitelist(String)
+        case onNoWhitelist([String])
+        case noDeviceForPercentage, noDeviceForWindow, windowEnded
+        case withinPercentage(Double), outsidePercentage(Double)
+        case amongFirst(Int), firstTaken(Int)
+    }
+
     public let taskId: Int64
     public let version: PackageVersion
     public let admitted: Bool
-    public let reason: String
+    public let why: Why
+
+    public var reason: String {
+        switch why {
+        case .rolledBack: "rolled back"
+        case .paused: "paused"
+        case .grayFinished: "grayscale release finished"
+        case .official: "official release"
+        case .outsideRange(let p, let v): "\(p.rawValue) \(v) is outside the package's client range"
+        case .ruleNotMet(let rule): "rule not met: \(rule.description)"
+        case .onWhitelist(let name): "on whitelist \(name)"
+        case .onNoWhitelist(let names): "on none of the whitelists \(names.joined(separator: ", "))"
+        case .noDeviceForPercentage: "no device ID for a percentage release"
+        case .noDeviceForWindow: "no device ID for a time-window release"
+        case .windowEnded: "time window ended"
+        case .withinPercentage(let p): "device within \(p) %"
+        case .outsidePercentage(let p): "device outside \(p) %"
+        case .amongFirst(let n): "among the first \(n) devices"
+        case .firstTaken(let n): "the first \(n) devices are already admitted"
+        }
+    }
 }
 
 /// What a client is told about one app, and why.
@@ -299,8 +349,22 @@ public struct Decision: Sendable, Equatable {
     public let answer: Answer
     /// Every task looked at, highest version first, with its verdict.
     public let verdicts: [TaskVerdict]
+    /// The version the client said it has.
+    public let installed: PackageVersion?
+
     /// The answer in one sentence.
-    public let summary: String
+    public var summary: String {
+        let why = verdicts.last?.reason ?? ""
+        switch (answer, installed) {
+        case (.update(let v, let task), nil): return "Send \(v) (task \(task)): \(why)."
+        case (.update(let v, let task), let installed?): return "Send \(v) over \(installed) (task \(task)): \(why)."
+        case (.rollback(let v, let task), let installed): return "Roll back from \(installed.map(\.description) ?? "none"), which was rolled back, to \(v) (task \(task))."
+        case (.none, let installed?):
+            return verdicts.isEmpty ? "Up to date: \(installed) is installed and no higher version is released."
+                                    : "Nothing higher than \(installed) admits this client; it is left alone."
+        case (.none, nil): return "Nothing released admits this client."
+        }
+    }
 }
 
 /// Records a time-window admission: true when `device` is (or now becomes) one of the task's
@@ -326,74 +390,65 @@ public enum Targeting {
         let rolledBack = installedRolledBack(app, installed)
         var verdicts: [TaskVerdict] = []
         var best: ReleaseTask?
-        for task in app.tasks {
+        for (task, range) in zip(app.tasks, app.ranges) {
             if let installed, task.version <= installed {
                 // At or below what is installed nothing changes the answer, unless the installed
                 // version was rolled back: then the previous official release is looked for.
                 guard rolledBack else { break }
                 if task.version == installed || !task.isOfficial { continue }
             }
-            let (ok, why) = evaluate(task, request, app: app, snapshot: snapshot, now: now, admit: admit)
-            verdicts.append(TaskVerdict(taskId: task.id, version: task.version, admitted: ok, reason: why))
+            let (ok, why) = evaluate(task, request, range: range, snapshot: snapshot, now: now, admit: admit)
+            verdicts.append(TaskVerdict(taskId: task.id, version: task.version, admitted: ok, why: why))
             if ok { best = task; break }
         }
         let answer: Decision.Answer
-        let summary: String
         switch (best, installed) {
-        case (let best?, nil):
-            answer = .update(best.version, task: best.id)
-            summary = "Send \(best.version) (task \(best.id)): \(verdicts.last?.reason ?? "")."
-        case (let best?, let installed?) where best.version > installed:
-            answer = .update(best.version, task: best.id)
-            summary = "Send \(best.version) over \(installed) (task \(best.id)): \(verdicts.last?.reason ?? "")."
-        case (let best?, let installed?):
-            answer = .rollback(best.version, task: best.id)
-            summary = "Roll back from \(installed), which was rolled back, to \(best.version) (task \(best.id))."
-        case (nil, let installed?):
-            answer = .none
-            summary = verdicts.isEmpty ? "Up to date: \(installed) is installed and no higher version is released."
-                                       : "Nothing higher than \(installed) admits this client; it is left alone."
-        case (nil, nil):
-            answer = .none
-            summary = "Nothing released admits this client."
+        case (let best?, nil): answer = .update(best.version, task: best.id)
+        case (let best?, let installed?) where best.version > installed: answer = .update(best.version, task: best.id)
+        case (let best?, _?): answer = .rollback(best.version, task: best.id)
+        case (nil, _): answer = .none
         }
-        return Decision(appId: app.appId, answer: answer, verdicts: verdicts, summary: summary)
+        return Decision(appId: app.appId, answer: answer, verdicts: verdicts, installed: installed)
     }
 
     static func installedRolledBack(_ app: AppTargets, _ installed: PackageVersion?) -> Bool {
-        guard let installed else { return false }
-        return app.tasks.contains { $0.version == installed && $0.rolledBack }
+        guard let installed, !app.rolledBack.isEmpty else { return false }
+        return app.rolledBack.contains(installed)
     }
 
     /// Does `task` admit the client, and why (or why not)?
-    static func evaluate(_ task: ReleaseTask, _ r: ClientRequest, app: AppTargets, snapshot: TargetingSnapshot, now: Date,
-                         admit: AdmitDevice) -> (Bool, String) {
-        if task.rolledBack { return (false, "rolled back") }
+    static func evaluate(_ task: ReleaseTask, _ r: ClientRequest, range: AppTargets.Range?, snapshot: TargetingSnapshot, now: Date,
+                         admit: AdmitDevice) -> (Bool, TaskVerdict.Why) {
+        if task.rolledBack { return (false, .rolledBack) }
         switch (task.kind, task.status) {
-        case (_, .paused): return (false, "paused")
-        case (.gray, .finished): return (false, "grayscale release finished")
+        case (_, .paused): return (false, .paused)
+        case (.gray, .finished): return (false, .grayFinished)
         default: break
         }
-        guard let range = app.ranges[task.version], range.admits(r.platform, r.clientVersion) else {
-            return (false, "\(r.platform.rawValue) \(r.clientVersion) is outside the package's client range")
+        guard let range, range.admits(r.platform, r.clientVersion) else {
+            return (false, .outsideRange(r.platform, r.clientVersion))
         }
-        guard case .gray(let mode, let rules) = task.kind else { return (true, "official release") }
+        guard case .gray(let mode, let rules) = task.kind else { return (true, .official) }
         if let failed = rules.first(where: { !$0.holds(for: r) }) {
-            return (false, "rule not met: \(failed.description)")
+            return (false, .ruleNotMet(failed))
         }
         switch mode {
         case .whitelist(let ids):
-            let lists = ids.compactMap { snapshot.whitelists[$0] }
-            if let hit = lists.first(where: { $0.admits(r) }) { return (true, "on whitelist \(hit.name)") }
-            return (false, "on none of the whitelists \(lists.map(\.name).joined(separator: ", "))")
+            var names: [String] = []
+            for id in ids {
+                guard let list = snapshot.whitelists[id] else { continue }
+                if list.admits(r) { return (true, .onWhitelist(list.name)) }
+                names.append(list.name)
+            }
+            return (false, .onNoWhitelist(names))
         case .percentage(let pct):
-            guard !r.deviceId.isEmpty else { return (false, "no device ID for a percentage release") }
+            guard !r.deviceId.isEmpty else { return (false, .noDeviceForPercentage) }
             let point = percentagePoint(task: task.id, device: r.deviceId)
-            return point * 100 < pct ? (true, "device within \(pct) %") : (false, "device outside \(pct) %")
+            return point * 100 < pct ? (true, .withinPercentage(pct)) : (false, .outsidePercentage(pct))
         case .timeWindow(let end, let count):
-            guard now < end else { return (false, "time window ended") }
-            guard !r.deviceId.isEmpty else { return (false, "no device ID for a time-window release") }
-            return admit(task.id, count, r.deviceId) ? (true, "among the first \(count) devices") : (false, "the first \(count) devices are already admitted")
+            guard now < end else { return (false, .windowEnded) }
+            guard !r.deviceId.isEmpty else { return (false, .noDeviceForWindow) }
+            return admit(task.id, count, r.deviceId) ? (true, .amongFirst(count)) : (false, .firstTaken(count))
         }
     }
 }

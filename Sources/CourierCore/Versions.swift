@@ -2,7 +2,12 @@ import Foundation
 
 /// A package version: four dot-separated integers 0–99999, compared part by part.
 public struct PackageVersion: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let parts: [Int]
+    /// The four parts packed two by two (each part is below 100,000), so that comparing and
+    /// hashing a version — done for every app of every update request — touches no array.
+    private let high: UInt64
+    private let low: UInt64
+
+    public var parts: [Int] { [Int(high / 100_000), Int(high % 100_000), Int(low / 100_000), Int(low % 100_000)] }
 
     public init(validating text: String, field: String = "version") throws {
         let text = text.trimmingCharacters(in: .whitespaces)
@@ -11,10 +16,47 @@ public struct PackageVersion: Hashable, Comparable, Sendable, CustomStringConver
         guard pieces.count == 4, parts.count == 4 else {
             throw FieldError(field, "The version must be four numbers separated by dots, each 0–99999, for example 1.0.0.1.")
         }
-        self.parts = parts
+        self.init(parts: parts)
     }
 
-    public init(parts: [Int]) { self.parts = parts }
+    /// Four parts, each 0–99999 (missing parts count as 0, values outside are clamped).
+    public init(parts: [Int]) {
+        func part(_ i: Int) -> UInt64 { i < parts.count ? UInt64(min(max(parts[i], 0), 99_999)) : 0 }
+        high = part(0) * 100_000 + part(1)
+        low = part(2) * 100_000 + part(3)
+    }
+
+    /// The same rule as `init(validating:)`, read byte by byte (the client API's hot path);
+    /// text with surrounding spaces takes the general path.
+    public init?(fast text: String) {
+        var done: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        var count = 0
+        var value: UInt64 = 0, digits = 0
+        for b in text.utf8 {
+            switch b {
+            case 0x30...0x39:
+                digits += 1
+                guard digits <= 5 else { return nil }
+                value = value * 10 + UInt64(b - 0x30)
+            case UInt8(ascii: "."):
+                guard digits > 0, count < 3 else { return nil }
+                switch count {
+                case 0: done.0 = value
+                case 1: done.1 = value
+                default: done.2 = value
+                }
+                count += 1
+                value = 0; digits = 0
+            default:
+                guard let v = try? PackageVersion(validating: text) else { return nil }
+                self = v
+                return
+            }
+        }
+        guard digits > 0, count == 3 else { return nil }
+        high = done.0 * 100_000 + done.1
+        low = done.2 * 100_000 + value
+    }
 
     /// The version to suggest after `highest`: the last part plus one, carrying into the part
     /// before it when a part is at 99999; nil when no valid higher version exists.
@@ -44,16 +86,47 @@ public struct PackageVersion: Hashable, Comparable, Sendable, CustomStringConver
         return Int(s)
     }
 
-    public var description: String { parts.map(String.init).joined(separator: ".") }
-    public static func < (a: PackageVersion, b: PackageVersion) -> Bool { a.parts.lexicographicallyPrecedes(b.parts) }
+    public var description: String { "\(high / 100_000).\(high % 100_000).\(low / 100_000).\(low % 100_000)" }
+    public static func < (a: PackageVersion, b: PackageVersion) -> Bool { a.high < b.high || (a.high == b.high && a.low < b.low) }
 }
 
 /// A mobile app's version: 1–4 dot-separated integers; missing parts count as 0.
 public struct ClientVersion: Hashable, Comparable, Sendable, CustomStringConvertible {
     public let parts: [Int]
     public let description: String
+    /// The parts with missing ones as 0, packed two by two (each is below 10^9), made once:
+    /// comparisons run on every update request.
+    private let packed: (high: UInt64, low: UInt64)
+
+    private static func pack(_ parts: [Int]) -> (high: UInt64, low: UInt64) {
+        func part(_ i: Int) -> UInt64 { i < parts.count ? UInt64(parts[i]) : 0 }
+        return (part(0) << 32 | part(1), part(2) << 32 | part(3))
+    }
 
     public init(validating text: String, field: String) throws {
+        // The usual text, read byte by byte: digits and dots only.
+        var fast: [Int] = []
+        var value = 0, digits = 0, plain = true
+        for b in text.utf8 {
+            if b >= 0x30 && b <= 0x39 {
+                digits += 1
+                value = value &* 10 &+ Int(b - 0x30)
+            } else if b == UInt8(ascii: "."), digits > 0 {
+                fast.append(value)
+                value = 0; digits = 0
+            } else {
+                plain = false
+                break
+            }
+            if digits > 9 || fast.count > 3 { plain = false; break }
+        }
+        if plain, digits > 0 {
+            fast.append(value)
+            self.parts = fast
+            self.description = text
+            self.packed = Self.pack(fast)
+            return
+        }
         let text = text.trimmingCharacters(in: .whitespaces)
         let pieces = text.split(separator: ".", omittingEmptySubsequences: false)
         let parts = pieces.compactMap { s -> Int? in
@@ -65,10 +138,9 @@ public struct ClientVersion: Hashable, Comparable, Sendable, CustomStringConvert
         }
         self.parts = parts
         self.description = text
+        self.packed = Self.pack(parts)
     }
-
-    var padded: [Int] { parts + Array(repeating: 0, count: 4 - parts.count) }
-    public static func == (a: ClientVersion, b: ClientVersion) -> Bool { a.padded == b.padded }
-    public func hash(into h: inout Hasher) { h.combine(padded) }
-    public static func < (a: ClientVersion, b: ClientVersion) -> Bool { a.padded.lexicographicallyPrecedes(b.padded) }
+    public static func == (a: ClientVersion, b: ClientVersion) -> Bool { a.packed == b.packed }
+    public func hash(into h: inout Hasher) { h.combine(packed.high); h.combine(packed.low) }
+    public static func < (a: ClientVersion, b: ClientVersion) -> Bool { a.packed < b.packed }
 }

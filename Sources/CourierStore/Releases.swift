@@ -9,6 +9,9 @@ public struct WhitelistRecord: Codable, FetchableRecord, MutablePersistableRecor
     public var name: String
     public var kind: String
     public var createdAt = Date()
+    /// Raised whenever values are added or removed: the delivery snapshot reloads only the
+    /// lists whose revision moved (a list may hold 100,000 values).
+    public var revision = 0
     public enum Columns {
         public static let name = Column(CodingKeys.name)
     }
@@ -167,6 +170,9 @@ extension Store {
                 t.primaryKey(["taskId", "event"])
             }
         }
+        m.registerMigration("v4-whitelist-revision") { db in
+            try db.alter(table: "whitelist") { t in t.add(column: "revision", .integer).notNull().defaults(to: 0) }
+        }
     }
 
     // MARK: Whitelists
@@ -193,6 +199,7 @@ extension Store {
             let added = values.subtracting(existing)
             try check(w, existing.union(values))
             for v in added { try db.execute(sql: "INSERT INTO whitelistValue (whitelistId, value) VALUES (?, ?)", arguments: [id, v]) }
+            if !added.isEmpty { try db.execute(sql: "UPDATE whitelist SET revision = revision + 1 WHERE id = ?", arguments: [id]) }
             return (added.count, ["added": String(added.count)])
         }
     }
@@ -206,6 +213,7 @@ extension Store {
                 try db.execute(sql: "DELETE FROM whitelistValue WHERE whitelistId = ? AND value = ?", arguments: [id, v])
                 removed += db.changesCount
             }
+            if removed > 0 { try db.execute(sql: "UPDATE whitelist SET revision = revision + 1 WHERE id = ?", arguments: [id]) }
             return (removed, ["removed": String(removed)])
         }
     }
@@ -241,7 +249,18 @@ extension Store {
         }
     }
 
-    /// Every whitelist with all its values (the delivery snapshot's input).
+    /// Every whitelist with its values (the delivery snapshot's input), except those `known` at the same revision (their
+    /// values are nil: the caller still has them).
+    public func whitelists(known: [Int64: Int]) async throws -> [(WhitelistRecord, Set<String>?)] {
+        try await db.read { db in
+            try WhitelistRecord.order(WhitelistRecord.Columns.name).fetchAll(db).map { w in
+                if let id = w.id, known[id] == w.revision { return (w, nil) }
+                return (w, Set(try String.fetchAll(db, sql: "SELECT value FROM whitelistValue WHERE whitelistId = ?", arguments: [w.id])))
+            }
+        }
+    }
+
+    /// Every whitelist with all its values.
     public func whitelists() async throws -> [(WhitelistRecord, Set<String>)] {
         try await db.read { db in
             try WhitelistRecord.order(WhitelistRecord.Columns.name).fetchAll(db).map { w in

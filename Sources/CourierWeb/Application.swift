@@ -3,6 +3,7 @@ import CourierCore
 import CourierStore
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import Mustache
 import ServiceLifecycle
@@ -151,10 +152,21 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
     logger.logLevel = config.logLevel
     let services = try await buildServices(config, logger: logger)
     return Application(router: buildRouter(services),
-                       server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.idleTimeoutSeconds)))),
+                       server: httpServer(services),
                        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Courier"),
                        services: [WindowCloser(actions: services.actions, logger: logger)],
                        logger: logger)
+}
+
+/// HTTP/1.1 with the idle time-out, and the client update API's event-loop path in each connection.
+func httpServer(_ services: Services) -> HTTPServerBuilder {
+    let configuration = HTTP1Channel.Configuration(idleTimeout: .seconds(Int64(services.config.idleTimeoutSeconds)))
+    let delivery = services.delivery
+    let contentHost = services.config.contentHost
+    return HTTPServerBuilder { responder in
+        CourierHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: configuration),
+                            fastPath: { ClientFastPath(delivery: delivery, contentHost: contentHost) })
+    }
 }
 
 func publicKeyResponse(_ services: Services) async throws -> Response {

@@ -15,7 +15,6 @@ struct BadClientRequest: Error {
 struct ClientController {
     let services: Services
     static let maxBody = 256 * 1024
-    static let maxApps = 500
     static let events: Set<String> = ["download_ok", "download_failed", "verify_failed", "install_ok", "install_failed", "rollback"]
 
     func addRoutes(to router: RouterGroup<AppContext>, table: RouteTable) {
@@ -59,52 +58,9 @@ struct ClientController {
 
     /// Reads `{"platform","clientVersion","deviceId",…,"apps":[{"id","version"}],"all"}`.
     static func parseUpdate(_ data: Data) throws -> ClientRequest {
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw BadClientRequest("The body must be a JSON object.")
+        do { return try data.withUnsafeBytes { try ClientRequest.parse($0) } } catch let e as ClientRequestError {
+            throw BadClientRequest(e.message)
         }
-        func text(_ key: String, required: Bool = false) throws -> String {
-            guard let value = object[key] else {
-                if required { throw BadClientRequest("\(key) is required.") }
-                return ""
-            }
-            guard let s = value as? String, s.utf8.count <= 256 else { throw BadClientRequest("\(key) must be a string of at most 256 bytes.") }
-            return s
-        }
-        guard let platform = Platform(rawValue: try text("platform", required: true).lowercased()) else {
-            throw BadClientRequest("platform must be android or ios.")
-        }
-        guard let clientVersion = try? ClientVersion(validating: try text("clientVersion", required: true), field: "clientVersion") else {
-            throw BadClientRequest("clientVersion must be 1 to 4 numbers separated by dots, like 10.2.3.")
-        }
-        var installed: [String: PackageVersion?] = [:]
-        if let apps = object["apps"] {
-            guard let list = apps as? [Any] else { throw BadClientRequest("apps must be a list of {\"id\",\"version\"}.") }
-            guard list.count <= maxApps else { throw BadClientRequest("apps lists at most \(maxApps) apps.") }
-            for item in list {
-                guard let a = item as? [String: Any], let id = a["id"] as? String, id.utf8.count == 8 else {
-                    throw BadClientRequest("Each app is {\"id\": \"8 digits\", \"version\": \"1.0.0.1\"}.")
-                }
-                switch a["version"] {
-                case nil, is NSNull: installed[id] = .some(nil)
-                case let v as String where v == "0" || v.isEmpty: installed[id] = .some(nil)
-                case let v as String:
-                    guard let version = try? PackageVersion(validating: v) else {
-                        throw BadClientRequest("The version of app \(id) must be four numbers, like 1.0.0.1, or \"0\" for none.")
-                    }
-                    installed[id] = .some(version)
-                default: throw BadClientRequest("The version of app \(id) must be a string.")
-                }
-            }
-        }
-        let all: Bool
-        switch object["all"] {
-        case nil: all = false
-        case let b as Bool: all = b
-        default: throw BadClientRequest("all must be true or false.")
-        }
-        return ClientRequest(platform: platform, clientVersion: clientVersion, deviceId: try text("deviceId"),
-                             userId: try text("userId"), model: try text("model"), osVersion: try text("osVersion"),
-                             network: try text("network"), city: try text("city"), installed: installed, all: all)
     }
 
     /// Decides from the snapshot; a time-window admission is recorded before the answer.
@@ -122,16 +78,32 @@ struct ClientController {
                 throw error
             }
         }
-        var entries: [[UInt8]] = []
-        for d in decisions {
-            switch d.answer {
-            case .update(let v, _): if let e = snapshot.entries[d.appId]?[v]?.update { entries.append(e) }
-            case .rollback(let v, _): if let e = snapshot.entries[d.appId]?[v]?.rollback { entries.append(e) }
-            case .none: break
+        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                        body: .init(byteBuffer: snapshot.answer(decisions)))
+    }
+
+    /// The update answer when nothing must be written first: nil when the request is bad (the
+    /// router's path words the 400) or a time-window admission must be recorded (the router's
+    /// path writes it before answering). The event-loop path (`ClientFastPath`) calls this.
+    static func immediateAnswer(_ body: UnsafeRawBufferPointer, delivery: Delivery, now: Date) -> ByteBuffer? {
+        guard let request = try? ClientRequest.parse(body) else { return nil }
+        let snapshot = delivery.snapshot
+        let ledger = delivery.ledger
+        let mustWrite = Flag()
+        let decisions = Targeting.decide(request, snapshot.targeting, now: now) { task, count, device in
+            switch ledger.peek(task: task, count: count, device: device) {
+            case .admitted: return true
+            case .full: return false
+            case .free: mustWrite.raise(); return false
             }
         }
-        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: DeliveryEntry.answer(entries))))
+        return mustWrite.raised ? nil : snapshot.answer(decisions)
+    }
+
+    /// Set from the decision's (synchronous) admit closure, read right after it returns.
+    private final class Flag: @unchecked Sendable {
+        private(set) var raised = false
+        func raise() { raised = true }
     }
 
     /// `{"deviceId","appId","version","event","detail"}`, counted against the package's task.

@@ -2,6 +2,8 @@ import CourierCore
 import CourierStore
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
+import Synchronization
 
 /// What the client update API reads (SPEC §4): built in memory from the database and swapped
 /// whole after every change, so the hot path reads no database.
@@ -36,18 +38,49 @@ final class DeliverySnapshot: Sendable {
         self.globalFiles = globalFiles
     }
 
+    /// The update API's answer: the pre-encoded entries the decisions name.
+    func answer(_ decisions: [Decision]) -> ByteBuffer {
+        DeliveryEntry.answer(decisions.compactMap { d in
+            switch d.answer {
+            case .update(let v, _): entries[d.appId]?[v]?.update
+            case .rollback(let v, _): entries[d.appId]?[v]?.rollback
+            case .none: nil
+            }
+        })
+    }
+
     static let empty = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:])
 
+    /// What one rebuild keeps for the next: encoded entries and loaded whitelists, so a change
+    /// costs what it changed (re-encoding 1,000 entries or reloading a 100,000-value list after
+    /// every change would not).
+    final class Reuse: @unchecked Sendable {  // used only under Delivery's rebuild lock
+        var entries: [String: (update: [UInt8], rollback: [UInt8])] = [:]
+        var whitelists: [Int64: (revision: Int, list: Whitelist)] = [:]
+    }
+
     /// Reads everything the decision needs.
-    static func build(from store: Store, publicURL: String) async throws -> DeliverySnapshot {
+    static func build(from store: Store, publicURL: String, reuse: Reuse = Reuse()) async throws -> DeliverySnapshot {
         let settings = try await store.settings()
         let tasks = try await store.allTasks()
         var whitelists: [Whitelist] = []
-        for (w, values) in try await store.whitelists() {
-            if let id = w.id, let kind = Whitelist.Kind(rawValue: w.kind), let list = try? Whitelist(id: id, name: w.name, kind: kind, values: values) {
+        var keptLists: [Int64: (revision: Int, list: Whitelist)] = [:]
+        for (w, values) in try await store.whitelists(known: reuse.whitelists.mapValues(\.revision)) {
+            guard let id = w.id, let kind = Whitelist.Kind(rawValue: w.kind) else { continue }
+            if values == nil, let kept = reuse.whitelists[id], kept.list.name == w.name {
+                whitelists.append(kept.list)
+                keptLists[id] = kept
+            } else {
+                var all = values
+                if all == nil { all = try await store.whitelist(id)?.1 }
+                guard let all, let list = try? Whitelist(id: id, name: w.name, kind: kind, values: all) else { continue }
                 whitelists.append(list)
+                keptLists[id] = (w.revision, list)
             }
         }
+        reuse.whitelists = keptLists
+        var keptEntries: [String: (update: [UInt8], rollback: [UInt8])] = [:]
+        defer { reuse.entries = keptEntries }
         var apps: [AppTargets] = []
         var entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]] = [:]
         var official: [String: PackageVersion] = [:]
@@ -64,8 +97,13 @@ final class DeliverySnapshot: Sendable {
                 let v = p.packageVersion
                 ranges[v] = p.range
                 taskOfPackage[appId, default: [:]][v] = t.id
-                entries[appId, default: [:]][v] = (DeliveryEntry.encoded(p, app: app, settings: settings, publicURL: publicURL, rollback: false),
+                // Everything an entry is made of: the same key means the same bytes.
+                let key = [String(p.id ?? 0), p.blob, p.md5, String(p.size), p.version, p.extendInfo, p.installPolicy.rawValue,
+                           p.downloadPolicy.rawValue, p.mainUrl ?? "", app.name, settings.virtualDomain ?? "", publicURL].joined(separator: "\u{0}")
+                let entry = reuse.entries[key] ?? (DeliveryEntry.encoded(p, app: app, settings: settings, publicURL: publicURL, rollback: false),
                                                    DeliveryEntry.encoded(p, app: app, settings: settings, publicURL: publicURL, rollback: true))
+                keptEntries[key] = entry
+                entries[appId, default: [:]][v] = entry
                 let task = t.releaseTask
                 if task.isOfficial, !task.rolledBack, task.status != .paused, official[appId].map({ $0 < v }) ?? true {
                     official[appId] = v
@@ -94,9 +132,12 @@ final class DeliverySnapshot: Sendable {
 public final class Delivery: Sendable {
     private let current = NIOLockedValueBox(DeliverySnapshot.empty)
     private let rebuilding = AsyncMutex()
+    private let reuse = DeliverySnapshot.Reuse()
     let ledger: AdmissionLedger
     let store: Store
     let publicURL: String
+    /// Update requests answered on the event loop (`ClientFastPath`), for tests and metrics.
+    let eventLoopAnswers = Atomic<Int>(0)
 
     init(store: Store, publicURL: String) async throws {
         self.store = store
@@ -111,7 +152,7 @@ public final class Delivery: Sendable {
     /// Reads the database and swaps the snapshot in; serialized, so the last one wins.
     func rebuild() async throws {
         try await rebuilding.run {
-            let next = try await DeliverySnapshot.build(from: store, publicURL: publicURL)
+            let next = try await DeliverySnapshot.build(from: store, publicURL: publicURL, reuse: reuse)
             current.withLockedValue { $0 = next }
         }
     }
@@ -133,6 +174,17 @@ final class AdmissionLedger: Sendable {
             all[task, default: []].insert(device)
             reserved.withLockedValue { $0.append((task, device)) }
             return true
+        }
+    }
+
+    enum Place { case admitted, free, full }
+
+    /// Where the device stands, changing nothing (the event-loop path answers only when no
+    /// admission has to be written).
+    func peek(task: Int64, count: Int, device: String) -> Place {
+        state.withLockedValue { all in
+            if all[task]?.contains(device) == true { return .admitted }
+            return (all[task]?.count ?? 0) < count ? .free : .full
         }
     }
 

@@ -1,5 +1,6 @@
 import CourierStore
 import Foundation
+import NIOCore
 
 /// One app entry in the client SDK's `h5_json.json` shape (SPEC §4): the preset file and the
 /// update API answer share it.
@@ -30,13 +31,15 @@ enum DeliveryEntry {
     }
 
     /// `{"config":{…},"data":[…]}` around pre-encoded entries.
-    static func answer(_ entries: [[UInt8]]) -> [UInt8] {
-        var out = Array(#"{"config":{"updateReqRate":\#(updateReqRate)},"data":["#.utf8)
+    static func answer(_ entries: [[UInt8]]) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(64 + entries.reduce(0) { $0 + $1.count + 1 })
+        out.writeString(#"{"config":{"updateReqRate":\#(updateReqRate)},"data":["#)
         for (i, e) in entries.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            out += e
+            if i > 0 { out.writeInteger(UInt8(ascii: ",")) }
+            out.writeBytes(e)
         }
-        out += Array("]}".utf8)
+        out.writeString("]}")
         return out
     }
 

@@ -20,11 +20,18 @@ struct HostGate: RouterMiddleware {
     let host: String?
     let serves: String
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
-        guard let host else { return try await next(request, context) }
-        let asked = (request.head.authority ?? "").lowercased()
-        let name = asked.hasPrefix("[") ? String(asked.prefix { $0 != "]" }.dropFirst()) : String(asked.split(separator: ":").first ?? "")
-        guard name == host else { throw HTTPError(.notFound, message: "This address does not serve \(serves).") }
+        guard Self.admits(authority: request.head.authority, host: host) else {
+            throw HTTPError(.notFound, message: "This address does not serve \(serves).")
+        }
         return try await next(request, context)
+    }
+
+    /// True when no host is set or the request names it (any port).
+    static func admits(authority: String?, host: String?) -> Bool {
+        guard let host else { return true }
+        let asked = (authority ?? "").lowercased()
+        let name = asked.hasPrefix("[") ? String(asked.prefix { $0 != "]" }.dropFirst()) : String(asked.split(separator: ":").first ?? "")
+        return name == host
     }
 }
 

@@ -90,4 +90,21 @@ final class FuzzCorpusTests: XCTestCase {
             }
         }
     }
+
+    func testUpdateRequestsAreReadOrRefusedAndNeverAcceptNonJSON() throws {
+        let all = try inputs("update")
+        XCTAssertGreaterThanOrEqual(all.count, 5)
+        var accepted = 0
+        for (name, bytes) in all {
+            do {
+                let request = try bytes.withUnsafeBytes { try ClientRequest.parse($0) }
+                XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]), name)
+                XCTAssertLessThanOrEqual(request.installed.count, ClientRequest.maxApps, name)
+                accepted += 1
+            } catch let e as ClientRequestError {
+                XCTAssertFalse(e.message.isEmpty, name)
+            }
+        }
+        XCTAssertGreaterThanOrEqual(accepted, 5, "the real requests in the corpus are read")
+    }
 }

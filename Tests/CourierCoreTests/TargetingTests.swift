@@ -214,3 +214,49 @@ final class Ledger: @unchecked Sendable {
     }
     func devices(_ task: Int64) -> Set<String> { lock.withLock { admitted[task] ?? [] } }
 }
+
+final class HotPathValueTests: XCTestCase {
+    /// A device's place in a percentage release must not move between versions of Courier:
+    /// the digits are hashed as `String(task).utf8` gave them.
+    func testPercentagePointsAreStableAcrossVersions() {
+        func reference(task: Int64, device: String) -> Double {
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            func mix(_ b: UInt8) { h ^= UInt64(b); h = h &* 0x0000_0100_0000_01B3 }
+            for b in String(task).utf8 { mix(b) }
+            mix(0x3A)
+            for b in device.utf8 { mix(b) }
+            h ^= h >> 30; h = h &* 0xbf58_476d_1ce4_e5b9
+            h ^= h >> 27; h = h &* 0x94d0_49bb_1331_11eb
+            h ^= h >> 31
+            return Double(h >> 11) / Double(1 << 53)
+        }
+        for task: Int64 in [0, 1, 9, 10, 42, 99, 100, 12345, 99_999_999, Int64.max, -1, Int64.min] {
+            for device in ["", "device-1", "Ω"] {
+                XCTAssertEqual(percentagePoint(task: task, device: device), reference(task: task, device: device), "\(task) \(device)")
+            }
+        }
+    }
+
+    func testVersionFastPathsAgreeWithTheGeneralRules() throws {
+        for text in ["1.0.0.1", "0.0.0.0", "99999.99999.99999.99999", "1.10.0.0", " 1.0.0.1 ", "1.0.0", "1.0.0.1.1", "100000.0.0.0",
+                     "1..0.1", ".1.0.1", "1.0.0.1.", "01.0.0.1", "1.0.0.a", "", "１.0.0.1"] {
+            XCTAssertEqual(PackageVersion(fast: text), try? PackageVersion(validating: text), text)
+        }
+        XCTAssertTrue(PackageVersion(parts: [1, 10, 0, 0]) > PackageVersion(parts: [1, 9, 0, 0]))
+        XCTAssertTrue(PackageVersion(parts: [2, 0, 0, 0]) > PackageVersion(parts: [1, 99999, 99999, 99999]))
+        XCTAssertEqual(PackageVersion(parts: [1, 2, 3, 4]).parts, [1, 2, 3, 4])
+        XCTAssertEqual(PackageVersion(parts: [1, 2, 3, 4]).description, "1.2.3.4")
+        for (a, b) in [("10", "10.0"), ("10.0.0", "10"), (" 10.2 ", "10.2"), ("1.0.0.0", "1")] {
+            XCTAssertEqual(try ClientVersion(validating: a, field: "v"), try ClientVersion(validating: b, field: "v"), "\(a) = \(b)")
+        }
+        for (low, high) in [("9", "10"), ("1.9", "1.10"), ("10.2", "10.2.1"), ("999999999", "1000000000.1")] {
+            if let l = try? ClientVersion(validating: low, field: "v"), let h = try? ClientVersion(validating: high, field: "v") {
+                XCTAssertTrue(l < h, "\(low) < \(high)")
+            }
+        }
+        for bad in ["", ".", "1.", ".1", "1..2", "1.2.3.4.5", "a", "1234567890", "10 .2"] {
+            XCTAssertNil(try? ClientVersion(validating: bad, field: "v"), bad)
+        }
+        XCTAssertEqual(try ClientVersion(validating: " 10.2 ", field: "v").description, "10.2")
+    }
+}

@@ -39,6 +39,14 @@ struct Harness: Sendable {
         try await app.test(.router) { client in try await body(client) }
     }
 
+    /// The same, through a real socket and the server's own HTTP pipeline (where the client
+    /// update API's event-loop path lives).
+    func testLive(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let app = Application(router: buildRouter(services), server: httpServer(services),
+                              configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: Logger(label: "test"))
+        try await app.test(.live) { client in try await body(client) }
+    }
+
     func cleanUp() { try? FileManager.default.removeItem(atPath: dir) }
 
     /// Signed in as an admin, with the virtual domain set (and a signing key) and app 20171228 created.
