@@ -7,6 +7,8 @@ document.addEventListener("DOMContentLoaded", function () {
 
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (e) {
+      // A preview changes nothing: only the button that acts asks first.
+      if (e.submitter && e.submitter.name === "preview") return;
       if (!window.confirm(form.dataset.confirm)) e.preventDefault();
     });
   });
@@ -16,7 +18,16 @@ document.addEventListener("DOMContentLoaded", function () {
       var target = document.getElementById(input.dataset.fill);
       if (!input.files.length || !target) return;
       var reader = new FileReader();
-      reader.onload = function () { target.value = reader.result; };
+      reader.onload = function () {
+        target.value = reader.result;
+        // Say how many values the file holds (duplicates are dropped when saved).
+        var count = reader.result.split(/[\r\n,]+/).filter(function (v) { return v.trim() !== ""; }).length;
+        var note = document.getElementById(input.id + "-count") || document.createElement("p");
+        note.id = input.id + "-count";
+        note.className = "hint";
+        note.textContent = count + " values read from " + input.files[0].name + ".";
+        input.insertAdjacentElement("afterend", note);
+      };
       reader.readAsText(input.files[0]);
     });
   });

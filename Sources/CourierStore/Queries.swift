@@ -137,6 +137,26 @@ extension Store {
         }
     }
 
+    /// Apps whose newest package is to be released or release finished (the batch release's
+    /// choices), by ID, at most `limit`, matching `search` in the ID or name.
+    public func batchReleaseCandidates(search: String, limit: Int) async throws -> [(app: AppRecord, newest: PackageRecord)] {
+        try await db.read { db in
+            let pattern = "%" + search.replacingOccurrences(of: "\\", with: "\\\\")
+                .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT app.id AS appId, p.id AS packageId FROM app
+                JOIN package p ON p.id = (SELECT id FROM package WHERE appId = app.id ORDER BY versionKey DESC LIMIT 1)
+                WHERE p.status IN ('toBeReleased', 'finished') AND (app.id LIKE :q ESCAPE '\\' OR app.name LIKE :q ESCAPE '\\')
+                ORDER BY app.id LIMIT :limit
+                """, arguments: ["q": pattern, "limit": limit])
+            return try rows.compactMap { row in
+                guard let app = try AppRecord.fetchOne(db, key: row["appId"] as String),
+                      let p = try PackageRecord.fetchOne(db, key: row["packageId"] as Int64) else { return nil }
+                return (app, p)
+            }
+        }
+    }
+
     // MARK: packages
 
     public func packages(of appId: String) async throws -> [PackageRecord] {

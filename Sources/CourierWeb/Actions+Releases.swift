@@ -69,6 +69,51 @@ extension Actions {
                                           by: actor)
     }
 
+    /// What the batch release did for one app.
+    public struct BatchOutcome: Sendable {
+        public let appId: String
+        public let version: String?
+        public let task: TaskRecord?
+        public let error: String?
+    }
+
+    /// At most this many apps in one batch release.
+    public static let maxBatch = 200
+
+    /// The same task for the newest version of each app (SPEC §5, batch release). The task's
+    /// settings are checked once first (their errors belong to the form); then each app is
+    /// tried on its own, and one failing does not stop the others.
+    public func batchRelease(by actor: ActingUser, appIds: [String], draft: TaskDraft, now: Date = Date()) async throws -> [BatchOutcome] {
+        try actor.require(.editReleases)
+        var errors = FieldErrors()
+        let ids = Array(Set(appIds.filter { !$0.isEmpty })).sorted()
+        if ids.isEmpty { errors.append(FieldError("apps", "Choose at least one app.")) }
+        if ids.count > Self.maxBatch { errors.append(FieldError("apps", "Choose at most \(Self.maxBatch) apps at once.")) }
+        let known = Set(try await store.whitelistSummaries().compactMap { $0.0.id })
+        do { _ = try draft.validate(now: now, whitelists: known) } catch { for e in error.errors { errors.append(e) } }
+        guard errors.isEmpty else { throw errors }
+        var outcomes: [BatchOutcome] = []
+        for id in ids {
+            do {
+                guard let newest = try await store.packages(of: id).first else {
+                    throw NotFound("App \(id) does not exist or has no packages.")
+                }
+                guard [.toBeReleased, .finished].contains(newest.status) else {
+                    outcomes.append(BatchOutcome(appId: id, version: newest.version, task: nil,
+                                                 error: "Its newest version is \(newest.status.label.lowercased()), not to be released or release finished."))
+                    continue
+                }
+                let task = try await createTask(by: actor, appId: id, version: newest.version, draft: draft, now: now)
+                outcomes.append(BatchOutcome(appId: id, version: newest.version, task: task, error: nil))
+            } catch let e as Refused {
+                throw e
+            } catch {
+                outcomes.append(BatchOutcome(appId: id, version: nil, task: nil, error: PresentedError(error)?.message ?? "It could not be created."))
+            }
+        }
+        return outcomes
+    }
+
     public func operate(by actor: ActingUser, task: Int64, _ op: TaskOperation) async throws -> TaskRecord {
         try actor.require(.editReleases)
         return try await store.operate(task: task, op, by: actor)

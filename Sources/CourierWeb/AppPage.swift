@@ -25,6 +25,9 @@ struct AppPage {
     let appsURL = Route.apps.path()
     let settingsURL = Route.settings.path()
     let newPackageURL: String
+    /// "Create release task" for the newest version, for those who may release.
+    let newestVersion: String?
+    let newTaskURL: String?
 
     init(_ app: AppRecord, packages: [PackageRow], hasVirtualDomain: Bool, user: UserRecord, chrome: Chrome) {
         self.chrome = chrome
@@ -35,5 +38,7 @@ struct AppPage {
         canAdd = user.role.may(.uploadPackages) && hasVirtualDomain
         needsDomain = !hasVirtualDomain
         newPackageURL = Route.newPackage.path(app.id)
+        newestVersion = packages.first?.version
+        newTaskURL = user.role.may(.editReleases) ? packages.first.map { Route.newTask.path(app.id, $0.version) } : nil
     }
 }

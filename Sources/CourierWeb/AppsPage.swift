@@ -22,6 +22,8 @@ struct AppsPage {
     let nextURL: String?
     let canEdit: Bool
     let newAppURL = Route.newApp.path()
+    let batchReleaseURL = Route.batchRelease.path()
+    let canRelease: Bool
     let searchAction = Route.apps.path()
 
     init(_ page: Page<AppSummary>, query q: String, user: UserRecord, chrome: Chrome) {
@@ -38,5 +40,6 @@ struct AppsPage {
         prevURL = page.page > 1 ? link(page.page - 1) : nil
         nextURL = page.page < page.pageCount ? link(page.page + 1) : nil
         canEdit = user.role.may(.editApps)
+        canRelease = user.role.may(.editReleases)
     }
 }

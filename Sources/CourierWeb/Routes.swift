@@ -61,6 +61,7 @@ extension Route {
     static let whitelistDelete = Route("/whitelists/:whitelist/delete")
     static let newTask = Route("/apps/:id/packages/:version/tasks/new")
     static let packageTasks = Route("/apps/:id/packages/:version/tasks")
+    static let batchRelease = Route("/releases/batch")
     static let task = Route("/tasks/:task")
     static let taskOperation = Route("/tasks/:task/:operation")
 

@@ -2,6 +2,51 @@ import CourierCore
 import CourierStore
 import Foundation
 
+/// The settings of a release task as the form shows them (type, mode, whitelists, time window,
+/// percentage, advanced rules, Markdown description and its preview): one task's form and the
+/// batch release share them (Templates/task_fields.mustache).
+struct TaskSettingsForm {
+    typealias Choice = TaskFormPage.Choice
+    let types: [Choice]
+    let modes: [Choice]
+    let whitelists: [TaskFormPage.ListChoice]
+    let endTime: String
+    let userCount: String
+    let percentage: String
+    let rules: [TaskFormPage.RuleRow]
+    let description: String
+    let preview: String?
+    let errors: [String: String]
+    let whitelistsURL = Route.whitelists.path()
+
+    static let ruleRows = 3
+
+    init(draft d: TaskDraft, whitelists lists: [WhitelistRecord], failure: FormFailure, preview: String?) {
+        types = [Choice(value: "gray", label: "Grayscale release", checked: d.type != "official"),
+                 Choice(value: "official", label: "Official release", checked: d.type == "official")]
+        modes = [Choice(value: "whitelist", label: "Whitelist", checked: d.mode == "whitelist" || d.mode.isEmpty),
+                 Choice(value: "timeWindow", label: "Time window", checked: d.mode == "timeWindow"),
+                 Choice(value: "percentage", label: "Percentage", checked: d.mode == "percentage")]
+        whitelists = lists.map { TaskFormPage.ListChoice(id: $0.id ?? 0, name: $0.name, checked: d.whitelistIds.contains($0.id ?? -1)) }
+        endTime = d.endTime
+        userCount = d.userCount
+        percentage = d.percentage
+        let count = max(Self.ruleRows, d.rules.count + 1)
+        rules = (0..<count).map { i in
+            let r = i < d.rules.count ? d.rules[i] : TaskDraft.Rule(field: "", op: "in", values: [])
+            return TaskFormPage.RuleRow(
+                index: i,
+                fields: [Choice(value: "", label: "—", checked: r.field.isEmpty)]
+                    + TargetingRule.Field.allCases.map { Choice(value: $0.rawValue, label: $0.label, checked: $0.rawValue == r.field) },
+                ops: TargetingRule.Operator.allCases.map { Choice(value: $0.rawValue, label: $0.label, checked: $0.rawValue == r.op) },
+                values: r.values.joined(separator: ", "), error: failure.fields["rules.\(i)"])
+        }
+        description = d.description
+        self.preview = preview
+        errors = failure.fields
+    }
+}
+
 /// Create a release task: the mPaaS form (type, mode, whitelists, time window, percentage,
 /// advanced rules, Markdown description with a server-rendered preview).
 struct TaskFormPage {
@@ -27,26 +72,14 @@ struct TaskFormPage {
     let appId: String
     let appName: String
     let version: String
-    let types: [Choice]
-    let modes: [Choice]
-    let whitelists: [ListChoice]
-    let endTime: String
-    let userCount: String
-    let percentage: String
-    let rules: [RuleRow]
-    let description: String
-    let preview: String?
-    let errors: [String: String]
+    let settings: TaskSettingsForm
     let formError: String?
     let openTaskURL: String?
     let openTaskId: Int64?
     let action: String
     let packageURL: String
-    let whitelistsURL = Route.whitelists.path()
     let appsURL = Route.apps.path()
     let appURL: String
-
-    static let ruleRows = 3
 
     init(app: AppRecord, package p: PackageRecord, draft d: TaskDraft, whitelists lists: [WhitelistRecord], openTask: TaskRecord?,
          failure: FormFailure, preview: String?, chrome: Chrome) {
@@ -54,27 +87,7 @@ struct TaskFormPage {
         appId = app.id
         appName = app.name
         version = p.version
-        types = [Choice(value: "gray", label: "Grayscale release", checked: d.type != "official"),
-                 Choice(value: "official", label: "Official release", checked: d.type == "official")]
-        modes = [Choice(value: "whitelist", label: "Whitelist", checked: d.mode == "whitelist" || d.mode.isEmpty),
-                 Choice(value: "timeWindow", label: "Time window", checked: d.mode == "timeWindow"),
-                 Choice(value: "percentage", label: "Percentage", checked: d.mode == "percentage")]
-        whitelists = lists.map { ListChoice(id: $0.id ?? 0, name: $0.name, checked: d.whitelistIds.contains($0.id ?? -1)) }
-        endTime = d.endTime
-        userCount = d.userCount
-        percentage = d.percentage
-        let count = max(Self.ruleRows, d.rules.count + 1)
-        rules = (0..<count).map { i in
-            let r = i < d.rules.count ? d.rules[i] : TaskDraft.Rule(field: "", op: "in", values: [])
-            return RuleRow(index: i,
-                           fields: [Choice(value: "", label: "—", checked: r.field.isEmpty)]
-                               + TargetingRule.Field.allCases.map { Choice(value: $0.rawValue, label: $0.label, checked: $0.rawValue == r.field) },
-                           ops: TargetingRule.Operator.allCases.map { Choice(value: $0.rawValue, label: $0.label, checked: $0.rawValue == r.op) },
-                           values: r.values.joined(separator: ", "), error: failure.fields["rules.\(i)"])
-        }
-        description = d.description
-        self.preview = preview
-        errors = failure.fields
+        settings = TaskSettingsForm(draft: d, whitelists: lists, failure: failure, preview: preview)
         formError = failure.formError
         openTaskId = openTask?.id
         openTaskURL = openTask.map { Route.task.path(String($0.id ?? 0)) }

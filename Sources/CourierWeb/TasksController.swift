@@ -29,6 +29,29 @@ struct TasksController {
                 return try await form(context, app: app, package: p, draft: draft, failure: failure, preview: nil)
             }
         }
+        routes.get(.batchRelease, needs: .editReleases) { request, context in
+            var draft = TaskDraft()
+            draft.type = "official"
+            draft.mode = "whitelist"
+            return try await batch(context, search: request.uri.queryParameters["q"].map(String.init) ?? "", chosen: [], draft: draft,
+                                   failure: .none, preview: nil, outcomes: nil)
+        }
+        routes.post(.batchRelease, needs: .editReleases) { _, context in
+            let draft = TaskFormPage.draft(from: context.form)
+            let chosen = context.form.all("apps")
+            let search = context.form["q"]
+            if context.form.has("preview") {
+                return try await batch(context, search: search, chosen: chosen, draft: draft, failure: .none,
+                                       preview: Markdown.html(draft.description), outcomes: nil)
+            }
+            do {
+                let outcomes = try await services.actions.batchRelease(by: context.acting, appIds: chosen, draft: draft)
+                return try await batch(context, search: search, chosen: [], draft: draft, failure: .none, preview: nil, outcomes: outcomes)
+            } catch {
+                guard let failure = FormFailure(error) else { throw error }
+                return try await batch(context, search: search, chosen: chosen, draft: draft, failure: failure, preview: nil, outcomes: nil)
+            }
+        }
         routes.get(.task, needs: .read) { _, context in try await page(context, failure: .none) }
         routes.post(.taskOperation, needs: .editReleases) { _, context in
             let t = try await task(context)
@@ -66,6 +89,15 @@ struct TasksController {
         return services.views.render("task_new", TaskFormPage(app: app, package: p, draft: draft, whitelists: lists, openTask: open,
                                                               failure: failure, preview: preview, chrome: Chrome(context, section: .apps)),
                                      status: failure.status)
+    }
+
+    func batch(_ context: SignedInContext, search: String, chosen: [String], draft: TaskDraft, failure: FormFailure, preview: String?,
+               outcomes: [Actions.BatchOutcome]?) async throws -> Response {
+        let candidates = try await services.store.batchReleaseCandidates(search: search, limit: Actions.maxBatch + 1)
+        let lists = try await services.store.whitelistSummaries().map(\.0)
+        return services.views.render("batch_release", BatchReleasePage(
+            search: search, candidates: candidates, chosen: Set(chosen), draft: draft, whitelists: lists, failure: failure,
+            preview: preview, outcomes: outcomes, chrome: Chrome(context, section: .apps)), status: failure.status)
     }
 
     func page(_ context: SignedInContext, failure: FormFailure) async throws -> Response {

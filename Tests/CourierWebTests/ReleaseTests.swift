@@ -209,7 +209,7 @@ final class ReleaseConsoleTests: XCTestCase {
 
             let form = try await b.get("/apps/20171228/packages/1.0.0.2/tasks/new")
             XCTAssertEqual(form.status, .ok)
-            XCTAssertTrue(form.text.contains(">beta</label>") || form.text.contains("> beta</label>"), "whitelists offered")
+            XCTAssertTrue(form.text.contains(">beta</label>") || form.text.contains("> beta</label>"), "whitelists offered: \(form.text)")
             let refused = try await b.post("/apps/20171228/packages/1.0.0.2/tasks", [("type", "gray"), ("mode", "percentage"), ("percentage", "150"),
                                                                                    ("ruleField.0", "city"), ("ruleOp.0", "in"), ("ruleValues.0", "Hangzhou"),
                                                                                    ("description", "*Beta* <script>alert(1)</script>")])
@@ -241,6 +241,67 @@ final class ReleaseConsoleTests: XCTestCase {
             let inUse = try await b.post(listURL + "/delete", [])
             XCTAssertEqual(inUse.status, .conflict)
             XCTAssertTrue(inUse.text.contains("unfinished task"), inUse.text)
+        }
+    }
+}
+
+final class BatchReleaseTests: XCTestCase {
+    func testOneFormReleasesTheNewestVersionOfEachChosenAppAndListsEachOutcome() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("alice")
+        try await h.addUser("rita", role: .reviewer)
+        for id in ["30000001", "30000002", "30000003"] {
+            _ = try await h.store.createApp(id: AppID(trusted: id), name: "App \(id)", by: .commandLine)
+        }
+        try await h.addPackage("1.0.0.1", app: "30000001")
+        try await h.addPackage("1.0.0.1", app: "30000002")
+        var official = TaskDraft()
+        official.type = "official"
+        _ = try await h.services.actions.createTask(by: .commandLine, appId: "30000002", version: "1.0.0.1", draft: official)
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let apps = try await b.get("/apps").text
+            XCTAssertTrue(apps.contains(#"id="batch-release""#))
+            let app = try await b.get("/apps/20171228").text
+            XCTAssertTrue(app.contains(#"href="/apps/20171228/packages/1.0.0.2/tasks/new""#), "the app page offers its newest version")
+
+            let form = try await b.get("/releases/batch").text
+            XCTAssertTrue(form.contains(#"id="app-20171228""#) && form.contains(#"id="app-30000001""#), form)
+            XCTAssertFalse(form.contains(#"id="app-30000002""#), "an app whose newest version is releasing is not offered")
+            XCTAssertFalse(form.contains(#"id="app-30000003""#), "an app without packages is not offered")
+            let narrowed = try await b.get("/releases/batch?q=App%2030000001").text
+            XCTAssertTrue(narrowed.contains(#"id="app-30000001""#) && !narrowed.contains(#"id="app-20171228""#))
+
+            let none = try await b.post("/releases/batch", [("type", "gray"), ("mode", "percentage"), ("percentage", "12.5")])
+            XCTAssertEqual(none.status, .unprocessableContent)
+            XCTAssertTrue(none.text.contains(#"id="error-apps""#) && none.text.contains(#"value="12.5""#), "the refusal keeps what was typed")
+            let badSettings = try await b.post("/releases/batch", [("apps", "20171228"), ("type", "gray"), ("mode", "percentage"), ("percentage", "0")])
+            XCTAssertEqual(badSettings.status, .unprocessableContent)
+            XCTAssertTrue(badSettings.text.contains(#"id="error-percentage""#))
+            XCTAssertTrue(badSettings.text.contains(#"id="app-20171228" aria-label="Release 20171228" checked"#), "the chosen apps stay chosen")
+            await assertEqual(try await h.store.allTasks().count, 1, "nothing created by a refused form")
+
+            let preview = try await b.post("/releases/batch", [("apps", "20171228"), ("type", "official"), ("description", "**Bold**"), ("preview", "true")])
+            XCTAssertTrue(preview.text.contains("<strong>Bold</strong>"))
+            await assertEqual(try await h.store.allTasks().count, 1, "a preview creates nothing")
+
+            // 30000002 (releasing) and 99999999 (unknown) are sent as a tampered form would.
+            let done = try await b.post("/releases/batch", [("apps", "20171228"), ("apps", "30000001"), ("apps", "30000002"), ("apps", "99999999"),
+                                                            ("type", "gray"), ("mode", "percentage"), ("percentage", "10"), ("description", "Batch")])
+            XCTAssertEqual(done.status, .ok, done.text)
+            XCTAssertTrue(done.text.contains("2 created, 2 not created"), done.text)
+            XCTAssertTrue(done.text.contains("official releasing, not to be released or release finished"), done.text)
+            XCTAssertTrue(done.text.contains("99999999 does not exist"), done.text)
+            let tasks = try await h.store.allTasks()
+            XCTAssertEqual(Set(tasks.filter { $0.createdBy == "alice" }.map { "\($0.appId) \($0.version)" }), ["20171228 1.0.0.2", "30000001 1.0.0.1"])
+            let audit = try await h.store.auditEntries().filter { $0.action == "task.create" && $0.user == "alice" }
+            XCTAssertEqual(audit.count, 2, "each task is recorded by the write path")
+
+            let reviewer = try await Browser.signIn(client, "rita")
+            await assertEqual(try await reviewer.get("/releases/batch").status, .forbidden)
+            await assertFalse(try await reviewer.get("/apps").text.contains(#"id="batch-release""#))
+            await assertFalse(try await reviewer.get("/apps/20171228").text.contains("tasks/new"))
         }
     }
 }
@@ -302,12 +363,12 @@ final class GlobalAndSchedulerTests: XCTestCase {
 
 extension Harness {
     /// Adds package `version` of app 20171228 (the sample zip, Android 10.0 and up).
-    func addPackage(_ version: String) async throws {
+    func addPackage(_ version: String, app: String = "20171228") async throws {
         let zip = store.blobs.temporaryPath(suffix: ".zip")
-        try samplePackage().write(to: zip)
+        try samplePackage(app).write(to: zip)
         var draft = PackageDraft(fields: FormFields(Dictionary(uniqueKeysWithValues: packageFields())))
         draft.version = version
-        _ = try await services.actions.addPackage(by: .commandLine, appId: "20171228", draft: draft, zipPath: zip)
+        _ = try await services.actions.addPackage(by: .commandLine, appId: app, draft: draft, zipPath: zip)
     }
 }
 

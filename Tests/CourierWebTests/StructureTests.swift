@@ -41,6 +41,7 @@ final class StructureTests: XCTestCase {
             case .globalLocation: return [("globalHost", "mcube.example.com"), ("appKey", "53E5279071442_test")]
             case .signingKey: return [("privateKey", pem)] + replace
             case .generateKey: return replace
+            case .batchRelease: return [("apps", "20171228"), ("type", "official")]
             default: return []
             }
         }

@@ -35,13 +35,13 @@ def multipart_head(boundary, version):
     return head + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.zip"\r\nContent-Type: application/zip\r\n\r\n'.encode()
 
 
-def upload_file(server, token, path, version):
+def upload_file(server, token, path, version, app_id="20171228"):
     """Streams a zip from disk to the package API, as CI would."""
     boundary = "CourierE2EBoundary"
     head, tail = multipart_head(boundary, version), f"\r\n--{boundary}--\r\n".encode()
     size = os.path.getsize(path)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
-    conn.putrequest("POST", "/api/v1/apps/20171228/packages")
+    conn.putrequest("POST", f"/api/v1/apps/{app_id}/packages")
     conn.putheader("Authorization", "Bearer " + token)
     conn.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
     conn.putheader("Content-Length", str(len(head) + size + len(tail)))
@@ -103,7 +103,7 @@ def test_kill_mid_upload_leaves_no_half_package(server, tmp_path):
 def test_declared_oversize_upload_is_refused_at_once(server):
     token = prepare(server)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.putrequest("POST", "/api/v1/apps/20171228/packages")
+    conn.putrequest("POST", f"/api/v1/apps/{app_id}/packages")
     conn.putheader("Authorization", "Bearer " + token)
     conn.putheader("Content-Type", "multipart/form-data; boundary=x")
     conn.putheader("Content-Length", str(400 << 20))

@@ -96,3 +96,43 @@ def test_release_journey(server, browser, tmp_path):
     shot(d, "13-task-rolled-back")
     status, task = api(server, token, "GET", "/api/v1/apps/20171228")
     assert status == 200
+
+
+def test_batch_release_journey(server, browser, tmp_path):
+    """Two apps waiting for a release, one already releasing; one form releases both newest versions."""
+    d = browser
+    wait = WebDriverWait(d, 20)
+    token = prepare(server)
+    for app_id in ("20171229", "20171230"):
+        assert api(server, token, "POST", "/api/v1/apps", json.dumps({"id": app_id, "name": "App " + app_id}))[0] == 201
+    for app_id in ("20171228", "20171229", "20171230"):
+        path = sample(str(tmp_path / f"{app_id}.zip"), app_id)
+        assert upload_file(server, token, path, "1.0.0.1", app_id)[0] == 201
+    release_token = server.courier("token", "create", "--user", "admin", "--scope", "read,release").stdout.strip()
+    assert api(server, release_token, "POST", "/api/v1/apps/20171230/packages/1.0.0.1/tasks", json.dumps({"type": "official"}))[0] == 201
+
+    sign_in(d, server)
+    d.get(server.url + "/apps")
+    d.find_element(By.ID, "batch-release").click()
+    wait.until(EC.presence_of_element_located((By.ID, "candidates-table")))
+    assert not d.find_elements(By.ID, "app-20171230"), "a releasing app is not offered"
+    d.find_element(By.ID, "app-20171228").click()
+    d.find_element(By.ID, "app-20171229").click()
+    d.find_element(By.ID, "type-official").click()
+    d.find_element(By.ID, "description").send_keys("Batch *one*")
+    d.find_element(By.ID, "preview-task").click()   # no confirmation for a preview
+    assert wait.until(EC.presence_of_element_located((By.ID, "description-preview"))).find_element(By.TAG_NAME, "em").text == "one"
+    assert d.find_element(By.ID, "app-20171228").is_selected(), "the choice survives the preview"
+    shot(d, "14-batch-release-form")
+    d.find_element(By.ID, "create-batch").click()
+    wait.until(EC.alert_is_present()).accept()
+    result = wait.until(EC.presence_of_element_located((By.ID, "batch-result"))).text
+    assert "2 created, 0 not created" in result, result
+    shot(d, "15-batch-release-result")
+    for app_id in ("20171228", "20171229"):
+        body = json.dumps({"platform": "android", "clientVersion": "10.2.3", "apps": [{"id": app_id, "version": "0"}]}).encode()
+        req = urllib.request.Request(server.url + "/client/v1/update", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert [e["version"] for e in json.loads(r.read())["data"]] == ["1.0.0.1"], app_id
+    d.get(server.url + "/apps/20171229")
+    assert "Official releasing" in d.find_element(By.ID, "packages-table").text

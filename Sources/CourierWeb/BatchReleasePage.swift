@@ -1,0 +1,62 @@
+import CourierCore
+import CourierStore
+import Foundation
+
+/// Batch release: the apps whose newest version is to be released or release finished, one
+/// task form for all of them, and afterwards each app's outcome (SPEC §5).
+struct BatchReleasePage {
+    struct Candidate {
+        let appId: String
+        let name: String
+        let version: String
+        let status: String
+        let statusKey: String
+        let checked: Bool
+        let url: String
+    }
+    struct Outcome {
+        let appId: String
+        let version: String
+        let created: Bool
+        let taskURL: String?
+        let taskId: Int64?
+        let error: String?
+    }
+
+    let chrome: Chrome
+    let search: String
+    let candidates: [Candidate]
+    /// More apps match than the page lists: narrow the search.
+    let truncated: Bool
+    let limit = Actions.maxBatch
+    let settings: TaskSettingsForm
+    let appsError: String?
+    let formError: String?
+    let outcomes: [Outcome]?
+    let createdCount: Int
+    let failedCount: Int
+    let action = Route.batchRelease.path()
+    let appsURL = Route.apps.path()
+
+    init(search: String, candidates found: [(app: AppRecord, newest: PackageRecord)], chosen: Set<String>, draft: TaskDraft,
+         whitelists: [WhitelistRecord], failure: FormFailure, preview: String?, outcomes done: [Actions.BatchOutcome]?, chrome: Chrome) {
+        self.chrome = chrome
+        self.search = search
+        truncated = found.count > Actions.maxBatch
+        candidates = found.prefix(Actions.maxBatch).map { app, p in
+            Candidate(appId: app.id, name: app.name, version: p.version, status: p.status.label, statusKey: p.status.rawValue,
+                      checked: chosen.contains(app.id), url: Route.app.path(app.id))
+        }
+        settings = TaskSettingsForm(draft: draft, whitelists: whitelists, failure: failure, preview: preview)
+        appsError = failure.fields["apps"]
+        formError = failure.formError
+        outcomes = done.map { list in
+            list.map { o in
+                Outcome(appId: o.appId, version: o.version ?? "—", created: o.task != nil,
+                        taskURL: o.task.map { Route.task.path(String($0.id ?? 0)) }, taskId: o.task?.id, error: o.error)
+            }
+        }
+        createdCount = done?.filter { $0.task != nil }.count ?? 0
+        failedCount = done?.filter { $0.task == nil }.count ?? 0
+    }
+}
