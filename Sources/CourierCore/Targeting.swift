@@ -44,7 +44,9 @@ public struct ClientRequest: Sendable {
 // MARK: - Rules
 
 /// An advanced rule of a grayscale task; all of a task's rules must hold.
-public struct TargetingRule: Sendable, Equatable {
+/// A class: the decision looks at rules on every request, and a reference is cheaper to pass
+/// around than a value holding several arrays.
+public final class TargetingRule: Sendable, Equatable {
     public enum Field: String, CaseIterable, Sendable { case city, model, network, osVersion }
     public enum Operator: String, CaseIterable, Sendable { case `in`, notIn, between, notBetween }
 
@@ -217,12 +219,19 @@ public final class ReleaseTask: Sendable {
     /// An official release that was rolled back: its clients are sent to the previous official.
     public let rolledBack: Bool
 
+    /// `kind` taken apart once, for the decision: nil mode for an official release.
+    let grayMode: Mode?
+    let rules: [TargetingRule]
+    public let isOfficial: Bool
+
     public init(id: Int64, appId: String, version: PackageVersion, kind: Kind, status: Status, rolledBack: Bool = false) {
         self.id = id; self.appId = appId; self.version = version; self.kind = kind; self.status = status
         self.rolledBack = rolledBack
+        switch kind {
+        case .official: grayMode = nil; rules = []; isOfficial = true
+        case .gray(let mode, let r): grayMode = mode; rules = r; isOfficial = false
+        }
     }
-
-    public var isOfficial: Bool { if case .official = kind { true } else { false } }
 }
 
 /// Where a device falls for a percentage task: a stable number in [0, 1) from (task, device),
@@ -373,20 +382,27 @@ public typealias AdmitDevice = @Sendable (_ task: Int64, _ userCount: Int, _ dev
 
 public enum Targeting {
     /// The decision for every app the request concerns (SPEC §4).
-    public static func decide(_ request: ClientRequest, _ snapshot: TargetingSnapshot, now: Date,
+    /// The decision for every app the request concerns (SPEC §4). With `explain` false (the update
+    /// API's hot path) the verdicts are left out: only the answers are kept.
+    public static func decide(_ request: ClientRequest, _ snapshot: TargetingSnapshot, now: Date, explain: Bool = true,
                               admit: AdmitDevice) -> [Decision] {
         var ids = Array(request.installed.keys)
         if request.all { ids += snapshot.apps.keys.filter { request.installed[$0] == nil } }
-        return ids.sorted().compactMap { id in
-            guard let app = snapshot.apps[id] else { return nil }
-            return decide(request, app: app, installed: request.installed[id] ?? nil, snapshot: snapshot, now: now, admit: admit)
+        ids.sort()
+        var decisions: [Decision] = []
+        decisions.reserveCapacity(ids.count)
+        for id in ids {
+            guard let app = snapshot.apps[id] else { continue }
+            decisions.append(decide(request, app: app, installed: request.installed[id] ?? nil, snapshot: snapshot, now: now,
+                                    explain: explain, admit: admit))
         }
+        return decisions
     }
 
     /// The highest version whose task admits this client, if higher than the installed one;
     /// the previous official version when the installed one was rolled back; else nothing.
     public static func decide(_ request: ClientRequest, app: AppTargets, installed: PackageVersion?, snapshot: TargetingSnapshot,
-                              now: Date, admit: AdmitDevice) -> Decision {
+                              now: Date, explain: Bool = true, admit: AdmitDevice) -> Decision {
         let rolledBack = installedRolledBack(app, installed)
         var verdicts: [TaskVerdict] = []
         var best: ReleaseTask?
@@ -397,8 +413,8 @@ public enum Targeting {
                 guard rolledBack else { break }
                 if task.version == installed || !task.isOfficial { continue }
             }
-            let (ok, why) = evaluate(task, request, range: range, snapshot: snapshot, now: now, admit: admit)
-            verdicts.append(TaskVerdict(taskId: task.id, version: task.version, admitted: ok, why: why))
+            let (ok, why) = evaluate(task, request, range: range, snapshot: snapshot, now: now, explain: explain, admit: admit)
+            if explain { verdicts.append(TaskVerdict(taskId: task.id, version: task.version, admitted: ok, why: why)) }
             if ok { best = task; break }
         }
         let answer: Decision.Answer
@@ -418,29 +434,26 @@ public enum Targeting {
 
     /// Does `task` admit the client, and why (or why not)?
     static func evaluate(_ task: ReleaseTask, _ r: ClientRequest, range: AppTargets.Range?, snapshot: TargetingSnapshot, now: Date,
-                         admit: AdmitDevice) -> (Bool, TaskVerdict.Why) {
+                         explain: Bool = true, admit: AdmitDevice) -> (Bool, TaskVerdict.Why) {
         if task.rolledBack { return (false, .rolledBack) }
-        switch (task.kind, task.status) {
-        case (_, .paused): return (false, .paused)
-        case (.gray, .finished): return (false, .grayFinished)
+        switch task.status {
+        case .paused: return (false, .paused)
+        case .finished where !task.isOfficial: return (false, .grayFinished)
         default: break
         }
         guard let range, range.admits(r.platform, r.clientVersion) else {
             return (false, .outsideRange(r.platform, r.clientVersion))
         }
-        guard case .gray(let mode, let rules) = task.kind else { return (true, .official) }
-        if let failed = rules.first(where: { !$0.holds(for: r) }) {
-            return (false, .ruleNotMet(failed))
+        guard let mode = task.grayMode else { return (true, .official) }
+        for rule in task.rules where !rule.holds(for: r) {
+            return (false, .ruleNotMet(rule))
         }
         switch mode {
         case .whitelist(let ids):
-            var names: [String] = []
             for id in ids {
-                guard let list = snapshot.whitelists[id] else { continue }
-                if list.admits(r) { return (true, .onWhitelist(list.name)) }
-                names.append(list.name)
+                if let list = snapshot.whitelists[id], list.admits(r) { return (true, .onWhitelist(list.name)) }
             }
-            return (false, .onNoWhitelist(names))
+            return (false, .onNoWhitelist(explain ? ids.compactMap { snapshot.whitelists[$0]?.name } : []))
         case .percentage(let pct):
             guard !r.deviceId.isEmpty else { return (false, .noDeviceForPercentage) }
             let point = percentagePoint(task: task.id, device: r.deviceId)

@@ -4,6 +4,8 @@ import CourierStore
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import NIOCore
+import NIOPosix
 import Logging
 import Mustache
 import ServiceLifecycle
@@ -24,6 +26,9 @@ public struct CourierConfiguration: Sendable {
     /// A connection that sends no request part for this long is closed (a half-sent header, a
     /// stalled body, an idle keep-alive), so slow clients cannot hold every file descriptor.
     public var idleTimeoutSeconds = 30
+    /// Event-loop threads that read and write connections (and answer the client update API);
+    /// nil: one per core.
+    public var threads: Int?
 
     public init() {}
 
@@ -155,17 +160,22 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
                        server: httpServer(services),
                        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Courier"),
                        services: [WindowCloser(actions: services.actions, logger: logger)],
+                       eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
+                           ?? .singleton,
                        logger: logger)
 }
 
 /// HTTP/1.1 with the idle time-out, and the client update API's event-loop path in each connection.
 func httpServer(_ services: Services) -> HTTPServerBuilder {
-    let configuration = HTTP1Channel.Configuration(idleTimeout: .seconds(Int64(services.config.idleTimeoutSeconds)))
+    // The idle time-out is kept by ClientFastPath, which sees every request (Hummingbird's
+    // handler would not see those answered on the event loop).
+    let configuration = HTTP1Channel.Configuration(idleTimeout: nil)
+    let idle = TimeAmount.seconds(Int64(services.config.idleTimeoutSeconds))
     let delivery = services.delivery
     let contentHost = services.config.contentHost
     return HTTPServerBuilder { responder in
         CourierHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: configuration),
-                            fastPath: { ClientFastPath(delivery: delivery, contentHost: contentHost) })
+                            fastPath: { ClientFastPath(delivery: delivery, contentHost: contentHost, idleTimeout: idle) })
     }
 }
 

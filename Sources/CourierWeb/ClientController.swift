@@ -68,7 +68,7 @@ struct ClientController {
         let snapshot = services.delivery.snapshot
         let ledger = services.delivery.ledger
         let reserved = NIOLockedValueBox<[(task: Int64, device: String)]>([])
-        let decisions = Targeting.decide(request, snapshot.targeting, now: Date()) { task, count, device in
+        let decisions = Targeting.decide(request, snapshot.targeting, now: Date(), explain: false) { task, count, device in
             ledger.admit(task: task, count: count, device: device, reserved: reserved)
         }
         let fresh = reserved.withLockedValue { $0 }
@@ -90,7 +90,7 @@ struct ClientController {
         let snapshot = delivery.snapshot
         let ledger = delivery.ledger
         let mustWrite = Flag()
-        let decisions = Targeting.decide(request, snapshot.targeting, now: now) { task, count, device in
+        let decisions = Targeting.decide(request, snapshot.targeting, now: now, explain: false) { task, count, device in
             switch ledger.peek(task: task, count: count, device: device) {
             case .admitted: return true
             case .full: return false

@@ -1,105 +1,133 @@
 import Foundation
-import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
-import NIOHTTPTypes
+import NIOHTTP1
+import NIOHTTPTypesHTTP1
+import Synchronization
 
 /// The client update API answered on the connection's event loop (SPEC §4: the hot path).
 ///
-/// Through the router every request hops from the event loop to a Swift task and back; for the
-/// one route every installed app calls, that hop cost more than the decision. This handler sits
-/// in each connection's pipeline just before Hummingbird's, collects a `POST /client/v1/update`
-/// body (bounded), and answers from the snapshot right there — when it can do so without waiting.
-/// Everything else goes on to the router untouched, and so does an update request that is bad
-/// (the router words the 400), that needs a time-window admission written first, that asks to
-/// close the connection or to continue, or that arrives while an earlier request of the same connection is
-/// still being answered (answers must keep the order of pipelined requests). Both paths share
-/// `ClientController.immediateAnswer`, so they answer alike; tests compare them.
+/// Through the router every request hops from the event loop to a Swift task and back, and is
+/// converted to and from HTTPTypes; for the one route every installed app calls, that cost more
+/// than the decision. This handler sits in each connection's pipeline right after the HTTP/1
+/// parser, collects a `POST /client/v1/update` body (bounded), and answers from the snapshot
+/// right there — when it can do so without waiting. Everything else goes on to Hummingbird
+/// untouched, and so does an update request that is bad (the router words the 400), that needs a
+/// time-window admission written first, that asks to close the connection or to continue, or that
+/// arrives while an earlier request of the same connection is still being answered (answers keep
+/// the order of pipelined requests). Both paths share `ClientController.immediateAnswer`, so
+/// they answer alike; tests compare them.
+///
+/// Because it sees every request and answer of its connection, this handler also keeps the idle
+/// time-out (Hummingbird's own is off: it would not see the requests answered here), with
+/// Hummingbird's rules: a connection is closed after `idleTimeout` without reading, unless an
+/// answer is being prepared. A graceful-shutdown request waits for an update request being read.
 final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
 
     private let delivery: Delivery
     private let contentHost: String?
+    private let idleTimeout: TimeAmount?
     /// Requests passed on to the router whose answer has not ended yet.
     private var passedOn = 0
     private var state = State.idle
     /// The Date header, remade when the second changes.
     private var date = (second: 0, text: "")
+    // Idle time-out: requests read but not answered, whether one is being read, and when the
+    // connection last did something.
+    private var unanswered = 0
+    private var reading = false
+    private var lastActive = NIODeadline.now()
+    private var idleTimer: Scheduled<Void>?
+    private var quiesceHeld = false
 
     private enum State {
         case idle
         /// Collecting an update request's body.
-        case collecting(HTTPRequest, ByteBuffer)
+        case collecting(HTTPRequestHead, ByteBuffer)
         /// The current request goes to the router, part by part.
         case passing
     }
 
-    init(delivery: Delivery, contentHost: String?) {
+    init(delivery: Delivery, contentHost: String?, idleTimeout: TimeAmount?) {
         self.delivery = delivery
         self.contentHost = contentHost
+        self.idleTimeout = idleTimeout
     }
 
+    // MARK: Requests
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch (unwrapInboundIn(data), state) {
+        let part = unwrapInboundIn(data)
+        lastActive = .now()
+        switch (part, state) {
         case (.head(let head), _):
+            unanswered += 1
+            reading = true
             if passedOn == 0, takes(head) {
                 state = .collecting(head, context.channel.allocator.buffer(capacity: 0))
             } else {
                 passOn(context, head)
             }
-        case (.body(var part), .collecting(let head, var body)):
-            guard body.readableBytes + part.readableBytes <= ClientController.maxBody else {
+        case (.body(var chunk), .collecting(let head, var body)):
+            guard body.readableBytes + chunk.readableBytes <= ClientController.maxBody else {
                 // Too big for this path: the router refuses it with its message.
                 passOn(context, head, body)
                 context.fireChannelRead(data)
+                releaseQuiesce(context)
                 return
             }
             state = .idle  // drop the buffer's second reference before writing to it
-            body.writeBuffer(&part)
+            body.writeBuffer(&chunk)
             state = .collecting(head, body)
         case (.end(let trailers), .collecting(let head, let body)):
+            reading = false
+            state = .idle
             let answer = body.withUnsafeReadableBytes { ClientController.immediateAnswer($0, delivery: delivery, now: Date()) }
-            guard let answer else {
+            if let answer {
+                delivery.eventLoopAnswers.add(1, ordering: .relaxed)
+                respond(context, answer)
+            } else {
                 passOn(context, head, body)
                 context.fireChannelRead(wrapInboundOut(.end(trailers)))
                 state = .idle
-                return
             }
-            state = .idle
-            delivery.eventLoopAnswers.add(1, ordering: .relaxed)
-            respond(context, answer)
-        case (.end, .passing):
+            releaseQuiesce(context)
+        case (.end, _):
+            reading = false
             state = .idle
             context.fireChannelRead(data)
-        case (_, .passing), (_, .idle):
+        case (.body, _):
             context.fireChannelRead(data)
         }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { passedOn -= 1 }
+        if case .end = unwrapOutboundIn(data) {
+            passedOn -= 1
+            answered()
+        }
         context.write(data, promise: promise)
     }
 
-    /// An update request this path may answer: the route, no `Expect` header and no `Connection`
-    /// header other than keep-alive,
+    /// An update request this path may answer: the route, HTTP/1.1 keep-alive, no `Expect`,
     /// the content host when one is set, and a declared length within bounds.
-    private func takes(_ head: HTTPRequest) -> Bool {
-        guard head.method == .post, head.path == Route.clientUpdate.pattern,
-              head.headerFields[.connection].map({ $0.lowercased() == "keep-alive" }) ?? true, head.headerFields[.expect] == nil,
-              HostGate.admits(authority: head.authority, host: contentHost) else { return false }
-        if let length = head.headerFields[.contentLength] {
+    private func takes(_ head: HTTPRequestHead) -> Bool {
+        guard head.method == .POST, head.uri == Route.clientUpdate.pattern, head.version == .http1_1, head.isKeepAlive,
+              !head.headers.contains(name: "expect"),
+              HostGate.admits(authority: head.headers.first(name: "host"), host: contentHost) else { return false }
+        if let length = head.headers.first(name: "content-length") {
             guard let n = Int(length), n <= ClientController.maxBody else { return false }
         }
         return true
     }
 
-    private func passOn(_ context: ChannelHandlerContext, _ head: HTTPRequest, _ body: ByteBuffer? = nil) {
+    private func passOn(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ body: ByteBuffer? = nil) {
         passedOn += 1
         state = .passing
         context.fireChannelRead(wrapInboundOut(.head(head)))
@@ -113,18 +141,78 @@ final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func respond(_ context: ChannelHandlerContext, _ body: ByteBuffer) {
-        var head = HTTPResponse(status: .ok)
-        head.headerFields = [.contentType: "application/json", .cacheControl: "no-store",
-                             .contentLength: String(body.readableBytes), .xContentTypeOptions: "nosniff",
-                             .date: dateText(), .server: "Courier"]
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        let headers = HTTPHeaders([("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                                   ("Content-Length", String(body.readableBytes)), ("X-Content-Type-Options", "nosniff"),
+                                   ("Date", dateText()), ("Server", "Courier")])
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        answered()
+    }
+
+    // MARK: Idle time-out and graceful shutdown
+
+    private func answered() {
+        unanswered -= 1
+        if unanswered == 0 { lastActive = .now() }
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { startTimer(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        startTimer(context)
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
+        context.fireChannelInactive()
+    }
+
+    private func startTimer(_ context: ChannelHandlerContext) {
+        guard let idleTimeout, idleTimer == nil else { return }
+        lastActive = .now()
+        schedule(context, at: lastActive + idleTimeout)
+    }
+
+    private func schedule(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
+        idleTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) { [self] in
+            idleTimer = nil
+            guard let idleTimeout, context.channel.isActive else { return }
+            let due = lastActive + idleTimeout
+            // An answer being prepared (request read, not yet answered) is not idleness.
+            if !reading && unanswered > 0 || NIODeadline.now() < due {
+                schedule(context, at: max(due, .now() + .milliseconds(100)))
+            } else {
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func releaseQuiesce(_ context: ChannelHandlerContext) {
+        guard quiesceHeld else { return }
+        quiesceHeld = false
+        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, case .collecting = state {
+            quiesceHeld = true  // passed on once the update request being read is answered
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 
-/// Hummingbird's HTTP/1.1 channel with `ClientFastPath` placed after its connection-state
-/// handler (so idle time-outs and graceful shutdown count the requests this path answers).
+/// Hummingbird's HTTP/1.1 channel with `ClientFastPath` placed right after the HTTP/1 parser.
 struct CourierHTTP1Channel: ServerChildChannel {
     let inner: HTTP1Channel
     let fastPath: @Sendable () -> ClientFastPath
@@ -132,7 +220,7 @@ struct CourierHTTP1Channel: ServerChildChannel {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
         inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
-            try pipeline.addHandler(fastPath(), position: .after(try pipeline.handler(type: HTTPConnectionStateHandler.self)))
+            try pipeline.addHandler(fastPath(), position: .before(try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)))
             return value
         }
     }

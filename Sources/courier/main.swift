@@ -33,6 +33,8 @@ struct Serve: AsyncParsableCommand {
     var consoleURL: String?
     @Option(name: .customLong("idle-timeout"), help: "Seconds before a silent connection is closed (default 30). Env: COURIER_IDLE_TIMEOUT.")
     var idleTimeout: Int?
+    @Option(name: .customLong("threads"), help: "Event-loop threads for connections (default: one per core). Env: COURIER_THREADS.")
+    var threads: Int?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -51,6 +53,8 @@ struct Serve: AsyncParsableCommand {
         }
         config.idleTimeoutSeconds = idleTimeout ?? env["COURIER_IDLE_TIMEOUT"].flatMap { Int($0) } ?? 30
         guard config.idleTimeoutSeconds > 0 else { fail("--idle-timeout must be a positive number of seconds.") }
+        config.threads = threads ?? env["COURIER_THREADS"].flatMap { Int($0) }
+        if let n = config.threads, !(1...256).contains(n) { fail("--threads must be from 1 to 256.") }
         if let resources = env["COURIER_RESOURCES"] { config.resourcesDirectory = resources }
         config.secureCookies = (config.consoleURL ?? config.publicURL).hasPrefix("https://")
         if config.separateContentHost {

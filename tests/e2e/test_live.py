@@ -103,7 +103,7 @@ def test_kill_mid_upload_leaves_no_half_package(server, tmp_path):
 def test_declared_oversize_upload_is_refused_at_once(server):
     token = prepare(server)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.putrequest("POST", f"/api/v1/apps/{app_id}/packages")
+    conn.putrequest("POST", "/api/v1/apps/20171228/packages")
     conn.putheader("Authorization", "Bearer " + token)
     conn.putheader("Content-Type", "multipart/form-data; boundary=x")
     conn.putheader("Content-Length", str(400 << 20))
@@ -148,6 +148,35 @@ def test_half_sent_headers_are_cut_off_by_the_idle_timeout(make_server):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     conn.request("GET", "/login")
     assert conn.getresponse().status == 200
+
+
+def test_a_busy_connection_stays_open_and_an_idle_one_is_closed(make_server):
+    """The idle time-out counts the update requests answered on the event loop too: a phone asking
+    every half second keeps its connection; one that stops asking loses it after the time-out."""
+    server = make_server("--idle-timeout", "1")
+    body = b'{"platform":"android","clientVersion":"10","apps":[]}'
+    request = (b"POST /client/v1/update HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.settimeout(5)
+    for _ in range(6):
+        s.sendall(request)
+        answer = s.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+        assert b'"data":[]' in answer
+        time.sleep(0.5)
+    # Two requests in one packet, the second a console page: answered in order.
+    s.sendall(request + b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    both = b""
+    while b"</html>" not in both:
+        chunk = s.recv(65536)
+        assert chunk, both[:200]
+        both += chunk
+    assert both.startswith(b"HTTP/1.1 200") and both.index(b'"data":[]') < both.index(b"<html"), both[:300]
+    started = time.time()
+    assert s.recv(1024) == b"", "an idle connection is closed"
+    assert time.time() - started < 4
+    s.close()
 
 
 def test_data_folder_and_files_are_private(server, tmp_path):
