@@ -94,10 +94,12 @@ extension Actions {
         guard errors.isEmpty else { throw errors }
         var outcomes: [BatchOutcome] = []
         for id in ids {
+            var version: String?
             do {
                 guard let newest = try await store.packages(of: id).first else {
                     throw NotFound("App \(id) does not exist or has no packages.")
                 }
+                version = newest.version
                 guard [.toBeReleased, .finished].contains(newest.status) else {
                     outcomes.append(BatchOutcome(appId: id, version: newest.version, task: nil,
                                                  error: "Its newest version is \(newest.status.label.lowercased()), not to be released or release finished."))
@@ -105,10 +107,9 @@ extension Actions {
                 }
                 let task = try await createTask(by: actor, appId: id, version: newest.version, draft: draft, now: now)
                 outcomes.append(BatchOutcome(appId: id, version: newest.version, task: task, error: nil))
-            } catch let e as Refused {
-                throw e
             } catch {
-                outcomes.append(BatchOutcome(appId: id, version: nil, task: nil, error: PresentedError(error)?.message ?? "It could not be created."))
+                outcomes.append(BatchOutcome(appId: id, version: version, task: nil,
+                                             error: PresentedError(error)?.message ?? "It could not be created."))
             }
         }
         return outcomes

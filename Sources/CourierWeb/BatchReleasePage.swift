@@ -33,6 +33,7 @@ struct BatchReleasePage {
     let appsError: String?
     let formError: String?
     let outcomes: [Outcome]?
+    let showOutcomes: Bool  // a stored value: templates see stored properties only
     let createdCount: Int
     let failedCount: Int
     let action = Route.batchRelease.path()
@@ -56,6 +57,7 @@ struct BatchReleasePage {
                         taskURL: o.task.map { Route.task.path(String($0.id ?? 0)) }, taskId: o.task?.id, error: o.error)
             }
         }
+        showOutcomes = done != nil
         createdCount = done?.filter { $0.task != nil }.count ?? 0
         failedCount = done?.filter { $0.task == nil }.count ?? 0
     }

@@ -24,6 +24,8 @@ import Synchronization
 /// time-out (Hummingbird's own is off: it would not see the requests answered here), with
 /// Hummingbird's rules: a connection is closed after `idleTimeout` without reading, unless an
 /// answer is being prepared. A graceful-shutdown request waits for an update request being read.
+/// It answers only while the peer takes its answers (else the router's backpressure applies, and
+/// reading waits), and nothing after a request that asked to close the connection.
 final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -45,6 +47,10 @@ final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private var lastActive = NIODeadline.now()
     private var idleTimer: Scheduled<Void>?
     private var quiesceHeld = false
+    /// A request asked to close the connection: everything after it goes to the router.
+    private var closing = false
+    /// Reading waits while the peer does not take our answers (backpressure).
+    private var readHeld = false
 
     private enum State {
         case idle
@@ -69,7 +75,7 @@ final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         case (.head(let head), _):
             unanswered += 1
             reading = true
-            if passedOn == 0, takes(head) {
+            if passedOn == 0, !closing, context.channel.isWritable, takes(head) {
                 state = .collecting(head, context.channel.allocator.buffer(capacity: 0))
             } else {
                 passOn(context, head)
@@ -109,10 +115,30 @@ final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
-            passedOn -= 1
-            answered()
+            // (Hummingbird also answers a request the parser refused, which never came through.)
+            passedOn = max(0, passedOn - 1)
+            answered(context)
         }
         context.write(data, promise: promise)
+    }
+
+    // MARK: Backpressure: a peer that sends requests but does not read the answers is not read
+    // from until it does, as on the router's path.
+
+    func read(context: ChannelHandlerContext) {
+        guard context.channel.isWritable else {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, readHeld {
+            readHeld = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     /// An update request this path may answer: the route, HTTP/1.1 keep-alive, no `Expect`,
@@ -129,6 +155,7 @@ final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func passOn(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ body: ByteBuffer? = nil) {
         passedOn += 1
+        if !head.isKeepAlive { closing = true }
         state = .passing
         context.fireChannelRead(wrapInboundOut(.head(head)))
         if let body, body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
@@ -147,14 +174,17 @@ final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        answered()
+        answered(context)
     }
 
     // MARK: Idle time-out and graceful shutdown
 
-    private func answered() {
-        unanswered -= 1
-        if unanswered == 0 { lastActive = .now() }
+    private func answered(_ context: ChannelHandlerContext) {
+        unanswered = max(0, unanswered - 1)
+        guard unanswered == 0 else { return }
+        lastActive = .now()
+        // The timer stops while an answer is prepared; it starts again from here.
+        if let idleTimeout, idleTimer == nil, context.channel.isActive { schedule(context, at: lastActive + idleTimeout) }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -188,9 +218,10 @@ final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             idleTimer = nil
             guard let idleTimeout, context.channel.isActive else { return }
             let due = lastActive + idleTimeout
-            // An answer being prepared (request read, not yet answered) is not idleness.
-            if !reading && unanswered > 0 || NIODeadline.now() < due {
-                schedule(context, at: max(due, .now() + .milliseconds(100)))
+            if !reading && unanswered > 0 {
+                return  // an answer is being prepared: not idleness (`answered` restarts the timer)
+            } else if NIODeadline.now() < due {
+                schedule(context, at: due)
             } else {
                 context.close(promise: nil)
             }

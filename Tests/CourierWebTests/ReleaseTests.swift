@@ -291,6 +291,7 @@ final class BatchReleaseTests: XCTestCase {
                                                             ("type", "gray"), ("mode", "percentage"), ("percentage", "10"), ("description", "Batch")])
             XCTAssertEqual(done.status, .ok, done.text)
             XCTAssertTrue(done.text.contains("2 created, 2 not created"), done.text)
+            XCTAssertEqual(done.text.components(separatedBy: #"id="batch-result""#).count, 2, "one result section")
             XCTAssertTrue(done.text.contains("official releasing, not to be released or release finished"), done.text)
             XCTAssertTrue(done.text.contains("99999999 does not exist"), done.text)
             let tasks = try await h.store.allTasks()

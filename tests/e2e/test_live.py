@@ -179,6 +179,33 @@ def test_a_busy_connection_stays_open_and_an_idle_one_is_closed(make_server):
     s.close()
 
 
+def test_a_client_that_never_reads_its_answers_cannot_grow_memory(server):
+    """Pipelined update requests from a peer that does not read: the server stops reading it
+    once its answers back up, instead of queueing answers without end."""
+    body = b'{"platform":"android","clientVersion":"10.2","apps":[{"id":"99999999","version":"0"}]}'
+    request = (b"POST /client/v1/update HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + str(len(body)).encode()
+               + b"\r\n\r\n" + body)
+    before = peak_rss_mb(server.proc.pid)
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(3)
+    batch, sent = request * 1000, 0
+    try:
+        while sent < 300_000:          # queued, their answers would take ~70 MB and more
+            s.sendall(batch)
+            sent += 1000
+    except socket.timeout:
+        pass                           # the server stopped reading us: what we want
+    grown = peak_rss_mb(server.proc.pid) - before
+    s.close()
+    assert sent < 300_000, "the server kept reading a peer that takes no answers"
+    assert grown < 40, f"peak RSS grew by {grown:.0f} MB"
+    # And it still serves everyone else.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("GET", "/login")
+    assert conn.getresponse().status == 200
+
+
 def test_data_folder_and_files_are_private(server, tmp_path):
     token = prepare(server)
     assert upload_file(server, token, sample(str(tmp_path / "ok.zip")), "1.0.0.1")[0] == 201
