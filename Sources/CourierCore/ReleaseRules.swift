@@ -28,6 +28,26 @@ public struct TaskDraft: Sendable {
 
     public init() {}
 
+    /// The JSON API's task body (SPEC §8): `{"type","mode","whitelistIds","endTime","userCount",
+    /// "percentage","rules":[{"field","op","values"}],"description"}`, every field optional here
+    /// (`validate` says what is missing). Throws `DecodingError` for JSON of the wrong shape.
+    public init(json: Data) throws {
+        struct Body: Decodable {
+            struct Rule: Decodable { let field: String; let op: String; let values: [String] }
+            let type: String?; let mode: String?; let whitelistIds: [Int64]?; let endTime: String?; let userCount: Int?
+            let percentage: Double?; let rules: [Rule]?; let description: String?
+        }
+        let b = try JSONDecoder().decode(Body.self, from: json)
+        type = b.type ?? ""
+        mode = b.mode ?? ""
+        whitelistIds = b.whitelistIds ?? []
+        endTime = b.endTime ?? ""
+        userCount = b.userCount.map(String.init) ?? ""
+        percentage = b.percentage.map { String($0) } ?? ""
+        rules = (b.rules ?? []).map { Rule(field: $0.field, op: $0.op, values: $0.values) }
+        description = b.description ?? ""
+    }
+
     public static let maxDescription = 20_000
     public static let maxWindow: TimeInterval = 7 * 24 * 3600
 

@@ -75,21 +75,7 @@ extension APIController {
             return Response(status: .noContent)
         }
         routes.post(.apiPackageTasks, needs: .editReleases) { request, context in
-            struct Body: Decodable {
-                struct Rule: Decodable { let field: String; let op: String; let values: [String] }
-                let type: String?; let mode: String?; let whitelistIds: [Int64]?; let endTime: String?; let userCount: Int?
-                let percentage: Double?; let rules: [Rule]?; let description: String?
-            }
-            let b = try await decode(Body.self, request)
-            var draft = TaskDraft()
-            draft.type = b.type ?? ""
-            draft.mode = b.mode ?? ""
-            draft.whitelistIds = b.whitelistIds ?? []
-            draft.endTime = b.endTime ?? ""
-            draft.userCount = b.userCount.map(String.init) ?? ""
-            draft.percentage = b.percentage.map { String($0) } ?? ""
-            draft.rules = (b.rules ?? []).map { TaskDraft.Rule(field: $0.field, op: $0.op, values: $0.values) }
-            draft.description = b.description ?? ""
+            let draft = try TaskDraft(json: Data(buffer: try await request.body.collect(upTo: 64 * 1024)))
             let task = try await services.actions.createTask(by: context.acting, appId: context.parameters.get("id") ?? "",
                                                              version: context.parameters.get("version") ?? "", draft: draft)
             return try json(try await taskJSON(task), status: .created)

@@ -107,4 +107,20 @@ final class FuzzCorpusTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(accepted, 5, "the real requests in the corpus are read")
     }
+
+    func testTaskBodiesGiveAKindOrFieldErrors() throws {
+        let all = try inputs("task")
+        XCTAssertGreaterThanOrEqual(all.count, 5)
+        var kinds = 0
+        for (name, bytes) in all {
+            guard let draft = try? TaskDraft(json: Data(bytes)) else { continue }
+            do {
+                _ = try draft.validate(now: Date(timeIntervalSince1970: 1_795_000_000), whitelists: [1, 2, 3])
+                kinds += 1
+            } catch {
+                XCTAssertFalse(error.errors.isEmpty, name)
+            }
+        }
+        XCTAssertGreaterThanOrEqual(kinds, 3, "the good seeds are accepted")
+    }
 }

@@ -1,0 +1,43 @@
+// libFuzzer target: the JSON API's release-task body (SPEC §5, §8) read into a draft and checked.
+// Beyond not trapping: a draft either gives a task kind that agrees with what it asked for, or
+// field errors that each name a field and say something; and the rules it keeps hold or fail
+// for a client without trapping.
+import CFuzzer
+import Foundation
+import CourierCore
+
+let now = Date(timeIntervalSince1970: 1_795_000_000)
+let client = ClientRequest(platform: .android, clientVersion: try! ClientVersion(validating: "10.2", field: "v"), deviceId: "d",
+                           userId: "u", model: "Pixel", osVersion: "14.1", network: "WIFI", city: "Hangzhou")
+
+func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    guard let bytes else { return 0 }
+    guard let draft = try? TaskDraft(json: Data(bytes: bytes, count: count)) else { return 0 }
+    do {
+        let kind = try draft.validate(now: now, whitelists: [1, 2, 3])
+        switch kind {
+        case .official:
+            precondition(draft.type == "official")
+        case .gray(let mode, let rules):
+            precondition(draft.type == "gray")
+            precondition(rules.count <= 20)
+            switch mode {
+            case .whitelist(let ids): precondition(draft.mode == "whitelist" && !ids.isEmpty && ids.allSatisfy { [1, 2, 3].contains($0) })
+            case .percentage(let p): precondition(draft.mode == "percentage" && p >= 0.01 && p <= 100)
+            case .timeWindow(let end, let n):
+                precondition(draft.mode == "timeWindow" && end > now && end.timeIntervalSince(now) <= TaskDraft.maxWindow && n >= 1)
+            }
+            for r in rules {
+                _ = r.holds(for: client)
+                precondition(!r.description.isEmpty)
+            }
+        }
+    } catch {
+        precondition(!error.errors.isEmpty && error.errors.allSatisfy { !$0.message.isEmpty }, "a refusal says nothing")
+    }
+    return 0
+}
+
+var argc = CommandLine.argc
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv, { fuzz($0, $1) }))
