@@ -29,7 +29,7 @@ public enum PackageStatus: String, Codable, Sendable {
     }
 }
 
-public struct PackageDraft: Sendable, Equatable {
+public struct PackageDraft: Sendable, Equatable, Codable {
     public var version = ""
     public var type = ""
     public var android = false

@@ -208,7 +208,8 @@ extension Store {
 
     /// Records a built package and its files in one transaction. The version and type rules
     /// are checked again inside it, so two racing uploads cannot both win.
-    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], by actor: ActingUser) async throws -> PackageRecord {
+    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], importRow: ImportRowKey?,
+                       by actor: ActingUser) async throws -> PackageRecord {
         try await change(by: actor, "package.add", subject: "\(package.appId) \(package.version)") { db in
             let facts = try Self.facts(db, package.appId)
             if let highest = facts.highestVersion, package.packageVersion <= highest {
@@ -227,6 +228,11 @@ extension Store {
                 app.type = p.type
                 try app.update(db)
             }
+            if let importRow {
+                // The import row is marked in the same transaction: created, or not at all.
+                try db.execute(sql: "UPDATE batchImportRow SET packageId = ?, error = NULL WHERE importId = ? AND n = ?",
+                               arguments: [p.id, importRow.importId, importRow.n])
+            }
             return (p, ["type": p.type.rawValue, "sha256": p.blob, "files": String(files.count), "size": String(p.size)])
         }
     }
@@ -241,14 +247,14 @@ extension Store {
     /// the blob the winner has just recorded, and a package signed with a key that was
     /// replaced meanwhile is refused rather than stored with the old signature.
     public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord],
-                              signedWith fingerprint: String?, by actor: ActingUser) async throws -> PackageRecord {
+                              signedWith fingerprint: String?, importRow: ImportRowKey? = nil, by actor: ActingUser) async throws -> PackageRecord {
         try await blobs.lock.run {
             guard try await settings().signingKeyFingerprint == fingerprint else {
                 throw FieldError("file", "The signing key was replaced while this package was being processed. Upload it again.")
             }
             try blobs.adopt(tempPath, sha256: package.blob)
             do {
-                return try await insertPackage(package, files: files, by: actor)
+                return try await insertPackage(package, files: files, importRow: importRow, by: actor)
             } catch {
                 if try await !isBlobReferenced(package.blob) { blobs.remove(package.blob) }
                 throw error

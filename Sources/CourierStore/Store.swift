@@ -9,6 +9,8 @@ public final class Store: Sendable {
     /// transaction with its audit row), every read a named query.
     let db: DatabasePool
     public let blobs: BlobStore
+    /// Batch imports' files until they are submitted: `imports/{key}/{n}.zip`.
+    public let importsDirectory: String
     /// Told after every committed change to apps, packages or settings.
     public let changes = CatalogueChanges()
 
@@ -29,6 +31,8 @@ public final class Store: Sendable {
         db = try DatabasePool(path: dbPath, configuration: config)
         try Self.migrator.migrate(db)
         blobs = try BlobStore(root: dir)
+        importsDirectory = dir.appendingPathComponent("imports").path
+        try Self.preparePrivateDirectory(importsDirectory)
     }
 
     static var migrator: DatabaseMigrator {
@@ -115,6 +119,7 @@ public final class Store: Sendable {
             }
         }
         registerReleaseMigrations(&m)
+        registerImportMigrations(&m)
         return m
     }
 

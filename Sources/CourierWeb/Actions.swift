@@ -113,7 +113,8 @@ public struct Actions: Sendable {
     /// zip, build and sign the .amr, move it into the blob store, record it. Either all of it
     /// happens or none: on any refusal the temp files and the blob are gone and no row exists.
     /// `zipPath` is consumed: it is deleted whatever the outcome.
-    public func addPackage(by actor: ActingUser, appId: String, draft: PackageDraft, zipPath: String?) async throws -> PackageRecord {
+    public func addPackage(by actor: ActingUser, appId: String, draft: PackageDraft, zipPath: String?,
+                           importRow: ImportRowKey? = nil) async throws -> PackageRecord {
         defer { if let zipPath { unlink(zipPath) } }
         try actor.require(.uploadPackages)
         guard let app = try await store.app(appId) else { throw NotFound("There is no app with ID \(appId).") }
@@ -148,7 +149,8 @@ public struct Actions: Sendable {
         let files = built.files.map {
             PackageFileRecord(packageId: 0, path: $0.path, size: Int64($0.size), sha256: $0.sha256, tarOffset: Int64($0.tarOffset))
         }
-        return try await store.commitPackage(amrAt: amrPath, record, files: files, signedWith: key?.fingerprint, by: actor)
+        return try await store.commitPackage(amrAt: amrPath, record, files: files, signedWith: key?.fingerprint, importRow: importRow,
+                                             by: actor)
     }
 
     /// The same refusal, the same status, for the console and the API.

@@ -83,6 +83,8 @@ public struct Services: Sendable {
 public func buildServices(_ config: CourierConfiguration, logger: Logger) async throws -> Services {
     let store = try Store(dataDirectory: config.dataDirectory)
     let swept = try await store.sweep()
+    let expiredImports = try await store.sweepImports(startingUp: true)
+    if expiredImports > 0 { logger.notice("Removed unsubmitted batch imports past their 24 hours", metadata: ["imports": "\(expiredImports)"]) }
     if swept.tempFiles + swept.orphanBlobs > 0 {
         logger.notice("Cleaned up after an interrupted upload", metadata: [
             "tempFiles": "\(swept.tempFiles)", "orphanBlobs": "\(swept.orphanBlobs)"])
@@ -149,6 +151,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     PackagesController(services: services).addRoutes(to: console)
     WhitelistsController(services: services).addRoutes(to: console)
     TasksController(services: services).addRoutes(to: console)
+    ImportsController(services: services).addRoutes(to: console)
     return router
 }
 
@@ -189,7 +192,8 @@ func publicKeyResponse(_ services: Services) async throws -> Response {
                     body: .init(byteBuffer: ByteBuffer(string: key.publicKeyPEM)))
 }
 
-/// Finishes time-window tasks at their end time, checking every few seconds.
+/// Finishes time-window tasks at their end time, checking every few seconds; removes batch
+/// imports left unsubmitted past their 24 hours every ten minutes.
 struct WindowCloser: Service {
     let actions: Actions
     let logger: Logger
@@ -197,12 +201,22 @@ struct WindowCloser: Service {
     func run() async throws {
         // Stops at once when the server shuts down (a sleeping loop would hold the shutdown up).
         try await cancelWhenGracefulShutdown { [actions, logger] in
+            var rounds = 0
             while !Task.isCancelled {
                 do {
                     let n = try await actions.finishEndedWindows()
                     if n > 0 { logger.info("Finished time-window tasks at their end time", metadata: ["tasks": "\(n)"]) }
                 } catch {
                     logger.error("Could not finish ended time windows", metadata: ["error": "\(error)"])
+                }
+                rounds += 1
+                if rounds % 60 == 0 {   // every ten minutes: imports past their 24 hours
+                    do {
+                        let n = try await actions.store.sweepImports(startingUp: false)
+                        if n > 0 { logger.info("Removed unsubmitted batch imports past their 24 hours", metadata: ["imports": "\(n)"]) }
+                    } catch {
+                        logger.error("Could not remove expired batch imports", metadata: ["error": "\(error)"])
+                    }
                 }
                 try? await Task.sleep(for: .seconds(10))
             }

@@ -24,6 +24,8 @@ struct AppsPage {
     let newAppURL = Route.newApp.path()
     let batchReleaseURL = Route.batchRelease.path()
     let canRelease: Bool
+    let newImportURL = Route.newImport.path()
+    let canImport: Bool
     let searchAction = Route.apps.path()
 
     init(_ page: Page<AppSummary>, query q: String, user: UserRecord, chrome: Chrome) {
@@ -41,5 +43,6 @@ struct AppsPage {
         nextURL = page.page < page.pageCount ? link(page.page + 1) : nil
         canEdit = user.role.may(.editApps)
         canRelease = user.role.may(.editReleases)
+        canImport = user.role.may(.uploadPackages)
     }
 }

@@ -71,15 +71,16 @@ extension Services {
         return (app, p)
     }
 
-    /// Streams a multipart request body to temp files, refusing more than the upload limit.
-    func readMultipart(_ request: Request) async throws -> MultipartForm {
+    /// Streams a multipart request body to temp files, refusing more than the upload limit
+    /// (`files` bytes of files, with headroom for the form's other fields and part headers).
+    func readMultipart(_ request: Request, files: Int? = nil, field: String = "file") async throws -> MultipartForm {
         guard let boundary = MultipartReader.boundary(of: request.headers[.contentType]) else {
-            throw FieldError("file", "Send the package as multipart/form-data.")
+            throw FieldError(field, "Send the form as multipart/form-data.")
         }
-        // Headroom over the file limit for the form's other fields.
-        let limit = config.maxUploadBytes + 64 * 1024
+        let allowed = files ?? config.maxUploadBytes
+        let limit = allowed + (files == nil ? 64 * 1024 : 1 << 20)
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
-            throw UploadTooLarge(limit: config.maxUploadBytes)
+            throw UploadTooLarge(limit: allowed)
         }
         let reader = MultipartReader(maxTotal: limit, tempPath: { [blobs = store.blobs] in blobs.temporaryPath(suffix: ".upload") })
         return try await reader.read(request.body, boundary: boundary)

@@ -62,6 +62,11 @@ extension Route {
     static let newTask = Route("/apps/:id/packages/:version/tasks/new")
     static let packageTasks = Route("/apps/:id/packages/:version/tasks")
     static let batchRelease = Route("/releases/batch")
+    static let newImport = Route("/imports/new")
+    static let imports = Route("/imports")
+    static let importPage = Route("/imports/:import")
+    static let importRow = Route("/imports/:import/rows/:n")
+    static let importSubmit = Route("/imports/:import/submit")
     static let task = Route("/tasks/:task")
     static let taskOperation = Route("/tasks/:task/:operation")
 

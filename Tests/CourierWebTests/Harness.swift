@@ -109,6 +109,12 @@ struct Browser: Sendable {
         return try await client.execute(uri: uri, method: .post, headers: h, body: ByteBuffer(string: body))
     }
 
+    /// Several files in one multipart request, as a browser sends a `multiple` file input.
+    func uploadFiles(_ uri: String, _ files: [(String, String, [UInt8])]) async throws -> TestResponse {
+        let (body, type) = multipart([], files: files)
+        return try await client.execute(uri: uri + "?csrf=" + csrf, method: .post, headers: [.cookie: cookie, .contentType: type], body: body)
+    }
+
     func upload(_ uri: String, _ fields: [(String, String)], file: [UInt8]?, filename: String = "package.zip") async throws -> TestResponse {
         let (body, type) = multipart(fields, file: file.map { ("file", filename, $0) })
         let sep = uri.contains("?") ? "&" : "?"

@@ -93,8 +93,24 @@ final class StructureTests: XCTestCase {
                 return (entry.route.path("20171228", version), [("type", "official")])
             case (.get, .task): return (entry.route.path(try await task()), [])
             case (.post, .taskOperation): return (entry.route.path(try await task(), "pause"), [])
+            case (.get, .importPage): return (entry.route.path(try await anImport(h)), [])
+            case (.get, .importRow): return (entry.route.path(try await anImport(h), "0"), [])
+            case (.post, .importRow):
+                return (entry.route.path(try await anImport(h), "0"), [("platformCheckboxes", "true"), ("version", "1.0.0.1"),
+                                                                        ("android", "true"), ("androidMin", "10.0")])
+            case (.post, .importSubmit): return (entry.route.path(try await anImport(h)), [("confirm", "true")])
             default: return nil
             }
+        }
+
+        /// A fresh import of one file for a new app; its ID.
+        func anImport(_ h: Harness) async throws -> String {
+            let path = h.store.blobs.temporaryPath(suffix: ".upload")
+            let id = String(31_000_000 + next())
+            let zip = samplePackage(id)
+            try zip.write(to: path)
+            let file = UploadedFile(field: "files", filename: "\(id).zip", path: path, size: UInt64(zip.bytes().count))
+            return String(try await h.services.actions.startImport(by: .commandLine, files: [file]).id ?? 0)
         }
 
         /// A path and body the whitelist and task routes accept, with what they act on made fresh.
@@ -140,6 +156,9 @@ final class StructureTests: XCTestCase {
                     case .get: r = try await b.get(Self.path(entry.route))
                     case .post where entry.route == .packages:
                         r = try await b.upload(Self.path(entry.route), packageFields(version: samples.version()), file: samplePackage().bytes())
+                    case .post where entry.route == .imports:
+                        let id = String(32_000_000 + samples.next())
+                        r = try await b.uploadFiles(Self.path(entry.route), [("files", "\(id).zip", samplePackage(id).bytes())])
                     default: r = try await b.post(Self.path(entry.route), samples.consoleFields(entry.route))
                     }
                     }

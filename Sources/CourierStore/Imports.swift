@@ -1,0 +1,177 @@
+import CourierCore
+import Foundation
+import GRDB
+
+/// A batch import (SPEC §6): its files wait under `imports/{key}/` until it is submitted or
+/// expires; its rows say what each file will become.
+public struct ImportRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
+    public static let databaseTableName = "batchImport"
+    public var id: Int64?
+    /// Names the folder of its files (chosen before the row exists, so a crash leaves no doubt).
+    public var key: String
+    public var createdBy: String
+    public var createdAt = Date()
+    public var expiresAt: Date
+    /// `open` (editable, submittable), `submitting` (a submission is running), `done`.
+    public var status = "open"
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    public static let lifetime: TimeInterval = 24 * 3600
+}
+
+/// One file of an import.
+public struct ImportRowRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
+    public static let databaseTableName = "batchImportRow"
+    public var importId: Int64
+    public var n: Int
+    public var fileName: String
+    public var appId: String?
+    public var newApp: Bool
+    public var type: String?
+    public var fileCount: Int
+    public var size: Int64
+    /// The package's fields (SPEC §2) as JSON of `PackageDraft`; the version among them.
+    public var fields: String
+    /// Why it cannot be created (at inspection or at the last submission); nil when ready.
+    public var error: String?
+    /// Refused when it arrived (a bad name, a hostile zip…): it has no file and never will be created.
+    public var refused: Bool
+    /// Set in the transaction that creates its package.
+    public var packageId: Int64?
+
+    public var draft: PackageDraft {
+        get { (try? JSONDecoder().decode(PackageDraft.self, from: Data(fields.utf8))) ?? PackageDraft() }
+        set { fields = String(decoding: (try? JSONEncoder().encode(newValue)) ?? Data("{}".utf8), as: UTF8.self) }
+    }
+    public var created: Bool { packageId != nil }
+
+    public init(importId: Int64, n: Int, fileName: String, appId: String?, newApp: Bool, type: String?, fileCount: Int, size: Int64,
+                draft: PackageDraft, error: String?) {
+        self.importId = importId; self.n = n; self.fileName = fileName; self.appId = appId; self.newApp = newApp; self.type = type
+        self.fileCount = fileCount; self.size = size; self.fields = "{}"; self.error = error; self.packageId = nil
+        self.refused = error != nil
+        self.draft = draft
+    }
+}
+
+/// The import row a package is created for.
+public struct ImportRowKey: Sendable {
+    public let importId: Int64
+    public let n: Int
+    public init(importId: Int64, n: Int) { self.importId = importId; self.n = n }
+}
+
+extension Store {
+    static func registerImportMigrations(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v5-imports") { db in
+            try db.create(table: "batchImport") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("key", .text).notNull().unique()
+                t.column("createdBy", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("expiresAt", .datetime).notNull()
+                t.column("status", .text).notNull()
+            }
+            try db.create(table: "batchImportRow") { t in
+                t.column("importId", .integer).notNull().references("batchImport", onDelete: .cascade)
+                t.column("n", .integer).notNull()
+                t.column("fileName", .text).notNull()
+                t.column("appId", .text)
+                t.column("newApp", .boolean).notNull()
+                t.column("type", .text)
+                t.column("fileCount", .integer).notNull()
+                t.column("size", .integer).notNull()
+                t.column("fields", .text).notNull()
+                t.column("error", .text)
+                t.column("refused", .boolean).notNull()
+                t.column("packageId", .integer)
+                t.primaryKey(["importId", "n"])
+            }
+        }
+    }
+
+    /// Where row `n` of the import keyed `key` keeps its zip.
+    public func importFile(key: String, n: Int) -> String { "\(importsDirectory)/\(key)/\(n).zip" }
+
+    /// Records an import whose files are already in `imports/{key}/`.
+    public func createImport(key: String, rows: [ImportRowRecord], by actor: ActingUser, now: Date = Date()) async throws -> ImportRecord {
+        try await change(by: actor, "import.create", subject: key, catalogue: false) { db in
+            var record = ImportRecord(id: nil, key: key, createdBy: actor.name, createdAt: now, expiresAt: now.addingTimeInterval(ImportRecord.lifetime))
+            try record.insert(db)
+            for var row in rows {
+                row.importId = record.id!
+                try row.insert(db)
+            }
+            return (record, ["files": String(rows.count), "ready": String(rows.filter { $0.error == nil }.count)])
+        }
+    }
+
+    public func importRecord(_ id: Int64) async throws -> ImportRecord? {
+        try await db.read { db in try ImportRecord.fetchOne(db, key: id) }
+    }
+
+    public func importRows(_ id: Int64) async throws -> [ImportRowRecord] {
+        try await db.read { db in try ImportRowRecord.filter(Column("importId") == id).order(Column("n")).fetchAll(db) }
+    }
+
+    /// Changes a row's fields (only while the import is open and the row not created).
+    public func updateImportRow(_ id: Int64, n: Int, draft: PackageDraft, error: String?, by actor: ActingUser) async throws {
+        try await change(by: actor, "import.editRow", subject: "\(id) \(n)", catalogue: false) { db in
+            guard let record = try ImportRecord.fetchOne(db, key: id), record.status == "open" else {
+                throw Conflict("This import was submitted; its rows can no longer change.")
+            }
+            guard var row = try ImportRowRecord.filter(Column("importId") == id && Column("n") == n).fetchOne(db), !row.created, !row.refused else {
+                throw NotFound("This import has no such row to edit.")
+            }
+            row.draft = draft
+            row.error = error
+            try row.update(db)
+            return ((), ["version": draft.version])
+        }
+    }
+
+    /// Moves an open import to `submitting`; false when it is not open (a second click, a
+    /// second tab, a second API call: only one submission runs).
+    public func beginImportSubmission(_ id: Int64, by actor: ActingUser) async throws -> Bool {
+        try await change(by: actor, "import.submit", subject: String(id), catalogue: false) { db in
+            try db.execute(sql: "UPDATE batchImport SET status = 'submitting' WHERE id = ? AND status = 'open'", arguments: [id])
+            return (db.changesCount == 1, [:])
+        }
+    }
+
+    /// Records a row's failure at submission.
+    public func failImportRow(_ id: Int64, n: Int, error: String) async throws {
+        try await db.write { db in
+            try db.execute(sql: "UPDATE batchImportRow SET error = ? WHERE importId = ? AND n = ? AND packageId IS NULL",
+                           arguments: [error, id, n])
+        }
+    }
+
+    /// Ends a submission: `done` when every row is created (its files are removed), else open
+    /// again so the failed rows can be fixed and submitted.
+    public func endImportSubmission(_ id: Int64) async throws -> ImportRecord? {
+        let (record, done) = try await db.write { db -> (ImportRecord?, Bool) in
+            let left = try ImportRowRecord.filter(Column("importId") == id && Column("packageId") == nil && Column("refused") == false).fetchCount(db)
+            try db.execute(sql: "UPDATE batchImport SET status = ? WHERE id = ?", arguments: [left == 0 ? "done" : "open", id])
+            return (try ImportRecord.fetchOne(db, key: id), left == 0)
+        }
+        if done, let record { try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(record.key)") }
+        return record
+    }
+
+    /// Start-up and regular housekeeping: a submission cut short is open again; imports past
+    /// their expiry are deleted with their files; folders no import refers to are removed.
+    public func sweepImports(now: Date = Date(), startingUp: Bool) async throws -> Int {
+        let (expired, keys) = try await db.write { db -> ([String], Set<String>) in
+            if startingUp { try db.execute(sql: "UPDATE batchImport SET status = 'open' WHERE status = 'submitting'") }
+            let expired = try String.fetchAll(db, sql: "SELECT key FROM batchImport WHERE status != 'done' AND expiresAt < ?", arguments: [now])
+            try db.execute(sql: "DELETE FROM batchImport WHERE status != 'done' AND expiresAt < ?", arguments: [now])
+            let open = Set(try String.fetchAll(db, sql: "SELECT key FROM batchImport WHERE status != 'done'"))
+            return (expired, open)
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: importsDirectory)) ?? [] where !keys.contains(name) {
+            try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(name)")
+        }
+        return expired.count
+    }
+}

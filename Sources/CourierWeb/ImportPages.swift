@@ -1,0 +1,106 @@
+import CourierArchive
+import CourierCore
+import CourierStore
+import Foundation
+
+/// Batch import HTML5 app: the upload form.
+struct ImportFormPage {
+    let chrome: Chrome
+    let action: String
+    let maxFiles = BatchImportRules.maxFiles
+    let maxBytes = Int(BatchImportRules.maxTotalBytes)
+    let maxMB = Int(BatchImportRules.maxTotalBytes >> 20)
+    let errors: [String: String]
+    let formError: String?
+    let appsURL = Route.apps.path()
+
+    init(failure: FormFailure, chrome: Chrome) {
+        self.chrome = chrome
+        // Streamed multipart: the CSRF token travels in the query string.
+        action = Route.imports.path([], query: [("csrf", chrome.csrf)])
+        errors = failure.fields
+        formError = failure.formError
+    }
+}
+
+/// The import results page: one row per file, its outcome, and the submission.
+struct ImportPage {
+    struct Row {
+        let n: Int
+        let fileName: String
+        let appId: String
+        let newApp: Bool
+        let type: String
+        let version: String
+        let fileCount: Int
+        let size: String
+        let ready: Bool
+        let created: Bool
+        let error: String?
+        let editURL: String?
+        let packageURL: String?
+    }
+
+    let chrome: Chrome
+    let id: Int64
+    let rows: [Row]
+    let readyCount: Int
+    let createdCount: Int
+    let failedCount: Int
+    let open: Bool
+    let done: Bool
+    let expires: String
+    let submitAction: String
+    let errors: [String: String]
+    let formError: String?
+    let appsURL = Route.apps.path()
+    let newImportURL = Route.newImport.path()
+
+    init(_ record: ImportRecord, rows: [ImportRowRecord], failure: FormFailure, chrome: Chrome) {
+        self.chrome = chrome
+        let id = record.id ?? 0
+        self.id = id
+        open = record.status == "open"
+        self.rows = rows.map { r in
+            let draft = r.draft
+            let editable = record.status == "open" && !r.refused && !r.created
+            return Row(n: r.n, fileName: r.fileName, appId: r.appId ?? "—", newApp: r.newApp, type: r.type ?? "—",
+                       version: draft.version.isEmpty ? "—" : draft.version, fileCount: r.fileCount, size: humanSize(r.size),
+                       ready: r.error == nil && !r.created, created: r.created, error: r.error,
+                       editURL: editable ? Route.importRow.path(String(id), String(r.n)) : nil,
+                       packageURL: r.created ? r.appId.map { Route.package.path($0, draft.version) } : nil)
+        }
+        readyCount = self.rows.filter(\.ready).count
+        createdCount = rows.filter(\.created).count
+        failedCount = rows.filter { $0.error != nil && !$0.created }.count
+        done = record.status == "done" || (createdCount > 0 && readyCount == 0 && !open)
+        expires = displayDate.string(from: record.expiresAt)
+        submitAction = Route.importSubmit.path(String(id))
+        errors = failure.fields
+        formError = failure.formError
+    }
+}
+
+/// Edit one row of an import: the fields of SPEC §2, with the single-package form's messages.
+struct ImportRowPage {
+    let chrome: Chrome
+    let fileName: String
+    let appId: String
+    let newApp: Bool
+    let fields: PackageFormPage
+    let action: String
+    let importURL: String
+    let formError: String?
+    let appsURL = Route.apps.path()
+
+    init(record: ImportRecord, row: ImportRowRecord, fields: PackageFormPage, failure: FormFailure, chrome: Chrome) {
+        self.chrome = chrome
+        fileName = row.fileName
+        appId = row.appId ?? ""
+        newApp = row.newApp
+        self.fields = fields
+        action = Route.importRow.path(String(record.id ?? 0), String(row.n))
+        importURL = Route.importPage.path(String(record.id ?? 0))
+        formError = failure.formError
+    }
+}
