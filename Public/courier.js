@@ -41,11 +41,15 @@ document.addEventListener("DOMContentLoaded", function () {
       var max = parseInt(form.dataset.maxBytes, 10);
       var old = document.getElementById("error-file-size");
       if (old) old.remove();
-      if (file && file.files.length && file.files[0].size > max) {
+      // One file or several (batch import): their sizes count together.
+      var total = 0;
+      if (file) for (var i = 0; i < file.files.length; i++) total += file.files[i].size;
+      if (total > max) {
         var p = document.createElement("p");
         p.className = "field-error";
         p.id = "error-file-size";
-        p.textContent = "The file is " + Math.round(file.files[0].size / 1048576) + " MB; the limit is " + Math.round(max / 1048576) + " MB.";
+        p.textContent = (file.files.length > 1 ? "The files are " : "The file is ") + Math.round(total / 1048576) +
+          " MB; the limit is " + Math.round(max / 1048576) + " MB.";
         file.insertAdjacentElement("afterend", p);
         return;
       }
@@ -62,7 +66,7 @@ document.addEventListener("DOMContentLoaded", function () {
         if (!ev.lengthComputable) return;
         var pct = Math.floor(ev.loaded * 100 / ev.total);
         bar.value = pct;
-        status.textContent = pct < 100 ? "Uploading… " + pct + "%" : "Checking and signing the package…";
+        status.textContent = pct < 100 ? "Uploading… " + pct + "%" : (form.dataset.checking || "Checking and signing the package…");
       });
       xhr.addEventListener("load", function () {
         if (xhr.responseURL && xhr.responseURL !== form.action) {

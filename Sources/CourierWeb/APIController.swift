@@ -141,6 +141,7 @@ struct APIController {
             return try json(PackageJSON(p, publicURL: services.config.publicURL), status: .created)
         }
         addReleaseRoutes(to: routes)
+        addImportRoutes(to: routes)
     }
 
     func settingsJSON(_ s: SettingsRecord) -> SettingsJSON {

@@ -91,6 +91,10 @@ extension Route {
     static let apiPackageTasks = Route("/api/v1/apps/:id/packages/:version/tasks")
     static let apiTask = Route("/api/v1/tasks/:task")
     static let apiTaskOperation = Route("/api/v1/tasks/:task/:operation")
+    static let apiImports = Route("/api/v1/batch-imports")
+    static let apiImport = Route("/api/v1/batch-imports/:import")
+    static let apiImportRow = Route("/api/v1/batch-imports/:import/rows/:n")
+    static let apiImportSubmit = Route("/api/v1/batch-imports/:import/submit")
 }
 
 /// Every route registered, with the permission it needs: what the route-table test walks.

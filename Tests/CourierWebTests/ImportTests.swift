@@ -103,4 +103,38 @@ final class ImportTests: XCTestCase {
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: h.store.importsDirectory), [])
         }
     }
+
+    func testTheJSONAPIImportsEditsAndSubmits() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.addUser("ci", role: .developer)
+        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        let token = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
+        try await h.test { client in
+            let api = APITests.Caller(client: client, token: token)
+            let (body, type) = multipart([], files: [("file", "30000001.zip", samplePackage("30000001").bytes()),
+                                                     ("file", "30000002.zip", [0x50, 0x4b, 0x03, 0x04, 1, 2, 3])])
+            let made = try await client.execute(uri: "/api/v1/batch-imports", method: .post,
+                                                headers: [.authorization: "Bearer \(token)", .contentType: type], body: body)
+            XCTAssertEqual(made.status, .created, made.text)
+            let id = try XCTUnwrap(made.json["id"] as? Int)
+            let rows = try XCTUnwrap(made.json["rows"] as? [[String: Any]])
+            XCTAssertEqual(rows.map { $0["status"] as? String }, ["ready", "error"])
+            XCTAssertEqual(rows[0]["version"] as? String, "0.0.0.1")
+            let badEdit = try await api.call(.patch, "/api/v1/batch-imports/\(id)/rows/0", json: #"{"androidMin":"ten"}"#)
+            XCTAssertEqual(badEdit.status, .unprocessableContent)
+            XCTAssertEqual((badEdit.json["error"] as? [String: Any])?["field"] as? String, "androidMin")
+            let edit = try await api.call(.patch, "/api/v1/batch-imports/\(id)/rows/0", json: #"{"version":"1.0.0.0","iosMin":""}"#)
+            XCTAssertEqual(edit.status, .ok, edit.text)
+            let done = try await api.call(.post, "/api/v1/batch-imports/\(id)/submit")
+            XCTAssertEqual(done.status, .ok, done.text)
+            XCTAssertEqual(done.json["status"] as? String, "done", "a refused file's row never holds the import open")
+            XCTAssertEqual((done.json["rows"] as? [[String: Any]])?.map { $0["status"] as? String }, ["created", "error"])
+            let p = try await unwrap(try await h.store.package("30000001", "1.0.0.0"))
+            XCTAssertNil(p.range.ios, "iOS dropped by the edit")
+            let again = try await api.call(.post, "/api/v1/batch-imports/\(id)/submit")
+            XCTAssertEqual(again.status, .ok)
+            await assertEqual(try await h.store.allPackages().count, 1, "a second submission creates nothing more")
+        }
+    }
 }

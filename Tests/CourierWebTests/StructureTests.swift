@@ -125,6 +125,9 @@ final class StructureTests: XCTestCase {
                 let version = self.version()
                 try await h.addPackage(version)
                 return (entry.route.path("20171228", version), #"{"type":"official"}"#)
+            case (.get, .apiImport): return (entry.route.path(try await anImport(h)), nil)
+            case (.patch, .apiImportRow): return (entry.route.path(try await anImport(h), "0"), #"{"version":"2.0.0.0"}"#)
+            case (.post, .apiImportSubmit): return (entry.route.path(try await anImport(h)), nil)
             case (.get, .apiTask): return (entry.route.path(try await task()), nil)
             case (.patch, .apiTask): return (entry.route.path(try await task()), #"{"percentage":20}"#)
             case (.delete, .apiTask): return (entry.route.path(try await task(finish: true)), nil)
@@ -143,7 +146,7 @@ final class StructureTests: XCTestCase {
         try await h.test { client in
             let entries = h.services.routes.entries
             XCTAssertGreaterThanOrEqual(entries.filter { $0.surface == .console }.count, 14)
-            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 17)
+            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 21)
             for entry in entries where entry.surface == .console {
                 let permission = try XCTUnwrap(entry.permission, "\(entry.route) declares its permission")
                 for role in Role.allCases {
@@ -181,6 +184,11 @@ final class StructureTests: XCTestCase {
                         let allowed = role.may(permission) && scope == permission.scope
                         if entry.route == .apiPackages {
                             r = try await caller.upload("20171228", packageFields(version: samples.version()), file: samplePackage().bytes())
+                        } else if entry.route == .apiImports {
+                            let id = String(33_000_000 + samples.next())
+                            let (body, type) = multipart([], files: [("file", "\(id).zip", samplePackage(id).bytes())])
+                            r = try await client.execute(uri: "/api/v1/batch-imports", method: .post,
+                                                         headers: [.authorization: "Bearer \(token)", .contentType: type], body: body)
                         } else if let (path, body) = allowed ? try await samples.releaseRequest(entry, h) : nil {
                             r = try await caller.call(entry.method, path, json: body)
                         } else {

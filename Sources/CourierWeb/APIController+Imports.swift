@@ -1,0 +1,98 @@
+import CourierArchive
+import CourierCore
+import CourierStore
+import Foundation
+import Hummingbird
+
+/// The JSON API's batch imports (SPEC §8): `POST /api/v1/batch-imports` with several `file`
+/// parts, `PATCH …/{id}/rows/{n}` to edit a row's fields, `POST …/{id}/submit`.
+struct ImportJSON: Encodable {
+    struct Row: Encodable {
+        let n: Int
+        let file: String
+        let appId: String?
+        let newApp: Bool
+        let type: String?
+        let version: String?
+        let fileCount: Int
+        let size: Int64
+        /// `ready`, `created` or `error`.
+        let status: String
+        let error: String?
+        let package: String?
+    }
+    let id: Int64
+    /// `open`, `submitting` or `done`.
+    let status: String
+    let expiresAt: Date
+    let rows: [Row]
+
+    init(_ record: ImportRecord, rows: [ImportRowRecord], publicURL: String) {
+        id = record.id ?? 0
+        status = record.status
+        expiresAt = record.expiresAt
+        self.rows = rows.map { r in
+            let version = r.draft.version
+            return Row(n: r.n, file: r.fileName, appId: r.appId, newApp: r.newApp, type: r.type, version: version.isEmpty ? nil : version,
+                       fileCount: r.fileCount, size: r.size, status: r.created ? "created" : (r.error == nil ? "ready" : "error"),
+                       error: r.error, package: r.created ? r.appId.map { "\(publicURL)/api/v1/apps/\($0)" } : nil)
+        }
+    }
+}
+
+extension APIController {
+    func addImportRoutes(to routes: SignedInRoutes) {
+        routes.post(.apiImports, needs: .uploadPackages) { request, context in
+            let form = try await services.readMultipart(request, files: Int(BatchImportRules.maxTotalBytes), field: "files")
+            let files = form.files.filter { $0.field == "file" && $0.size > 0 }
+            for f in form.files where !files.contains(where: { $0.path == f.path }) { unlink(f.path) }
+            let record = try await services.actions.startImport(by: context.acting, files: files)
+            return try await importJSON(record.id ?? 0, status: .created)
+        }
+        routes.get(.apiImport, needs: .uploadPackages) { _, context in
+            try await importJSON(try importID(context))
+        }
+        routes.patch(.apiImportRow, needs: .uploadPackages) { request, context in
+            let id = try importID(context)
+            guard let n = context.parameters.get("n").flatMap({ Int($0) }),
+                  let row = try await services.store.importRows(id).first(where: { $0.n == n }) else {
+                throw NotFound("This import has no such row.")
+            }
+            struct Body: Decodable {
+                let version: String?; let androidMin: String?; let androidMax: String?; let iosMin: String?; let iosMax: String?
+                let mainUrl: String?; let extendInfo: String?; let downloadPolicy: String?; let installPolicy: String?
+            }
+            let b = try await decode(Body.self, request)
+            // Fields left out keep their value; a platform is chosen by sending its minimum ("" drops it).
+            var d = row.draft
+            if let v = b.version { d.version = v }
+            if let v = b.androidMin { d.androidMin = v; d.android = !v.isEmpty }
+            if let v = b.androidMax { d.androidMax = v }
+            if let v = b.iosMin { d.iosMin = v; d.ios = !v.isEmpty }
+            if let v = b.iosMax { d.iosMax = v }
+            if let v = b.mainUrl { d.mainUrl = v }
+            if let v = b.extendInfo { d.extendInfo = v }
+            if let v = b.downloadPolicy { d.downloadPolicy = v }
+            if let v = b.installPolicy { d.installPolicy = v }
+            try await services.actions.editImportRow(by: context.acting, id: id, n: n, draft: d)
+            return try await importJSON(id)
+        }
+        routes.post(.apiImportSubmit, needs: .uploadPackages) { _, context in
+            let id = try importID(context)
+            _ = try await services.actions.submitImport(by: context.acting, id: id, confirmed: true)
+            return try await importJSON(id)
+        }
+    }
+
+    func importID(_ context: SignedInContext) throws -> Int64 {
+        guard let id = context.parameters.get("import").flatMap({ Int64($0) }) else { throw NotFound("There is no such import.") }
+        return id
+    }
+
+    func importJSON(_ id: Int64, status: HTTPResponse.Status = .ok) async throws -> Response {
+        guard let record = try await services.store.importRecord(id) else {
+            throw NotFound("There is no such import (an import left unsubmitted is removed after 24 hours).")
+        }
+        return try json(ImportJSON(record, rows: try await services.store.importRows(id), publicURL: services.config.publicURL), status: status)
+    }
+}
