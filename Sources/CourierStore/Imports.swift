@@ -115,11 +115,13 @@ extension Store {
     }
 
     /// Changes a row's fields (only while the import is open and the row not created).
-    public func updateImportRow(_ id: Int64, n: Int, draft: PackageDraft, error: String?, by actor: ActingUser) async throws {
+    public func updateImportRow(_ id: Int64, n: Int, draft: PackageDraft, error: String?, by actor: ActingUser,
+                                now: Date = Date()) async throws {
         try await change(by: actor, "import.editRow", subject: "\(id) \(n)", catalogue: false) { db in
             guard let record = try ImportRecord.fetchOne(db, key: id), record.status == "open" else {
                 throw Conflict("This import was submitted; its rows can no longer change.")
             }
+            guard record.expiresAt > now else { throw Conflict("This import has expired (24 hours); start a new one.") }
             guard var row = try ImportRowRecord.filter(Column("importId") == id && Column("n") == n).fetchOne(db), !row.created, !row.refused else {
                 throw NotFound("This import has no such row to edit.")
             }
@@ -132,10 +134,17 @@ extension Store {
 
     /// Moves an open import to `submitting`; false when it is not open (a second click, a
     /// second tab, a second API call: only one submission runs).
-    public func beginImportSubmission(_ id: Int64, by actor: ActingUser) async throws -> Bool {
-        try await change(by: actor, "import.submit", subject: String(id), catalogue: false) { db in
-            try db.execute(sql: "UPDATE batchImport SET status = 'submitting' WHERE id = ? AND status = 'open'", arguments: [id])
-            return (db.changesCount == 1, [:])
+    public func beginImportSubmission(_ id: Int64, by actor: ActingUser, now: Date = Date()) async throws -> Bool {
+        struct NotOpen: Error {}
+        do {
+            return try await change(by: actor, "import.submit", subject: String(id), catalogue: false) { db in
+                try db.execute(sql: "UPDATE batchImport SET status = 'submitting' WHERE id = ? AND status = 'open' AND expiresAt > ?",
+                               arguments: [id, now])
+                guard db.changesCount == 1 else { throw NotOpen() }   // rolled back: no audit row for a second click
+                return (true, [:])
+            }
+        } catch is NotOpen {
+            return false
         }
     }
 
@@ -164,13 +173,19 @@ extension Store {
     public func sweepImports(now: Date = Date(), startingUp: Bool) async throws -> Int {
         let (expired, keys) = try await db.write { db -> ([String], Set<String>) in
             if startingUp { try db.execute(sql: "UPDATE batchImport SET status = 'open' WHERE status = 'submitting'") }
-            let expired = try String.fetchAll(db, sql: "SELECT key FROM batchImport WHERE status != 'done' AND expiresAt < ?", arguments: [now])
-            try db.execute(sql: "DELETE FROM batchImport WHERE status != 'done' AND expiresAt < ?", arguments: [now])
+            // Never one being submitted: that submission ends it.
+            let expired = try String.fetchAll(db, sql: "SELECT key FROM batchImport WHERE status = 'open' AND expiresAt < ?", arguments: [now])
+            try db.execute(sql: "DELETE FROM batchImport WHERE status = 'open' AND expiresAt < ?", arguments: [now])
             let open = Set(try String.fetchAll(db, sql: "SELECT key FROM batchImport WHERE status != 'done'"))
             return (expired, open)
         }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: importsDirectory)) ?? [] where !keys.contains(name) {
-            try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(name)")
+        for key in expired { try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(key)") }
+        // A folder no import refers to was left by an interrupted upload; only at start-up, when
+        // no upload can be between filling its folder and recording its import.
+        if startingUp {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: importsDirectory)) ?? [] where !keys.contains(name) {
+                try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(name)")
+            }
         }
         return expired.count
     }

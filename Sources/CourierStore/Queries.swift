@@ -112,6 +112,17 @@ extension Store {
         }
     }
 
+    /// Renames an app (its ID never changes); clients see the new name from the next request.
+    public func renameApp(_ id: String, name: String, by actor: ActingUser) async throws -> AppRecord {
+        try await change(by: actor, "app.rename", subject: id) { db in
+            guard var app = try AppRecord.fetchOne(db, key: id) else { throw NotFound("There is no app with ID \(id).") }
+            let before = app.name
+            app.name = name
+            try app.update(db)
+            return (app, ["before": before, "name": name])
+        }
+    }
+
     public func allApps() async throws -> [AppRecord] {
         try await db.read { db in try AppRecord.fetchAll(db) }
     }

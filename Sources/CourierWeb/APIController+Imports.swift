@@ -19,6 +19,7 @@ struct ImportJSON: Encodable {
         /// `ready`, `created` or `error`.
         let status: String
         let error: String?
+        /// The created package's `.amr` URL.
         let package: String?
     }
     let id: Int64
@@ -35,7 +36,7 @@ struct ImportJSON: Encodable {
             let version = r.draft.version
             return Row(n: r.n, file: r.fileName, appId: r.appId, newApp: r.newApp, type: r.type, version: version.isEmpty ? nil : version,
                        fileCount: r.fileCount, size: r.size, status: r.created ? "created" : (r.error == nil ? "ready" : "error"),
-                       error: r.error, package: r.created ? r.appId.map { "\(publicURL)/api/v1/apps/\($0)" } : nil)
+                       error: r.error, package: r.created ? r.appId.map { "\(publicURL)\(Route.amr.path($0, version + ".amr"))" } : nil)
         }
     }
 }

@@ -64,10 +64,21 @@ extension Actions {
         guard let row = try await store.importRows(id).first(where: { $0.n == n }), let appId = row.appId else {
             throw NotFound("This import has no such row.")
         }
+        guard let record = try await store.importRecord(id), !row.refused else { throw NotFound("This import has no such row.") }
         var d = draft
         d.type = row.type ?? ""   // the zip's layout decides the type
         let facts = try await store.app(appId) != nil ? try await store.facts(of: appId) : AppFacts(fixedType: nil, highestVersion: nil)
-        _ = try d.validate(for: facts)
+        let checked = try d.validate(for: facts)
+        d.version = checked.version.description   // as it will be stored (1.0.0.02 is 1.0.0.2)
+        // The rules that need the zip (the main entrance is in it; global URLs), as the single form checks them.
+        let settings = try await store.settings()
+        let global = settings.globalHost.flatMap { h in settings.appKey.map { GlobalLocation(host: h, appKey: $0) } }
+        let file = store.importFile(key: record.key, n: n)
+        try await NIOThreadPool.singleton.runIfActive {
+            let zip = try ZipReader(path: file)
+            _ = try PackageLayout.contentFiles(of: zip.entries, appID: AppID(trusted: appId), type: checked.type, global: global,
+                                               mainUrl: checked.mainUrl)
+        }
         try await store.updateImportRow(id, n: n, draft: d, error: nil, by: actor)
     }
 
@@ -80,12 +91,29 @@ extension Actions {
         guard confirmed else {
             throw FieldError("confirm", "Tick the box to confirm: the information can't be modified after submission.")
         }
-        guard try await store.beginImportSubmission(id, by: actor) else { return record }   // already running or done
+        guard try await store.beginImportSubmission(id, by: actor) else {
+            if record.status == "open" && record.expiresAt <= Date() { throw Conflict("This import has expired (24 hours); start a new one.") }
+            return record   // already running or done
+        }
+        do {
+            try await submitRows(by: actor, record: record)
+        } catch {
+            // Whatever stopped the loop, the import does not stay in `submitting`.
+            _ = try? await store.endImportSubmission(id)
+            throw error
+        }
+        return try await store.endImportSubmission(id) ?? record
+    }
+
+    private func submitRows(by actor: ActingUser, record: ImportRecord) async throws {
+        let id = record.id ?? 0
         for row in try await store.importRows(id) where !row.created && !row.refused {
             guard let appId = row.appId else { continue }
             do {
                 if try await store.app(appId) == nil {
-                    _ = try await createApp(by: actor, id: appId, name: appId)
+                    do { _ = try await createApp(by: actor, id: appId, name: appId) } catch let e as Conflict where e.field == "id" {
+                        // Created meanwhile (another import, another person): add to it.
+                    }
                 }
                 let file = store.importFile(key: record.key, n: row.n)
                 // addPackage consumes the path it is given: a link keeps the row's file until created.
@@ -98,6 +126,5 @@ extension Actions {
                 try await store.failImportRow(id, n: row.n, error: PresentedError(error)?.message ?? "It could not be created.")
             }
         }
-        return try await store.endImportSubmission(id) ?? record
     }
 }

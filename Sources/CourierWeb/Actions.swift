@@ -30,6 +30,11 @@ public struct Actions: Sendable {
         return try await store.createApp(id: appID, name: appName, by: actor)
     }
 
+    public func renameApp(by actor: ActingUser, id: String, name: String) async throws -> AppRecord {
+        try actor.require(.editApps)
+        return try await store.renameApp(id, name: try AppName.validate(name), by: actor)
+    }
+
     // MARK: Settings
 
     /// The virtual domain is written once; the console asks for confirmation first.

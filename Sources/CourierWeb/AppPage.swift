@@ -29,8 +29,19 @@ struct AppPage {
     let newestVersion: String?
     let newTaskURL: String?
 
-    init(_ app: AppRecord, packages: [PackageRow], hasVirtualDomain: Bool, user: UserRecord, chrome: Chrome) {
+    /// Renaming (the ID never changes), for those who may edit apps.
+    let canRename: Bool
+    let renameAction: String
+    let typedName: String
+    let nameError: String?
+
+    init(_ app: AppRecord, packages: [PackageRow], hasVirtualDomain: Bool, user: UserRecord, typedName: String? = nil,
+         failure: FormFailure = .none, chrome: Chrome) {
         self.chrome = chrome
+        canRename = user.role.may(.editApps)
+        renameAction = Route.appName.path(app.id)
+        self.typedName = typedName ?? app.name
+        nameError = failure.fields["name"] ?? failure.formError
         id = app.id
         name = app.name
         type = app.type?.rawValue ?? "not chosen yet"

@@ -26,13 +26,28 @@ struct AppsController {
             }
         }
         routes.get(.app, needs: .read) { _, context in
-            let app = try await services.app(context)
-            let packages = try await services.store.packages(of: app.id).map { services.row($0) }
-            let hasDomain = try await services.store.settings().virtualDomain != nil
-            return services.views.render("app", AppPage(
-                app, packages: packages, hasVirtualDomain: hasDomain, user: context.user,
-                chrome: Chrome(context, section: .apps)))
+            try await appPage(context, app: try await services.app(context), name: nil, failure: .none)
         }
+        routes.post(.appName, needs: .editApps) { _, context in
+            let app = try await services.app(context)
+            do {
+                _ = try await services.actions.renameApp(by: context.acting, id: app.id, name: context.form["name"])
+                return Response.redirect(to: Route.app.path(app.id))
+            } catch {
+                guard let failure = FormFailure(error) else { throw error }
+                return try await appPage(context, app: app, name: context.form["name"], failure: failure)
+            }
+        }
+    }
+}
+
+extension AppsController {
+    func appPage(_ context: SignedInContext, app: AppRecord, name: String?, failure: FormFailure) async throws -> Response {
+        let packages = try await services.store.packages(of: app.id).map { services.row($0) }
+        let hasDomain = try await services.store.settings().virtualDomain != nil
+        return services.views.render("app", AppPage(
+            app, packages: packages, hasVirtualDomain: hasDomain, user: context.user, typedName: name, failure: failure,
+            chrome: Chrome(context, section: .apps)), status: failure.status)
     }
 }
 

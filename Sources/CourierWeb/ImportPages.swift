@@ -48,7 +48,7 @@ struct ImportPage {
     let createdCount: Int
     let failedCount: Int
     let open: Bool
-    let done: Bool
+    let submitting: Bool
     let expires: String
     let submitAction: String
     let errors: [String: String]
@@ -73,7 +73,7 @@ struct ImportPage {
         readyCount = self.rows.filter(\.ready).count
         createdCount = rows.filter(\.created).count
         failedCount = rows.filter { $0.error != nil && !$0.created }.count
-        done = record.status == "done" || (createdCount > 0 && readyCount == 0 && !open)
+        submitting = record.status == "submitting"
         expires = displayDate.string(from: record.expiresAt)
         submitAction = Route.importSubmit.path(String(id))
         errors = failure.fields

@@ -45,6 +45,7 @@ extension Route {
     static let apps = Route("/apps")
     static let newApp = Route("/apps/new")
     static let app = Route("/apps/:id")
+    static let appName = Route("/apps/:id/name")
     static let newPackage = Route("/apps/:id/packages/new")
     static let packages = Route("/apps/:id/packages")
     static let package = Route("/apps/:id/packages/:version")

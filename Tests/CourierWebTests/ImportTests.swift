@@ -44,8 +44,13 @@ final class ImportTests: XCTestCase {
                                                         ("androidMin", "ten"), ("downloadPolicy", "all"), ("installPolicy", "preload")])
             XCTAssertEqual(bad.status, .unprocessableContent)
             XCTAssertTrue(bad.text.contains(#"id="error-androidMin""#) && bad.text.contains(#"value="2.0.0.0""#), bad.text)
-            let good = try await b.post(url + "/rows/0", [("platformCheckboxes", "true"), ("version", "2.0.0.0"), ("android", "true"),
-                                                         ("androidMin", "10.0"), ("downloadPolicy", "all"), ("installPolicy", "preload")])
+            let missing = try await b.post(url + "/rows/0", [("platformCheckboxes", "true"), ("version", "2.0.0.0"), ("android", "true"),
+                                                            ("androidMin", "10.0"), ("mainUrl", "/www/missing.html")])
+            XCTAssertEqual(missing.status, .unprocessableContent, "the main entrance is checked against the zip")
+            XCTAssertTrue(missing.text.contains(#"id="error-mainUrl""#), missing.text)
+            let good = try await b.post(url + "/rows/0", [("platformCheckboxes", "true"), ("version", "2.0.0.00"), ("android", "true"),
+                                                         ("androidMin", "10.0"), ("downloadPolicy", "all"), ("installPolicy", "preload"),
+                                                         ("mainUrl", "/www/index.html")])
             XCTAssertEqual(good.status, .seeOther, good.text)
             page = try await b.get(url).text
             XCTAssertTrue(page.contains("<td>2.0.0.0</td>"), page)
@@ -68,6 +73,14 @@ final class ImportTests: XCTestCase {
             let apps = try await h.store.allApps().map(\.id).sorted()
             XCTAssertEqual(apps, ["20171228", "30000001", "30000002"])
             await assertEqual(try await h.store.app("30000001")?.name, "30000001", "new apps are named by their ID")
+            // … and renamed later on their page.
+            let empty = try await b.post("/apps/30000001/name", [("name", "  ")])
+            XCTAssertEqual(empty.status, .unprocessableContent)
+            XCTAssertTrue(empty.text.contains(#"id="error-name""#), empty.text)
+            await assertEqual(try await b.post("/apps/30000001/name", [("name", "Coupons <b>")]).status, .seeOther)
+            let renamed = try await b.get("/apps/30000001").text
+            XCTAssertTrue(renamed.contains("Coupons &lt;b&gt;"), "escaped")
+            await assertEqual(try await h.store.app("30000001")?.name, "Coupons <b>")
             let versions = try await h.store.allPackages().map { "\($0.appId) \($0.version)" }.sorted()
             XCTAssertEqual(versions, ["20171228 1.0.0.3", "20171228 1.0.0.4", "30000001 2.0.0.0", "30000002 0.0.0.1"])
             let p = try await unwrap(try await h.store.package("30000001", "2.0.0.0"))
@@ -97,6 +110,13 @@ final class ImportTests: XCTestCase {
             let reviewer = try await Browser.signIn(client, "rita")
             await assertEqual(try await reviewer.get(url).status, .forbidden)
             await assertEqual(try await reviewer.get("/imports/new").status, .forbidden)
+            // Past its 24 hours it can no longer be submitted; one being submitted is not swept away.
+            let id = try XCTUnwrap(Int64(url.split(separator: "/").last ?? ""))
+            let later = Date().addingTimeInterval(25 * 3600)
+            await assertFalse(try await h.store.beginImportSubmission(id, by: .commandLine, now: later))
+            await assertTrue(try await h.store.beginImportSubmission(id, by: .commandLine))
+            await assertEqual(try await h.store.sweepImports(now: later, startingUp: false), 0)
+            _ = try await h.store.endImportSubmission(id)
             // Past its 24 hours an unsubmitted import is gone, with its files.
             await assertEqual(try await h.store.sweepImports(now: Date().addingTimeInterval(25 * 3600), startingUp: false), 1)
             await assertEqual(try await b.get(url).status, .notFound)

@@ -42,6 +42,7 @@ final class StructureTests: XCTestCase {
             case .signingKey: return [("privateKey", pem)] + replace
             case .generateKey: return replace
             case .batchRelease: return [("apps", "20171228"), ("type", "official")]
+            case .appName: return [("name", "Renamed \(next())")]
             default: return []
             }
         }
