@@ -169,3 +169,43 @@ def test_a_server_killed_during_an_import_leaves_nothing_half_made(server, tmp_p
     assert len(rows(server, "SELECT * FROM package")) == 20
     assert not files_in(server, "imports")
     assert rows(server, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_an_import_over_300mb_is_refused_whole(server, tmp_path):
+    token = prepare(server)
+    # Declared: refused before a byte of the body is read.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("POST", "/api/v1/batch-imports")
+    conn.putheader("Authorization", "Bearer " + token)
+    conn.putheader("Content-Type", "multipart/form-data; boundary=x")
+    conn.putheader("Content-Length", str(400 << 20))
+    conn.endheaders()
+    r = conn.getresponse()
+    assert r.status == 413
+    assert "300 MB" in json.loads(r.read())["error"]["message"]
+    # Streamed without a length (chunked): refused once it passes the limit, nothing kept.
+    paths = [sized(str(tmp_path / f"{30000300 + i}.zip"), str(30000300 + i), 40 << 20) for i in range(8)]
+    boundary = "CourierImport"
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    conn.putrequest("POST", "/api/v1/batch-imports")
+    conn.putheader("Authorization", "Bearer " + token)
+    conn.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    def chunk(data):
+        conn.send(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    try:
+        for p in paths:
+            chunk(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{os.path.basename(p)}"\r\n\r\n'.encode())
+            with open(p, "rb") as f:
+                while data := f.read(1 << 20):
+                    chunk(data)
+            chunk(b"\r\n")
+        chunk(f"--{boundary}--\r\n".encode())
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass   # the server may stop reading once it has refused
+    r = conn.getresponse()
+    assert r.status == 413, r.read()[:300]
+    assert not files_in(server, "tmp") and not files_in(server, "imports")
+    assert rows(server, "SELECT COUNT(*) FROM batchImport") == [(0,)]
