@@ -13,7 +13,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import OUTPUT
 from test_journey import sign_in
-from test_live import api, files_in, peak_rss_mb, prepare, upload_file
+from test_live import api, assert_declared_oversize_refused, files_in, peak_rss_mb, prepare, upload_file
 from zips import sample
 
 
@@ -173,16 +173,7 @@ def test_a_server_killed_during_an_import_leaves_nothing_half_made(server, tmp_p
 
 def test_an_import_over_300mb_is_refused_whole(server, tmp_path):
     token = prepare(server)
-    # Declared: refused before a byte of the body is read.
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.putrequest("POST", "/api/v1/batch-imports")
-    conn.putheader("Authorization", "Bearer " + token)
-    conn.putheader("Content-Type", "multipart/form-data; boundary=x")
-    conn.putheader("Content-Length", str(400 << 20))
-    conn.endheaders()
-    r = conn.getresponse()
-    assert r.status == 413
-    assert "300 MB" in json.loads(r.read())["error"]["message"]
+    assert_declared_oversize_refused(server, token, "/api/v1/batch-imports")
     # Streamed without a length (chunked): refused once it passes the limit, nothing kept.
     paths = [sized(str(tmp_path / f"{30000300 + i}.zip"), str(30000300 + i), 40 << 20) for i in range(8)]
     boundary = "CourierImport"

@@ -100,10 +100,10 @@ def test_kill_mid_upload_leaves_no_half_package(server, tmp_path):
     assert upload_file(server, token, sample(str(tmp_path / "ok.zip")), "1.0.0.1")[0] == 201
 
 
-def test_declared_oversize_upload_is_refused_at_once(server):
-    token = prepare(server)
+def assert_declared_oversize_refused(server, token, path):
+    """A multipart request declaring 400 MB gets 413 before a byte of its body is read."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.putrequest("POST", "/api/v1/apps/20171228/packages")
+    conn.putrequest("POST", path)
     conn.putheader("Authorization", "Bearer " + token)
     conn.putheader("Content-Type", "multipart/form-data; boundary=x")
     conn.putheader("Content-Length", str(400 << 20))
@@ -112,6 +112,10 @@ def test_declared_oversize_upload_is_refused_at_once(server):
     assert r.status == 413
     assert "300 MB" in json.loads(r.read())["error"]["message"]
     assert files_in(server, "tmp") == []
+
+
+def test_declared_oversize_upload_is_refused_at_once(server):
+    assert_declared_oversize_refused(server, prepare(server), "/api/v1/apps/20171228/packages")
 
 
 def peak_rss_mb(pid):
