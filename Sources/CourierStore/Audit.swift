@@ -33,11 +33,35 @@ public struct AuditRecord: Codable, FetchableRecord, MutablePersistableRecord, S
     static let timestamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 }
 
-/// The outcome of checking the chain: the first row whose hash does not follow, if any.
+/// The outcome of checking the chain: the first row whose hash does not follow, or the first
+/// row that is missing (ids run without gaps, and SQLite remembers the last one given out).
 public struct AuditVerification: Sendable, Equatable {
     public let rows: Int
     public let firstBadRow: Int64?
+    /// The bad row was deleted rather than changed.
+    public let missing: Bool
     public var isValid: Bool { firstBadRow == nil }
+
+    public init(rows: Int, firstBadRow: Int64?, missing: Bool = false) {
+        self.rows = rows; self.firstBadRow = firstBadRow; self.missing = missing
+    }
+
+    /// In one sentence, for the page and the command line.
+    public var summary: String {
+        guard let row = firstBadRow else { return "The audit chain holds: \(rows) rows, each following the one before." }
+        return missing ? "The audit chain is broken: row \(row) is missing (deleted)."
+                       : "The audit chain is broken: row \(row) was changed after it was written."
+    }
+}
+
+/// What the audit page shows: every field optional.
+public struct AuditFilter: Sendable, Equatable {
+    /// An app ID the subject mentions.
+    public var app = ""
+    public var user = ""
+    /// The part of the action before the dot: app, package, task, whitelist, settings, …
+    public var kind = ""
+    public init(app: String = "", user: String = "", kind: String = "") { self.app = app; self.user = user; self.kind = kind }
 }
 
 extension Store {
@@ -66,20 +90,62 @@ extension Store {
         }
     }
 
-    /// Recomputes the chain from the first row.
+    /// Recomputes the chain from the first row, and looks for rows that are gone.
     public func verifyAudit() async throws -> AuditVerification {
         try await db.read { db in
             var previous = ""
             var count = 0
+            var next: Int64 = 1
             let rows = try AuditRecord.order(AuditRecord.Columns.id).fetchCursor(db)
             while let r = try rows.next() {
                 count += 1
+                guard r.id == next else { return AuditVerification(rows: count, firstBadRow: next, missing: true) }
                 let expected = AuditRecord.chain(previous: previous, at: r.at, user: r.user, action: r.action,
                                                  subject: r.subject, detail: r.detail)
                 guard expected == r.hash else { return AuditVerification(rows: count, firstBadRow: r.id) }
                 previous = r.hash
+                next += 1
             }
+            // The last rows deleted: SQLite still remembers the highest id it gave out.
+            let last = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'audit'") ?? 0
+            if last >= next { return AuditVerification(rows: count, firstBadRow: next, missing: true) }
             return AuditVerification(rows: count, firstBadRow: nil)
+        }
+    }
+
+    static func auditRequest(_ f: AuditFilter) -> QueryInterfaceRequest<AuditRecord> {
+        var request = AuditRecord.all()
+        func like(_ s: String) -> String {
+            "%" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+                .replacingOccurrences(of: "_", with: "\\_") + "%"
+        }
+        if !f.app.isEmpty { request = request.filter(sql: "subject LIKE ? ESCAPE '\\'", arguments: [like(f.app)]) }
+        if !f.user.isEmpty { request = request.filter(AuditRecord.Columns.user == f.user) }
+        if !f.kind.isEmpty { request = request.filter(sql: "action LIKE ? ESCAPE '\\'", arguments: [like(f.kind + ".").dropFirst().description]) }
+        return request.order(AuditRecord.Columns.id.desc)
+    }
+
+    /// One page of the log, newest first.
+    public func auditPage(_ filter: AuditFilter, page: Int, perPage: Int = 50) async throws -> Page<AuditRecord> {
+        try await db.read { db in
+            let request = Self.auditRequest(filter)
+            let total = try request.fetchCount(db)
+            let page = max(1, min(page, max(1, (total + perPage - 1) / perPage)))
+            return Page(items: try request.limit(perPage, offset: (page - 1) * perPage).fetchAll(db), total: total, page: page, perPage: perPage)
+        }
+    }
+
+    /// Every matching row, newest first, at most `limit` (the CSV export).
+    public func auditRows(_ filter: AuditFilter, limit: Int) async throws -> [AuditRecord] {
+        try await db.read { db in try Self.auditRequest(filter).limit(limit).fetchAll(db) }
+    }
+
+    /// The users and kinds of change the log holds (the filters' choices).
+    public func auditChoices() async throws -> (users: [String], kinds: [String]) {
+        try await db.read { db in
+            let users = try String.fetchAll(db, sql: "SELECT DISTINCT user FROM audit ORDER BY user")
+            let actions = try String.fetchAll(db, sql: "SELECT DISTINCT action FROM audit")
+            return (users, Array(Set(actions.map { String($0.prefix { $0 != "." }) })).sorted())
         }
     }
 }

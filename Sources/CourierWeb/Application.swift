@@ -152,6 +152,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     WhitelistsController(services: services).addRoutes(to: console)
     TasksController(services: services).addRoutes(to: console)
     ImportsController(services: services).addRoutes(to: console)
+    AuditController(services: services).addRoutes(to: console)
     return router
 }
 

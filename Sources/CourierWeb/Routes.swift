@@ -55,6 +55,8 @@ extension Route {
     static let globalLocation = Route("/settings/global")
     static let signingKey = Route("/settings/signing-key")
     static let generateKey = Route("/settings/signing-key/generate")
+    static let audit = Route("/audit")
+    static let auditCSV = Route("/audit.csv")
     static let whitelists = Route("/whitelists")
     static let whitelist = Route("/whitelists/:whitelist")
     static let whitelistValues = Route("/whitelists/:whitelist/values")

@@ -14,7 +14,7 @@ struct NavItem {
 
 /// The console's frame: who is signed in, the CSRF token for forms, the navigation.
 struct Chrome {
-    enum Section { case none, apps, whitelists, settings }
+    enum Section { case none, apps, whitelists, settings, audit }
 
     let signedIn: Bool
     let userName: String
@@ -34,6 +34,7 @@ struct Chrome {
             ("H5 apps", .apps, .apps, .read, "nav-apps"),
             ("Whitelists", .whitelists, .whitelists, .read, "nav-whitelists"),
             ("Configuration", .settings, .settings, .editSettings, "nav-settings"),
+            ("Audit log", .audit, .audit, .read, "nav-audit"),
         ]
         nav = user.map { user in
             all.filter { user.role.may($0.3) }.map { NavItem(label: $0.0, url: $0.1.path(), active: $0.2 == section, id: $0.4) }

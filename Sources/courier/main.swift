@@ -19,7 +19,7 @@ struct Courier: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "courier",
         abstract: "Self-hosted delivery of HTML5 offline packages.",
-        subcommands: [Serve.self, User.self, Token.self, Check.self])
+        subcommands: [Serve.self, User.self, Token.self, Audit.self, Check.self])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -110,6 +110,22 @@ struct Token: AsyncParsableCommand {
             } catch let e as CustomStringConvertible {
                 fail(e.description)
             }
+        }
+    }
+}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The audit log.", subcommands: [Verify.self])
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the audit log's hash chain; exit 1 and name the first changed or missing row when it is broken.")
+        @OptionGroup var options: DataOptions
+
+        func run() async throws {
+            let check = try await Store(dataDirectory: options.directory).verifyAudit()
+            print(check.summary)
+            if !check.isValid { throw ExitCode(1) }
         }
     }
 }

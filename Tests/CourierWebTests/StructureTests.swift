@@ -235,12 +235,18 @@ final class StructureTests: XCTestCase {
         let victim = try XCTUnwrap(entries.first { $0.action == "settings.virtualDomain" }?.id)
         try await h.store.db.write { db in try db.execute(sql: "UPDATE audit SET subject = 'x' WHERE id = ?", arguments: [victim]) }
         await assertEqual(try await h.store.verifyAudit().firstBadRow, victim)
-        // Deleting a row breaks it too.
+        await assertTrue(try await h.store.verifyAudit().summary.contains("row \(victim) was changed"))
+        // Deleting a row breaks it too, and is named as missing.
         try await h.store.db.write { db in
             try db.execute(sql: "UPDATE audit SET subject = 'settings' WHERE id = ?", arguments: [victim])
             try db.execute(sql: "DELETE FROM audit WHERE id = ?", arguments: [victim])
         }
-        await assertEqual(try await h.store.verifyAudit().firstBadRow, victim + 1)
+        await assertEqual(try await h.store.verifyAudit(), AuditVerification(rows: Int(victim), firstBadRow: victim, missing: true))
+        // So does deleting the newest rows, which leaves no gap behind.
+        let newest = try XCTUnwrap(entries.first?.id)
+        try await h.store.db.write { db in try db.execute(sql: "DELETE FROM audit WHERE id >= ?", arguments: [victim]) }
+        await assertEqual(try await h.store.verifyAudit().firstBadRow, victim)
+        XCTAssertGreaterThan(newest, victim)
     }
 
     func testTheCommandLineUsesTheSameActions() async throws {

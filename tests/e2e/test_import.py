@@ -75,6 +75,13 @@ def test_import_journey(server, browser, tmp_path):
         assert version in d.find_element(By.ID, "packages-table").text, app_id
     shot(d, "23-imported-app")
     assert not files_in(server, "imports") and not files_in(server, "tmp")
+    # Every step is in the audit log, whose chain holds.
+    d.find_element(By.ID, "nav-audit").click()
+    assert "holds" in wait.until(EC.presence_of_element_located((By.ID, "audit-chain"))).text
+    log = d.find_element(By.ID, "audit-table").text
+    for step in ("import.create", "import.editRow", "import.submit", "app.create", "package.add"):
+        assert step in log, step
+    shot(d, "24-audit-log")
 
 
 def multipart_import(server, token, paths, boundary="CourierImport"):

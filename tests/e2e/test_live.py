@@ -7,6 +7,7 @@ import subprocess
 import sqlite3
 import time
 
+from conftest import BINARY
 from zips import large, sample
 
 
@@ -270,3 +271,25 @@ def test_a_failed_fsync_fails_the_upload_and_leaves_nothing(make_server, tmp_pat
         assert files_in(server, "tmp") == [], suffix
         assert files_in(server, "blobs") == [], suffix
         assert package_rows(server) == 0
+
+
+def test_audit_verify_names_the_first_changed_or_missing_row(server):
+    """`courier audit verify` (SPEC §7): 0 while the chain holds; 1 and the row otherwise."""
+    prepare(server)   # a few audited changes: settings, an app
+    def verify():
+        r = subprocess.run([BINARY, "audit", "verify", "--data", server.data], capture_output=True, text=True)
+        return r.returncode, r.stdout.strip()
+    code, out = verify()
+    assert code == 0 and "holds" in out, out
+    db = sqlite3.connect(os.path.join(server.data, "courier.sqlite"))
+    try:
+        db.execute("UPDATE audit SET subject = 'edited' WHERE id = 2")
+        db.commit()
+        code, out = verify()
+        assert code == 1 and "row 2 was changed" in out, out
+        db.execute("DELETE FROM audit WHERE id = 2")
+        db.commit()
+        code, out = verify()
+        assert code == 1 and "row 2 is missing" in out, out
+    finally:
+        db.close()
