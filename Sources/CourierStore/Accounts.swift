@@ -14,6 +14,23 @@ extension Store {
         }
     }
 
+    public func userCount() async throws -> Int {
+        try await db.read { db in try UserRecord.fetchCount(db) }
+    }
+
+    /// The first administrator, through the first-run setup page: only while no user exists
+    /// (checked in the same transaction, so two submissions cannot both succeed).
+    public func createFirstAdmin(name: String, passwordHash: String) async throws -> UserRecord {
+        try await change(by: ActingUser(name: "(first-run setup)", role: .admin), "user.create", subject: name, catalogue: false) { db in
+            guard try UserRecord.fetchCount(db) == 0 else {
+                throw Conflict("Courier already has a user; sign in instead.")
+            }
+            var u = UserRecord(name: name, passwordHash: passwordHash, role: .admin)
+            try u.insert(db)
+            return (u, ["role": Role.admin.rawValue, "via": "setup"])
+        }
+    }
+
     public func user(named name: String) async throws -> UserRecord? {
         try await db.read { db in try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) }
     }

@@ -72,6 +72,8 @@ public struct Services: Sendable {
     public let throttle: LoginThrottle
     public let passwords: PasswordHasher
     public let delivery: Delivery
+    /// The one-time first-run setup address, while no user exists.
+    public let setup: FirstRunSetup
     /// Every route with the permission it needs, filled in by `buildRouter`.
     let routes = RouteTable()
 
@@ -99,7 +101,8 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
     return Services(config: config, store: store, views: Views(library: library),
                     actions: Actions(store: store, signer: signer, passwords: passwords),
                     signer: signer, throttle: LoginThrottle(), passwords: passwords,
-                    delivery: try await Delivery(store: store, publicURL: config.publicURL))
+                    delivery: try await Delivery(store: store, publicURL: config.publicURL),
+                    setup: FirstRunSetup(open: try await store.userCount() == 0))
 }
 
 public struct CourierStartupError: Error, CustomStringConvertible {
@@ -140,6 +143,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     let pages = router.group().add(middleware: SecurityHeadersMiddleware()).add(middleware: HTMLErrorMiddleware(views: services.views))
         .add(middleware: HostGate(host: config.consoleHost, serves: "the console"))
     AuthController(services: services).addRoutes(to: pages, table: services.routes)
+    SetupController(services: services).addRoutes(to: pages, table: services.routes)
     let console = SignedInRoutes(
         group: pages.add(middleware: SessionMiddleware(store: services.store, cookieName: config.sessionCookie))
             .add(middleware: CSRFMiddleware()).group(context: SignedInContext.self),
@@ -160,6 +164,11 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
     var logger = Logger(label: "courier")
     logger.logLevel = config.logLevel
     let services = try await buildServices(config, logger: logger)
+    if let path = services.setup.path {
+        print("No user exists yet. Create the first administrator at \(config.consoleURL ?? config.publicURL)\(path)"
+              + " (this address works once; or run: courier user add NAME --role admin).")
+        fflush(nil)   // seen at once even when the output goes to a file (nil: every stream)
+    }
     return Application(router: buildRouter(services),
                        server: httpServer(services),
                        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Courier"),

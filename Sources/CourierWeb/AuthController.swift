@@ -128,6 +128,8 @@ struct LoginPage {
     let csrf: String
     let error: String?
     let action: String
+    /// No user exists yet: say where the setup address is.
+    var noUserYet = false
 }
 
 
@@ -139,8 +141,8 @@ struct AuthController {
         table.add(.init(method: .post, route: .login, permission: nil, surface: .open))
         group.get(Route.login.routerPath) { request, context in
             let (token, cookie) = loginToken(request)
-            var response = page(context, name: "", next: safeNext(request.uri.queryParameters["next"].map(String.init)),
-                                token: token, error: nil, status: .ok)
+            var response = try await page(context, name: "", next: safeNext(request.uri.queryParameters["next"].map(String.init)),
+                                          token: token, error: nil, status: .ok)
             if let cookie { response.setCookie(cookie) }
             return response
         }
@@ -169,9 +171,12 @@ struct AuthController {
                               secure: services.config.secureCookies, httpOnly: true, sameSite: .strict))
     }
 
-    func page(_ context: AppContext, name: String, next: String, token: String, error: String?, status: HTTPResponse.Status) -> Response {
-        services.views.render("login", LoginPage(chrome: Chrome(context, section: .none), name: name, next: next, csrf: token,
-                                                 error: error, action: Route.login.path()), status: status)
+    func page(_ context: AppContext, name: String, next: String, token: String, error: String?,
+              status: HTTPResponse.Status) async throws -> Response {
+        let noUserYet = try await services.store.userCount() == 0
+        return services.views.render("login", LoginPage(chrome: Chrome(context, section: .none), name: name, next: next, csrf: token,
+                                                        error: error, action: Route.login.path(), noUserYet: noUserYet),
+                                     status: status)
     }
 
     func login(_ request: Request, _ context: AppContext) async throws -> Response {
@@ -180,23 +185,23 @@ struct AuthController {
         let name = form["name"].trimmingCharacters(in: .whitespaces)
         let next = safeNext(form["next"])
         let (token, newCookie) = loginToken(request)
-        func answer(_ error: String, _ status: HTTPResponse.Status) -> Response {
-            var r = page(context, name: String(name.prefix(LoginThrottle.maxNameLength)), next: next, token: token, error: error, status: status)
+        func answer(_ error: String, _ status: HTTPResponse.Status) async throws -> Response {
+            var r = try await page(context, name: String(name.prefix(LoginThrottle.maxNameLength)), next: next, token: token, error: error, status: status)
             if let newCookie { r.setCookie(newCookie) }
             return r
         }
         guard newCookie == nil, constantTimeEqual(form["csrf"], token) else {
-            return answer("The sign-in form had expired. Sign in again.", .forbidden)
+            return try await answer("The sign-in form had expired. Sign in again.", .forbidden)
         }
         let ticket: LoginThrottle.Ticket
         switch await services.throttle.reserve(name: name, address: context.remoteIP) {
         case .failure(let wait):
-            var r = answer("Too many failed sign-ins. Try again in \(max(1, (wait.seconds + 59) / 60)) minute(s).", .tooManyRequests)
+            var r = try await answer("Too many failed sign-ins. Try again in \(max(1, (wait.seconds + 59) / 60)) minute(s).", .tooManyRequests)
             r.headers[HTTPField.Name("Retry-After")!] = String(wait.seconds)
             return r
         case .success(let t): ticket = t
         }
-        let wrong = answer("The user name or password is wrong.", .unauthorized)
+        let wrong = try await answer("The user name or password is wrong.", .unauthorized)
         guard name.count <= LoginThrottle.maxNameLength else { return wrong }
         let user = try await services.store.user(named: name)
         // Verify against a dummy hash when the user is unknown, so timing does not reveal names.

@@ -41,6 +41,7 @@ extension Route {
     // The console.
     static let home = Route("/")
     static let login = Route("/login")
+    static let setup = Route("/setup/:token")
     static let logout = Route("/logout")
     static let apps = Route("/apps")
     static let newApp = Route("/apps/new")

@@ -65,6 +65,7 @@ struct Serve: AsyncParsableCommand {
         } else {
             print("Console and package content share \(config.publicURL): package content is served sandboxed.")
         }
+        fflush(nil)
         let app = try await buildApplication(config)
         try await app.runService()
     }
