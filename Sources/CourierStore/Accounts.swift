@@ -50,7 +50,7 @@ extension Store {
     public func session(cookie: String) async throws -> (SessionRecord, UserRecord)? {
         try await db.read { db in
             guard let s = try SessionRecord.fetchOne(db, key: TokenHash.of(cookie)), s.expiresAt > Date(),
-                  let u = try UserRecord.fetchOne(db, key: s.userId) else { return nil }
+                  let u = try UserRecord.fetchOne(db, key: s.userId), !u.disabled else { return nil }
             return (s, u)
         }
     }
@@ -81,8 +81,64 @@ extension Store {
     public func token(secret: String) async throws -> (APITokenRecord, UserRecord)? {
         try await db.read { db in
             guard let t = try APITokenRecord.filter(APITokenRecord.Columns.tokenHash == TokenHash.of(secret)).fetchOne(db),
-                  let u = try UserRecord.fetchOne(db, key: t.userId) else { return nil }
+                  let u = try UserRecord.fetchOne(db, key: t.userId), !u.disabled else { return nil }
             return (t, u)
+        }
+    }
+
+    // MARK: Users page
+
+    static func registerUserMigrations(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v6-user-disabled") { db in
+            try db.alter(table: "user") { t in t.add(column: "disabled", .boolean).notNull().defaults(to: false) }
+        }
+    }
+
+    public func users() async throws -> [UserRecord] {
+        try await db.read { db in try UserRecord.order(UserRecord.Columns.name).fetchAll(db) }
+    }
+
+    /// Changes a user: `body` edits the record; the last active administrator always stays.
+    func changeUser(_ name: String, _ action: String, by actor: ActingUser, signOut: Bool,
+                    _ body: @escaping @Sendable (inout UserRecord) throws -> [String: String]) async throws -> UserRecord {
+        try await change(by: actor, action, subject: name, catalogue: false) { db in
+            guard var user = try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) else {
+                throw NotFound("There is no user named \(name).")
+            }
+            let detail = try body(&user)
+            try user.update(db)
+            let admins = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM user WHERE role = 'admin' AND disabled = 0") ?? 0
+            guard admins > 0 else {
+                throw Conflict("\(name) is the last active administrator: add or enable another administrator first.")
+            }
+            if signOut, let id = user.id {
+                try db.execute(sql: "DELETE FROM session WHERE userId = ?", arguments: [id])
+            }
+            return (user, detail)
+        }
+    }
+
+    public func setRole(_ name: String, _ role: Role, by actor: ActingUser) async throws -> UserRecord {
+        try await changeUser(name, "user.role", by: actor, signOut: false) { u in
+            let before = u.role
+            u.role = role
+            return ["before": before.rawValue, "role": role.rawValue]
+        }
+    }
+
+    /// Disables (sessions end at once; tokens stop working) or enables a user.
+    public func setDisabled(_ name: String, _ disabled: Bool, by actor: ActingUser) async throws -> UserRecord {
+        try await changeUser(name, disabled ? "user.disable" : "user.enable", by: actor, signOut: disabled) { u in
+            u.disabled = disabled
+            return [:]
+        }
+    }
+
+    /// A new password set by an administrator; the user's sessions end.
+    public func resetPassword(_ name: String, passwordHash: String, by actor: ActingUser) async throws -> UserRecord {
+        try await changeUser(name, "user.resetPassword", by: actor, signOut: true) { u in
+            u.passwordHash = passwordHash
+            return [:]   // never the hash
         }
     }
 }

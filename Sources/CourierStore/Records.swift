@@ -22,6 +22,8 @@ public struct UserRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     public var passwordHash: String
     public var role: Role
     public var createdAt: Date
+    /// A disabled user cannot sign in; their sessions and tokens stop working at once.
+    public var disabled = false
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
     public init(name: String, passwordHash: String, role: Role) {
         self.name = name

@@ -120,6 +120,7 @@ public final class Store: Sendable {
         }
         registerReleaseMigrations(&m)
         registerImportMigrations(&m)
+        registerUserMigrations(&m)
         return m
     }
 

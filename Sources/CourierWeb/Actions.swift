@@ -172,6 +172,24 @@ public struct Actions: Sendable {
         return try await store.createUser(name: trimmed, passwordHash: hash, role: role, by: actor)
     }
 
+    public func setRole(by actor: ActingUser, name: String, role text: String) async throws -> UserRecord {
+        try actor.require(.manageUsers)
+        guard let role = Role(rawValue: text) else { throw FieldError("role", "Choose a role: admin, developer or reviewer.") }
+        return try await store.setRole(name, role, by: actor)
+    }
+
+    public func setDisabled(by actor: ActingUser, name: String, _ disabled: Bool) async throws -> UserRecord {
+        try actor.require(.manageUsers)
+        guard !(disabled && name == actor.name) else { throw Conflict("You cannot disable yourself.") }
+        return try await store.setDisabled(name, disabled, by: actor)
+    }
+
+    public func resetPassword(by actor: ActingUser, name: String, password: String) async throws -> UserRecord {
+        try actor.require(.manageUsers)
+        guard password.count >= 8 else { throw FieldError("password", "Give a password of at least 8 characters.") }
+        return try await store.resetPassword(name, passwordHash: try await passwords.hash(password), by: actor)
+    }
+
     /// Creates an API token for `userName`; returns the secret, shown once and stored hashed.
     public func createToken(by actor: ActingUser, userName: String, scopes text: String) async throws -> String {
         try actor.require(.manageUsers)

@@ -157,6 +157,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     TasksController(services: services).addRoutes(to: console)
     ImportsController(services: services).addRoutes(to: console)
     AuditController(services: services).addRoutes(to: console)
+    UsersController(services: services).addRoutes(to: console)
     return router
 }
 

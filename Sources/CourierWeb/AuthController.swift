@@ -206,7 +206,7 @@ struct AuthController {
         let user = try await services.store.user(named: name)
         // Verify against a dummy hash when the user is unknown, so timing does not reveal names.
         let hash = user?.passwordHash ?? "$2b$12$C6UzMDM.H6dfI/f/IKxGhuN0T8a0K4RRtQWlDEWa3RxLQNtcqQz7S"
-        guard try await services.passwords.verify(form["password"], hash: hash), let user else { return wrong }
+        guard try await services.passwords.verify(form["password"], hash: hash), let user, !user.disabled else { return wrong }
         await services.throttle.succeeded(ticket)
         let (cookie, _) = try await services.store.createSession(userId: user.id!, lifetime: 12 * 3600)
         var response = Response.redirect(to: next)

@@ -14,7 +14,7 @@ struct NavItem {
 
 /// The console's frame: who is signed in, the CSRF token for forms, the navigation.
 struct Chrome {
-    enum Section { case none, apps, whitelists, settings, audit }
+    enum Section { case none, apps, whitelists, settings, users, audit }
 
     let signedIn: Bool
     let userName: String
@@ -34,6 +34,7 @@ struct Chrome {
             ("H5 apps", .apps, .apps, .read, "nav-apps"),
             ("Whitelists", .whitelists, .whitelists, .read, "nav-whitelists"),
             ("Configuration", .settings, .settings, .editSettings, "nav-settings"),
+            ("Users", .users, .users, .manageUsers, "nav-users"),
             ("Audit log", .audit, .audit, .read, "nav-audit"),
         ]
         nav = user.map { user in

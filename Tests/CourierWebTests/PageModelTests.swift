@@ -23,7 +23,7 @@ final class PageModelTests: XCTestCase {
         XCTAssertFalse(page.canEdit, "a reviewer is not offered Create")
         XCTAssertEqual(page.chrome.nav.map(\.label), ["H5 apps", "Whitelists", "Audit log"], "a reviewer's navigation has no Configuration")
         XCTAssertEqual(Chrome(user: UserRecord(name: "a", passwordHash: "", role: .admin), csrf: "", section: .settings).nav.map(\.active),
-                       [false, false, true, false])
+                       [false, false, true, false, false])
     }
 
     func testPackagePagesLinkFilesPagesAndTheContentHost() async throws {

@@ -43,6 +43,7 @@ final class StructureTests: XCTestCase {
             case .generateKey: return replace
             case .batchRelease: return [("apps", "20171228"), ("type", "official")]
             case .appName: return [("name", "Renamed \(next())")]
+            case .users: return [("name", "user-\(next())"), ("role", "developer"), ("password", "correct-horse")]
             default: return []
             }
         }
@@ -94,6 +95,10 @@ final class StructureTests: XCTestCase {
                 return (entry.route.path("20171228", version), [("type", "official")])
             case (.get, .task): return (entry.route.path(try await task()), [])
             case (.post, .taskOperation): return (entry.route.path(try await task(), "pause"), [])
+            case (.post, .userRole): return (entry.route.path(try await aUser(h)), [("role", "reviewer")])
+            case (.post, .userDisable): return (entry.route.path(try await aUser(h)), [])
+            case (.post, .userEnable): return (entry.route.path(try await aUser(h)), [])
+            case (.post, .userPassword): return (entry.route.path(try await aUser(h)), [("password", "another-horse")])
             case (.get, .importPage): return (entry.route.path(try await anImport(h)), [])
             case (.get, .importRow): return (entry.route.path(try await anImport(h), "0"), [])
             case (.post, .importRow):
@@ -102,6 +107,13 @@ final class StructureTests: XCTestCase {
             case (.post, .importSubmit): return (entry.route.path(try await anImport(h)), [("confirm", "true")])
             default: return nil
             }
+        }
+
+        /// A fresh developer's name.
+        func aUser(_ h: Harness) async throws -> String {
+            let name = "someone-\(next())"
+            try await h.addUser(name, role: .developer)
+            return name
         }
 
         /// A fresh import of one file for a new app; its ID.
