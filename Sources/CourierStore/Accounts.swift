@@ -105,10 +105,11 @@ extension Store {
             guard var user = try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) else {
                 throw NotFound("There is no user named \(name).")
             }
+            let wasActiveAdmin = user.role == .admin && !user.disabled
             let detail = try body(&user)
             try user.update(db)
             let admins = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM user WHERE role = 'admin' AND disabled = 0") ?? 0
-            guard admins > 0 else {
+            guard admins > 0 || !wasActiveAdmin else {
                 throw Conflict("\(name) is the last active administrator: add or enable another administrator first.")
             }
             if signOut, let id = user.id {
@@ -139,6 +140,18 @@ extension Store {
         try await changeUser(name, "user.resetPassword", by: actor, signOut: true) { u in
             u.passwordHash = passwordHash
             return [:]   // never the hash
+        }
+    }
+
+    /// A user's own new password; every other session of theirs ends (`keep` stays signed in).
+    public func changeOwnPassword(_ name: String, passwordHash: String, keep sessionHash: String?, by actor: ActingUser) async throws {
+        _ = try await changeUser(name, "user.password", by: actor, signOut: false) { u in
+            u.passwordHash = passwordHash
+            return [:]
+        }
+        try await db.write { db in
+            guard let user = try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db), let id = user.id else { return }
+            try db.execute(sql: "DELETE FROM session WHERE userId = ? AND idHash != ?", arguments: [id, sessionHash ?? ""])
         }
     }
 }

@@ -158,6 +158,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     ImportsController(services: services).addRoutes(to: console)
     AuditController(services: services).addRoutes(to: console)
     UsersController(services: services).addRoutes(to: console)
+    AccountController(services: services).addRoutes(to: console)
     return router
 }
 

@@ -56,6 +56,7 @@ extension Route {
     static let globalLocation = Route("/settings/global")
     static let signingKey = Route("/settings/signing-key")
     static let generateKey = Route("/settings/signing-key/generate")
+    static let account = Route("/account")
     static let users = Route("/users")
     static let userRole = Route("/users/:name/role")
     static let userDisable = Route("/users/:name/disable")

@@ -21,6 +21,7 @@ struct Chrome {
     let role: String
     let csrf: String
     let nav: [NavItem]
+    let accountURL = Route.account.path()
     let homeURL = Route.apps.path()
     let logoutURL = Route.logout.path()
     let loginURL = Route.login.path()

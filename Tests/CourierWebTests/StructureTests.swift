@@ -44,6 +44,7 @@ final class StructureTests: XCTestCase {
             case .batchRelease: return [("apps", "20171228"), ("type", "official")]
             case .appName: return [("name", "Renamed \(next())")]
             case .users: return [("name", "user-\(next())"), ("role", "developer"), ("password", "correct-horse")]
+            case .account: return [("currentPassword", "correct-horse"), ("password", "correct-horse"), ("password2", "correct-horse")]
             default: return []
             }
         }

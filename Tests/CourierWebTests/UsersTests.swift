@@ -58,4 +58,27 @@ final class UsersTests: XCTestCase {
             await assertFalse(try await h.store.auditEntries().contains { $0.detail.contains("$2b$") }, "no hash in the log")
         }
     }
+
+    func testEachPersonChangesTheirOwnPasswordAndTheirOtherSessionsEnd() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.addUser("rita", role: .reviewer)
+        try await h.test { client in
+            let here = try await Browser.signIn(client, "rita")
+            let elsewhere = try await Browser.signIn(client, "rita")
+            await assertTrue(try await here.get("/apps").text.contains(#"href="/account""#))
+            let wrong = try await here.post("/account", [("currentPassword", "not-it-at-all"), ("password", "brand-new-pass"), ("password2", "brand-new-pass")])
+            XCTAssertEqual(wrong.status, .unprocessableContent)
+            XCTAssertTrue(wrong.text.contains(#"id="error-currentPassword""#))
+            let differ = try await here.post("/account", [("currentPassword", "correct-horse"), ("password", "brand-new-pass"), ("password2", "brand-new-pas")])
+            XCTAssertTrue(differ.text.contains(#"id="error-password2""#))
+            await assertEqual(try await here.post("/account", [("currentPassword", "correct-horse"), ("password", "brand-new-pass"),
+                                                              ("password2", "brand-new-pass")]).status, .seeOther)
+            await assertEqual(try await here.get("/apps").status, .ok, "this session stays")
+            await assertEqual(try await elsewhere.get("/apps").status, .seeOther, "the other session is signed out")
+            await assertEqual(try await LoginForm.open(client).submit(name: "rita", password: "correct-horse").status, .unauthorized)
+            _ = try await Browser.signIn(client, "rita", "brand-new-pass")
+            await assertEqual(try await h.store.auditEntries().first?.action, "user.password")
+        }
+    }
 }
