@@ -18,20 +18,9 @@ struct AccountController {
                 let f = context.form
                 if f["password"].count < 8 { errors.append(FieldError("password", "Give a new password of at least 8 characters.")) }
                 else if f["password"] != f["password2"] { errors.append(FieldError("password2", "The two new passwords differ.")) }
-                if f["currentPassword"].isEmpty {
-                    errors.append(FieldError("currentPassword", "Enter your current password."))
-                } else {
-                    // Counted like sign-ins: a stolen session cannot guess the password here at bcrypt speed.
-                    switch await services.throttle.reserve(name: context.user.name, address: context.remoteIP) {
-                    case .failure(let wait):
-                        errors.append(FieldError("currentPassword", "Too many wrong passwords. Try again in \(max(1, (wait.seconds + 59) / 60)) minute(s)."))
-                    case .success(let ticket):
-                        if try await services.passwords.verify(f["currentPassword"], hash: context.user.passwordHash) {
-                            await services.throttle.succeeded(ticket)
-                        } else {
-                            errors.append(FieldError("currentPassword", "That is not your current password."))
-                        }
-                    }
+                if let refused = try await services.checkCurrentPassword(context, missing: "Enter your current password.",
+                                                                         wrong: "That is not your current password.") {
+                    errors.append(refused)
                 }
                 guard errors.isEmpty else { throw errors }
                 try await services.store.changeOwnPassword(context.user.name, passwordHash: try await services.passwords.hash(f["password"]),
@@ -49,6 +38,23 @@ struct AccountController {
                                                      role: context.user.role.rawValue, action: Route.account.path(), notice: notice,
                                                      errors: failure.fields, formError: failure.formError),
                               status: failure.status)
+    }
+}
+
+extension Services {
+    /// Checks the `currentPassword` field against the signed-in user's password, counted like a
+    /// sign-in (a stolen session cannot guess the password at bcrypt speed); nil when it matches.
+    func checkCurrentPassword(_ context: SignedInContext, missing: String, wrong: String) async throws -> FieldError? {
+        let password = context.form["currentPassword"]
+        guard !password.isEmpty else { return FieldError("currentPassword", missing) }
+        switch await throttle.reserve(name: context.user.name, address: context.remoteIP) {
+        case .failure(let wait):
+            return FieldError("currentPassword", "Too many wrong passwords. Try again in \(max(1, (wait.seconds + 59) / 60)) minute(s).")
+        case .success(let ticket):
+            guard try await passwords.verify(password, hash: context.user.passwordHash) else { return FieldError("currentPassword", wrong) }
+            await throttle.succeeded(ticket)
+            return nil
+        }
     }
 }
 

@@ -65,21 +65,9 @@ struct SettingsController {
         if !context.form.isChecked("confirmReplace") {
             errors.append(FieldError("confirmReplace", "A key is already installed. Tick the box to confirm replacing it and re-signing every package."))
         }
-        let password = context.form["currentPassword"]
-        if password.isEmpty {
-            errors.append(FieldError("currentPassword", "Enter your current password to replace the signing key."))
-        } else {
-            // Counted like sign-ins: a stolen session cannot guess the password here at bcrypt speed.
-            switch await services.throttle.reserve(name: context.user.name, address: context.remoteIP) {
-            case .failure(let wait):
-                errors.append(FieldError("currentPassword", "Too many wrong passwords. Try again in \(max(1, (wait.seconds + 59) / 60)) minute(s)."))
-            case .success(let ticket):
-                if try await services.passwords.verify(password, hash: context.user.passwordHash) {
-                    await services.throttle.succeeded(ticket)
-                } else {
-                    errors.append(FieldError("currentPassword", "That is not your current password. The key was not replaced."))
-                }
-            }
+        if let refused = try await services.checkCurrentPassword(context, missing: "Enter your current password to replace the signing key.",
+                                                                 wrong: "That is not your current password. The key was not replaced.") {
+            errors.append(refused)
         }
         guard errors.isEmpty else { throw errors }
     }
