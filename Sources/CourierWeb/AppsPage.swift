@@ -15,11 +15,7 @@ struct AppsPage {
     let chrome: Chrome
     let q: String
     let rows: [Row]
-    let total: Int
-    let page: Int
-    let pageCount: Int
-    let prevURL: String?
-    let nextURL: String?
+    let pager: Pager
     let canEdit: Bool
     let newAppURL = Route.newApp.path()
     let batchReleaseURL = Route.batchRelease.path()
@@ -35,12 +31,7 @@ struct AppsPage {
             Row(id: $0.id, name: $0.name, type: $0.type?.rawValue ?? "—", packageCount: $0.packageCount,
                 latestVersion: $0.latestVersion ?? "—", url: Route.app.path($0.id))
         }
-        total = page.total
-        self.page = page.page
-        pageCount = page.pageCount
-        func link(_ n: Int) -> String { Route.apps.path([], query: [("page", String(n)), ("q", q)]) }
-        prevURL = page.page > 1 ? link(page.page - 1) : nil
-        nextURL = page.page < page.pageCount ? link(page.page + 1) : nil
+        pager = Pager(page) { Route.apps.path([], query: [("page", String($0)), ("q", q)]) }
         canEdit = user.role.may(.editApps)
         canRelease = user.role.may(.editReleases)
         canImport = user.role.may(.uploadPackages)

@@ -65,11 +65,7 @@ struct AuditPage {
 
     let chrome: Chrome
     let rows: [Row]
-    let total: Int
-    let page: Int
-    let pageCount: Int
-    let prevURL: String?
-    let nextURL: String?
+    let pager: Pager
     let app: String
     let users: [Choice]
     let kinds: [Choice]
@@ -84,16 +80,11 @@ struct AuditPage {
             Row(id: r.id ?? 0, at: r.at.replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: ""),
                 user: r.user, action: r.action, subject: r.subject, detail: r.detail == "{}" ? "" : r.detail)
         }
-        total = page.total
-        self.page = page.page
-        pageCount = page.pageCount
         var query: [(String, String)] = []
         if !filter.app.isEmpty { query.append(("app", filter.app)) }
         if !filter.user.isEmpty { query.append(("user", filter.user)) }
         if !filter.kind.isEmpty { query.append(("kind", filter.kind)) }
-        func link(_ n: Int) -> String { Route.audit.path([], query: query + [("page", String(n))]) }
-        prevURL = page.page > 1 ? link(page.page - 1) : nil
-        nextURL = page.page < page.pageCount ? link(page.page + 1) : nil
+        pager = Pager(page) { Route.audit.path([], query: query + [("page", String($0))]) }
         app = filter.app
         self.users = users.map { Choice(value: $0, selected: $0 == filter.user) }
         self.kinds = kinds.map { Choice(value: $0, selected: $0 == filter.kind) }

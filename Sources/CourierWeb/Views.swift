@@ -127,3 +127,20 @@ let displayDate: DateFormatter = {
     f.locale = Locale(identifier: "en_US_POSIX")
     return f
 }()
+
+/// A list's position and the links to the pages around it (the apps list, the audit log).
+struct Pager {
+    let total: Int
+    let page: Int
+    let pageCount: Int
+    let prevURL: String?
+    let nextURL: String?
+
+    init<T>(_ page: Page<T>, link: (Int) -> String) {
+        total = page.total
+        self.page = page.page
+        pageCount = page.pageCount
+        prevURL = page.page > 1 ? link(page.page - 1) : nil
+        nextURL = page.page < page.pageCount ? link(page.page + 1) : nil
+    }
+}

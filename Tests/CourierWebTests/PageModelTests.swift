@@ -15,9 +15,9 @@ final class PageModelTests: XCTestCase {
                                              latestVersion: nil, createdAt: Date()) }
         let page = AppsPage(Page(items: rows, total: 45, page: 2, perPage: 20), query: "a b&c", user: reviewer,
                             chrome: Chrome(user: reviewer, csrf: "t", section: .apps))
-        XCTAssertEqual(page.prevURL, "/apps?page=1&q=a%20b%26c")
-        XCTAssertEqual(page.nextURL, "/apps?page=3&q=a%20b%26c")
-        XCTAssertEqual(page.pageCount, 3)
+        XCTAssertEqual(page.pager.prevURL, "/apps?page=1&q=a%20b%26c")
+        XCTAssertEqual(page.pager.nextURL, "/apps?page=3&q=a%20b%26c")
+        XCTAssertEqual(page.pager.pageCount, 3)
         XCTAssertEqual(page.rows.first?.url, "/apps/30000001")
         XCTAssertEqual(page.rows.first?.latestVersion, "—")
         XCTAssertFalse(page.canEdit, "a reviewer is not offered Create")
