@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 # Courier: `make run` starts the server on ./data, `make test` runs every test.
 # Both install what a fresh machine lacks (Debian packages as root, Python packages with pip).
 
@@ -49,7 +50,9 @@ e2e: test-deps build
 
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --disable-swift-testing
+	@mkdir -p .build
+	@$(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/xctest.log; status=$${PIPESTATUS[0]}; \
+		if [ $$status -ne 0 ]; then echo "--- failing XCTest lines:"; grep -E "error:|failed \(" .build/xctest.log | head -40; exit $$status; fi
 	$(PYTHON) -m pytest -q tests/e2e
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	@echo "fuzz targets: $(words $(FUZZ_TARGETS)) passed, 0 failed"
