@@ -5,11 +5,13 @@ document.addEventListener("DOMContentLoaded", function () {
     a.addEventListener("click", function (e) { if (history.length > 1) { e.preventDefault(); history.back(); } });
   });
 
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+  // The form asks before it acts, or the button that was pressed does (approve / reject).
+  document.querySelectorAll("form[data-confirm], form:has(button[data-confirm])").forEach(function (form) {
     form.addEventListener("submit", function (e) {
       // A preview changes nothing: only the button that acts asks first.
       if (e.submitter && e.submitter.name === "preview") return;
-      if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+      var question = (e.submitter && e.submitter.dataset.confirm) || form.dataset.confirm;
+      if (question && !window.confirm(question)) e.preventDefault();
     });
   });
 

@@ -7,7 +7,7 @@ public enum Role: String, Codable, CaseIterable, Sendable {
         switch self {
         case .admin: Set(Permission.allCases)
         case .developer: [.read, .editApps, .uploadPackages, .editReleases]
-        case .reviewer: [.read]
+        case .reviewer: [.read, .approveReleases]
         }
     }
 
@@ -30,13 +30,15 @@ public enum Permission: String, CaseIterable, Sendable {
     case editReleases
     /// Add users and create API tokens.
     case manageUsers
+    /// Approve or reject release tasks that wait for a reviewer (never one's own).
+    case approveReleases
 
     /// The token scope an API request needs for this permission (SPEC §8).
     public var scope: TokenScope {
         switch self {
         case .read: .read
         case .editApps, .uploadPackages, .editSettings, .editSigningKey, .manageUsers: .upload
-        case .editReleases: .release
+        case .editReleases, .approveReleases: .release
         }
     }
 }

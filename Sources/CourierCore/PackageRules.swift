@@ -16,7 +16,7 @@ public enum InstallPolicy: String, CaseIterable, Codable, Sendable {
 /// as it came from the form or the multipart API request.
 /// Where a package stands in its release (SPEC §5).
 public enum PackageStatus: String, Codable, Sendable {
-    case toBeReleased, grayReleasing, officialReleasing, paused, finished
+    case toBeReleased, grayReleasing, officialReleasing, paused, finished, awaitingApproval, rejected
 
     public var label: String {
         switch self {
@@ -25,6 +25,8 @@ public enum PackageStatus: String, Codable, Sendable {
         case .officialReleasing: "Official releasing"
         case .paused: "Paused"
         case .finished: "Release finished"
+        case .awaitingApproval: "Awaiting approval"
+        case .rejected: "Release rejected"
         }
     }
 }

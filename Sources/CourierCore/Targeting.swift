@@ -195,7 +195,18 @@ public final class Whitelist: Sendable {
 
 /// A release task (SPEC §5).
 public final class ReleaseTask: Sendable {
-    public enum Status: String, CaseIterable, Sendable { case releasing, paused, finished }
+    public enum Status: String, CaseIterable, Sendable {
+        case releasing, paused, finished
+        /// Waits for a reviewer (SPEC §7); clients are not offered it.
+        case awaitingApproval
+        /// A reviewer refused it; it never releases.
+        case rejected
+
+        /// Finished or rejected: nothing more happens to it but deletion.
+        public var hasEnded: Bool { self == .finished || self == .rejected }
+        /// Statuses that have ended, as stored.
+        public static let ended = [Status.finished.rawValue, Status.rejected.rawValue]
+    }
 
     /// How a grayscale task chooses its clients.
     public enum Mode: Sendable, Equatable {
@@ -308,7 +319,7 @@ public struct TargetingSnapshot: Sendable {
 /// values and put into words only when read: the update API decides on every request.
 public struct TaskVerdict: Sendable, Equatable {
     public enum Why: Sendable, Equatable {
-        case rolledBack, paused, grayFinished, official
+        case rolledBack, paused, grayFinished, official, notApproved
         case outsideRange(Platform, ClientVersion)
         case ruleNotMet(TargetingRule)
         case onWhitelist(String)
@@ -328,6 +339,7 @@ public struct TaskVerdict: Sendable, Equatable {
         case .rolledBack: "rolled back"
         case .paused: "paused"
         case .grayFinished: "grayscale release finished"
+        case .notApproved: "not approved by a reviewer"
         case .official: "official release"
         case .outsideRange(let p, let v): "\(p.rawValue) \(v) is outside the package's client range"
         case .ruleNotMet(let rule): "rule not met: \(rule.description)"
@@ -439,6 +451,7 @@ public enum Targeting {
         switch task.status {
         case .paused: return (false, .paused)
         case .finished where !task.isOfficial: return (false, .grayFinished)
+        case .awaitingApproval, .rejected: return (false, .notApproved)
         default: break
         }
         guard let range, range.admits(r.platform, r.clientVersion) else {

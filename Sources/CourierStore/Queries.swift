@@ -157,7 +157,7 @@ extension Store {
             let rows = try Row.fetchAll(db, sql: """
                 SELECT app.id AS appId, p.id AS packageId FROM app
                 JOIN package p ON p.id = (SELECT id FROM package WHERE appId = app.id ORDER BY versionKey DESC LIMIT 1)
-                WHERE p.status IN ('toBeReleased', 'finished') AND (app.id LIKE :q ESCAPE '\\' OR app.name LIKE :q ESCAPE '\\')
+                WHERE p.status IN ('toBeReleased', 'finished', 'rejected') AND (app.id LIKE :q ESCAPE '\\' OR app.name LIKE :q ESCAPE '\\')
                 ORDER BY app.id LIMIT :limit
                 """, arguments: ["q": pattern, "limit": limit])
             return try rows.compactMap { row in

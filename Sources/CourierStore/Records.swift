@@ -11,6 +11,10 @@ public struct SettingsRecord: Codable, FetchableRecord, PersistableRecord, Senda
     public var appKey: String?
     public var signingKeyPEM: String?
     public var signingKeyFingerprint: String?
+    /// Official releases (new, or promoted) wait for a reviewer (SPEC §7).
+    public var officialNeedsApproval = false
+    /// New grayscale tasks wait for a reviewer too.
+    public var grayNeedsApproval = false
     public init() {}
 }
 

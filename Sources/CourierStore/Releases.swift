@@ -40,12 +40,24 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     public var rolledBack = false
     public var createdBy: String
     public var createdAt = Date()
+    /// The reviewer's part (SPEC §7): `awaiting`, `approved`, `rejected`, `withdrawn`, or empty
+    /// when no approval was asked for.
+    public var approval = ""
+    /// What awaits or awaited approval: `release` (the task itself) or `promotion` (to official).
+    public var approvalFor = ""
+    public var requestedBy: String?
+    public var requestedAt: Date?
+    public var decidedBy: String?
+    public var decidedAt: Date?
+    /// The reviewer's comment, Markdown.
+    public var decisionComment = ""
 
     public enum Columns {
         public static let id = Column(CodingKeys.id)
         public static let packageId = Column(CodingKeys.packageId)
         public static let appId = Column(CodingKeys.appId)
         public static let status = Column(CodingKeys.status)
+        public static let approval = Column(CodingKeys.approval)
     }
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 
@@ -114,8 +126,10 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     var packageStatus: PackageStatus {
         switch taskStatus {
         case .paused: .paused
-        case .finished: .finished
+        case .finished: neverReleased ? .toBeReleased : .finished
         case .releasing: type == "official" ? .officialReleasing : .grayReleasing
+        case .awaitingApproval: .awaitingApproval
+        case .rejected: .rejected
         }
     }
 }
@@ -222,7 +236,7 @@ extension Store {
     public func deleteWhitelist(_ id: Int64, by actor: ActingUser) async throws {
         try await change(by: actor, "whitelist.delete", subject: String(id)) { db in
             guard let w = try WhitelistRecord.fetchOne(db, key: id) else { throw NotFound("There is no whitelist \(id).") }
-            let users = try TaskRecord.filter(TaskRecord.Columns.status != ReleaseTask.Status.finished.rawValue).fetchAll(db)
+            let users = try TaskRecord.filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchAll(db)
                 .filter { $0.whitelistIdList.contains(id) }
             if !users.isEmpty {
                 throw Conflict("Whitelist \(w.name) is used by unfinished task(s) \(users.compactMap(\.id).map(String.init).joined(separator: ", ")); finish them first.")
@@ -276,14 +290,19 @@ extension Store {
         try await change(by: actor, "task.create", subject: "\(task.appId) \(task.version)") { db in
             guard var package = try PackageRecord.fetchOne(db, key: task.packageId) else { throw NotFound("There is no such package.") }
             if let open = try TaskRecord.filter(TaskRecord.Columns.packageId == task.packageId)
-                .filter(TaskRecord.Columns.status != ReleaseTask.Status.finished.rawValue).fetchOne(db) {
+                .filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchOne(db) {
                 throw Conflict("Package \(task.appId) \(task.version) already has an unfinished task (\(open.id ?? 0)); finish it first.")
             }
             var t = task
+            let settings = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            let waits = t.type == "official" ? settings.officialNeedsApproval : settings.grayNeedsApproval
+            if waits { t.requestApproval(for: "release", by: actor) }
             try t.insert(db)
             package.status = t.packageStatus
             try package.update(db)
-            return (t, ["task": String(t.id ?? 0), "type": t.type, "mode": t.mode])
+            var detail = ["task": String(t.id ?? 0), "type": t.type, "mode": t.mode]
+            if waits { detail["approval"] = "awaiting" }
+            return (t, detail)
         }
     }
 
@@ -293,6 +312,7 @@ extension Store {
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
             let status = t.taskStatus
             func refuse(_ why: String) -> Conflict { Conflict("Task \(id) is \(status.rawValue)\(t.rolledBack ? " (rolled back)" : ""): \(why)") }
+            var detail: [String: String] = [:]
             switch op {
             case .pause:
                 guard status == .releasing else { throw refuse("only a releasing task can be paused.") }
@@ -301,14 +321,25 @@ extension Store {
                 guard status == .paused else { throw refuse("only a paused task can be resumed.") }
                 t.status = ReleaseTask.Status.releasing.rawValue
             case .finish:
-                guard status != .finished else { throw refuse("it is already finished.") }
+                guard !status.hasEnded else { throw refuse("it has already ended.") }
                 t.status = ReleaseTask.Status.finished.rawValue
+                if t.approval == "awaiting" { t.approval = "withdrawn"; detail["approval"] = "withdrawn" }
             case .promote:
-                guard t.type == "gray", status != .finished else { throw refuse("only an unfinished grayscale task can be promoted.") }
-                t.apply(.official)
-                t.status = ReleaseTask.Status.releasing.rawValue
+                guard t.type == "gray", !status.hasEnded else { throw refuse("only an unfinished grayscale task can be promoted.") }
+                guard status != .awaitingApproval else { throw refuse("it can be promoted once a reviewer approves it.") }
+                guard t.approval != "awaiting" else { throw refuse("its promotion already awaits a reviewer.") }
+                let settings = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+                if settings.officialNeedsApproval {
+                    t.requestApproval(for: "promotion", by: actor)
+                    detail["approval"] = "awaiting"
+                } else {
+                    t.apply(.official)
+                    t.status = ReleaseTask.Status.releasing.rawValue
+                }
             case .rollback:
-                guard t.type == "official", !t.rolledBack else { throw refuse("only an official release can be rolled back, once.") }
+                guard t.type == "official", !t.rolledBack, [.releasing, .paused, .finished].contains(status) else {
+                    throw refuse("only an official release can be rolled back, once.")
+                }
                 t.status = ReleaseTask.Status.finished.rawValue
                 t.rolledBack = true
             }
@@ -317,7 +348,7 @@ extension Store {
                 p.status = t.packageStatus
                 try p.update(db)
             }
-            return (t, ["status": t.status, "type": t.type])
+            return (t, detail.merging(["status": t.status, "type": t.type]) { a, _ in a })
         }
     }
 
@@ -325,7 +356,7 @@ extension Store {
     public func setPercentage(task id: Int64, _ percentage: Double, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.percentage", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            guard t.mode == "percentage", t.taskStatus != .finished else {
+            guard t.mode == "percentage", [.releasing, .paused].contains(t.taskStatus) else {
                 throw Conflict("Only an unfinished percentage task takes a new percentage.", field: "percentage")
             }
             let before = t.percentage ?? 0
@@ -339,7 +370,7 @@ extension Store {
     public func deleteTask(_ id: Int64, by actor: ActingUser) async throws {
         try await change(by: actor, "task.delete", subject: String(id)) { db in
             guard let t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            guard t.taskStatus == .finished else { throw Conflict("Only a finished task can be deleted; finish task \(id) first.") }
+            guard t.taskStatus.hasEnded else { throw Conflict("Only a finished or rejected task can be deleted; finish task \(id) first.") }
             _ = try t.delete(db)
             if var p = try PackageRecord.fetchOne(db, key: t.packageId) {
                 let latest = try TaskRecord.filter(TaskRecord.Columns.packageId == t.packageId).order(TaskRecord.Columns.id.desc).fetchOne(db)

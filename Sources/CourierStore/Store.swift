@@ -121,6 +121,7 @@ public final class Store: Sendable {
         registerReleaseMigrations(&m)
         registerImportMigrations(&m)
         registerUserMigrations(&m)
+        registerApprovalMigrations(&m)
         return m
     }
 

@@ -31,6 +31,19 @@ struct TaskJSON: Encodable {
     let events: [String: Int]
     let createdBy: String
     let createdAt: Date
+    let approval: Approval?
+
+    /// What a reviewer was asked and what they decided (SPEC §7).
+    struct Approval: Encodable {
+        let state: String
+        let request: String
+        let requestedBy: String?
+        let requestedAt: Date?
+        let decidedBy: String?
+        let decidedAt: Date?
+        let comment: String
+        let commentHtml: String
+    }
 
     init(_ t: TaskRecord, events: [String: Int], admitted: Int) {
         id = t.id ?? 0; appId = t.appId; version = t.version; type = t.type
@@ -45,6 +58,9 @@ struct TaskJSON: Encodable {
         descriptionHtml = Markdown.html(t.descriptionMarkdown)
         self.events = events
         createdBy = t.createdBy; createdAt = t.createdAt
+        approval = t.approval.isEmpty ? nil : Approval(
+            state: t.approval, request: t.approvalFor, requestedBy: t.requestedBy, requestedAt: t.requestedAt, decidedBy: t.decidedBy,
+            decidedAt: t.decidedAt, comment: t.decisionComment, commentHtml: Markdown.html(t.decisionComment))
     }
 }
 
@@ -92,6 +108,16 @@ extension APIController {
         routes.delete(.apiTask, needs: .editReleases) { _, context in
             try await services.actions.deleteTask(by: context.acting, task: try await task(context).id ?? 0)
             return Response(status: .noContent)
+        }
+        for (route, approve) in [(Route.apiTaskApprove, true), (.apiTaskReject, false)] {
+            routes.post(route, needs: .approveReleases) { request, context in
+                struct Body: Decodable { let comment: String? }
+                let buffer = try await request.body.collect(upTo: 64 * 1024)
+                let body = buffer.readableBytes == 0 ? Body(comment: nil) : try JSONDecoder().decode(Body.self, from: Data(buffer: buffer))
+                let t = try await services.actions.decideTask(by: context.acting, task: try await task(context).id ?? 0, approve: approve,
+                                                              comment: body.comment ?? "")
+                return try json(try await taskJSON(t))
+            }
         }
         routes.post(.apiTaskOperation, needs: .editReleases) { _, context in
             guard let op = TaskOperation(rawValue: context.parameters.get("operation") ?? "") else {

@@ -48,6 +48,8 @@ struct SettingsJSON: Codable {
     var globalHost: String?
     var appKey: String?
     var signingKeyFingerprint: String?
+    var officialNeedsApproval: Bool?
+    var grayNeedsApproval: Bool?
 }
 
 struct AppJSON: Encodable {
@@ -102,6 +104,11 @@ struct APIController {
             if body.globalHost != nil || body.appKey != nil {
                 _ = try await services.actions.setGlobalLocation(by: context.acting, host: body.globalHost ?? "", appKey: body.appKey ?? "")
             }
+            if body.officialNeedsApproval != nil || body.grayNeedsApproval != nil {
+                let s = try await services.store.settings()
+                _ = try await services.actions.setApprovalRules(by: context.acting, official: body.officialNeedsApproval ?? s.officialNeedsApproval,
+                                                                gray: body.grayNeedsApproval ?? s.grayNeedsApproval)
+            }
             return try await json(settingsJSON(services.store.settings()))
         }
         routes.put(.apiSigningKey, needs: .editSigningKey) { request, context in
@@ -146,7 +153,8 @@ struct APIController {
 
     func settingsJSON(_ s: SettingsRecord) -> SettingsJSON {
         SettingsJSON(virtualDomain: s.virtualDomain, globalHost: s.globalHost, appKey: s.appKey,
-                     signingKeyFingerprint: s.signingKeyFingerprint)
+                     signingKeyFingerprint: s.signingKeyFingerprint, officialNeedsApproval: s.officialNeedsApproval,
+                     grayNeedsApproval: s.grayNeedsApproval)
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ request: Request, limit: Int = 64 * 1024) async throws -> T {

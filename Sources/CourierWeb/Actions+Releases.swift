@@ -100,7 +100,7 @@ extension Actions {
                     throw NotFound("App \(id) does not exist or has no packages.")
                 }
                 version = newest.version
-                guard [.toBeReleased, .finished].contains(newest.status) else {
+                guard [.toBeReleased, .finished, .rejected].contains(newest.status) else {
                     outcomes.append(BatchOutcome(appId: id, version: newest.version, task: nil,
                                                  error: "Its newest version is \(newest.status.label.lowercased()), not to be released or release finished."))
                     continue
@@ -133,11 +133,29 @@ extension Actions {
     @discardableResult
     public func finishEndedWindows(now: Date = Date()) async throws -> Int {
         var finished = 0
-        for t in try await store.allTasks() where t.mode == "timeWindow" && t.taskStatus != .finished && (t.endTime ?? .distantFuture) <= now {
+        for t in try await store.allTasks() where t.mode == "timeWindow" && !t.taskStatus.hasEnded && (t.endTime ?? .distantFuture) <= now {
             _ = try await store.operate(task: t.id ?? 0, .finish, by: .scheduler)
             finished += 1
         }
         return finished
+    }
+
+    /// Longest reviewer comment, in characters.
+    public static let maxComment = 10_000
+
+    /// A reviewer approves or rejects what a task waits for (SPEC §7). A rejection says why.
+    public func decideTask(by actor: ActingUser, task: Int64, approve: Bool, comment: String) async throws -> TaskRecord {
+        try actor.require(.approveReleases)
+        let comment = comment.trimmingCharacters(in: .whitespacesAndNewlines)
+        if !approve && comment.isEmpty { throw FieldError("comment", "Say why the release is rejected: the comment is shown on the task page.") }
+        if comment.count > Self.maxComment { throw FieldError("comment", "The comment is longer than \(Self.maxComment) characters.") }
+        return try await store.decide(task: task, approve: approve, comment: comment, by: actor)
+    }
+
+    /// Which releases wait for a reviewer's approval.
+    public func setApprovalRules(by actor: ActingUser, official: Bool, gray: Bool) async throws -> SettingsRecord {
+        try actor.require(.editSettings)
+        return try await store.setApprovalRules(official: official, gray: gray, by: actor)
     }
 
     public func deleteTask(by actor: ActingUser, task: Int64) async throws {

@@ -62,7 +62,8 @@ final class DeliverySnapshot: Sendable {
     /// Reads everything the decision needs.
     static func build(from store: Store, publicURL: String, reuse: Reuse = Reuse()) async throws -> DeliverySnapshot {
         let settings = try await store.settings()
-        let tasks = try await store.allTasks()
+        // A task that waits for a reviewer, was rejected or withdrawn never reaches clients (SPEC §7).
+        let tasks = try await store.allTasks().filter { !$0.neverReleased }
         var whitelists: [Whitelist] = []
         var keptLists: [Int64: (revision: Int, list: Whitelist)] = [:]
         for (w, values) in try await store.whitelists(known: reuse.whitelists.mapValues(\.revision)) {

@@ -91,7 +91,7 @@ struct PackagePage {
         nextFilesURL = files.page < files.pageCount ? url + "?files=\(files.page + 1)#files" : nil
         appURL = Route.app.path(p.appId)
         let mine = tasks.filter { $0.packageId == p.id }
-        newTaskURL = canRelease && !mine.contains { $0.taskStatus != .finished } ? Route.newTask.path(p.appId, p.version) : nil
+        newTaskURL = canRelease && !mine.contains { !$0.taskStatus.hasEnded } ? Route.newTask.path(p.appId, p.version) : nil
         self.tasks = mine.map { t in
             TaskLink(id: t.id ?? 0, label: "\(t.type == "official" ? "Official" : "Grayscale") · \(t.rolledBack ? "rolled back" : t.status)",
                      url: Route.task.path(String(t.id ?? 0)))

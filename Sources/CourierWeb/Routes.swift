@@ -78,6 +78,10 @@ extension Route {
     static let importRow = Route("/imports/:import/rows/:n")
     static let importSubmit = Route("/imports/:import/submit")
     static let task = Route("/tasks/:task")
+    static let taskApprove = Route("/tasks/:task/approve")
+    static let taskReject = Route("/tasks/:task/reject")
+    static let approvals = Route("/approvals")
+    static let approvalSettings = Route("/settings/approval")
     static let taskOperation = Route("/tasks/:task/:operation")
 
     // What clients fetch.
@@ -101,6 +105,8 @@ extension Route {
     static let apiPackageTasks = Route("/api/v1/apps/:id/packages/:version/tasks")
     static let apiTask = Route("/api/v1/tasks/:task")
     static let apiTaskOperation = Route("/api/v1/tasks/:task/:operation")
+    static let apiTaskApprove = Route("/api/v1/tasks/:task/approve")
+    static let apiTaskReject = Route("/api/v1/tasks/:task/reject")
     static let apiImports = Route("/api/v1/batch-imports")
     static let apiImport = Route("/api/v1/batch-imports/:import")
     static let apiImportRow = Route("/api/v1/batch-imports/:import/rows/:n")

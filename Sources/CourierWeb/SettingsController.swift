@@ -24,6 +24,13 @@ struct SettingsController {
                 return "global"
             }
         }
+        routes.post(.approvalSettings, needs: .editSettings) { _, context in
+            try await form(context) {
+                _ = try await services.actions.setApprovalRules(by: context.acting, official: context.form.isChecked("officialNeedsApproval"),
+                                                                gray: context.form.isChecked("grayNeedsApproval"))
+                return "approval"
+            }
+        }
         routes.post(.signingKey, needs: .editSigningKey) { _, context in
             let pem = context.form["privateKey"]
             return try await installKey(context) { try SigningKey(pem: pem) }
@@ -34,7 +41,7 @@ struct SettingsController {
     }
 
     static let notices = [
-        "domain": "The virtual domain is saved.", "global": "The global resource settings are saved.",
+        "domain": "The virtual domain is saved.", "approval": "The approval rules are saved.", "global": "The global resource settings are saved.",
         "key": "The signing key is installed.", "key-resigned": "The signing key is installed and every package was re-signed with it.",
     ]
 

@@ -23,6 +23,9 @@ struct SettingsPage {
     let signingKeyAction = Route.signingKey.path()
     let generateKeyAction = Route.generateKey.path()
     let publicKeyURL = Route.apiPublicKey.path()
+    let approvalAction = Route.approvalSettings.path()
+    let officialNeedsApproval: Bool
+    let grayNeedsApproval: Bool
 
     /// `form` holds what was typed, shown again after a refusal.
     init(settings s: SettingsRecord, counts: (all: Int, global: Int), keyBits: Int, config: CourierConfiguration,
@@ -34,6 +37,8 @@ struct SettingsPage {
         appKey = form.has("appKey") ? form["appKey"] : (s.appKey ?? "")
         globalLocked = counts.global > 0
         keyFingerprint = s.signingKeyFingerprint
+        officialNeedsApproval = s.officialNeedsApproval
+        grayNeedsApproval = s.grayNeedsApproval
         self.keyBits = keyBits
         packageCount = counts.all
         errors = failure.fields

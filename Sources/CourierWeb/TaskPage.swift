@@ -45,9 +45,26 @@ struct TaskPage {
     let appsURL = Route.apps.path()
     let appURL: String
     let packageURL: String
+    let approval: ApprovalBox?
+    let comment: String
+
+    /// The reviewer's part: what waits, who asked, who decided, when and why.
+    struct ApprovalBox {
+        let state: String
+        let awaiting: Bool
+        let headline: String
+        let decidedLine: String?
+        let commentHtml: String?
+        /// The approve and reject form, for a reviewer who may decide.
+        let canDecide: Bool
+        /// Why this reviewer may not decide, when they could otherwise.
+        let ownRequest: Bool
+        let approveAction: String
+        let rejectAction: String
+    }
 
     init(_ t: TaskRecord, app: AppRecord, package p: PackageRecord, whitelistNames: [Int64: String], events: [String: Int], admitted: Int,
-         history: [AuditRecord], user: UserRecord, failure: FormFailure, chrome: Chrome) {
+         history: [AuditRecord], user: UserRecord, failure: FormFailure, typedComment: String = "", chrome: Chrome) {
         self.chrome = chrome
         let id = t.id ?? 0
         self.id = id
@@ -61,6 +78,8 @@ struct TaskPage {
         descriptionHtml = Markdown.html(t.descriptionMarkdown)   // cmark's safe mode: no raw HTML, no javascript: links
         self.admitted = t.mode == "timeWindow" ? "\(admitted) of \(t.userCount ?? 0) devices admitted" : nil
         self.events = events.sorted { $0.key < $1.key }.map { Count(event: $0.key, count: $0.value) }
+        approval = Self.approvalBox(t, user: user)
+        comment = typedComment
         self.history = [Step(when: displayDate.string(from: t.createdAt), who: t.createdBy, what: "created")]
             + history.map { Step(when: String($0.at.prefix(16)).replacingOccurrences(of: "T", with: " "), who: $0.user,
                                   what: String($0.action.dropFirst(5))) }
@@ -69,15 +88,21 @@ struct TaskPage {
         if user.role.may(.editReleases) {
             if status == .releasing { ops.append(("pause", "Pause", "Pause task \(id)? Clients that have not updated stop getting \(t.version).")) }
             if status == .paused { ops.append(("resume", "Resume", "Resume task \(id)?")) }
-            if t.type == "gray", status != .finished { ops.append(("promote", "Promote to official", "Release \(t.version) to every client in range?")) }
-            if status != .finished { ops.append(("finish", "Finish", "Finish task \(id)? It cannot be resumed.")) }
-            if t.type == "official", !t.rolledBack {
+            if t.type == "gray", [.releasing, .paused].contains(status), t.approval != "awaiting" {
+                ops.append(("promote", "Promote to official", "Release \(t.version) to every client in range?"))
+            }
+            if status == .awaitingApproval {
+                ops.append(("finish", "Withdraw", "Withdraw task \(id)? It will never be released."))
+            } else if !status.hasEnded {
+                ops.append(("finish", "Finish", "Finish task \(id)? It cannot be resumed."))
+            }
+            if t.type == "official", !t.rolledBack, [.releasing, .paused, .finished].contains(status) {
                 ops.append(("rollback", "Roll back", "Roll back \(t.version)? Clients that have it are told to go back to the previous official version."))
             }
-            if status == .finished { ops.append(("delete", "Delete", "Delete task \(id)?")) }
+            if status.hasEnded { ops.append(("delete", "Delete", "Delete task \(id)?")) }
         }
         operations = ops.map { Operation(name: $0.0, label: $0.1, confirm: $0.2, action: Route.taskOperation.path(String(id), $0.0), id: "op-\($0.0)") }
-        percentage = t.mode == "percentage" && status != .finished && user.role.may(.editReleases) ? String(format: "%g", t.percentage ?? 0) : nil
+        percentage = t.mode == "percentage" && [.releasing, .paused].contains(status) && user.role.may(.editReleases) ? String(format: "%g", t.percentage ?? 0) : nil
         percentageAction = Route.taskOperation.path(String(id), "percentage")
         errors = failure.fields
         formError = failure.formError
@@ -85,6 +110,27 @@ struct TaskPage {
         createdAt = displayDate.string(from: t.createdAt)
         appURL = Route.app.path(t.appId)
         packageURL = Route.package.path(t.appId, t.version)
+    }
+
+    static func approvalBox(_ t: TaskRecord, user: UserRecord) -> ApprovalBox? {
+        guard !t.approval.isEmpty else { return nil }
+        let what = t.approvalFor == "promotion" ? "promotion to an official release" : "\(t.type == "official" ? "official" : "grayscale") release"
+        let asked = "\(t.requestedBy ?? t.createdBy) asked for approval of this \(what)"
+            + (t.requestedAt.map { " on \(displayDate.string(from: $0)) UTC" } ?? "") + "."
+        let decided: String? = switch t.approval {
+        case "approved", "rejected":
+            "\(t.approval == "approved" ? "Approved" : "Rejected") by \(t.decidedBy ?? "?")" + (t.decidedAt.map { " on \(displayDate.string(from: $0)) UTC" } ?? "") + "."
+        case "withdrawn": "The request was withdrawn: the task was finished before a reviewer decided."
+        default: nil
+        }
+        let awaiting = t.approval == "awaiting"
+        let reviewer = user.role.may(.approveReleases)
+        let own = t.isOwnRequest(of: user.name)
+        let id = String(t.id ?? 0)
+        return ApprovalBox(state: t.approval, awaiting: awaiting, headline: asked, decidedLine: decided,
+                           commentHtml: t.decisionComment.isEmpty ? nil : Markdown.html(t.decisionComment),
+                           canDecide: awaiting && reviewer && !own, ownRequest: awaiting && reviewer && own,
+                           approveAction: Route.taskApprove.path(id), rejectAction: Route.taskReject.path(id))
     }
 
     /// "Android 10.0 and up, users on whitelist beta, city in Hangzhou".
@@ -108,5 +154,34 @@ struct TaskPage {
             parts += rules.map(\.description)
         }
         return parts.joined(separator: ", ")
+    }
+}
+
+/// Release tasks waiting for a reviewer, oldest request first.
+struct ApprovalsPage {
+    struct Row {
+        let id: Int64
+        let url: String
+        let appId: String
+        let version: String
+        let what: String
+        let requestedBy: String
+        let requestedAt: String
+        /// The signed-in reviewer may decide on it (they did not ask for it).
+        let yours: Bool
+    }
+    let chrome: Chrome
+    let rows: [Row]
+    let reviewer: Bool
+
+    init(_ tasks: [TaskRecord], user: UserRecord, chrome: Chrome) {
+        self.chrome = chrome
+        reviewer = user.role.may(.approveReleases)
+        rows = tasks.map { t in
+            Row(id: t.id ?? 0, url: Route.task.path(String(t.id ?? 0)), appId: t.appId, version: t.version,
+                what: t.approvalFor == "promotion" ? "Promotion to official" : (t.type == "official" ? "Official release" : "Grayscale release"),
+                requestedBy: t.requestedBy ?? t.createdBy, requestedAt: t.requestedAt.map { displayDate.string(from: $0) } ?? "",
+                yours: user.role.may(.approveReleases) && !t.isOwnRequest(of: user.name))
+        }
     }
 }

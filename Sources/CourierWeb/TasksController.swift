@@ -53,6 +53,22 @@ struct TasksController {
             }
         }
         routes.get(.task, needs: .read) { _, context in try await page(context, failure: .none) }
+        for (route, approve) in [(Route.taskApprove, true), (.taskReject, false)] {
+            routes.post(route, needs: .approveReleases) { _, context in
+                let t = try await task(context)
+                do {
+                    _ = try await services.actions.decideTask(by: context.acting, task: t.id ?? 0, approve: approve, comment: context.form["comment"])
+                    return Response.redirect(to: Route.task.path(String(t.id ?? 0)))
+                } catch {
+                    guard let failure = FormFailure(error) else { throw error }
+                    return try await page(context, failure: failure, typedComment: context.form["comment"])
+                }
+            }
+        }
+        routes.get(.approvals, needs: .read) { _, context in
+            let waiting = try await services.store.tasksAwaitingApproval()
+            return services.views.render("approvals", ApprovalsPage(waiting, user: context.user, chrome: Chrome(context, section: .approvals)))
+        }
         routes.post(.taskOperation, needs: .editReleases) { _, context in
             let t = try await task(context)
             let id = t.id ?? 0
@@ -84,7 +100,7 @@ struct TasksController {
 
     func form(_ context: SignedInContext, app: AppRecord, package p: PackageRecord, draft: TaskDraft, failure: FormFailure,
               preview: String?) async throws -> Response {
-        let open = try await services.store.tasks(of: app.id).first { $0.packageId == p.id && $0.taskStatus != .finished }
+        let open = try await services.store.tasks(of: app.id).first { $0.packageId == p.id && !$0.taskStatus.hasEnded }
         let lists = try await services.store.whitelistSummaries().map(\.0)
         return services.views.render("task_new", TaskFormPage(app: app, package: p, draft: draft, whitelists: lists, openTask: open,
                                                               failure: failure, preview: preview, chrome: Chrome(context, section: .apps)),
@@ -100,7 +116,7 @@ struct TasksController {
             preview: preview, outcomes: outcomes, chrome: Chrome(context, section: .apps)), status: failure.status)
     }
 
-    func page(_ context: SignedInContext, failure: FormFailure) async throws -> Response {
+    func page(_ context: SignedInContext, failure: FormFailure, typedComment: String = "") async throws -> Response {
         let t = try await task(context)
         let id = t.id ?? 0
         guard let p = try await services.store.package(t.appId, t.version), let app = try await services.store.app(t.appId) else {
@@ -111,7 +127,7 @@ struct TasksController {
         let model = TaskPage(t, app: app, package: p, whitelistNames: names, events: try await services.store.eventCounts(task: id),
                              admitted: services.delivery.ledger.count(id),
                              history: try await services.store.auditEntries(subject: String(id), actionPrefix: "task."),
-                             user: context.user, failure: failure, chrome: Chrome(context, section: .apps))
+                             user: context.user, failure: failure, typedComment: typedComment, chrome: Chrome(context, section: .apps))
         return services.views.render("task", model, status: failure.status)
     }
 }

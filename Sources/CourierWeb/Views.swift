@@ -14,7 +14,7 @@ struct NavItem {
 
 /// The console's frame: who is signed in, the CSRF token for forms, the navigation.
 struct Chrome {
-    enum Section { case none, apps, whitelists, settings, users, audit }
+    enum Section { case none, apps, whitelists, approvals, settings, users, audit }
 
     let signedIn: Bool
     let userName: String
@@ -34,6 +34,7 @@ struct Chrome {
         let all: [(String, Route, Section, Permission, String)] = [
             ("H5 apps", .apps, .apps, .read, "nav-apps"),
             ("Whitelists", .whitelists, .whitelists, .read, "nav-whitelists"),
+            ("Approvals", .approvals, .approvals, .read, "nav-approvals"),
             ("Configuration", .settings, .settings, .editSettings, "nav-settings"),
             ("Users", .users, .users, .manageUsers, "nav-users"),
             ("Audit log", .audit, .audit, .read, "nav-audit"),

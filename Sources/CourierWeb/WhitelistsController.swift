@@ -78,7 +78,7 @@ struct WhitelistsController {
         guard let (w, values) = try await services.store.whitelist(whitelistID) else {
             throw NotFound("There is no whitelist \(whitelistID).")
         }
-        let users = try await services.store.allTasks().filter { $0.taskStatus != .finished && $0.whitelistIdList.contains(whitelistID) }
+        let users = try await services.store.allTasks().filter { !$0.taskStatus.hasEnded && $0.whitelistIdList.contains(whitelistID) }
         return services.views.render("whitelist", WhitelistPage(w, values: values, usedBy: users, form: context.form, failure: failure,
                                                                 notice: notice, user: context.user, chrome: Chrome(context, section: .whitelists)),
                                      status: failure.status)

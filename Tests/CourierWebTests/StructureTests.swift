@@ -77,6 +77,18 @@ final class StructureTests: XCTestCase {
             return String(t.id ?? 0)
         }
 
+        /// A fresh package with an official task created by the command line that awaits approval; the task's ID.
+        func awaitingTask(_ h: Harness) async throws -> String {
+            let version = self.version()
+            try await h.addPackage(version)
+            _ = try await h.store.setApprovalRules(official: true, gray: false, by: .commandLine)
+            var draft = TaskDraft()
+            draft.type = "official"
+            let t = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: version, draft: draft)
+            _ = try await h.store.setApprovalRules(official: false, gray: false, by: .commandLine)
+            return String(t.id ?? 0)
+        }
+
         func consoleReleaseRequest(_ entry: RouteTable.Entry, _ h: Harness) async throws -> (String, [(String, String)])? {
             func whitelist() async throws -> String { try await self.whitelist(h) }
             func task() async throws -> String { try await self.task(h) }
@@ -96,6 +108,8 @@ final class StructureTests: XCTestCase {
                 return (entry.route.path("20171228", version), [("type", "official")])
             case (.get, .task): return (entry.route.path(try await task()), [])
             case (.post, .taskOperation): return (entry.route.path(try await task(), "pause"), [])
+            case (.post, .taskApprove): return (entry.route.path(try await awaitingTask(h)), [])
+            case (.post, .taskReject): return (entry.route.path(try await awaitingTask(h)), [("comment", "No.")])
             case (.post, .userRole): return (entry.route.path(try await aUser(h)), [("role", "reviewer")])
             case (.post, .userDisable): return (entry.route.path(try await aUser(h)), [])
             case (.post, .userEnable): return (entry.route.path(try await aUser(h)), [])
@@ -146,6 +160,8 @@ final class StructureTests: XCTestCase {
             case (.patch, .apiTask): return (entry.route.path(try await task()), #"{"percentage":20}"#)
             case (.delete, .apiTask): return (entry.route.path(try await task(finish: true)), nil)
             case (.post, .apiTaskOperation): return (entry.route.path(try await task(), "pause"), nil)
+            case (.post, .apiTaskApprove): return (entry.route.path(try await awaitingTask(h)), nil)
+            case (.post, .apiTaskReject): return (entry.route.path(try await awaitingTask(h)), #"{"comment":"No."}"#)
             default: return nil
             }
         }
@@ -160,7 +176,7 @@ final class StructureTests: XCTestCase {
         try await h.test { client in
             let entries = h.services.routes.entries
             XCTAssertGreaterThanOrEqual(entries.filter { $0.surface == .console }.count, 14)
-            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 21)
+            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 23)
             for entry in entries where entry.surface == .console {
                 let permission = try XCTUnwrap(entry.permission, "\(entry.route) declares its permission")
                 for role in Role.allCases {

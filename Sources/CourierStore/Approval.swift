@@ -1,0 +1,100 @@
+import CourierCore
+import Foundation
+import GRDB
+
+/// Reviewer approval (SPEC §7): settings say which releases wait; a reviewer who did not ask
+/// for a release approves or rejects it, with a comment.
+extension TaskRecord {
+    /// Marks the task as waiting for a reviewer: the task itself (`release`: it is not offered
+    /// to clients until approved) or its promotion to official (the grayscale release goes on).
+    mutating func requestApproval(for what: String, by actor: ActingUser) {
+        approval = "awaiting"
+        approvalFor = what
+        requestedBy = actor.name
+        requestedAt = Date()
+        decidedBy = nil
+        decidedAt = nil
+        decisionComment = ""
+        if what == "release" { status = ReleaseTask.Status.awaitingApproval.rawValue }
+    }
+
+    /// A task that asked for approval of its own release and did not get it (waiting, rejected,
+    /// or withdrawn): it never reached a client, and clients never see it.
+    public var neverReleased: Bool { approvalFor == "release" && approval != "approved" }
+
+    /// Who may not decide on this task: whoever created it and whoever asked for the approval.
+    public func isOwnRequest(of name: String) -> Bool { name == createdBy || name == requestedBy }
+}
+
+extension Store {
+    static func registerApprovalMigrations(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v7-approval") { db in
+            try db.alter(table: "settings") { t in
+                t.add(column: "officialNeedsApproval", .boolean).notNull().defaults(to: false)
+                t.add(column: "grayNeedsApproval", .boolean).notNull().defaults(to: false)
+            }
+            try db.alter(table: "task") { t in
+                t.add(column: "approval", .text).notNull().defaults(to: "")
+                t.add(column: "approvalFor", .text).notNull().defaults(to: "")
+                t.add(column: "requestedBy", .text)
+                t.add(column: "requestedAt", .datetime)
+                t.add(column: "decidedBy", .text)
+                t.add(column: "decidedAt", .datetime)
+                t.add(column: "decisionComment", .text).notNull().defaults(to: "")
+            }
+            try db.create(index: "taskApproval", on: "task", columns: ["approval"])
+        }
+    }
+
+    /// Which releases wait for a reviewer. Tasks already waiting keep waiting.
+    public func setApprovalRules(official: Bool, gray: Bool, by actor: ActingUser) async throws -> SettingsRecord {
+        try await change(by: actor, "settings.approval", subject: "settings") { db in
+            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            let before = "official=\(s.officialNeedsApproval) gray=\(s.grayNeedsApproval)"
+            s.officialNeedsApproval = official
+            s.grayNeedsApproval = gray
+            try s.save(db)
+            return (s, ["before": before, "after": "official=\(official) gray=\(gray)"])
+        }
+    }
+
+    /// Approves or rejects what a task waits for. Checked in the deciding transaction: it
+    /// still waits, and the reviewer is neither its creator nor the one who asked.
+    public func decide(task id: Int64, approve: Bool, comment: String, by actor: ActingUser) async throws -> TaskRecord {
+        try await change(by: actor, approve ? "task.approve" : "task.reject", subject: String(id)) { db in
+            guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
+            guard t.approval == "awaiting" else {
+                throw Conflict("Task \(id) is not awaiting approval\(t.approval.isEmpty ? "" : " (it was \(t.approval))").")
+            }
+            guard !t.isOwnRequest(of: actor.name) else {
+                throw Refused("You created task \(id) or asked for its approval: another reviewer must decide.")
+            }
+            let promotion = t.approvalFor == "promotion"
+            t.approval = approve ? "approved" : "rejected"
+            t.decidedBy = actor.name
+            t.decidedAt = Date()
+            t.decisionComment = comment
+            switch (approve, promotion) {
+            case (true, false): t.status = ReleaseTask.Status.releasing.rawValue
+            case (true, true):
+                t.apply(.official)
+                t.status = ReleaseTask.Status.releasing.rawValue
+            case (false, false): t.status = ReleaseTask.Status.rejected.rawValue
+            case (false, true): break   // the grayscale release goes on as it was
+            }
+            try t.update(db)
+            if var p = try PackageRecord.fetchOne(db, key: t.packageId) {
+                p.status = t.packageStatus
+                try p.update(db)
+            }
+            return (t, ["for": t.approvalFor, "requestedBy": t.requestedBy ?? "", "comment": comment, "status": t.status])
+        }
+    }
+
+    /// Tasks waiting for a reviewer, oldest request first.
+    public func tasksAwaitingApproval() async throws -> [TaskRecord] {
+        try await db.read { db in
+            try TaskRecord.filter(TaskRecord.Columns.approval == "awaiting").order(Column("requestedAt"), TaskRecord.Columns.id).fetchAll(db)
+        }
+    }
+}

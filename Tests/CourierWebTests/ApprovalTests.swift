@@ -1,0 +1,195 @@
+import CourierCore
+import CourierStore
+import CourierTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+@testable import CourierWeb
+
+/// Reviewer approval (SPEC §7): what waits, who may decide, what clients see meanwhile.
+final class ApprovalTests: XCTestCase {
+    /// The released harness plus a reviewer and an administrator, each with an all-scopes token.
+    func harness() async throws -> (Harness, dev: String, reviewer: String, admin: String) {
+        let (h, dev) = try await releasedHarness()
+        try await h.addUser("rita", role: .reviewer)
+        try await h.addUser("ada", role: .admin)
+        let reviewer = try await h.services.actions.createToken(by: .commandLine, userName: "rita", scopes: "read,upload,release")
+        let admin = try await h.services.actions.createToken(by: .commandLine, userName: "ada", scopes: "read,upload,release")
+        return (h, dev, reviewer, admin)
+    }
+
+    func testAnOfficialReleaseWaitsForAReviewerWhoDidNotAskForIt() async throws {
+        let (h, devToken, reviewerToken, adminToken) = try await harness()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let dev = APITests.Caller(client: client, token: devToken)
+            let rita = APITests.Caller(client: client, token: reviewerToken)
+            let ada = APITests.Caller(client: client, token: adminToken)
+            let c = ReleaseTests.Client(client: client)
+            await assertEqual(try await dev.call(.put, "/api/v1/settings", json: #"{"officialNeedsApproval":true}"#).status, .forbidden,
+                              "only an administrator changes the rules")
+            let rules = try await ada.call(.put, "/api/v1/settings", json: #"{"officialNeedsApproval":true}"#)
+            XCTAssertEqual(rules.json["officialNeedsApproval"] as? Bool, true, rules.text)
+            XCTAssertEqual(rules.json["grayNeedsApproval"] as? Bool, false)
+
+            let created = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json: #"{"type":"official"}"#)
+            XCTAssertEqual(created.status, .created, created.text)
+            XCTAssertEqual(created.json["status"] as? String, "awaitingApproval")
+            let approval = try XCTUnwrap(created.json["approval"] as? [String: Any])
+            XCTAssertEqual(approval["state"] as? String, "awaiting")
+            XCTAssertEqual(approval["requestedBy"] as? String, "ci")
+            let id = try XCTUnwrap(created.json["id"] as? Int)
+            await assertEqual(try await c.versions(), [], "clients are not offered a release awaiting approval")
+            await assertEqual(try await h.store.package("20171228", "1.0.0.1")?.status, .awaitingApproval)
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(id)/pause").status, .conflict, "nothing to pause yet")
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(id)/approve", json: "{}").status, .forbidden,
+                              "a developer does not approve")
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(id)/rollback").status, .conflict)
+
+            let noReason = try await rita.call(.post, "/api/v1/tasks/\(id)/reject", json: #"{"comment":"  "}"#)
+            XCTAssertEqual(noReason.status, .unprocessableContent, "a rejection says why")
+            XCTAssertEqual((noReason.json["error"] as? [String: Any])?["field"] as? String, "comment")
+            let approved = try await rita.call(.post, "/api/v1/tasks/\(id)/approve",
+                                               json: #"{"comment":"Checked on **staging** <script>alert(1)</script>"}"#)
+            XCTAssertEqual(approved.status, .ok, approved.text)
+            XCTAssertEqual(approved.json["status"] as? String, "releasing")
+            let decided = try XCTUnwrap(approved.json["approval"] as? [String: Any])
+            XCTAssertEqual(decided["state"] as? String, "approved")
+            XCTAssertEqual(decided["decidedBy"] as? String, "rita")
+            let html = decided["commentHtml"] as? String ?? ""
+            XCTAssertTrue(html.contains("<strong>staging</strong>") && !html.contains("<script"), html)
+            await assertEqual(try await c.versions(), ["1.0.0.1"], "approved: offered from the next request")
+            await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(id)/approve", json: "{}").status, .conflict, "decided once")
+
+            // An administrator's own release: another person must decide.
+            let own = try await ada.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks", json: #"{"type":"official"}"#)
+            let ownID = try XCTUnwrap(own.json["id"] as? Int)
+            await assertEqual(try await ada.call(.post, "/api/v1/tasks/\(ownID)/approve", json: "{}").status, .forbidden,
+                              "the creator cannot approve their own task")
+            await assertEqual(try await c.versions(), ["1.0.0.1"])
+            let rejected = try await rita.call(.post, "/api/v1/tasks/\(ownID)/reject", json: #"{"comment":"Breaks *login*"}"#)
+            XCTAssertEqual(rejected.json["status"] as? String, "rejected", rejected.text)
+            await assertEqual(try await c.versions(), ["1.0.0.1"], "a rejected task never releases")
+            await assertEqual(try await ada.call(.post, "/api/v1/tasks/\(ownID)/resume").status, .conflict)
+            await assertEqual(try await ada.call(.post, "/api/v1/tasks/\(ownID)/promote").status, .conflict)
+            await assertEqual(try await h.store.package("20171228", "1.0.0.2")?.status, .rejected)
+            // The package can be released again, through a new request.
+            let retry = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks", json: #"{"type":"official"}"#)
+            XCTAssertEqual(retry.json["status"] as? String, "awaitingApproval", retry.text)
+            let retryID = try XCTUnwrap(retry.json["id"] as? Int)
+            // Withdrawn by finishing it: it never releases and cannot be approved afterwards.
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(retryID)/finish").json["status"] as? String, "finished")
+            await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(retryID)/approve", json: "{}").status, .conflict)
+            await assertEqual(try await c.versions(), ["1.0.0.1"])
+
+            let audit = try await h.store.auditEntries(subject: String(ownID), actionPrefix: "task.")
+            XCTAssertEqual(audit.map(\.action), ["task.reject"])
+            XCTAssertTrue(audit.last?.detail.contains("Breaks *login*") == true)
+            await assertEqual(try await h.store.verifyAudit().firstBadRow, nil)
+        }
+    }
+
+    func testAPromotionWaitsWhileTheGrayscaleReleaseGoesOn() async throws {
+        let (h, devToken, reviewerToken, _) = try await harness()
+        defer { h.cleanUp() }
+        _ = try await h.store.setApprovalRules(official: true, gray: false, by: .commandLine)
+        try await h.test { client in
+            let dev = APITests.Caller(client: client, token: devToken)
+            let rita = APITests.Caller(client: client, token: reviewerToken)
+            let c = ReleaseTests.Client(client: client)
+            let wl = try await dev.call(.post, "/api/v1/whitelists", json: #"{"name":"beta","kind":"user","values":["u-1"]}"#)
+            let wlID = try XCTUnwrap(wl.json["id"] as? Int)
+            let gray = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks",
+                                          json: #"{"type":"gray","mode":"whitelist","whitelistIds":[\#(wlID)]}"#)
+            XCTAssertEqual(gray.json["status"] as? String, "releasing", "grayscale releases do not wait: \(gray.text)")
+            let id = try XCTUnwrap(gray.json["id"] as? Int)
+            await assertEqual(try await c.versions(user: "u-1"), ["1.0.0.2"])
+
+            let promoted = try await dev.call(.post, "/api/v1/tasks/\(id)/promote")
+            XCTAssertEqual(promoted.json["type"] as? String, "gray", promoted.text)
+            XCTAssertEqual((promoted.json["approval"] as? [String: Any])?["request"] as? String, "promotion")
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(id)/promote").status, .conflict, "one request at a time")
+            await assertEqual(try await c.versions(user: "u-1"), ["1.0.0.2"], "the grayscale release goes on")
+            await assertEqual(try await c.versions(user: "u-2"), [], "but is not official yet")
+
+            let refused = try await rita.call(.post, "/api/v1/tasks/\(id)/reject", json: #"{"comment":"not yet"}"#)
+            XCTAssertEqual(refused.json["status"] as? String, "releasing", refused.text)
+            XCTAssertEqual(refused.json["type"] as? String, "gray")
+            await assertEqual(try await c.versions(user: "u-1"), ["1.0.0.2"], "a rejected promotion leaves the grayscale release")
+            await assertEqual(try await c.versions(user: "u-2"), [])
+
+            _ = try await dev.call(.post, "/api/v1/tasks/\(id)/promote")
+            let approved = try await rita.call(.post, "/api/v1/tasks/\(id)/approve", json: "")
+            XCTAssertEqual(approved.json["type"] as? String, "official", approved.text)
+            await assertEqual(try await c.versions(user: "u-2"), ["1.0.0.2"], "approved: every client")
+        }
+    }
+
+    func testGrayscaleReleasesWaitWhenTheSecondSettingAsks() async throws {
+        let (h, devToken, reviewerToken, _) = try await harness()
+        defer { h.cleanUp() }
+        _ = try await h.store.setApprovalRules(official: false, gray: true, by: .commandLine)
+        try await h.test { client in
+            let dev = APITests.Caller(client: client, token: devToken)
+            let c = ReleaseTests.Client(client: client)
+            let official = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json: #"{"type":"official"}"#)
+            XCTAssertEqual(official.json["status"] as? String, "releasing")
+            let gray = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks", json: #"{"type":"gray","mode":"percentage","percentage":100}"#)
+            XCTAssertEqual(gray.json["status"] as? String, "awaitingApproval", gray.text)
+            let id = try XCTUnwrap(gray.json["id"] as? Int)
+            await assertEqual(try await c.versions(), ["1.0.0.1"])
+            await assertEqual(try await dev.call(.patch, "/api/v1/tasks/\(id)", json: #"{"percentage":50}"#).status, .conflict)
+            // A reviewer token without the release scope cannot decide.
+            let readOnly = try await h.services.actions.createToken(by: .commandLine, userName: "rita", scopes: "read")
+            await assertEqual(try await APITests.Caller(client: client, token: readOnly).call(.post, "/api/v1/tasks/\(id)/approve").status,
+                              .forbidden)
+            await assertEqual(try await APITests.Caller(client: client, token: reviewerToken).call(.post, "/api/v1/tasks/\(id)/approve").status, .ok)
+            await assertEqual(try await c.versions(), ["1.0.0.2"])
+        }
+    }
+
+    func testTheConsoleShowsWhoAskedWhoDecidedAndWhy() async throws {
+        let (h, _, _, _) = try await harness()
+        defer { h.cleanUp() }
+        try await h.addUser("dev", role: .developer)
+        try await h.test { client in
+            let ada = try await Browser.signIn(client, "ada")
+            let saved = try await ada.post("/settings/approval", [("officialNeedsApproval", "true")])
+            XCTAssertEqual(saved.status, .seeOther)
+            let settings = try await ada.get("/settings")
+            XCTAssertTrue(settings.text.contains(#"id="officialNeedsApproval" checked"#), "the setting shows as saved")
+            XCTAssertFalse(settings.text.contains(#"id="grayNeedsApproval" checked"#))
+
+            let dev = try await Browser.signIn(client, "dev")
+            let created = try await dev.post("/apps/20171228/packages/1.0.0.1/tasks", [("type", "official"), ("description", "Ship it")])
+            XCTAssertEqual(created.status, .seeOther, created.text)
+            let location = try XCTUnwrap(created.headers[.location])
+            let page = try await dev.get(location)
+            XCTAssertTrue(page.text.contains("Awaiting approval"), "status shown")
+            XCTAssertTrue(page.text.contains("dev asked for approval of this official release"))
+            XCTAssertFalse(page.text.contains(#"id="decide-form""#), "a developer gets no approve form")
+            XCTAssertTrue(page.text.contains(#"id="op-finish""#) && page.text.contains("Withdraw"))
+            XCTAssertFalse(page.text.contains(#"id="op-pause""#))
+            let id = String(location.split(separator: "/").last ?? "")
+            await assertEqual(try await dev.post("/tasks/\(id)/approve", []).status, .forbidden)
+
+            let rita = try await Browser.signIn(client, "rita")
+            let list = try await rita.get("/approvals")
+            XCTAssertTrue(list.text.contains(#"id="approval-\#(id)""#) && list.text.contains("Review"), list.text)
+            let review = try await rita.get(location)
+            XCTAssertTrue(review.text.contains(#"id="decide-form""#))
+            let empty = try await rita.post("/tasks/\(id)/reject", [("comment", "")])
+            XCTAssertEqual(empty.status, .unprocessableContent)
+            XCTAssertTrue(empty.text.contains(#"id="error-comment""#), "the error sits next to the comment")
+            let done = try await rita.post("/tasks/\(id)/approve", [("comment", "Looks *good* <img src=x onerror=alert(1)>")])
+            XCTAssertEqual(done.status, .seeOther, done.text)
+            let after = try await rita.get(location)
+            XCTAssertTrue(after.text.contains("Approved by rita on"), after.text)
+            XCTAssertTrue(after.text.contains("<em>good</em>") && !after.text.contains("<img"), "the comment is Markdown, rendered safely")
+            XCTAssertTrue(after.text.contains("Official releasing"))
+            await assertTrue(try await rita.get("/approvals").text.contains(#"id="no-approvals""#))
+            XCTAssertTrue(after.text.contains("approve"), "the history lists the approval")
+        }
+    }
+}
