@@ -60,7 +60,8 @@ extension Store {
     }
 
     /// Creates an API token; returns the secret (shown once, stored hashed).
-    public func createToken(userName: String, scopes: Set<TokenScope>, by actor: ActingUser) async throws -> String {
+    public func createToken(userName: String, name: String = "", scopes: Set<TokenScope>, expiresAt: Date? = nil,
+                            by actor: ActingUser) async throws -> String {
         let secret = "cour_" + TokenHash.randomSecret()
         let names = scopes.map(\.rawValue).sorted().joined(separator: ",")
         return try await change(by: actor, "token.create", subject: userName, catalogue: false) { db in
@@ -68,8 +69,12 @@ extension Store {
                 throw NotFound("There is no user named \(userName).")
             }
             var t = APITokenRecord(id: nil, userId: userId, tokenHash: TokenHash.of(secret), scopes: names, createdAt: Date())
+            t.name = name
+            t.expiresAt = expiresAt
             try t.insert(db)
-            return (secret, ["scopes": names])
+            var detail = ["token": String(t.id ?? 0), "name": name, "scopes": names]
+            if let expiresAt { detail["expires"] = ISO8601DateFormatter().string(from: expiresAt) }
+            return (secret, detail)
         }
     }
 
@@ -78,11 +83,56 @@ extension Store {
         try await db.read { db in try APITokenRecord.fetchAll(db).map(\.tokenHash) }
     }
 
+    /// The token with this secret and its user, whatever their state: the caller says why a
+    /// revoked or expired token, or a disabled user's, is refused.
     public func token(secret: String) async throws -> (APITokenRecord, UserRecord)? {
         try await db.read { db in
             guard let t = try APITokenRecord.filter(APITokenRecord.Columns.tokenHash == TokenHash.of(secret)).fetchOne(db),
-                  let u = try UserRecord.fetchOne(db, key: t.userId), !u.disabled else { return nil }
+                  let u = try UserRecord.fetchOne(db, key: t.userId) else { return nil }
             return (t, u)
+        }
+    }
+
+    /// Notes a token's use (not audited: it changes nothing a person did).
+    public func touchToken(_ id: Int64, at date: Date = Date()) async throws {
+        try await db.write { db in try db.execute(sql: "UPDATE apiToken SET lastUsedAt = ? WHERE id = ?", arguments: [date, id]) }
+    }
+
+    /// Tokens with their user's name, newest first: one user's, or everyone's (nil).
+    public func tokens(of userName: String?) async throws -> [(APITokenRecord, user: String)] {
+        try await db.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT apiToken.*, user.name AS userName FROM apiToken JOIN user ON user.id = apiToken.userId
+                WHERE ? IS NULL OR user.name = ? ORDER BY apiToken.id DESC
+                """, arguments: [userName, userName])
+            return try rows.map { (try APITokenRecord(row: $0), $0["userName"] as String) }
+        }
+    }
+
+    /// Revokes a token; `owner` limits it to that user's tokens (nil: any, for administrators).
+    public func revokeToken(_ id: Int64, owner: String?, by actor: ActingUser) async throws -> APITokenRecord {
+        try await change(by: actor, "token.revoke", subject: String(id), catalogue: false) { db in
+            guard var t = try APITokenRecord.fetchOne(db, key: id), let user = try UserRecord.fetchOne(db, key: t.userId),
+                  owner == nil || owner == user.name else {
+                throw NotFound("There is no API token \(id) of yours.")
+            }
+            guard t.revokedAt == nil else { throw Conflict("API token \(id) is already revoked.") }
+            t.revokedAt = Date()
+            t.revokedBy = actor.name
+            try t.update(db)
+            return (t, ["user": user.name, "name": t.name])
+        }
+    }
+
+    static func registerTokenMigrations(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v8-token-details") { db in
+            try db.alter(table: "apiToken") { t in
+                t.add(column: "name", .text).notNull().defaults(to: "")
+                t.add(column: "expiresAt", .datetime)
+                t.add(column: "lastUsedAt", .datetime)
+                t.add(column: "revokedAt", .datetime)
+                t.add(column: "revokedBy", .text)
+            }
         }
     }
 

@@ -53,9 +53,29 @@ public struct APITokenRecord: Codable, FetchableRecord, MutablePersistableRecord
     public var tokenHash: String
     public var scopes: String          // comma-separated: read, upload, release
     public var createdAt: Date
-    public enum Columns { public static let tokenHash = Column(CodingKeys.tokenHash) }
+    /// What the token is for ("CI of the checkout app"), shown in the list.
+    public var name = ""
+    public var expiresAt: Date?
+    /// Kept to the minute: the API writes it at most once a minute per token.
+    public var lastUsedAt: Date?
+    public var revokedAt: Date?
+    public var revokedBy: String?
+    public enum Columns {
+        public static let id = Column(CodingKeys.id)
+        public static let userId = Column(CodingKeys.userId)
+        public static let tokenHash = Column(CodingKeys.tokenHash)
+    }
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
     public var scopeSet: Set<TokenScope> { TokenScope.parse(scopes) ?? [] }
+
+    /// Why the token no longer opens the API, or nil while it does.
+    public func refusal(now: Date = Date()) -> String? {
+        if let revokedAt { return "This API token was revoked on \(Self.day(revokedAt)); create a new one on the API tokens page." }
+        if let expiresAt, expiresAt <= now { return "This API token expired on \(Self.day(expiresAt)); create a new one on the API tokens page." }
+        return nil
+    }
+
+    static func day(_ date: Date) -> String { String(ISO8601DateFormatter().string(from: date).prefix(10)) }
 }
 
 public struct AppRecord: Codable, FetchableRecord, PersistableRecord, Sendable {

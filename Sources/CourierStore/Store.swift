@@ -122,6 +122,7 @@ public final class Store: Sendable {
         registerImportMigrations(&m)
         registerUserMigrations(&m)
         registerApprovalMigrations(&m)
+        registerTokenMigrations(&m)
         return m
     }
 

@@ -11,7 +11,14 @@ struct BearerAuthMiddleware: RouterMiddleware {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
               let (token, user) = try await store.token(secret: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"],
-                            message: "Send an API token: Authorization: Bearer <token> (create one with `courier token create`).")
+                            message: "Send an API token: Authorization: Bearer <token> (create one on the API tokens page or with `courier token create`).")
+        }
+        let now = Date()
+        if let why = token.refusal(now: now) ?? (user.disabled ? "The user of this API token is disabled." : nil) {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: #"Bearer error="invalid_token""#], message: why)
+        }
+        if let id = token.id, token.lastUsedAt.map({ now.timeIntervalSince($0) >= 60 }) ?? true {
+            try await store.touchToken(id, at: now)
         }
         var context = context
         context.user = user

@@ -191,12 +191,49 @@ public struct Actions: Sendable {
     }
 
     /// Creates an API token for `userName`; returns the secret, shown once and stored hashed.
-    public func createToken(by actor: ActingUser, userName: String, scopes text: String) async throws -> String {
-        try actor.require(.manageUsers)
-        guard let scopes = TokenScope.parse(text) else {
-            throw FieldError("scope", "Scopes must be some of read, upload, release (comma-separated).")
+    /// Creates an API token for `userName`: one's own, or anyone's for an administrator. Answers
+    /// the secret, shown once. `expires` is empty or a day (`2027-01-31`): the token works until
+    /// the end of that day, UTC.
+    public func createToken(by actor: ActingUser, userName: String, name: String = "", scopes text: String,
+                            expires: String = "", now: Date = Date()) async throws -> String {
+        try actor.require(userName == actor.name ? .read : .manageUsers)
+        var errors = FieldErrors()
+        let name = name.trimmingCharacters(in: .whitespaces)
+        if name.count > 64 { errors.append(FieldError("name", "The token's name is at most 64 characters.")) }
+        let scopes = TokenScope.parse(text)
+        if scopes == nil { errors.append(FieldError("scope", "Choose at least one scope: read, upload, release.")) }
+        var expiresAt: Date?
+        do { expiresAt = try Self.tokenExpiry(expires, now: now) } catch let e as FieldError { errors.append(e) }
+        guard errors.isEmpty, let scopes else { throw errors }
+        return try await store.createToken(userName: userName, name: name, scopes: scopes, expiresAt: expiresAt, by: actor)
+    }
+
+    /// The longest a token may live, in days.
+    public static let maxTokenDays = 3 * 366
+
+    /// `2027-01-31` → the end of that day, UTC; empty → never expires.
+    static func tokenExpiry(_ text: String, now: Date) throws -> Date? {
+        let text = text.trimmingCharacters(in: .whitespaces)
+        guard !text.isEmpty else { return nil }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd"
+        guard text.utf8.count == 10, let day = f.date(from: text) else {
+            throw FieldError("expires", "Enter the last day the token works as YYYY-MM-DD, or leave it empty for a token that does not expire.")
         }
-        return try await store.createToken(userName: userName, scopes: scopes, by: actor)
+        let end = day.addingTimeInterval(86_400)
+        guard end > now else { throw FieldError("expires", "Choose today or a later day.") }
+        guard end <= now.addingTimeInterval(Double(Self.maxTokenDays) * 86_400) else {
+            throw FieldError("expires", "A token may live at most three years.")
+        }
+        return end
+    }
+
+    /// Revokes a token: one's own, or anyone's for an administrator.
+    public func revokeToken(by actor: ActingUser, id: Int64) async throws -> APITokenRecord {
+        try actor.require(.read)
+        return try await store.revokeToken(id, owner: actor.may(.manageUsers) ? nil : actor.name, by: actor)
     }
 }
 

@@ -159,6 +159,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     AuditController(services: services).addRoutes(to: console)
     UsersController(services: services).addRoutes(to: console)
     AccountController(services: services).addRoutes(to: console)
+    TokensController(services: services).addRoutes(to: console)
     return router
 }
 

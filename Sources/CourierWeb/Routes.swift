@@ -57,6 +57,8 @@ extension Route {
     static let signingKey = Route("/settings/signing-key")
     static let generateKey = Route("/settings/signing-key/generate")
     static let account = Route("/account")
+    static let tokens = Route("/tokens")
+    static let tokenRevoke = Route("/tokens/:token/revoke")
     static let users = Route("/users")
     static let userRole = Route("/users/:name/role")
     static let userDisable = Route("/users/:name/disable")

@@ -14,7 +14,7 @@ struct NavItem {
 
 /// The console's frame: who is signed in, the CSRF token for forms, the navigation.
 struct Chrome {
-    enum Section { case none, apps, whitelists, approvals, settings, users, audit }
+    enum Section { case none, apps, whitelists, approvals, settings, users, tokens, audit }
 
     let signedIn: Bool
     let userName: String
@@ -37,6 +37,7 @@ struct Chrome {
             ("Approvals", .approvals, .approvals, .read, "nav-approvals"),
             ("Configuration", .settings, .settings, .editSettings, "nav-settings"),
             ("Users", .users, .users, .manageUsers, "nav-users"),
+            ("API tokens", .tokens, .tokens, .read, "nav-tokens"),
             ("Audit log", .audit, .audit, .read, "nav-audit"),
         ]
         nav = user.map { user in

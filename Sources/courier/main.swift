@@ -103,11 +103,13 @@ struct Token: AsyncParsableCommand {
         @OptionGroup var options: DataOptions
         @Option(help: "The user the token acts as.") var user: String
         @Option(help: "Comma-separated scopes: read, upload, release.") var scope: String = "read"
+        @Option(help: "What the token is for, shown on the API tokens page.") var name: String = ""
+        @Option(help: "The last day the token works (YYYY-MM-DD, UTC); it never expires without one.") var expires: String = ""
 
         func run() async throws {
             let actions = Actions(store: try Store(dataDirectory: options.directory))
             do {
-                print(try await actions.createToken(by: .commandLine, userName: user, scopes: scope))
+                print(try await actions.createToken(by: .commandLine, userName: user, name: name, scopes: scope, expires: expires))
             } catch let e as CustomStringConvertible {
                 fail(e.description)
             }

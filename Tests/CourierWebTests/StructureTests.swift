@@ -43,6 +43,7 @@ final class StructureTests: XCTestCase {
             case .generateKey: return replace
             case .batchRelease: return [("apps", "20171228"), ("type", "official")]
             case .appName: return [("name", "Renamed \(next())")]
+            case .tokens: return [("name", "token \(next())"), ("scope-read", "true")]
             case .users: return [("name", "user-\(next())"), ("role", "developer"), ("password", "correct-horse")]
             case .account: return [("currentPassword", "correct-horse"), ("password", "correct-horse"), ("password2", "correct-horse")]
             default: return []
@@ -89,7 +90,7 @@ final class StructureTests: XCTestCase {
             return String(t.id ?? 0)
         }
 
-        func consoleReleaseRequest(_ entry: RouteTable.Entry, _ h: Harness) async throws -> (String, [(String, String)])? {
+        func consoleReleaseRequest(_ entry: RouteTable.Entry, _ h: Harness, as role: Role) async throws -> (String, [(String, String)])? {
             func whitelist() async throws -> String { try await self.whitelist(h) }
             func task() async throws -> String { try await self.task(h) }
             switch (entry.method, entry.route) {
@@ -108,6 +109,9 @@ final class StructureTests: XCTestCase {
                 return (entry.route.path("20171228", version), [("type", "official")])
             case (.get, .task): return (entry.route.path(try await task()), [])
             case (.post, .taskOperation): return (entry.route.path(try await task(), "pause"), [])
+            case (.post, .tokenRevoke):
+                _ = try await h.store.createToken(userName: role.rawValue, scopes: [.read], by: .commandLine)
+                return (entry.route.path(String(try await h.store.tokens(of: role.rawValue).first?.0.id ?? 0)), [])
             case (.post, .taskApprove): return (entry.route.path(try await awaitingTask(h)), [])
             case (.post, .taskReject): return (entry.route.path(try await awaitingTask(h)), [("comment", "No.")])
             case (.post, .userRole): return (entry.route.path(try await aUser(h)), [("role", "reviewer")])
@@ -182,7 +186,7 @@ final class StructureTests: XCTestCase {
                 for role in Role.allCases {
                     let b = try await Browser.signIn(client, role.rawValue)
                     let r: TestResponse
-                    if role.may(permission), let (path, fields) = try await samples.consoleReleaseRequest(entry, h) {
+                    if role.may(permission), let (path, fields) = try await samples.consoleReleaseRequest(entry, h, as: role) {
                         r = entry.method == .get ? try await b.get(path) : try await b.post(path, fields)
                     } else {
                     switch entry.method {
@@ -235,6 +239,43 @@ final class StructureTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    func testEveryRouteRefusesADisabledUserAndAnExpiredOrRevokedToken() async throws {
+        let h = try await populated()
+        defer { h.cleanUp() }
+        try await h.addUser("gone", role: .admin)
+        let all: Set<TokenScope> = Set(TokenScope.allCases)
+        let expired = try await h.store.createToken(userName: "admin", scopes: all, expiresAt: Date().addingTimeInterval(-60), by: .commandLine)
+        let revoked = try await h.store.createToken(userName: "admin", scopes: all, by: .commandLine)
+        let revokedID = try await unwrap(try await h.store.tokens(of: "admin").first?.0.id)
+        _ = try await h.store.revokeToken(revokedID, owner: nil, by: .commandLine)
+        let disabledUsers = try await h.store.createToken(userName: "gone", scopes: all, by: .commandLine)
+        try await h.test { client in
+            let session = try await Browser.signIn(client, "gone")
+            _ = try await h.store.setDisabled("gone", true, by: .commandLine)
+            let before = try await h.store.auditEntries(limit: 10_000).count
+            let entries = h.services.routes.entries
+            for entry in entries where entry.surface == .api {
+                for (token, why) in [(expired, "expired"), (revoked, "revoked"), (disabledUsers, "disabled")] {
+                    let r = try await APITests.Caller(client: client, token: token).call(entry.method, Self.path(entry.route), json: "{}")
+                    XCTAssertEqual(r.status, .unauthorized, "\(entry.method) \(entry.route) with a token that is \(why)")
+                    XCTAssertTrue(r.text.contains(why), "\(entry.method) \(entry.route): \(r.text)")
+                }
+            }
+            for entry in entries where entry.surface == .console {
+                let r = entry.method == .get ? try await session.get(Self.path(entry.route))
+                    : try await session.post(Self.path(entry.route), Samples().consoleFields(entry.route))
+                let what = "\(entry.method) \(entry.route) as a disabled user: \(r.status)"
+                if entry.method == .get {
+                    XCTAssertEqual(r.status, .seeOther, what)
+                    XCTAssertTrue(r.headers[.location]?.hasPrefix("/login") == true, what)
+                } else {
+                    XCTAssertTrue([.seeOther, .forbidden].contains(r.status) && r.headers[.location].map { $0.hasPrefix("/login") } ?? true, what)
+                }
+            }
+            await assertEqual(try await h.store.auditEntries(limit: 10_000).count, before, "nothing changed")
         }
     }
 
