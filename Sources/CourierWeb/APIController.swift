@@ -82,6 +82,7 @@ struct PackageJSON: Encodable {
     let iosMin: String?
     let iosMax: String?
     let mainUrl: String?
+    let extendInfo: String
     let downloadPolicy: String
     let installPolicy: String
     let createdAt: Date
@@ -92,7 +93,7 @@ struct PackageJSON: Encodable {
         amrUrl = publicURL + Paths.amr(p)
         fallbackBaseUrl = publicURL + Paths.fallbackBase(p)
         androidMin = p.androidMin; androidMax = p.androidMax; iosMin = p.iosMin; iosMax = p.iosMax
-        mainUrl = p.mainUrl; downloadPolicy = p.downloadPolicy.rawValue; installPolicy = p.installPolicy.rawValue
+        mainUrl = p.mainUrl; extendInfo = p.extendInfo; downloadPolicy = p.downloadPolicy.rawValue; installPolicy = p.installPolicy.rawValue
         createdAt = p.createdAt
     }
 }

@@ -311,3 +311,73 @@ final class ArchiveTests: XCTestCase {
         XCTAssertTrue(try shell(["tar", "-tf", "\(x)/20171228.tar"]).output.contains(String(deep.dropFirst(9))))
     }
 }
+
+/// `courier push` zips a folder while sending it (SPEC §2 layout); what it writes must pass
+/// every rule the server applies and hold exactly the folder's bytes.
+final class FolderZipTests: XCTestCase {
+    func make(_ files: [String: [UInt8]]) throws -> String {
+        let dir = temporaryDirectory()
+        for (path, bytes) in files {
+            let full = dir + "/" + path
+            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(bytes).write(to: URL(fileURLWithPath: full))
+        }
+        return dir
+    }
+
+    func zipped(_ folder: String, chunk: Int) throws -> (ZipReader, Int) {
+        let stream = try FolderZip(folder: folder, appId: "20171228").stream(chunkSize: chunk)
+        var bytes: [UInt8] = []
+        var chunks = 0
+        while let c = try stream.next() { bytes += c; chunks += 1; XCTAssertLessThanOrEqual(c.count, 2 * chunk + 70_000, "bounded by the chunk and zlib's window") }
+        let path = temporaryDirectory() + "/out.zip"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return (try ZipReader(path: path), chunks)
+    }
+
+    func testAFolderIsZippedIntoTheLayoutAndReadsBackByteForByte() throws {
+        let random = (0..<300_000).map { _ in UInt8.random(in: 0...255) }
+        let files: [String: [UInt8]] = [
+            "www/index.html": Array("<!doctype html><title>x</title>".utf8),
+            "www/js/app.js": Array(String(repeating: "console.log(1);\n", count: 5000).utf8),
+            "www/empty.txt": [],
+            "www/img/noise.bin": random,
+            "www/zeros.bin": [UInt8](repeating: 0, count: 3 << 20),   // deflates beyond 200:1: stored instead
+        ]
+        let folder = try make(files)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for chunk in [1000, 64 * 1024] {
+            let (reader, chunks) = try zipped(folder, chunk: chunk)
+            XCTAssertGreaterThan(chunks, 3, "produced in pieces")
+            XCTAssertEqual(Set(reader.entries.map(\.name)), Set(files.keys.map { "20171228/" + $0 }))
+            for e in reader.entries { XCTAssertEqual(try reader.data(e), files[String(e.name.dropFirst(9))], e.name) }
+            XCTAssertEqual(reader.entries.first { $0.name.hasSuffix("zeros.bin") }?.method, 0)
+            XCTAssertEqual(reader.entries.first { $0.name.hasSuffix("app.js") }?.method, 8)
+            let content = try PackageLayout.contentFiles(of: reader.entries, appID: AppID(trusted: "20171228"), type: .normal, global: nil,
+                                                         mainUrl: "/www/index.html")
+            XCTAssertEqual(content.count, files.count)
+        }
+        // A folder that already holds the {appId}/ directory is taken as the layout itself.
+        let laidOut = try make(["20171228/www/index.html": [1, 2, 3]])
+        defer { try? FileManager.default.removeItem(atPath: laidOut) }
+        XCTAssertEqual(try FolderZip(folder: laidOut, appId: "20171228").entries.map(\.name), ["20171228/www/index.html"])
+    }
+
+    func testWhatTheServerWouldRefuseIsRefusedBeforeSending() throws {
+        let spaced = try make(["www/my file.html": [1]])
+        defer { try? FileManager.default.removeItem(atPath: spaced) }
+        XCTAssertThrowsError(try FolderZip(folder: spaced, appId: "20171228")) { XCTAssertTrue("\($0)".contains("my file.html"), "\($0)") }
+        let linked = try make(["www/a.html": [1]])
+        defer { try? FileManager.default.removeItem(atPath: linked) }
+        symlink("/etc/passwd", linked + "/www/passwd")
+        XCTAssertThrowsError(try FolderZip(folder: linked, appId: "20171228")) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
+        let empty = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        XCTAssertThrowsError(try FolderZip(folder: empty, appId: "20171228")) { XCTAssertTrue("\($0)".contains("no files"), "\($0)") }
+        var small = ZipLimits()
+        small.maxEntries = 1
+        let two = try make(["a.html": [1], "b.html": [2]])
+        defer { try? FileManager.default.removeItem(atPath: two) }
+        XCTAssertThrowsError(try FolderZip(folder: two, appId: "20171228", limits: small))
+    }
+}

@@ -19,7 +19,7 @@ struct Courier: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "courier",
         abstract: "Self-hosted delivery of HTML5 offline packages.",
-        subcommands: [Serve.self, User.self, Token.self, Audit.self, Check.self])
+        subcommands: [Serve.self, User.self, Token.self, Push.self, Audit.self, Check.self])
 }
 
 struct Serve: AsyncParsableCommand {
