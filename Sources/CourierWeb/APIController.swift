@@ -157,6 +157,7 @@ struct APIController {
         }
         addReleaseRoutes(to: routes)
         addImportRoutes(to: routes)
+        AuditController(services: services).addAPIRoutes(to: routes)
     }
 
     func settingsJSON(_ s: SettingsRecord) -> SettingsJSON {

@@ -136,6 +136,14 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     }
     services.routes.add(.init(method: .get, route: .apiPublicKey, permission: nil, surface: .open))
     apiGroup().get(Route.apiPublicKey.routerPath) { _, _ in try await publicKeyResponse(services) }
+    services.routes.add(.init(method: .get, route: .apiOpenAPI, permission: nil, surface: .open))
+    apiGroup().get(Route.apiOpenAPI.routerPath) { _, _ in
+        let permissions = Dictionary(services.routes.entries.compactMap { e in e.permission.map { ("\(e.method) \(e.route.pattern)", $0) } },
+                                     uniquingKeysWith: { a, _ in a })
+        let document = OpenAPI.document(serverURL: config.consoleURL ?? config.publicURL, permissions: permissions)
+        let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
     let api = apiGroup().add(middleware: BearerAuthMiddleware(store: services.store)).group(context: SignedInContext.self)
     APIController(services: services).addRoutes(to: SignedInRoutes(group: api, table: services.routes, surface: .api))
 

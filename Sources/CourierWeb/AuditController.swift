@@ -31,6 +31,19 @@ struct AuditController {
         }
     }
 
+    /// `GET /api/v1/audit` (SPEC §8): the same filters and pages as the console.
+    func addAPIRoutes(to routes: SignedInRoutes) {
+        routes.get(.apiAudit, needs: .read) { request, _ in
+            let page = try await services.store.auditPage(Self.filter(request), page: request.uri.queryParameters["page"].flatMap { Int($0) } ?? 1)
+            struct Entry: Encodable { let id: Int64; let at: String; let user: String; let action: String; let subject: String; let detail: String }
+            struct Body: Encodable { let entries: [Entry]; let page: Int; let pageCount: Int; let total: Int; let chainValid: Bool }
+            let chain = try await services.store.verifyAudit()
+            return try json(Body(entries: page.items.map { Entry(id: $0.id ?? 0, at: $0.at, user: $0.user, action: $0.action, subject: $0.subject,
+                                                                 detail: $0.detail) },
+                                 page: page.page, pageCount: page.pageCount, total: page.total, chainValid: chain.isValid))
+        }
+    }
+
     static func filter(_ request: Request) -> AuditFilter {
         func q(_ name: String) -> String {
             let value: Substring = request.uri.queryParameters[Substring(name)] ?? ""

@@ -109,6 +109,8 @@ extension Route {
     static let apiTaskOperation = Route("/api/v1/tasks/:task/:operation")
     static let apiTaskApprove = Route("/api/v1/tasks/:task/approve")
     static let apiTaskReject = Route("/api/v1/tasks/:task/reject")
+    static let apiAudit = Route("/api/v1/audit")
+    static let apiOpenAPI = Route("/api/v1/openapi.json")
     static let apiImports = Route("/api/v1/batch-imports")
     static let apiImport = Route("/api/v1/batch-imports/:import")
     static let apiImportRow = Route("/api/v1/batch-imports/:import/rows/:n")

@@ -87,6 +87,10 @@ final class ApprovalTests: XCTestCase {
             XCTAssertEqual(audit.map(\.action), ["task.reject"])
             XCTAssertTrue(audit.last?.detail.contains("Breaks *login*") == true)
             await assertEqual(try await h.store.verifyAudit().firstBadRow, nil)
+            let log = try await rita.call(.get, "/api/v1/audit?kind=task&user=rita")
+            XCTAssertEqual(log.json["chainValid"] as? Bool, true, log.text)
+            let logged = (log.json["entries"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
+            XCTAssertEqual(logged, ["task.reject", "task.approve"], "newest first, filtered by kind and user")
         }
     }
 

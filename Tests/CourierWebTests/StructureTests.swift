@@ -180,7 +180,7 @@ final class StructureTests: XCTestCase {
         try await h.test { client in
             let entries = h.services.routes.entries
             XCTAssertGreaterThanOrEqual(entries.filter { $0.surface == .console }.count, 14)
-            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 23)
+            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 24)
             for entry in entries where entry.surface == .console {
                 let permission = try XCTUnwrap(entry.permission, "\(entry.route) declares its permission")
                 for role in Role.allCases {
@@ -239,6 +239,36 @@ final class StructureTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    func testTheOpenAPIDocumentNamesExactlyTheRegisteredAPIRoutes() async throws {
+        let h = try await populated()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let r = try await client.execute(uri: "/api/v1/openapi.json", method: .get)
+            XCTAssertEqual(r.status, .ok, "no token needed")
+            let doc = r.json
+            XCTAssertEqual(doc["openapi"] as? String, "3.1.0")
+            let paths = try XCTUnwrap(doc["paths"] as? [String: [String: Any]])
+            var documented = Set<String>()
+            for (path, operations) in paths {
+                for (method, operation) in operations {
+                    documented.insert("\(method.uppercased()) \(path)")
+                    let o = try XCTUnwrap(operation as? [String: Any])
+                    XCTAssertNotNil((o["responses"] as? [String: Any])?["4XX"], "\(method) \(path) documents its errors")
+                }
+            }
+            let registered = Set(h.services.routes.entries.filter { $0.route.pattern.hasPrefix("/api/") }.map { e in
+                "\(e.method) " + e.route.pattern.split(separator: "/", omittingEmptySubsequences: false)
+                    .map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+            })
+            XCTAssertEqual(documented.subtracting(registered), [], "documented but not registered")
+            XCTAssertEqual(registered.subtracting(documented), [], "registered but not documented")
+            let approve = (paths["/api/v1/tasks/{task}/approve"]?["post"] as? [String: Any])?["description"] as? String
+            XCTAssertTrue(approve?.contains("`release` scope") == true, approve ?? "")
+            let key = (paths["/api/v1/settings/public-key"]?["get"] as? [String: Any])?["security"] as? [Any]
+            XCTAssertEqual(key?.count, 0, "the public key needs no token")
         }
     }
 
