@@ -6,7 +6,11 @@ document.addEventListener("DOMContentLoaded", function () {
   });
 
   // The form asks before it acts, or the button that was pressed does (approve / reject).
-  document.querySelectorAll("form[data-confirm], form:has(button[data-confirm])").forEach(function (form) {
+  var asking = Array.prototype.slice.call(document.querySelectorAll("form[data-confirm]"));
+  document.querySelectorAll("button[data-confirm]").forEach(function (b) {
+    if (b.form && asking.indexOf(b.form) < 0) asking.push(b.form);
+  });
+  asking.forEach(function (form) {
     form.addEventListener("submit", function (e) {
       // A preview changes nothing: only the button that acts asks first.
       if (e.submitter && e.submitter.name === "preview") return;

@@ -30,7 +30,8 @@ public struct FolderZip: Sendable {
         let top = ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).sorted()
         var isDirectory: ObjCBool = false
         let root: String, prefix: String
-        if top == [appId], fm.fileExists(atPath: folder + "/" + appId, isDirectory: &isDirectory), isDirectory.boolValue {
+        // Dot files beside the {appId} folder (.DS_Store, .gitignore) do not change the layout.
+        if top.filter({ !$0.hasPrefix(".") }) == [appId], fm.fileExists(atPath: folder + "/" + appId, isDirectory: &isDirectory), isDirectory.boolValue {
             root = folder + "/" + appId
         } else {
             root = folder

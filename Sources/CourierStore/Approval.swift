@@ -77,16 +77,12 @@ extension Store {
             switch (approve, promotion) {
             case (true, false): t.status = ReleaseTask.Status.releasing.rawValue
             case (true, true):
-                t.apply(.official)
-                t.status = ReleaseTask.Status.releasing.rawValue
+                t.apply(.official)   // a paused grayscale task stays paused: resuming is its owner's step
             case (false, false): t.status = ReleaseTask.Status.rejected.rawValue
             case (false, true): break   // the grayscale release goes on as it was
             }
             try t.update(db)
-            if var p = try PackageRecord.fetchOne(db, key: t.packageId) {
-                p.status = t.packageStatus
-                try p.update(db)
-            }
+            try Store.refreshPackageStatus(db, t.packageId)
             return (t, ["for": t.approvalFor, "requestedBy": t.requestedBy ?? "", "comment": comment, "status": t.status])
         }
     }

@@ -337,17 +337,14 @@ extension Store {
                     t.status = ReleaseTask.Status.releasing.rawValue
                 }
             case .rollback:
-                guard t.type == "official", !t.rolledBack, [.releasing, .paused, .finished].contains(status) else {
+                guard t.type == "official", !t.rolledBack, !t.neverReleased, [.releasing, .paused, .finished].contains(status) else {
                     throw refuse("only an official release can be rolled back, once.")
                 }
                 t.status = ReleaseTask.Status.finished.rawValue
                 t.rolledBack = true
             }
             try t.update(db)
-            if var p = try PackageRecord.fetchOne(db, key: t.packageId) {
-                p.status = t.packageStatus
-                try p.update(db)
-            }
+            try Store.refreshPackageStatus(db, t.packageId)
             return (t, detail.merging(["status": t.status, "type": t.type]) { a, _ in a })
         }
     }
@@ -366,17 +363,25 @@ extension Store {
         }
     }
 
+    /// A package's status from its tasks (SPEC §5): the newest task's, passing over tasks that
+    /// ended without ever releasing (rejected, withdrawn) when an earlier one did release.
+    static func refreshPackageStatus(_ db: Database, _ packageId: Int64) throws {
+        guard var p = try PackageRecord.fetchOne(db, key: packageId) else { return }
+        let tasks = try TaskRecord.filter(TaskRecord.Columns.packageId == packageId).order(TaskRecord.Columns.id.desc).fetchAll(db)
+        let shown = tasks.first { !($0.neverReleased && $0.taskStatus.hasEnded) } ?? tasks.first
+        let status = shown?.packageStatus ?? .toBeReleased
+        guard p.status != status else { return }
+        p.status = status
+        try p.update(db)
+    }
+
     /// Deletes a finished task.
     public func deleteTask(_ id: Int64, by actor: ActingUser) async throws {
         try await change(by: actor, "task.delete", subject: String(id)) { db in
             guard let t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
             guard t.taskStatus.hasEnded else { throw Conflict("Only a finished or rejected task can be deleted; finish task \(id) first.") }
             _ = try t.delete(db)
-            if var p = try PackageRecord.fetchOne(db, key: t.packageId) {
-                let latest = try TaskRecord.filter(TaskRecord.Columns.packageId == t.packageId).order(TaskRecord.Columns.id.desc).fetchOne(db)
-                p.status = latest?.packageStatus ?? .toBeReleased
-                try p.update(db)
-            }
+            try Store.refreshPackageStatus(db, t.packageId)
             return ((), ["version": t.version])
         }
     }

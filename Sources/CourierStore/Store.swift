@@ -173,6 +173,10 @@ public struct BlobStore: Sendable {
         try Store.preparePrivateDirectory(blobDirectory.path)
     }
 
+    /// Where a blob lies inside a data folder (and a backup): `blobs/ab/abcdef….amr`.
+    public static func relativePath(for sha256: String) -> String { "blobs/\(sha256.prefix(2))/\(sha256).amr" }
+    public func relativePath(for sha256: String) -> String { Self.relativePath(for: sha256) }
+
     public func path(for sha256: String) -> String {
         blobDirectory.appendingPathComponent(String(sha256.prefix(2))).appendingPathComponent(sha256 + ".amr").path
     }

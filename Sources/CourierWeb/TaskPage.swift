@@ -96,7 +96,7 @@ struct TaskPage {
             } else if !status.hasEnded {
                 ops.append(("finish", "Finish", "Finish task \(id)? It cannot be resumed."))
             }
-            if t.type == "official", !t.rolledBack, [.releasing, .paused, .finished].contains(status) {
+            if t.type == "official", !t.rolledBack, !t.neverReleased, [.releasing, .paused, .finished].contains(status) {
                 ops.append(("rollback", "Roll back", "Roll back \(t.version)? Clients that have it are told to go back to the previous official version."))
             }
             if status.hasEnded { ops.append(("delete", "Delete", "Delete task \(id)?")) }

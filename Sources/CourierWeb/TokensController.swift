@@ -10,7 +10,9 @@ struct TokensController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.tokens, needs: .read) { request, context in
-            try await page(context, notice: request.uri.queryParameters["notice"].map(String.init))
+            try await page(context, notice: request.uri.queryParameters["revoked"].flatMap { Int64($0) }.map {
+                "API token \($0) is revoked: it no longer opens the API."
+            })
         }
         routes.post(.tokens, needs: .read) { _, context in
             let f = context.form
@@ -27,9 +29,8 @@ struct TokensController {
         routes.post(.tokenRevoke, needs: .read) { _, context in
             guard let id = context.parameters.get("token").flatMap({ Int64($0) }) else { throw NotFound("There is no such API token.") }
             do {
-                let t = try await services.actions.revokeToken(by: context.acting, id: id)
-                let label = t.name.isEmpty ? "API token \(id)" : "API token “\(t.name)”"
-                return Response.redirect(to: Route.tokens.path([], query: [("notice", "\(label) is revoked: it no longer opens the API.")]))
+                _ = try await services.actions.revokeToken(by: context.acting, id: id)
+                return Response.redirect(to: Route.tokens.path([], query: [("revoked", String(id))]))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
                 return try await page(context, failure: failure)

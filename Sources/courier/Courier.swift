@@ -19,7 +19,7 @@ struct Courier: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "courier",
         abstract: "Self-hosted delivery of HTML5 offline packages.",
-        subcommands: [Serve.self, User.self, Token.self, Push.self, Audit.self, Check.self])
+        subcommands: [Serve.self, User.self, Token.self, Push.self, BackupCommand.self, RestoreCommand.self, Audit.self, Check.self])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -113,6 +113,46 @@ struct Token: AsyncParsableCommand {
             } catch let e as CustomStringConvertible {
                 fail(e.description)
             }
+        }
+    }
+}
+
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Copy the database (SQLite online backup) and every blob it uses into DIR, with a manifest; safe while the server runs.")
+    @OptionGroup var options: DataOptions
+    @Argument(help: "A new or empty folder.") var dir: String
+
+    func run() async throws {
+        do {
+            guard FileManager.default.fileExists(atPath: options.directory + "/courier.sqlite") else {
+                fail("\(options.directory) holds no Courier data (no courier.sqlite); give --data.")
+            }
+            let store = try Store(dataDirectory: options.directory)
+            let m = try await Backup.run(store, to: dir)
+            print("Backed up \(m.apps) apps, \(m.packages) packages, \(m.tasks) tasks and \(m.auditRows) audit rows into \(dir) "
+                  + "(\(m.files.count) files, \(m.files.reduce(0) { $0 + $1.size }) bytes).")
+        } catch let e as CustomStringConvertible {
+            fail(e.description)
+        }
+    }
+}
+
+struct RestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Check a backup against its manifest, then restore it into a new data folder (--data).")
+    @OptionGroup var options: DataOptions
+    @Argument(help: "The backup folder.") var dir: String
+
+    func run() async throws {
+        do {
+            let m = try Backup.restore(from: dir, to: options.directory)
+            print("Restored \(m.apps) apps, \(m.packages) packages, \(m.tasks) tasks and \(m.auditRows) audit rows into \(options.directory); "
+                  + "start it with: courier serve --data \(options.directory)")
+        } catch let e as CustomStringConvertible {
+            fail(e.description)
         }
     }
 }

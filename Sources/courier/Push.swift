@@ -12,12 +12,12 @@ struct Push: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Upload a package (a .zip, or a folder zipped on the fly) and optionally release it.",
         discussion: """
-            Exit codes: 0 done, 2 bad input (nothing was sent), 3 refused by the server, 4 network failure.
+            Exit codes: 0 done, 2 bad input (nothing created; checked before sending, except a file that vanishes while it is sent), 3 refused by the server, 4 network failure.
             A new version's settings (client range, type, policies, main URL, extended info) default to the app's newest package.
             """)
 
     @Option(help: "Courier's address, e.g. https://courier.example. Env: COURIER_SERVER.") var server: String?
-    @Option(help: "An API token with the upload scope (and release, to release). Env: COURIER_TOKEN.") var token: String?
+    @Option(help: "An API token with the read and upload scopes (and release, to release). Env: COURIER_TOKEN.") var token: String?
     @Option(help: "The app ID (8 digits).") var app: String
     @Option(help: "The new version (default: what the console suggests: the app's highest with its last part plus one, or 1.0.0.0).") var version: String?
     @Option(help: "normal or global (a new app's first package only).") var type: String?
@@ -58,7 +58,7 @@ struct Push: AsyncParsableCommand {
             throw Failure.input("Give --server (or COURIER_SERVER) as an http:// or https:// address.")
         }
         guard let token = token ?? env["COURIER_TOKEN"], !token.isEmpty else {
-            throw Failure.input("Give --token (or COURIER_TOKEN): an API token with the upload scope.")
+            throw Failure.input("Give --token (or COURIER_TOKEN): an API token with the read and upload scopes.")
         }
         let appId: String
         do { appId = try AppID(validating: app).rawValue } catch { throw Failure.input("--app: \(error)") }

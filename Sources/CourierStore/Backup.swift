@@ -1,0 +1,224 @@
+import CourierCore
+import Crypto
+import Foundation
+import GRDB
+
+/// What a backup holds, written last (`manifest.json`): a folder without it is not a backup.
+public struct BackupManifest: Codable, Sendable, Equatable {
+    public struct File: Codable, Sendable, Equatable {
+        public let path: String
+        public let size: UInt64
+        public let sha256: String
+    }
+    public var format = 1
+    public var createdAt: Date
+    public var apps: Int
+    public var packages: Int
+    public var tasks: Int
+    public var auditRows: Int
+    public var files: [File]
+}
+
+public struct BackupError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// `courier backup` and `courier restore` (issue 10): the database by SQLite's online backup
+/// (a consistent snapshot while the server keeps writing) and every blob that snapshot refers
+/// to, each file listed with its SHA-256.
+public enum Backup {
+    static let manifestName = "manifest.json"
+    static let databaseName = "courier.sqlite"
+
+    /// Backs `store` up into `dir` (absent or empty). A blob removed while it is being copied
+    /// (a key replacement re-signs every package) makes the attempt start over from a fresh
+    /// snapshot, up to `attempts` times.
+    public static func run(_ store: Store, to dir: String, attempts: Int = 5) async throws -> BackupManifest {
+        try prepareEmpty(dir)
+        var lastMissing = ""
+        for _ in 0..<attempts {
+            let staging = dir + "/.partial-" + UUID().uuidString
+            try Store.preparePrivateDirectory(staging)
+            defer { try? FileManager.default.removeItem(atPath: staging) }
+            let copy = try DatabaseQueue(path: staging + "/" + databaseName)
+            try await store.db.backup(to: copy)
+            let (blobs, counts) = try await copy.read { db in
+                (try Set(String.fetchAll(db, sql: "SELECT blob FROM package")),
+                 (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM app") ?? 0, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM package") ?? 0,
+                  try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM task") ?? 0, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit") ?? 0))
+            }
+            try copy.close()
+            var files = [try hashFile(staging + "/" + databaseName, as: databaseName)]
+            var missing: String?
+            for blob in blobs.sorted() {
+                let relative = store.blobs.relativePath(for: blob)
+                let target = staging + "/" + relative
+                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+                guard let file = try copyFile(store.blobs.path(for: blob), to: target, as: relative) else { missing = blob; break }
+                guard file.sha256 == blob else { throw BackupError("Blob \(blob) does not match its hash (\(file.sha256)): the data folder is damaged.") }
+                files.append(file)
+            }
+            if let missing { lastMissing = missing; continue }
+            let manifest = BackupManifest(createdAt: Date(), apps: counts.0, packages: counts.1, tasks: counts.2, auditRows: counts.3, files: files)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.dateEncodingStrategy = .iso8601
+            try writeFile(try encoder.encode(manifest), to: staging + "/" + manifestName)
+            // Move the finished copy into place; the manifest arrives with it, so a backup
+            // interrupted before this point leaves no manifest.
+            for name in try FileManager.default.contentsOfDirectory(atPath: staging) {
+                guard rename(staging + "/" + name, dir + "/" + name) == 0 else {
+                    throw BackupError("Cannot move \(name) into \(dir): \(String(cString: strerror(errno))).")
+                }
+            }
+            _ = fsyncPath(dir)
+            return manifest
+        }
+        throw BackupError("Blob \(lastMissing) kept disappearing while it was copied (is the signing key being replaced over and over?); try again.")
+    }
+
+    /// Checks a backup: the manifest, every file's size and hash, the database's integrity, and
+    /// that every package's blob is there.
+    public static func verify(_ dir: String) throws -> BackupManifest {
+        guard let data = FileManager.default.contents(atPath: dir + "/" + manifestName) else {
+            throw BackupError("\(dir) has no \(manifestName): it is not a finished Courier backup.")
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        guard let manifest = try? decoder.decode(BackupManifest.self, from: data), manifest.format == 1 else {
+            throw BackupError("\(dir)/\(manifestName) is not a Courier backup manifest.")
+        }
+        var listed = Set<String>()
+        for f in manifest.files {
+            guard safeRelative(f.path) else { throw BackupError("The manifest names \(f.path), which is outside the backup.") }
+            guard let actual = try hashFile(dir + "/" + f.path, as: f.path, required: false) else {
+                throw BackupError("\(f.path) is missing from the backup.")
+            }
+            guard actual.size == f.size, actual.sha256 == f.sha256 else {
+                throw BackupError("\(f.path) differs from the manifest (size \(actual.size), sha256 \(actual.sha256)): the backup is damaged.")
+            }
+            listed.insert(f.path)
+        }
+        guard listed.contains(databaseName) else { throw BackupError("The backup has no database.") }
+        let db = try DatabaseQueue(path: dir + "/" + databaseName, configuration: { var c = Configuration(); c.readonly = true; return c }())
+        defer { try? db.close() }
+        let (integrity, blobs) = try db.read { db in
+            (try String.fetchAll(db, sql: "PRAGMA integrity_check"), try Set(String.fetchAll(db, sql: "SELECT blob FROM package")))
+        }
+        guard integrity == ["ok"] else { throw BackupError("The backed-up database fails its integrity check: \(integrity.prefix(3).joined(separator: "; ")).") }
+        for blob in blobs where !listed.contains(BlobStore.relativePath(for: blob)) {
+            throw BackupError("Blob \(blob), used by a package, is not in the backup.")
+        }
+        return manifest
+    }
+
+    /// Restores a verified backup into `data` (absent or empty).
+    public static func restore(from dir: String, to data: String) throws -> BackupManifest {
+        let manifest = try verify(dir)
+        try prepareEmpty(data)
+        do {
+            for f in manifest.files {
+                let target = data + "/" + f.path
+                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+                guard let copied = try copyFile(dir + "/" + f.path, to: target, as: f.path), copied.sha256 == f.sha256 else {
+                    throw BackupError("\(f.path) changed while it was restored.")
+                }
+            }
+            _ = fsyncPath(data)
+        } catch {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: data)) ?? [] {
+                try? FileManager.default.removeItem(atPath: data + "/" + name)
+            }
+            throw error
+        }
+        return manifest
+    }
+
+    // MARK: Files
+
+    static func prepareEmpty(_ dir: String) throws {
+        if FileManager.default.fileExists(atPath: dir) {
+            let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { !$0.hasPrefix(".partial-") }
+            guard names.isEmpty else { throw BackupError("\(dir) is not empty; choose a new folder.") }
+        }
+        try Store.preparePrivateDirectory(dir)
+    }
+
+    static func safeRelative(_ path: String) -> Bool {
+        !path.isEmpty && !path.hasPrefix("/") && !path.split(separator: "/").contains { $0 == ".." || $0 == "." }
+    }
+
+    /// Copies `source` to `target` (0600, fsynced), hashing it; nil when the source is gone.
+    static func copyFile(_ source: String, to target: String, as name: String) throws -> BackupManifest.File? {
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else {
+            if errno == ENOENT { return nil }
+            throw BackupError("Cannot read \(source): \(String(cString: strerror(errno))).")
+        }
+        defer { close(input) }
+        let output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw BackupError("Cannot write \(target): \(String(cString: strerror(errno))).") }
+        defer { close(output) }
+        var hasher = SHA256()
+        var size: UInt64 = 0
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            guard n >= 0 else { throw BackupError("Cannot read \(source): \(String(cString: strerror(errno))).") }
+            if n == 0 { break }
+            hasher.update(data: buffer[0..<n])
+            var done = 0
+            while done < n {
+                let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + done, n - done) }
+                guard w > 0 else { throw BackupError("Cannot write \(target): \(String(cString: strerror(errno))).") }
+                done += w
+            }
+            size += UInt64(n)
+        }
+        guard fsync(output) == 0 else { throw BackupError("Cannot flush \(target) to disk: \(String(cString: strerror(errno))).") }
+        return BackupManifest.File(path: name, size: size, sha256: hasher.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+
+    static func hashFile(_ path: String, as name: String, required: Bool) throws -> BackupManifest.File? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if !required && errno == ENOENT { return nil }
+            throw BackupError("Cannot read \(path): \(String(cString: strerror(errno))).")
+        }
+        defer { close(fd) }
+        var hasher = SHA256()
+        var size: UInt64 = 0
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n >= 0 else { throw BackupError("Cannot read \(path).") }
+            if n == 0 { break }
+            hasher.update(data: buffer[0..<n])
+            size += UInt64(n)
+        }
+        return BackupManifest.File(path: name, size: size, sha256: hasher.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+
+    static func hashFile(_ path: String, as name: String) throws -> BackupManifest.File {
+        guard let f = try hashFile(path, as: name, required: true) else { throw BackupError("Cannot read \(path).") }
+        return f
+    }
+
+    static func writeFile(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw BackupError("Cannot write \(path).") }
+        defer { close(fd) }
+        let ok = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) == $0.count }
+        guard ok, fsync(fd) == 0 else { throw BackupError("Cannot write \(path): \(String(cString: strerror(errno))).") }
+    }
+
+    static func fsyncPath(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return fsync(fd) == 0
+    }
+}

@@ -1,0 +1,65 @@
+import CourierCore
+import CourierStore
+import CourierTestSupport
+import Foundation
+import XCTest
+@testable import CourierWeb
+
+/// `courier backup` / `courier restore` (issue 10): a consistent copy, checked before it is restored.
+final class BackupTests: XCTestCase {
+    func testABackupRestoresTheSameCatalogueBlobsAndAuditChain() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        var draft = TaskDraft()
+        draft.type = "official"
+        _ = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: "1.0.0.1", draft: draft)
+        let backup = temporaryDirectory() + "/backup"
+        let restored = temporaryDirectory() + "/data"
+        defer { try? FileManager.default.removeItem(atPath: (backup as NSString).deletingLastPathComponent)
+                try? FileManager.default.removeItem(atPath: (restored as NSString).deletingLastPathComponent) }
+
+        let manifest = try await Backup.run(h.store, to: backup)
+        XCTAssertEqual(manifest.packages, 2)
+        XCTAssertEqual(manifest.tasks, 1)
+        XCTAssertEqual(manifest.files.count, 3, "the database and two blobs")
+        let verified = try Backup.verify(backup)
+        XCTAssertEqual(verified.files, manifest.files)
+        XCTAssertEqual(verified.auditRows, manifest.auditRows)
+        await assertThrows(try await Backup.run(h.store, to: backup)) { XCTAssertTrue("\($0)".contains("not empty"), "\($0)") }
+
+        _ = try Backup.restore(from: backup, to: restored)
+        let copy = try Store(dataDirectory: restored)
+        await assertEqual(try await copy.allPackages().map(\.blob).sorted(), try await h.store.allPackages().map(\.blob).sorted())
+        for p in try await copy.allPackages() {
+            XCTAssertEqual(FileManager.default.contents(atPath: copy.blobs.path(for: p.blob)),
+                           FileManager.default.contents(atPath: h.store.blobs.path(for: p.blob)), "byte-identical .amr")
+        }
+        await assertEqual(try await copy.allTasks().count, 1)
+        await assertEqual(try await copy.auditEntries(limit: 1000).count, try await h.store.auditEntries(limit: 1000).count)
+        await assertTrue(try await copy.verifyAudit().isValid)
+        XCTAssertThrowsError(try Backup.restore(from: backup, to: restored), "the target must be new or empty")
+    }
+
+    func testADamagedOrIncompleteBackupIsRefusedAndRestoresNothing() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let manifest = try await Backup.run(h.store, to: root + "/b")
+        let blob = try XCTUnwrap(manifest.files.first { $0.path.hasPrefix("blobs/") })
+
+        // A changed byte in a blob.
+        let path = root + "/b/" + blob.path
+        var bytes = try XCTUnwrap(FileManager.default.contents(atPath: path))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try Backup.restore(from: root + "/b", to: root + "/r1")) { XCTAssertTrue("\($0)".contains(blob.path), "\($0)") }
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: root + "/r1")) ?? [], [], "nothing restored")
+
+        // A missing blob, and a folder without a manifest.
+        try FileManager.default.removeItem(atPath: path)
+        XCTAssertThrowsError(try Backup.verify(root + "/b")) { XCTAssertTrue("\($0)".contains("missing"), "\($0)") }
+        try FileManager.default.removeItem(atPath: root + "/b/manifest.json")
+        XCTAssertThrowsError(try Backup.verify(root + "/b")) { XCTAssertTrue("\($0)".contains("not a finished"), "\($0)") }
+    }
+}
