@@ -32,6 +32,11 @@ public struct Page<T: Sendable>: Sendable {
 extension Store {
     // MARK: settings
 
+    /// A trivial read: the database answers (`/readyz`).
+    public func ping() async throws {
+        _ = try await db.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
     public func settings() async throws -> SettingsRecord {
         try await db.read { db in try SettingsRecord.fetchOne(db, key: 1) } ?? SettingsRecord()
     }

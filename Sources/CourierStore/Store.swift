@@ -196,6 +196,16 @@ public struct BlobStore: Sendable {
 
     public func remove(_ sha256: String) { unlink(path(for: sha256)) }
 
+    /// Can a file be created in `tmp/` right now (`/readyz`)? Creates and removes a probe.
+    public func probeWritable() -> Bool {
+        let probe = temporaryPath(suffix: ".probe")
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        close(fd)
+        unlink(probe)
+        return true
+    }
+
     func clearTemporaryFiles() -> Int {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: temporaryDirectory.path)) ?? []
         for n in names { try? FileManager.default.removeItem(at: temporaryDirectory.appendingPathComponent(n)) }

@@ -12,11 +12,15 @@ public struct Actions: Sendable {
     let store: Store
     let signer: SigningKeyCache
     let passwords: PasswordHasher
+    /// Uploads and ingest time, when a server runs (nil for the command line).
+    let metrics: CourierMetrics?
 
-    public init(store: Store, signer: SigningKeyCache = SigningKeyCache(), passwords: PasswordHasher = PasswordHasher()) {
+    public init(store: Store, signer: SigningKeyCache = SigningKeyCache(), passwords: PasswordHasher = PasswordHasher(),
+                metrics: CourierMetrics? = nil) {
         self.store = store
         self.signer = signer
         self.passwords = passwords
+        self.metrics = metrics
     }
 
     // MARK: Apps
@@ -120,6 +124,23 @@ public struct Actions: Sendable {
     /// `zipPath` is consumed: it is deleted whatever the outcome.
     public func addPackage(by actor: ActingUser, appId: String, draft: PackageDraft, zipPath: String?,
                            importRow: ImportRowKey? = nil) async throws -> PackageRecord {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var st = stat()
+        let bytes = zipPath.map { stat($0, &st) == 0 ? Int64(st.st_size) : 0 } ?? 0
+        do {
+            let p = try await ingest(by: actor, appId: appId, draft: draft, zipPath: zipPath, importRow: importRow)
+            metrics?.uploadsStored.increment()
+            metrics?.uploadBytes.increment(by: bytes)
+            metrics?.ingestTime.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+            return p
+        } catch {
+            metrics?.uploadsRefused.increment()
+            throw error
+        }
+    }
+
+    func ingest(by actor: ActingUser, appId: String, draft: PackageDraft, zipPath: String?,
+                importRow: ImportRowKey?) async throws -> PackageRecord {
         defer { if let zipPath { unlink(zipPath) } }
         try actor.require(.uploadPackages)
         guard let app = try await store.app(appId) else { throw NotFound("There is no app with ID \(appId).") }

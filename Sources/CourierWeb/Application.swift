@@ -29,6 +29,8 @@ public struct CourierConfiguration: Sendable {
     /// Event-loop threads that read and write connections (and answer the client update API);
     /// nil: one per core.
     public var threads: Int?
+    /// Lets `/metrics` be read from other addresses than loopback (`Authorization: Bearer …`).
+    public var metricsToken: String?
 
     public init() {}
 
@@ -98,10 +100,11 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
     let library = try await MustacheLibrary(directory: templates)
     let signer = SigningKeyCache()
     let passwords = PasswordHasher()
+    let metrics = CourierMetrics()
     return Services(config: config, store: store, views: Views(library: library),
-                    actions: Actions(store: store, signer: signer, passwords: passwords),
+                    actions: Actions(store: store, signer: signer, passwords: passwords, metrics: metrics),
                     signer: signer, throttle: LoginThrottle(), passwords: passwords,
-                    delivery: try await Delivery(store: store, publicURL: config.publicURL),
+                    delivery: try await Delivery(store: store, publicURL: config.publicURL, metrics: metrics),
                     setup: FirstRunSetup(open: try await store.userCount() == 0))
 }
 
@@ -115,6 +118,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     let config = services.config
     // Outermost, so every answer gets it: 404 pages, /static files, JSON, errors.
     router.add(middleware: NoSniffMiddleware())
+    router.add(middleware: RequestMetricsMiddleware(metrics: services.delivery.metrics))
     // Anything no route or static file matched, and errors of the public file routes, as an HTML
     // page (the API and console groups answer their own errors first). It must wrap
     // FileMiddleware, which serves a file only when the routes answer 404.
@@ -134,6 +138,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     func apiGroup() -> RouterGroup<AppContext> {
         router.group().add(middleware: APIErrorMiddleware()).add(middleware: HostGate(host: config.consoleHost, serves: "the JSON API"))
     }
+    HealthController(services: services).addRoutes(to: router.group(), table: services.routes)
     services.routes.add(.init(method: .get, route: .apiPublicKey, permission: nil, surface: .open))
     apiGroup().get(Route.apiPublicKey.routerPath) { _, _ in try await publicKeyResponse(services) }
     services.routes.add(.init(method: .get, route: .apiOpenAPI, permission: nil, surface: .open))

@@ -77,7 +77,9 @@ struct ClientController {
                 ledger.release(fresh)
                 throw error
             }
+            services.delivery.metrics.admissions.increment(by: Int64(fresh.count))
         }
+        services.delivery.metrics.decided(decisions)
         return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
                         body: .init(byteBuffer: snapshot.answer(decisions)))
     }
@@ -97,7 +99,9 @@ struct ClientController {
             case .free: mustWrite.raise(); return false
             }
         }
-        return mustWrite.raised ? nil : snapshot.answer(decisions)
+        guard !mustWrite.raised else { return nil }
+        delivery.metrics.decided(decisions)
+        return snapshot.answer(decisions)
     }
 
     /// Set from the decision's (synchronous) admit closure, read right after it returns.

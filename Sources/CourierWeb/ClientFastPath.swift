@@ -94,10 +94,13 @@ final class ClientFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         case (.end(let trailers), .collecting(let head, let body)):
             reading = false
             state = .idle
+            let start = DispatchTime.now().uptimeNanoseconds
             let answer = body.withUnsafeReadableBytes { ClientController.immediateAnswer($0, delivery: delivery, now: Date()) }
             if let answer {
                 delivery.eventLoopAnswers.add(1, ordering: .relaxed)
                 respond(context, answer)
+                delivery.metrics.fastRequests.increment()
+                delivery.metrics.fastLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
             } else {
                 passOn(context, head, body)
                 context.fireChannelRead(wrapInboundOut(.end(trailers)))

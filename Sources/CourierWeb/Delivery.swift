@@ -139,10 +139,14 @@ public final class Delivery: Sendable {
     let publicURL: String
     /// Update requests answered on the event loop (`ClientFastPath`), for tests and metrics.
     let eventLoopAnswers = Atomic<Int>(0)
+    public let metrics: CourierMetrics
+    /// Set once the first snapshot is in place (`/readyz`).
+    let loaded = Atomic<Bool>(false)
 
-    init(store: Store, publicURL: String) async throws {
+    init(store: Store, publicURL: String, metrics: CourierMetrics = CourierMetrics()) async throws {
         self.store = store
         self.publicURL = publicURL
+        self.metrics = metrics
         ledger = AdmissionLedger(try await store.admissions())
         try await rebuild()
         store.changes.subscribe { [weak self] in try await self?.rebuild() }
@@ -153,8 +157,14 @@ public final class Delivery: Sendable {
     /// Reads the database and swaps the snapshot in; serialized, so the last one wins.
     func rebuild() async throws {
         try await rebuilding.run {
+            let start = DispatchTime.now().uptimeNanoseconds
             let next = try await DeliverySnapshot.build(from: store, publicURL: publicURL, reuse: reuse)
             current.withLockedValue { $0 = next }
+            metrics.rebuildTime.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+            metrics.snapshotApps.record(next.targeting.apps.count)
+            metrics.snapshotTasks.record(next.targeting.apps.values.reduce(0) { $0 + $1.tasks.count })
+            metrics.snapshotEntries.record(next.entries.values.reduce(0) { $0 + $1.count })
+            loaded.store(true, ordering: .relaxed)
         }
     }
 }

@@ -86,6 +86,11 @@ extension Route {
     static let approvalSettings = Route("/settings/approval")
     static let taskOperation = Route("/tasks/:task/:operation")
 
+    // Operations.
+    static let healthz = Route("/healthz")
+    static let readyz = Route("/readyz")
+    static let metrics = Route("/metrics")
+
     // What clients fetch.
     static let amr = Route("/packages/:id/:file")
     static let fallback = Route("/fallback/:id/:version/**")

@@ -35,6 +35,9 @@ struct Serve: AsyncParsableCommand {
     var idleTimeout: Int?
     @Option(name: .customLong("threads"), help: "Event-loop threads for connections (default: one per core). Env: COURIER_THREADS.")
     var threads: Int?
+    @Option(name: .customLong("metrics-token"),
+            help: "Lets /metrics be read from other addresses than loopback with Authorization: Bearer TOKEN. Env: COURIER_METRICS_TOKEN.")
+    var metricsToken: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -55,6 +58,8 @@ struct Serve: AsyncParsableCommand {
         guard config.idleTimeoutSeconds > 0 else { fail("--idle-timeout must be a positive number of seconds.") }
         config.threads = threads ?? env["COURIER_THREADS"].flatMap { Int($0) }
         if let n = config.threads, !(1...256).contains(n) { fail("--threads must be from 1 to 256.") }
+        config.metricsToken = metricsToken ?? env["COURIER_METRICS_TOKEN"]
+        if let t = config.metricsToken, t.count < 16 { fail("--metrics-token must be at least 16 characters.") }
         if let resources = env["COURIER_RESOURCES"] { config.resourcesDirectory = resources }
         config.secureCookies = (config.consoleURL ?? config.publicURL).hasPrefix("https://")
         if config.separateContentHost {

@@ -1,0 +1,43 @@
+import CourierStore
+import Foundation
+import Hummingbird
+
+/// For operators and their monitoring (issue 10): `/healthz` (the process answers), `/readyz`
+/// (the database, the blob store and the delivery snapshot are usable) and `/metrics`
+/// (Prometheus text; loopback only, or with the metrics token).
+struct HealthController {
+    let services: Services
+
+    func addRoutes(to router: RouterGroup<AppContext>, table: RouteTable) {
+        for route in [Route.healthz, .readyz, .metrics] { table.add(.init(method: .get, route: route, permission: nil, surface: .open)) }
+        router.get(Route.healthz.routerPath) { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+        }
+        router.get(Route.readyz.routerPath) { _, _ in
+            var checks: [String: String] = [:]
+            do { try await services.store.ping(); checks["database"] = "ok" } catch { checks["database"] = "failing: \(error)" }
+            checks["blobs"] = services.store.blobs.probeWritable() ? "ok" : "cannot create a file in \(services.store.blobs.temporaryDirectory.path)"
+            checks["snapshot"] = services.delivery.loaded.load(ordering: .relaxed) ? "ok" : "not loaded"
+            let ready = checks.values.allSatisfy { $0 == "ok" }
+            let data = try JSONSerialization.data(withJSONObject: ["ready": ready, "checks": checks], options: [.sortedKeys])
+            return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        }
+        router.get(Route.metrics.routerPath) { request, context in
+            guard Self.mayReadMetrics(remoteIP: context.remoteIP, authorization: request.headers[.authorization],
+                                      token: services.config.metricsToken) else {
+                throw HTTPError(.forbidden, message: "Metrics are readable from loopback, or with the metrics token (--metrics-token).")
+            }
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4", .cacheControl: "no-store"],
+                            body: .init(byteBuffer: ByteBuffer(string: services.delivery.metrics.text())))
+        }
+    }
+
+    static func mayReadMetrics(remoteIP: String, authorization: String?, token: String?) -> Bool {
+        if ["127.0.0.1", "::1", "local"].contains(remoteIP) || remoteIP.hasPrefix("127.") { return true }
+        guard let token, !token.isEmpty, let authorization, authorization.hasPrefix("Bearer ") else { return false }
+        let given = Array(authorization.dropFirst(7).utf8), wanted = Array(token.utf8)
+        guard given.count == wanted.count else { return false }
+        return zip(given, wanted).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0   // constant time
+    }
+}

@@ -1,0 +1,114 @@
+import CourierCore
+import Foundation
+import Hummingbird
+import Metrics
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// What `/metrics` shows (Prometheus text format), recorded through swift-metrics into a
+/// registry of this server's own (not the process-wide `MetricsSystem`, so each test server
+/// counts only its own requests).
+public final class CourierMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let factory: PrometheusMetricsFactory
+
+    let decisionUpdate: Metrics.Counter
+    let decisionRollback: Metrics.Counter
+    let decisionNone: Metrics.Counter
+    /// Update requests answered on the event loop (they never reach the router's middleware).
+    let fastRequests: Metrics.Counter
+    let fastLatency: Metrics.Timer
+    let uploadsStored: Metrics.Counter
+    let uploadsRefused: Metrics.Counter
+    let uploadBytes: Metrics.Counter
+    let ingestTime: Metrics.Timer
+    let rebuildTime: Metrics.Timer
+    let snapshotApps: Metrics.Gauge
+    let snapshotTasks: Metrics.Gauge
+    let snapshotEntries: Metrics.Gauge
+    let admissions: Metrics.Counter
+    private let requests = NIOLockedValueBox([RequestKey: (Metrics.Counter, Metrics.Timer)]())
+
+    struct RequestKey: Hashable {
+        let route: String
+        let method: String
+        let status: Int
+    }
+
+    public init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        let fast: [Duration] = [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+                                .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+                                .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30)]
+        factory.defaultDurationHistogramBuckets = fast
+        self.factory = factory
+        func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Metrics.Counter {
+            Metrics.Counter(label: label, dimensions: dimensions, factory: factory)
+        }
+        decisionUpdate = counter("courier_update_decisions_total", [("outcome", "update")])
+        decisionRollback = counter("courier_update_decisions_total", [("outcome", "rollback")])
+        decisionNone = counter("courier_update_decisions_total", [("outcome", "none")])
+        fastRequests = counter("courier_http_requests_total", [("route", Route.clientUpdate.pattern), ("method", "POST"), ("status", "200")])
+        fastLatency = Metrics.Timer(label: "courier_http_request_duration_seconds", dimensions: [("route", Route.clientUpdate.pattern), ("method", "POST")],
+                                    factory: factory)
+        uploadsStored = counter("courier_uploads_total", [("outcome", "stored")])
+        uploadsRefused = counter("courier_uploads_total", [("outcome", "refused")])
+        uploadBytes = counter("courier_upload_bytes_total")
+        ingestTime = Metrics.Timer(label: "courier_ingest_duration_seconds", factory: factory)
+        rebuildTime = Metrics.Timer(label: "courier_snapshot_rebuild_duration_seconds", factory: factory)
+        snapshotApps = Metrics.Gauge(label: "courier_snapshot_apps", factory: factory)
+        snapshotTasks = Metrics.Gauge(label: "courier_snapshot_tasks", factory: factory)
+        snapshotEntries = Metrics.Gauge(label: "courier_snapshot_entries", factory: factory)
+        admissions = counter("courier_time_window_admissions_total")
+    }
+
+    /// One answered request, by its route pattern (never the raw path: bounded labels).
+    func request(route: String, method: String, status: Int, nanoseconds: Int64) {
+        let key = RequestKey(route: route, method: method, status: status)
+        let (counter, timer) = requests.withLockedValue { cache in
+            if let found = cache[key] { return found }
+            let made = (Metrics.Counter(label: "courier_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))],
+                                        factory: factory),
+                        Metrics.Timer(label: "courier_http_request_duration_seconds", dimensions: [("route", route), ("method", method)],
+                                      factory: factory))
+            cache[key] = made
+            return made
+        }
+        counter.increment()
+        timer.recordNanoseconds(nanoseconds)
+    }
+
+    func decided(_ decisions: [Decision]) {
+        for d in decisions {
+            switch d.answer {
+            case .update: decisionUpdate.increment()
+            case .rollback: decisionRollback.increment()
+            case .none: decisionNone.increment()
+            }
+        }
+    }
+
+    public func text() -> String { registry.emitToString() }
+}
+
+/// Counts every request the router answers, by route pattern, method and status, with its time.
+struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: CourierMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let method = request.method.rawValue
+        do {
+            // Timed until the handler answers (a streamed file's bytes are sent after this).
+            let response = try await next(request, context)
+            metrics.request(route: context.endpointPath ?? "unmatched", method: method, status: response.status.code,
+                            nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - start))
+            return response
+        } catch {
+            let status = (error as? any HTTPResponseError)?.status.code ?? 500
+            metrics.request(route: context.endpointPath ?? "unmatched", method: method, status: status,
+                            nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - start))
+            throw error
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import CourierCore
+import CourierStore
+import CourierTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+@testable import CourierWeb
+
+/// `/healthz`, `/readyz` and `/metrics` (issue 10).
+final class HealthTests: XCTestCase {
+    func testHealthReadinessAndMetricsReportWhatHappened() async throws {
+        let (h, token) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let health = try await client.execute(uri: "/healthz", method: .get)
+            XCTAssertEqual(health.status, .ok)
+            let ready = try await client.execute(uri: "/readyz", method: .get)
+            XCTAssertEqual(ready.status, .ok, ready.text)
+            XCTAssertEqual(ready.json["checks"] as? [String: String], ["database": "ok", "blobs": "ok", "snapshot": "ok"])
+
+            let api = APITests.Caller(client: client, token: token)
+            _ = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json: #"{"type":"official"}"#)
+            let c = ReleaseTests.Client(client: client)
+            await assertEqual(try await c.versions(), ["1.0.0.1"])
+            await assertEqual(try await c.versions(installed: "1.0.0.1"), [])
+            await assertEqual(try await api.upload("20171228", packageFields(version: "1.0.0.9"), file: samplePackage().bytes()).status, .created)
+            await assertEqual(try await api.upload("20171228", packageFields(version: "1.0.0.9"), file: samplePackage().bytes()).status,
+                              .unprocessableContent)
+
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            XCTAssertEqual(metrics.status, .ok)
+            let text = metrics.text
+            for line in [#"courier_update_decisions_total{outcome="update"} 1"#, #"courier_update_decisions_total{outcome="none"} 1"#,
+                         #"courier_uploads_total{outcome="stored"} 3"#, #"courier_uploads_total{outcome="refused"} 1"#,
+                         #"courier_http_requests_total{route="/client/v1/update",method="POST",status="200"} 2"#,
+                         #"courier_http_requests_total{route="/api/v1/apps/{id}/packages",method="POST",status="422"} 1"#,
+                         "courier_snapshot_apps 1", "courier_snapshot_entries 1"] {
+                XCTAssertTrue(text.contains(line), "\(line) in\n\(text)")
+            }
+            XCTAssertTrue(text.contains("courier_snapshot_rebuild_duration_seconds_count"), text)
+            XCTAssertTrue(text.contains("courier_ingest_duration_seconds_count 3"), "the harness's two and this one")
+            XCTAssertTrue(text.contains(#"courier_http_request_duration_seconds_bucket{route="/api/v1/apps/{id}/packages",method="POST""#), text)
+            XCTAssertFalse(text.contains(token), "no secret in the metrics")
+        }
+        XCTAssertTrue(HealthController.mayReadMetrics(remoteIP: "127.0.0.1", authorization: nil, token: nil))
+        XCTAssertTrue(HealthController.mayReadMetrics(remoteIP: "::1", authorization: nil, token: nil))
+        XCTAssertFalse(HealthController.mayReadMetrics(remoteIP: "10.0.0.7", authorization: nil, token: nil), "not from another address")
+        XCTAssertFalse(HealthController.mayReadMetrics(remoteIP: "10.0.0.7", authorization: "Bearer nope", token: "metrics-token-1234567"))
+        XCTAssertTrue(HealthController.mayReadMetrics(remoteIP: "10.0.0.7", authorization: "Bearer metrics-token-1234567", token: "metrics-token-1234567"))
+    }
+
+    func testReadinessFailsWhenTheBlobStoreCannotBeWritten() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        let tmp = h.store.blobs.temporaryDirectory.path
+        try await h.test { client in
+            // tmp/ replaced by a plain file: nothing can be created in it, even by root.
+            try FileManager.default.removeItem(atPath: tmp)
+            FileManager.default.createFile(atPath: tmp, contents: Data("x".utf8))
+            let r = try await client.execute(uri: "/readyz", method: .get)
+            XCTAssertEqual(r.status, .serviceUnavailable)
+            XCTAssertEqual(r.json["ready"] as? Bool, false)
+            await assertEqual(try await client.execute(uri: "/healthz", method: .get).status, .ok, "the process still answers")
+            try FileManager.default.removeItem(atPath: tmp)
+            try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+            await assertEqual(try await client.execute(uri: "/readyz", method: .get).status, .ok, "ready again")
+        }
+    }
+}
