@@ -219,7 +219,10 @@ final class HashingWriter {
 
     init(path: String) throws {
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ServerFault("The server could not create a file for the package (is the data folder writable?).") }
+        guard fd >= 0 else {
+            if StorageFull.isFull(errno) { throw StorageFull("the package") }
+            throw ServerFault("The server could not create a file for the package (is the data folder writable?).")
+        }
         buffer.reserveCapacity(capacity)
     }
     deinit { close(fd) }
@@ -241,13 +244,19 @@ final class HashingWriter {
         var done = 0
         while done < bytes.count {
             let n = Foundation.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            guard n > 0 else { throw ServerFault("The server could not write the package (disk full?). Nothing was stored.") }
+            guard n > 0 else {
+                if StorageFull.isFull(errno) { throw StorageFull("the package") }
+                throw ServerFault("The server could not write the package. Nothing was stored.")
+            }
             done += n
         }
     }
     func finish() throws -> (UInt64, String, String) {
         try flush()
-        guard fsync(fd) == 0 else { throw ServerFault("The server could not save the package to disk (fsync failed). Nothing was stored.") }
+        guard fsync(fd) == 0 else {
+            if StorageFull.isFull(errno) { throw StorageFull("the package") }
+            throw ServerFault("The server could not save the package to disk (fsync failed). Nothing was stored.")
+        }
         return (count, sha256.finalize().hex, md5.finalize().hex)
     }
 }

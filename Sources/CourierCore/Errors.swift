@@ -1,3 +1,4 @@
+import Foundation
 /// The kinds of refusal a request can end with besides a field's validation (`FieldError`):
 /// each maps to one status in one place (CourierWeb's PresentedError), never by its text.
 
@@ -22,6 +23,17 @@ public struct Conflict: Error, Equatable, Sendable, CustomStringConvertible {
 public struct Refused: Error, Equatable, Sendable, CustomStringConvertible {
     public let description: String
     public init(_ message: String) { description = message }
+}
+
+/// The server's disk (or quota) is full (507): nothing of the request was kept.
+public struct StorageFull: Error, Equatable, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ what: String = "the upload") {
+        description = "The server's disk is full: \(what) was not stored, and nothing of it was kept. Free space on the server (or ask its operator), then try again."
+    }
+
+    /// True for the errno values that mean no space is left.
+    public static func isFull(_ code: Int32) -> Bool { code == ENOSPC || code == EDQUOT }
 }
 
 /// Something failed on the server's side (500 or 507): a disk that is full, a file that is

@@ -130,10 +130,15 @@ public final class Store: Sendable {
     /// hear of catalogue changes once it is committed.
     func change<T: Sendable>(by actor: ActingUser, _ action: String, subject: String, catalogue: Bool = true,
                    _ body: @escaping @Sendable (Database) throws -> (T, detail: [String: String])) async throws -> T {
-        let result = try await db.write { db -> T in
-            let (value, detail) = try body(db)
-            try audit(db, by: actor, action, subject: subject, detail: detail)
-            return value
+        let result: T
+        do {
+            result = try await db.write { db -> T in
+                let (value, detail) = try body(db)
+                try audit(db, by: actor, action, subject: subject, detail: detail)
+                return value
+            }
+        } catch let e as DatabaseError where e.resultCode == .SQLITE_FULL {
+            throw StorageFull("the change")   // the transaction was rolled back
         }
         if catalogue { await changes.announce() }
         return result

@@ -23,6 +23,8 @@ struct PresentedError {
             self.init(status: .notFound, message: e.description, fields: [])
         case let e as Refused:
             self.init(status: .forbidden, message: e.description, fields: [])
+        case let e as StorageFull:
+            self.init(status: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), message: e.description, fields: [])
         case let e as ServerFault:
             self.init(status: .internalServerError, message: e.description, fields: [])
         case let e as UploadTooLarge:

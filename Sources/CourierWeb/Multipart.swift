@@ -61,7 +61,10 @@ public struct MultipartReader {
             if let filename {
                 let path = tempPath()
                 let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { throw FieldError("file", "The server could not store the upload.") }
+                guard fd >= 0 else {
+                    if StorageFull.isFull(errno) { throw StorageFull() }
+                    throw FieldError("file", "The server could not store the upload.")
+                }
                 current = (name, filename, fd, path, 0, [])
             } else {
                 current = (name, nil, -1, "", 0, [])
@@ -74,7 +77,10 @@ public struct MultipartReader {
                 var done = 0
                 while done < bytes.count {
                     let n = Foundation.write(c.fd, bytes.baseAddress! + done, bytes.count - done)
-                    guard n > 0 else { throw FieldError("file", "The server could not store the upload (disk full?).") }
+                    guard n > 0 else {
+                        if StorageFull.isFull(errno) { throw StorageFull() }
+                        throw FieldError("file", "The server could not store the upload.")
+                    }
                     done += n
                 }
                 c.size += UInt64(bytes.count)
@@ -92,8 +98,10 @@ public struct MultipartReader {
             current = nil
             if let filename = c.filename {
                 let synced = fsync(c.fd) == 0
+                let full = !synced && StorageFull.isFull(errno)
                 close(c.fd)
                 form.files.append(UploadedFile(field: c.name, filename: filename, path: c.path, size: c.size))
+                if full { throw StorageFull() }
                 guard synced else { throw FieldError("file", "The server could not save the upload to disk (fsync failed). Try again.") }
             } else {
                 form.fields.append(c.name, String(decoding: c.text, as: UTF8.self))

@@ -72,7 +72,7 @@ struct FormFailure {
     /// Nil for errors that are not about the form (refused, not found, server faults): those
     /// go to the error page.
     init?(_ error: Error) {
-        guard let shown = PresentedError(error), [.unprocessableContent, .conflict, .contentTooLarge].contains(shown.status) else {
+        guard let shown = PresentedError(error), [.unprocessableContent, .conflict, .contentTooLarge].contains(shown.status) || shown.status.code == 507 else {
             return nil
         }
         status = shown.status

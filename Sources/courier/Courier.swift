@@ -5,6 +5,7 @@ import CourierStore
 import CourierWeb
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 
 /// Options every command shares; each flag has an environment twin, the flag winning.
 struct DataOptions: ParsableArguments {
@@ -35,6 +36,9 @@ struct Serve: AsyncParsableCommand {
     var idleTimeout: Int?
     @Option(name: .customLong("threads"), help: "Event-loop threads for connections (default: one per core). Env: COURIER_THREADS.")
     var threads: Int?
+    @Option(name: .customLong("grace-period"),
+            help: "On SIGTERM or SIGINT: seconds to let running requests (uploads, imports) finish before stopping them (default 30). Env: COURIER_GRACE_PERIOD.")
+    var gracePeriod: Int?
     @Option(name: .customLong("metrics-token"),
             help: "Lets /metrics be read from other addresses than loopback with Authorization: Bearer TOKEN. Env: COURIER_METRICS_TOKEN.")
     var metricsToken: String?
@@ -71,8 +75,16 @@ struct Serve: AsyncParsableCommand {
             print("Console and package content share \(config.publicURL): package content is served sandboxed.")
         }
         fflush(nil)
+        let grace = gracePeriod ?? env["COURIER_GRACE_PERIOD"].flatMap { Int($0) } ?? 30
+        guard grace >= 0 else { fail("--grace-period must be zero or more seconds.") }
         let app = try await buildApplication(config)
-        try await app.runService()
+        // SIGTERM or SIGINT: stop accepting, let running requests finish for up to the grace
+        // period, then cancel what is left and exit.
+        var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: app.logger)
+        group.maximumGracefulShutdownDuration = .seconds(grace)
+        group.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: group).run()
+        print("Courier stopped.")
     }
 }
 

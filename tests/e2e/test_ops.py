@@ -1,0 +1,138 @@
+"""Operations (issue 10): a clean stop on SIGTERM / SIGINT that lets running uploads finish
+within the grace period, and a full disk answered with 507 and nothing half-written."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import Server
+from test_live import api, files_in, multipart_head, package_rows, prepare, upload_file
+from zips import large, sample
+
+
+def slow_upload(server, token, path, version, pause, result):
+    """Sends the zip in 1 MB pieces with a pause between them; puts (status, body) in result."""
+    boundary = "CourierSlowBoundary"
+    head, tail = multipart_head(boundary, version), f"\r\n--{boundary}--\r\n".encode()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        conn.putrequest("POST", "/api/v1/apps/20171228/packages")
+        conn.putheader("Authorization", "Bearer " + token)
+        conn.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
+        conn.putheader("Content-Length", str(len(head) + os.path.getsize(path) + len(tail)))
+        conn.endheaders()
+        conn.send(head)
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                conn.send(chunk)
+                result["sent"] = result.get("sent", 0) + len(chunk)
+                time.sleep(pause)
+        conn.send(tail)
+        r = conn.getresponse()
+        result["status"] = r.status
+        result["body"] = r.read()
+    except OSError as e:
+        result["error"] = repr(e)
+
+
+def accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_lets_a_running_upload_finish(make_server, tmp_path, sig):
+    server = make_server()
+    token = prepare(server)
+    path = large(str(tmp_path / "big.zip"), 16)
+    result = {}
+    t = threading.Thread(target=slow_upload, args=(server, token, path, "1.0.0.1", 0.15, result))
+    t.start()
+    while result.get("sent", 0) < 3 << 20:
+        time.sleep(0.05)
+    server.proc.send_signal(sig)
+    deadline = time.time() + 5
+    while accepts(server.port) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not accepts(server.port), "no new connection is accepted once stopping"
+    t.join(60)
+    assert result.get("status") == 201, result
+    assert server.proc.wait(30) == 0, "a clean exit"
+    log = open(os.path.join(server.data, "server.log")).read()
+    assert "Courier stopped." in log
+    assert package_rows(server) == 1
+
+
+def test_an_upload_beyond_the_grace_period_is_cut_and_leaves_nothing(make_server, tmp_path):
+    server = make_server("--grace-period", "1")
+    token = prepare(server)
+    path = large(str(tmp_path / "big.zip"), 16)
+    result = {}
+    t = threading.Thread(target=slow_upload, args=(server, token, path, "1.0.0.1", 0.5, result))
+    t.start()
+    while result.get("sent", 0) < 2 << 20:
+        time.sleep(0.05)
+    started = time.time()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(20)
+    assert time.time() - started < 10, "stopped after the grace period, not when the upload would have ended"
+    t.join(60)
+    assert "status" not in result or result["status"] != 201
+    server.start()
+    assert files_in(server, "tmp") == [] and files_in(server, "blobs") == [] and package_rows(server) == 0
+
+
+def send_upload(server, token, path, version):
+    """Like upload_file, but a server that answers early (and closes) still gives its answer."""
+    try:
+        return upload_file(server, token, path, version)
+    except (BrokenPipeError, ConnectionResetError):
+        return None, None
+
+
+def test_a_full_disk_answers_507_and_leaves_nothing(tmp_path):
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    data = str(mount / "data")
+    server = Server(data)
+    try:
+        subprocess.run([os.environ.get("COURIER_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", ".build", "debug", "courier"),
+                        "user", "add", "admin", "--role", "admin", "--data", data], input="e2e-password-1\n", text=True, check=True)
+        server.start()
+        token = prepare(server)
+        assert upload_file(server, token, sample(str(tmp_path / "s.zip")), "1.0.0.1")[0] == 201
+        blobs_before = files_in(server, "blobs")
+
+        big = large(str(tmp_path / "big.zip"), 24)   # twice what the disk holds
+        status, body = send_upload(server, token, big, "1.0.0.2")
+        if status is not None:
+            assert status == 507, (status, body)
+            assert "disk is full" in body["error"]["message"], body
+        assert files_in(server, "tmp") == [], "nothing half-written stays"
+        assert files_in(server, "blobs") == blobs_before and package_rows(server) == 1
+        assert api(server, token, "GET", "/api/v1/apps/20171228")[0] == 200, "the server keeps answering"
+
+        # Fill what is left: even a small upload is refused with 507; free the space and it works.
+        filler = mount / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=64"], capture_output=True)
+        status, body = send_upload(server, token, sample(str(tmp_path / "s2.zip")), "1.0.0.2")
+        assert status == 507, (status, body)
+        assert files_in(server, "tmp") == []
+        filler.unlink()
+        status, body = upload_file(server, token, sample(str(tmp_path / "s3.zip")), "1.0.0.2")
+        assert status == 201, body
+        assert package_rows(server) == 2
+    finally:
+        server.stop()
+        subprocess.run(["umount", str(mount)])
