@@ -36,6 +36,7 @@ let package = Package(
         ]),
         .target(name: "CourierStore", dependencies: [
             "CourierCore",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -2,6 +2,12 @@ import CourierCore
 import Crypto
 import Foundation
 import GRDB
+import Logging
+
+/// The request a change is made for: set by the server around each request, logged with the change.
+public enum ChangeLog {
+    @TaskLocal public static var requestID: String?
+}
 
 /// Courier's state: one SQLite database (WAL) plus the blob directory beside it.
 public final class Store: Sendable {
@@ -13,8 +19,11 @@ public final class Store: Sendable {
     public let importsDirectory: String
     /// Told after every committed change to apps, packages or settings.
     public let changes = CatalogueChanges()
+    /// One line per committed change (who, what, on what, the request's ID), when a server runs.
+    let logger: Logger?
 
-    public init(dataDirectory: String) throws {
+    public init(dataDirectory: String, logger: Logger? = nil) throws {
+        self.logger = logger
         let dir = URL(fileURLWithPath: dataDirectory, isDirectory: true)
         try Self.preparePrivateDirectory(dir.path)
         // The database holds the signing key: only Courier's user may read it. SQLite gives its
@@ -140,6 +149,9 @@ public final class Store: Sendable {
         } catch let e as DatabaseError where e.resultCode == .SQLITE_FULL {
             throw StorageFull("the change")   // the transaction was rolled back
         }
+        // The audit detail stays out of the log: it is in the database, and the log is shipped elsewhere.
+        logger?.info("change", metadata: ["user": "\(actor.name)", "action": "\(action)", "subject": "\(subject)",
+                                          "hb.request.id": "\(ChangeLog.requestID ?? "-")"])
         if catalogue { await changes.announce() }
         return result
     }

@@ -29,6 +29,8 @@ public struct CourierConfiguration: Sendable {
     /// Event-loop threads that read and write connections (and answer the client update API);
     /// nil: one per core.
     public var threads: Int?
+    /// Log lines as JSON objects (`--log-format json`); what Courier says at start goes there too.
+    public var logJSON = false
     /// Lets `/metrics` be read from other addresses than loopback (`Authorization: Bearer …`).
     public var metricsToken: String?
 
@@ -85,7 +87,7 @@ public struct Services: Sendable {
 }
 
 public func buildServices(_ config: CourierConfiguration, logger: Logger) async throws -> Services {
-    let store = try Store(dataDirectory: config.dataDirectory)
+    let store = try Store(dataDirectory: config.dataDirectory, logger: logger)
     let swept = try await store.sweep()
     let expiredImports = try await store.sweepImports(startingUp: true)
     if expiredImports > 0 { logger.notice("Removed unsubmitted batch imports past their 24 hours", metadata: ["imports": "\(expiredImports)"]) }
@@ -108,6 +110,13 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
                     setup: FirstRunSetup(open: try await store.userCount() == 0))
 }
 
+/// A line for the operator: printed as it is, or a log line when the log is JSON; flushed at
+/// once, so it is seen even when the output goes to a file.
+public func announce(_ message: String, _ config: CourierConfiguration, _ logger: Logger) {
+    if config.logJSON { logger.notice("\(message)") } else { print(message) }
+    fflush(nil)
+}
+
 public struct CourierStartupError: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
@@ -118,6 +127,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     let config = services.config
     // Outermost, so every answer gets it: 404 pages, /static files, JSON, errors.
     router.add(middleware: NoSniffMiddleware())
+    router.add(middleware: RequestLogMiddleware())
     router.add(middleware: RequestMetricsMiddleware(metrics: services.delivery.metrics))
     // Anything no route or static file matched, and errors of the public file routes, as an HTML
     // page (the API and console groups answer their own errors first). It must wrap
@@ -181,9 +191,8 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
     logger.logLevel = config.logLevel
     let services = try await buildServices(config, logger: logger)
     if let path = services.setup.path {
-        print("No user exists yet. Create the first administrator at \(config.consoleURL ?? config.publicURL)\(path)"
-              + " (this address works once; or run: courier user add NAME --role admin).")
-        fflush(nil)   // seen at once even when the output goes to a file (nil: every stream)
+        announce("No user exists yet. Create the first administrator at \(config.consoleURL ?? config.publicURL)\(path)"
+                 + " (this address works once; or run: courier user add NAME --role admin).", config, logger)
     }
     return Application(router: buildRouter(services),
                        server: httpServer(services),

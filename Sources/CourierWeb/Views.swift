@@ -60,6 +60,8 @@ struct ErrorPage {
     let reason: String
     let message: String
     let signedIn: Bool
+    /// The same ID as the server's log line for this request.
+    let requestId: String
 }
 
 /// A form refused for reasons a person can fix: the errors next to their fields, and the one
@@ -109,7 +111,7 @@ public struct Views: Sendable {
 
     func errorPage(status: HTTPResponse.Status, message: String, context: AppContext) -> Response {
         render("error", ErrorPage(chrome: Chrome(context, section: .none), status: status.code, reason: status.reasonPhrase,
-                                  message: message, signedIn: context.user != nil), status: status)
+                                  message: message, signedIn: context.user != nil, requestId: context.id), status: status)
     }
 }
 

@@ -5,6 +5,7 @@ import CourierStore
 import CourierWeb
 import Foundation
 import Hummingbird
+import Logging
 import ServiceLifecycle
 
 /// Options every command shares; each flag has an environment twin, the flag winning.
@@ -36,6 +37,8 @@ struct Serve: AsyncParsableCommand {
     var idleTimeout: Int?
     @Option(name: .customLong("threads"), help: "Event-loop threads for connections (default: one per core). Env: COURIER_THREADS.")
     var threads: Int?
+    @Option(name: .customLong("log-format"), help: "text (default) or json: one JSON object per line. Env: COURIER_LOG_FORMAT.")
+    var logFormat: String?
     @Option(name: .customLong("grace-period"),
             help: "On SIGTERM or SIGINT: seconds to let running requests (uploads, imports) finish before stopping them (default 30). Env: COURIER_GRACE_PERIOD.")
     var gracePeriod: Int?
@@ -66,15 +69,21 @@ struct Serve: AsyncParsableCommand {
         if let t = config.metricsToken, t.count < 16 { fail("--metrics-token must be at least 16 characters.") }
         if let resources = env["COURIER_RESOURCES"] { config.resourcesDirectory = resources }
         config.secureCookies = (config.consoleURL ?? config.publicURL).hasPrefix("https://")
+        let format = logFormat ?? env["COURIER_LOG_FORMAT"] ?? "text"
+        guard ["text", "json"].contains(format) else { fail("--log-format is text or json.") }
+        config.logJSON = format == "json"
+        LoggingSystem.bootstrap { label -> any LogHandler in
+            format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardOutput(label: label)
+        }
+        let logger = Logger(label: "courier")
         if config.separateContentHost {
-            print("Console and JSON API at \(config.consoleURL!); package content at \(config.publicURL) (separate hosts).")
+            announce("Console and JSON API at \(config.consoleURL!); package content at \(config.publicURL) (separate hosts).", config, logger)
             if config.contentHostIsSameSite && !config.secureCookies {
-                print("Warning: the two hosts look like one site; package pages could plant cookies for the console. Use https or another domain for package content.")
+                announce("Warning: the two hosts look like one site; package pages could plant cookies for the console. Use https or another domain for package content.", config, logger)
             }
         } else {
-            print("Console and package content share \(config.publicURL): package content is served sandboxed.")
+            announce("Console and package content share \(config.publicURL): package content is served sandboxed.", config, logger)
         }
-        fflush(nil)
         let grace = gracePeriod ?? env["COURIER_GRACE_PERIOD"].flatMap { Int($0) } ?? 30
         guard grace >= 0 else { fail("--grace-period must be zero or more seconds.") }
         let app = try await buildApplication(config)
@@ -84,7 +93,7 @@ struct Serve: AsyncParsableCommand {
         group.maximumGracefulShutdownDuration = .seconds(grace)
         group.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: group).run()
-        print("Courier stopped.")
+        announce("Courier stopped.", config, logger)
     }
 }
 
