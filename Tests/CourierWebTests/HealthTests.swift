@@ -57,7 +57,7 @@ final class HealthTests: XCTestCase {
         try await h.test { client in
             // tmp/ replaced by a plain file: nothing can be created in it, even by root.
             try FileManager.default.removeItem(atPath: tmp)
-            FileManager.default.createFile(atPath: tmp, contents: Data("x".utf8))
+            _ = FileManager.default.createFile(atPath: tmp, contents: Data("x".utf8))
             let r = try await client.execute(uri: "/readyz", method: .get)
             XCTAssertEqual(r.status, .serviceUnavailable)
             XCTAssertEqual(r.json["ready"] as? Bool, false)
