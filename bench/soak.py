@@ -144,7 +144,10 @@ for w in workers:
 with open(f"/proc/{pid}/status") as f:
     peak = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)) // 1024
 warm = [rss for t, rss in samples if t - start >= min(120, seconds / 5)]
-result = {"seconds": seconds, "requests": counts, "failed": {k: len(v) for k, v in failures.items()},
+by_minute = {}
+for t, rss in samples:
+    by_minute[int((t - start) // 60)] = rss
+result = {"seconds": seconds, "rssByMinuteMB": [by_minute[k] for k in sorted(by_minute)], "requests": counts, "failed": {k: len(v) for k, v in failures.items()},
           "rssAfterWarmUpMB": warm[0] if warm else None, "rssEndMB": samples[-1][1] if samples else None, "peakRssMB": peak,
           "firstFailures": {k: [str(x) for x in v[:3]] for k, v in failures.items()}}
 print(json.dumps(result, indent=1))

@@ -420,12 +420,15 @@ extension Store {
         }
     }
 
-    public func countEvent(task: Int64, _ event: String) async throws {
+    /// Counts a client's report; false when the task is gone (deleted since the snapshot named it).
+    @discardableResult
+    public func countEvent(task: Int64, _ event: String) async throws -> Bool {
         try await db.write { db in
             try db.execute(sql: """
-                INSERT INTO taskEvent (taskId, event, count) VALUES (?, ?, 1)
+                INSERT INTO taskEvent (taskId, event, count) SELECT ?, ?, 1 WHERE EXISTS (SELECT 1 FROM task WHERE id = ?)
                 ON CONFLICT (taskId, event) DO UPDATE SET count = count + 1
-                """, arguments: [task, event])
+                """, arguments: [task, event, task])
+            return db.changesCount > 0
         }
     }
 

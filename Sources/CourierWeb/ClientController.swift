@@ -124,6 +124,9 @@ struct ClientController {
         guard let task = services.delivery.snapshot.taskOfPackage[appId]?[version] else {
             throw BadClientRequest("App \(appId) \(version) has no release task.")
         }
-        try await services.store.countEvent(task: task, event)
+        // The task may have been deleted since this snapshot was built: the same answer as no task.
+        guard try await services.store.countEvent(task: task, event) else {
+            throw BadClientRequest("App \(appId) \(version) has no release task.")
+        }
     }
 }

@@ -10,13 +10,14 @@ struct TokensController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.tokens, needs: .read) { request, context in
-            try await page(context, notice: request.uri.queryParameters["revoked"].flatMap { Int64($0) }.map {
-                "API token \($0) is revoked: it no longer opens the API."
-            })
+            try await page(context, revoked: request.uri.queryParameters["revoked"].flatMap { Int64($0) })
         }
         routes.post(.tokens, needs: .read) { _, context in
             let f = context.form
             do {
+                guard !f["name"].trimmingCharacters(in: .whitespaces).isEmpty else {
+                    throw FieldError("name", "Say what the token is for (its name in this list), e.g. “CI of the checkout app”.")
+                }
                 let scopes = TokenScope.allCases.filter { f.isChecked("scope-\($0.rawValue)") }.map(\.rawValue).joined(separator: ",")
                 let secret = try await services.actions.createToken(by: context.acting, userName: context.user.name, name: f["name"],
                                                                    scopes: scopes, expires: f["expires"])
@@ -38,10 +39,14 @@ struct TokensController {
         }
     }
 
-    func page(_ context: SignedInContext, failure: FormFailure = .none, notice: String? = nil, created: String? = nil,
+    func page(_ context: SignedInContext, failure: FormFailure = .none, revoked: Int64? = nil, created: String? = nil,
               status: HTTPResponse.Status? = nil) async throws -> Response {
         let everyone = context.user.role.may(.manageUsers)
         let tokens = try await services.store.tokens(of: everyone ? nil : context.user.name)
+        // Only a token this person can see is named in the notice.
+        let notice = revoked.flatMap { id in tokens.first { $0.0.id == id && $0.0.revokedAt != nil } }.map { t, _ in
+            "API token “\(t.name.isEmpty ? String(t.id ?? 0) : t.name)” is revoked: it no longer opens the API."
+        }
         let model = TokensPage(tokens: tokens, everyone: everyone, me: context.user.name, form: created != nil ? FormFields() : context.form,
                                failure: failure, notice: notice, created: created, chrome: Chrome(context, section: .tokens))
         return services.views.render("tokens", model, status: status ?? failure.status)
