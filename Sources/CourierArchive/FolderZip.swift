@@ -170,18 +170,7 @@ public struct FolderZip: Sendable {
             if method == 0 {
                 produced = Array(input[0..<n])
             } else {
-            input.withUnsafeMutableBufferPointer { inp in
-                z.next_in = inp.baseAddress
-                z.avail_in = uInt(n)
-                repeat {
-                    output.withUnsafeMutableBufferPointer { o in
-                        z.next_out = o.baseAddress
-                        z.avail_out = uInt(o.count)
-                        status = CZlib.deflate(&z, last ? Z_FINISH : Z_NO_FLUSH)
-                        produced += o[0..<(o.count - Int(z.avail_out))]
-                    }
-                } while z.avail_out == 0 || (last && status == Z_OK)
-            }
+                status = deflateStep(&z, count: n) { produced += $0 }
             }
             compressed += UInt64(produced.count)
             guard !last else {
@@ -200,6 +189,26 @@ public struct FolderZip: Sendable {
             return produced
         }
 
+        /// Deflates the first `count` bytes of `input` (none: the end of the stream, flushed),
+        /// handing each piece of output to `emit`; answers zlib's last status.
+        func deflateStep(_ stream: inout z_stream, count: Int, emit: (ArraySlice<UInt8>) -> Void) -> Int32 {
+            var status: Int32 = Z_OK
+            let finish = count == 0
+            input.withUnsafeMutableBufferPointer { inp in
+                stream.next_in = inp.baseAddress
+                stream.avail_in = uInt(count)
+                repeat {
+                    output.withUnsafeMutableBufferPointer { o in
+                        stream.next_out = o.baseAddress
+                        stream.avail_out = uInt(o.count)
+                        status = CZlib.deflate(&stream, finish ? Z_FINISH : Z_NO_FLUSH)
+                        emit(ArraySlice(o[0..<(o.count - Int(stream.avail_out))]))
+                    }
+                } while stream.avail_out == 0 || (finish && status == Z_OK)
+            }
+            return status
+        }
+
         /// How large the file deflates to (a first pass, output dropped).
         func deflatedSize(_ e: Entry) throws(FieldError) -> UInt64 {
             let f = Glibc.open(e.path, O_RDONLY)
@@ -212,19 +221,7 @@ public struct FolderZip: Sendable {
             while true {
                 let n = input.withUnsafeMutableBytes { Glibc.read(f, $0.baseAddress, chunkSize) }
                 guard n >= 0 else { throw FieldError("path", "Cannot read \(e.path).") }
-                var status: Int32 = Z_OK
-                input.withUnsafeMutableBufferPointer { inp in
-                    s.next_in = inp.baseAddress
-                    s.avail_in = uInt(n)
-                    repeat {
-                        output.withUnsafeMutableBufferPointer { o in
-                            s.next_out = o.baseAddress
-                            s.avail_out = uInt(o.count)
-                            status = CZlib.deflate(&s, n == 0 ? Z_FINISH : Z_NO_FLUSH)
-                            total += UInt64(o.count - Int(s.avail_out))
-                        }
-                    } while s.avail_out == 0 || (n == 0 && status == Z_OK)
-                }
+                _ = deflateStep(&s, count: n) { total += UInt64($0.count) }
                 if n == 0 { return total }
             }
         }

@@ -151,17 +151,21 @@ public enum Backup {
         !path.isEmpty && !path.hasPrefix("/") && !path.split(separator: "/").contains { $0 == ".." || $0 == "." }
     }
 
-    /// Copies `source` to `target` (0600, fsynced), hashing it; nil when the source is gone.
-    static func copyFile(_ source: String, to target: String, as name: String) throws -> BackupManifest.File? {
+    /// Reads `source` once, hashing it, and copies it to `target` (0600, fsynced) when one is
+    /// given; nil when the source does not exist.
+    static func copyFile(_ source: String, to target: String?, as name: String) throws -> BackupManifest.File? {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else {
             if errno == ENOENT { return nil }
             throw BackupError("Cannot read \(source): \(String(cString: strerror(errno))).")
         }
         defer { close(input) }
-        let output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard output >= 0 else { throw BackupError("Cannot write \(target): \(String(cString: strerror(errno))).") }
-        defer { close(output) }
+        var output: Int32 = -1
+        if let target {
+            output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard output >= 0 else { throw BackupError("Cannot write \(target): \(String(cString: strerror(errno))).") }
+        }
+        defer { if output >= 0 { close(output) } }
         var hasher = SHA256()
         var size: UInt64 = 0
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
@@ -171,35 +175,25 @@ public enum Backup {
             if n == 0 { break }
             hasher.update(data: buffer[0..<n])
             var done = 0
-            while done < n {
+            while output >= 0, done < n {
                 let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + done, n - done) }
-                guard w > 0 else { throw BackupError("Cannot write \(target): \(String(cString: strerror(errno))).") }
+                guard w > 0 else { throw BackupError("Cannot write \(target ?? ""): \(String(cString: strerror(errno))).") }
                 done += w
             }
             size += UInt64(n)
         }
-        guard fsync(output) == 0 else { throw BackupError("Cannot flush \(target) to disk: \(String(cString: strerror(errno))).") }
+        if output >= 0, fsync(output) != 0 {
+            throw BackupError("Cannot flush \(target ?? "") to disk: \(String(cString: strerror(errno))).")
+        }
         return BackupManifest.File(path: name, size: size, sha256: hasher.finalize().map { String(format: "%02x", $0) }.joined())
     }
 
     static func hashFile(_ path: String, as name: String, required: Bool) throws -> BackupManifest.File? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if !required && errno == ENOENT { return nil }
-            throw BackupError("Cannot read \(path): \(String(cString: strerror(errno))).")
+        guard let file = try copyFile(path, to: nil, as: name) else {
+            if required { throw BackupError("Cannot read \(path): it does not exist.") }
+            return nil
         }
-        defer { close(fd) }
-        var hasher = SHA256()
-        var size: UInt64 = 0
-        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            guard n >= 0 else { throw BackupError("Cannot read \(path).") }
-            if n == 0 { break }
-            hasher.update(data: buffer[0..<n])
-            size += UInt64(n)
-        }
-        return BackupManifest.File(path: name, size: size, sha256: hasher.finalize().map { String(format: "%02x", $0) }.joined())
+        return file
     }
 
     static func hashFile(_ path: String, as name: String) throws -> BackupManifest.File {

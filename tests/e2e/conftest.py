@@ -63,6 +63,18 @@ class Server:
                 self.kill()
 
 
+def setup_address(data):
+    """The one-time setup address a first start prints (waits up to 5 s for it)."""
+    import re
+    log = ""
+    for _ in range(50):
+        log = open(os.path.join(data, "server.log")).read()
+        if "Create the first administrator at" in log:
+            break
+        time.sleep(0.1)
+    return re.search(r"Create the first administrator at (\S+)", log).group(1)
+
+
 @pytest.fixture
 def make_server():
     """Starts courier with extra `serve` arguments (`{port}` is replaced by its port)."""

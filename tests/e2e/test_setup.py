@@ -1,10 +1,8 @@
 """First run without the command line (SPEC §7): `courier serve` on an empty data folder prints a
 one-time setup address; in Chromium it creates the first administrator, who lands signed in."""
 import os
-import re
 import shutil
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
@@ -12,20 +10,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import OUTPUT, Server
+from conftest import OUTPUT, Server, setup_address
 
 
 def test_first_run_setup_in_chromium(browser):
     data = tempfile.mkdtemp(prefix="courier-e2e-")
     server = Server(data).start()
     try:
-        log = ""
-        for _ in range(50):
-            log = open(os.path.join(data, "server.log")).read()
-            if "Create the first administrator at" in log:
-                break
-            time.sleep(0.1)
-        url = re.search(r"Create the first administrator at (\S+)", log).group(1)
+        url = setup_address(data)
         assert url.startswith(server.url + "/setup/")
         d = browser
         wait = WebDriverWait(d, 20)

@@ -3,16 +3,14 @@ reviewer and asks for approval of official releases; the developer uploads a pac
 requests an official release; clients do not see it until the reviewer approves; the audit
 page lists each step. Screenshots are kept in test-output/."""
 import os
-import re
 import shutil
 import tempfile
-import time
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import OUTPUT, Server
+from conftest import OUTPUT, Server, setup_address
 from test_journey import fill_package_form
 from test_release import update
 from zips import sample
@@ -47,13 +45,7 @@ def test_a_developer_asks_and_a_reviewer_approves(browser, tmp_path):
     d = browser
     wait = WebDriverWait(d, 20)
     try:
-        log = ""
-        for _ in range(50):
-            log = open(os.path.join(data, "server.log")).read()
-            if "Create the first administrator at" in log:
-                break
-            time.sleep(0.1)
-        d.get(re.search(r"Create the first administrator at (\S+)", log).group(1))
+        d.get(setup_address(data))
         d.find_element(By.ID, "name").send_keys("root")
         d.find_element(By.ID, "password").send_keys("root-password-1")
         d.find_element(By.ID, "password2").send_keys("root-password-1")
