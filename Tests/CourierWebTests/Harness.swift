@@ -26,7 +26,7 @@ struct Harness: Sendable {
         config.resourcesDirectory = repository
         config.publicURL = publicURL
         config.consoleURL = consoleURL
-        let services = try await buildServices(config, logger: Logger(label: "test"))
+        let services = try await buildServices(config, logger: quietLogger)
         return Harness(dir: dir, services: services)
     }
 
@@ -35,7 +35,7 @@ struct Harness: Sendable {
     }
 
     func test(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
-        let app = Application(router: buildRouter(services))
+        let app = Application(router: buildRouter(services), logger: quietLogger)
         try await app.test(.router) { client in try await body(client) }
     }
 
@@ -43,7 +43,7 @@ struct Harness: Sendable {
     /// update API's event-loop path lives).
     func testLive(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
         let app = Application(router: buildRouter(services), server: httpServer(services),
-                              configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: Logger(label: "test"))
+                              configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: quietLogger)
         try await app.test(.live) { client in try await body(client) }
     }
 
@@ -240,3 +240,10 @@ func assertThrows<T>(_ a: @autoclosure () async throws -> T, _ message: String =
                      _ check: (Error) -> Void = { _ in }) async {
     do { _ = try await a(); XCTFail("no error thrown. \(message)", file: file, line: line) } catch { check(error) }
 }
+
+/// Tests log warnings and errors only: a line per request and per change would bury the test output.
+let quietLogger: Logger = {
+    var logger = Logger(label: "test")
+    logger.logLevel = .warning
+    return logger
+}()
