@@ -121,6 +121,9 @@ public struct TaskDraft: Sendable {
 
     public static func parseTime(_ text: String) -> Date? {
         let t = text.trimmingCharacters(in: .whitespaces)
+        // A time is short ASCII. Anything else is refused before Foundation reads it: its ISO 8601
+        // parser traps on some non-ASCII text (fuzz-task found `…10:00:0` + U+0325).
+        guard !t.isEmpty, t.utf8.count <= 40, t.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
         if let d = try? Date(t, strategy: .iso8601) { return d }
         // `2026-11-25T18:00` (datetime-local) or `2026-11-25 18:00`: read as UTC.
         let f = DateFormatter()
