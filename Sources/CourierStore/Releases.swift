@@ -288,7 +288,7 @@ extension Store {
     /// Creates a task for a package; at most one unfinished task per package.
     public func createTask(_ task: TaskRecord, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.create", subject: "\(task.appId) \(task.version)") { db in
-            guard var package = try PackageRecord.fetchOne(db, key: task.packageId) else { throw NotFound("There is no such package.") }
+            guard try PackageRecord.exists(db, key: task.packageId) else { throw NotFound("There is no such package.") }
             if let open = try TaskRecord.filter(TaskRecord.Columns.packageId == task.packageId)
                 .filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchOne(db) {
                 throw Conflict("Package \(task.appId) \(task.version) already has an unfinished task (\(open.id ?? 0)); finish it first.")
@@ -298,8 +298,7 @@ extension Store {
             let waits = t.type == "official" ? settings.officialNeedsApproval : settings.grayNeedsApproval
             if waits { t.requestApproval(for: "release", by: actor) }
             try t.insert(db)
-            package.status = t.packageStatus
-            try package.update(db)
+            try Store.refreshPackageStatus(db, task.packageId)
             var detail = ["task": String(t.id ?? 0), "type": t.type, "mode": t.mode]
             if waits { detail["approval"] = "awaiting" }
             return (t, detail)

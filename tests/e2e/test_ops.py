@@ -41,6 +41,16 @@ def slow_upload(server, token, path, version, pause, result):
         result["error"] = repr(e)
 
 
+def start_slow_upload(server, token, path, pause, until_bytes):
+    """Starts slow_upload in a thread and returns once `until_bytes` are sent: (thread, result)."""
+    result = {}
+    t = threading.Thread(target=slow_upload, args=(server, token, path, "1.0.0.1", pause, result))
+    t.start()
+    while result.get("sent", 0) < until_bytes:
+        time.sleep(0.05)
+    return t, result
+
+
 def accepts(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -54,11 +64,7 @@ def test_a_stop_signal_lets_a_running_upload_finish(make_server, tmp_path, sig):
     server = make_server()
     token = prepare(server)
     path = large(str(tmp_path / "big.zip"), 16)
-    result = {}
-    t = threading.Thread(target=slow_upload, args=(server, token, path, "1.0.0.1", 0.15, result))
-    t.start()
-    while result.get("sent", 0) < 3 << 20:
-        time.sleep(0.05)
+    t, result = start_slow_upload(server, token, path, 0.15, 3 << 20)
     server.proc.send_signal(sig)
     deadline = time.time() + 5
     while accepts(server.port) and time.time() < deadline:
@@ -76,11 +82,7 @@ def test_an_upload_beyond_the_grace_period_is_cut_and_leaves_nothing(make_server
     server = make_server("--grace-period", "1")
     token = prepare(server)
     path = large(str(tmp_path / "big.zip"), 16)
-    result = {}
-    t = threading.Thread(target=slow_upload, args=(server, token, path, "1.0.0.1", 0.5, result))
-    t.start()
-    while result.get("sent", 0) < 2 << 20:
-        time.sleep(0.05)
+    t, result = start_slow_upload(server, token, path, 0.5, 2 << 20)
     started = time.time()
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(20)
