@@ -5,8 +5,9 @@ document.addEventListener("DOMContentLoaded", function () {
     a.addEventListener("click", function (e) { if (history.length > 1) { e.preventDefault(); history.back(); } });
   });
 
-  // The form asks before it acts, or the button that was pressed does (approve / reject).
-  var asking = Array.prototype.slice.call(document.querySelectorAll("form[data-confirm]"));
+  // The form asks before it acts, or the button that was pressed does (approve / reject); a
+  // release task form asks its own question when the release is official (it reaches everyone).
+  var asking = Array.prototype.slice.call(document.querySelectorAll("form[data-confirm], form[data-confirm-official]"));
   document.querySelectorAll("button[data-confirm]").forEach(function (b) {
     if (b.form && asking.indexOf(b.form) < 0) asking.push(b.form);
   });
@@ -14,9 +15,22 @@ document.addEventListener("DOMContentLoaded", function () {
     form.addEventListener("submit", function (e) {
       // A preview changes nothing: only the button that acts asks first.
       if (e.submitter && e.submitter.name === "preview") return;
-      var question = (e.submitter && e.submitter.dataset.confirm) || form.dataset.confirm;
+      var official = form.querySelector("input[name=type][value=official]:checked");
+      var question = (e.submitter && e.submitter.dataset.confirm) || (official && form.dataset.confirmOfficial) || form.dataset.confirm;
       if (question && !window.confirm(question)) e.preventDefault();
     });
+  });
+
+  // Grayscale settings are off while an official release is chosen: greyed, and not sent.
+  document.querySelectorAll("form").forEach(function (form) {
+    var types = form.querySelectorAll("input[name=type]");
+    if (!types.length) return;
+    function sync() {
+      var official = !!form.querySelector("input[name=type][value=official]:checked");
+      form.querySelectorAll("fieldset[data-grayscale]").forEach(function (f) { f.disabled = official; });
+    }
+    types.forEach(function (t) { t.addEventListener("change", sync); });
+    sync();
   });
 
   document.querySelectorAll("input[type=file][data-fill]").forEach(function (input) {

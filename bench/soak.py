@@ -153,11 +153,27 @@ def console():
         c.close()
 
 
+GAUGES = {"heapInUse": 'courier_heap_bytes{state="in_use"}', "heapFree": 'courier_heap_bytes{state="free"}',
+          "sqlite": "courier_sqlite_memory_bytes", "entries": "courier_snapshot_entries", "arenas": "courier_heap_arenas"}
+gauges = []   # (time, {name: value}) from /metrics: where the memory is
+
+
 def memory():
+    last_scrape = 0
     while time.time() < stop:
         with open(f"/proc/{pid}/status") as f:
             rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) // 1024
         samples.append((time.time(), rss))
+        if time.time() - last_scrape >= 30:
+            last_scrape = time.time()
+            status, text, _ = request("GET", "/metrics")
+            if status == 200:
+                values = {}
+                for line in text.decode().splitlines():
+                    for name, key in GAUGES.items():
+                        if line.startswith(key + " "):
+                            values[name] = float(line.split()[-1])
+                gauges.append((time.time(), values))
         time.sleep(5)
 
 
@@ -177,7 +193,12 @@ warm = [rss for t, rss in samples if t - start >= min(120, seconds / 5)]
 by_minute = {}
 for t, rss in samples:
     by_minute[int((t - start) // 60)] = rss
-result = {"seconds": seconds, "rssByMinuteMB": [by_minute[k] for k in sorted(by_minute)], "requests": counts, "failed": {k: len(v) for k, v in failures.items()},
+gauges_by_minute = {}
+for t, values in gauges:
+    gauges_by_minute[int((t - start) // 60)] = values
+where = {name: [round(gauges_by_minute[k].get(name, 0) / (1 if name in ("entries", "arenas") else 1 << 20), 1) for k in sorted(gauges_by_minute)]
+         for name in GAUGES}
+result = {"seconds": seconds, "rssByMinuteMB": [by_minute[k] for k in sorted(by_minute)], "byMinute": where, "requests": counts, "failed": {k: len(v) for k, v in failures.items()},
           "rssAfterWarmUpMB": warm[0] if warm else None, "rssEndMB": samples[-1][1] if samples else None, "peakRssMB": peak,
           "firstFailures": {k: [str(x) for x in v[:3]] for k, v in failures.items()}}
 print(json.dumps(result, indent=1))

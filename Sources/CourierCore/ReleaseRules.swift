@@ -59,6 +59,12 @@ public struct TaskDraft: Sendable {
         }
         switch type {
         case "official":
+            // Grayscale settings sent with an official release would be dropped without a word,
+            // and the release would reach everyone its sender meant to hold back.
+            if !grayscaleSettings.isEmpty {
+                errors.append(FieldError("type", "An official release goes to every client in the package's range, but grayscale settings are filled in ("
+                                         + grayscaleSettings.joined(separator: ", ") + "): clear them, or choose a grayscale release."))
+            }
             guard errors.isEmpty else { throw errors }
             return .official
         case "gray":
@@ -117,6 +123,19 @@ public struct TaskDraft: Sendable {
         }
         guard errors.isEmpty, let mode else { throw errors }
         return .gray(mode, rules: checked)
+    }
+
+    /// The grayscale-only settings that are filled in (a mode alone is not one: the form's
+    /// radio always sends one).
+    public var grayscaleSettings: [String] {
+        var filled: [String] = []
+        if !whitelistIds.isEmpty { filled.append("whitelists") }
+        if !endTime.trimmingCharacters(in: .whitespaces).isEmpty || !userCount.trimmingCharacters(in: .whitespaces).isEmpty {
+            filled.append("time window")
+        }
+        if !percentage.trimmingCharacters(in: .whitespaces).isEmpty { filled.append("percentage") }
+        if rules.contains(where: { !$0.field.isEmpty }) { filled.append("advanced rules") }
+        return filled
     }
 
     public static func parseTime(_ text: String) -> Date? {

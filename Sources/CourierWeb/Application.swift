@@ -197,7 +197,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
     return Application(router: buildRouter(services),
                        server: httpServer(services),
                        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Courier"),
-                       services: [WindowCloser(actions: services.actions, logger: logger)],
+                       services: [Housekeeping(actions: services.actions, logger: logger)],
                        eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
                            ?? .singleton,
                        logger: logger)
@@ -227,9 +227,10 @@ func publicKeyResponse(_ services: Services) async throws -> Response {
                     body: .init(byteBuffer: ByteBuffer(string: key.publicKeyPEM)))
 }
 
-/// Finishes time-window tasks at their end time, checking every few seconds; removes batch
-/// imports left unsubmitted past their 24 hours every ten minutes.
-struct WindowCloser: Service {
+/// Finishes time-window tasks at their end time, checking every few seconds; gives the
+/// allocator's free pages back every minute; removes batch imports left unsubmitted past their
+/// 24 hours every ten minutes.
+struct Housekeeping: Service {
     let actions: Actions
     let logger: Logger
 
@@ -245,6 +246,7 @@ struct WindowCloser: Service {
                     logger.error("Could not finish ended time windows", metadata: ["error": "\(error)"])
                 }
                 rounds += 1
+                if rounds % 6 == 0 { Allocator.trim() }
                 if rounds % 60 == 0 {   // every ten minutes: imports past their 24 hours
                     do {
                         let n = try await actions.store.sweepImports(startingUp: false)

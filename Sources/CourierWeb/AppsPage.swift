@@ -13,7 +13,8 @@ struct AppsPage {
     }
 
     let chrome: Chrome
-    let q: String
+    /// The search, nil when there is none (an empty string is true to Mustache).
+    let q: String?
     let rows: [Row]
     let pager: Pager
     let canEdit: Bool
@@ -26,7 +27,7 @@ struct AppsPage {
 
     init(_ page: Page<AppSummary>, query q: String, user: UserRecord, chrome: Chrome) {
         self.chrome = chrome
-        self.q = q
+        self.q = q.isEmpty ? nil : q
         rows = page.items.map {
             Row(id: $0.id, name: $0.name, type: $0.type?.rawValue ?? "—", packageCount: $0.packageCount,
                 latestVersion: $0.latestVersion ?? "—", url: Route.app.path($0.id))

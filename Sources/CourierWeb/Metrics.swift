@@ -1,4 +1,5 @@
 import CourierCore
+import CourierStore
 import Foundation
 import Hummingbird
 import Metrics
@@ -27,6 +28,11 @@ public final class CourierMetrics: Sendable {
     let snapshotTasks: Metrics.Gauge
     let snapshotEntries: Metrics.Gauge
     let admissions: Metrics.Counter
+    let residentBytes: Metrics.Gauge
+    let heapInUseBytes: Metrics.Gauge
+    let heapFreeBytes: Metrics.Gauge
+    let sqliteBytes: Metrics.Gauge
+    let heapArenas: Metrics.Gauge
     private let requests = NIOLockedValueBox([RequestKey: (Metrics.Counter, Metrics.Timer)]())
 
     struct RequestKey: Hashable {
@@ -60,6 +66,11 @@ public final class CourierMetrics: Sendable {
         snapshotTasks = Metrics.Gauge(label: "courier_snapshot_tasks", factory: factory)
         snapshotEntries = Metrics.Gauge(label: "courier_snapshot_entries", factory: factory)
         admissions = counter("courier_time_window_admissions_total")
+        residentBytes = Metrics.Gauge(label: "courier_process_resident_bytes", factory: factory)
+        heapInUseBytes = Metrics.Gauge(label: "courier_heap_bytes", dimensions: [("state", "in_use")], factory: factory)
+        heapFreeBytes = Metrics.Gauge(label: "courier_heap_bytes", dimensions: [("state", "free")], factory: factory)
+        sqliteBytes = Metrics.Gauge(label: "courier_sqlite_memory_bytes", factory: factory)
+        heapArenas = Metrics.Gauge(label: "courier_heap_arenas", factory: factory)
     }
 
     /// One answered request, by its route pattern (never the raw path: bounded labels).
@@ -88,7 +99,21 @@ public final class CourierMetrics: Sendable {
         }
     }
 
-    public func text() -> String { registry.emitToString() }
+    /// The process's memory, read when `/metrics` is scraped: resident set, the C heap (in use,
+    /// and held free by the allocator), and SQLite's own allocations (page caches included).
+    private func recordMemory() {
+        let memory = ProcessMemory.read()
+        residentBytes.record(memory.resident)
+        heapInUseBytes.record(memory.heapInUse)
+        heapFreeBytes.record(memory.heapFree)
+        sqliteBytes.record(memory.sqlite)
+        heapArenas.record(memory.arenas)
+    }
+
+    public func text() -> String {
+        recordMemory()
+        return registry.emitToString()
+    }
 }
 
 /// Counts every request the router answers, by route pattern, method and status, with its time.

@@ -18,6 +18,8 @@ struct TaskSettingsForm {
     let preview: String?
     let errors: [String: String]
     let whitelistsURL = Route.whitelists.path()
+    /// The end time is read as UTC: the form says what time that is now.
+    let nowUTC = displayDate.string(from: Date())
 
     static let ruleRows = 3
 

@@ -64,7 +64,8 @@ struct TaskPage {
     }
 
     init(_ t: TaskRecord, app: AppRecord, package p: PackageRecord, whitelistNames: [Int64: String], events: [String: Int], admitted: Int,
-         history: [AuditRecord], user: UserRecord, failure: FormFailure, typedComment: String = "", chrome: Chrome) {
+         history: [AuditRecord], user: UserRecord, failure: FormFailure, typedComment: String = "", typedPercentage: String? = nil,
+         chrome: Chrome) {
         self.chrome = chrome
         let id = t.id ?? 0
         self.id = id
@@ -82,7 +83,7 @@ struct TaskPage {
         comment = typedComment
         self.history = [Step(when: displayDate.string(from: t.createdAt), who: t.createdBy, what: "created")]
             + history.map { Step(when: String($0.at.prefix(16)).replacingOccurrences(of: "T", with: " "), who: $0.user,
-                                  what: String($0.action.dropFirst(5))) }
+                                  what: Self.historyWords($0)) }
         let status = t.taskStatus
         var ops: [(String, String, String)] = []
         if user.role.may(.editReleases) {
@@ -99,10 +100,15 @@ struct TaskPage {
             if t.type == "official", !t.rolledBack, !t.neverReleased, [.releasing, .paused, .finished].contains(status) {
                 ops.append(("rollback", "Roll back", "Roll back \(t.version)? Clients that have it are told to go back to the previous official version."))
             }
-            if status.hasEnded { ops.append(("delete", "Delete", "Delete task \(id)?")) }
+            if status.hasEnded {
+                ops.append(("delete", "Delete", t.rolledBack
+                    ? "Delete task \(id)? Its rollback ends with it: clients that have \(t.version) are no longer told to go back."
+                    : "Delete task \(id)?"))
+            }
         }
         operations = ops.map { Operation(name: $0.0, label: $0.1, confirm: $0.2, action: Route.taskOperation.path(String(id), $0.0), id: "op-\($0.0)") }
-        percentage = t.mode == "percentage" && [.releasing, .paused].contains(status) && user.role.may(.editReleases) ? String(format: "%g", t.percentage ?? 0) : nil
+        percentage = t.mode == "percentage" && [.releasing, .paused].contains(status) && user.role.may(.editReleases)
+            ? typedPercentage ?? String(format: "%g", t.percentage ?? 0) : nil
         percentageAction = Route.taskOperation.path(String(id), "percentage")
         errors = failure.fields
         formError = failure.formError
@@ -110,6 +116,15 @@ struct TaskPage {
         createdAt = displayDate.string(from: t.createdAt)
         appURL = Route.app.path(t.appId)
         packageURL = Route.package.path(t.appId, t.version)
+    }
+
+    /// A history line: the operation, and for a new percentage what it was and became.
+    static func historyWords(_ r: AuditRecord) -> String {
+        let what = String(r.action.dropFirst(5))
+        guard r.action == "task.percentage", let data = r.detail.data(using: .utf8),
+              let detail = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let from = (detail["from"] as? String).flatMap(Double.init), let to = (detail["to"] as? String).flatMap(Double.init) else { return what }
+        return String(format: "percentage %g %% → %g %%", from, to)
     }
 
     static func approvalBox(_ t: TaskRecord, user: UserRecord) -> ApprovalBox? {

@@ -31,7 +31,7 @@ struct TasksController {
         }
         routes.get(.batchRelease, needs: .editReleases) { request, context in
             var draft = TaskDraft()
-            draft.type = "official"
+            draft.type = "gray"   // as on a package's own form: the release that reaches everyone is chosen, never assumed
             draft.mode = "whitelist"
             return try await batch(context, search: request.uri.queryParameters["q"].map(String.init) ?? "", chosen: [], draft: draft,
                                    failure: .none, preview: nil, outcomes: nil)
@@ -86,7 +86,8 @@ struct TasksController {
                 return Response.redirect(to: Route.task.path(String(id)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
-                return try await page(context, failure: failure)
+                return try await page(context, failure: failure,
+                                      typedPercentage: context.parameters.get("operation") == "percentage" ? context.form["percentage"] : nil)
             }
         }
     }
@@ -116,7 +117,7 @@ struct TasksController {
             preview: preview, outcomes: outcomes, chrome: Chrome(context, section: .apps)), status: failure.status)
     }
 
-    func page(_ context: SignedInContext, failure: FormFailure, typedComment: String = "") async throws -> Response {
+    func page(_ context: SignedInContext, failure: FormFailure, typedComment: String = "", typedPercentage: String? = nil) async throws -> Response {
         let t = try await task(context)
         let id = t.id ?? 0
         guard let p = try await services.store.package(t.appId, t.version), let app = try await services.store.app(t.appId) else {
@@ -127,7 +128,8 @@ struct TasksController {
         let model = TaskPage(t, app: app, package: p, whitelistNames: names, events: try await services.store.eventCounts(task: id),
                              admitted: services.delivery.ledger.count(id),
                              history: try await services.store.auditEntries(subject: String(id), actionPrefix: "task."),
-                             user: context.user, failure: failure, typedComment: typedComment, chrome: Chrome(context, section: .apps))
+                             user: context.user, failure: failure, typedComment: typedComment, typedPercentage: typedPercentage,
+                             chrome: Chrome(context, section: .apps))
         return services.views.render("task", model, status: failure.status)
     }
 }

@@ -66,7 +66,8 @@ struct WhitelistPage {
     let kind: String
     let count: Int
     let shown: [String]
-    let more: Int
+    /// Values not shown; nil when all are (0 is true to Mustache).
+    let more: Int?
     let usedBy: [TaskLink]
     let canEdit: Bool
     let values: String
@@ -86,7 +87,7 @@ struct WhitelistPage {
         count = all.count
         let sorted = all.sorted()
         shown = Array(sorted.prefix(500))
-        more = max(0, sorted.count - 500)
+        more = sorted.count > 500 ? sorted.count - 500 : nil
         usedBy = tasks.map { TaskLink(label: "Task \($0.id ?? 0) (\($0.appId) \($0.version))", url: Route.task.path(String($0.id ?? 0))) }
         canEdit = user.role.may(.editReleases)
         values = form["values"]

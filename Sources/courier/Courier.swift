@@ -86,6 +86,7 @@ struct Serve: AsyncParsableCommand {
         }
         let grace = gracePeriod ?? env["COURIER_GRACE_PERIOD"].flatMap { Int($0) } ?? 30
         guard grace >= 0 else { fail("--grace-period must be zero or more seconds.") }
+        Allocator.configure()
         let app = try await buildApplication(config)
         // SIGTERM or SIGINT: stop accepting, let running requests finish for up to the grace
         // period, then cancel what is left and exit.

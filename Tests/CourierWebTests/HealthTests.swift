@@ -42,6 +42,15 @@ final class HealthTests: XCTestCase {
             XCTAssertTrue(text.contains("courier_ingest_duration_seconds_count 3"), "the harness's two and this one")
             XCTAssertTrue(text.contains(#"courier_http_request_duration_seconds_bucket{route="/api/v1/apps/{id}/packages",method="POST""#), text)
             XCTAssertFalse(text.contains(token), "no secret in the metrics")
+            // The process's memory, read at each scrape: where an operator sees growth come from.
+            func gauge(_ name: String) -> Double? {
+                text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+            }
+            XCTAssertGreaterThan(gauge("courier_process_resident_bytes") ?? 0, 1_000_000, text)
+            XCTAssertGreaterThan(gauge(#"courier_heap_bytes{state="in_use"}"#) ?? 0, 100_000, text)
+            XCTAssertNotNil(gauge(#"courier_heap_bytes{state="free"}"#), text)
+            XCTAssertGreaterThan(gauge("courier_heap_arenas") ?? 0, 0, text)
+            XCTAssertGreaterThan(gauge("courier_sqlite_memory_bytes") ?? 0, 0, "the store's connections hold page caches")
         }
         XCTAssertTrue(HealthController.mayReadMetrics(remoteIP: "127.0.0.1", authorization: nil, token: nil))
         XCTAssertTrue(HealthController.mayReadMetrics(remoteIP: "::1", authorization: nil, token: nil))
@@ -66,5 +75,29 @@ final class HealthTests: XCTestCase {
             try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
             await assertEqual(try await client.execute(uri: "/readyz", method: .get).status, .ok, "ready again")
         }
+    }
+
+    func testMallocInfoTotalsCoverEveryArena() {
+        let xml = """
+        <malloc version="1">
+        <heap nr="0"><sizes></sizes><total type="fast" count="0" size="0"/><total type="rest" count="1" size="10"/>
+        <system type="current" size="100"/></heap>
+        <heap nr="1"><sizes></sizes><total type="fast" count="2" size="5"/><total type="rest" count="1" size="20"/>
+        <system type="current" size="200"/></heap>
+        <total type="fast" count="2" size="5"/>
+        <total type="rest" count="2" size="30"/>
+        <total type="mmap" count="1" size="4096"/>
+        <system type="current" size="300"/>
+        <system type="max" size="300"/>
+        </malloc>
+        """
+        var m = ProcessMemory()
+        m.readMallocInfo(xml)
+        XCTAssertEqual(m.arenas, 2)
+        XCTAssertEqual(m.heapFree, 35)
+        XCTAssertEqual(m.heapInUse, 300 - 35 + 4096)
+        let live = ProcessMemory.read()
+        XCTAssertGreaterThan(live.resident, 0)
+        XCTAssertGreaterThan(live.heapInUse, 0)
     }
 }

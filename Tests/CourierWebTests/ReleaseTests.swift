@@ -125,7 +125,9 @@ final class ReleaseTests: XCTestCase {
                                      (#"{"type":"gray","mode":"whitelist","whitelistIds":[999]}"#, "whitelistIds"),
                                      (#"{"type":"gray","mode":"timeWindow","endTime":"2020-01-01T00:00:00Z","userCount":5}"#, "endTime"),
                                      (#"{"type":"gray","mode":"timeWindow","endTime":"2099-01-01T00:00:00Z","userCount":5}"#, "endTime"),
-                                     (#"{"type":"gray","mode":"percentage","percentage":5,"rules":[{"field":"city","op":"between","values":["a","b"]}]}"#, "rules.0")] {
+                                     (#"{"type":"gray","mode":"percentage","percentage":5,"rules":[{"field":"city","op":"between","values":["a","b"]}]}"#, "rules.0"),
+                                     (#"{"type":"official","mode":"percentage","percentage":5}"#, "type"),
+                                     (#"{"type":"official","rules":[{"field":"network","op":"in","values":["WIFI"]}]}"#, "type")] {
                 let r = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json: body)
                 XCTAssertEqual(r.status, .unprocessableContent, body)
                 XCTAssertEqual(field(r), expected, "\(body): \(r.text)")
@@ -246,6 +248,56 @@ final class ReleaseConsoleTests: XCTestCase {
             let inUse = try await b.post(listURL + "/delete", [])
             XCTAssertEqual(inUse.status, .conflict)
             XCTAssertTrue(inUse.text.contains("unfinished task"), inUse.text)
+
+            // A notice is shown only when this server wrote it: a link cannot speak in the console's voice.
+            let forged = try await b.get(listURL + "?notice=Your%20session%20expired.%20Sign%20in%20at%20evil.example&ns=AAAA")
+            XCTAssertFalse(forged.text.contains("evil.example"), forged.text)
+            await assertFalse(try await b.get("/whitelists?notice=Sign%20in%20at%20evil.example").text.contains("evil.example"))
+            let notice = try XCTUnwrap(added.headers[.location])
+            XCTAssertTrue(notice.contains("ns="), notice)
+            await assertFalse(try await b.get(notice.replacingOccurrences(of: "notice=1", with: "notice=9")).text.contains("9 new value"),
+                              "an altered notice is not shown")
+
+            // An official task with grayscale settings filled in is refused, not stripped.
+            let official = try await b.post("/apps/20171228/packages/1.0.0.1/tasks", [("type", "official"), ("mode", "whitelist"),
+                                                                                    ("whitelistIds", String(wl)), ("ruleField.0", "city"),
+                                                                                    ("ruleOp.0", "in"), ("ruleValues.0", "Hangzhou")])
+            XCTAssertEqual(official.status, .unprocessableContent)
+            XCTAssertTrue(official.text.contains(#"id="error-type""#) && official.text.contains("whitelists, advanced rules"), official.text)
+        }
+    }
+}
+
+extension ReleaseConsoleTests {
+    func testAPercentageChangeKeepsWhatWasTypedAndTheHistorySaysFromWhatToWhat() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("alice")
+        var official = TaskDraft()
+        official.type = "official"
+        let first = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: "1.0.0.1", draft: official)
+        var gray = TaskDraft()
+        gray.type = "gray"
+        gray.mode = "percentage"
+        gray.percentage = "10"
+        let task = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: "1.0.0.2", draft: gray)
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let url = "/tasks/\(task.id ?? 0)"
+            let refused = try await b.post(url + "/percentage", [("percentage", "150")])
+            XCTAssertEqual(refused.status, .unprocessableContent)
+            XCTAssertTrue(refused.text.contains(#"id="error-percentage""#) && refused.text.contains(#"name="percentage" value="150""#), refused.text)
+            await assertEqual(try await b.post(url + "/percentage", [("percentage", "30")]).status, .seeOther)
+            let page = try await b.get(url).text
+            XCTAssertTrue(page.contains("percentage 10 % → 30 %"), page)
+            XCTAssertTrue(page.contains("lowering it stops offering"), "the question fits a lower percentage too")
+
+            // Deleting a rolled-back task ends its rollback: the question says so.
+            await assertEqual(try await b.post(url + "/promote", []).status, .seeOther)
+            await assertEqual(try await b.post(url + "/rollback", []).status, .seeOther, "a rollback finishes the task")
+            let ended = try await b.get(url).text
+            XCTAssertTrue(ended.contains("Its rollback ends with it: clients that have 1.0.0.2 are no longer told to go back."), ended)
+            XCTAssertFalse(try await b.get("/tasks/\(first.id ?? 0)").text.contains("Its rollback ends"))
         }
     }
 }
@@ -273,6 +325,13 @@ final class BatchReleaseTests: XCTestCase {
 
             let form = try await b.get("/releases/batch").text
             XCTAssertTrue(form.contains(#"id="app-20171228""#) && form.contains(#"id="app-30000001""#), form)
+            XCTAssertTrue(form.contains(#"value="gray" id="type-gray" checked"#), "grayscale is the default, as on a package's own form")
+            XCTAssertTrue(form.contains("data-confirm-official="), "an official release asks first")
+            let mixed = try await b.post("/releases/batch", [("apps", "20171228"), ("type", "official"), ("mode", "whitelist"),
+                                                             ("percentage", "5"), ("ruleField.0", "network"), ("ruleOp.0", "in"), ("ruleValues.0", "WIFI")])
+            XCTAssertEqual(mixed.status, .unprocessableContent, "grayscale settings are never dropped silently")
+            XCTAssertTrue(mixed.text.contains(#"id="error-type""#) && mixed.text.contains("percentage, advanced rules"), mixed.text)
+            await assertEqual(try await h.store.allTasks().count, 1, "nothing created")
             XCTAssertFalse(form.contains(#"id="app-30000002""#), "an app whose newest version is releasing is not offered")
             XCTAssertFalse(form.contains(#"id="app-30000003""#), "an app without packages is not offered")
             let narrowed = try await b.get("/releases/batch?q=App%2030000001").text

@@ -46,8 +46,12 @@ def test_release_journey(server, browser, tmp_path):
     # An official release of 1.0.0.1 from its package page.
     d.get(server.url + "/apps/20171228/packages/1.0.0.1")
     d.find_element(By.ID, "create-release-task").click()
+    assert d.find_element(By.ID, "percentage").is_enabled(), "grayscale is the default"
     d.find_element(By.ID, "type-official").click()
+    assert not d.find_element(By.ID, "percentage").is_enabled(), "grayscale settings are off for an official release"
     d.find_element(By.ID, "create-task").click()
+    assert "officially" in wait.until(EC.alert_is_present()).text, "an official release asks first"
+    d.switch_to.alert.accept()
     wait.until(EC.presence_of_element_located((By.ID, "task-status")))
     assert update(server, "u-1") == ["1.0.0.1"]
 
@@ -125,7 +129,8 @@ def test_batch_release_journey(server, browser, tmp_path):
     assert d.find_element(By.ID, "app-20171228").is_selected(), "the choice survives the preview"
     shot(d, "14-batch-release-form")
     d.find_element(By.ID, "create-batch").click()
-    wait.until(EC.alert_is_present()).accept()
+    assert "official" in wait.until(EC.alert_is_present()).text
+    d.switch_to.alert.accept()
     result = wait.until(EC.presence_of_element_located((By.ID, "batch-result"))).text
     assert "2 created, 0 not created" in result, result
     shot(d, "15-batch-release-result")

@@ -85,6 +85,7 @@ def test_a_developer_asks_and_a_reviewer_approves(browser, tmp_path):
         d.find_element(By.ID, "type-official").click()
         d.find_element(By.ID, "description").send_keys("# Checkout 1.0.0.1\n\nFirst release.")
         d.find_element(By.ID, "create-task").click()
+        wait.until(EC.alert_is_present()).accept()   # an official release asks first
         status = wait.until(EC.presence_of_element_located((By.ID, "task-status")))
         assert status.text == "Awaiting approval"
         assert "dev asked for approval" in d.find_element(By.ID, "approval-request").text
