@@ -12,6 +12,8 @@ public struct ProcessMemory: Sendable, Equatable {
     public var arenas: Int = 0
     public var sqlite: Int = 0
 
+    public init() {}
+
     public static func read() -> ProcessMemory {
         var m = ProcessMemory()
         // /proc/self/statm: size resident shared … in pages.

@@ -297,7 +297,7 @@ extension ReleaseConsoleTests {
             await assertEqual(try await b.post(url + "/rollback", []).status, .seeOther, "a rollback finishes the task")
             let ended = try await b.get(url).text
             XCTAssertTrue(ended.contains("Its rollback ends with it: clients that have 1.0.0.2 are no longer told to go back."), ended)
-            XCTAssertFalse(try await b.get("/tasks/\(first.id ?? 0)").text.contains("Its rollback ends"))
+            await assertFalse(try await b.get("/tasks/\(first.id ?? 0)").text.contains("Its rollback ends"))
         }
     }
 }
