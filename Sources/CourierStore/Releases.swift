@@ -295,7 +295,11 @@ extension Store {
             }
             var t = task
             let settings = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
-            let waits = t.type == "official" ? settings.officialNeedsApproval : settings.grayNeedsApproval
+            // A grayscale release to 100 % of devices reaches everyone an official one would:
+            // when official releases need a reviewer, so does it.
+            let everyone = t.type == "gray" && t.mode == "percentage" && (t.percentage ?? 0) >= 100
+            let waits = t.type == "official" ? settings.officialNeedsApproval
+                : settings.grayNeedsApproval || (everyone && settings.officialNeedsApproval)
             if waits { t.requestApproval(for: "release", by: actor) }
             try t.insert(db)
             try Store.refreshPackageStatus(db, task.packageId)
@@ -356,6 +360,10 @@ extension Store {
                 throw Conflict("Only an unfinished percentage task takes a new percentage.", field: "percentage")
             }
             let before = t.percentage ?? 0
+            if percentage >= 100, (try SettingsRecord.fetchOne(db, key: 1))?.officialNeedsApproval == true {
+                throw Conflict("100 % reaches every client, and official releases need a reviewer's approval: promote the task to official instead.",
+                               field: "percentage")
+            }
             t.percentage = percentage
             try t.update(db)
             return (t, ["from": String(before), "to": String(percentage)])

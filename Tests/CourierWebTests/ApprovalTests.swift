@@ -147,6 +147,30 @@ final class ApprovalTests: XCTestCase {
         }
     }
 
+    /// 100 % of devices is everyone: with official releases needing a reviewer, it does too.
+    func testAGrayscaleReleaseToEveryDeviceWaitsLikeAnOfficialOne() async throws {
+        let (h, devToken, reviewerToken, _) = try await harness()
+        defer { h.cleanUp() }
+        _ = try await h.store.setApprovalRules(official: true, gray: false, by: .commandLine)
+        try await h.test { client in
+            let dev = APITests.Caller(client: client, token: devToken)
+            let c = ReleaseTests.Client(client: client)
+            let all = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json: #"{"type":"gray","mode":"percentage","percentage":100}"#)
+            XCTAssertEqual(all.json["status"] as? String, "awaitingApproval", all.text)
+            await assertEqual(try await c.versions(user: "u-2"), [], "nobody gets it before a reviewer approves")
+            let allID = try XCTUnwrap(all.json["id"] as? Int)
+            await assertEqual(try await APITests.Caller(client: client, token: reviewerToken).call(.post, "/api/v1/tasks/\(allID)/approve").status, .ok)
+
+            let some = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks", json: #"{"type":"gray","mode":"percentage","percentage":20}"#)
+            XCTAssertEqual(some.json["status"] as? String, "releasing", "a part of the devices does not wait: \(some.text)")
+            let id = try XCTUnwrap(some.json["id"] as? Int)
+            let raised = try await dev.call(.patch, "/api/v1/tasks/\(id)", json: #"{"percentage":100}"#)
+            XCTAssertEqual(raised.status, .conflict, "raising it to everyone would pass the reviewer by")
+            XCTAssertTrue(raised.text.contains("promote the task to official instead"), raised.text)
+            await assertEqual(try await dev.call(.patch, "/api/v1/tasks/\(id)", json: #"{"percentage":99.99}"#).status, .ok)
+        }
+    }
+
     func testGrayscaleReleasesWaitWhenTheSecondSettingAsks() async throws {
         let (h, devToken, reviewerToken, _) = try await harness()
         defer { h.cleanUp() }
