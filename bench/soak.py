@@ -202,5 +202,7 @@ result = {"seconds": seconds, "rssByMinuteMB": [by_minute[k] for k in sorted(by_
           "rssAfterWarmUpMB": warm[0] if warm else None, "rssEndMB": samples[-1][1] if samples else None, "peakRssMB": peak,
           "firstFailures": {k: [str(x) for x in v[:3]] for k, v in failures.items()}}
 print(json.dumps(result, indent=1))
-flat = warm and samples[-1][1] - warm[0] <= max(15, warm[0] // 5)
+# Flat: after warm-up, RSS grows by at most 10 % (8 MB at least) — the catalogue itself grows by
+# an upload every 1.5 s, and its snapshot and page caches with it (byMinute shows which).
+flat = warm and samples[-1][1] - warm[0] <= max(8, warm[0] // 10)
 sys.exit(0 if not failures and flat else 1)

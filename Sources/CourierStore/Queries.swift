@@ -191,6 +191,12 @@ extension Store {
         try await db.read { db in try PackageRecord.fetchAll(db) }
     }
 
+    /// The packages some release task names: all the delivery snapshot needs (a catalogue of
+    /// mostly unreleased versions is not read after every change).
+    public func packagesWithTasks() async throws -> [PackageRecord] {
+        try await db.read { db in try PackageRecord.filter(sql: "id IN (SELECT packageId FROM task)").fetchAll(db) }
+    }
+
     public func files(of packageId: Int64) async throws -> [PackageFileRecord] {
         try await db.read { db in
             try PackageFileRecord.filter(PackageFileRecord.Columns.packageId == packageId).order(PackageFileRecord.Columns.path).fetchAll(db)

@@ -132,6 +132,11 @@ public final class Store: Sendable {
         registerUserMigrations(&m)
         registerApprovalMigrations(&m)
         registerTokenMigrations(&m)
+        // Each write that touches a task finds the package's tasks (one unfinished task per
+        // package, the package's status); the snapshot reads the packages tasks name.
+        m.registerMigration("v9-task-package-index") { db in
+            try db.create(index: "taskByPackage", on: "task", columns: ["packageId"])
+        }
         return m
     }
 

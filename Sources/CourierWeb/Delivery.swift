@@ -88,7 +88,7 @@ final class DeliverySnapshot: Sendable {
         var taskOfPackage: [String: [PackageVersion: Int64]] = [:]
         // Whole tables at once: a rebuild follows every change, so it must not query per app.
         let appsByID = Dictionary(try await store.allApps().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let packagesByID = Dictionary(try await store.allPackages().compactMap { p in p.id.map { ($0, p) } }, uniquingKeysWith: { a, _ in a })
+        let packagesByID = Dictionary(try await store.packagesWithTasks().compactMap { p in p.id.map { ($0, p) } }, uniquingKeysWith: { a, _ in a })
         for (appId, appTasks) in Dictionary(grouping: tasks, by: \.appId) {
             guard let app = appsByID[appId] else { continue }
             let byVersion = Dictionary(appTasks.compactMap { packagesByID[$0.packageId] }.map { ($0.version, $0) }, uniquingKeysWith: { a, _ in a })

@@ -315,8 +315,15 @@ final class ArchiveTests: XCTestCase {
 /// `courier push` zips a folder while sending it (SPEC §2 layout); what it writes must pass
 /// every rule the server applies and hold exactly the folder's bytes.
 final class FolderZipTests: XCTestCase {
-    func make(_ files: [String: [UInt8]]) throws -> String {
+    /// A temporary folder removed when the test ends.
+    func scratch() -> String {
         let dir = temporaryDirectory()
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
+
+    func make(_ files: [String: [UInt8]]) throws -> String {
+        let dir = scratch()
         for (path, bytes) in files {
             let full = dir + "/" + path
             try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
@@ -330,7 +337,7 @@ final class FolderZipTests: XCTestCase {
         var bytes: [UInt8] = []
         var chunks = 0
         while let c = try stream.next() { bytes += c; chunks += 1; XCTAssertLessThanOrEqual(c.count, 2 * chunk + 70_000, "bounded by the chunk and zlib's window") }
-        let path = temporaryDirectory() + "/out.zip"
+        let path = scratch() + "/out.zip"
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         return (try ZipReader(path: path), chunks)
     }
