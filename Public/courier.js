@@ -21,15 +21,22 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 
-  // Grayscale settings are off while an official release is chosen: greyed, and not sent.
+  // Grayscale settings are off while an official release is chosen: greyed, and not sent with
+  // the release itself. A preview sends them, so they are still there when grayscale is chosen
+  // again (the server does not judge a preview).
   document.querySelectorAll("form").forEach(function (form) {
     var types = form.querySelectorAll("input[name=type]");
-    if (!types.length) return;
+    if (!form.querySelector("fieldset[data-grayscale]") || !types.length) return;
     function sync() {
       var official = !!form.querySelector("input[name=type][value=official]:checked");
       form.querySelectorAll("fieldset[data-grayscale]").forEach(function (f) { f.disabled = official; });
     }
     types.forEach(function (t) { t.addEventListener("change", sync); });
+    form.addEventListener("submit", function (e) {
+      if (e.submitter && e.submitter.name === "preview") {
+        form.querySelectorAll("fieldset[data-grayscale]").forEach(function (f) { f.disabled = false; });
+      }
+    });
     sync();
   });
 

@@ -21,7 +21,7 @@ public struct ProcessMemory: Sendable, Equatable {
             let fields = text.split(separator: " ")
             if fields.count > 1, let pages = Int(fields[1]) { m.resident = pages * Int(sysconf(Int32(_SC_PAGESIZE))) }
         }
-        // mallinfo2 covers the main arena only; malloc_info's closing totals cover every arena.
+        // malloc_info's closing totals cover every arena (and it counts the arenas).
         if let xml = mallocInfo() { m.readMallocInfo(xml) }
         m.sqlite = Int(clamping: sqlite3_memory_used())
         return m
@@ -39,8 +39,8 @@ public struct ProcessMemory: Sendable, Equatable {
         return String(cString: buffer)
     }
 
-    /// Takes the totals after the last `</heap>`: system bytes (current, arenas plus mmapped
-    /// chunks) less the free bytes (fast and rest bins) is what is in use.
+    /// Takes the totals after the last `</heap>`: the arenas' system bytes less their free bytes
+    /// (fast and rest bins) is what is in use in them; mmapped chunks are added to it.
     public mutating func readMallocInfo(_ xml: String) {
         arenas = xml.components(separatedBy: "<heap nr=").count - 1
         let tail = xml.range(of: "</heap>", options: .backwards).map { xml[$0.upperBound...] } ?? xml[...]
@@ -68,9 +68,11 @@ public struct ProcessMemory: Sendable, Equatable {
 /// (5 → 12 MB in 10 minutes) while what was in use stayed small.
 public enum Allocator {
     /// One arena per core, and big blocks (128 KB and up) always their own mapping, returned to
-    /// the system when freed. An operator's own `GLIBC_TUNABLES` for malloc win.
+    /// the system when freed. An operator's own `GLIBC_TUNABLES` for malloc, or `MALLOC_*`
+    /// variables, win.
     public static func configure(cores: Int = ProcessInfo.processInfo.activeProcessorCount) {
-        if ProcessInfo.processInfo.environment["GLIBC_TUNABLES"]?.contains("glibc.malloc.") == true { return }
+        let env = ProcessInfo.processInfo.environment
+        if env["GLIBC_TUNABLES"]?.contains("glibc.malloc.") == true || env.keys.contains(where: { $0.hasPrefix("MALLOC_") }) { return }
         mallopt(M_ARENA_MAX, Int32(clamping: max(2, cores)))
         mallopt(M_MMAP_THRESHOLD, 128 * 1024)
     }

@@ -10,7 +10,7 @@ struct AccountController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.account, needs: .read) { request, context in
-            page(context, failure: .none, notice: Notice.read(request))
+            page(context, failure: .none, notice: Notice.read(request, for: context.user))
         }
         routes.post(.account, needs: .read) { _, context in
             do {
@@ -25,7 +25,7 @@ struct AccountController {
                 guard errors.isEmpty else { throw errors }
                 try await services.store.changeOwnPassword(context.user.name, passwordHash: try await services.passwords.hash(f["password"]),
                                                            keep: context.session?.idHash, by: context.acting)
-                return Response.redirect(to: Route.account.path([], query: Notice.query("Your password was changed; your other sessions were signed out.")))
+                return Response.redirect(to: Route.account.path([], query: Notice.query("Your password was changed; your other sessions were signed out.", for: context.user)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
                 return page(context, failure: failure, notice: nil)

@@ -1,30 +1,35 @@
+import CourierStore
 import Crypto
 import Foundation
 import Hummingbird
 
 /// The one-line notice a page shows after a redirect ("Whitelist beta was deleted."). It travels
-/// in the redirect's query with a MAC of this process, so a link made elsewhere cannot put its
-/// own words on a page in the console's voice (`?notice=Your session expired, sign in at …`):
-/// an unsigned or altered notice is not shown.
+/// in the redirect's query with a MAC of this process over the text and the signed-in user it
+/// was made for, so a link made elsewhere cannot put its own words on someone's page in the
+/// console's voice (`?notice=Your session expired, sign in at …`), not even a notice made for
+/// its maker from words they chose (a whitelist's name): an unsigned, altered or someone else's
+/// notice is not shown.
 enum Notice {
     /// This process's key (SystemRandomNumberGenerator reads getrandom).
     private static let key: [UInt8] = (0..<32).map { _ in UInt8.random(in: 0...255) }
 
     /// The query pairs to add to a redirect.
-    static func query(_ text: String) -> [(String, String)] {
-        [("notice", text), ("ns", mac(text))]
+    static func query(_ text: String, for user: UserRecord) -> [(String, String)] {
+        [("notice", text), ("ns", mac(text, user: user))]
     }
 
     /// The notice of this request, when this process signed it.
-    static func read(_ request: Request) -> String? {
+    static func read(_ request: Request, for user: UserRecord) -> String? {
         guard let text = request.uri.queryParameters["notice"].map(String.init),
-              let given = request.uri.queryParameters["ns"].map(String.init),
-              let wanted = Optional(mac(text)), given.utf8.count == wanted.utf8.count else { return nil }
+              let given = request.uri.queryParameters["ns"].map(String.init) else { return nil }
+        let wanted = mac(text, user: user)
+        guard given.utf8.count == wanted.utf8.count else { return nil }
         return zip(given.utf8, wanted.utf8).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0 ? text : nil
     }
 
-    private static func mac(_ text: String) -> String {
-        Data(HMAC<SHA256>.authenticationCode(for: Data(text.utf8), using: SymmetricKey(data: key))).base64EncodedString()
+    private static func mac(_ text: String, user: UserRecord) -> String {
+        let message = Data("\(user.id ?? 0)\u{0}\(user.name)\u{0}\(text)".utf8)
+        return Data(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key))).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 }

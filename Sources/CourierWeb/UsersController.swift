@@ -11,7 +11,7 @@ struct UsersController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.users, needs: .manageUsers) { request, context in
-            try await page(context, failure: .none, typed: nil, notice: Notice.read(request))
+            try await page(context, failure: .none, typed: nil, notice: Notice.read(request, for: context.user))
         }
         routes.post(.users, needs: .manageUsers) { _, context in
             let f = context.form
@@ -57,7 +57,7 @@ struct UsersController {
     func act(_ context: SignedInContext, typed: FormFields? = nil, _ body: () async throws -> String) async throws -> Response {
         do {
             let notice = try await body()
-            return Response.redirect(to: Route.users.path([], query: Notice.query(notice)))
+            return Response.redirect(to: Route.users.path([], query: Notice.query(notice, for: context.user)))
         } catch {
             guard let failure = FormFailure(error) else { throw error }
             return try await page(context, failure: failure, typed: typed, notice: nil)

@@ -9,7 +9,7 @@ struct WhitelistsController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.whitelists, needs: .read) { request, context in
-            try await list(context, failure: .none, notice: Notice.read(request))
+            try await list(context, failure: .none, notice: Notice.read(request, for: context.user))
         }
         routes.post(.whitelists, needs: .editReleases) { _, context in
             do {
@@ -22,7 +22,7 @@ struct WhitelistsController {
             }
         }
         routes.get(.whitelist, needs: .read) { request, context in
-            try await page(context, failure: .none, notice: Notice.read(request))
+            try await page(context, failure: .none, notice: Notice.read(request, for: context.user))
         }
         routes.post(.whitelistValues, needs: .editReleases) { _, context in
             try await change(context) {
@@ -43,7 +43,7 @@ struct WhitelistsController {
             let name = try await services.store.whitelist(whitelistID)?.0.name ?? String(whitelistID)
             do {
                 try await services.actions.deleteWhitelist(by: context.acting, id: whitelistID)
-                return Response.redirect(to: Route.whitelists.path([], query: Notice.query("Whitelist \(name) was deleted.")))
+                return Response.redirect(to: Route.whitelists.path([], query: Notice.query("Whitelist \(name) was deleted.", for: context.user)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
                 return try await page(context, failure: failure, notice: nil)
@@ -59,7 +59,7 @@ struct WhitelistsController {
     func change(_ context: SignedInContext, _ action: () async throws -> String) async throws -> Response {
         do {
             let notice = try await action()
-            return Response.redirect(to: Route.whitelist.path([String(try id(context))], query: Notice.query(notice)))
+            return Response.redirect(to: Route.whitelist.path([String(try id(context))], query: Notice.query(notice, for: context.user)))
         } catch {
             guard let failure = FormFailure(error) else { throw error }
             return try await page(context, failure: failure, notice: nil)

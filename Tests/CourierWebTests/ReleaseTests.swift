@@ -257,6 +257,11 @@ final class ReleaseConsoleTests: XCTestCase {
             XCTAssertTrue(notice.contains("ns="), notice)
             await assertFalse(try await b.get(notice.replacingOccurrences(of: "notice=1", with: "notice=9")).text.contains("9 new value"),
                               "an altered notice is not shown")
+            await assertTrue(try await b.get(notice).text.contains("1 new value added"))
+            try await h.addUser("bob")
+            let bob = try await Browser.signIn(client, "bob")
+            await assertFalse(try await bob.get(notice).text.contains("1 new value added"),
+                              "a notice made for alice (whose words could be a whitelist's name) is not shown to bob")
 
             // An official task with grayscale settings filled in is refused, not stripped.
             let official = try await b.post("/apps/20171228/packages/1.0.0.1/tasks", [("type", "official"), ("mode", "whitelist"),

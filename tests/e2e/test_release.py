@@ -47,8 +47,17 @@ def test_release_journey(server, browser, tmp_path):
     d.get(server.url + "/apps/20171228/packages/1.0.0.1")
     d.find_element(By.ID, "create-release-task").click()
     assert d.find_element(By.ID, "percentage").is_enabled(), "grayscale is the default"
+    d.find_element(By.ID, "mode-percentage").click()
+    d.find_element(By.ID, "percentage").send_keys("12")
     d.find_element(By.ID, "type-official").click()
     assert not d.find_element(By.ID, "percentage").is_enabled(), "grayscale settings are off for an official release"
+    d.find_element(By.ID, "description").send_keys("First")
+    d.find_element(By.ID, "preview-task").click()
+    wait.until(EC.presence_of_element_located((By.ID, "description-preview")))
+    d.find_element(By.ID, "type-gray").click()
+    assert d.find_element(By.ID, "percentage").get_attribute("value") == "12", "a preview keeps the grayscale settings"
+    assert d.find_element(By.ID, "mode-percentage").is_selected()
+    d.find_element(By.ID, "type-official").click()
     d.find_element(By.ID, "create-task").click()
     assert "officially" in wait.until(EC.alert_is_present()).text, "an official release asks first"
     d.switch_to.alert.accept()
