@@ -7,6 +7,7 @@ document.addEventListener("DOMContentLoaded", function () {
 
   // The form asks before it acts, or the button that was pressed does (approve / reject); a
   // release task form asks its own question when the release is official (it reaches everyone).
+  function official(form) { return !!form.querySelector("input[name=type][value=official]:checked"); }
   var asking = Array.prototype.slice.call(document.querySelectorAll("form[data-confirm], form[data-confirm-official]"));
   document.querySelectorAll("button[data-confirm]").forEach(function (b) {
     if (b.form && asking.indexOf(b.form) < 0) asking.push(b.form);
@@ -15,8 +16,7 @@ document.addEventListener("DOMContentLoaded", function () {
     form.addEventListener("submit", function (e) {
       // A preview changes nothing: only the button that acts asks first.
       if (e.submitter && e.submitter.name === "preview") return;
-      var official = form.querySelector("input[name=type][value=official]:checked");
-      var question = (e.submitter && e.submitter.dataset.confirm) || (official && form.dataset.confirmOfficial) || form.dataset.confirm;
+      var question = (e.submitter && e.submitter.dataset.confirm) || (official(form) && form.dataset.confirmOfficial) || form.dataset.confirm;
       if (question && !window.confirm(question)) e.preventDefault();
     });
   });
@@ -28,8 +28,8 @@ document.addEventListener("DOMContentLoaded", function () {
     var types = form.querySelectorAll("input[name=type]");
     if (!form.querySelector("fieldset[data-grayscale]") || !types.length) return;
     function sync() {
-      var official = !!form.querySelector("input[name=type][value=official]:checked");
-      form.querySelectorAll("fieldset[data-grayscale]").forEach(function (f) { f.disabled = official; });
+      var off = official(form);
+      form.querySelectorAll("fieldset[data-grayscale]").forEach(function (f) { f.disabled = off; });
     }
     types.forEach(function (t) { t.addEventListener("change", sync); });
     form.addEventListener("submit", function (e) {

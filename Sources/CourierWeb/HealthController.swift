@@ -36,8 +36,6 @@ struct HealthController {
     static func mayReadMetrics(remoteIP: String, authorization: String?, token: String?) -> Bool {
         if ["127.0.0.1", "::1", "local"].contains(remoteIP) || remoteIP.hasPrefix("127.") { return true }
         guard let token, !token.isEmpty, let authorization, authorization.hasPrefix("Bearer ") else { return false }
-        let given = Array(authorization.dropFirst(7).utf8), wanted = Array(token.utf8)
-        guard given.count == wanted.count else { return false }
-        return zip(given, wanted).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0   // constant time
+        return constantTimeEqual(String(authorization.dropFirst(7)), token)
     }
 }

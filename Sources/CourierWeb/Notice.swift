@@ -22,9 +22,7 @@ enum Notice {
     static func read(_ request: Request, for user: UserRecord) -> String? {
         guard let text = request.uri.queryParameters["notice"].map(String.init),
               let given = request.uri.queryParameters["ns"].map(String.init) else { return nil }
-        let wanted = mac(text, user: user)
-        guard given.utf8.count == wanted.utf8.count else { return nil }
-        return zip(given.utf8, wanted.utf8).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0 ? text : nil
+        return constantTimeEqual(given, mac(text, user: user)) ? text : nil
     }
 
     private static func mac(_ text: String, user: UserRecord) -> String {
