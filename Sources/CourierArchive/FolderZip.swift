@@ -28,11 +28,17 @@ public struct FolderZip: Sendable {
         func refuse(_ message: String) -> FieldError { FieldError("path", message) }
         let fm = FileManager.default
         let top = ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).sorted()
-        var isDirectory: ObjCBool = false
         let root: String, prefix: String
         // Dot files beside the {appId} folder (.DS_Store, .gitignore) do not change the layout.
-        if top.filter({ !$0.hasPrefix(".") }) == [appId], fm.fileExists(atPath: folder + "/" + appId, isDirectory: &isDirectory), isDirectory.boolValue {
-            root = folder + "/" + appId
+        // lstat, not stat: an {appId} that is a link to elsewhere (`build/30000040 -> ~`) would
+        // publish whatever it points at.
+        var topStat = stat()
+        if top.filter({ !$0.hasPrefix(".") }) == [appId], lstat(folder + "/" + appId, &topStat) == 0 {
+            switch topStat.st_mode & S_IFMT {
+            case S_IFDIR: root = folder + "/" + appId
+            case S_IFLNK: throw refuse("\(folder)/\(appId) is a symbolic link; a package holds only regular files in real folders.")
+            default: root = folder
+            }
         } else {
             root = folder
         }
@@ -135,8 +141,7 @@ public struct FolderZip: Sendable {
         }
 
         func begin(_ e: Entry) throws(FieldError) -> [UInt8] {
-            fd = Glibc.open(e.path, O_RDONLY)
-            guard fd >= 0 else { throw FieldError("path", "Cannot read \(e.path): \(String(cString: strerror(errno))).") }
+            fd = try Self.openRegular(e.path)
             z = z_stream()
             guard deflateInit2_(&z, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
                 throw FieldError("path", "Cannot start compressing \(e.path).")
@@ -209,10 +214,25 @@ public struct FolderZip: Sendable {
             return status
         }
 
+        /// Opens a file listed earlier, refusing it if it has since become a link or something
+        /// other than a regular file.
+        static func openRegular(_ path: String) throws(FieldError) -> Int32 {
+            let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else {
+                if errno == ELOOP { throw FieldError("path", "\(path) is a symbolic link; a package holds only regular files.") }
+                throw FieldError("path", "Cannot read \(path): \(String(cString: strerror(errno))).")
+            }
+            var st = stat()
+            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+                close(fd)
+                throw FieldError("path", "\(path) is not a regular file.")
+            }
+            return fd
+        }
+
         /// How large the file deflates to (a first pass, output dropped).
         func deflatedSize(_ e: Entry) throws(FieldError) -> UInt64 {
-            let f = Glibc.open(e.path, O_RDONLY)
-            guard f >= 0 else { throw FieldError("path", "Cannot read \(e.path).") }
+            let f = try Self.openRegular(e.path)
             defer { close(f) }
             var s = z_stream()
             deflateInit2_(&s, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))

@@ -37,8 +37,11 @@ public enum Permission: String, CaseIterable, Sendable {
     public var scope: TokenScope {
         switch self {
         case .read: .read
-        case .editApps, .uploadPackages, .editSettings, .editSigningKey, .manageUsers: .upload
+        case .editApps, .uploadPackages: .upload
         case .editReleases, .approveReleases: .release
+        // Settings, approval rules and the signing key change what every release means: a CI
+        // upload token must not reach them.
+        case .editSettings, .editSigningKey, .manageUsers: .admin
         }
     }
 }
@@ -46,6 +49,8 @@ public enum Permission: String, CaseIterable, Sendable {
 /// What an API token may be used for; the token's user must also hold the permission.
 public enum TokenScope: String, CaseIterable, Sendable {
     case read, upload, release
+    /// Settings, approval rules and the signing key; only for an administrator's tokens.
+    case admin
 
     /// Parses `read,upload`; nil when empty or when a name is unknown.
     public static func parse(_ text: String) -> Set<TokenScope>? {
@@ -86,5 +91,23 @@ public struct ActingUser: Sendable, Equatable {
         if let scopes, !scopes.contains(permission.scope) {
             throw Refused("This token lacks the \(permission.scope.rawValue) scope.")
         }
+    }
+}
+
+/// A console user's name: what can be typed, put in a URL and told apart.
+public enum UserName {
+    /// Checks a new name: 1–64 of ASCII letters, digits, `.`, `_` and `-`, starting with a letter
+    /// or digit. (A space, `/` or a non-ASCII letter made a user that the console's forms could
+    /// not address; names differing only in case are refused by the store.)
+    public static func validate(_ raw: String, field: String = "name") throws(FieldError) -> String {
+        let name = raw.trimmingCharacters(in: .whitespaces)
+        guard !name.isEmpty, name.utf8.count <= 64 else { throw FieldError(field, "The user name must be 1–64 characters.") }
+        let allowed = name.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
+        }
+        guard allowed, let first = name.utf8.first, first != 0x2E, first != 0x5F, first != 0x2D else {
+            throw FieldError(field, "A user name uses only letters A–Z, digits and . _ - (starting with a letter or digit), like dan.lee.")
+        }
+        return name
     }
 }

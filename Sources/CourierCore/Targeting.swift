@@ -138,10 +138,13 @@ public final class Whitelist: Sendable {
     public let name: String
     public let kind: Kind
     public let values: Set<String>
-    let patterns: [Pattern]
+    let patterns: [SafePattern]
 
     /// At most this many expressions in a regex whitelist (SPEC §5).
     public static let maxExpressions = 20
+    /// A user ID longer than this matches no expression: it bounds the work one request can ask
+    /// for (every expression is linear in the ID, but the ID comes from anyone).
+    public static let maxMatchedScalars = 128
 
     /// Builds a whitelist, compiling each expression of a regex list; refuses the bad one by name.
     public init(id: Int64, name: String, kind: Kind, values: Set<String>) throws(FieldError) {
@@ -153,13 +156,8 @@ public final class Whitelist: Sendable {
             guard values.count <= Self.maxExpressions else {
                 throw FieldError("values", "A regular-expression whitelist holds at most \(Self.maxExpressions) expressions; this one has \(values.count).")
             }
-            var compiled: [Pattern] = []
-            for v in values.sorted() {
-                guard let p = Pattern(v) else {
-                    throw FieldError("values", "“\(v)” is not a valid regular expression.")
-                }
-                compiled.append(p)
-            }
+            var compiled: [SafePattern] = []
+            for v in values.sorted() { compiled.append(try SafePattern(v, field: "values")) }
             patterns = compiled
         } else {
             patterns = []
@@ -167,26 +165,14 @@ public final class Whitelist: Sendable {
     }
 
     /// Is this client on the list? User lists look at the user ID, device lists at the device ID,
-    /// regex lists match the whole user ID.
+    /// regex lists match the whole user ID (in linear time: `SafePattern`).
     public func admits(_ request: ClientRequest) -> Bool {
         switch kind {
         case .user: !request.userId.isEmpty && values.contains(request.userId)
         case .device: !request.deviceId.isEmpty && values.contains(request.deviceId)
-        case .regex: !request.userId.isEmpty && patterns.contains { $0.matchesWhole(request.userId) }
-        }
-    }
-
-    /// A compiled expression; NSRegularExpression is safe to use from several threads.
-    final class Pattern: @unchecked Sendable {
-        let regex: NSRegularExpression
-        init?(_ text: String) {
-            guard !text.isEmpty, text.utf8.count <= 1000, let r = try? NSRegularExpression(pattern: text) else { return nil }
-            regex = r
-        }
-        func matchesWhole(_ s: String) -> Bool {
-            let range = NSRange(s.startIndex..., in: s)
-            guard let m = regex.firstMatch(in: s, options: [.anchored], range: range) else { return false }
-            return m.range == range
+        case .regex:
+            !request.userId.isEmpty && request.userId.unicodeScalars.count <= Self.maxMatchedScalars
+                && patterns.contains { $0.matchesWhole(request.userId) }
         }
     }
 }
@@ -230,6 +216,11 @@ public final class ReleaseTask: Sendable {
     /// An official release that was rolled back: its clients are sent to the previous official.
     public let rolledBack: Bool
 
+    /// Why the stored task could not be read (a type, rule or list this binary does not know),
+    /// or nil. Such a task admits nobody: guessing, or dropping what cannot be read, would
+    /// widen the release.
+    public let unreadable: String?
+
     /// `kind` taken apart once, for the decision: nil mode for an official release.
     let grayMode: Mode?
     let rules: [TargetingRule]
@@ -238,10 +229,19 @@ public final class ReleaseTask: Sendable {
     public init(id: Int64, appId: String, version: PackageVersion, kind: Kind, status: Status, rolledBack: Bool = false) {
         self.id = id; self.appId = appId; self.version = version; self.kind = kind; self.status = status
         self.rolledBack = rolledBack
+        unreadable = nil
         switch kind {
         case .official: grayMode = nil; rules = []; isOfficial = true
         case .gray(let mode, let r): grayMode = mode; rules = r; isOfficial = false
         }
+    }
+
+    /// A task that cannot be read: it offers nothing.
+    public init(id: Int64, appId: String, version: PackageVersion, unreadable reason: String) {
+        self.id = id; self.appId = appId; self.version = version
+        kind = .gray(.whitelist([]), rules: []); status = .paused; rolledBack = false
+        unreadable = reason
+        grayMode = .whitelist([]); rules = []; isOfficial = false
     }
 }
 
@@ -308,10 +308,29 @@ public final class AppTargets: Sendable {
 public struct TargetingSnapshot: Sendable {
     public let apps: [String: AppTargets]
     public let whitelists: [Int64: Whitelist]
+    /// Whitelists that exist but cannot be read (a kind or an expression this binary refuses),
+    /// with why: the tasks that use them admit nobody.
+    public let unreadableWhitelists: [Int64: String]
 
-    public init(apps: [AppTargets], whitelists: [Whitelist]) {
+    public init(apps: [AppTargets], whitelists: [Whitelist], unreadableWhitelists: [Int64: String] = [:]) {
         self.apps = Dictionary(apps.map { ($0.appId, $0) }, uniquingKeysWith: { a, _ in a })
         self.whitelists = Dictionary(whitelists.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        self.unreadableWhitelists = unreadableWhitelists
+    }
+
+    /// Why a task with these whitelists offers nothing (one is missing or cannot be read), or nil.
+    func unreadableList(_ ids: [Int64]) -> String? {
+        for id in ids where whitelists[id] == nil {
+            return unreadableWhitelists[id].map { "whitelist \(id): \($0)" } ?? "whitelist \(id) is missing"
+        }
+        return nil
+    }
+
+    /// Why `task` offers nothing because it, or a list it uses, cannot be read; nil when it can be.
+    public func unreadable(_ task: ReleaseTask) -> String? {
+        if let why = task.unreadable { return why }
+        guard case .whitelist(let ids)? = task.grayMode else { return nil }
+        return unreadableList(ids)
     }
 }
 
@@ -327,6 +346,8 @@ public struct TaskVerdict: Sendable, Equatable {
         case noDeviceForPercentage, noDeviceForWindow, windowEnded
         case withinPercentage(Double), outsidePercentage(Double)
         case amongFirst(Int), firstTaken(Int)
+        /// The task, or a whitelist it uses, cannot be read: it offers nothing.
+        case unreadable(String)
     }
 
     public let taskId: Int64
@@ -352,6 +373,7 @@ public struct TaskVerdict: Sendable, Equatable {
         case .outsidePercentage(let p): "device outside \(p) %"
         case .amongFirst(let n): "among the first \(n) devices"
         case .firstTaken(let n): "the first \(n) devices are already admitted"
+        case .unreadable(let why): "cannot be read (\(why)), so it offers nothing"
         }
     }
 }
@@ -447,6 +469,7 @@ public enum Targeting {
     /// Does `task` admit the client, and why (or why not)?
     static func evaluate(_ task: ReleaseTask, _ r: ClientRequest, range: AppTargets.Range?, snapshot: TargetingSnapshot, now: Date,
                          explain: Bool = true, admit: AdmitDevice) -> (Bool, TaskVerdict.Why) {
+        if let why = task.unreadable { return (false, .unreadable(why)) }
         if task.rolledBack { return (false, .rolledBack) }
         switch task.status {
         case .paused: return (false, .paused)
@@ -463,6 +486,9 @@ public enum Targeting {
         }
         switch mode {
         case .whitelist(let ids):
+            // Every list must be readable before any may admit: a list that cannot be read
+            // does not narrow the task to the others.
+            if let why = snapshot.unreadableList(ids) { return (false, .unreadable(why)) }
             for id in ids {
                 if let list = snapshot.whitelists[id], list.admits(r) { return (true, .onWhitelist(list.name)) }
             }

@@ -5,8 +5,9 @@ import GRDB
 extension Store {
     public func createUser(name: String, passwordHash: String, role: Role, by actor: ActingUser) async throws -> UserRecord {
         try await change(by: actor, "user.create", subject: name, catalogue: false) { db in
-            if try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) != nil {
-                throw Conflict("A user named \(name) already exists.", field: "name")
+            // "dan" and "Dan" would be two people to the database and one to everyone else.
+            if let existing = try UserRecord.filter(sql: "lower(name) = lower(?)", arguments: [name]).fetchOne(db) {
+                throw Conflict("A user named \(existing.name) already exists\(existing.name == name ? "" : " (names differ only in case)").", field: "name")
             }
             var u = UserRecord(name: name, passwordHash: passwordHash, role: role)
             try u.insert(db)
@@ -149,14 +150,14 @@ extension Store {
     }
 
     /// Changes a user: `body` edits the record; the last active administrator always stays.
-    func changeUser(_ name: String, _ action: String, by actor: ActingUser, signOut: Bool,
+    func changeUser(_ name: String, _ action: String, by actor: ActingUser, signOut: Bool, revokeTokens: Bool = false,
                     _ body: @escaping @Sendable (inout UserRecord) throws -> [String: String]) async throws -> UserRecord {
         try await change(by: actor, action, subject: name, catalogue: false) { db in
             guard var user = try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) else {
                 throw NotFound("There is no user named \(name).")
             }
             let wasActiveAdmin = user.role == .admin && !user.disabled
-            let detail = try body(&user)
+            var detail = try body(&user)
             try user.update(db)
             let admins = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM user WHERE role = 'admin' AND disabled = 0") ?? 0
             guard admins > 0 || !wasActiveAdmin else {
@@ -164,6 +165,11 @@ extension Store {
             }
             if signOut, let id = user.id {
                 try db.execute(sql: "DELETE FROM session WHERE userId = ?", arguments: [id])
+            }
+            if revokeTokens, let id = user.id {
+                try db.execute(sql: "UPDATE apiToken SET revokedAt = ?, revokedBy = ? WHERE userId = ? AND revokedAt IS NULL",
+                               arguments: [Date(), actor.name, id])
+                detail["tokensRevoked"] = String(db.changesCount)
             }
             return (user, detail)
         }
@@ -185,9 +191,10 @@ extension Store {
         }
     }
 
-    /// A new password set by an administrator; the user's sessions end.
-    public func resetPassword(_ name: String, passwordHash: String, by actor: ActingUser) async throws -> UserRecord {
-        try await changeUser(name, "user.resetPassword", by: actor, signOut: true) { u in
+    /// A new password set by an administrator; the user's sessions end, and their API tokens
+    /// too when `revokeTokens` (a token does not depend on the password).
+    public func resetPassword(_ name: String, passwordHash: String, revokeTokens: Bool = false, by actor: ActingUser) async throws -> UserRecord {
+        try await changeUser(name, "user.resetPassword", by: actor, signOut: true, revokeTokens: revokeTokens) { u in
             u.passwordHash = passwordHash
             return [:]   // never the hash
         }

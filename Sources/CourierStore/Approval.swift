@@ -6,7 +6,9 @@ import GRDB
 /// for a release approves or rejects it, with a comment.
 extension TaskRecord {
     /// Marks the task as waiting for a reviewer: the task itself (`release`: it is not offered
-    /// to clients until approved) or its promotion to official (the grayscale release goes on).
+    /// to clients until approved), a wider share of an approved task (`widening`: not offered
+    /// either until approved; rejected, it ends) or its promotion to official (the grayscale
+    /// release goes on).
     mutating func requestApproval(for what: String, by actor: ActingUser) {
         approval = "awaiting"
         approvalFor = what
@@ -15,7 +17,15 @@ extension TaskRecord {
         decidedBy = nil
         decidedAt = nil
         decisionComment = ""
-        if what == "release" { status = ReleaseTask.Status.awaitingApproval.rawValue }
+        if what != "promotion" { status = ReleaseTask.Status.awaitingApproval.rawValue }
+    }
+
+    /// Is this an approved grayscale release that approval rules still cover? Then widening it
+    /// (a higher percentage, values added to its lists) needs a reviewer again: an approval is
+    /// of what the reviewer saw, not a licence for more.
+    func approvalCoversOnlyWhatWasApproved(_ db: Database) throws -> Bool {
+        guard approval == "approved", type == "gray", !taskStatus.hasEnded else { return false }
+        return (try SettingsRecord.fetchOne(db, key: 1))?.grayNeedsApproval == true
     }
 
     /// A task that asked for approval of its own release and did not get it (waiting, rejected,

@@ -34,7 +34,10 @@ public enum Backup {
     /// Backs `store` up into `dir` (absent or empty). A blob removed while it is being copied
     /// (a key replacement re-signs every package) makes the attempt start over from a fresh
     /// snapshot, up to `attempts` times.
-    public static func run(_ store: Store, to dir: String, attempts: Int = 5) async throws -> BackupManifest {
+    /// `afterMove` is told how many entries are in place after each rename (tests stop the
+    /// process there).
+    public static func run(_ store: Store, to dir: String, attempts: Int = 5,
+                           afterMove: (@Sendable (Int) -> Void)? = nil) async throws -> BackupManifest {
         try prepareEmpty(dir)
         var lastMissing = ""
         for _ in 0..<attempts {
@@ -66,12 +69,17 @@ public enum Backup {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             encoder.dateEncodingStrategy = .iso8601
             try writeFile(try encoder.encode(manifest), to: staging + "/" + manifestName)
-            // Move the finished copy into place; the manifest arrives with it, so a backup
-            // interrupted before this point leaves no manifest.
-            for name in try FileManager.default.contentsOfDirectory(atPath: staging) {
+            // Move the finished copy into place, the manifest last: it is the mark of a finished
+            // backup, so a backup stopped between two renames must not show it before the rest.
+            let names = try FileManager.default.contentsOfDirectory(atPath: staging).filter { $0 != manifestName }.sorted() + [manifestName]
+            for (moved, name) in names.enumerated() {
+                if name == manifestName, !fsyncPath(dir) {
+                    throw BackupError("Cannot flush \(dir) to disk: \(String(cString: strerror(errno))).")
+                }
                 guard rename(staging + "/" + name, dir + "/" + name) == 0 else {
                     throw BackupError("Cannot move \(name) into \(dir): \(String(cString: strerror(errno))).")
                 }
+                afterMove?(moved + 1)
             }
             _ = fsyncPath(dir)
             return manifest
@@ -82,7 +90,7 @@ public enum Backup {
     /// Checks a backup: the manifest, every file's size and hash, the database's integrity, and
     /// that every package's blob is there.
     public static func verify(_ dir: String) throws -> BackupManifest {
-        guard let data = FileManager.default.contents(atPath: dir + "/" + manifestName) else {
+        guard let data = try readManifest(dir + "/" + manifestName) else {
             throw BackupError("\(dir) has no \(manifestName): it is not a finished Courier backup.")
         }
         let decoder = JSONDecoder()
@@ -117,7 +125,7 @@ public enum Backup {
     /// Restores a verified backup into `data` (absent or empty).
     public static func restore(from dir: String, to data: String) throws -> BackupManifest {
         let manifest = try verify(dir)
-        try prepareEmpty(data)
+        try prepareEmpty(data, allowingPartials: false)
         do {
             for f in manifest.files {
                 let target = data + "/" + f.path
@@ -139,30 +147,44 @@ public enum Backup {
 
     // MARK: Files
 
-    static func prepareEmpty(_ dir: String) throws {
-        if FileManager.default.fileExists(atPath: dir) {
-            let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { !$0.hasPrefix(".partial-") }
+    /// `dir` absent or empty, as a real folder (not a link). A backup's target may keep the
+    /// `.partial-*` staging folders of interrupted attempts; a restore's target must be empty.
+    static func prepareEmpty(_ dir: String, allowingPartials: Bool = true) throws {
+        var st = stat()
+        if lstat(dir, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFDIR else { throw BackupError("\(dir) is not a folder; choose a new folder.") }
+            let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { !(allowingPartials && $0.hasPrefix(".partial-")) }
             guard names.isEmpty else { throw BackupError("\(dir) is not empty; choose a new folder.") }
         }
         try Store.preparePrivateDirectory(dir)
     }
 
+    /// A path the manifest may name: relative, without `.`, `..` or hidden segments (a
+    /// `.partial-*` name could meet a link left in the target folder).
     static func safeRelative(_ path: String) -> Bool {
-        !path.isEmpty && !path.hasPrefix("/") && !path.split(separator: "/").contains { $0 == ".." || $0 == "." }
+        !path.isEmpty && !path.hasPrefix("/") && !path.split(separator: "/", omittingEmptySubsequences: false).contains { $0.isEmpty || $0.hasPrefix(".") }
     }
 
     /// Reads `source` once, hashing it, and copies it to `target` (0600, fsynced) when one is
     /// given; nil when the source does not exist.
     static func copyFile(_ source: String, to target: String?, as name: String) throws -> BackupManifest.File? {
-        let input = open(source, O_RDONLY | O_CLOEXEC)
+        // A backup folder is input from outside: a link is not followed, and a FIFO or device
+        // is refused at once (O_NONBLOCK keeps the open of a FIFO from waiting for a writer).
+        let input = open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard input >= 0 else {
             if errno == ENOENT { return nil }
+            if errno == ELOOP { throw BackupError("\(source) is a symbolic link; a backup holds only regular files.") }
             throw BackupError("Cannot read \(source): \(String(cString: strerror(errno))).")
         }
         defer { close(input) }
+        var st = stat()
+        guard fstat(input, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw BackupError("\(source) is not a regular file; a backup holds only regular files.")
+        }
         var output: Int32 = -1
         if let target {
-            output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            // A new file only, never through a link someone left in the target folder.
+            output = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             guard output >= 0 else { throw BackupError("Cannot write \(target): \(String(cString: strerror(errno))).") }
         }
         defer { if output >= 0 { close(output) } }
@@ -199,6 +221,23 @@ public enum Backup {
     static func hashFile(_ path: String, as name: String) throws -> BackupManifest.File {
         guard let f = try hashFile(path, as: name, required: true) else { throw BackupError("Cannot read \(path).") }
         return f
+    }
+
+    /// The manifest's bytes (nil when absent): a regular file, not a link, at most 256 MiB.
+    static func readManifest(_ path: String) throws -> Data? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw BackupError("Cannot read \(path): \(errno == ELOOP ? "it is a symbolic link" : String(cString: strerror(errno))).")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { throw BackupError("\(path) is not a regular file.") }
+        guard st.st_size <= 256 << 20 else { throw BackupError("\(path) is too large to be a Courier backup manifest.") }
+        var data = Data(count: Int(st.st_size))
+        let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n == Int(st.st_size) else { throw BackupError("Cannot read \(path).") }
+        return data
     }
 
     static func writeFile(_ data: Data, to path: String) throws {

@@ -94,8 +94,11 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
         String(decoding: (try? JSONEncoder().encode(value)) ?? Data("[]".utf8), as: UTF8.self)
     }
 
+    /// The whitelists named, for finding a list's users; empty when they cannot be read.
     public var whitelistIdList: [Int64] { (try? JSONDecoder().decode([Int64].self, from: Data(whitelistIds.utf8))) ?? [] }
 
+    /// The rules that can be read, for showing; the decision reads `storedKind()`, which
+    /// refuses the whole task when one cannot be.
     public var targetingRules: [TargetingRule] {
         let stored = (try? JSONDecoder().decode([StoredRule].self, from: Data(rules.utf8))) ?? []
         return stored.compactMap { r in
@@ -106,20 +109,67 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
 
     public var taskStatus: ReleaseTask.Status { ReleaseTask.Status(rawValue: status) ?? .finished }
 
-    public var kind: ReleaseTask.Kind {
-        guard type == "gray" else { return .official }
+    /// Why this binary cannot read the stored task (SPEC: refuse what cannot be understood), or nil.
+    public struct Unreadable: Error, Sendable, CustomStringConvertible {
+        public let description: String
+        init(_ d: String) { description = d }
+    }
+
+    /// The task as stored, read strictly: a status, type, mode, list or rule this binary does
+    /// not know is refused rather than guessed or dropped (a dropped city rule, or an unknown
+    /// type read as official, would release to everyone).
+    public func storedKind() throws(Unreadable) -> ReleaseTask.Kind {
+        guard ReleaseTask.Status(rawValue: status) != nil else { throw Unreadable("unknown status “\(status)”") }
+        guard (try? PackageVersion(validating: version)) != nil else { throw Unreadable("version “\(version)” is not a package version") }
+        switch type {
+        case "official": return .official
+        case "gray": break
+        default: throw Unreadable("unknown task type “\(type)”")
+        }
         let m: ReleaseTask.Mode
         switch mode {
-        case "whitelist": m = .whitelist(whitelistIdList)
-        case "timeWindow": m = .timeWindow(end: endTime ?? .distantPast, userCount: userCount ?? 0)
-        default: m = .percentage(percentage ?? 0)
+        case "whitelist":
+            guard let ids = try? JSONDecoder().decode([Int64].self, from: Data(whitelistIds.utf8)), !ids.isEmpty else {
+                throw Unreadable("its whitelists “\(whitelistIds.prefix(100))” cannot be read")
+            }
+            m = .whitelist(ids)
+        case "timeWindow":
+            guard let endTime, let userCount, userCount > 0 else { throw Unreadable("its time window has no end time or device count") }
+            m = .timeWindow(end: endTime, userCount: userCount)
+        case "percentage":
+            guard let percentage, percentage.isFinite, percentage > 0, percentage <= 100 else {
+                throw Unreadable("its percentage \(percentage.map { String($0) } ?? "(none)") is not between 0.01 and 100")
+            }
+            m = .percentage(percentage)
+        default: throw Unreadable("unknown grayscale mode “\(mode)”")
         }
-        return .gray(m, rules: targetingRules)
+        guard let stored = try? JSONDecoder().decode([StoredRule].self, from: Data(rules.utf8)) else {
+            throw Unreadable("its rules “\(rules.prefix(100))” cannot be read")
+        }
+        var read: [TargetingRule] = []
+        for r in stored {
+            guard let f = TargetingRule.Field(rawValue: r.field), let o = TargetingRule.Operator(rawValue: r.op) else {
+                throw Unreadable("a rule “\(r.field) \(r.op)” that this version of Courier does not know")
+            }
+            do { read.append(try TargetingRule(field: f, op: o, values: r.values)) } catch {
+                throw Unreadable("its \(f.label) rule cannot be read: \(error.message)")
+            }
+        }
+        return .gray(m, rules: read)
+    }
+
+    /// Why the task cannot be read, or nil.
+    public var unreadable: String? {
+        do { _ = try storedKind(); return nil } catch { return error.description }
     }
 
     public var releaseTask: ReleaseTask {
-        ReleaseTask(id: id ?? 0, appId: appId, version: PackageVersion(parts: version.split(separator: ".").compactMap { Int($0) }),
-                    kind: kind, status: taskStatus, rolledBack: rolledBack)
+        let v = PackageVersion(parts: version.split(separator: ".").compactMap { Int($0) })
+        do {
+            return ReleaseTask(id: id ?? 0, appId: appId, version: v, kind: try storedKind(), status: taskStatus, rolledBack: rolledBack)
+        } catch {
+            return ReleaseTask(id: id ?? 0, appId: appId, version: v, unreadable: error.description)
+        }
     }
 
     /// The package status this task gives (SPEC §5).
@@ -213,8 +263,22 @@ extension Store {
             let added = values.subtracting(existing)
             try check(w, existing.union(values))
             for v in added { try db.execute(sql: "INSERT INTO whitelistValue (whitelistId, value) VALUES (?, ?)", arguments: [id, v]) }
-            if !added.isEmpty { try db.execute(sql: "UPDATE whitelist SET revision = revision + 1 WHERE id = ?", arguments: [id]) }
-            return (added.count, ["added": String(added.count)])
+            var detail = ["added": String(added.count)]
+            if !added.isEmpty {
+                try db.execute(sql: "UPDATE whitelist SET revision = revision + 1 WHERE id = ?", arguments: [id])
+                // Approved tasks on this list now reach people the reviewer did not see: they wait again.
+                var waiting: [String] = []
+                for var t in try TaskRecord.filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchAll(db)
+                where t.whitelistIdList.contains(id) {
+                    guard try t.approvalCoversOnlyWhatWasApproved(db) else { continue }
+                    t.requestApproval(for: "widening", by: actor)
+                    try t.update(db)
+                    try Store.refreshPackageStatus(db, t.packageId)
+                    waiting.append(String(t.id ?? 0))
+                }
+                if !waiting.isEmpty { detail["awaitingApproval"] = waiting.joined(separator: ",") }
+            }
+            return (added.count, detail)
         }
     }
 
@@ -365,8 +429,15 @@ extension Store {
                                field: "percentage")
             }
             t.percentage = percentage
+            var detail = ["from": String(before), "to": String(percentage)]
+            // An approval covers what the reviewer saw: a wider share goes back to them.
+            if percentage > before, try t.approvalCoversOnlyWhatWasApproved(db) {
+                t.requestApproval(for: "widening", by: actor)
+                detail["approval"] = "awaiting"
+            }
             try t.update(db)
-            return (t, ["from": String(before), "to": String(percentage)])
+            try Store.refreshPackageStatus(db, t.packageId)
+            return (t, detail)
         }
     }
 

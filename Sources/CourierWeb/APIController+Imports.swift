@@ -55,7 +55,7 @@ extension APIController {
         }
         routes.patch(.apiImportRow, needs: .uploadPackages) { request, context in
             let id = try importID(context)
-            guard let n = context.parameters.get("n").flatMap({ Int($0) }),
+            guard let n = context.parameters.decoded("n").flatMap({ Int($0) }),
                   let row = try await services.store.importRows(id).first(where: { $0.n == n }) else {
                 throw NotFound("This import has no such row.")
             }
@@ -86,7 +86,7 @@ extension APIController {
     }
 
     func importID(_ context: SignedInContext) throws -> Int64 {
-        guard let id = context.parameters.get("import").flatMap({ Int64($0) }) else { throw NotFound("There is no such import.") }
+        guard let id = context.parameters.decoded("import").flatMap({ Int64($0) }) else { throw NotFound("There is no such import.") }
         return id
     }
 

@@ -32,6 +32,8 @@ struct TaskJSON: Encodable {
     let createdBy: String
     let createdAt: Date
     let approval: Approval?
+    /// Why the stored task cannot be read by this binary (it then offers nothing); absent when it can be.
+    let unreadable: String?
 
     /// What a reviewer was asked and what they decided (SPEC §7).
     struct Approval: Encodable {
@@ -58,6 +60,7 @@ struct TaskJSON: Encodable {
         descriptionHtml = Markdown.html(t.descriptionMarkdown)
         self.events = events
         createdBy = t.createdBy; createdAt = t.createdAt
+        unreadable = t.unreadable
         approval = t.approval.isEmpty ? nil : Approval(
             state: t.approval, request: t.approvalFor, requestedBy: t.requestedBy, requestedAt: t.requestedAt, decidedBy: t.decidedBy,
             decidedAt: t.decidedAt, comment: t.decisionComment, commentHtml: Markdown.html(t.decisionComment))
@@ -92,8 +95,8 @@ extension APIController {
         }
         routes.post(.apiPackageTasks, needs: .editReleases) { request, context in
             let draft = try TaskDraft(json: Data(buffer: try await request.body.collect(upTo: 64 * 1024)))
-            let task = try await services.actions.createTask(by: context.acting, appId: context.parameters.get("id") ?? "",
-                                                             version: context.parameters.get("version") ?? "", draft: draft)
+            let task = try await services.actions.createTask(by: context.acting, appId: context.parameters.decoded("id") ?? "",
+                                                             version: context.parameters.decoded("version") ?? "", draft: draft)
             return try json(try await taskJSON(task), status: .created)
         }
         routes.get(.apiTask, needs: .read) { _, context in
@@ -120,7 +123,7 @@ extension APIController {
             }
         }
         routes.post(.apiTaskOperation, needs: .editReleases) { _, context in
-            guard let op = TaskOperation(rawValue: context.parameters.get("operation") ?? "") else {
+            guard let op = TaskOperation(rawValue: context.parameters.decoded("operation") ?? "") else {
                 throw NotFound("Task operations are pause, resume, finish, promote and rollback.")
             }
             let t = try await services.actions.operate(by: context.acting, task: try await task(context).id ?? 0, op)
@@ -129,12 +132,12 @@ extension APIController {
     }
 
     func whitelistID(_ context: SignedInContext) throws -> Int64 {
-        guard let id = context.parameters.get("whitelist").flatMap({ Int64($0) }) else { throw NotFound("There is no such whitelist.") }
+        guard let id = context.parameters.decoded("whitelist").flatMap({ Int64($0) }) else { throw NotFound("There is no such whitelist.") }
         return id
     }
 
     func task(_ context: SignedInContext) async throws -> TaskRecord {
-        guard let id = context.parameters.get("task").flatMap({ Int64($0) }), let t = try await services.store.task(id) else {
+        guard let id = context.parameters.decoded("task").flatMap({ Int64($0) }), let t = try await services.store.task(id) else {
             throw NotFound("There is no such task.")
         }
         return t

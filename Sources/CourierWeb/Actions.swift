@@ -186,8 +186,7 @@ public struct Actions: Sendable {
 
     public func addUser(by actor: ActingUser, name: String, password: String, role: Role) async throws -> UserRecord {
         try actor.require(.manageUsers)
-        let trimmed = name.trimmingCharacters(in: .whitespaces)
-        guard !trimmed.isEmpty, trimmed.count <= 64 else { throw FieldError("name", "The user name must be 1–64 characters.") }
+        let trimmed = try UserName.validate(name)
         guard password.count >= 8 else { throw FieldError("password", "Give a password of at least 8 characters.") }
         let hash = try await passwords.hash(password)
         return try await store.createUser(name: trimmed, passwordHash: hash, role: role, by: actor)
@@ -205,10 +204,10 @@ public struct Actions: Sendable {
         return try await store.setDisabled(name, disabled, by: actor)
     }
 
-    public func resetPassword(by actor: ActingUser, name: String, password: String) async throws -> UserRecord {
+    public func resetPassword(by actor: ActingUser, name: String, password: String, revokeTokens: Bool = false) async throws -> UserRecord {
         try actor.require(.manageUsers)
         guard password.count >= 8 else { throw FieldError("password", "Give a password of at least 8 characters.") }
-        return try await store.resetPassword(name, passwordHash: try await passwords.hash(password), by: actor)
+        return try await store.resetPassword(name, passwordHash: try await passwords.hash(password), revokeTokens: revokeTokens, by: actor)
     }
 
     /// Creates an API token for `userName`; returns the secret, shown once and stored hashed.
@@ -222,7 +221,10 @@ public struct Actions: Sendable {
         let name = name.trimmingCharacters(in: .whitespaces)
         if name.count > 64 { errors.append(FieldError("name", "The token's name is at most 64 characters.")) }
         let scopes = TokenScope.parse(text)
-        if scopes == nil { errors.append(FieldError("scope", "Choose at least one scope: read, upload, release.")) }
+        if scopes == nil { errors.append(FieldError("scope", "Choose at least one scope: read, upload, release (admin for administrators).")) }
+        if scopes?.contains(.admin) == true, try await store.user(named: userName)?.role != .admin {
+            errors.append(FieldError("scope", "The admin scope (settings, approval rules, signing key) is for administrators' tokens only."))
+        }
         var expiresAt: Date?
         do { expiresAt = try Self.tokenExpiry(expires, now: now) } catch let e as FieldError { errors.append(e) }
         guard errors.isEmpty, let scopes else { throw errors }

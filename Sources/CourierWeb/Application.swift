@@ -106,7 +106,7 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
     return Services(config: config, store: store, views: Views(library: library),
                     actions: Actions(store: store, signer: signer, passwords: passwords, metrics: metrics),
                     signer: signer, throttle: LoginThrottle(), passwords: passwords,
-                    delivery: try await Delivery(store: store, publicURL: config.publicURL, metrics: metrics),
+                    delivery: try await Delivery(store: store, publicURL: config.publicURL, metrics: metrics, logger: logger),
                     setup: FirstRunSetup(open: try await store.userCount() == 0))
 }
 

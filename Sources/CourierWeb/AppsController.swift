@@ -53,7 +53,7 @@ extension AppsController {
 
 extension Services {
     func app(_ context: SignedInContext) async throws -> AppRecord {
-        let id = context.parameters.get("id") ?? ""
+        let id = context.parameters.decoded("id") ?? ""
         guard let app = try await store.app(id) else { throw NotFound("There is no app with ID \(id).") }
         return app
     }

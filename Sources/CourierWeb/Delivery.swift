@@ -1,6 +1,7 @@
 import CourierCore
 import CourierStore
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
@@ -19,6 +20,9 @@ final class DeliverySnapshot: Sendable {
     /// current official release) by their path below it.
     let globalAppKey: String?
     let globalFiles: [String: GlobalFile]
+    /// What could not be read while building (tasks, whitelists, settings), in words: each
+    /// offers nothing. Logged and counted by `Delivery`.
+    let unreadable: [String]
 
     struct GlobalFile: Sendable {
         let blob: String
@@ -29,8 +33,9 @@ final class DeliverySnapshot: Sendable {
 
     init(targeting: TargetingSnapshot, entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]],
          official: [String: PackageVersion], taskOfPackage: [String: [PackageVersion: Int64]],
-         globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:]) {
+         globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:], unreadable: [String] = []) {
         self.targeting = targeting
+        self.unreadable = unreadable
         self.entries = entries
         self.official = official
         self.taskOfPackage = taskOfPackage
@@ -61,22 +66,37 @@ final class DeliverySnapshot: Sendable {
 
     /// Reads everything the decision needs.
     static func build(from store: Store, publicURL: String, reuse: Reuse = Reuse()) async throws -> DeliverySnapshot {
-        let settings = try await store.settings()
+        let settings: SettingsRecord
+        do { settings = try await store.settings() } catch {
+            // Settings that cannot be read: offer nothing rather than guess (approval rules,
+            // the virtual domain and the global host all live there).
+            return DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:],
+                                    unreadable: ["the settings cannot be read (\(error)): no release is offered"])
+        }
         // A task that waits for a reviewer, was rejected or withdrawn never reaches clients (SPEC §7).
         let tasks = try await store.allTasks().filter { !$0.neverReleased }
         var whitelists: [Whitelist] = []
+        var unreadableLists: [Int64: String] = [:]
         var keptLists: [Int64: (revision: Int, list: Whitelist)] = [:]
         for (w, values) in try await store.whitelists(known: reuse.whitelists.mapValues(\.revision)) {
-            guard let id = w.id, let kind = Whitelist.Kind(rawValue: w.kind) else { continue }
+            guard let id = w.id else { continue }
+            guard let kind = Whitelist.Kind(rawValue: w.kind) else {
+                unreadableLists[id] = "unknown kind “\(w.kind)”"
+                continue
+            }
             if values == nil, let kept = reuse.whitelists[id], kept.list.name == w.name {
                 whitelists.append(kept.list)
                 keptLists[id] = kept
             } else {
                 var all = values
                 if all == nil { all = try await store.whitelist(id)?.1 }
-                guard let all, let list = try? Whitelist(id: id, name: w.name, kind: kind, values: all) else { continue }
-                whitelists.append(list)
-                keptLists[id] = (w.revision, list)
+                do {
+                    let list = try Whitelist(id: id, name: w.name, kind: kind, values: all ?? [])
+                    whitelists.append(list)
+                    keptLists[id] = (w.revision, list)
+                } catch {
+                    unreadableLists[id] = error.message
+                }
             }
         }
         reuse.whitelists = keptLists
@@ -112,6 +132,13 @@ final class DeliverySnapshot: Sendable {
             }
             apps.append(AppTargets(appId: appId, tasks: appTasks.map(\.releaseTask), ranges: ranges))
         }
+        let targeting = TargetingSnapshot(apps: apps, whitelists: whitelists, unreadableWhitelists: unreadableLists)
+        var unreadable: [String] = []
+        for app in apps.sorted(by: { $0.appId < $1.appId }) {
+            for task in app.tasks where task.status != .finished || task.isOfficial || task.unreadable != nil {
+                if let why = targeting.unreadable(task) { unreadable.append("task \(task.id) (\(app.appId) \(task.version)): \(why)") }
+            }
+        }
         // Global packages' files, served at /{appKey}/{path} (SPEC §4).
         var globalFiles: [String: GlobalFile] = [:]
         if let host = settings.globalHost, let key = settings.appKey {
@@ -124,8 +151,8 @@ final class DeliverySnapshot: Sendable {
                 }
             }
         }
-        return DeliverySnapshot(targeting: TargetingSnapshot(apps: apps, whitelists: whitelists), entries: entries,
-                                official: official, taskOfPackage: taskOfPackage, globalAppKey: settings.appKey, globalFiles: globalFiles)
+        return DeliverySnapshot(targeting: targeting, entries: entries, official: official, taskOfPackage: taskOfPackage,
+                                globalAppKey: settings.appKey, globalFiles: globalFiles, unreadable: unreadable)
     }
 }
 
@@ -142,11 +169,15 @@ public final class Delivery: Sendable {
     public let metrics: CourierMetrics
     /// Set once the first snapshot is in place (`/readyz`).
     let loaded = Atomic<Bool>(false)
+    let logger: Logger?
+    /// What the previous snapshot could not read, so each problem is logged when it appears.
+    private let reported = NIOLockedValueBox<[String]>([])
 
-    init(store: Store, publicURL: String, metrics: CourierMetrics = CourierMetrics()) async throws {
+    init(store: Store, publicURL: String, metrics: CourierMetrics = CourierMetrics(), logger: Logger? = nil) async throws {
         self.store = store
         self.publicURL = publicURL
         self.metrics = metrics
+        self.logger = logger
         ledger = AdmissionLedger(try await store.admissions())
         try await rebuild()
         store.changes.subscribe { [weak self] in try await self?.rebuild() }
@@ -164,6 +195,11 @@ public final class Delivery: Sendable {
             metrics.snapshotApps.record(next.targeting.apps.count)
             metrics.snapshotTasks.record(next.targeting.apps.values.reduce(0) { $0 + $1.tasks.count })
             metrics.snapshotEntries.record(next.entries.values.reduce(0) { $0 + $1.count })
+            metrics.snapshotUnreadable.record(next.unreadable.count)
+            let before = reported.withLockedValue { old in defer { old = next.unreadable }; return Set(old) }
+            for problem in next.unreadable where !before.contains(problem) {
+                logger?.error("Cannot read a stored release; it offers nothing", metadata: ["problem": "\(problem)"])
+            }
             loaded.store(true, ordering: .relaxed)
         }
     }

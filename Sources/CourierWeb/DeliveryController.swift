@@ -14,8 +14,8 @@ struct DeliveryController {
             table.add(.init(method: method, route: .amr, permission: nil, surface: .open))
             table.add(.init(method: method, route: .fallback, permission: nil, surface: .open))
             router.on(Route.amr.routerPath, method: method) { request, context in
-                let file = context.parameters.get("file") ?? ""
-                guard file.hasSuffix(".amr"), let id = context.parameters.get("id"),
+                let file = context.parameters.decoded("file") ?? ""
+                guard file.hasSuffix(".amr"), let id = context.parameters.decoded("id"),
                       let p = try await services.store.package(id, String(file.dropLast(4))) else {
                     throw NotFound("No such package.")
                 }
@@ -24,8 +24,7 @@ struct DeliveryController {
                     .sandboxed(unless: services.config.separateContentHost)
             }
             router.on(Route.fallback.routerPath, method: method) { request, context in
-                let path = context.parameters.getCatchAll().joined(separator: "/")
-                guard let id = context.parameters.get("id"), let version = context.parameters.get("version"),
+                guard let path = context.parameters.decodedCatchAll()?.joined(separator: "/"), let id = context.parameters.decoded("id"), let version = context.parameters.decoded("version"),
                       let p = try await services.store.package(id, version), let f = try await services.store.file(of: p.id!, path: path) else {
                     throw NotFound("No such file.")
                 }
@@ -40,7 +39,7 @@ struct DeliveryController {
         }
         table.add(.init(method: .get, route: .clientPreset, permission: nil, surface: .open))
         router.get(Route.clientPreset.routerPath) { _, context in
-            let file = context.parameters.get("file") ?? ""
+            let file = context.parameters.decoded("file") ?? ""
             let id = String(file.dropLast(5))
             guard file.hasSuffix(".json"), try await services.store.app(id) != nil else { throw NotFound("No such app.") }
             // The app's current official release, from the same snapshot the update API reads.

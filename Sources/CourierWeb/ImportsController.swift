@@ -57,7 +57,7 @@ struct ImportsController {
     }
 
     func importID(_ context: SignedInContext) throws -> Int64 {
-        guard let id = context.parameters.get("import").flatMap({ Int64($0) }) else { throw NotFound("There is no such import.") }
+        guard let id = context.parameters.decoded("import").flatMap({ Int64($0) }) else { throw NotFound("There is no such import.") }
         return id
     }
 
@@ -70,7 +70,7 @@ struct ImportsController {
 
     func row(_ context: SignedInContext) async throws -> (ImportRecord, ImportRowRecord) {
         let record = try await record(context)
-        guard let n = context.parameters.get("n").flatMap({ Int($0) }),
+        guard let n = context.parameters.decoded("n").flatMap({ Int($0) }),
               let row = try await services.store.importRows(record.id ?? 0).first(where: { $0.n == n }) else {
             throw NotFound("This import has no such row.")
         }

@@ -27,6 +27,8 @@ public final class CourierMetrics: Sendable {
     let snapshotApps: Metrics.Gauge
     let snapshotTasks: Metrics.Gauge
     let snapshotEntries: Metrics.Gauge
+    /// Stored tasks, whitelists or settings that cannot be read (each offers nothing).
+    let snapshotUnreadable: Metrics.Gauge
     let admissions: Metrics.Counter
     let residentBytes: Metrics.Gauge
     let heapInUseBytes: Metrics.Gauge
@@ -65,6 +67,7 @@ public final class CourierMetrics: Sendable {
         snapshotApps = Metrics.Gauge(label: "courier_snapshot_apps", factory: factory)
         snapshotTasks = Metrics.Gauge(label: "courier_snapshot_tasks", factory: factory)
         snapshotEntries = Metrics.Gauge(label: "courier_snapshot_entries", factory: factory)
+        snapshotUnreadable = Metrics.Gauge(label: "courier_snapshot_unreadable", factory: factory)
         admissions = counter("courier_time_window_admissions_total")
         residentBytes = Metrics.Gauge(label: "courier_process_resident_bytes", factory: factory)
         heapInUseBytes = Metrics.Gauge(label: "courier_heap_bytes", dimensions: [("state", "in_use")], factory: factory)

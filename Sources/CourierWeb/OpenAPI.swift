@@ -121,7 +121,7 @@ enum OpenAPI {
                                 "description": string, "descriptionHtml": string, "events": ["type": "object", "additionalProperties": integer],
                                 "createdBy": string, "createdAt": string,
                                 "approval": object(["state": ["enum": ["awaiting", "approved", "rejected", "withdrawn"]],
-                                                    "request": ["enum": ["release", "promotion"]], "requestedBy": string, "requestedAt": string,
+                                                    "request": ["enum": ["release", "widening", "promotion"]], "requestedBy": string, "requestedAt": string,
                                                     "decidedBy": string, "decidedAt": string, "comment": string, "commentHtml": string])]),
                 "Whitelist": object(["id": integer, "name": string, "kind": string, "count": integer]),
                 "Import": object(["id": integer, "rows": array(object(["file": string, "appId": string, "version": string,

@@ -64,7 +64,7 @@ struct PackagesController {
 extension Services {
     func package(_ context: SignedInContext) async throws -> (AppRecord, PackageRecord) {
         let app = try await app(context)
-        let version = context.parameters.get("version") ?? ""
+        let version = context.parameters.decoded("version") ?? ""
         guard let p = try await store.package(app.id, version) else {
             throw NotFound("App \(app.id) has no package version \(version).")
         }

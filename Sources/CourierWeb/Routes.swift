@@ -170,3 +170,22 @@ struct SignedInRoutes {
         on(.delete, route, needs: permission, handler)
     }
 }
+
+extension Parameters {
+    /// A path parameter as it was meant: Hummingbird hands them over still percent-encoded, so a
+    /// user named "dan o" arrives as "dan%20o". Nil when absent or not valid percent-encoding.
+    /// Every route reads its parameters through this (a test checks no `parameters.get` is left).
+    func decoded(_ name: String) -> String? {
+        get(name).flatMap { $0.removingPercentEncoding }
+    }
+
+    /// The catch-all tail, decoded segment by segment.
+    func decodedCatchAll() -> [String]? {
+        var segments: [String] = []
+        for s in getCatchAll() {
+            guard let d = String(s).removingPercentEncoding else { return nil }
+            segments.append(d)
+        }
+        return segments
+    }
+}

@@ -47,7 +47,7 @@ struct SetupController {
             let name = form["name"].trimmingCharacters(in: .whitespaces)
             do {
                 var errors = FieldErrors()
-                if name.isEmpty || name.count > 64 { errors.append(FieldError("name", "The user name must be 1–64 characters.")) }
+                _ = errors.collect { try UserName.validate(name) }
                 if form["password"].count < 8 { errors.append(FieldError("password", "Give a password of at least 8 characters.")) }
                 else if form["password"] != form["password2"] { errors.append(FieldError("password2", "The two passwords differ.")) }
                 guard errors.isEmpty else { throw errors }
@@ -68,7 +68,7 @@ struct SetupController {
 
     /// The token of a setup address that still works; 404 otherwise.
     func open(_ context: AppContext) async throws -> String {
-        let token = context.parameters.get("token") ?? ""
+        let token = context.parameters.decoded("token") ?? ""
         guard services.setup.admits(token) else { throw NotFound("There is no such page.") }
         guard try await services.store.userCount() == 0 else {
             services.setup.close()   // a user was added meanwhile (courier user add)

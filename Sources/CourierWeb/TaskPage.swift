@@ -31,6 +31,8 @@ struct TaskPage {
     let statusLabel: String
     let statusKey: String
     let targeting: String
+    /// Why the task cannot be read and so offers nothing, or nil.
+    let unreadable: String?
     let descriptionHtml: String
     let admitted: String?
     let events: [Count]
@@ -65,7 +67,7 @@ struct TaskPage {
 
     init(_ t: TaskRecord, app: AppRecord, package p: PackageRecord, whitelistNames: [Int64: String], events: [String: Int], admitted: Int,
          history: [AuditRecord], user: UserRecord, failure: FormFailure, typedComment: String = "", typedPercentage: String? = nil,
-         chrome: Chrome) {
+         unreadable: String? = nil, chrome: Chrome) {
         self.chrome = chrome
         let id = t.id ?? 0
         self.id = id
@@ -76,6 +78,7 @@ struct TaskPage {
         statusLabel = t.rolledBack ? "Rolled back" : p.status.label
         statusKey = p.status.rawValue
         targeting = Self.plainWords(t, range: p.range, whitelistNames: whitelistNames)
+        self.unreadable = unreadable
         descriptionHtml = Markdown.html(t.descriptionMarkdown)   // cmark's safe mode: no raw HTML, no javascript: links
         self.admitted = t.mode == "timeWindow" ? "\(admitted) of \(t.userCount ?? 0) devices admitted" : nil
         self.events = events.sorted { $0.key < $1.key }.map { Count(event: $0.key, count: $0.value) }
@@ -129,7 +132,11 @@ struct TaskPage {
 
     static func approvalBox(_ t: TaskRecord, user: UserRecord) -> ApprovalBox? {
         guard !t.approval.isEmpty else { return nil }
-        let what = t.approvalFor == "promotion" ? "promotion to an official release" : "\(t.type == "official" ? "official" : "grayscale") release"
+        let what = switch t.approvalFor {
+        case "promotion": "promotion to an official release"
+        case "widening": "grayscale release, widened after it was approved (a higher percentage or values added to its whitelist)"
+        default: "\(t.type == "official" ? "official" : "grayscale") release"
+        }
         let asked = "\(t.requestedBy ?? t.createdBy) asked for approval of this \(what)"
             + (t.requestedAt.map { " on \(displayDate.string(from: $0)) UTC" } ?? "") + "."
         let decided: String? = switch t.approval {
@@ -155,7 +162,8 @@ struct TaskPage {
             return b.max.map { "\(name) \(b.min) to \($0)" } ?? "\(name) \(b.min) and up"
         }
         var parts = [bounds("Android", range.android), bounds("iOS", range.ios)].compactMap { $0 }
-        switch t.kind {
+        guard let kind = try? t.storedKind() else { return "nobody: this task cannot be read" }
+        switch kind {
         case .official: parts.append("every client")
         case .gray(let mode, let rules):
             switch mode {
@@ -194,7 +202,8 @@ struct ApprovalsPage {
         reviewer = user.role.may(.approveReleases)
         rows = tasks.map { t in
             Row(id: t.id ?? 0, url: Route.task.path(String(t.id ?? 0)), appId: t.appId, version: t.version,
-                what: t.approvalFor == "promotion" ? "Promotion to official" : (t.type == "official" ? "Official release" : "Grayscale release"),
+                what: t.approvalFor == "promotion" ? "Promotion to official"
+                    : t.approvalFor == "widening" ? "Widened grayscale release" : (t.type == "official" ? "Official release" : "Grayscale release"),
                 requestedBy: t.requestedBy ?? t.createdBy, requestedAt: t.requestedAt.map { displayDate.string(from: $0) } ?? "",
                 yours: user.role.may(.approveReleases) && !t.isOwnRequest(of: user.name))
         }

@@ -73,7 +73,7 @@ struct TasksController {
             let t = try await task(context)
             let id = t.id ?? 0
             do {
-                switch context.parameters.get("operation") ?? "" {
+                switch context.parameters.decoded("operation") ?? "" {
                 case "delete":
                     try await services.actions.deleteTask(by: context.acting, task: id)
                     return Response.redirect(to: Route.package.path(t.appId, t.version))
@@ -87,13 +87,13 @@ struct TasksController {
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
                 return try await page(context, failure: failure,
-                                      typedPercentage: context.parameters.get("operation") == "percentage" ? context.form["percentage"] : nil)
+                                      typedPercentage: context.parameters.decoded("operation") == "percentage" ? context.form["percentage"] : nil)
             }
         }
     }
 
     func task(_ context: SignedInContext) async throws -> TaskRecord {
-        guard let id = context.parameters.get("task").flatMap({ Int64($0) }), let t = try await services.store.task(id) else {
+        guard let id = context.parameters.decoded("task").flatMap({ Int64($0) }), let t = try await services.store.task(id) else {
             throw NotFound("There is no such task.")
         }
         return t
@@ -129,7 +129,7 @@ struct TasksController {
                              admitted: services.delivery.ledger.count(id),
                              history: try await services.store.auditEntries(subject: String(id), actionPrefix: "task."),
                              user: context.user, failure: failure, typedComment: typedComment, typedPercentage: typedPercentage,
-                             chrome: Chrome(context, section: .apps))
+                             unreadable: services.delivery.snapshot.targeting.unreadable(t.releaseTask), chrome: Chrome(context, section: .apps))
         return services.views.render("task", model, status: failure.status)
     }
 }

@@ -28,7 +28,7 @@ struct TokensController {
             }
         }
         routes.post(.tokenRevoke, needs: .read) { _, context in
-            guard let id = context.parameters.get("token").flatMap({ Int64($0) }) else { throw NotFound("There is no such API token.") }
+            guard let id = context.parameters.decoded("token").flatMap({ Int64($0) }) else { throw NotFound("There is no such API token.") }
             do {
                 _ = try await services.actions.revokeToken(by: context.acting, id: id)
                 return Response.redirect(to: Route.tokens.path([], query: [("revoked", String(id))]))
@@ -95,7 +95,8 @@ struct TokensPage {
         name = form["name"]
         expires = form["expires"]
         let typed = form.has("name") || form.has("expires")
-        scopes = TokenScope.allCases.map { Scope(value: $0.rawValue, checked: typed ? form.isChecked("scope-\($0.rawValue)") : $0 == .read) }
+        // The admin scope is offered to administrators only (`everyone`: they see every token).
+        scopes = TokenScope.allCases.filter { $0 != .admin || everyone }.map { Scope(value: $0.rawValue, checked: typed ? form.isChecked("scope-\($0.rawValue)") : $0 == .read) }
         today = String(ISO8601DateFormatter().string(from: now).prefix(10))
         rows = tokens.map { t, user in
             let refusal = t.refusal(now: now)

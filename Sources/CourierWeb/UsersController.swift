@@ -42,8 +42,11 @@ struct UsersController {
         routes.post(.userPassword, needs: .manageUsers) { _, context in
             try await act(context) {
                 do {
-                    let u = try await services.actions.resetPassword(by: context.acting, name: name(context), password: context.form["password"])
-                    return "\(u.name) has a new password; their sessions were ended."
+                    let revoke = context.form["revokeTokens"] == "true"
+                    let u = try await services.actions.resetPassword(by: context.acting, name: name(context), password: context.form["password"],
+                                                                     revokeTokens: revoke)
+                    return "\(u.name) has a new password; their sessions were ended"
+                        + (revoke ? " and their API tokens revoked." : ". Their API tokens still work: revoke them on the API tokens page if the account was misused.")
                 } catch let e as FieldError {
                     throw FieldError("", "\(name(context)): \(e.message)")   // shown above the table, not by the Add form
                 }
@@ -51,7 +54,7 @@ struct UsersController {
         }
     }
 
-    func name(_ context: SignedInContext) -> String { context.parameters.get("name") ?? "" }
+    func name(_ context: SignedInContext) -> String { context.parameters.decoded("name") ?? "" }
 
     /// Runs a change, then shows the page with its notice, or with the refusal.
     func act(_ context: SignedInContext, typed: FormFields? = nil, _ body: () async throws -> String) async throws -> Response {

@@ -52,7 +52,7 @@ struct WhitelistsController {
     }
 
     func id(_ context: SignedInContext) throws -> Int64 {
-        guard let id = context.parameters.get("whitelist").flatMap({ Int64($0) }) else { throw NotFound("There is no such whitelist.") }
+        guard let id = context.parameters.decoded("whitelist").flatMap({ Int64($0) }) else { throw NotFound("There is no such whitelist.") }
         return id
     }
 

@@ -99,7 +99,65 @@ struct Serve: AsyncParsableCommand {
 }
 
 struct User: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage console users.", subcommands: [Add.self])
+    static let configuration = CommandConfiguration(abstract: "Manage console users.",
+                                                    subcommands: [Add.self, Disable.self, Enable.self, RoleCommand.self, Password.self])
+
+    /// Runs one user change as the command line (so an operator is never locked out of the console).
+    static func change(_ options: DataOptions, _ body: (Actions) async throws -> String) async {
+        do {
+            print(try await body(Actions(store: try Store(dataDirectory: options.directory))))
+        } catch let e as CustomStringConvertible {
+            fail(e.description)
+        } catch {
+            fail("\(error)")
+        }
+    }
+
+    struct Disable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Disable a user: their sessions and API tokens stop at once.")
+        @OptionGroup var options: DataOptions
+        @Argument(help: "User name.") var name: String
+        func run() async throws {
+            await User.change(options) { a in "Disabled \(try await a.setDisabled(by: .commandLine, name: name, true).name)." }
+        }
+    }
+
+    struct Enable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Enable a disabled user again.")
+        @OptionGroup var options: DataOptions
+        @Argument(help: "User name.") var name: String
+        func run() async throws {
+            await User.change(options) { a in "Enabled \(try await a.setDisabled(by: .commandLine, name: name, false).name)." }
+        }
+    }
+
+    struct RoleCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "role", abstract: "Change a user's role.")
+        @OptionGroup var options: DataOptions
+        @Argument(help: "User name.") var name: String
+        @Argument(help: "admin, developer or reviewer.") var role: String
+        func run() async throws {
+            await User.change(options) { a in
+                let u = try await a.setRole(by: .commandLine, name: name, role: role)
+                return "\(u.name) is now \(u.role.rawValue)."
+            }
+        }
+    }
+
+    struct Password: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a user's password (read from standard input); their sessions end.")
+        @OptionGroup var options: DataOptions
+        @Argument(help: "User name.") var name: String
+        @Flag(name: .customLong("revoke-tokens"), help: "Also revoke the user's API tokens.") var revokeTokens = false
+        func run() async throws {
+            if isatty(0) != 0 { FileHandle.standardError.write(Data("Password: ".utf8)) }
+            let password = readLine(strippingNewline: true) ?? ""
+            await User.change(options) { a in
+                let u = try await a.resetPassword(by: .commandLine, name: name, password: password, revokeTokens: revokeTokens)
+                return "\(u.name) has a new password; their sessions were ended\(revokeTokens ? " and their API tokens revoked" : "")."
+            }
+        }
+    }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a user; the password is read from standard input.")
@@ -157,7 +215,14 @@ struct BackupCommand: AsyncParsableCommand {
                 fail("\(options.directory) holds no Courier data (no courier.sqlite); give --data.")
             }
             let store = try Store(dataDirectory: options.directory)
-            let m = try await Backup.run(store, to: dir)
+            // Test hook (tests/e2e/test_crash.py): the process kills itself after that many
+            // entries of the finished backup are moved into place, a crash at a chosen moment.
+            let killAfter = ProcessInfo.processInfo.environment["COURIER_TEST_KILL_BACKUP_AFTER_MOVES"].flatMap { Int($0) }
+            var afterMove: (@Sendable (Int) -> Void)?
+            if let killAfter {
+                afterMove = { moved in if moved == killAfter { _ = kill(getpid(), SIGKILL) } }
+            }
+            let m = try await Backup.run(store, to: dir, afterMove: afterMove)
             print("Backed up \(m.apps) apps, \(m.packages) packages, \(m.tasks) tasks and \(m.auditRows) audit rows into \(dir) "
                   + "(\(m.files.count) files, \(m.files.reduce(0) { $0 + $1.size }) bytes).")
         } catch let e as CustomStringConvertible {

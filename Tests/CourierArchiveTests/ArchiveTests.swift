@@ -387,4 +387,25 @@ final class FolderZipTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: two) }
         XCTAssertThrowsError(try FolderZip(folder: two, appId: "20171228", limits: small))
     }
+
+    /// Issue 15, 3.3: `build/30000040 -> /ci-home` published the home folder's credentials.
+    func testAnAppFolderThatIsASymbolicLinkIsRefused() throws {
+        let secrets = try make(["credentials": Array("token=secret".utf8)])
+        defer { try? FileManager.default.removeItem(atPath: secrets) }
+        let build = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: build, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: build) }
+        XCTAssertEqual(symlink(secrets, build + "/30000040"), 0)
+        XCTAssertThrowsError(try FolderZip(folder: build, appId: "30000040")) {
+            XCTAssertTrue("\($0)".contains("30000040 is a symbolic link"), "\($0)")
+        }
+        // A file swapped for a link after the folder was listed is refused when it is read.
+        let swapped = try make(["www/a.html": [1]])
+        defer { try? FileManager.default.removeItem(atPath: swapped) }
+        let zip = try FolderZip(folder: swapped, appId: "20171228")
+        try FileManager.default.removeItem(atPath: swapped + "/www/a.html")
+        XCTAssertEqual(symlink(secrets + "/credentials", swapped + "/www/a.html"), 0)
+        let stream = zip.stream()
+        XCTAssertThrowsError(try { while try stream.next() != nil {} }()) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
+    }
 }

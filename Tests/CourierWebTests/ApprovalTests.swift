@@ -237,4 +237,53 @@ final class ApprovalTests: XCTestCase {
             XCTAssertTrue(after.text.contains("approve"), "the history lists the approval")
         }
     }
+
+    /// Issue 15, 3.2: an approval is of what the reviewer saw. Raising the percentage or adding
+    /// values to a list of an approved grayscale task sends it back for approval (clients are not
+    /// offered the wider release meanwhile); lowering needs nothing.
+    func testWideningAnApprovedGrayscaleReleaseWaitsForAReviewerAgain() async throws {
+        let (h, devToken, reviewerToken, adminToken) = try await harness()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let dev = APITests.Caller(client: client, token: devToken)
+            let rita = APITests.Caller(client: client, token: reviewerToken)
+            let ada = APITests.Caller(client: client, token: adminToken)
+            let c = ReleaseTests.Client(client: client)
+            await assertEqual(try await ada.call(.put, "/api/v1/settings", json: #"{"officialNeedsApproval":true,"grayNeedsApproval":true}"#).status, .ok)
+            // Grayscale at 0.01 %, approved.
+            let pct = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json: #"{"type":"gray","mode":"percentage","percentage":0.01}"#)
+            let pctID = try XCTUnwrap(pct.json["id"] as? Int, pct.text)
+            await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(pctID)/approve", json: "{}").json["status"] as? String, "releasing")
+            func admitted() async throws -> Int {
+                var n = 0
+                for i in 0..<200 where try await c.versions(device: "d-\(i)") == ["1.0.0.1"] { n += 1 }
+                return n
+            }
+            await assertEqual(try await admitted(), 0, "0.01 % of 200 devices")
+            let raised = try await dev.call(.patch, "/api/v1/tasks/\(pctID)", json: #"{"percentage":99.99}"#)
+            XCTAssertEqual(raised.json["status"] as? String, "awaitingApproval", raised.text)
+            XCTAssertEqual((raised.json["approval"] as? [String: Any])?["request"] as? String, "widening")
+            await assertEqual(try await admitted(), 0, "the wider share waits for the reviewer")
+            await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(pctID)/approve", json: "{}").json["status"] as? String, "releasing")
+            await assertTrue(try await admitted() > 190, "approved again: 99.99 %")
+            let lowered = try await dev.call(.patch, "/api/v1/tasks/\(pctID)", json: #"{"percentage":50}"#)
+            XCTAssertEqual(lowered.json["status"] as? String, "releasing", "narrowing needs no approval")
+
+            // Grayscale to a regex list, approved; then the list gains `.*`.
+            let wl = try await dev.call(.post, "/api/v1/whitelists", json: #"{"name":"qa","kind":"regex","values":["qa-tester-1"]}"#)
+            let wlID = try XCTUnwrap(wl.json["id"] as? Int)
+            let listed = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks",
+                                            json: #"{"type":"gray","mode":"whitelist","whitelistIds":[\#(wlID)]}"#)
+            let listedID = try XCTUnwrap(listed.json["id"] as? Int, listed.text)
+            await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(listedID)/approve", json: "{}").json["status"] as? String, "releasing")
+            await assertEqual(try await c.versions(user: "qa-tester-1", device: "d-x", installed: "1.0.0.1"), ["1.0.0.2"])
+            await assertEqual(try await c.versions(user: "someone", device: "d-x", installed: "1.0.0.1"), [])
+            let added = try await dev.call(.post, "/api/v1/whitelists/\(wlID)/values", json: #"{"values":[".*"]}"#)
+            XCTAssertEqual(added.status, .ok, added.text)
+            await assertEqual(try await c.versions(user: "someone", device: "d-x", installed: "1.0.0.1"), [], "the wider list waits for the reviewer")
+            await assertEqual(try await dev.call(.get, "/api/v1/tasks/\(listedID)").json["status"] as? String, "awaitingApproval")
+            await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(listedID)/approve", json: "{}").json["status"] as? String, "releasing")
+            await assertEqual(try await c.versions(user: "someone", device: "d-x", installed: "1.0.0.1"), ["1.0.0.2"])
+        }
+    }
 }

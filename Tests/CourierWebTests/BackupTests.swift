@@ -1,5 +1,5 @@
 import CourierCore
-import CourierStore
+@testable import CourierStore
 import CourierTestSupport
 import Foundation
 import XCTest
@@ -61,5 +61,42 @@ final class BackupTests: XCTestCase {
         XCTAssertThrowsError(try Backup.verify(root + "/b")) { XCTAssertTrue("\($0)".contains("missing"), "\($0)") }
         try FileManager.default.removeItem(atPath: root + "/b/manifest.json")
         XCTAssertThrowsError(try Backup.verify(root + "/b")) { XCTAssertTrue("\($0)".contains("not a finished"), "\($0)") }
+    }
+
+    /// Issue 15, 3.9: a backup folder is input from outside. A blob replaced by a link, or by a
+    /// FIFO (which used to hang the restore), is refused at once; a manifest naming a hidden
+    /// path that meets a link left in the target is refused; the target must be really empty.
+    func testARestoreFollowsNoLinkAndNeverWaitsOnAFIFO() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        let root = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let manifest = try await Backup.run(h.store, to: root + "/b")
+        let blob = try XCTUnwrap(manifest.files.first { $0.path.hasPrefix("blobs/") })
+        let path = root + "/b/" + blob.path
+        let original = try XCTUnwrap(FileManager.default.contents(atPath: path))
+
+        // The same bytes behind a link: refused, not followed.
+        try original.write(to: URL(fileURLWithPath: root + "/elsewhere.amr"))
+        try FileManager.default.removeItem(atPath: path)
+        XCTAssertEqual(symlink(root + "/elsewhere.amr", path), 0)
+        XCTAssertThrowsError(try Backup.restore(from: root + "/b", to: root + "/r1")) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
+
+        // A FIFO: refused at once (the restore used to wait forever for a writer).
+        try FileManager.default.removeItem(atPath: path)
+        XCTAssertEqual(mkfifo(path, 0o600), 0)
+        XCTAssertThrowsError(try Backup.restore(from: root + "/b", to: root + "/r2")) { XCTAssertTrue("\($0)".contains("regular file"), "\($0)") }
+        try FileManager.default.removeItem(atPath: path)
+        try original.write(to: URL(fileURLWithPath: path))
+        XCTAssertNoThrow(try Backup.verify(root + "/b"))
+
+        // A target holding a `.partial-*` link is not empty; a manifest may not name such a path.
+        try FileManager.default.createDirectory(atPath: root + "/r3", withIntermediateDirectories: true)
+        XCTAssertEqual(symlink(root + "/outside", root + "/r3/.partial-x"), 0)
+        XCTAssertThrowsError(try Backup.restore(from: root + "/b", to: root + "/r3")) { XCTAssertTrue("\($0)".contains("not empty"), "\($0)") }
+        XCTAssertFalse(Backup.safeRelative(".partial-x/courier.sqlite"))
+        XCTAssertFalse(Backup.safeRelative("blobs//x"))
+        XCTAssertTrue(Backup.safeRelative(blob.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/outside"), "nothing was written through the link")
     }
 }

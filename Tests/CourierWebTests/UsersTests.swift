@@ -1,5 +1,5 @@
 import CourierCore
-import CourierStore
+@testable import CourierStore
 import CourierTestSupport
 import Foundation
 import Hummingbird
@@ -79,6 +79,53 @@ final class UsersTests: XCTestCase {
             await assertEqual(try await LoginForm.open(client).submit(name: "rita", password: "correct-horse").status, .unauthorized)
             _ = try await Browser.signIn(client, "rita", "brand-new-pass")
             await assertEqual(try await h.store.auditEntries().first?.action, "user.password")
+        }
+    }
+
+    /// Issue 15, 3.4: users named with a space, a non-ASCII letter or `/` (allowed before) can be
+    /// disabled, given a role and a password through the console; new names use a safe set and
+    /// are unique whatever their case; a reset can revoke the user's API tokens.
+    func testUsersWithAnyStoredNameCanBeManagedAndNewNamesAreSafe() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.addUser("alice")
+        let legacy = ["dan o", "zoë", "a/b", "100%"]
+        try await h.store.db.write { db in
+            for name in legacy {
+                try db.execute(sql: "INSERT INTO user (name, passwordHash, role, createdAt, disabled) VALUES (?, 'x', 'developer', ?, 0)",
+                               arguments: [name, Date()])
+            }
+        }
+        try await h.test { client in
+            let admin = try await Browser.signIn(client, "alice")
+            for name in legacy {
+                let disable = try await admin.post(Route.userDisable.path(name), [])
+                XCTAssertEqual(disable.status, .seeOther, "\(name): \(disable.text.prefix(300))")
+                await assertEqual(try await h.store.user(named: name)?.disabled, true, name)
+                await assertEqual(try await admin.post(Route.userRole.path(name), [("role", "reviewer")]).status, .seeOther, name)
+                await assertEqual(try await h.store.user(named: name)?.role, .reviewer, name)
+                await assertEqual(try await admin.post(Route.userPassword.path(name), [("password", "another-horse")]).status, .seeOther, name)
+            }
+            for bad in ["dan o", "zoë", "a/b", "-x", "x y", String(repeating: "a", count: 65)] {
+                let r = try await admin.post("/users", [("name", bad), ("role", "developer"), ("password", "correct-horse")])
+                XCTAssertEqual(r.status, .unprocessableContent, bad)
+                XCTAssertTrue(r.text.contains(#"id="error-name""#), bad)
+            }
+            await assertEqual(try await admin.post("/users", [("name", "Dan.Lee_2-x"), ("role", "developer"), ("password", "correct-horse")]).status, .seeOther)
+            let twin = try await admin.post("/users", [("name", "dan.lee_2-X"), ("role", "developer"), ("password", "correct-horse")])
+            XCTAssertEqual(twin.status, .conflict, "names differing only in case are one person")
+            XCTAssertTrue(twin.text.contains("differ only in case"), twin.text)
+
+            // A reset that also revokes the user's tokens, and one that says they still work.
+            let token = try await h.services.actions.createToken(by: .commandLine, userName: "Dan.Lee_2-x", scopes: "read")
+            let api = APITests.Caller(client: client, token: token)
+            await assertEqual(try await api.call(.get, "/api/v1/apps").status, .ok)
+            let kept = try await admin.post(Route.userPassword.path("Dan.Lee_2-x"), [("password", "another-horse")])
+            XCTAssertEqual(kept.status, .seeOther)
+            await assertEqual(try await api.call(.get, "/api/v1/apps").status, .ok, "unticked: the token still works")
+            await assertEqual(try await admin.post(Route.userPassword.path("Dan.Lee_2-x"), [("password", "third-horse-x"), ("revokeTokens", "true")]).status,
+                              .seeOther)
+            await assertEqual(try await api.call(.get, "/api/v1/apps").status, .unauthorized, "ticked: the token is revoked")
         }
     }
 }

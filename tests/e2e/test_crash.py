@@ -260,3 +260,26 @@ def test_sigkill_during_backup(crashing, tmp_path):
         else:                                        # unfinished: restore refuses it
             r = subprocess.run([BINARY, "restore", str(target), "--data", str(tmp_path / f"restored-{i}")], capture_output=True, text=True)
             assert r.returncode != 0
+
+
+def test_backup_killed_between_renames_never_shows_a_manifest_without_its_files(crashing, tmp_path):
+    """Deterministic twin of the test above (issue 15): the backup kills itself after each
+    number of renames of its finished copy. Whatever the directory order, `manifest.json`
+    is in place only when everything it lists is, so a backup with a manifest restores."""
+    c = crashing
+    assert upload_file(c.server, c.token, sample(str(tmp_path / "s.zip")), c.next_version())[0] == 201
+    entries = 3   # courier.sqlite, blobs/, manifest.json
+    for moved in range(1, entries + 1):
+        target = tmp_path / f"cut-{moved}"
+        env = dict(os.environ, COURIER_TEST_KILL_BACKUP_AFTER_MOVES=str(moved))
+        r = subprocess.run([BINARY, "backup", str(target), "--data", c.data], env=env, capture_output=True)
+        assert r.returncode == -signal.SIGKILL, f"the hook did not stop the backup after {moved} moves"
+        in_place = sorted(n for n in os.listdir(target) if not n.startswith(".partial-"))
+        assert len(in_place) == moved, in_place
+        restore = subprocess.run([BINARY, "restore", str(target), "--data", str(tmp_path / f"restored-{moved}")],
+                                 capture_output=True, text=True)
+        if moved < entries:
+            assert "manifest.json" not in in_place, f"the manifest arrived before {set(['courier.sqlite', 'blobs']) - set(in_place)}"
+            assert restore.returncode != 0
+        else:
+            assert restore.returncode == 0, restore.stderr

@@ -1,0 +1,119 @@
+import CourierCore
+@testable import CourierStore
+import CourierTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+@testable import CourierWeb
+
+/// Issue 15, part 2: a stored task, rule, whitelist or setting that this binary cannot read
+/// makes its task offer nothing (never a wider release), says so on the task page and in
+/// /metrics, and stays so after a restart.
+final class FailClosedTests: XCTestCase {
+    typealias Client = ReleaseTests.Client
+
+    /// Official 1.0.0.1 for everyone, and a grayscale 1.0.0.2 for whitelist "beta" (u-1, u-2)
+    /// in Hangzhou only. Answers the harness, the token and the gray task's ID.
+    func grayInHangzhou() async throws -> (Harness, String, Int) {
+        let (h, token) = try await releasedHarness()
+        let task = Box(0)
+        try await h.test { client in
+            let api = APITests.Caller(client: client, token: token)
+            await assertEqual(try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json: #"{"type":"official"}"#).status, .created)
+            let wl = try await api.call(.post, "/api/v1/whitelists", json: #"{"name":"beta","kind":"user","values":["u-1","u-2"]}"#)
+            let wlID = try XCTUnwrap(wl.json["id"] as? Int)
+            let gray = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks", json: """
+                {"type":"gray","mode":"whitelist","whitelistIds":[\(wlID)],"rules":[{"field":"city","op":"in","values":["Hangzhou"]}]}
+                """)
+            XCTAssertEqual(gray.status, .created, gray.text)
+            task.value = try XCTUnwrap(gray.json["id"] as? Int)
+            let c = Client(client: client)
+            await assertEqual(try await c.versions(user: "u-1", city: "Hangzhou"), ["1.0.0.2"])
+            await assertEqual(try await c.versions(user: "u-1", city: "Beijing"), ["1.0.0.1"])
+        }
+        return (h, token, task.value)
+    }
+
+    /// Edits the stored rows the way a newer (or damaged) database would have them, then restarts.
+    func restarted(_ h: Harness, _ sql: String, _ task: Int) async throws -> Harness {
+        try await h.store.db.write { db in try db.execute(sql: sql, arguments: [task]) }
+        return try await Harness.make(dir: h.dir)
+    }
+
+    func assertOffersNothing(_ h: Harness, task: Int, _ what: String, file: StaticString = #filePath, line: UInt = #line) async throws {
+        try await h.test { client in
+            let c = Client(client: client)
+            for city in ["Beijing", "Hangzhou"] {
+                await assertEqual(try await c.versions(user: "u-1", city: city), ["1.0.0.1"], "\(what): the task offers nothing, the official stays",
+                                  file: file, line: line)
+                await assertEqual(try await c.versions(user: "u-9", city: city), ["1.0.0.1"], file: file, line: line)
+            }
+            try await h.addUser("root")
+            let b = try await Browser.signIn(client, "root")
+            let page = try await b.get("/tasks/\(task)")
+            XCTAssertEqual(page.status, .ok, file: file, line: line)
+            XCTAssertTrue(page.text.contains(#"id="task-unreadable""#), "\(what): the task page says the task cannot be read", file: file, line: line)
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), "\(what): /metrics counts it\n\(metrics.text.prefix(0))",
+                          file: file, line: line)
+        }
+    }
+
+    func testARuleOnAnUnknownAttributeMakesTheTaskOfferNothing() async throws {
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        let after = try await restarted(h, #"UPDATE task SET rules = '[{"field":"carrier","op":"in","values":["x"]}, {"field":"city","op":"in","values":["Hangzhou"]}]' WHERE id = ?"#, task)
+        try await assertOffersNothing(after, task: task, "a rule on an unknown attribute")
+    }
+
+    func testAnUnknownTaskTypeIsNotReadAsOfficial() async throws {
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        let after = try await restarted(h, "UPDATE task SET type = 'canary' WHERE id = ?", task)
+        try await assertOffersNothing(after, task: task, "an unknown type")
+    }
+
+    func testWhitelistIDsThatDoNotDecodeAreNotAnEmptyList() async throws {
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        let after = try await restarted(h, "UPDATE task SET whitelistIds = '{\"ids\":[1]}', rules = '[]' WHERE id = ?", task)
+        try await assertOffersNothing(after, task: task, "whitelist IDs that do not decode")
+    }
+
+    func testUnknownModeStatusAndRulesThatDoNotDecode() async throws {
+        for (what, sql) in [("an unknown mode", "UPDATE task SET mode = 'lottery' WHERE id = ?"),
+                            ("rules that do not decode", "UPDATE task SET rules = 'city=Hangzhou' WHERE id = ?"),
+                            ("a percentage out of range", "UPDATE task SET mode = 'percentage', percentage = 250 WHERE id = ?"),
+                            ("an unknown status", "UPDATE task SET status = 'ramping' WHERE id = ?")] {
+            let (h, _, task) = try await grayInHangzhou()
+            let after = try await restarted(h, sql, task)
+            try await assertOffersNothing(after, task: task, what)
+            h.cleanUp()
+        }
+    }
+
+    func testAWhitelistThatCannotBeReadMakesItsTasksOfferNothing() async throws {
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        // A second list on the same task stays readable: the unreadable one must not just drop out.
+        try await h.store.db.write { db in
+            try db.execute(sql: "INSERT INTO whitelist (name, kind, createdAt, revision) VALUES ('future', 'segment', '2026-01-01 00:00:00', 0)")
+            let id = db.lastInsertedRowID
+            let beta = try Int64.fetchOne(db, sql: "SELECT id FROM whitelist WHERE name = 'beta'") ?? 0
+            try db.execute(sql: "UPDATE task SET whitelistIds = ? WHERE id = ?", arguments: ["[\(id),\(beta)]", task])
+        }
+        try await assertOffersNothing(try await Harness.make(dir: h.dir), task: task, "a whitelist of an unknown kind")
+    }
+
+    func testStrictReadingOfAGoodTaskStillWorks() throws {
+        let p = try packageRecord("1.0.0.1", blob: "x")
+        var t = TaskRecord(package: p, kind: .gray(.percentage(10), rules: [try TargetingRule(field: .city, op: .in, values: ["a"])]),
+                           description: "", createdBy: "alice")
+        XCTAssertNil(t.unreadable)
+        XCTAssertEqual(t.releaseTask.unreadable, nil)
+        t.rules = #"[{"field":"carrier","op":"in","values":["x"]}]"#
+        XCTAssertEqual(t.unreadable, "a rule “carrier in” that this version of Courier does not know")
+        XCTAssertFalse(t.releaseTask.isOfficial)
+    }
+}
