@@ -27,6 +27,14 @@ func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
         _ = try? ExtendedInfo.validate(l)
         _ = try? AppKey.validate(l)
     }
+    // Whitelist expressions (issue 15): whatever compiles matches in linear time.
+    if let pattern = try? SafePattern(line(0)) {
+        for subject in [line(1), line(2), String(repeating: line(1), count: 8) + "!"] {
+            var steps = 0
+            _ = pattern.matchesWhole(subject, steps: &steps)
+            precondition(steps <= pattern.stepBound(scalars: subject.unicodeScalars.count), "a whitelist expression exceeded its step bound")
+        }
+    }
     var draft = PackageDraft()
     draft.version = line(0)
     draft.type = line(1)

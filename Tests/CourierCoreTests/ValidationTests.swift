@@ -124,7 +124,11 @@ final class AccessAndVersionTests: XCTestCase {
         XCTAssertEqual(Role.reviewer.permissions, [.read, .approveReleases])
         XCTAssertFalse(Role.developer.may(.approveReleases), "developers ask, reviewers decide")
         XCTAssertEqual(TokenScope.parse("read, upload"), [.read, .upload])
-        XCTAssertNil(TokenScope.parse("read,admin"))
+        XCTAssertNil(TokenScope.parse("read,owner"))
+        XCTAssertEqual(TokenScope.parse("read,admin"), [.read, .admin])
+        XCTAssertEqual(Permission.editSettings.scope, .admin, "an upload token cannot change settings (issue 15)")
+        XCTAssertEqual(Permission.editSigningKey.scope, .admin)
+        XCTAssertEqual(Permission.uploadPackages.scope, .upload)
         XCTAssertNil(TokenScope.parse(""))
         let ci = ActingUser(name: "ci", role: .admin, scopes: [.read])
         XCTAssertThrowsError(try ci.require(.uploadPackages)) { XCTAssertTrue(($0 as? Refused)?.description.contains("upload scope") == true) }

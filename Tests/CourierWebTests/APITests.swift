@@ -31,7 +31,7 @@ final class APITests: XCTestCase {
         let actions = h.services.actions
         let reader = try await actions.createToken(by: .commandLine, userName: "ci", scopes: "read")
         let writer = try await actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
-        await assertThrows(try await actions.createToken(by: .commandLine, userName: "ci", scopes: "admin")) { XCTAssertTrue($0 is FieldErrors, "\($0)") }
+        await assertThrows(try await actions.createToken(by: .commandLine, userName: "ci", scopes: "owner")) { XCTAssertTrue($0 is FieldErrors, "\($0)") }
         await assertThrows(try await actions.createToken(by: .commandLine, userName: "nobody", scopes: "read")) { XCTAssertTrue($0 is NotFound) }
         let stored = try await h.store.tokenHashes()
         XCTAssertFalse(stored.contains(reader), "tokens are stored hashed")
@@ -63,9 +63,15 @@ final class APITests: XCTestCase {
         let h = try await Harness.make()
         defer { h.cleanUp() }
         try await h.addUser("ci")
-        let token = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
+        let token = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload,admin")
+        let uploader = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read,upload")
         try await h.test { client in
             let api = Caller(client: client, token: token)
+            // Issue 15, 3.6: an upload token (CI's) reaches neither settings nor the signing key.
+            let ci = Caller(client: client, token: uploader)
+            await assertEqual(try await ci.call(.put, "/api/v1/settings", json: #"{"virtualDomain":"h5app.example.com"}"#).status, .forbidden)
+            await assertEqual(try await ci.call(.put, "/api/v1/settings", json: #"{"officialNeedsApproval":false}"#).status, .forbidden)
+            await assertEqual(try await ci.call(.post, "/api/v1/settings/signing-key/generate").status, .forbidden)
             let invalid = try await api.call(.post, "/api/v1/apps", json: #"{"id":"66666612","name":"X"}"#)
             XCTAssertEqual(invalid.status, .unprocessableContent)
             let error = try XCTUnwrap(invalid.json["error"] as? [String: Any])

@@ -15,7 +15,7 @@ final class ApprovalTests: XCTestCase {
         try await h.addUser("rita", role: .reviewer)
         try await h.addUser("ada", role: .admin)
         let reviewer = try await h.services.actions.createToken(by: .commandLine, userName: "rita", scopes: "read,upload,release")
-        let admin = try await h.services.actions.createToken(by: .commandLine, userName: "ada", scopes: "read,upload,release")
+        let admin = try await h.services.actions.createToken(by: .commandLine, userName: "ada", scopes: "read,upload,release,admin")
         return (h, dev, reviewer, admin)
     }
 
