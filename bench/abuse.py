@@ -62,7 +62,7 @@ def main(binary):
     port = free_port()
     subprocess.run([binary, "user", "add", "admin", "--role", "admin", "--data", data],
                    input="the-right-password\n", text=True, check=True, capture_output=True)
-    token = subprocess.run([binary, "token", "create", "--user", "admin", "--scope", "read,upload", "--data", data],
+    token = subprocess.run([binary, "token", "create", "--user", "admin", "--scope", "read,upload,admin", "--data", data],
                            text=True, check=True, capture_output=True).stdout.strip()
     server = subprocess.Popen([binary, "serve", "--data", data, "--port", str(port)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -14,7 +14,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 PASSWORD=soak-password-1
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 echo "$PASSWORD" | "$BIN" user add admin --role admin --data "$DATA" >/dev/null
-TOKEN=$("$BIN" token create --user admin --scope read,upload,release --data "$DATA")
+TOKEN=$("$BIN" token create --user admin --scope read,upload,release,admin --data "$DATA")
 "$BIN" serve --data "$DATA" --port "$PORT" > "$DATA/server.log" 2>&1 &
 PID=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done

@@ -15,7 +15,7 @@ WORK=$(mktemp -d /tmp/courier-update-bench.XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 echo "bench-password" | "$BIN" user add bench --role admin --data "$WORK/data" >/dev/null
-TOKEN=$("$BIN" token create --user bench --scope read,upload,release --data "$WORK/data")
+TOKEN=$("$BIN" token create --user bench --scope read,upload,release,admin --data "$WORK/data")
 "$BIN" serve --data "$WORK/data" --port "$PORT" >"$WORK/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; [ -f "$WORK/nginx.pid" ] && kill $(cat "$WORK/nginx.pid") 2>/dev/null; true' EXIT

@@ -2,6 +2,9 @@ import Foundation
 
 /// A release task as a form or the API sends it (SPEC §5, §8), before it is checked.
 public struct TaskDraft: Sendable {
+    /// The most devices a time window admits: every admission is a row until the window
+    /// ends, and anyone may ask to be admitted (issue 15).
+    public static let maxWindowDevices = 1_000_000
     public struct Rule: Sendable {
         public var field: String
         public var op: String
@@ -94,8 +97,8 @@ public struct TaskDraft: Sendable {
                 errors.append(FieldError("endTime", "The end time must be at most 7 days ahead."))
             }
             let count = Int(userCount.trimmingCharacters(in: .whitespaces))
-            if count == nil || count! < 1 || count! > 10_000_000 {
-                errors.append(FieldError("userCount", "Enter how many devices to admit: a whole number from 1 to 10,000,000."))
+            if count == nil || count! < 1 || count! > Self.maxWindowDevices {
+                errors.append(FieldError("userCount", "Enter how many devices to admit: a whole number from 1 to 1,000,000."))
             }
             if let end, let count, errors.isEmpty { mode = .timeWindow(end: end, userCount: count) }
         case "percentage":

@@ -32,6 +32,8 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     public var whitelistIds = "[]"
     public var endTime: Date?
     public var userCount: Int?
+    /// How many devices a time window admitted, kept when it finished (its devices are dropped).
+    public var admittedCount: Int?
     public var percentage: Double?
     /// JSON: `[{"field","op","values"}]`.
     public var rules = "[]"
@@ -135,7 +137,8 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
             m = .whitelist(ids)
         case "timeWindow":
             guard let endTime, let userCount, userCount > 0 else { throw Unreadable("its time window has no end time or device count") }
-            m = .timeWindow(end: endTime, userCount: userCount)
+            // Counts above today's maximum (older tasks allowed 10 M) are held to it: narrower, never wider.
+            m = .timeWindow(end: endTime, userCount: min(userCount, TaskDraft.maxWindowDevices))
         case "percentage":
             guard let percentage, percentage.isFinite, percentage > 0, percentage <= 100 else {
                 throw Unreadable("its percentage \(percentage.map { String($0) } ?? "(none)") is not between 0.01 and 100")
@@ -410,10 +413,19 @@ extension Store {
                 t.status = ReleaseTask.Status.finished.rawValue
                 t.rolledBack = true
             }
+            try Store.dropAdmissionsIfEnded(db, &t)
             try t.update(db)
             try Store.refreshPackageStatus(db, t.packageId)
             return (t, detail.merging(["status": t.status, "type": t.type]) { a, _ in a })
         }
+    }
+
+    /// A time window that has ended admits nobody more: its count is kept on the task and its
+    /// devices (up to a million rows) are dropped, so they are neither kept nor loaded at start.
+    static func dropAdmissionsIfEnded(_ db: Database, _ t: inout TaskRecord) throws {
+        guard t.mode == "timeWindow", t.taskStatus.hasEnded, t.admittedCount == nil, let id = t.id else { return }
+        t.admittedCount = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM admission WHERE taskId = ?", arguments: [id]) ?? 0
+        try db.execute(sql: "DELETE FROM admission WHERE taskId = ?", arguments: [id])
     }
 
     /// Changes a percentage task's share (raising it keeps every admitted device admitted).
@@ -498,10 +510,19 @@ extension Store {
         }
     }
 
-    /// Counts a client's report; false when the task is gone (deleted since the snapshot named it).
+    /// Counts a client's report, once per device, task, kind and hour (a device repeating itself,
+    /// or one connection replaying it, adds nothing); false when the task is gone (deleted since
+    /// the snapshot named it).
     @discardableResult
-    public func countEvent(task: Int64, _ event: String) async throws -> Bool {
-        try await db.write { db in
+    public func countEvent(task: Int64, _ event: String, device: String, now: Date = Date()) async throws -> Bool {
+        let hour = Int64(now.timeIntervalSince1970 / 3600)
+        return try await db.write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM task WHERE id = ?)", arguments: [task]) == true else { return false }
+            // Earlier hours are no longer needed to tell repeats apart.
+            try db.execute(sql: "DELETE FROM eventSeen WHERE hour < ?", arguments: [hour])
+            try db.execute(sql: "INSERT OR IGNORE INTO eventSeen (hour, taskId, event, deviceId) VALUES (?, ?, ?, ?)",
+                           arguments: [hour, task, event, device])
+            guard db.changesCount > 0 else { return true }
             try db.execute(sql: """
                 INSERT INTO taskEvent (taskId, event, count) SELECT ?, ?, 1 WHERE EXISTS (SELECT 1 FROM task WHERE id = ?)
                 ON CONFLICT (taskId, event) DO UPDATE SET count = count + 1

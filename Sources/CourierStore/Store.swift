@@ -137,6 +137,24 @@ public final class Store: Sendable {
         m.registerMigration("v9-task-package-index") { db in
             try db.create(index: "taskByPackage", on: "task", columns: ["packageId"])
         }
+        // Issue 15: a finished time window keeps its count, not its devices; client events count
+        // once per device, task, kind and hour.
+        m.registerMigration("v10-bounded-admissions-and-events") { db in
+            try db.alter(table: "task") { t in t.add(column: "admittedCount", .integer) }
+            try db.create(table: "eventSeen") { t in
+                t.column("hour", .integer).notNull()
+                t.column("taskId", .integer).notNull()
+                t.column("event", .text).notNull()
+                t.column("deviceId", .text).notNull()
+                t.primaryKey(["hour", "taskId", "event", "deviceId"])
+            }
+            // Admissions of tasks that already ended: counted, then dropped.
+            try db.execute(sql: """
+                UPDATE task SET admittedCount = (SELECT COUNT(*) FROM admission WHERE admission.taskId = task.id)
+                WHERE mode = 'timeWindow' AND status IN ('finished', 'rejected')
+                """)
+            try db.execute(sql: "DELETE FROM admission WHERE taskId IN (SELECT id FROM task WHERE status IN ('finished', 'rejected'))")
+        }
         return m
     }
 

@@ -53,7 +53,7 @@ struct TaskJSON: Encodable {
         status = t.status; rolledBack = t.rolledBack
         whitelistIds = t.mode == "whitelist" ? t.whitelistIdList : nil
         endTime = t.endTime; userCount = t.userCount
-        self.admitted = t.mode == "timeWindow" ? admitted : nil
+        self.admitted = t.mode == "timeWindow" ? t.admittedCount ?? admitted : nil
         percentage = t.percentage
         rules = t.targetingRules.map { Rule(field: $0.field.rawValue, op: $0.op.rawValue, values: $0.values) }
         description = t.descriptionMarkdown

@@ -121,11 +121,15 @@ struct ClientController {
         guard let appId = o["appId"] as? String, let text = o["version"] as? String, let version = try? PackageVersion(validating: text) else {
             throw BadClientRequest("appId and version (like 1.0.0.1) are required.")
         }
+        // Counted once per device, task, kind and hour: a report without its device cannot be.
+        guard let device = o["deviceId"] as? String, !device.isEmpty, device.utf8.count <= 256 else {
+            throw BadClientRequest("deviceId (1 to 256 bytes) is required: each device's report counts once an hour.")
+        }
         guard let task = services.delivery.snapshot.taskOfPackage[appId]?[version] else {
             throw BadClientRequest("App \(appId) \(version) has no release task.")
         }
         // The task may have been deleted since this snapshot was built: the same answer as no task.
-        guard try await services.store.countEvent(task: task, event) else {
+        guard try await services.store.countEvent(task: task, event, device: device) else {
             throw BadClientRequest("App \(appId) \(version) has no release task.")
         }
     }

@@ -20,6 +20,9 @@ final class DeliverySnapshot: Sendable {
     /// current official release) by their path below it.
     let globalAppKey: String?
     let globalFiles: [String: GlobalFile]
+    /// Time-window tasks that have not ended (the ledger keeps only their devices); nil when the
+    /// tasks could not be read, and then the ledger keeps everything.
+    let openWindows: Set<Int64>?
     /// What could not be read while building (tasks, whitelists, settings), in words: each
     /// offers nothing. Logged and counted by `Delivery`.
     let unreadable: [String]
@@ -33,8 +36,9 @@ final class DeliverySnapshot: Sendable {
 
     init(targeting: TargetingSnapshot, entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]],
          official: [String: PackageVersion], taskOfPackage: [String: [PackageVersion: Int64]],
-         globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:], unreadable: [String] = []) {
+         globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:], openWindows: Set<Int64>? = nil, unreadable: [String] = []) {
         self.targeting = targeting
+        self.openWindows = openWindows
         self.unreadable = unreadable
         self.entries = entries
         self.official = official
@@ -152,7 +156,9 @@ final class DeliverySnapshot: Sendable {
             }
         }
         return DeliverySnapshot(targeting: targeting, entries: entries, official: official, taskOfPackage: taskOfPackage,
-                                globalAppKey: settings.appKey, globalFiles: globalFiles, unreadable: unreadable)
+                                globalAppKey: settings.appKey, globalFiles: globalFiles,
+                                openWindows: Set(tasks.filter { $0.mode == "timeWindow" && !$0.taskStatus.hasEnded }.compactMap(\.id)),
+                                unreadable: unreadable)
     }
 }
 
@@ -191,6 +197,7 @@ public final class Delivery: Sendable {
             let start = DispatchTime.now().uptimeNanoseconds
             let next = try await DeliverySnapshot.build(from: store, publicURL: publicURL, reuse: reuse)
             current.withLockedValue { $0 = next }
+            if let open = next.openWindows { ledger.keep(only: open) }
             metrics.rebuildTime.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
             metrics.snapshotApps.record(next.targeting.apps.count)
             metrics.snapshotTasks.record(next.targeting.apps.values.reduce(0) { $0 + $1.tasks.count })
@@ -241,4 +248,12 @@ final class AdmissionLedger: Sendable {
     }
 
     func count(_ task: Int64) -> Int { state.withLockedValue { $0[task]?.count ?? 0 } }
+
+    /// Forgets the devices of every task not in `open` (time windows that ended keep a count on
+    /// the task, not their devices in memory).
+    func keep(only open: Set<Int64>) {
+        state.withLockedValue { all in
+            for task in all.keys where !open.contains(task) { all[task] = nil }
+        }
+    }
 }

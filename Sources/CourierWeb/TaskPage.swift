@@ -80,7 +80,7 @@ struct TaskPage {
         targeting = Self.plainWords(t, range: p.range, whitelistNames: whitelistNames)
         self.unreadable = unreadable
         descriptionHtml = Markdown.html(t.descriptionMarkdown)   // cmark's safe mode: no raw HTML, no javascript: links
-        self.admitted = t.mode == "timeWindow" ? "\(admitted) of \(t.userCount ?? 0) devices admitted" : nil
+        self.admitted = t.mode == "timeWindow" ? "\(t.admittedCount ?? admitted) of \(t.userCount ?? 0) devices admitted" : nil
         self.events = events.sorted { $0.key < $1.key }.map { Count(event: $0.key, count: $0.value) }
         approval = Self.approvalBox(t, user: user)
         comment = typedComment

@@ -88,8 +88,19 @@ final class ReleaseTests: XCTestCase {
             _ = try await client.execute(uri: "/client/v1/events", method: .post, headers: [.contentType: "application/json"],
                                          body: ByteBuffer(string: #"{"deviceId":"d-2","appId":"20171228","version":"1.0.0.2","event":"install_ok"}"#))
             await assertEqual(try await api.call(.get, "/api/v1/tasks/\(task)").json["events"] as? [String: Int], ["install_ok": 2])
+            // Issue 15, 3.7: the same report again within the hour adds nothing; one without a device is refused.
+            for _ in 0..<5 {
+                _ = try await client.execute(uri: "/client/v1/events", method: .post, headers: [.contentType: "application/json"],
+                                             body: ByteBuffer(string: #"{"deviceId":"d-2","appId":"20171228","version":"1.0.0.2","event":"install_ok"}"#))
+            }
+            await assertEqual(try await api.call(.get, "/api/v1/tasks/\(task)").json["events"] as? [String: Int], ["install_ok": 2])
+            await assertEqual(try await client.execute(uri: "/client/v1/events", method: .post, headers: [.contentType: "application/json"],
+                                                       body: ByteBuffer(string: #"{"appId":"20171228","version":"1.0.0.2","event":"install_ok"}"#)).status,
+                              .badRequest)
+            await assertTrue(try await h.store.countEvent(task: Int64(task), "install_ok", device: "d-2", now: Date().addingTimeInterval(3600)))
+            await assertEqual(try await api.call(.get, "/api/v1/tasks/\(task)").json["events"] as? [String: Int], ["install_ok": 3], "the next hour counts again")
             // A task deleted after the snapshot named it (the soak found this as a 500): a 400, nothing counted.
-            await assertFalse(try await h.store.countEvent(task: 999_999, "install_ok"))
+            await assertFalse(try await h.store.countEvent(task: 999_999, "install_ok", device: "d-1"))
 
             // A whitelist an unfinished task uses cannot go; a finished task can be deleted.
             let first = try XCTUnwrap(official.json["id"] as? Int)
@@ -428,6 +439,30 @@ final class GlobalAndSchedulerTests: XCTestCase {
         await assertEqual(try await h.store.task(t.id ?? 0)?.status, "finished")
         await assertEqual(try await h.store.package("20171228", "1.0.0.1")?.status, .finished)
         await assertEqual(try await h.store.auditEntries().first?.user, "(scheduler)")
+    }
+
+    /// Issue 15, 3.7: a time window admits at most 1,000,000 devices; when it ends its devices are
+    /// dropped (from the database and from memory) and its count is kept.
+    func testAnEndedTimeWindowKeepsItsCountNotItsDevices() async throws {
+        let (h, token) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let api = APITests.Caller(client: client, token: token)
+            let end = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3600))
+            let tooMany = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks",
+                                             json: #"{"type":"gray","mode":"timeWindow","endTime":"\#(end)","userCount":1000001}"#)
+            XCTAssertEqual((tooMany.json["error"] as? [String: Any])?["field"] as? String, "userCount", tooMany.text)
+            let created = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.1/tasks",
+                                             json: #"{"type":"gray","mode":"timeWindow","endTime":"\#(end)","userCount":1000000}"#)
+            let id = try XCTUnwrap(created.json["id"] as? Int, created.text)
+            let c = ReleaseTests.Client(client: client)
+            for i in 0..<3 { await assertEqual(try await c.versions(device: "w-\(i)"), ["1.0.0.1"]) }
+            await assertEqual(try await h.store.admissions()[Int64(id)]?.count, 3)
+            await assertEqual(try await api.call(.post, "/api/v1/tasks/\(id)/finish").json["admitted"] as? Int, 3)
+            await assertNil(try await h.store.admissions()[Int64(id)], "the devices are dropped")
+            XCTAssertEqual(h.services.delivery.ledger.count(Int64(id)), 0, "and forgotten in memory")
+            await assertEqual(try await api.call(.get, "/api/v1/tasks/\(id)").json["admitted"] as? Int, 3, "the count stays")
+        }
     }
 }
 

@@ -43,7 +43,7 @@ class Crashing:
         self.server = Server(self.data)
         self.server.courier("user", "add", "admin", "--role", "admin", stdin=PASSWORD + "\n")
         self.server.start()
-        self.token = self.server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release").stdout.strip()
+        self.token = self.server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release,admin").stdout.strip()
         assert self.call("PUT", "/api/v1/settings", {"virtualDomain": "h5app.example.com"})[0] == 200
         assert self.call("POST", "/api/v1/settings/signing-key/generate")[0] == 201
         assert self.call("POST", "/api/v1/apps", {"id": "20171228", "name": "Checkout"})[0] == 201

@@ -24,7 +24,7 @@ def api(server, token, method, path, body=None, content_type="application/json")
 
 
 def prepare(server):
-    token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload").stdout.strip()
+    token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload,admin").stdout.strip()
     assert api(server, token, "PUT", "/api/v1/settings", json.dumps({"virtualDomain": "h5app.example.com"}))[0] == 200
     assert api(server, token, "POST", "/api/v1/apps", json.dumps({"id": "20171228", "name": "Checkout"}))[0] == 201
     return token

@@ -25,7 +25,7 @@ def test_json_logs_carry_request_ids_and_no_secret(make_server, browser, tmp_pat
     d.get(server.url + "/tokens")
     csrf = d.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value")
     d.find_element(By.ID, "token-name").send_keys("log test")
-    for scope in ("upload", "release"):
+    for scope in ("upload", "release", "admin"):
         d.find_element(By.ID, "scope-" + scope).click()
     d.find_element(By.ID, "create-token-button").click()
     token = wait.until(EC.presence_of_element_located((By.ID, "token-secret"))).get_attribute("value")
