@@ -33,10 +33,19 @@ public struct CourierConfiguration: Sendable {
     public var logJSON = false
     /// Lets `/metrics` be read from other addresses than loopback (`Authorization: Bearer …`).
     public var metricsToken: String?
+    /// Reverse proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+    public var trustedProxies: [TrustedProxy] = []
 
     public init() {}
 
     static func hostname(of url: String) -> String? { URL(string: url)?.host?.lowercased() }
+
+    /// `scheme://host[:port]` of the console, as configured (never from a request's Host).
+    var consoleOrigin: String {
+        guard let u = URL(string: consoleURL ?? publicURL), let scheme = u.scheme, let host = u.host else { return "'self'" }
+        let h = host.contains(":") ? "[\(host)]" : host
+        return "\(scheme)://\(h)" + (u.port.map { ":\($0)" } ?? "")
+    }
 
     /// The console and package content are kept apart by host when the console URL names a
     /// different host than the public URL; otherwise they share an origin and package content
@@ -127,6 +136,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     let config = services.config
     // Outermost, so every answer gets it: 404 pages, /static files, JSON, errors.
     router.add(middleware: NoSniffMiddleware())
+    router.add(middleware: ClientAddressMiddleware(trusted: config.trustedProxies))
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: RequestMetricsMiddleware(metrics: services.delivery.metrics))
     // Anything no route or static file matched, and errors of the public file routes, as an HTML
@@ -163,7 +173,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     APIController(services: services).addRoutes(to: SignedInRoutes(group: api, table: services.routes, surface: .api))
 
     // The console: HTML error pages, sessions, CSRF on every state change.
-    let pages = router.group().add(middleware: SecurityHeadersMiddleware()).add(middleware: HTMLErrorMiddleware(views: services.views))
+    let pages = router.group().add(middleware: SecurityHeadersMiddleware(consoleOrigin: config.consoleOrigin)).add(middleware: HTMLErrorMiddleware(views: services.views))
         .add(middleware: HostGate(host: config.consoleHost, serves: "the console"))
     AuthController(services: services).addRoutes(to: pages, table: services.routes)
     SetupController(services: services).addRoutes(to: pages, table: services.routes)

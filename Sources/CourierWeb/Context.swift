@@ -10,8 +10,9 @@ public struct AppContext: RequestContext {
     public var session: SessionRecord?
     public var token: APITokenRecord?
     public var form: FormFields = FormFields()
-    /// The peer's IP address, for login throttling.
-    public let remoteIP: String
+    /// The client's IP address, for login throttling and `/metrics`: the peer's, or behind a
+    /// trusted proxy the one it forwarded (`ClientAddressMiddleware`).
+    public internal(set) var remoteIP: String
 
     public init(source: Source) {
         coreContext = .init(source: source)

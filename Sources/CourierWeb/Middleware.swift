@@ -37,13 +37,15 @@ struct HostGate: RouterMiddleware {
 
 /// Console pages only: fallback files are the apps' own pages and get their own headers.
 struct SecurityHeadersMiddleware: RouterMiddleware {
+    /// The configured console origin: the policy names it rather than the request's Host.
+    let consoleOrigin: String
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         var response = try await next(request, context)
         response.headers[HTTPField.Name("Referrer-Policy")!] = "same-origin"
         if response.headers[.contentType]?.hasPrefix("text/html") == true {
             // Scripts and styles only from /static: on a shared origin, 'self' would also admit
             // uploaded package files as console scripts.
-            let assets = request.head.authority.map { $0 + "/static/" } ?? "'self'"
+            let assets = consoleOrigin == "'self'" ? "'self'" : consoleOrigin + "/static/"
             response.headers[.contentSecurityPolicy] = "default-src 'self'; script-src \(assets); style-src \(assets); img-src 'self' data:; "
                 + "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
             response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"

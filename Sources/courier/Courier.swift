@@ -45,6 +45,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("metrics-token"),
             help: "Lets /metrics be read from other addresses than loopback with Authorization: Bearer TOKEN. Env: COURIER_METRICS_TOKEN.")
     var metricsToken: String?
+    @Option(name: .customLong("trusted-proxy"), parsing: .upToNextOption,
+            help: "Reverse proxies (addresses or CIDR ranges, like 127.0.0.1 10.0.0.0/8) whose X-Forwarded-For is believed. Env: COURIER_TRUSTED_PROXY (comma-separated).")
+    var trustedProxy: [String] = []
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -65,6 +68,12 @@ struct Serve: AsyncParsableCommand {
         guard config.idleTimeoutSeconds > 0 else { fail("--idle-timeout must be a positive number of seconds.") }
         config.threads = threads ?? env["COURIER_THREADS"].flatMap { Int($0) }
         if let n = config.threads, !(1...256).contains(n) { fail("--threads must be from 1 to 256.") }
+        let proxies = trustedProxy.isEmpty ? (env["COURIER_TRUSTED_PROXY"] ?? "").split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+                                           : trustedProxy.flatMap { $0.split(separator: ",").map(String.init) }
+        for text in proxies where !text.isEmpty {
+            guard let proxy = TrustedProxy(text) else { fail("--trusted-proxy takes addresses or CIDR ranges, like 127.0.0.1 or 10.0.0.0/8; \(text) is neither.") }
+            config.trustedProxies.append(proxy)
+        }
         config.metricsToken = metricsToken ?? env["COURIER_METRICS_TOKEN"]
         if let t = config.metricsToken, t.count < 16 { fail("--metrics-token must be at least 16 characters.") }
         if let resources = env["COURIER_RESOURCES"] { config.resourcesDirectory = resources }

@@ -19,13 +19,15 @@ struct Harness: Sendable {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     static func make(dir: String = temporaryDirectory(), maxUploadBytes: Int = 300 << 20,
-                     publicURL: String = "http://courier.test", consoleURL: String? = nil) async throws -> Harness {
+                     publicURL: String = "http://courier.test", consoleURL: String? = nil,
+                     trustedProxies: [TrustedProxy] = []) async throws -> Harness {
         var config = CourierConfiguration()
         config.maxUploadBytes = maxUploadBytes
         config.dataDirectory = dir
         config.resourcesDirectory = repository
         config.publicURL = publicURL
         config.consoleURL = consoleURL
+        config.trustedProxies = trustedProxies
         let services = try await buildServices(config, logger: quietLogger)
         return Harness(dir: dir, services: services)
     }
