@@ -91,6 +91,21 @@ extension Store {
     }
 
     /// Recomputes the chain from the first row, and looks for rows that are gone.
+    /// The newest row's id and hash: the chain's head. Kept somewhere the database's writers
+    /// cannot reach (a ticket, a mail, another machine), it lets `courier audit verify --head`
+    /// tell a rewritten chain from an intact one: the chain alone only proves that rows follow
+    /// one another, and whoever can write the database can recompute every later hash.
+    public func auditHead() async throws -> (row: Int64, hash: String)? {
+        try await db.read { db in
+            try Row.fetchOne(db, sql: "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").map { ($0[0], $0[1]) }
+        }
+    }
+
+    /// The hash stored for row `id`, if it exists.
+    public func auditHash(row id: Int64) async throws -> String? {
+        try await db.read { db in try String.fetchOne(db, sql: "SELECT hash FROM audit WHERE id = ?", arguments: [id]) }
+    }
+
     public func verifyAudit() async throws -> AuditVerification {
         try await db.read { db in
             var previous = ""

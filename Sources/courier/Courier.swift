@@ -259,17 +259,40 @@ struct RestoreCommand: AsyncParsableCommand {
 }
 
 struct Audit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "The audit log.", subcommands: [Verify.self])
+    static let configuration = CommandConfiguration(abstract: "The audit log.", subcommands: [Verify.self, Head.self])
+
+    struct Head: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the audit chain's head (ROW:HASH); keep it outside this machine and check it later with verify --head.")
+        @OptionGroup var options: DataOptions
+
+        func run() async throws {
+            guard let head = try await Store(dataDirectory: options.directory).auditHead() else { fail("The audit log is empty.") }
+            print("\(head.row):\(head.hash)")
+        }
+    }
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check the audit log's hash chain; exit 1 and name the first changed or missing row when it is broken.")
         @OptionGroup var options: DataOptions
+        @Option(help: "A head printed earlier by `courier audit head` (ROW:HASH): the chain must still pass through it.")
+        var head: String?
 
         func run() async throws {
-            let check = try await Store(dataDirectory: options.directory).verifyAudit()
+            let store = try Store(dataDirectory: options.directory)
+            let check = try await store.verifyAudit()
             print(check.summary)
             if !check.isValid { throw ExitCode(1) }
+            guard let head else { return }
+            let parts = head.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, let row = Int64(parts[0]) else { fail("--head takes ROW:HASH, as `courier audit head` prints it.") }
+            let stored = try await store.auditHash(row: row)
+            guard stored == String(parts[1]).lowercased() else {
+                print("The audit chain was rewritten: row \(row) " + (stored.map { "now has hash \($0), not the recorded \(parts[1])." } ?? "is gone."))
+                throw ExitCode(1)
+            }
+            print("Row \(row) still has the recorded hash: nothing up to it was rewritten.")
         }
     }
 }

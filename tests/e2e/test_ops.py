@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import Server
+from conftest import BINARY, Server
 from test_live import api, files_in, multipart_head, package_rows, prepare, upload_file
 from zips import large, sample
 
@@ -138,3 +138,34 @@ def test_a_full_disk_answers_507_and_leaves_nothing(tmp_path):
     finally:
         server.stop()
         subprocess.run(["umount", str(mount)])
+
+
+def test_a_rewritten_audit_chain_is_caught_by_its_recorded_head(server, tmp_path):
+    """Issue 15, 3.8: whoever can write the database can change a row and recompute every later
+    hash, so `audit verify` alone passes; the head printed by `courier audit head` and kept
+    elsewhere catches it."""
+    import hashlib
+    import sqlite3
+    prepare(server)
+    head = server.courier("audit", "head").stdout.strip()
+    row, digest = head.split(":")
+    assert int(row) >= 3 and len(digest) == 64, head
+    assert "still has the recorded hash" in server.courier("audit", "verify", "--head", head).stdout
+    db = sqlite3.connect(os.path.join(server.data, "courier.sqlite"))
+    try:
+        rows = db.execute("SELECT id, at, user, action, subject, detail FROM audit ORDER BY id").fetchall()
+        previous = ""
+        for (rid, at, user, action, subject, detail) in rows:
+            if rid == 2:
+                user = "mallory"
+                db.execute("UPDATE audit SET user = ? WHERE id = ?", (user, rid))
+            h = hashlib.sha256("\x1f".join([previous, at, user, action, subject, detail]).encode()).hexdigest()
+            db.execute("UPDATE audit SET hash = ? WHERE id = ?", (h, rid))
+            previous = h
+        db.commit()
+    finally:
+        db.close()
+    plain = subprocess.run([BINARY, "audit", "verify", "--data", server.data], capture_output=True, text=True)
+    assert plain.returncode == 0, "the rewritten chain holds on its own: that is the weakness"
+    checked = subprocess.run([BINARY, "audit", "verify", "--head", head, "--data", server.data], capture_output=True, text=True)
+    assert checked.returncode == 1 and "was rewritten" in checked.stdout, checked.stdout
