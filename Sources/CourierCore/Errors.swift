@@ -42,3 +42,22 @@ public struct ServerFault: Error, Equatable, Sendable, CustomStringConvertible {
     public let description: String
     public init(_ message: String) { description = message }
 }
+
+/// Refusals that name what was asked for only when it has the shape of an ID, a version or a
+/// user name: a page must not repeat whatever text someone put in a link, in the console's voice.
+extension NotFound {
+    public static func app(_ id: String) -> NotFound {
+        (try? AppID(validating: id)) != nil ? NotFound("There is no app with ID \(id).") : NotFound("There is no such app.")
+    }
+
+    public static func package(_ appId: String, _ version: String) -> NotFound {
+        guard (try? AppID(validating: appId)) != nil, (try? PackageVersion(validating: version)) != nil else {
+            return NotFound("There is no such package version.")
+        }
+        return NotFound("App \(appId) has no package version \(version).")
+    }
+
+    public static func user(_ name: String) -> NotFound {
+        (try? UserName.validate(name)) != nil ? NotFound("There is no user named \(name).") : NotFound("There is no such user.")
+    }
+}

@@ -67,7 +67,7 @@ extension Store {
         let names = scopes.map(\.rawValue).sorted().joined(separator: ",")
         return try await change(by: actor, "token.create", subject: userName, catalogue: false) { db in
             guard let user = try UserRecord.filter(UserRecord.Columns.name == userName).fetchOne(db), let userId = user.id else {
-                throw NotFound("There is no user named \(userName).")
+                throw NotFound.user(userName)
             }
             var t = APITokenRecord(id: nil, userId: userId, tokenHash: TokenHash.of(secret), scopes: names, createdAt: Date())
             t.name = name
@@ -154,7 +154,7 @@ extension Store {
                     _ body: @escaping @Sendable (inout UserRecord) throws -> [String: String]) async throws -> UserRecord {
         try await change(by: actor, action, subject: name, catalogue: false) { db in
             guard var user = try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) else {
-                throw NotFound("There is no user named \(name).")
+                throw NotFound.user(name)
             }
             let wasActiveAdmin = user.role == .admin && !user.disabled
             var detail = try body(&user)

@@ -120,7 +120,7 @@ extension Store {
     /// Renames an app (its ID never changes); clients see the new name from the next request.
     public func renameApp(_ id: String, name: String, by actor: ActingUser) async throws -> AppRecord {
         try await change(by: actor, "app.rename", subject: id) { db in
-            guard var app = try AppRecord.fetchOne(db, key: id) else { throw NotFound("There is no app with ID \(id).") }
+            guard var app = try AppRecord.fetchOne(db, key: id) else { throw NotFound.app(id) }
             let before = app.name
             app.name = name
             try app.update(db)

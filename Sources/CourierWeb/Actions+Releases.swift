@@ -61,7 +61,7 @@ extension Actions {
     public func createTask(by actor: ActingUser, appId: String, version: String, draft: TaskDraft, now: Date = Date()) async throws -> TaskRecord {
         try actor.require(.editReleases)
         guard let package = try await store.package(appId, version) else {
-            throw NotFound("App \(appId) has no package version \(version).")
+            throw NotFound.package(appId, version)
         }
         let known = Set(try await store.whitelistSummaries().compactMap { $0.0.id })
         let kind = try draft.validate(now: now, whitelists: known)
@@ -97,7 +97,7 @@ extension Actions {
             var version: String?
             do {
                 guard let newest = try await store.packages(of: id).first else {
-                    throw NotFound("App \(id) does not exist or has no packages.")
+                    throw (try? AppID(validating: id)) != nil ? NotFound("App \(id) does not exist or has no packages.") : NotFound("There is no such app.")
                 }
                 version = newest.version
                 guard [.toBeReleased, .finished, .rejected].contains(newest.status) else {

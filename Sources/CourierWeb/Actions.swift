@@ -143,7 +143,7 @@ public struct Actions: Sendable {
                 importRow: ImportRowKey?) async throws -> PackageRecord {
         defer { if let zipPath { unlink(zipPath) } }
         try actor.require(.uploadPackages)
-        guard let app = try await store.app(appId) else { throw NotFound("There is no app with ID \(appId).") }
+        guard let app = try await store.app(appId) else { throw NotFound.app(appId) }
         let settings = try await store.settings()
         guard settings.virtualDomain != nil else { throw Self.needsVirtualDomain }
         var errors = FieldErrors()

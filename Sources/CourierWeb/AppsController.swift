@@ -54,7 +54,7 @@ extension AppsController {
 extension Services {
     func app(_ context: SignedInContext) async throws -> AppRecord {
         let id = context.parameters.decoded("id") ?? ""
-        guard let app = try await store.app(id) else { throw NotFound("There is no app with ID \(id).") }
+        guard let app = try await store.app(id) else { throw NotFound.app(id) }
         return app
     }
 

@@ -126,11 +126,11 @@ struct ClientController {
             throw BadClientRequest("deviceId (1 to 256 bytes) is required: each device's report counts once an hour.")
         }
         guard let task = services.delivery.snapshot.taskOfPackage[appId]?[version] else {
-            throw BadClientRequest("App \(appId) \(version) has no release task.")
+            throw BadClientRequest((try? AppID(validating: appId)) != nil ? "App \(appId) \(version) has no release task." : "appId must be an 8-digit app ID.")
         }
         // The task may have been deleted since this snapshot was built: the same answer as no task.
         guard try await services.store.countEvent(task: task, event, device: device) else {
-            throw BadClientRequest("App \(appId) \(version) has no release task.")
+            throw BadClientRequest((try? AppID(validating: appId)) != nil ? "App \(appId) \(version) has no release task." : "appId must be an 8-digit app ID.")
         }
     }
 }

@@ -66,7 +66,7 @@ extension Services {
         let app = try await app(context)
         let version = context.parameters.decoded("version") ?? ""
         guard let p = try await store.package(app.id, version) else {
-            throw NotFound("App \(app.id) has no package version \(version).")
+            throw NotFound.package(app.id, version)
         }
         return (app, p)
     }

@@ -80,7 +80,7 @@ struct TasksController {
                 case "percentage":
                     _ = try await services.actions.setPercentage(by: context.acting, task: id, context.form["percentage"])
                 case let name:
-                    guard let op = TaskOperation(rawValue: name) else { throw NotFound("There is no task operation \(name).") }
+                    guard let op = TaskOperation(rawValue: name) else { throw NotFound("There is no such task operation.") }
                     _ = try await services.actions.operate(by: context.acting, task: id, op)
                 }
                 return Response.redirect(to: Route.task.path(String(id)))

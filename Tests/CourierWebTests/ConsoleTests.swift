@@ -403,6 +403,25 @@ final class ConsoleTests: XCTestCase {
         }
     }
 
+    /// Issue 15, 3.10: a link's text is not repeated on the page in the console's voice.
+    func testErrorPagesDoNotRepeatTextFromTheAddress() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        try await h.addUser("alice")
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let bait = "Your session expired. Call 555-0100"
+            for path in [Route.app.path(bait), Route.package.path("20171228", bait), Route.package.path(bait, "1.0.0.1"),
+                         Route.userDisable.path(bait)] {
+                let r = path.contains("disable") ? try await b.post(path, []) : try await b.get(path)
+                XCTAssertEqual(r.status, .notFound, path)
+                XCTAssertFalse(r.text.contains("555-0100"), "\(path): \(r.text.prefix(400))")
+            }
+            let known = try await b.get(Route.app.path("20171228"))
+            XCTAssertTrue(known.text.contains("There is no app with ID 20171228."), "an ID-shaped value is still named")
+        }
+    }
+
     func testMarkdownIsRenderedSafely() {
         let html = Markdown.html("# Notes\n\n*new* <script>alert(1)</script> [x](javascript:alert(1))")
         XCTAssertTrue(html.contains("<h1>Notes</h1>"))
