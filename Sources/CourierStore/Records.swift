@@ -151,6 +151,21 @@ public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord,
         ClientRange(android: androidMin.map { .init(min: $0, max: androidMax) },
                     ios: iosMin.map { .init(min: $0, max: iosMax) })
     }
+
+    /// This package's settings as a form starts from them, for the app's next version (what
+    /// `courier push` and batch import offer: a new version keeps the client range, policies,
+    /// main URL and extended info unless someone changes them).
+    public var nextVersionDraft: PackageDraft {
+        var d = PackageDraft()
+        d.type = type.rawValue
+        if let androidMin { d.android = true; d.androidMin = androidMin; d.androidMax = androidMax ?? "" }
+        if let iosMin { d.ios = true; d.iosMin = iosMin; d.iosMax = iosMax ?? "" }
+        d.mainUrl = mainUrl ?? ""
+        d.extendInfo = extendInfo == "{}" ? "" : extendInfo
+        d.downloadPolicy = downloadPolicy.rawValue
+        d.installPolicy = installPolicy.rawValue
+        return d
+    }
 }
 
 public struct PackageFileRecord: Codable, FetchableRecord, PersistableRecord, Sendable {

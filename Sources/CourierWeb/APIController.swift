@@ -62,8 +62,19 @@ struct SettingsJSON: Codable {
 struct AppJSON: Encodable {
     let id: String
     let name: String
+    /// Always sent: `null` until the first package fixes it (SPEC §8).
     let type: String?
     let packages: [PackageJSON]?
+
+    enum CodingKeys: String, CodingKey { case id, name, type, packages }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(name, forKey: .name)
+        try c.encode(type, forKey: .type)   // encode, not encodeIfPresent: the key is there, null
+        try c.encodeIfPresent(packages, forKey: .packages)
+    }
 }
 
 struct PackageJSON: Encodable {

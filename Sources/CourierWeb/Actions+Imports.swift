@@ -7,13 +7,20 @@ import NIOPosix
 /// Batch import (SPEC §6): upload, inspect, edit rows, submit.
 extension Actions {
     /// The fields a new row starts with (the version and type come from the inspection); each
-    /// can be edited before submission.
-    static func importDefaults(_ row: ImportRow) -> PackageDraft {
-        var d = PackageDraft()
+    /// can be edited before submission. A row of an existing app starts from its newest
+    /// package's settings (a reviewer would not notice an Android minimum dropping from 10.0 to
+    /// 1.0); a new app from plain defaults, which the results page shows.
+    static func importDefaults(_ row: ImportRow, newest: PackageRecord?) -> PackageDraft {
+        var d: PackageDraft
+        if let newest {
+            d = newest.nextVersionDraft
+        } else {
+            d = PackageDraft()
+            d.android = true; d.androidMin = "1.0"
+            d.ios = true; d.iosMin = "1.0"
+        }
         d.version = row.version?.description ?? ""
         d.type = row.type?.rawValue ?? ""
-        d.android = true; d.androidMin = "1.0"
-        d.ios = true; d.iosMin = "1.0"
         return d
     }
 
@@ -27,10 +34,12 @@ extension Actions {
         guard settings.virtualDomain != nil else { throw Self.needsVirtualDomain }
         try BatchImportRules.checkAll(sizes: files.map { Int64(clamping: $0.size) })
         var facts: [String: AppFacts] = [:]
+        var newest: [String: PackageRecord] = [:]
         for f in files {
             guard let id = try? BatchImportRules.appID(fromFileName: f.filename).rawValue, facts[id] == nil,
                   try await store.app(id) != nil else { continue }
             facts[id] = try await store.facts(of: id)
+            newest[id] = try await store.packages(of: id).first
         }
         let global = settings.globalHost.flatMap { h in settings.appKey.map { GlobalLocation(host: h, appKey: $0) } }
         let inputs = files.map { (name: $0.filename, path: $0.path, size: Int64(clamping: $0.size)) }
@@ -49,7 +58,7 @@ extension Actions {
                 }
                 records.append(ImportRowRecord(importId: 0, n: n, fileName: row.fileName, appId: row.appId, newApp: row.newApp,
                                                type: row.type?.rawValue, fileCount: row.fileCount, size: row.size,
-                                               draft: Self.importDefaults(row), error: row.error))
+                                               draft: Self.importDefaults(row, newest: row.appId.flatMap { newest[$0] }), error: row.error))
             }
             return try await store.createImport(key: key, rows: records, by: actor)
         } catch {

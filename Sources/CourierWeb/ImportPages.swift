@@ -32,6 +32,8 @@ struct ImportPage {
         let newApp: Bool
         let type: String
         let version: String
+        /// The settings the row will be created with, in a few words, and where they came from.
+        let settings: String
         let fileCount: Int
         let size: String
         let ready: Bool
@@ -56,6 +58,18 @@ struct ImportPage {
     let appsURL = Route.apps.path()
     let newImportURL = Route.newImport.path()
 
+    /// "Android 10.0 and up, iOS 9.0 to 12, Wi-Fi only, install when opened, /www/index.html".
+    static func settingsWords(_ d: PackageDraft) -> String {
+        func platform(_ name: String, _ on: Bool, _ min: String, _ max: String) -> String? {
+            guard on else { return nil }
+            return max.isEmpty ? "\(name) \(min) and up" : "\(name) \(min) to \(max)"
+        }
+        return [platform("Android", d.android, d.androidMin, d.androidMax), platform("iOS", d.ios, d.iosMin, d.iosMax),
+                d.downloadPolicy == "all" ? "any network" : "Wi-Fi only",
+                d.installPolicy == "preload" ? "install at once" : "install when opened",
+                d.mainUrl.isEmpty ? nil : d.mainUrl].compactMap { $0 }.joined(separator: ", ")
+    }
+
     init(_ record: ImportRecord, rows: [ImportRowRecord], failure: FormFailure, chrome: Chrome) {
         self.chrome = chrome
         let id = record.id ?? 0
@@ -65,7 +79,9 @@ struct ImportPage {
             let draft = r.draft
             let editable = record.status == "open" && !r.refused && !r.created
             return Row(n: r.n, fileName: r.fileName, appId: r.appId ?? "—", newApp: r.newApp, type: r.type ?? "—",
-                       version: draft.version.isEmpty ? "—" : draft.version, fileCount: r.fileCount, size: humanSize(r.size),
+                       version: draft.version.isEmpty ? "—" : draft.version,
+                       settings: r.refused ? "—" : Self.settingsWords(draft) + (r.newApp ? " (defaults for a new app)" : ""),
+                       fileCount: r.fileCount, size: humanSize(r.size),
                        ready: r.error == nil && !r.created, created: r.created, error: r.error,
                        editURL: editable ? Route.importRow.path(String(id), String(r.n)) : nil,
                        packageURL: r.created ? r.appId.map { Route.package.path($0, draft.version) } : nil)

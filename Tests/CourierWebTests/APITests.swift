@@ -80,6 +80,9 @@ final class APITests: XCTestCase {
             await assertEqual(try await api.call(.post, "/api/v1/apps", json: "not json").status, .badRequest)
             let created = try await api.call(.post, "/api/v1/apps", json: #"{"id":"20171228","name":"Checkout"}"#)
             XCTAssertEqual(created.json["id"] as? String, "20171228")
+            XCTAssertTrue(created.json["type"] is NSNull, "type is sent as null before the first package (issue 15): \(created.text)")
+            let listed = try await api.call(.get, "/api/v1/apps")
+            XCTAssertTrue(listed.text.contains(#""type":null"#), listed.text)
             await assertEqual(try await api.call(.post, "/api/v1/apps", json: #"{"id":"20171228","name":"Again"}"#).status, .conflict)
 
             // Packages need the virtual domain first: 409, as in the console.

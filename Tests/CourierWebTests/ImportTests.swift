@@ -37,6 +37,9 @@ final class ImportTests: XCTestCase {
             XCTAssertTrue(page.contains("3 ready, 0 created, 1 with errors"), page)
             XCTAssertTrue(page.contains("is not named after its app"))
             XCTAssertTrue(page.contains("<td>0.0.0.1</td>") && page.contains("<td>1.0.0.4</td>"), "versions assigned")
+            // Issue 15, 4: the existing app's row starts from its newest package, not from defaults.
+            XCTAssertTrue(page.contains("Android 10.0 and up, any network, install at once, /www/index.html</td>"), page)
+            XCTAssertTrue(page.contains("Android 1.0 and up, iOS 1.0 and up, Wi-Fi only, install when opened (defaults for a new app)"), page)
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: h.store.importsDirectory).count, 1)
 
             // Edit the first row: a bad minimum is refused with the single form's message, typed values kept.
