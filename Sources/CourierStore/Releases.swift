@@ -256,10 +256,12 @@ extension Store {
         }
     }
 
-    /// Adds values (duplicates dropped); answers how many were new. `check` sees the resulting
-    /// set first (a regex list compiles it) and may refuse.
+    /// Adds values (duplicates dropped); answers how many were new, and the approved tasks on
+    /// the list that now wait for a reviewer again. `check` sees the resulting set first (a
+    /// regex list compiles it) and may refuse.
     public func addWhitelistValues(_ id: Int64, _ values: Set<String>, by actor: ActingUser,
-                                   check: @escaping @Sendable (WhitelistRecord, Set<String>) throws -> Void) async throws -> Int {
+                                   check: @escaping @Sendable (WhitelistRecord, Set<String>) throws -> Void) async throws
+        -> (added: Int, awaitingApproval: [Int64]) {
         try await change(by: actor, "whitelist.addValues", subject: String(id)) { db in
             guard let w = try WhitelistRecord.fetchOne(db, key: id) else { throw NotFound("There is no whitelist \(id).") }
             let existing = Set(try String.fetchAll(db, sql: "SELECT value FROM whitelistValue WHERE whitelistId = ?", arguments: [id]))
@@ -270,18 +272,19 @@ extension Store {
             if !added.isEmpty {
                 try db.execute(sql: "UPDATE whitelist SET revision = revision + 1 WHERE id = ?", arguments: [id])
                 // Approved tasks on this list now reach people the reviewer did not see: they wait again.
-                var waiting: [String] = []
+                var waiting: [Int64] = []
                 for var t in try TaskRecord.filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchAll(db)
                 where t.whitelistIdList.contains(id) {
                     guard try t.approvalCoversOnlyWhatWasApproved(db) else { continue }
                     t.requestApproval(for: "widening", by: actor)
                     try t.update(db)
                     try Store.refreshPackageStatus(db, t.packageId)
-                    waiting.append(String(t.id ?? 0))
+                    waiting.append(t.id ?? 0)
                 }
-                if !waiting.isEmpty { detail["awaitingApproval"] = waiting.joined(separator: ",") }
+                if !waiting.isEmpty { detail["awaitingApproval"] = waiting.map(String.init).joined(separator: ",") }
+                return ((added.count, waiting), detail)
             }
-            return (added.count, detail)
+            return ((added.count, []), detail)
         }
     }
 

@@ -85,9 +85,11 @@ extension APIController {
         routes.post(.apiWhitelistValues, needs: .editReleases) { request, context in
             struct Body: Decodable { let values: [String] }
             let body = try await decode(Body.self, request, limit: 8 << 20)
-            let added = try await services.actions.addWhitelistValues(by: context.acting, id: try whitelistID(context),
-                                                                      values: Set(body.values.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }))
-            return try json(["added": added])
+            let (added, waiting) = try await services.actions.addWhitelistValues(
+                by: context.acting, id: try whitelistID(context),
+                values: Set(body.values.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }))
+            struct Added: Encodable { let added: Int; let awaitingApproval: [Int64] }
+            return try json(Added(added: added, awaitingApproval: waiting))
         }
         routes.delete(.apiWhitelist, needs: .editReleases) { _, context in
             try await services.actions.deleteWhitelist(by: context.acting, id: try whitelistID(context))

@@ -37,8 +37,8 @@ extension Actions {
         return try await store.createWhitelist(name: name, kind: kind, values: values, by: actor)
     }
 
-    /// Adds values; answers how many were new.
-    public func addWhitelistValues(by actor: ActingUser, id: Int64, values: Set<String>) async throws -> Int {
+    /// Adds values; answers how many were new and which approved tasks wait for a reviewer again.
+    public func addWhitelistValues(by actor: ActingUser, id: Int64, values: Set<String>) async throws -> (added: Int, awaitingApproval: [Int64]) {
         try actor.require(.editReleases)
         guard !values.isEmpty else { throw FieldError("values", "Paste or upload at least one value.") }
         return try await store.addWhitelistValues(id, values, by: actor) { record, all in

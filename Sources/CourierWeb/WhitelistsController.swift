@@ -26,9 +26,11 @@ struct WhitelistsController {
         }
         routes.post(.whitelistValues, needs: .editReleases) { _, context in
             try await change(context) {
-                let n = try await services.actions.addWhitelistValues(by: context.acting, id: try id(context),
-                                                                      values: Actions.parseValues(context.form["values"]))
+                let (n, waiting) = try await services.actions.addWhitelistValues(by: context.acting, id: try id(context),
+                                                                                 values: Actions.parseValues(context.form["values"]))
                 return "\(n) new value\(n == 1 ? "" : "s") added (duplicates are dropped)."
+                    + (waiting.isEmpty ? "" : " Task\(waiting.count == 1 ? "" : "s") \(waiting.map(String.init).joined(separator: ", ")) "
+                        + "had been approved for the list as it was: \(waiting.count == 1 ? "it waits" : "they wait") for a reviewer again, and clients are not offered \(waiting.count == 1 ? "it" : "them") meanwhile.")
             }
         }
         routes.post(.whitelistRemove, needs: .editReleases) { _, context in

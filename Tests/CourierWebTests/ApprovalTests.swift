@@ -280,6 +280,7 @@ final class ApprovalTests: XCTestCase {
             await assertEqual(try await c.versions(user: "someone", device: "d-x", installed: "1.0.0.1"), [])
             let added = try await dev.call(.post, "/api/v1/whitelists/\(wlID)/values", json: #"{"values":[".*"]}"#)
             XCTAssertEqual(added.status, .ok, added.text)
+            XCTAssertEqual(added.json["awaitingApproval"] as? [Int], [listedID], added.text)
             await assertEqual(try await c.versions(user: "someone", device: "d-x", installed: "1.0.0.1"), [], "the wider list waits for the reviewer")
             await assertEqual(try await dev.call(.get, "/api/v1/tasks/\(listedID)").json["status"] as? String, "awaitingApproval")
             await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(listedID)/approve", json: "{}").json["status"] as? String, "releasing")
