@@ -106,6 +106,19 @@ final class FailClosedTests: XCTestCase {
         try await assertOffersNothing(try await Harness.make(dir: h.dir), task: task, "a whitelist of an unknown kind")
     }
 
+    func testSettingsThatCannotBeReadOfferNothing() async throws {
+        let (h, _, _) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        // A settings row this binary cannot read (here: no longer where it looks for it).
+        try await h.store.db.write { db in try db.execute(sql: "ALTER TABLE settings RENAME TO settingsOfANewerVersion") }
+        try await h.services.delivery.rebuild()
+        try await h.test { client in
+            await assertEqual(try await ReleaseTests.Client(client: client).versions(user: "u-9"), [], "not even the official release")
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), String(metrics.text.prefix(0)))
+        }
+    }
+
     func testStrictReadingOfAGoodTaskStillWorks() throws {
         let p = try packageRecord("1.0.0.1", blob: "x")
         var t = TaskRecord(package: p, kind: .gray(.percentage(10), rules: [try TargetingRule(field: .city, op: .in, values: ["a"])]),

@@ -169,3 +169,26 @@ def test_a_rewritten_audit_chain_is_caught_by_its_recorded_head(server, tmp_path
     assert plain.returncode == 0, "the rewritten chain holds on its own: that is the weakness"
     checked = subprocess.run([BINARY, "audit", "verify", "--head", head, "--data", server.data], capture_output=True, text=True)
     assert checked.returncode == 1 and "was rewritten" in checked.stdout, checked.stdout
+
+
+def test_an_operator_manages_users_from_the_command_line(server):
+    """Issue 15, 3.4: disable, enable, role and password without the console; names are a safe set."""
+    bad = subprocess.run([BINARY, "user", "add", "dan o", "--role", "developer", "--data", server.data],
+                         input="e2e-password-1\n", capture_output=True, text=True)
+    assert bad.returncode != 0 and "letters" in bad.stderr, bad.stderr
+    server.courier("user", "add", "dan", "--role", "developer", stdin="e2e-password-1\n")
+    twin = subprocess.run([BINARY, "user", "add", "Dan", "--role", "developer", "--data", server.data],
+                          input="e2e-password-1\n", capture_output=True, text=True)
+    assert twin.returncode != 0 and "differ only in case" in twin.stderr, twin.stderr
+    token = server.courier("token", "create", "--user", "dan", "--scope", "read").stdout.strip()
+    assert api(server, token, "GET", "/api/v1/apps")[0] == 200
+    assert "Disabled dan" in server.courier("user", "disable", "dan").stdout
+    assert api(server, token, "GET", "/api/v1/apps")[0] == 401
+    assert "Enabled dan" in server.courier("user", "enable", "dan").stdout
+    assert "dan is now reviewer" in server.courier("user", "role", "dan", "reviewer").stdout
+    assert api(server, token, "GET", "/api/v1/apps")[0] == 200
+    out = server.courier("user", "password", "dan", "--revoke-tokens", stdin="another-password\n").stdout
+    assert "API tokens revoked" in out, out
+    assert api(server, token, "GET", "/api/v1/apps")[0] == 401
+    last = subprocess.run([BINARY, "user", "disable", "admin", "--data", server.data], capture_output=True, text=True)
+    assert last.returncode != 0 and "last active administrator" in last.stderr, last.stderr
