@@ -425,10 +425,13 @@ public enum Targeting {
         ids.sort()
         var decisions: [Decision] = []
         decisions.reserveCapacity(ids.count)
+        // One request asks each list once, however many apps' tasks use it (`all: true` over
+        // hundreds of apps on one expression list would otherwise match it hundreds of times).
+        let lists = ListVerdicts()
         for id in ids {
             guard let app = snapshot.apps[id] else { continue }
             decisions.append(decide(request, app: app, installed: request.installed[id] ?? nil, snapshot: snapshot, now: now,
-                                    explain: explain, admit: admit))
+                                    explain: explain, lists: lists, admit: admit))
         }
         return decisions
     }
@@ -437,6 +440,23 @@ public enum Targeting {
     /// the previous official version when the installed one was rolled back; else nothing.
     public static func decide(_ request: ClientRequest, app: AppTargets, installed: PackageVersion?, snapshot: TargetingSnapshot,
                               now: Date, explain: Bool = true, admit: AdmitDevice) -> Decision {
+        decide(request, app: app, installed: installed, snapshot: snapshot, now: now, explain: explain, lists: ListVerdicts(), admit: admit)
+    }
+
+    /// Each whitelist's answer for one request, asked once.
+    final class ListVerdicts {
+        private var known: [Int64: Bool] = [:]
+        func admits(_ list: Whitelist, _ r: ClientRequest) -> Bool {
+            guard list.kind == .regex else { return list.admits(r) }   // a set lookup: nothing to save
+            if let v = known[list.id] { return v }
+            let v = list.admits(r)
+            known[list.id] = v
+            return v
+        }
+    }
+
+    static func decide(_ request: ClientRequest, app: AppTargets, installed: PackageVersion?, snapshot: TargetingSnapshot,
+                       now: Date, explain: Bool, lists: ListVerdicts, admit: AdmitDevice) -> Decision {
         let rolledBack = installedRolledBack(app, installed)
         var verdicts: [TaskVerdict] = []
         var best: ReleaseTask?
@@ -447,7 +467,7 @@ public enum Targeting {
                 guard rolledBack else { break }
                 if task.version == installed || !task.isOfficial { continue }
             }
-            let (ok, why) = evaluate(task, request, range: range, snapshot: snapshot, now: now, explain: explain, admit: admit)
+            let (ok, why) = evaluate(task, request, range: range, snapshot: snapshot, now: now, explain: explain, lists: lists, admit: admit)
             if explain { verdicts.append(TaskVerdict(taskId: task.id, version: task.version, admitted: ok, why: why)) }
             if ok { best = task; break }
         }
@@ -468,7 +488,7 @@ public enum Targeting {
 
     /// Does `task` admit the client, and why (or why not)?
     static func evaluate(_ task: ReleaseTask, _ r: ClientRequest, range: AppTargets.Range?, snapshot: TargetingSnapshot, now: Date,
-                         explain: Bool = true, admit: AdmitDevice) -> (Bool, TaskVerdict.Why) {
+                         explain: Bool = true, lists: ListVerdicts = ListVerdicts(), admit: AdmitDevice) -> (Bool, TaskVerdict.Why) {
         if let why = task.unreadable { return (false, .unreadable(why)) }
         if task.rolledBack { return (false, .rolledBack) }
         switch task.status {
@@ -490,7 +510,7 @@ public enum Targeting {
             // does not narrow the task to the others.
             if let why = snapshot.unreadableList(ids) { return (false, .unreadable(why)) }
             for id in ids {
-                if let list = snapshot.whitelists[id], list.admits(r) { return (true, .onWhitelist(list.name)) }
+                if let list = snapshot.whitelists[id], lists.admits(list, r) { return (true, .onWhitelist(list.name)) }
             }
             return (false, .onNoWhitelist(explain ? ids.compactMap { snapshot.whitelists[$0]?.name } : []))
         case .percentage(let pct):

@@ -17,14 +17,20 @@ extension TaskRecord {
         decidedBy = nil
         decidedAt = nil
         decisionComment = ""
-        if what != "promotion" { status = ReleaseTask.Status.awaitingApproval.rawValue }
+        switch what {
+        case "promotion": break
+        // A paused task stays paused while its wider share waits (approval does not resume it).
+        case "widening" where taskStatus == .paused: break
+        default: status = ReleaseTask.Status.awaitingApproval.rawValue
+        }
     }
 
-    /// Is this an approved grayscale release that approval rules still cover? Then widening it
-    /// (a higher percentage, values added to its lists) needs a reviewer again: an approval is
-    /// of what the reviewer saw, not a licence for more.
-    func approvalCoversOnlyWhatWasApproved(_ db: Database) throws -> Bool {
-        guard approval == "approved", type == "gray", !taskStatus.hasEnded else { return false }
+    /// Does widening this task (a higher percentage, values added to its lists) need a reviewer?
+    /// Yes for an unfinished grayscale task while grayscale releases need approval, whatever its
+    /// history (approved, its promotion pending or rejected, or created before the rule): an
+    /// approval is of what the reviewer saw, not a licence for more.
+    func wideningNeedsReviewer(_ db: Database) throws -> Bool {
+        guard type == "gray", !taskStatus.hasEnded else { return false }
         return (try SettingsRecord.fetchOne(db, key: 1))?.grayNeedsApproval == true
     }
 
@@ -85,12 +91,15 @@ extension Store {
             t.decidedAt = Date()
             t.decisionComment = comment
             switch (approve, promotion) {
-            case (true, false): t.status = ReleaseTask.Status.releasing.rawValue
+            case (true, false):
+                // A widening asked for while the task was paused leaves it paused.
+                if t.taskStatus == .awaitingApproval { t.status = ReleaseTask.Status.releasing.rawValue }
             case (true, true):
                 t.apply(.official)   // a paused grayscale task stays paused: resuming is its owner's step
             case (false, false): t.status = ReleaseTask.Status.rejected.rawValue
             case (false, true): break   // the grayscale release goes on as it was
             }
+            try Store.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
             try Store.refreshPackageStatus(db, t.packageId)
             return (t, ["for": t.approvalFor, "requestedBy": t.requestedBy ?? "", "comment": comment, "status": t.status])

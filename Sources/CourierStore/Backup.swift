@@ -64,6 +64,11 @@ public enum Backup {
                 files.append(file)
             }
             if let missing { lastMissing = missing; continue }
+            // The copies' folders reach the disk before the manifest says the backup is whole.
+            for dir in Array(Set(files.dropFirst().map { (staging + "/" + $0.path as NSString).deletingLastPathComponent })) + [staging + "/blobs"]
+            where FileManager.default.fileExists(atPath: dir) {
+                guard fsyncPath(dir) else { throw BackupError("Cannot flush \(dir) to disk: \(String(cString: strerror(errno))).") }
+            }
             let manifest = BackupManifest(createdAt: Date(), apps: counts.0, packages: counts.1, tasks: counts.2, auditRows: counts.3, files: files)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -1,4 +1,5 @@
 import CourierCore
+import Crypto
 import Foundation
 import GRDB
 
@@ -275,7 +276,8 @@ extension Store {
                 var waiting: [Int64] = []
                 for var t in try TaskRecord.filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchAll(db)
                 where t.whitelistIdList.contains(id) {
-                    guard try t.approvalCoversOnlyWhatWasApproved(db) else { continue }
+                    // A task already waiting is decided on the list as the reviewer then sees it.
+                    guard t.approval != "awaiting", try t.wideningNeedsReviewer(db) else { continue }
                     t.requestApproval(for: "widening", by: actor)
                     try t.update(db)
                     try Store.refreshPackageStatus(db, t.packageId)
@@ -392,6 +394,9 @@ extension Store {
                 t.status = ReleaseTask.Status.paused.rawValue
             case .resume:
                 guard status == .paused else { throw refuse("only a paused task can be resumed.") }
+                guard !(t.approval == "awaiting" && t.approvalFor == "widening") else {
+                    throw refuse("it was widened and waits for a reviewer; it can be resumed once they approve.")
+                }
                 t.status = ReleaseTask.Status.releasing.rawValue
             case .finish:
                 guard !status.hasEnded else { throw refuse("it has already ended.") }
@@ -416,18 +421,21 @@ extension Store {
                 t.status = ReleaseTask.Status.finished.rawValue
                 t.rolledBack = true
             }
-            try Store.dropAdmissionsIfEnded(db, &t)
+            try Store.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
             try Store.refreshPackageStatus(db, t.packageId)
             return (t, detail.merging(["status": t.status, "type": t.type]) { a, _ in a })
         }
     }
 
-    /// A time window that has ended admits nobody more: its count is kept on the task and its
-    /// devices (up to a million rows) are dropped, so they are neither kept nor loaded at start.
-    static func dropAdmissionsIfEnded(_ db: Database, _ t: inout TaskRecord) throws {
-        guard t.mode == "timeWindow", t.taskStatus.hasEnded, t.admittedCount == nil, let id = t.id else { return }
-        t.admittedCount = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM admission WHERE taskId = ?", arguments: [id]) ?? 0
+    /// A task that is no longer an open time window (it ended, or was promoted to official)
+    /// admits nobody by its admissions: their count is kept on the task and the devices (up to a
+    /// million rows) are dropped, so they are neither kept nor loaded at start.
+    static func dropAdmissionsUnlessOpenWindow(_ db: Database, _ t: inout TaskRecord) throws {
+        guard let id = t.id, !(t.mode == "timeWindow" && !t.taskStatus.hasEnded) else { return }
+        let admitted = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM admission WHERE taskId = ?", arguments: [id]) ?? 0
+        guard admitted > 0 || (t.mode == "timeWindow" && t.admittedCount == nil) else { return }
+        t.admittedCount = (t.admittedCount ?? 0) + admitted
         try db.execute(sql: "DELETE FROM admission WHERE taskId = ?", arguments: [id])
     }
 
@@ -446,7 +454,11 @@ extension Store {
             t.percentage = percentage
             var detail = ["from": String(before), "to": String(percentage)]
             // An approval covers what the reviewer saw: a wider share goes back to them.
-            if percentage > before, try t.approvalCoversOnlyWhatWasApproved(db) {
+            if percentage > before, try t.wideningNeedsReviewer(db) {
+                guard t.approval != "awaiting" else {
+                    throw Conflict("Task \(id) waits for a reviewer: raise the percentage after they decide, so that they decide on what clients get.",
+                                   field: "percentage")
+                }
                 t.requestApproval(for: "widening", by: actor)
                 detail["approval"] = "awaiting"
             }
@@ -521,16 +533,34 @@ extension Store {
         let hour = Int64(now.timeIntervalSince1970 / 3600)
         return try await db.write { db in
             guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM task WHERE id = ?)", arguments: [task]) == true else { return false }
-            // Earlier hours are no longer needed to tell repeats apart.
-            try db.execute(sql: "DELETE FROM eventSeen WHERE hour < ?", arguments: [hour])
+            // The device by 16 hex digits of its SHA-256: a fixed size whatever a client sends.
+            let key = SHA256.hash(data: Data(device.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
             try db.execute(sql: "INSERT OR IGNORE INTO eventSeen (hour, taskId, event, deviceId) VALUES (?, ?, ?, ?)",
-                           arguments: [hour, task, event, device])
+                           arguments: [hour, task, event, key])
             guard db.changesCount > 0 else { return true }
             try db.execute(sql: """
                 INSERT INTO taskEvent (taskId, event, count) SELECT ?, ?, 1 WHERE EXISTS (SELECT 1 FROM task WHERE id = ?)
                 ON CONFLICT (taskId, event) DO UPDATE SET count = count + 1
                 """, arguments: [task, event, task])
             return db.changesCount > 0
+        }
+    }
+
+    /// Forgets which devices reported in hours before `now`'s, a bounded batch per transaction
+    /// (housekeeping calls it; a client's report never waits on a large delete). Answers how
+    /// many rows went.
+    @discardableResult
+    public func pruneEventsSeen(now: Date = Date(), batch: Int = 5000) async throws -> Int {
+        let hour = Int64(now.timeIntervalSince1970 / 3600)
+        var removed = 0
+        while true {
+            let n = try await db.write { db in
+                try db.execute(sql: "DELETE FROM eventSeen WHERE rowid IN (SELECT rowid FROM eventSeen WHERE hour < ? LIMIT ?)",
+                               arguments: [hour, batch])
+                return db.changesCount
+            }
+            removed += n
+            if n < batch { return removed }
         }
     }
 

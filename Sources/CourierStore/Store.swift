@@ -148,12 +148,14 @@ public final class Store: Sendable {
                 t.column("deviceId", .text).notNull()
                 t.primaryKey(["hour", "taskId", "event", "deviceId"])
             }
-            // Admissions of tasks that already ended: counted, then dropped.
+            // Admissions of tasks that are no longer open time windows (ended, or promoted):
+            // counted, then dropped.
+            let closed = "SELECT id FROM task WHERE NOT (mode = 'timeWindow' AND status NOT IN ('finished', 'rejected'))"
             try db.execute(sql: """
                 UPDATE task SET admittedCount = (SELECT COUNT(*) FROM admission WHERE admission.taskId = task.id)
-                WHERE mode = 'timeWindow' AND status IN ('finished', 'rejected')
+                WHERE id IN (\(closed)) AND (mode = 'timeWindow' OR EXISTS (SELECT 1 FROM admission WHERE admission.taskId = task.id))
                 """)
-            try db.execute(sql: "DELETE FROM admission WHERE taskId IN (SELECT id FROM task WHERE status IN ('finished', 'rejected'))")
+            try db.execute(sql: "DELETE FROM admission WHERE taskId IN (\(closed))")
         }
         return m
     }

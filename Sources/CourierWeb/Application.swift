@@ -238,7 +238,7 @@ func publicKeyResponse(_ services: Services) async throws -> Response {
 }
 
 /// Finishes time-window tasks at their end time, checking every few seconds; gives the
-/// allocator's free pages back every minute; removes batch imports left unsubmitted past their
+/// allocator's free pages back and forgets past hours' event reporters every minute; removes batch imports left unsubmitted past their
 /// 24 hours every ten minutes.
 struct Housekeeping: Service {
     let actions: Actions
@@ -256,7 +256,10 @@ struct Housekeeping: Service {
                     logger.error("Could not finish ended time windows", metadata: ["error": "\(error)"])
                 }
                 rounds += 1
-                if rounds % 6 == 0 { Allocator.trim() }
+                if rounds % 6 == 0 {
+                    Allocator.trim()
+                    _ = try? await actions.store.pruneEventsSeen()   // which devices reported in past hours
+                }
                 if rounds % 60 == 0 {   // every ten minutes: imports past their 24 hours
                     do {
                         let n = try await actions.store.sweepImports(startingUp: false)

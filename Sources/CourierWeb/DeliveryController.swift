@@ -114,7 +114,9 @@ struct GlobalResourceMiddleware: RouterMiddleware {
         guard request.method == .get || request.method == .head else { return try await next(request, context) }
         let snapshot = services.delivery.snapshot
         guard let key = snapshot.globalAppKey, !snapshot.globalFiles.isEmpty else { return try await next(request, context) }
-        var path = Substring(request.uri.path)
+        // Decoded as every route's parameters are (`%41` is `A`); not decodable: not a file.
+        guard let decoded = request.uri.path.removingPercentEncoding else { return try await next(request, context) }
+        var path = Substring(decoded)
         if path.hasPrefix("/mcube/") { path = path.dropFirst(6) }
         guard path.hasPrefix("/\(key)/"), let file = snapshot.globalFiles[String(path.dropFirst(key.count + 2))] else {
             return try await next(request, context)

@@ -48,7 +48,9 @@ struct UsersController {
                     return "\(u.name) has a new password; their sessions were ended"
                         + (revoke ? " and their API tokens revoked." : ". Their API tokens still work: revoke them on the API tokens page if the account was misused.")
                 } catch let e as FieldError {
-                    throw FieldError("", "\(name(context)): \(e.message)")   // shown above the table, not by the Add form
+                    // Shown above the table, not by the Add form; the name only when it is one.
+                    let who = (try? UserName.validate(name(context))).map { "\($0): " } ?? ""
+                    throw FieldError("", who + e.message)
                 }
             }
         }

@@ -64,6 +64,11 @@ struct Serve: AsyncParsableCommand {
                 fail("\(flag) must be an http:// or https:// URL with a host, like https://courier.example.")
             }
         }
+        if publicURL == nil, env["COURIER_PUBLIC_URL"] == nil, ["0.0.0.0", "::", "[::]"].contains(config.host) {
+            // Links, cookies and the console's script policy come from the configured address,
+            // never from a request's Host: a wildcard address is not one people can open.
+            FileHandle.standardError.write(Data("courier: warning: listening on \(config.host) without --public-url; give --public-url (and --console-url) the address people and devices use, or the console's scripts and the links clients receive will not work.\n".utf8))
+        }
         config.idleTimeoutSeconds = idleTimeout ?? env["COURIER_IDLE_TIMEOUT"].flatMap { Int($0) } ?? 30
         guard config.idleTimeoutSeconds > 0 else { fail("--idle-timeout must be a positive number of seconds.") }
         config.threads = threads ?? env["COURIER_THREADS"].flatMap { Int($0) }

@@ -30,6 +30,8 @@ final class SafePatternTests: XCTestCase {
                 var steps = 0
                 XCTAssertFalse(p.matchesWhole(subject, steps: &steps), text)
                 XCTAssertLessThanOrEqual(steps, p.stepBound(scalars: subject.unicodeScalars.count), text)
+                // Linear with a small constant, whatever the bound says: at most 64 steps a character.
+                XCTAssertLessThanOrEqual(steps, 64 * (subject.unicodeScalars.count + 1), text)
                 XCTAssertGreaterThan(steps, 0, "the counter counts")
             }
         }

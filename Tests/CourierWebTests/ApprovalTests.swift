@@ -268,6 +268,22 @@ final class ApprovalTests: XCTestCase {
             await assertTrue(try await admitted() > 190, "approved again: 99.99 %")
             let lowered = try await dev.call(.patch, "/api/v1/tasks/\(pctID)", json: #"{"percentage":50}"#)
             XCTAssertEqual(lowered.json["status"] as? String, "releasing", "narrowing needs no approval")
+            // While a promotion waits, the share cannot grow under the reviewer's eyes.
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(pctID)/promote").status, .ok)
+            await assertEqual(try await dev.call(.patch, "/api/v1/tasks/\(pctID)", json: #"{"percentage":60}"#).status, .conflict)
+            // A rejected promotion is no licence either.
+            await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(pctID)/reject", json: #"{"comment":"not yet"}"#).status, .ok)
+            let afterReject = try await dev.call(.patch, "/api/v1/tasks/\(pctID)", json: #"{"percentage":60}"#)
+            XCTAssertEqual(afterReject.json["status"] as? String, "awaitingApproval", afterReject.text)
+            await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(pctID)/approve", json: "{}").json["status"] as? String, "releasing")
+            // A paused task widened stays paused: approval does not resume it, and it cannot be resumed before.
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(pctID)/pause").status, .ok)
+            let pausedRaise = try await dev.call(.patch, "/api/v1/tasks/\(pctID)", json: #"{"percentage":70}"#)
+            XCTAssertEqual(pausedRaise.json["status"] as? String, "paused", pausedRaise.text)
+            XCTAssertEqual((pausedRaise.json["approval"] as? [String: Any])?["state"] as? String, "awaiting")
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(pctID)/resume").status, .conflict)
+            await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(pctID)/approve", json: "{}").json["status"] as? String, "paused")
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(pctID)/resume").json["status"] as? String, "releasing")
 
             // Grayscale to a regex list, approved; then the list gains `.*`.
             let wl = try await dev.call(.post, "/api/v1/whitelists", json: #"{"name":"qa","kind":"regex","values":["qa-tester-1"]}"#)

@@ -462,6 +462,13 @@ final class GlobalAndSchedulerTests: XCTestCase {
             await assertNil(try await h.store.admissions()[Int64(id)], "the devices are dropped")
             XCTAssertEqual(h.services.delivery.ledger.count(Int64(id)), 0, "and forgotten in memory")
             await assertEqual(try await api.call(.get, "/api/v1/tasks/\(id)").json["admitted"] as? Int, 3, "the count stays")
+            // A time window promoted to official drops its devices too.
+            let window = try await api.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks",
+                                            json: #"{"type":"gray","mode":"timeWindow","endTime":"\#(end)","userCount":10}"#)
+            let windowID = try XCTUnwrap(window.json["id"] as? Int, window.text)
+            await assertEqual(try await c.versions(device: "w-9"), ["1.0.0.2"])
+            await assertEqual(try await api.call(.post, "/api/v1/tasks/\(windowID)/promote").json["type"] as? String, "official")
+            await assertNil(try await h.store.admissions()[Int64(windowID)], "a promoted window keeps no devices")
         }
     }
 }
