@@ -387,6 +387,11 @@ extension Store {
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
             let status = t.taskStatus
             func refuse(_ why: String) -> Conflict { Conflict("Task \(id) is \(status.rawValue)\(t.rolledBack ? " (rolled back)" : ""): \(why)") }
+            // A task this binary cannot read can only be ended: promoting it would drop what
+            // cannot be read (a rule) and release to everyone; resuming or pausing changes nothing.
+            if let why = t.unreadable, op != .finish {
+                throw Conflict("Task \(id) cannot be read by this version of Courier (\(why)); it can only be finished.")
+            }
             var detail: [String: String] = [:]
             switch op {
             case .pause:
@@ -443,8 +448,9 @@ extension Store {
     public func setPercentage(task id: Int64, _ percentage: Double, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.percentage", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            guard t.mode == "percentage", [.releasing, .paused].contains(t.taskStatus) else {
-                throw Conflict("Only an unfinished percentage task takes a new percentage.", field: "percentage")
+            guard t.mode == "percentage", [.releasing, .paused].contains(t.taskStatus), t.unreadable == nil else {
+                throw Conflict(t.unreadable.map { "This task cannot be read by this version of Courier (\($0)); it can only be finished." }
+                               ?? "Only an unfinished percentage task takes a new percentage.", field: "percentage")
             }
             let before = t.percentage ?? 0
             if percentage >= 100, (try SettingsRecord.fetchOne(db, key: 1))?.officialNeedsApproval == true {

@@ -5,9 +5,12 @@ import Foundation
 /// Whitelists and release tasks (SPEC §5): the same actions for the console and the API.
 extension Actions {
     /// Values pasted or uploaded: comma or newline separated, trimmed, empties and duplicates dropped.
-    public static func parseValues(_ text: String) -> Set<String> {
+    /// Values as pasted: one per line, or comma-separated too except for expressions (a comma
+    /// belongs to `{1,3}`).
+    public static func parseValues(_ text: String, kind: String) -> Set<String> {
+        let commas = kind != Whitelist.Kind.regex.rawValue
         // isNewline: a browser sends "\r\n", which Swift reads as one Character.
-        Set(text.split(whereSeparator: { $0 == "," || $0.isNewline }).map { $0.trimmingCharacters(in: .whitespaces) }
+        return Set(text.split(whereSeparator: { (commas && $0 == ",") || $0.isNewline }).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty })
     }
 

@@ -75,8 +75,8 @@ struct TaskPage {
         appName = app.name
         version = t.version
         typeLabel = t.type == "official" ? "Official release" : "Grayscale release"
-        statusLabel = t.rolledBack ? "Rolled back" : p.status.label
-        statusKey = p.status.rawValue
+        statusLabel = unreadable != nil ? "Cannot be read" : t.rolledBack ? "Rolled back" : p.status.label
+        statusKey = unreadable != nil ? "rejected" : p.status.rawValue
         targeting = Self.plainWords(t, range: p.range, whitelistNames: whitelistNames)
         self.unreadable = unreadable
         descriptionHtml = Markdown.html(t.descriptionMarkdown)   // cmark's safe mode: no raw HTML, no javascript: links
@@ -89,7 +89,11 @@ struct TaskPage {
                                   what: Self.historyWords($0)) }
         let status = t.taskStatus
         var ops: [(String, String, String)] = []
-        if user.role.may(.editReleases) {
+        if user.role.may(.editReleases), unreadable != nil {
+            // What cannot be read can only be ended (the store refuses the rest).
+            if !status.hasEnded { ops.append(("finish", "Finish", "Finish task \(id)? It cannot be resumed.")) }
+            else { ops.append(("delete", "Delete", "Delete task \(id)?")) }
+        } else if user.role.may(.editReleases) {
             if status == .releasing { ops.append(("pause", "Pause", "Pause task \(id)? Clients that have not updated stop getting \(t.version).")) }
             if status == .paused { ops.append(("resume", "Resume", "Resume task \(id)?")) }
             if t.type == "gray", [.releasing, .paused].contains(status), t.approval != "awaiting" {
@@ -110,7 +114,7 @@ struct TaskPage {
             }
         }
         operations = ops.map { Operation(name: $0.0, label: $0.1, confirm: $0.2, action: Route.taskOperation.path(String(id), $0.0), id: "op-\($0.0)") }
-        percentage = t.mode == "percentage" && [.releasing, .paused].contains(status) && user.role.may(.editReleases)
+        percentage = t.mode == "percentage" && [.releasing, .paused].contains(status) && user.role.may(.editReleases) && unreadable == nil
             ? typedPercentage ?? String(format: "%g", t.percentage ?? 0) : nil
         percentageAction = Route.taskOperation.path(String(id), "percentage")
         errors = failure.fields

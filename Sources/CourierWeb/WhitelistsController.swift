@@ -7,6 +7,12 @@ import Hummingbird
 struct WhitelistsController {
     let services: Services
 
+    /// The list's kind, for reading pasted values.
+    func kind(_ context: SignedInContext) async throws -> String {
+        let listID = try id(context)
+        return try await services.store.whitelistSummaries().first { $0.0.id == listID }?.0.kind ?? ""
+    }
+
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.whitelists, needs: .read) { request, context in
             try await list(context, failure: .none, notice: Notice.read(request, for: context.user))
@@ -14,7 +20,7 @@ struct WhitelistsController {
         routes.post(.whitelists, needs: .editReleases) { _, context in
             do {
                 let w = try await services.actions.createWhitelist(by: context.acting, name: context.form["name"], kind: context.form["kind"],
-                                                                   values: Actions.parseValues(context.form["values"]))
+                                                                   values: Actions.parseValues(context.form["values"], kind: context.form["kind"]))
                 return Response.redirect(to: Route.whitelist.path(String(w.id ?? 0)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
@@ -27,7 +33,7 @@ struct WhitelistsController {
         routes.post(.whitelistValues, needs: .editReleases) { _, context in
             try await change(context) {
                 let (n, waiting) = try await services.actions.addWhitelistValues(by: context.acting, id: try id(context),
-                                                                                 values: Actions.parseValues(context.form["values"]))
+                                                                                 values: Actions.parseValues(context.form["values"], kind: try await kind(context)))
                 return "\(n) new value\(n == 1 ? "" : "s") added (duplicates are dropped)."
                     + (waiting.isEmpty ? "" : " Task\(waiting.count == 1 ? "" : "s") \(waiting.map(String.init).joined(separator: ", ")) "
                         + "had been approved for the list as it was: \(waiting.count == 1 ? "it waits" : "they wait") for a reviewer again, and clients are not offered \(waiting.count == 1 ? "it" : "them") meanwhile.")
@@ -36,7 +42,7 @@ struct WhitelistsController {
         routes.post(.whitelistRemove, needs: .editReleases) { _, context in
             try await change(context) {
                 let n = try await services.actions.removeWhitelistValues(by: context.acting, id: try id(context),
-                                                                         values: Actions.parseValues(context.form["remove"]))
+                                                                         values: Actions.parseValues(context.form["remove"], kind: try await kind(context)))
                 return "\(n) value\(n == 1 ? "" : "s") removed."
             }
         }

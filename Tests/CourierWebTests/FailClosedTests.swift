@@ -54,6 +54,8 @@ final class FailClosedTests: XCTestCase {
             let page = try await b.get("/tasks/\(task)")
             XCTAssertEqual(page.status, .ok, file: file, line: line)
             XCTAssertTrue(page.text.contains(#"id="task-unreadable""#), "\(what): the task page says the task cannot be read", file: file, line: line)
+            XCTAssertFalse(page.text.contains(#"id="op-promote""#) || page.text.contains(#"id="op-pause""#) || page.text.contains(#"id="change-percentage""#),
+                           "\(what): only finishing is offered", file: file, line: line)
             let metrics = try await client.execute(uri: "/metrics", method: .get)
             XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), "\(what): /metrics counts it\n\(metrics.text.prefix(0))",
                           file: file, line: line)
@@ -65,6 +67,10 @@ final class FailClosedTests: XCTestCase {
         defer { h.cleanUp() }
         let after = try await restarted(h, #"UPDATE task SET rules = '[{"field":"carrier","op":"in","values":["x"]}, {"field":"city","op":"in","values":["Hangzhou"]}]' WHERE id = ?"#, task)
         try await assertOffersNothing(after, task: task, "a rule on an unknown attribute")
+        // Promoting would drop the rule it cannot read and release to everyone: refused.
+        await assertThrows(try await after.store.operate(task: Int64(task), .promote, by: .alice)) { XCTAssertTrue("\($0)".contains("can only be finished"), "\($0)") }
+        await assertThrows(try await after.store.setPercentage(task: Int64(task), 50, by: .alice))
+        await assertEqual(try await after.store.operate(task: Int64(task), .finish, by: .alice).status, "finished")
     }
 
     func testAnUnknownTaskTypeIsNotReadAsOfficial() async throws {

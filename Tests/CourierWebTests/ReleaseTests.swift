@@ -217,7 +217,9 @@ final class ReleaseConsoleTests: XCTestCase {
             XCTAssertEqual(bad.status, .unprocessableContent)
             XCTAssertTrue(bad.text.contains(#"id="error-values""#) && bad.text.contains("“(oops”"), bad.text)
             XCTAssertTrue(bad.text.contains("(oops</textarea>") && bad.text.contains(#"value="testers""#), "typed values kept")
-            XCTAssertEqual(Actions.parseValues("u-1\r\nu-2, u-3\n\nu-1"), ["u-1", "u-2", "u-3"], "a browser's CRLF separates values")
+            XCTAssertEqual(Actions.parseValues("u-1\r\nu-2, u-3\n\nu-1", kind: "user"), ["u-1", "u-2", "u-3"], "a browser's CRLF separates values")
+            XCTAssertEqual(Actions.parseValues("qa-\\d{1,3}\r\nu-[0-9]{2,}", kind: "regex"), [#"qa-\d{1,3}"#, "u-[0-9]{2,}"],
+                           "an expression's comma does not split it")
             let made = try await b.post("/whitelists", [("name", "beta"), ("kind", "user"), ("values", "u-1, u-2\r\nu-2\r\n")])
             XCTAssertEqual(made.status, .seeOther)
             let listURL = try XCTUnwrap(made.headers[.location])
