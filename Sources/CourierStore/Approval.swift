@@ -85,6 +85,9 @@ extension Store {
             guard !t.isOwnRequest(of: actor.name) else {
                 throw Refused("You created task \(id) or asked for its approval: another reviewer must decide.")
             }
+            if approve, let why = try t.unreadable(db) {
+                throw Conflict("Task \(id) cannot be read by this version of Courier (\(why)): it can only be rejected or finished.")
+            }
             let promotion = t.approvalFor == "promotion"
             t.approval = approve ? "approved" : "rejected"
             t.decidedBy = actor.name

@@ -167,6 +167,22 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
         do { _ = try storedKind(); return nil } catch { return error.description }
     }
 
+    /// The same, counting the whitelists it names (missing, of an unknown kind, or holding an
+    /// expression this binary refuses), as the delivery snapshot does: for the writes that
+    /// would otherwise act on what cannot be read.
+    func unreadable(_ db: Database) throws -> String? {
+        if let why = unreadable { return why }
+        guard type == "gray", mode == "whitelist" else { return nil }
+        for id in whitelistIdList {
+            guard let w = try WhitelistRecord.fetchOne(db, key: id) else { return "whitelist \(id) is missing" }
+            guard let kind = Whitelist.Kind(rawValue: w.kind) else { return "whitelist \(id): unknown kind “\(w.kind)”" }
+            guard kind == .regex else { continue }   // ID lists: the kind is all there is to read
+            let values = Set(try String.fetchAll(db, sql: "SELECT value FROM whitelistValue WHERE whitelistId = ?", arguments: [id]))
+            do { _ = try Whitelist(id: id, name: w.name, kind: kind, values: values) } catch { return "whitelist \(id): \(error.message)" }
+        }
+        return nil
+    }
+
     public var releaseTask: ReleaseTask {
         let v = PackageVersion(parts: version.split(separator: ".").compactMap { Int($0) })
         do {
@@ -276,8 +292,15 @@ extension Store {
                 var waiting: [Int64] = []
                 for var t in try TaskRecord.filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchAll(db)
                 where t.whitelistIdList.contains(id) {
-                    // A task already waiting is decided on the list as the reviewer then sees it.
-                    guard t.approval != "awaiting", try t.wideningNeedsReviewer(db) else { continue }
+                    guard try t.wideningNeedsReviewer(db) else { continue }
+                    // A promotion under review goes on releasing the grayscale task: its list must
+                    // not grow meanwhile. A task waiting for its own release or widening is decided
+                    // on the list as the reviewer then sees it.
+                    if t.approval == "awaiting" && t.approvalFor == "promotion" {
+                        throw Conflict("Task \(t.id ?? 0) uses this whitelist and its promotion waits for a reviewer: add values after they decide.",
+                                       field: "values")
+                    }
+                    guard t.approval != "awaiting" else { continue }
                     t.requestApproval(for: "widening", by: actor)
                     try t.update(db)
                     try Store.refreshPackageStatus(db, t.packageId)
@@ -389,7 +412,7 @@ extension Store {
             func refuse(_ why: String) -> Conflict { Conflict("Task \(id) is \(status.rawValue)\(t.rolledBack ? " (rolled back)" : ""): \(why)") }
             // A task this binary cannot read can only be ended: promoting it would drop what
             // cannot be read (a rule) and release to everyone; resuming or pausing changes nothing.
-            if let why = t.unreadable, op != .finish {
+            if op != .finish, let why = try t.unreadable(db) {
                 throw Conflict("Task \(id) cannot be read by this version of Courier (\(why)); it can only be finished.")
             }
             var detail: [String: String] = [:]
@@ -448,9 +471,13 @@ extension Store {
     public func setPercentage(task id: Int64, _ percentage: Double, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.percentage", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            guard t.mode == "percentage", [.releasing, .paused].contains(t.taskStatus), t.unreadable == nil else {
-                throw Conflict(t.unreadable.map { "This task cannot be read by this version of Courier (\($0)); it can only be finished." }
-                               ?? "Only an unfinished percentage task takes a new percentage.", field: "percentage")
+            if let why = try t.unreadable(db) {
+                throw Conflict("This task cannot be read by this version of Courier (\(why)); it can only be finished.", field: "percentage")
+            }
+            // A task waiting for its widening to be approved may still be lowered.
+            let waitingWidening = t.taskStatus == .awaitingApproval && t.approvalFor == "widening"
+            guard t.mode == "percentage", [.releasing, .paused].contains(t.taskStatus) || waitingWidening else {
+                throw Conflict("Only an unfinished percentage task takes a new percentage.", field: "percentage")
             }
             let before = t.percentage ?? 0
             if percentage >= 100, (try SettingsRecord.fetchOne(db, key: 1))?.officialNeedsApproval == true {
@@ -525,8 +552,13 @@ extension Store {
     public func recordAdmissions(_ pairs: [(task: Int64, device: String)]) async throws {
         guard !pairs.isEmpty else { return }
         try await db.write { db in
+            // Only while the task is still an open window: one that ended or was promoted since
+            // the snapshot named it has dropped its devices and must not collect more.
             for p in pairs {
-                try db.execute(sql: "INSERT OR IGNORE INTO admission (taskId, deviceId) VALUES (?, ?)", arguments: [p.task, p.device])
+                try db.execute(sql: """
+                    INSERT OR IGNORE INTO admission (taskId, deviceId) SELECT ?, ? WHERE EXISTS
+                    (SELECT 1 FROM task WHERE id = ? AND mode = 'timeWindow' AND status NOT IN ('finished', 'rejected'))
+                    """, arguments: [p.task, p.device, p.task])
             }
         }
     }

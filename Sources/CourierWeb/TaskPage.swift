@@ -82,7 +82,7 @@ struct TaskPage {
         descriptionHtml = Markdown.html(t.descriptionMarkdown)   // cmark's safe mode: no raw HTML, no javascript: links
         self.admitted = t.mode == "timeWindow" ? "\(t.admittedCount ?? admitted) of \(t.userCount ?? 0) devices admitted" : nil
         self.events = events.sorted { $0.key < $1.key }.map { Count(event: $0.key, count: $0.value) }
-        approval = Self.approvalBox(t, user: user)
+        approval = Self.approvalBox(t, user: user, readable: unreadable == nil)
         comment = typedComment
         self.history = [Step(when: displayDate.string(from: t.createdAt), who: t.createdBy, what: "created")]
             + history.map { Step(when: String($0.at.prefix(16)).replacingOccurrences(of: "T", with: " "), who: $0.user,
@@ -95,12 +95,15 @@ struct TaskPage {
             else { ops.append(("delete", "Delete", "Delete task \(id)?")) }
         } else if user.role.may(.editReleases) {
             if status == .releasing { ops.append(("pause", "Pause", "Pause task \(id)? Clients that have not updated stop getting \(t.version).")) }
-            if status == .paused { ops.append(("resume", "Resume", "Resume task \(id)?")) }
+            let wideningWaits = t.approval == "awaiting" && t.approvalFor == "widening"
+            if status == .paused, !wideningWaits { ops.append(("resume", "Resume", "Resume task \(id)?")) }
             if t.type == "gray", [.releasing, .paused].contains(status), t.approval != "awaiting" {
                 ops.append(("promote", "Promote to official", "Release \(t.version) to every client in range?"))
             }
-            if status == .awaitingApproval {
+            if status == .awaitingApproval, t.approvalFor == "release" {
                 ops.append(("finish", "Withdraw", "Withdraw task \(id)? It will never be released."))
+            } else if wideningWaits {
+                ops.append(("finish", "Finish", "Finish task \(id)? The request to widen it is withdrawn and the release ends; it cannot be resumed."))
             } else if !status.hasEnded {
                 ops.append(("finish", "Finish", "Finish task \(id)? It cannot be resumed."))
             }
@@ -134,7 +137,7 @@ struct TaskPage {
         return String(format: "percentage %g %% → %g %%", from, to)
     }
 
-    static func approvalBox(_ t: TaskRecord, user: UserRecord) -> ApprovalBox? {
+    static func approvalBox(_ t: TaskRecord, user: UserRecord, readable: Bool = true) -> ApprovalBox? {
         guard !t.approval.isEmpty else { return nil }
         let what = switch t.approvalFor {
         case "promotion": "promotion to an official release"
@@ -155,7 +158,7 @@ struct TaskPage {
         let id = String(t.id ?? 0)
         return ApprovalBox(state: t.approval, awaiting: awaiting, headline: asked, decidedLine: decided,
                            commentHtml: t.decisionComment.isEmpty ? nil : Markdown.html(t.decisionComment),
-                           canDecide: awaiting && reviewer && !own, ownRequest: awaiting && reviewer && own,
+                           canDecide: awaiting && reviewer && !own && readable, ownRequest: awaiting && reviewer && own,
                            approveAction: Route.taskApprove.path(id), rejectAction: Route.taskReject.path(id))
     }
 

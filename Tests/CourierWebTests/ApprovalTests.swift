@@ -301,6 +301,10 @@ final class ApprovalTests: XCTestCase {
             await assertEqual(try await dev.call(.get, "/api/v1/tasks/\(listedID)").json["status"] as? String, "awaitingApproval")
             await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(listedID)/approve", json: "{}").json["status"] as? String, "releasing")
             await assertEqual(try await c.versions(user: "someone", device: "d-x", installed: "1.0.0.1"), ["1.0.0.2"])
+            // While its promotion waits the task goes on releasing: its list cannot grow meanwhile.
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(listedID)/promote").status, .ok)
+            let duringPromotion = try await dev.call(.post, "/api/v1/whitelists/\(wlID)/values", json: #"{"values":["x-.*"]}"#)
+            XCTAssertEqual(duringPromotion.status, .conflict, duringPromotion.text)
         }
     }
 }

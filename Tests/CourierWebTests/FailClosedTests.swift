@@ -70,6 +70,13 @@ final class FailClosedTests: XCTestCase {
         // Promoting would drop the rule it cannot read and release to everyone: refused.
         await assertThrows(try await after.store.operate(task: Int64(task), .promote, by: .alice)) { XCTAssertTrue("\($0)".contains("can only be finished"), "\($0)") }
         await assertThrows(try await after.store.setPercentage(task: Int64(task), 50, by: .alice))
+        // A promotion asked for before (by a binary that could read it): approving it would drop the rule too.
+        try await after.store.db.write { db in
+            try db.execute(sql: "UPDATE task SET approval = 'awaiting', approvalFor = 'promotion', requestedBy = 'bob' WHERE id = ?", arguments: [task])
+        }
+        await assertThrows(try await after.store.decide(task: Int64(task), approve: true, comment: "", by: .alice)) {
+            XCTAssertTrue("\($0)".contains("can only be rejected or finished"), "\($0)")
+        }
         await assertEqual(try await after.store.operate(task: Int64(task), .finish, by: .alice).status, "finished")
     }
 
@@ -109,7 +116,9 @@ final class FailClosedTests: XCTestCase {
             let beta = try Int64.fetchOne(db, sql: "SELECT id FROM whitelist WHERE name = 'beta'") ?? 0
             try db.execute(sql: "UPDATE task SET whitelistIds = ? WHERE id = ?", arguments: ["[\(id),\(beta)]", task])
         }
-        try await assertOffersNothing(try await Harness.make(dir: h.dir), task: task, "a whitelist of an unknown kind")
+        let after = try await Harness.make(dir: h.dir)
+        try await assertOffersNothing(after, task: task, "a whitelist of an unknown kind")
+        await assertThrows(try await after.store.operate(task: Int64(task), .promote, by: .alice)) { XCTAssertTrue("\($0)".contains("whitelist"), "\($0)") }
     }
 
     func testSettingsThatCannotBeReadOfferNothing() async throws {

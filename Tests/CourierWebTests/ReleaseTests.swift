@@ -462,6 +462,8 @@ final class GlobalAndSchedulerTests: XCTestCase {
             await assertEqual(try await h.store.admissions()[Int64(id)]?.count, 3)
             await assertEqual(try await api.call(.post, "/api/v1/tasks/\(id)/finish").json["admitted"] as? Int, 3)
             await assertNil(try await h.store.admissions()[Int64(id)], "the devices are dropped")
+            try await h.store.recordAdmissions([(Int64(id), "late")])
+            await assertNil(try await h.store.admissions()[Int64(id)], "an admission reserved before the end is not written after it")
             XCTAssertEqual(h.services.delivery.ledger.count(Int64(id)), 0, "and forgotten in memory")
             await assertEqual(try await api.call(.get, "/api/v1/tasks/\(id)").json["admitted"] as? Int, 3, "the count stays")
             // A time window promoted to official drops its devices too.
