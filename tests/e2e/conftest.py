@@ -17,6 +17,24 @@ OUTPUT = os.path.join(ROOT, "test-output")
 PASSWORD = "e2e-password-1"
 
 
+def gone(element):
+    """A wait condition: the page holding `element` has been replaced.
+
+    Selenium's staleness_of expects StaleElementReferenceException, but Chromium
+    sometimes answers a node of the unloading page with a generic inspector error
+    ("Node with given id does not belong to the document"); both mean the same.
+    """
+    from selenium.common.exceptions import WebDriverException
+
+    def predicate(_driver):
+        try:
+            element.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+    return predicate
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import OUTPUT, Server, setup_address
+from conftest import OUTPUT, Server, gone, setup_address
 from test_journey import fill_package_form
 from test_release import update
 from zips import sample
@@ -65,7 +65,7 @@ def test_a_developer_asks_and_a_reviewer_approves(browser, tmp_path):
         d.find_element(By.ID, "officialNeedsApproval").click()
         save = d.find_element(By.ID, "saveApproval")
         save.click()
-        wait.until(EC.staleness_of(save))
+        wait.until(gone(save))
         assert "approval rules are saved" in wait.until(EC.presence_of_element_located((By.ID, "notice"))).text
         assert d.find_element(By.ID, "officialNeedsApproval").is_selected()
         shot(d, "41-team-approval-setting")
@@ -105,13 +105,13 @@ def test_a_developer_asks_and_a_reviewer_approves(browser, tmp_path):
         reject = d.find_element(By.ID, "reject")
         reject.click()
         wait.until(EC.alert_is_present()).accept()
-        wait.until(EC.staleness_of(reject))
+        wait.until(gone(reject))
         assert "Say why" in wait.until(EC.presence_of_element_located((By.ID, "error-comment"))).text
         d.find_element(By.ID, "comment").send_keys("Checked on **staging**.")
         approve = d.find_element(By.ID, "approve")
         approve.click()
         wait.until(EC.alert_is_present()).accept()
-        wait.until(EC.staleness_of(approve))
+        wait.until(gone(approve))
         decision = wait.until(EC.presence_of_element_located((By.ID, "approval-decision")))
         assert "Approved by rita" in decision.text
         assert d.find_element(By.CSS_SELECTOR, "#approval-comment strong").text == "staging"
