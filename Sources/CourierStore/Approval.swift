@@ -105,7 +105,21 @@ extension Store {
             try Store.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
             try Store.refreshPackageStatus(db, t.packageId)
-            return (t, ["for": t.approvalFor, "requestedBy": t.requestedBy ?? "", "comment": comment, "status": t.status])
+            return (t, ["for": t.approvalFor, "requestedBy": t.requestedBy ?? "", "comment": comment, "status": t.status,
+                        "app": t.appId, "version": t.version])
+        }
+    }
+
+    /// How many tasks wait for a reviewer (the navigation's badge).
+    public func countAwaitingApproval() async throws -> Int {
+        try await db.read { db in try TaskRecord.filter(TaskRecord.Columns.approval == "awaiting").fetchCount(db) }
+    }
+
+    /// The latest decisions (approved, rejected, withdrawn), newest first.
+    public func recentlyDecided(limit: Int) async throws -> [TaskRecord] {
+        try await db.read { db in
+            try TaskRecord.filter(["approved", "rejected", "withdrawn"].contains(TaskRecord.Columns.approval))
+                .order(sql: "COALESCE(decidedAt, requestedAt) DESC, id DESC").limit(limit).fetchAll(db)
         }
     }
 

@@ -16,6 +16,9 @@ public struct AuditRecord: Codable, FetchableRecord, MutablePersistableRecord, S
     /// A JSON object summarizing what changed (never a secret).
     public var detail: String
     public var hash: String
+    /// The app the change concerns, when it concerns one (the detail's `app`, which the hash
+    /// covers): the log filtered by app finds its tasks, approvals and rollbacks too.
+    public var appId: String?
 
     public enum Columns {
         public static let id = Column(CodingKeys.id)
@@ -56,7 +59,7 @@ public struct AuditVerification: Sendable, Equatable {
 
 /// What the audit page shows: every field optional.
 public struct AuditFilter: Sendable, Equatable {
-    /// An app ID the subject mentions.
+    /// An app ID (part of one) that the change concerns or its subject mentions.
     public var app = ""
     public var user = ""
     /// The part of the action before the dot: app, package, task, whitelist, settings, …
@@ -73,7 +76,8 @@ extension Store {
         let at = AuditRecord.timestamp.format(Date())
         var row = AuditRecord(id: nil, at: at, user: actor.name, action: action, subject: subject, detail: detailText,
                               hash: AuditRecord.chain(previous: previous, at: at, user: actor.name, action: action,
-                                                      subject: subject, detail: detailText))
+                                                      subject: subject, detail: detailText),
+                              appId: detail["app"])
         try row.insert(db)
     }
 
@@ -134,7 +138,9 @@ extension Store {
             "%" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
                 .replacingOccurrences(of: "_", with: "\\_") + "%"
         }
-        if !f.app.isEmpty { request = request.filter(sql: "subject LIKE ? ESCAPE '\\'", arguments: [like(f.app)]) }
+        if !f.app.isEmpty {
+            request = request.filter(sql: "(appId LIKE ? ESCAPE '\\' OR subject LIKE ? ESCAPE '\\')", arguments: [like(f.app), like(f.app)])
+        }
         if !f.user.isEmpty { request = request.filter(AuditRecord.Columns.user == f.user) }
         if !f.kind.isEmpty { request = request.filter(sql: "action LIKE ? ESCAPE '\\'", arguments: [like(f.kind + ".").dropFirst().description]) }
         return request.order(AuditRecord.Columns.id.desc)

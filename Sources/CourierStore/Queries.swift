@@ -9,6 +9,11 @@ public struct AppSummary: Decodable, FetchableRecord, Sendable {
     public var type: PackageType?
     public var packageCount: Int
     public var latestVersion: String?
+    /// The newest package's status, and the task it comes from (to find the release again).
+    public var latestStatus: PackageStatus?
+    public var latestTaskId: Int64?
+    /// What clients are offered officially now (`AppReleases.liveOfficial`).
+    public var officialVersion: String?
     public var createdAt: Date
 
     public init(id: String, name: String, type: PackageType?, packageCount: Int, latestVersion: String?, createdAt: Date) {
@@ -113,7 +118,7 @@ extension Store {
             }
             let app = AppRecord(id: id, name: name)
             try app.insert(db)
-            return (app, ["name": name])
+            return (app, ["name": name, "app": app.id])
         }
     }
 
@@ -124,7 +129,7 @@ extension Store {
             let before = app.name
             app.name = name
             try app.update(db)
-            return (app, ["before": before, "name": name])
+            return (app, ["before": before, "name": name, "app": app.id])
         }
     }
 
@@ -146,8 +151,16 @@ extension Store {
             let items = try AppSummary.fetchAll(db, sql: """
                 SELECT app.id, app.name, app.type, app.createdAt,
                        (SELECT COUNT(*) FROM package p WHERE p.appId = app.id) AS packageCount,
-                       (SELECT version FROM package p WHERE p.appId = app.id ORDER BY versionKey DESC LIMIT 1) AS latestVersion
-                FROM app \(filter) ORDER BY app.id LIMIT :limit OFFSET :offset
+                       newest.version AS latestVersion, newest.status AS latestStatus,
+                       (SELECT t.id FROM task t WHERE t.packageId = newest.id
+                        ORDER BY \(TaskRecord.endedUnreleasedSQL) ASC, t.id DESC LIMIT 1) AS latestTaskId,
+                       (SELECT p.version FROM task t JOIN package p ON p.id = t.packageId
+                        WHERE t.appId = app.id AND t.type = 'official' AND t.rolledBack = 0 AND t.status IN ('releasing', 'finished')
+                          AND NOT (t.approvalFor = 'release' AND t.approval != 'approved')
+                        ORDER BY p.versionKey DESC LIMIT 1) AS officialVersion
+                FROM app LEFT JOIN package newest
+                  ON newest.id = (SELECT id FROM package WHERE appId = app.id ORDER BY versionKey DESC LIMIT 1)
+                \(filter) ORDER BY app.id LIMIT :limit OFFSET :offset
                 """, arguments: ["q": pattern, "limit": perPage, "offset": (page - 1) * perPage])
             return Page(items: items, total: total, page: page, perPage: perPage)
         }
@@ -255,7 +268,7 @@ extension Store {
                 try db.execute(sql: "UPDATE batchImportRow SET packageId = ?, error = NULL WHERE importId = ? AND n = ?",
                                arguments: [p.id, importRow.importId, importRow.n])
             }
-            return (p, ["type": p.type.rawValue, "sha256": p.blob, "files": String(files.count), "size": String(p.size)])
+            return (p, ["type": p.type.rawValue, "sha256": p.blob, "files": String(files.count), "size": String(p.size), "app": p.appId])
         }
     }
 

@@ -193,7 +193,7 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     }
 
     /// The package status this task gives (SPEC §5).
-    var packageStatus: PackageStatus {
+    public var packageStatus: PackageStatus {
         switch taskStatus {
         case .paused: .paused
         case .finished: neverReleased ? .toBeReleased : .finished
@@ -398,7 +398,7 @@ extension Store {
             if waits { t.requestApproval(for: "release", by: actor) }
             try t.insert(db)
             try Store.refreshPackageStatus(db, task.packageId)
-            var detail = ["task": String(t.id ?? 0), "type": t.type, "mode": t.mode]
+            var detail = ["task": String(t.id ?? 0), "type": t.type, "mode": t.mode, "app": t.appId]
             if waits { detail["approval"] = "awaiting" }
             return (t, detail)
         }
@@ -452,7 +452,7 @@ extension Store {
             try Store.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
             try Store.refreshPackageStatus(db, t.packageId)
-            return (t, detail.merging(["status": t.status, "type": t.type]) { a, _ in a })
+            return (t, detail.merging(["status": t.status, "type": t.type, "app": t.appId, "version": t.version]) { a, _ in a })
         }
     }
 
@@ -485,7 +485,7 @@ extension Store {
                                field: "percentage")
             }
             t.percentage = percentage
-            var detail = ["from": String(before), "to": String(percentage)]
+            var detail = ["from": String(before), "to": String(percentage), "app": t.appId, "version": t.version]
             // An approval covers what the reviewer saw: a wider share goes back to them.
             if percentage > before, try t.wideningNeedsReviewer(db) {
                 guard t.approval != "awaiting" else {
@@ -506,8 +506,7 @@ extension Store {
     static func refreshPackageStatus(_ db: Database, _ packageId: Int64) throws {
         guard var p = try PackageRecord.fetchOne(db, key: packageId) else { return }
         let tasks = try TaskRecord.filter(TaskRecord.Columns.packageId == packageId).order(TaskRecord.Columns.id.desc).fetchAll(db)
-        let shown = tasks.first { !($0.neverReleased && $0.taskStatus.hasEnded) } ?? tasks.first
-        let status = shown?.packageStatus ?? .toBeReleased
+        let status = AppReleases.shown(tasks)?.packageStatus ?? .toBeReleased
         guard p.status != status else { return }
         p.status = status
         try p.update(db)
@@ -520,7 +519,7 @@ extension Store {
             guard t.taskStatus.hasEnded else { throw Conflict("Only a finished or rejected task can be deleted; finish task \(id) first.") }
             _ = try t.delete(db)
             try Store.refreshPackageStatus(db, t.packageId)
-            return ((), ["version": t.version])
+            return ((), ["version": t.version, "app": t.appId])
         }
     }
 

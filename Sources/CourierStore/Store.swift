@@ -157,6 +157,19 @@ public final class Store: Sendable {
                 """)
             try db.execute(sql: "DELETE FROM admission WHERE taskId IN (\(closed))")
         }
+        // Issue 16: the log filtered by app finds the app's tasks (their subject is the task's ID).
+        m.registerMigration("v11-audit-app") { db in
+            try db.alter(table: "audit") { t in t.add(column: "appId", .text) }
+            try db.execute(sql: """
+                UPDATE audit SET appId = substr(subject, 1, instr(subject || ' ', ' ') - 1)
+                WHERE action IN ('app.create', 'app.rename', 'package.add', 'task.create')
+                """)
+            try db.execute(sql: """
+                UPDATE audit SET appId = (SELECT appId FROM task WHERE task.id = CAST(audit.subject AS INTEGER))
+                WHERE action LIKE 'task.%' AND action != 'task.create' AND subject GLOB '[0-9]*'
+                """)
+            try db.create(index: "auditByApp", on: "audit", columns: ["appId", "id"])
+        }
         return m
     }
 

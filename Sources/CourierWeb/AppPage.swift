@@ -11,6 +11,11 @@ struct PackageRow {
     let createdAt: String
     let url: String
     let amrURL: String
+    /// The task the status comes from ("task 3"), to pause, promote or roll it back.
+    let taskURL: String?
+    let taskLabel: String?
+    /// A reviewer's part to know about: awaiting, or rejected (with why, on the task).
+    let approvalLine: String?
 }
 
 /// An H5 app with its packages, newest first.
@@ -28,6 +33,12 @@ struct AppPage {
     /// "Create release task" for the newest version, for those who may release.
     let newestVersion: String?
     let newTaskURL: String?
+    /// What clients are offered now.
+    let liveOfficial: String?
+    let liveOfficialURL: String?
+    let runningGray: [ReviewFacts.Live]
+    let hasRunningGray: Bool
+    let notice: Notice.Shown?
 
     /// Renaming (the ID never changes), for those who may edit apps.
     let canRename: Bool
@@ -35,9 +46,18 @@ struct AppPage {
     let typedName: String
     let nameError: String?
 
-    init(_ app: AppRecord, packages: [PackageRow], hasVirtualDomain: Bool, user: UserRecord, typedName: String? = nil,
-         failure: FormFailure = .none, chrome: Chrome) {
+    init(_ app: AppRecord, packages: [PackageRow], releases: AppReleases = AppReleases([]), hasVirtualDomain: Bool, user: UserRecord,
+         typedName: String? = nil, failure: FormFailure = .none, notice: Notice.Shown? = nil, chrome: Chrome) {
         self.chrome = chrome
+        self.notice = notice
+        let official = releases.liveOfficial
+        liveOfficial = official?.version
+        liveOfficialURL = official.map { Route.task.path(String($0.id ?? 0)) }
+        runningGray = releases.runningGray.map {
+            ReviewFacts.Live(label: "\($0.version): \(TaskLinkRow.kind($0).lowercased()), \($0.statusLabel.lowercased()) (task \($0.id ?? 0))",
+                             url: Route.task.path(String($0.id ?? 0)))
+        }
+        hasRunningGray = !runningGray.isEmpty
         canRename = user.role.may(.editApps)
         renameAction = Route.appName.path(app.id)
         self.typedName = typedName ?? app.name

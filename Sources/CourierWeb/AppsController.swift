@@ -18,21 +18,23 @@ struct AppsController {
         routes.post(.apps, needs: .editApps) { _, context in
             do {
                 let app = try await services.actions.createApp(by: context.acting, id: context.form["id"], name: context.form["name"])
-                return Response.redirect(to: Route.app.path(app.id))
+                return Response.redirect(to: Route.app.path([app.id], query: Notice.query(
+                    "App \(app.id) (\(app.name)) was created. Add its first offline package.", for: context.user)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
                 return services.views.render("app_new", NewAppPage(id: context.form["id"], name: context.form["name"], failure: failure,
                                                                    chrome: Chrome(context, section: .apps)), status: failure.status)
             }
         }
-        routes.get(.app, needs: .read) { _, context in
-            try await appPage(context, app: try await services.app(context), name: nil, failure: .none)
+        routes.get(.app, needs: .read) { request, context in
+            try await appPage(context, app: try await services.app(context), name: nil, failure: .none,
+                              notice: Notice.shown(request, for: context.user))
         }
         routes.post(.appName, needs: .editApps) { _, context in
             let app = try await services.app(context)
             do {
-                _ = try await services.actions.renameApp(by: context.acting, id: app.id, name: context.form["name"])
-                return Response.redirect(to: Route.app.path(app.id))
+                let renamed = try await services.actions.renameApp(by: context.acting, id: app.id, name: context.form["name"])
+                return Response.redirect(to: Route.app.path([app.id], query: Notice.query("The app is now named \(renamed.name).", for: context.user)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
                 return try await appPage(context, app: app, name: context.form["name"], failure: failure)
@@ -42,12 +44,14 @@ struct AppsController {
 }
 
 extension AppsController {
-    func appPage(_ context: SignedInContext, app: AppRecord, name: String?, failure: FormFailure) async throws -> Response {
-        let packages = try await services.store.packages(of: app.id).map { services.row($0) }
+    func appPage(_ context: SignedInContext, app: AppRecord, name: String?, failure: FormFailure,
+                 notice: Notice.Shown? = nil) async throws -> Response {
+        let releases = AppReleases(try await services.store.tasks(of: app.id))
+        let packages = try await services.store.packages(of: app.id).map { services.row($0, task: releases.current(of: $0.id)) }
         let hasDomain = try await services.store.settings().virtualDomain != nil
         return services.views.render("app", AppPage(
-            app, packages: packages, hasVirtualDomain: hasDomain, user: context.user, typedName: name, failure: failure,
-            chrome: Chrome(context, section: .apps)), status: failure.status)
+            app, packages: packages, releases: releases, hasVirtualDomain: hasDomain, user: context.user, typedName: name,
+            failure: failure, notice: notice, chrome: Chrome(context, section: .apps)), status: failure.status)
     }
 }
 
@@ -58,9 +62,11 @@ extension Services {
         return app
     }
 
-    func row(_ p: PackageRecord) -> PackageRow {
+    func row(_ p: PackageRecord, task: TaskRecord?) -> PackageRow {
         PackageRow(version: p.version, status: p.status.label, statusKey: p.status.rawValue, size: humanSize(p.size),
                    fileCount: p.fileCount, createdAt: displayDate.string(from: p.createdAt),
-                   url: Route.package.path(p.appId, p.version), amrURL: contentLink(Paths.amr(p)))
+                   url: Route.package.path(p.appId, p.version), amrURL: contentLink(Paths.amr(p)),
+                   taskURL: task.map { Route.task.path(String($0.id ?? 0)) }, taskLabel: task.map { "task \($0.id ?? 0)" },
+                   approvalLine: task.flatMap { ["awaiting", "rejected"].contains($0.approval) ? TaskLinkRow.approvalLine($0) : nil })
     }
 }

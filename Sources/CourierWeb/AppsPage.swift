@@ -10,6 +10,13 @@ struct AppsPage {
         let packageCount: Int
         let latestVersion: String
         let url: String
+        /// The newest package's status, linked to the task it comes from.
+        let status: String?
+        let statusKey: String
+        let taskURL: String?
+        let latestURL: String?
+        /// What clients are offered officially now.
+        let officialVersion: String
     }
 
     let chrome: Chrome
@@ -28,9 +35,12 @@ struct AppsPage {
     init(_ page: Page<AppSummary>, query q: String, user: UserRecord, chrome: Chrome) {
         self.chrome = chrome
         self.q = q.isEmpty ? nil : q
-        rows = page.items.map {
-            Row(id: $0.id, name: $0.name, type: $0.type?.rawValue ?? "—", packageCount: $0.packageCount,
-                latestVersion: $0.latestVersion ?? "—", url: Route.app.path($0.id))
+        rows = page.items.map { a in
+            Row(id: a.id, name: a.name, type: a.type?.rawValue ?? "—", packageCount: a.packageCount,
+                latestVersion: a.latestVersion ?? "—", url: Route.app.path(a.id),
+                status: a.latestStatus?.label, statusKey: a.latestStatus?.rawValue ?? "",
+                taskURL: a.latestTaskId.map { Route.task.path(String($0)) },
+                latestURL: a.latestVersion.map { Route.package.path(a.id, $0) }, officialVersion: a.officialVersion ?? "—")
         }
         pager = Pager(page) { Route.apps.path([], query: [("page", String($0)), ("q", q)]) }
         canEdit = user.role.may(.editApps)

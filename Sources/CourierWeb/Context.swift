@@ -10,6 +10,8 @@ public struct AppContext: RequestContext {
     public var session: SessionRecord?
     public var token: APITokenRecord?
     public var form: FormFields = FormFields()
+    /// For reviewers' pages: how many releases wait for them (the navigation's badge).
+    public var awaitingApprovals: Int?
     /// The client's IP address, for login throttling and `/metrics`: the peer's, or behind a
     /// trusted proxy the one it forwarded (`ClientAddressMiddleware`).
     public internal(set) var remoteIP: String
@@ -33,6 +35,7 @@ struct SignedInContext: ChildRequestContext {
     let token: APITokenRecord?
     let form: FormFields
     let remoteIP: String
+    let awaitingApprovals: Int?
 
     init(context: AppContext) throws {
         guard let user = context.user else { throw HTTPError(.unauthorized, message: "Sign in first.") }
@@ -42,6 +45,7 @@ struct SignedInContext: ChildRequestContext {
         token = context.token
         form = context.form
         remoteIP = context.remoteIP
+        awaitingApprovals = context.awaitingApprovals
     }
 
     /// Who acts, with the token's scopes when the request came through the API.

@@ -65,6 +65,9 @@ struct SessionMiddleware: RouterMiddleware {
         if let cookie = request.cookies[cookieName]?.value, let (session, user) = try await store.session(cookie: cookie) {
             context.session = session
             context.user = user
+            if request.method == .get, user.role.may(.approveReleases) {
+                context.awaitingApprovals = try await store.countAwaitingApproval()
+            }
             return try await next(request, context)
         }
         let next = request.method == .get ? request.uri.path + (request.uri.query.map { "?" + $0 } ?? "") : "/"

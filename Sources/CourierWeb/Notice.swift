@@ -13,16 +13,29 @@ enum Notice {
     /// This process's key (SystemRandomNumberGenerator reads getrandom).
     private static let key: [UInt8] = (0..<32).map { _ in UInt8.random(in: 0...255) }
 
-    /// The query pairs to add to a redirect.
-    static func query(_ text: String, for user: UserRecord) -> [(String, String)] {
-        [("notice", text), ("ns", mac(text, user: user))]
+    /// The query pairs to add to a redirect. A `waiting` notice says something still waits (for
+    /// a reviewer): it is not styled as a success.
+    static func query(_ text: String, for user: UserRecord, waiting: Bool = false) -> [(String, String)] {
+        let signed = (waiting ? "\u{1}" : "") + text
+        return [("notice", text)] + (waiting ? [("nw", "1")] : []) + [("ns", mac(signed, user: user))]
     }
 
     /// The notice of this request, when this process signed it.
-    static func read(_ request: Request, for user: UserRecord) -> String? {
+    static func read(_ request: Request, for user: UserRecord) -> String? { shown(request, for: user)?.text }
+
+    /// The notice and how to style it.
+    static func shown(_ request: Request, for user: UserRecord) -> Shown? {
         guard let text = request.uri.queryParameters["notice"].map(String.init),
               let given = request.uri.queryParameters["ns"].map(String.init) else { return nil }
-        return constantTimeEqual(given, mac(text, user: user)) ? text : nil
+        let waiting = request.uri.queryParameters["nw"] == "1"
+        guard constantTimeEqual(given, mac((waiting ? "\u{1}" : "") + text, user: user)) else { return nil }
+        return Shown(text: text, style: waiting ? "notice waiting" : "notice")
+    }
+
+    struct Shown {
+        let text: String
+        /// The CSS classes of the notice's paragraph.
+        let style: String
     }
 
     private static func mac(_ text: String, user: UserRecord) -> String {

@@ -43,16 +43,17 @@ struct PackagePage {
     let appURL: String
     /// The Create-release-task link, when the user may release and no task is unfinished.
     let newTaskURL: String?
-    let tasks: [TaskLink]
-
-    struct TaskLink {
-        let id: Int64
-        let label: String
-        let url: String
-    }
+    /// Its release tasks, newest first, and the one its status comes from when a reviewer's
+    /// part (waiting, rejected) is what a person needs to know.
+    let tasks: [TaskLinkRow]
+    let hasTasks: Bool
+    let approvalBanner: TaskLinkRow?
+    let notice: Notice.Shown?
 
     init(app: AppRecord, package p: PackageRecord, files: Page<PackageFileRecord>, settings: SettingsRecord, services: Services,
-         tasks: [TaskRecord] = [], canRelease: Bool = false, chrome: Chrome) {
+         tasks: [TaskRecord] = [], whitelistNames: [Int64: String] = [:], canRelease: Bool = false, notice: Notice.Shown? = nil,
+         chrome: Chrome) {
+        self.notice = notice
         func range(_ min: String?, _ max: String?) -> String? { min.map { "\($0) – \(max ?? "any later version")" } }
         self.chrome = chrome
         appId = app.id
@@ -90,11 +91,11 @@ struct PackagePage {
         prevFilesURL = files.page > 1 ? url + "?files=\(files.page - 1)#files" : nil
         nextFilesURL = files.page < files.pageCount ? url + "?files=\(files.page + 1)#files" : nil
         appURL = Route.app.path(p.appId)
-        let mine = tasks.filter { $0.packageId == p.id }
+        let releases = AppReleases(tasks)
+        let mine = releases.of(package: p.id)
         newTaskURL = canRelease && !mine.contains { !$0.taskStatus.hasEnded } ? Route.newTask.path(p.appId, p.version) : nil
-        self.tasks = mine.map { t in
-            TaskLink(id: t.id ?? 0, label: "\(t.type == "official" ? "Official" : "Grayscale") · \(t.rolledBack ? "rolled back" : t.status)",
-                     url: Route.task.path(String(t.id ?? 0)))
-        }
+        self.tasks = mine.map { TaskLinkRow($0, whitelistNames: whitelistNames) }
+        hasTasks = !mine.isEmpty
+        approvalBanner = releases.current(of: p.id).flatMap { ["awaiting", "rejected"].contains($0.approval) ? TaskLinkRow($0) : nil }
     }
 }

@@ -42,7 +42,8 @@ struct PackagesController {
             let tasks = try await services.store.tasks(of: app.id)
             return services.views.render("package", PackagePage(
                 app: app, package: p, files: files, settings: settings, services: services, tasks: tasks,
-                canRelease: context.user.role.may(.editReleases), chrome: Chrome(context, section: .apps)))
+                whitelistNames: try await services.whitelistNames(), canRelease: context.user.role.may(.editReleases),
+                notice: Notice.shown(request, for: context.user), chrome: Chrome(context, section: .apps)))
         }
         routes.get(.packagePreset, needs: .read) { _, context in
             let (app, p) = try await services.package(context)
@@ -62,6 +63,11 @@ struct PackagesController {
 }
 
 extension Services {
+    /// Every whitelist's name by ID (tasks name their lists by ID).
+    func whitelistNames() async throws -> [Int64: String] {
+        Dictionary(try await store.whitelistSummaries().compactMap { w, _ in w.id.map { ($0, w.name) } }, uniquingKeysWith: { a, _ in a })
+    }
+
     func package(_ context: SignedInContext) async throws -> (AppRecord, PackageRecord) {
         let app = try await app(context)
         let version = context.parameters.decoded("version") ?? ""

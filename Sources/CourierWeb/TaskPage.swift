@@ -49,6 +49,9 @@ struct TaskPage {
     let packageURL: String
     let approval: ApprovalBox?
     let comment: String
+    let notice: Notice.Shown?
+    /// The package's settings, what the app offers now, competing requests, its main page.
+    let review: ReviewFacts
 
     /// The reviewer's part: what waits, who asked, who decided, when and why.
     struct ApprovalBox {
@@ -67,8 +70,11 @@ struct TaskPage {
 
     init(_ t: TaskRecord, app: AppRecord, package p: PackageRecord, whitelistNames: [Int64: String], events: [String: Int], admitted: Int,
          history: [AuditRecord], user: UserRecord, failure: FormFailure, typedComment: String = "", typedPercentage: String? = nil,
-         unreadable: String? = nil, chrome: Chrome) {
+         unreadable: String? = nil, releases: AppReleases, settings: SettingsRecord, services: Services, notice: Notice.Shown? = nil,
+         chrome: Chrome) {
         self.chrome = chrome
+        self.notice = notice
+        review = ReviewFacts(t, package: p, releases: releases, services: services)
         let id = t.id ?? 0
         self.id = id
         appId = t.appId
@@ -98,7 +104,10 @@ struct TaskPage {
             let wideningWaits = t.approval == "awaiting" && t.approvalFor == "widening"
             if status == .paused, !wideningWaits { ops.append(("resume", "Resume", "Resume task \(id)?")) }
             if t.type == "gray", [.releasing, .paused].contains(status), t.approval != "awaiting" {
-                ops.append(("promote", "Promote to official", "Release \(t.version) to every client in range?"))
+                ops.append(settings.officialNeedsApproval
+                    ? ("promote", "Promote to official (will wait for a reviewer)",
+                       "Ask for \(t.version) to become an official release? It will wait for a reviewer; the grayscale release goes on meanwhile.")
+                    : ("promote", "Promote to official", "Release \(t.version) to every client in range?"))
             }
             if status == .awaitingApproval, t.approvalFor == "release" {
                 ops.append(("finish", "Withdraw", "Withdraw task \(id)? It will never be released."))
@@ -108,7 +117,12 @@ struct TaskPage {
                 ops.append(("finish", "Finish", "Finish task \(id)? It cannot be resumed."))
             }
             if t.type == "official", !t.rolledBack, !t.neverReleased, [.releasing, .paused, .finished].contains(status) {
-                ops.append(("rollback", "Roll back", "Roll back \(t.version)? Clients that have it are told to go back to the previous official version."))
+                let earlier = releases.tasks.filter { $0.offersOfficially && $0.packageVersion < t.packageVersion }
+                    .max { $0.packageVersion < $1.packageVersion }
+                ops.append(("rollback", "Roll back", earlier.map {
+                    "Roll back \(t.version)? Clients that have it are told to go back to \($0.version), the previous official version."
+                } ?? "Roll back \(t.version)? No earlier official version exists: devices that have \(t.version) keep it, "
+                    + "and devices without it get no official version until another release."))
             }
             if status.hasEnded {
                 ops.append(("delete", "Delete", t.rolledBack
@@ -187,32 +201,47 @@ struct TaskPage {
     }
 }
 
-/// Release tasks waiting for a reviewer, oldest request first.
+/// Release tasks waiting for a reviewer, oldest request first, each with what it would change;
+/// then the latest decisions.
 struct ApprovalsPage {
     struct Row {
         let id: Int64
         let url: String
         let appId: String
+        let appURL: String
         let version: String
         let what: String
         let requestedBy: String
         let requestedAt: String
         /// The signed-in reviewer may decide on it (they did not ask for it).
         let yours: Bool
+        let review: ReviewFacts?
     }
     let chrome: Chrome
     let rows: [Row]
     let reviewer: Bool
+    let decided: [Row]
+    let hasDecided: Bool
 
-    init(_ tasks: [TaskRecord], user: UserRecord, chrome: Chrome) {
+    init(_ tasks: [TaskRecord], decided: [TaskRecord], packages: [Int64: PackageRecord], releases: [String: AppReleases],
+         services: Services, user: UserRecord, chrome: Chrome) {
         self.chrome = chrome
         reviewer = user.role.may(.approveReleases)
-        rows = tasks.map { t in
-            Row(id: t.id ?? 0, url: Route.task.path(String(t.id ?? 0)), appId: t.appId, version: t.version,
-                what: t.approvalFor == "promotion" ? "Promotion to official"
-                    : t.approvalFor == "widening" ? "Widened grayscale release" : (t.type == "official" ? "Official release" : "Grayscale release"),
-                requestedBy: t.requestedBy ?? t.createdBy, requestedAt: t.requestedAt.map { displayDate.string(from: $0) } ?? "",
-                yours: user.role.may(.approveReleases) && !t.isOwnRequest(of: user.name))
+        func row(_ t: TaskRecord, review: Bool) -> Row {
+            let decidedAt = t.decidedAt ?? t.requestedAt
+            return Row(id: t.id ?? 0, url: Route.task.path(String(t.id ?? 0)), appId: t.appId, appURL: Route.app.path(t.appId),
+                       version: t.version,
+                       what: t.approvalFor == "promotion" ? "Promotion to official"
+                           : t.approvalFor == "widening" ? "Widened grayscale release" : (t.type == "official" ? "Official release" : "Grayscale release"),
+                       requestedBy: review ? t.requestedBy ?? t.createdBy : TaskLinkRow.approvalLine(t) ?? "",
+                       requestedAt: (review ? t.requestedAt : decidedAt).map { displayDate.string(from: $0) } ?? "",
+                       yours: review && user.role.may(.approveReleases) && !t.isOwnRequest(of: user.name),
+                       review: review ? packages[t.packageId].map {
+                           ReviewFacts(t, package: $0, releases: releases[t.appId] ?? AppReleases([]), services: services)
+                       } : nil)
         }
+        rows = tasks.map { row($0, review: true) }
+        self.decided = decided.map { row($0, review: false) }
+        hasDecided = !decided.isEmpty
     }
 }

@@ -23,7 +23,7 @@ struct TasksController {
             }
             do {
                 let t = try await services.actions.createTask(by: context.acting, appId: app.id, version: p.version, draft: draft)
-                return Response.redirect(to: Route.task.path(String(t.id ?? 0)))
+                return redirect(to: t, Self.outcome(created: t), context)
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
                 return try await form(context, app: app, package: p, draft: draft, failure: failure, preview: nil)
@@ -52,13 +52,16 @@ struct TasksController {
                 return try await batch(context, search: search, chosen: chosen, draft: draft, failure: failure, preview: nil, outcomes: nil)
             }
         }
-        routes.get(.task, needs: .read) { _, context in try await page(context, failure: .none) }
+        routes.get(.task, needs: .read) { request, context in
+            try await page(context, failure: .none, notice: Notice.shown(request, for: context.user))
+        }
         for (route, approve) in [(Route.taskApprove, true), (.taskReject, false)] {
             routes.post(route, needs: .approveReleases) { _, context in
                 let t = try await task(context)
                 do {
-                    _ = try await services.actions.decideTask(by: context.acting, task: t.id ?? 0, approve: approve, comment: context.form["comment"])
-                    return Response.redirect(to: Route.task.path(String(t.id ?? 0)))
+                    let decided = try await services.actions.decideTask(by: context.acting, task: t.id ?? 0, approve: approve,
+                                                                        comment: context.form["comment"])
+                    return redirect(to: decided, "Task \(t.id ?? 0) \(approve ? "approved" : "rejected").", context)
                 } catch {
                     guard let failure = FormFailure(error) else { throw error }
                     return try await page(context, failure: failure, typedComment: context.form["comment"])
@@ -67,7 +70,15 @@ struct TasksController {
         }
         routes.get(.approvals, needs: .read) { _, context in
             let waiting = try await services.store.tasksAwaitingApproval()
-            return services.views.render("approvals", ApprovalsPage(waiting, user: context.user, chrome: Chrome(context, section: .approvals)))
+            var packages: [Int64: PackageRecord] = [:]
+            var releases: [String: AppReleases] = [:]
+            for t in waiting {
+                if packages[t.packageId] == nil, let p = try await services.store.package(t.appId, t.version) { packages[t.packageId] = p }
+                if releases[t.appId] == nil { releases[t.appId] = AppReleases(try await services.store.tasks(of: t.appId)) }
+            }
+            return services.views.render("approvals", ApprovalsPage(
+                waiting, decided: try await services.store.recentlyDecided(limit: 20), packages: packages, releases: releases,
+                services: services, user: context.user, chrome: Chrome(context, section: .approvals)))
         }
         routes.post(.taskOperation, needs: .editReleases) { _, context in
             let t = try await task(context)
@@ -76,19 +87,51 @@ struct TasksController {
                 switch context.parameters.decoded("operation") ?? "" {
                 case "delete":
                     try await services.actions.deleteTask(by: context.acting, task: id)
-                    return Response.redirect(to: Route.package.path(t.appId, t.version))
+                    return Response.redirect(to: Route.package.path([t.appId, t.version],
+                                                                    query: Notice.query("Task \(id) was deleted.", for: context.user)))
                 case "percentage":
-                    _ = try await services.actions.setPercentage(by: context.acting, task: id, context.form["percentage"])
+                    let changed = try await services.actions.setPercentage(by: context.acting, task: id, context.form["percentage"])
+                    let waits = changed.approval == "awaiting" && changed.approvalFor == "widening"
+                    return redirect(to: changed, String(format: "Task \(id) now releases to %g %% of devices", changed.percentage ?? 0)
+                                    + (waits ? " — awaiting approval: the wider share is offered once a reviewer approves it." : "."), context)
                 case let name:
                     guard let op = TaskOperation(rawValue: name) else { throw NotFound("There is no such task operation.") }
-                    _ = try await services.actions.operate(by: context.acting, task: id, op)
+                    let done = try await services.actions.operate(by: context.acting, task: id, op)
+                    return redirect(to: done, Self.outcome(of: op, done), context)
                 }
-                return Response.redirect(to: Route.task.path(String(id)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
                 return try await page(context, failure: failure,
                                       typedPercentage: context.parameters.decoded("operation") == "percentage" ? context.form["percentage"] : nil)
             }
+        }
+    }
+
+    /// Back to the task page, saying what happened; a request that waits for a reviewer is
+    /// not shown as a success.
+    func redirect(to t: TaskRecord, _ text: String, _ context: SignedInContext) -> Response {
+        Response.redirect(to: Route.task.path([String(t.id ?? 0)],
+                                              query: Notice.query(text, for: context.user, waiting: t.approval == "awaiting")))
+    }
+
+    static func outcome(created t: TaskRecord) -> String {
+        let id = t.id ?? 0
+        return t.approval == "awaiting"
+            ? "Task \(id) created — awaiting approval: clients are not offered \(t.version) until a reviewer approves it."
+            : "Task \(id) created: \(t.type == "official" ? "an official" : "a grayscale") release of \(t.version), offered to clients now."
+    }
+
+    static func outcome(of op: TaskOperation, _ t: TaskRecord) -> String {
+        let id = t.id ?? 0
+        switch op {
+        case .pause: return "Task \(id) paused: clients that have not updated are no longer offered \(t.version)."
+        case .resume: return "Task \(id) resumed."
+        case .finish: return "Task \(id) finished."
+        case .promote:
+            return t.approval == "awaiting" && t.approvalFor == "promotion"
+                ? "Task \(id)'s promotion to official — awaiting approval: the grayscale release goes on until a reviewer approves it."
+                : "Task \(id) promoted: \(t.version) is now an official release, offered to every client in range."
+        case .rollback: return "Task \(id) rolled back: \(t.version) is no longer offered."
         }
     }
 
@@ -117,19 +160,21 @@ struct TasksController {
             preview: preview, outcomes: outcomes, chrome: Chrome(context, section: .apps)), status: failure.status)
     }
 
-    func page(_ context: SignedInContext, failure: FormFailure, typedComment: String = "", typedPercentage: String? = nil) async throws -> Response {
+    func page(_ context: SignedInContext, failure: FormFailure, typedComment: String = "", typedPercentage: String? = nil,
+              notice: Notice.Shown? = nil) async throws -> Response {
         let t = try await task(context)
         let id = t.id ?? 0
         guard let p = try await services.store.package(t.appId, t.version), let app = try await services.store.app(t.appId) else {
             throw NotFound("The package of task \(id) is gone.")
         }
-        let names = Dictionary(try await services.store.whitelistSummaries().compactMap { w, _ in w.id.map { ($0, w.name) } },
-                               uniquingKeysWith: { a, _ in a })
+        let names = try await services.whitelistNames()
         let model = TaskPage(t, app: app, package: p, whitelistNames: names, events: try await services.store.eventCounts(task: id),
                              admitted: services.delivery.ledger.count(id),
                              history: try await services.store.auditEntries(subject: String(id), actionPrefix: "task."),
                              user: context.user, failure: failure, typedComment: typedComment, typedPercentage: typedPercentage,
-                             unreadable: services.delivery.snapshot.targeting.unreadable(t.releaseTask), chrome: Chrome(context, section: .apps))
+                             unreadable: services.delivery.snapshot.targeting.unreadable(t.releaseTask),
+                             releases: AppReleases(try await services.store.tasks(of: t.appId)), settings: try await services.store.settings(),
+                             services: services, notice: notice, chrome: Chrome(context, section: .apps))
         return services.views.render("task", model, status: failure.status)
     }
 }

@@ -10,6 +10,8 @@ struct NavItem {
     let url: String
     let active: Bool
     let id: String
+    /// A count beside the label (releases waiting for a reviewer), nil when there is none.
+    var badge: String? = nil
 }
 
 /// The console's frame: who is signed in, the CSRF token for forms, the navigation.
@@ -26,7 +28,7 @@ struct Chrome {
     let logoutURL = Route.logout.path()
     let loginURL = Route.login.path()
 
-    init(user: UserRecord?, csrf: String, section: Section) {
+    init(user: UserRecord?, csrf: String, section: Section, awaitingApprovals: Int? = nil) {
         signedIn = user != nil
         userName = user?.name ?? ""
         role = user?.role.rawValue ?? ""
@@ -41,16 +43,19 @@ struct Chrome {
             ("Audit log", .audit, .audit, .read, "nav-audit"),
         ]
         nav = user.map { user in
-            all.filter { user.role.may($0.3) }.map { NavItem(label: $0.0, url: $0.1.path(), active: $0.2 == section, id: $0.4) }
+            all.filter { user.role.may($0.3) }.map {
+                NavItem(label: $0.0, url: $0.1.path(), active: $0.2 == section, id: $0.4,
+                        badge: $0.2 == .approvals ? awaitingApprovals.flatMap { $0 > 0 ? String($0) : nil } : nil)
+            }
         } ?? []
     }
 
     init(_ context: SignedInContext, section: Section) {
-        self.init(user: context.user, csrf: context.session?.csrfToken ?? "", section: section)
+        self.init(user: context.user, csrf: context.session?.csrfToken ?? "", section: section, awaitingApprovals: context.awaitingApprovals)
     }
 
     init(_ context: AppContext, section: Section) {
-        self.init(user: context.user, csrf: context.session?.csrfToken ?? "", section: section)
+        self.init(user: context.user, csrf: context.session?.csrfToken ?? "", section: section, awaitingApprovals: context.awaitingApprovals)
     }
 }
 

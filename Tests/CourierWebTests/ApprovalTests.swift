@@ -216,7 +216,7 @@ final class ApprovalTests: XCTestCase {
             XCTAssertFalse(page.text.contains(#"id="decide-form""#), "a developer gets no approve form")
             XCTAssertTrue(page.text.contains(#"id="op-finish""#) && page.text.contains("Withdraw"))
             XCTAssertFalse(page.text.contains(#"id="op-pause""#))
-            let id = String(location.split(separator: "/").last ?? "")
+            let id = String(location.split(separator: "?").first?.split(separator: "/").last ?? "")
             await assertEqual(try await dev.post("/tasks/\(id)/approve", []).status, .forbidden)
 
             let rita = try await Browser.signIn(client, "rita")

@@ -247,8 +247,9 @@ final class ReleaseConsoleTests: XCTestCase {
                                                                                    ("ruleField.0", "city"), ("ruleOp.0", "in"), ("ruleValues.0", "Hangzhou"),
                                                                                    ("description", "# Beta")])
             XCTAssertEqual(created.status, .seeOther, created.text)
-            let taskURL = try XCTUnwrap(created.headers[.location])
-            let page = try await b.get(taskURL).text
+            let taskURL = try XCTUnwrap(created.headers[.location]?.split(separator: "?").first.map(String.init))
+            let page = try await b.get(try XCTUnwrap(created.headers[.location])).text
+            XCTAssertTrue(page.contains("a grayscale release of 1.0.0.2, offered to clients now."), "the notice says what happened")
             XCTAssertTrue(page.contains("Android 10.0 and up, users on whitelist beta, city in Hangzhou"), page)
             XCTAssertTrue(page.contains("<h1>Beta</h1>"))
             XCTAssertTrue(page.contains(#"id="op-pause""#) && page.contains(#"id="op-promote""#) && !page.contains(#"id="op-delete""#))

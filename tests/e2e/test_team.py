@@ -116,7 +116,7 @@ def test_a_developer_asks_and_a_reviewer_approves(browser, tmp_path):
         assert "Approved by rita" in decision.text
         assert d.find_element(By.CSS_SELECTOR, "#approval-comment strong").text == "staging"
         assert d.find_element(By.ID, "task-status").text == "Official releasing"
-        assert d.current_url == task_url
+        assert d.current_url.split("?")[0] == task_url.split("?")[0]
         shot(d, "44-team-approved")
         assert update(server, "u-1") == ["1.0.0.1"], "approved: offered from the next request"
 
