@@ -1,0 +1,199 @@
+import CourierCore
+import CourierStore
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+@testable import CourierWeb
+
+/// Issue 16: every page that names a task links it, the apps list says what each app releases,
+/// a reviewer sees what a request would change, and the audit log is findable by app.
+/// Every `href` of a page, unescaped as a browser reads them.
+func links(_ html: String) -> [String] {
+    html.components(separatedBy: #"href=""#).dropFirst().compactMap { $0.components(separatedBy: "\"").first }
+        .map { $0.replacingOccurrences(of: "&amp;", with: "&") }
+}
+
+/// The HTML of the element with `id`, up to the first end of a row, paragraph or definition.
+func element(_ html: String, id: String) -> String {
+    guard let start = html.range(of: #"id="\#(id)""#) else { return "" }
+    let rest = html[start.lowerBound...]
+    let end = ["</tr>", "</p>", "</dd>"].compactMap { rest.range(of: $0)?.lowerBound }.min() ?? rest.endIndex
+    return String(rest[..<end])
+}
+
+final class FindingReleasesTests: XCTestCase {
+    func testAGrayscaleReleaseIsFoundFromTheAppsListAndOperatedFromItsPackage() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("alice", role: .developer)
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let apps = try await b.get("/apps").text
+            XCTAssertTrue(element(apps, id: "app-20171228").contains("To be released"), apps)
+            XCTAssertTrue(element(apps, id: "app-20171228").contains(#"href="/apps/20171228/packages/1.0.0.2""#), "the newest version links its package")
+
+            let created = try await b.post("/apps/20171228/packages/1.0.0.2/tasks", [("type", "gray"), ("mode", "percentage"),
+                                                                                   ("percentage", "10"), ("description", "Beta")])
+            XCTAssertEqual(created.status, .seeOther, created.text)
+            let notice = try await b.get(try XCTUnwrap(created.headers[.location])).text
+            XCTAssertTrue(element(notice, id: "notice").contains("Task 1 created: a grayscale release of 1.0.0.2"), notice)
+            XCTAssertTrue(notice.contains(#"<p class="notice" id="notice">"#), "a release offered now is a success")
+
+            // The apps list: status linked to the task, what is live officially.
+            let row = element(try await b.get("/apps").text, id: "app-20171228")
+            XCTAssertTrue(row.contains("Grayscale releasing") && row.contains(#"href="/tasks/1""#), row)
+            XCTAssertTrue(row.contains("<td>—</td>"), "nothing is official yet")
+
+            // The app page: each package's current task, what runs.
+            let app = try await b.get("/apps/20171228").text
+            XCTAssertTrue(app.contains(#"<a href="/tasks/1" class="task-link">task 1</a>"#), app)
+            XCTAssertTrue(element(app, id: "live-gray").contains("1.0.0.2: grayscale · 10 % of devices, grayscale releasing (task 1)"), app)
+            XCTAssertTrue(element(app, id: "live-official").contains("none"))
+
+            // The package page lists its tasks with their state, and each link opens.
+            let package = try await b.get("/apps/20171228/packages/1.0.0.2").text
+            let taskRow = element(package, id: "task-row-1")
+            XCTAssertTrue(taskRow.contains("Grayscale · 10 % of devices") && taskRow.contains("Grayscale releasing"), package)
+            for link in links(package) where link.hasPrefix("/tasks/") {
+                await assertEqual(try await b.get(link).status, .ok, link)
+            }
+            XCTAssertTrue(links(package).contains("/tasks/1"))
+
+            // From there: pause, promote, then roll back the first official release.
+            await assertEqual(try await b.post("/tasks/1/pause", []).status, .seeOther)
+            await assertTrue(try await b.get("/apps/20171228/packages/1.0.0.2").text.contains("Paused"))
+            await assertEqual(try await b.post("/tasks/1/resume", []).status, .seeOther)
+            let promoted = try await b.post("/tasks/1/promote", [])
+            let afterPromotion = try await b.get(try XCTUnwrap(promoted.headers[.location])).text
+            XCTAssertTrue(element(afterPromotion, id: "notice").contains("now an official release"), afterPromotion)
+            let listed = try await b.get("/apps").text
+            XCTAssertTrue(element(listed, id: "app-20171228").contains("<td>1.0.0.2</td>"), "live officially")
+            let task = try await b.get("/tasks/1").text
+            XCTAssertTrue(task.contains("No earlier official version exists: devices that have 1.0.0.2 keep it"),
+                          "rolling back the first official release says what it does")
+            await assertEqual(try await b.post("/tasks/1/rollback", []).status, .seeOther)
+            let rolledBack = try await b.get("/apps").text
+            XCTAssertTrue(element(rolledBack, id: "app-20171228").contains("<td>—</td>"), "nothing official after the rollback")
+            let packagePage = try await b.get("/apps/20171228/packages/1.0.0.2").text
+            XCTAssertTrue(element(packagePage, id: "task-row-1").contains("Rolled back"))
+        }
+    }
+
+    func testARollbackNamesTheOfficialVersionClientsGoBackTo() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("alice", role: .developer)
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            for v in ["1.0.0.1", "1.0.0.2"] {
+                await assertEqual(try await b.post("/apps/20171228/packages/\(v)/tasks", [("type", "official"), ("description", "x")]).status, .seeOther)
+            }
+            let task = try await b.get("/tasks/2").text
+            XCTAssertTrue(task.contains("Clients that have it are told to go back to 1.0.0.1, the previous official version."), task)
+        }
+    }
+
+    func testAReviewerSeesWhatARequestWouldChangeAndARejectionIsFoundFromThePackage() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("dev", role: .developer)
+        try await h.addUser("rita", role: .reviewer)
+        _ = try await h.store.setApprovalRules(official: true, gray: false, by: .commandLine)
+        try await h.addPackage("1.0.0.4")
+        try await h.test { client in
+            let dev = try await Browser.signIn(client, "dev")
+            // A grayscale release of 1.0.0.1, its promotion asked for; then an official release of 1.0.0.4.
+            await assertEqual(try await dev.post("/apps/20171228/packages/1.0.0.1/tasks", [("type", "gray"), ("mode", "percentage"),
+                                                                                         ("percentage", "5"), ("description", "x")]).status, .seeOther)
+            let page = try await dev.get("/tasks/1").text
+            XCTAssertTrue(page.contains("Promote to official (will wait for a reviewer)"), "the button says it will wait")
+            XCTAssertTrue(page.contains("It will wait for a reviewer"))
+            let promoted = try await dev.post("/tasks/1/promote", [])
+            let waiting = try await dev.get(try XCTUnwrap(promoted.headers[.location])).text
+            XCTAssertTrue(waiting.contains(#"<p class="notice waiting" id="notice">"#), "waiting is not styled as a success")
+            XCTAssertTrue(element(waiting, id: "notice").contains("awaiting approval"))
+            let official = try await dev.post("/apps/20171228/packages/1.0.0.4/tasks", [("type", "official"), ("description", "x")])
+            let created = try await dev.get(try XCTUnwrap(official.headers[.location])).text
+            XCTAssertTrue(element(created, id: "notice").contains("Task 2 created — awaiting approval"), created)
+            XCTAssertFalse(created.contains(#"id="nav-approvals-count""#), "a developer gets no badge")
+
+            // The reviewer: the badge, the rows with settings and what is live, the warning.
+            let rita = try await Browser.signIn(client, "rita")
+            let approvals = try await rita.get("/approvals").text
+            XCTAssertTrue(element(approvals, id: "nav-approvals-count").contains(">2<"), approvals)
+            let facts = approvals.components(separatedBy: #"id="approval-1-facts""#).last!.components(separatedBy: "</tr>").first!
+            XCTAssertTrue(facts.contains("10.0 – any later version") && facts.contains("/www/index.html"), facts)
+            XCTAssertTrue(facts.contains("Open main page") && facts.contains("/fallback/20171228/1.0.0.1/www/index.html"))
+            XCTAssertTrue(facts.contains("1.0.0.1: grayscale · 5 % of devices") == false, "a request is not listed as its own competitor")
+            XCTAssertTrue(approvals.contains("Task 2 (official release of 1.0.0.4) also waits for a reviewer."), approvals)
+            XCTAssertTrue(approvals.contains("If both are approved, clients in range get 1.0.0.4, the higher version."))
+
+            let review = try await rita.get("/tasks/1").text
+            XCTAssertTrue(element(review, id: "review-warnings").contains("Task 2 (official release of 1.0.0.4) also waits"), review)
+            XCTAssertTrue(review.contains(#"id="open-main-page""#) && review.contains("Preload (install when downloaded)"))
+            XCTAssertTrue(review.contains(#"id="decide-form""#))
+            // Approving 1.0.0.4 first: the promotion of 1.0.0.1 is then below what is live.
+            await assertEqual(try await rita.post("/tasks/2/approve", [("comment", "")]).status, .seeOther)
+            let below = try await rita.get("/tasks/1").text
+            XCTAssertTrue(below.contains("1.0.0.1 is below 1.0.0.4, the official version clients get now"), below)
+            XCTAssertTrue(element(below, id: "review-live-official").contains("1.0.0.4 (task 2)"))
+            await assertEqual(try await rita.post("/tasks/1/reject", [("comment", "Not *this* one")]).status, .seeOther)
+
+            // The developer finds the rejection, its reviewer and comment, from the app and package pages.
+            let app = try await dev.get("/apps/20171228").text
+            XCTAssertTrue(app.contains("Rejected of its promotion to official by rita"), app)
+            let package = try await dev.get("/apps/20171228/packages/1.0.0.1").text
+            XCTAssertTrue(element(package, id: "task-row-1").contains("Rejected of its promotion to official by rita"), package)
+            XCTAssertTrue(package.contains("Not <em>this</em> one"))
+            let decided = try await rita.get("/approvals").text
+            XCTAssertTrue(element(decided, id: "decided-1").contains(#"href="/tasks/1""#), decided)
+            XCTAssertFalse(decided.contains(#"id="nav-approvals-count""#), "nothing waits: no badge")
+        }
+    }
+
+    func testARejectedReleaseSaysSoOnItsPackage() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("dev", role: .developer)
+        try await h.addUser("rita", role: .reviewer)
+        _ = try await h.store.setApprovalRules(official: true, gray: false, by: .commandLine)
+        try await h.test { client in
+            let dev = try await Browser.signIn(client, "dev")
+            await assertEqual(try await dev.post("/apps/20171228/packages/1.0.0.2/tasks", [("type", "official"), ("description", "x")]).status, .seeOther)
+            let awaiting = try await dev.get("/apps/20171228/packages/1.0.0.2").text
+            XCTAssertTrue(element(awaiting, id: "approval-banner").contains("Awaiting approval"), awaiting)
+            let rita = try await Browser.signIn(client, "rita")
+            await assertEqual(try await rita.post("/tasks/1/reject", [("comment", "Broken on **iOS**")]).status, .seeOther)
+            let package = try await dev.get("/apps/20171228/packages/1.0.0.2").text
+            XCTAssertTrue(package.contains(#"id="approval-banner""#) && package.contains("Rejected by rita"), package)
+            XCTAssertTrue(package.contains(#"id="approval-banner-task""#) && package.contains("Broken on <strong>iOS</strong>"))
+            let apps = try await dev.get("/apps").text
+            XCTAssertTrue(element(apps, id: "app-20171228").contains("Release rejected") && element(apps, id: "app-20171228").contains("/tasks/1"))
+        }
+    }
+
+    func testTheAuditLogFilteredByAppHoldsItsTasksApprovalsAndRollbacks() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("dev", role: .developer)
+        try await h.addUser("rita", role: .reviewer)
+        _ = try await h.store.setApprovalRules(official: true, gray: false, by: .commandLine)
+        _ = try await h.store.createApp(id: AppID(trusted: "20180101"), name: "Other", by: .commandLine)
+        try await h.test { client in
+            let dev = try await Browser.signIn(client, "dev")
+            await assertEqual(try await dev.post("/apps/20171228/packages/1.0.0.2/tasks", [("type", "official"), ("description", "x")]).status, .seeOther)
+            let rita = try await Browser.signIn(client, "rita")
+            await assertEqual(try await rita.post("/tasks/1/approve", [("comment", "")]).status, .seeOther)
+            await assertEqual(try await dev.post("/tasks/1/rollback", []).status, .seeOther)
+            let log = try await dev.get("/audit?app=20171228").text
+            for action in ["task.create", "task.approve", "task.rollback", "package.add"] {
+                XCTAssertTrue(log.contains(action), "\(action) is found by app")
+            }
+            XCTAssertFalse(log.contains("20180101"), "another app's rows are not")
+            let other = try await dev.get("/audit?app=20180101").text
+            XCTAssertFalse(other.contains("task.approve"))
+            await assertEqual(try await h.store.verifyAudit().isValid, true, "the chain holds")
+        }
+    }
+}
