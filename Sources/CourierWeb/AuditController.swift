@@ -69,6 +69,9 @@ struct AuditPage {
         let user: String
         let action: String
         let subject: String
+        let subjectURL: String?
+        /// What happened, in a sentence; the stored JSON stays for the CSV and the API.
+        let sentence: String
         let detail: String
     }
     struct Choice {
@@ -91,7 +94,8 @@ struct AuditPage {
         self.chrome = chrome
         rows = page.items.map { r in
             Row(id: r.id ?? 0, at: r.at.replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: ""),
-                user: r.user, action: r.action, subject: r.subject, detail: r.detail == "{}" ? "" : r.detail)
+                user: r.user, action: r.action, subject: AuditWords.subject(r), subjectURL: AuditWords.link(r),
+                sentence: AuditWords.sentence(r), detail: r.detail == "{}" ? "" : r.detail)
         }
         var query: [(String, String)] = []
         if !filter.app.isEmpty { query.append(("app", filter.app)) }

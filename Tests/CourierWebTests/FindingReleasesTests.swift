@@ -191,6 +191,13 @@ final class FindingReleasesTests: XCTestCase {
                 XCTAssertTrue(log.contains(action), "\(action) is found by app")
             }
             XCTAssertFalse(log.contains("20180101"), "another app's rows are not")
+            XCTAssertTrue(log.contains("Rolled back the official release (1.0.0.2).") && log.contains("Approved the release (1.0.0.2), asked for by dev."),
+                          "details read as sentences")
+            XCTAssertTrue(log.contains("Created task 1: an official release, awaiting approval."), log)
+            XCTAssertTrue(log.contains(#"<a href="/tasks/1">task 1</a>"#) && log.contains(#"<a href="/apps/20171228/packages/1.0.0.2">"#),
+                          "subjects link to what they name")
+            let csv = try await dev.get("/audit.csv?app=20171228").text
+            XCTAssertTrue(csv.contains(#""{""app"":""20171228"","#), "the export keeps the JSON")
             let other = try await dev.get("/audit?app=20180101").text
             XCTAssertFalse(other.contains("task.approve"))
             await assertEqual(try await h.store.verifyAudit().isValid, true, "the chain holds")
