@@ -151,7 +151,11 @@ public struct Actions: Sendable {
         let facts = try await store.facts(of: appId)
         do { validated = try draft.validate(for: facts) } catch { errors = error }
         if zipPath == nil { errors.append(FieldError("file", "Choose the offline package .zip file to upload.")) }
-        guard errors.isEmpty, let s = validated, let zipPath else { throw errors }
+        guard errors.isEmpty, let s = validated, let zipPath else {
+            // One submission reports everything: the zip's layout too, as far as the fields allow.
+            if let zipPath { for e in await zipProblems(app: app, settings: settings, draft: draft, fieldErrors: errors, zipPath: zipPath) { errors.append(e) } }
+            throw errors
+        }
 
         let global = settings.globalHost.flatMap { h in settings.appKey.map { GlobalLocation(host: h, appKey: $0) } }
         let appID = AppID(trusted: app.id)
@@ -177,6 +181,42 @@ public struct Actions: Sendable {
         }
         return try await store.commitPackage(amrAt: amrPath, record, files: files, signedWith: key?.fingerprint, importRow: importRow,
                                              by: actor)
+    }
+
+    /// Everything wrong with a package that will not be stored (the console's form without its
+    /// confirmation, or with field errors): the fields, then the zip's layout and app ID.
+    public func packageProblems(appId: String, draft: PackageDraft, zipPath: String?) async throws -> FieldErrors {
+        guard let app = try await store.app(appId) else { throw NotFound.app(appId) }
+        let settings = try await store.settings()
+        var errors = FieldErrors()
+        let facts = try await store.facts(of: appId)
+        do { _ = try draft.validate(for: facts) } catch { errors = error }
+        if let zipPath {
+            for e in await zipProblems(app: app, settings: settings, draft: draft, fieldErrors: errors, zipPath: zipPath) { errors.append(e) }
+        } else {
+            errors.append(FieldError("file", "Choose the offline package .zip file to upload."))
+        }
+        return errors
+    }
+
+    /// The zip's layout problems when the fields did not all validate: the type the app has (or
+    /// the one chosen, when it is one), and the main entrance unless it was refused itself.
+    func zipProblems(app: AppRecord, settings: SettingsRecord, draft: PackageDraft, fieldErrors: FieldErrors, zipPath: String) async -> [FieldError] {
+        let type = app.type ?? PackageType(rawValue: draft.type) ?? .normal
+        let mainUrl = fieldErrors["mainUrl"] == nil && draft.mainUrl.hasPrefix("/") ? draft.mainUrl : nil
+        let global = settings.globalHost.flatMap { h in settings.appKey.map { GlobalLocation(host: h, appKey: $0) } }
+        let appID = AppID(trusted: app.id)
+        do {
+            try await NIOThreadPool.singleton.runIfActive {
+                let zip = try ZipReader(path: zipPath)
+                _ = try PackageLayout.contentFiles(of: zip.entries, appID: appID, type: type, global: global, mainUrl: mainUrl)
+            }
+            return []
+        } catch let e as FieldError {
+            return fieldErrors[e.field] == nil ? [e] : []
+        } catch {
+            return []
+        }
     }
 
     /// The same refusal, the same status, for the console and the API.

@@ -29,9 +29,19 @@ struct PackageFormPage {
     let action: String
     let appURL: String
     let appsURL = Route.apps.path()
+    /// The version whose settings the form starts from ("as `courier push` does").
+    let startedFrom: String?
+    /// After a refused upload: the browser does not keep the chosen file; say so beside it.
+    let chooseAgain: String?
 
-    init(app: AppRecord, draft d: PackageDraft, virtualDomain: String, maxUploadBytes: Int, failure: FormFailure, chrome: Chrome) {
+    init(app: AppRecord, draft d: PackageDraft, virtualDomain: String, maxUploadBytes: Int, failure: FormFailure,
+         startedFrom: String? = nil, chosenFile: String? = nil, chrome: Chrome) {
         self.chrome = chrome
+        self.startedFrom = startedFrom
+        let refused = failure.status != .ok
+        chooseAgain = refused && failure.fields["file"] == nil
+            ? "Choose the file again\(chosenFile.map { " (\($0))" } ?? ""): browsers do not keep a chosen file when a form comes back. Every other field is kept as you typed it."
+            : nil
         appId = app.id
         appName = app.name
         fixedType = app.type?.rawValue

@@ -9,29 +9,34 @@ struct PackagesController {
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.newPackage, needs: .uploadPackages) { _, context in
             let app = try await services.app(context)
-            var draft = PackageDraft()
-            draft.android = true
+            // A new version starts from the newest one's settings, as `courier push` does.
+            let newest = try await services.store.packages(of: app.id).first
+            var draft = newest?.nextVersionDraft ?? PackageDraft()
+            if newest == nil { draft.android = true }
             let highest = try await services.store.facts(of: app.id).highestVersion
             draft.version = PackageVersion.suggestedNext(after: highest)?.description ?? ""
-            return try await form(context, app: app, draft: draft, failure: .none)
+            return try await form(context, app: app, draft: draft, failure: .none, startedFrom: newest?.version)
         }
         routes.post(.packages, needs: .uploadPackages) { request, context in
             let app = try await services.app(context)
             let form = try await services.readMultipart(request)
             let draft = PackageDraft(fields: form.fields)
+            let chosen = form.files.first { $0.field == "file" && $0.size > 0 }?.filename
             do {
                 if !form.fields.isChecked("confirm") {
-                    form.discard()
+                    defer { form.discard() }
                     var errors = FieldErrors([FieldError("confirm", "Tick the box to confirm the package details; they cannot be changed after submission.")])
-                    let facts = try await services.store.facts(of: app.id)
-                    do { _ = try draft.validate(for: facts) } catch let e as FieldErrors { e.errors.forEach { errors.append($0) } }
+                    let zip = form.takeFile("file")?.path
+                    for e in try await services.actions.packageProblems(appId: app.id, draft: draft, zipPath: zip).errors { errors.append(e) }
                     throw errors
                 }
                 let p = try await services.actions.addPackage(by: context.acting, appId: app.id, draft: draft, zipPath: form.takeFile("file")?.path)
-                return Response.redirect(to: Route.package.path(p.appId, p.version))
+                return Response.redirect(to: Route.package.path([p.appId, p.version], query: Notice.query(
+                    "Version \(p.version) was added: \(p.fileCount) files, \(humanSize(p.size)). Create a release task to offer it to clients.",
+                    for: context.user)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
-                return try await self.form(context, app: app, draft: draft, failure: failure)
+                return try await self.form(context, app: app, draft: draft, failure: failure, chosenFile: chosen)
             }
         }
         routes.get(.package, needs: .read) { request, context in
@@ -54,11 +59,12 @@ struct PackagesController {
         }
     }
 
-    func form(_ context: SignedInContext, app: AppRecord, draft: PackageDraft, failure: FormFailure) async throws -> Response {
+    func form(_ context: SignedInContext, app: AppRecord, draft: PackageDraft, failure: FormFailure, startedFrom: String? = nil,
+              chosenFile: String? = nil) async throws -> Response {
         guard let domain = try await services.store.settings().virtualDomain else { throw Actions.needsVirtualDomain }
         return services.views.render("package_new", PackageFormPage(
             app: app, draft: draft, virtualDomain: domain, maxUploadBytes: services.config.maxUploadBytes,
-            failure: failure, chrome: Chrome(context, section: .apps)), status: failure.status)
+            failure: failure, startedFrom: startedFrom, chosenFile: chosenFile, chrome: Chrome(context, section: .apps)), status: failure.status)
     }
 }
 

@@ -1,5 +1,6 @@
 import CourierCore
 import CourierStore
+import CourierTestSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -201,6 +202,55 @@ final class FindingReleasesTests: XCTestCase {
             let other = try await dev.get("/audit?app=20180101").text
             XCTAssertFalse(other.contains("task.approve"))
             await assertEqual(try await h.store.verifyAudit().isValid, true, "the chain holds")
+        }
+    }
+}
+
+/// Issue 16 §3: the add-package form reuses the newest package's settings, keeps what was typed,
+/// and reports the fields and the zip in one round.
+final class PackageFormReuseTests: XCTestCase {
+    func testTheFormStartsFromTheNewestPackageAndKeepsWhatWasTyped() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("alice", role: .developer)
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let form = try await b.get("/apps/20171228/packages/new").text
+            XCTAssertTrue(element(form, id: "started-from").contains("start from version 1.0.0.2"), form)
+            XCTAssertTrue(form.contains(#"id="version" name="version" value="1.0.0.3""#))
+            XCTAssertTrue(form.contains(#"id="mainUrl" name="mainUrl" value="/www/index.html""#), "the main entrance is reused")
+            XCTAssertTrue(form.contains(#"id="androidMin" name="androidMin" value="10.0""#))
+            XCTAssertTrue(form.contains("{&quot;asyncReqRate&quot;:&quot;1800&quot;}"), "extended info is reused")
+            XCTAssertTrue(form.contains(#"value="preload" checked"#) && form.contains(#"value="all" checked"#), "policies are reused")
+
+            // A wrong version and a zip for another app: both reported at once, nothing stored.
+            let wrongZip = samplePackage("20180101").bytes()
+            let both = try await b.upload("/apps/20171228/packages",
+                                          packageFields(version: "1.0.0.1", extra: [("extendInfo", #"{"k":"v"}"#)]), file: wrongZip, filename: "other.zip")
+            XCTAssertEqual(both.status, .unprocessableContent)
+            XCTAssertTrue(element(both.text, id: "error-version").contains("greater than"), both.text)
+            XCTAssertTrue(element(both.text, id: "error-file").contains("20180101/, a different app ID"), both.text)
+            XCTAssertTrue(both.text.contains("{&quot;k&quot;:&quot;v&quot;}"), "what was typed is kept")
+            await assertEqual(try await h.store.packages(of: "20171228").count, 2)
+            XCTAssertEqual(h.tempCount, 0, "no temp file stays")
+
+            // A good zip refused for a field: the form says, beside the file input, to choose it again.
+            let fieldOnly = try await b.upload("/apps/20171228/packages", packageFields(version: "1.0.0.3", extra: [("extendInfo", "not json")]),
+                                               file: samplePackage().bytes(), filename: "checkout-1.0.0.3.zip")
+            XCTAssertEqual(fieldOnly.status, .unprocessableContent)
+            XCTAssertTrue(element(fieldOnly.text, id: "choose-again").contains("Choose the file again (checkout-1.0.0.3.zip)"), fieldOnly.text)
+            XCTAssertTrue(fieldOnly.text.contains(#"value="1.0.0.3""#) && fieldOnly.text.contains("not json"))
+
+            // Without the confirmation, the zip is checked too.
+            let unconfirmed = try await b.upload("/apps/20171228/packages",
+                                                 packageFields(version: "1.0.0.3").filter { $0.0 != "confirm" }, file: wrongZip)
+            XCTAssertTrue(unconfirmed.text.contains(#"id="error-confirm""#) && unconfirmed.text.contains(#"id="error-file""#), unconfirmed.text)
+
+            // Accepted: the package page says so.
+            let added = try await b.upload("/apps/20171228/packages", packageFields(version: "1.0.0.3"), file: samplePackage().bytes())
+            XCTAssertEqual(added.status, .seeOther, added.text)
+            let page = try await b.get(try XCTUnwrap(added.headers[.location])).text
+            XCTAssertTrue(element(page, id: "notice").contains("Version 1.0.0.3 was added"), page)
         }
     }
 }
