@@ -21,6 +21,8 @@ struct BatchReleasePage {
         let taskURL: String?
         let taskId: Int64?
         let error: String?
+        /// The task waits for a reviewer.
+        let awaiting: Bool
     }
 
     let chrome: Chrome
@@ -38,23 +40,33 @@ struct BatchReleasePage {
     let failedCount: Int
     let action = Route.batchRelease.path()
     let appsURL = Route.apps.path()
+    let confirmOfficial: String
+    let confirmGray: String
+    let awaitingCount: Int
 
     init(search: String, candidates found: [(app: AppRecord, newest: PackageRecord)], chosen: Set<String>, draft: TaskDraft,
-         whitelists: [WhitelistRecord], failure: FormFailure, preview: String?, outcomes done: [Actions.BatchOutcome]?, chrome: Chrome) {
+         whitelists: [WhitelistRecord], failure: FormFailure, preview: String?, outcomes done: [Actions.BatchOutcome]?,
+         rules: SettingsRecord = SettingsRecord(), chrome: Chrome) {
         self.chrome = chrome
+        confirmOfficial = "Create an official release task for each chosen app? "
+            + (rules.officialNeedsApproval ? "Each will wait for a reviewer; once approved, every client in range gets the app's newest version."
+                                           : "Every client in range will get their newest versions.")
+        confirmGray = "Create a grayscale release task for each chosen app?" + (rules.grayNeedsApproval ? " Each will wait for a reviewer." : "")
+        awaitingCount = done?.filter { $0.task?.approval == "awaiting" }.count ?? 0
         self.search = search
         truncated = found.count > Actions.maxBatch
         candidates = found.prefix(Actions.maxBatch).map { app, p in
             Candidate(appId: app.id, name: app.name, version: p.version, status: p.status.label, statusKey: p.status.rawValue,
                       checked: chosen.contains(app.id), url: Route.app.path(app.id))
         }
-        settings = TaskSettingsForm(draft: draft, whitelists: whitelists, failure: failure, preview: preview)
+        settings = TaskSettingsForm(draft: draft, whitelists: whitelists, failure: failure, preview: preview, approval: rules)
         appsError = failure.fields["apps"]
         formError = failure.formError
         outcomes = done.map { list in
             list.map { o in
                 Outcome(appId: o.appId, version: o.version ?? "—", created: o.task != nil,
-                        taskURL: o.task.map { Route.task.path(String($0.id ?? 0)) }, taskId: o.task?.id, error: o.error)
+                        taskURL: o.task.map { Route.task.path(String($0.id ?? 0)) }, taskId: o.task?.id, error: o.error,
+                        awaiting: o.task?.approval == "awaiting")
             }
         }
         showOutcomes = done != nil

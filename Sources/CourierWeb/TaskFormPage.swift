@@ -18,12 +18,20 @@ struct TaskSettingsForm {
     let preview: String?
     let errors: [String: String]
     let whitelistsURL = Route.whitelists.path()
+    /// What waits for a reviewer under the configuration, said before the user submits.
+    let approvalHint: String?
     /// The end time is read as UTC: the form says what time that is now.
     let nowUTC = displayDate.string(from: Date())
 
     static let ruleRows = 3
 
-    init(draft d: TaskDraft, whitelists lists: [WhitelistRecord], failure: FormFailure, preview: String?) {
+    init(draft d: TaskDraft, whitelists lists: [WhitelistRecord], failure: FormFailure, preview: String?, approval: SettingsRecord = SettingsRecord()) {
+        approvalHint = switch (approval.officialNeedsApproval, approval.grayNeedsApproval) {
+        case (true, true): "Official and grayscale releases will wait for a reviewer: clients are offered them once approved."
+        case (true, false): "An official release (or a grayscale one to 100 %) will wait for a reviewer: clients are offered it once approved."
+        case (false, true): "A grayscale release will wait for a reviewer: clients are offered it once approved."
+        case (false, false): nil
+        }
         types = [Choice(value: "gray", label: "Grayscale release", checked: d.type != "official"),
                  Choice(value: "official", label: "Official release", checked: d.type == "official")]
         modes = [Choice(value: "whitelist", label: "Whitelist", checked: d.mode == "whitelist" || d.mode.isEmpty),
@@ -82,14 +90,21 @@ struct TaskFormPage {
     let packageURL: String
     let appsURL = Route.apps.path()
     let appURL: String
+    /// The questions asked before creating, which say when the release will wait for a reviewer.
+    let confirmOfficial: String
+    let confirmGray: String?
 
     init(app: AppRecord, package p: PackageRecord, draft d: TaskDraft, whitelists lists: [WhitelistRecord], openTask: TaskRecord?,
-         failure: FormFailure, preview: String?, chrome: Chrome) {
+         failure: FormFailure, preview: String?, rules: SettingsRecord = SettingsRecord(), chrome: Chrome) {
         self.chrome = chrome
         appId = app.id
         appName = app.name
         version = p.version
-        settings = TaskSettingsForm(draft: d, whitelists: lists, failure: failure, preview: preview)
+        settings = TaskSettingsForm(draft: d, whitelists: lists, failure: failure, preview: preview, approval: rules)
+        confirmOfficial = rules.officialNeedsApproval
+            ? "Ask for an official release of \(app.id) \(p.version)? It will wait for a reviewer; once approved, every client in the package's range will get it."
+            : "Release \(app.id) \(p.version) officially? Every client in the package's range will get it."
+        confirmGray = rules.grayNeedsApproval ? "Ask for a grayscale release of \(app.id) \(p.version)? It will wait for a reviewer." : nil
         formError = failure.formError
         openTaskId = openTask?.id
         openTaskURL = openTask.map { Route.task.path(String($0.id ?? 0)) }

@@ -147,7 +147,8 @@ struct TasksController {
         let open = try await services.store.tasks(of: app.id).first { $0.packageId == p.id && !$0.taskStatus.hasEnded }
         let lists = try await services.store.whitelistSummaries().map(\.0)
         return services.views.render("task_new", TaskFormPage(app: app, package: p, draft: draft, whitelists: lists, openTask: open,
-                                                              failure: failure, preview: preview, chrome: Chrome(context, section: .apps)),
+                                                              failure: failure, preview: preview, rules: try await services.store.settings(),
+                                                              chrome: Chrome(context, section: .apps)),
                                      status: failure.status)
     }
 
@@ -157,7 +158,8 @@ struct TasksController {
         let lists = try await services.store.whitelistSummaries().map(\.0)
         return services.views.render("batch_release", BatchReleasePage(
             search: search, candidates: candidates, chosen: Set(chosen), draft: draft, whitelists: lists, failure: failure,
-            preview: preview, outcomes: outcomes, chrome: Chrome(context, section: .apps)), status: failure.status)
+            preview: preview, outcomes: outcomes, rules: try await services.store.settings(), chrome: Chrome(context, section: .apps)),
+            status: failure.status)
     }
 
     func page(_ context: SignedInContext, failure: FormFailure, typedComment: String = "", typedPercentage: String? = nil,

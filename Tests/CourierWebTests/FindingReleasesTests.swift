@@ -174,6 +174,27 @@ final class FindingReleasesTests: XCTestCase {
         }
     }
 
+    func testFormsAndResultsSayWhenAReleaseWillWaitForAReviewer() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("dev", role: .developer)
+        try await h.test { client in
+            let dev = try await Browser.signIn(client, "dev")
+            let plain = try await dev.get("/apps/20171228/packages/1.0.0.1/tasks/new").text
+            XCTAssertFalse(plain.contains(#"id="approval-hint""#), "nothing waits while approval is off")
+            XCTAssertTrue(plain.contains("Release 20171228 1.0.0.1 officially? Every client"))
+            _ = try await h.store.setApprovalRules(official: true, gray: false, by: .commandLine)
+            let form = try await dev.get("/apps/20171228/packages/1.0.0.1/tasks/new").text
+            XCTAssertTrue(element(form, id: "approval-hint").contains("An official release (or a grayscale one to 100 %) will wait for a reviewer"), form)
+            XCTAssertTrue(form.contains("Ask for an official release of 20171228 1.0.0.1? It will wait for a reviewer"))
+            let batchForm = try await dev.get("/releases/batch").text
+            XCTAssertTrue(batchForm.contains("Each will wait for a reviewer"), batchForm)
+            let batch = try await dev.post("/releases/batch", [("apps", "20171228"), ("type", "official"), ("description", "x")])
+            XCTAssertTrue(batch.text.contains("Task 1 created</a> — awaiting approval"), batch.text)
+            XCTAssertTrue(element(batch.text, id: "batch-awaiting").contains("1 of them await approval"))
+        }
+    }
+
     func testTheAuditLogFilteredByAppHoldsItsTasksApprovalsAndRollbacks() async throws {
         let (h, _) = try await releasedHarness()
         defer { h.cleanUp() }

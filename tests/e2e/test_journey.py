@@ -118,6 +118,7 @@ def fill_package_form(d, zip_path, version, main=""):
     d.find_element(By.ID, "androidMin").clear()
     d.find_element(By.ID, "androidMin").send_keys("10.0")
     if main:
+        d.find_element(By.ID, "mainUrl").clear()   # a new version starts from the newest one's settings
         d.find_element(By.ID, "mainUrl").send_keys(main)
     d.find_element(By.ID, "confirm").click()
     d.find_element(By.ID, "submit-package").click()
