@@ -16,6 +16,22 @@ document.addEventListener("DOMContentLoaded", function () {
     form.addEventListener("submit", function (e) {
       // A preview changes nothing: only the button that acts asks first.
       if (e.submitter && e.submitter.name === "preview") return;
+      // A button that needs a field (reject needs a comment) says so before asking anything.
+      var needs = e.submitter && e.submitter.dataset.requires;
+      if (needs) {
+        var field = form.querySelector("[name=" + needs + "]");
+        var old = document.getElementById("error-" + needs);
+        if (field && field.value.trim() === "") {
+          e.preventDefault();
+          var p = old || document.createElement("p");
+          p.className = "field-error";
+          p.id = "error-" + needs;
+          p.textContent = e.submitter.dataset.requiresMessage;
+          if (!old) field.insertAdjacentElement("afterend", p);
+          field.focus();
+          return;
+        }
+      }
       var question = (e.submitter && e.submitter.dataset.confirm) || (official(form) && form.dataset.confirmOfficial) || form.dataset.confirm;
       if (question && !window.confirm(question)) e.preventDefault();
     });
@@ -37,6 +53,56 @@ document.addEventListener("DOMContentLoaded", function () {
         form.querySelectorAll("fieldset[data-grayscale]").forEach(function (f) { f.disabled = false; });
       }
     });
+    sync();
+  });
+
+  // The task form shows the fields of the chosen grayscale mode only (all are sent, so a
+  // preview or a refusal loses nothing).
+  document.querySelectorAll("form").forEach(function (form) {
+    var modes = form.querySelectorAll("input[name=mode]");
+    if (!modes.length) return;
+    function show() {
+      var chosen = form.querySelector("input[name=mode]:checked");
+      form.querySelectorAll("[data-mode]").forEach(function (box) { box.hidden = !chosen || box.dataset.mode !== chosen.value; });
+    }
+    modes.forEach(function (m) { m.addEventListener("change", show); });
+    show();
+  });
+
+  // The end time is UTC: say what that is where the user is.
+  var end = document.getElementById("endTime");
+  var local = document.getElementById("endTime-local");
+  if (end && local) {
+    var say = function () {
+      var t = end.value ? new Date(end.value + "Z") : null;
+      local.hidden = !t || isNaN(t);
+      if (!local.hidden) local.textContent = end.value.replace("T", " ") + " UTC is " + t.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) + " where you are.";
+    };
+    end.addEventListener("input", say);
+    say();
+  }
+
+  // A network rule offers the network types as choices; the text box keeps the values sent.
+  document.querySelectorAll("[data-choices-for]").forEach(function (box) {
+    var input = document.getElementById(box.dataset.choicesFor);
+    var select = document.getElementById(box.dataset.choicesFor.replace("ruleValues", "ruleField"));
+    if (!input || !select) return;
+    var boxes = box.querySelectorAll("input[type=checkbox]");
+    function fromText() {
+      var have = input.value.split(",").map(function (v) { return v.trim().toUpperCase(); });
+      boxes.forEach(function (b) { b.checked = have.indexOf(b.value) >= 0; });
+    }
+    function toText() {
+      input.value = Array.prototype.filter.call(boxes, function (b) { return b.checked; }).map(function (b) { return b.value; }).join(", ");
+    }
+    function sync() {
+      var on = select.value === box.dataset.field;
+      box.hidden = !on;
+      input.hidden = on;
+      if (on) fromText();
+    }
+    boxes.forEach(function (b) { b.addEventListener("change", toText); });
+    select.addEventListener("change", sync);
     sync();
   });
 

@@ -12,6 +12,15 @@ public enum Role: String, Codable, CaseIterable, Sendable {
     }
 
     public func may(_ permission: Permission) -> Bool { permissions.contains(permission) }
+
+    /// What the role is for, as the Users page says it.
+    public var summary: String {
+        switch self {
+        case .admin: "Everything: configuration, the signing key, users and tokens, and every release. May approve others' releases."
+        case .developer: "Creates apps, adds offline packages, manages whitelists and release tasks (create, pause, promote, roll back). Cannot approve."
+        case .reviewer: "Reads everything and approves or rejects the releases others asked for. Changes nothing else."
+        }
+    }
 }
 
 /// Each thing a person or a token can be allowed to do.

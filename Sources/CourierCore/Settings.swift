@@ -1,8 +1,8 @@
 /// Host names: the virtual domain and the global resource host.
 public enum DomainName {
-    public static func validate(_ text: String, field: String, label: String = "virtual domain") throws -> String {
+    public static func validate(_ text: String, field: String, label: String = "virtual domain", example host: String? = nil) throws -> String {
         let name = text.trimmingCharacters(in: .whitespaces)
-        let example = "for example h5app.example.com"
+        let example = "for example \(host ?? "h5app.example.com")"
         guard !name.isEmpty else { throw FieldError(field, "Enter the \(label), \(example).") }
         if name.contains("://") || name.contains("/") || name.contains(":") {
             throw FieldError(field, "Enter only the host name of the \(label), without scheme, port or path, \(example).")

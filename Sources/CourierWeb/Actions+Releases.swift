@@ -7,11 +7,14 @@ extension Actions {
     /// Values pasted or uploaded: comma or newline separated, trimmed, empties and duplicates dropped.
     /// Values as pasted: one per line, or comma-separated too except for expressions (a comma
     /// belongs to `{1,3}`).
-    public static func parseValues(_ text: String, kind: String) -> Set<String> {
+    public static func parseValues(_ text: String, kind: String) -> Set<String> { Set(parseValueList(text, kind: kind)) }
+
+    /// The values as pasted, duplicates included (to say how many were dropped).
+    public static func parseValueList(_ text: String, kind: String) -> [String] {
         let commas = kind != Whitelist.Kind.regex.rawValue
         // isNewline: a browser sends "\r\n", which Swift reads as one Character.
-        return Set(text.split(whereSeparator: { (commas && $0 == ",") || $0.isNewline }).map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty })
+        return text.split(whereSeparator: { (commas && $0 == ",") || $0.isNewline }).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
     }
 
     public static let maxWhitelistValues = 100_000

@@ -55,7 +55,7 @@ public struct Actions: Sendable {
     public func setGlobalLocation(by actor: ActingUser, host: String, appKey: String) async throws -> SettingsRecord {
         try actor.require(.editSettings)
         var errors = FieldErrors()
-        let h = errors.collect { try DomainName.validate(host, field: "globalHost", label: "global resource host") }
+        let h = errors.collect { try DomainName.validate(host, field: "globalHost", label: "global resource host", example: "mcube.example.com") }
         let k = errors.collect { try AppKey.validate(appKey) }
         guard errors.isEmpty, let h, let k else { throw errors }
         return try await store.setGlobalLocation(host: h, appKey: k, by: actor)

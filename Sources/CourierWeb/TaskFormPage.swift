@@ -76,6 +76,8 @@ struct TaskFormPage {
         let ops: [Choice]
         let values: String
         let error: String?
+        /// The network types a device reports (SPEC §4), offered as choices for a network rule.
+        let networks = ["WIFI", "5G", "4G", "3G", "2G"]
     }
 
     let chrome: Chrome

@@ -66,6 +66,8 @@ struct TaskPage {
         let ownRequest: Bool
         let approveAction: String
         let rejectAction: String
+        /// What rejecting does, said in its confirmation.
+        let rejectEffect: String
     }
 
     init(_ t: TaskRecord, app: AppRecord, package p: PackageRecord, whitelistNames: [Int64: String], events: [String: Int], admitted: Int,
@@ -173,7 +175,9 @@ struct TaskPage {
         return ApprovalBox(state: t.approval, awaiting: awaiting, headline: asked, decidedLine: decided,
                            commentHtml: t.decisionComment.isEmpty ? nil : Markdown.html(t.decisionComment),
                            canDecide: awaiting && reviewer && !own && readable, ownRequest: awaiting && reviewer && own,
-                           approveAction: Route.taskApprove.path(id), rejectAction: Route.taskReject.path(id))
+                           approveAction: Route.taskApprove.path(id), rejectAction: Route.taskReject.path(id),
+                           rejectEffect: t.approvalFor == "promotion" ? "It is not promoted; the grayscale release goes on as it is."
+                               : t.approvalFor == "widening" ? "The wider share is refused and the task ends." : "It will never be released.")
     }
 
     /// "Android 10.0 and up, users on whitelist beta, city in Hangzhou".

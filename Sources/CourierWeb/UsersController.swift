@@ -102,6 +102,8 @@ struct UsersPage {
     let name: String
     let roles: [Choice]
     let action = Route.users.path()
+    /// What each role may do.
+    let roleSummaries: [Fact] = Role.allCases.map { Fact(label: $0.rawValue, value: $0.summary) }
 
     init(users: [UserRecord], me: String, failure: FormFailure, typed: FormFields?, notice: String?, chrome: Chrome) {
         self.chrome = chrome

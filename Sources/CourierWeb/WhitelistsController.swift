@@ -19,9 +19,14 @@ struct WhitelistsController {
         }
         routes.post(.whitelists, needs: .editReleases) { _, context in
             do {
+                let pasted = Actions.parseValueList(context.form["values"], kind: context.form["kind"])
+                let values = Set(pasted)
                 let w = try await services.actions.createWhitelist(by: context.acting, name: context.form["name"], kind: context.form["kind"],
-                                                                   values: Actions.parseValues(context.form["values"], kind: context.form["kind"]))
-                return Response.redirect(to: Route.whitelist.path(String(w.id ?? 0)))
+                                                                   values: values)
+                let dropped = pasted.count - values.count
+                return Response.redirect(to: Route.whitelist.path([String(w.id ?? 0)], query: Notice.query(
+                    "Whitelist \(w.name) was created with \(values.count) value\(values.count == 1 ? "" : "s")"
+                        + (dropped > 0 ? "; \(dropped) duplicate\(dropped == 1 ? " was" : "s were") dropped." : "."), for: context.user)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }
                 return try await list(context, failure: failure, notice: nil)
@@ -32,9 +37,11 @@ struct WhitelistsController {
         }
         routes.post(.whitelistValues, needs: .editReleases) { _, context in
             try await change(context) {
-                let (n, waiting) = try await services.actions.addWhitelistValues(by: context.acting, id: try id(context),
-                                                                                 values: Actions.parseValues(context.form["values"], kind: try await kind(context)))
-                return "\(n) new value\(n == 1 ? "" : "s") added (duplicates are dropped)."
+                let pasted = Actions.parseValueList(context.form["values"], kind: try await kind(context))
+                let (n, waiting) = try await services.actions.addWhitelistValues(by: context.acting, id: try id(context), values: Set(pasted))
+                let dropped = pasted.count - n
+                return "\(n) new value\(n == 1 ? "" : "s") added"
+                    + (dropped > 0 ? "; \(dropped) duplicate\(dropped == 1 ? " was" : "s were") dropped (repeated, or already in the list)." : ".")
                     + (waiting.isEmpty ? "" : " Task\(waiting.count == 1 ? "" : "s") \(waiting.map(String.init).joined(separator: ", ")) "
                         + "had been approved for the list as it was: \(waiting.count == 1 ? "it waits" : "they wait") for a reviewer again, and clients are not offered \(waiting.count == 1 ? "it" : "them") meanwhile.")
             }

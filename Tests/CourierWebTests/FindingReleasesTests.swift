@@ -195,6 +195,32 @@ final class FindingReleasesTests: XCTestCase {
         }
     }
 
+    func testTheSmallerThingsOfTheWalk() async throws {
+        let dir = temporaryDirectory()
+        let h = try await Harness.make(dir: dir)
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let b = try await h.ready(client)
+            let settings = try await b.get("/settings").text
+            XCTAssertFalse(settings.contains("data-confirm=\"The virtual domain cannot be changed"), "the checkbox asks, not a dialog too")
+            let badHost = try await b.post("/settings/global", [("globalHost", "https://x"), ("appKey", "53E5279071442_test")])
+            XCTAssertTrue(element(badHost.text, id: "error-globalHost").contains("for example mcube.example.com"), badHost.text)
+            let users = try await b.get("/users").text
+            XCTAssertTrue(element(users, id: "role-summaries").contains("approves or rejects the releases others asked for")
+                          || users.contains("approves or rejects the releases others asked for"), users)
+            try await h.addPackage("1.0.0.1")
+            let form = try await b.get("/apps/20171228/packages/1.0.0.1/tasks/new").text
+            for id in ["whitelist-fields", "time-window-fields", "percentage-fields"] {
+                XCTAssertTrue(form.contains(#"id="\#(id)""#), "each mode's fields are grouped for the page to show one: \(id)")
+            }
+            XCTAssertTrue(form.contains("end time, in UTC (not your local time)") && form.contains(#"id="endTime-local""#))
+            XCTAssertTrue(form.contains(#"data-field="network""#) && form.contains(#"value="WIFI""#), "network values are offered")
+            let app = try await b.post("/apps", [("id", "20180101"), ("name", "Other")])
+            let appPage = try await b.get(try XCTUnwrap(app.headers[.location])).text
+            XCTAssertTrue(element(appPage, id: "notice").contains("App 20180101 (Other) was created."), appPage)
+        }
+    }
+
     func testTheAuditLogFilteredByAppHoldsItsTasksApprovalsAndRollbacks() async throws {
         let (h, _) = try await releasedHarness()
         defer { h.cleanUp() }

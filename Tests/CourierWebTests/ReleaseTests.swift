@@ -222,10 +222,14 @@ final class ReleaseConsoleTests: XCTestCase {
                            "an expression's comma does not split it")
             let made = try await b.post("/whitelists", [("name", "beta"), ("kind", "user"), ("values", "u-1, u-2\r\nu-2\r\n")])
             XCTAssertEqual(made.status, .seeOther)
-            let listURL = try XCTUnwrap(made.headers[.location])
-            await assertTrue(try await b.get(listURL).text.contains(">2 values<"), "duplicates dropped, the count shown")
+            let madeURL = try XCTUnwrap(made.headers[.location])
+            let listURL = String(madeURL.split(separator: "?")[0])
+            let createdPage = try await b.get(madeURL).text
+            XCTAssertTrue(createdPage.contains(">2 values<"), "duplicates dropped, the count shown")
+            XCTAssertTrue(createdPage.contains("Whitelist beta was created with 2 values; 1 duplicate was dropped."), createdPage)
             let added = try await b.post(listURL + "/values", [("values", "u-3,u-1")])
-            await assertTrue(try await b.get(try XCTUnwrap(added.headers[.location])).text.contains("1 new value added"))
+            await assertTrue(try await b.get(try XCTUnwrap(added.headers[.location])).text
+                .contains("1 new value added; 1 duplicate was dropped (repeated, or already in the list)."))
 
             let form = try await b.get("/apps/20171228/packages/1.0.0.2/tasks/new")
             XCTAssertEqual(form.status, .ok)
