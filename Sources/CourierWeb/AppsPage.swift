@@ -14,6 +14,7 @@ struct AppsPage {
         let status: String?
         let statusKey: String
         let taskURL: String?
+        let taskLabel: String?
         let latestURL: String?
         /// What clients are offered officially now.
         let officialVersion: String
@@ -39,7 +40,7 @@ struct AppsPage {
             Row(id: a.id, name: a.name, type: a.type?.rawValue ?? "—", packageCount: a.packageCount,
                 latestVersion: a.latestVersion ?? "—", url: Route.app.path(a.id),
                 status: a.latestStatus?.label, statusKey: a.latestStatus?.rawValue ?? "",
-                taskURL: a.latestTaskId.map { Route.task.path(String($0)) },
+                taskURL: a.latestTaskId.map { Route.task.path(String($0)) }, taskLabel: a.latestTaskId.map { "task \($0)" },
                 latestURL: a.latestVersion.map { Route.package.path(a.id, $0) }, officialVersion: a.officialVersion ?? "—")
         }
         pager = Pager(page) { Route.apps.path([], query: [("page", String($0)), ("q", q)]) }

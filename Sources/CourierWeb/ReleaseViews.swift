@@ -42,13 +42,13 @@ struct TaskLinkRow {
     }
 
     static func approvalLine(_ t: TaskRecord) -> String? {
-        let what = t.approvalFor == "promotion" ? " of its promotion to official" : t.approvalFor == "widening" ? " of a wider share" : ""
+        let what = t.approvalFor == "promotion" ? "Promotion to official" : t.approvalFor == "widening" ? "Wider share" : "Release"
         func on(_ d: Date?) -> String { d.map { " on \(displayDate.string(from: $0)) UTC" } ?? "" }
         switch t.approval {
-        case "awaiting": return "Awaiting approval\(what) (asked by \(t.requestedBy ?? t.createdBy)\(on(t.requestedAt)))"
-        case "rejected": return "Rejected\(what) by \(t.decidedBy ?? "?")\(on(t.decidedAt))"
-        case "approved": return "Approved\(what) by \(t.decidedBy ?? "?")\(on(t.decidedAt))"
-        case "withdrawn": return "Withdrawn before a reviewer decided"
+        case "awaiting": return "\(what) awaiting approval (asked by \(t.requestedBy ?? t.createdBy)\(on(t.requestedAt)))"
+        case "rejected": return "\(what) rejected by \(t.decidedBy ?? "?")\(on(t.decidedAt))"
+        case "approved": return "\(what) approved by \(t.decidedBy ?? "?")\(on(t.decidedAt))"
+        case "withdrawn": return "\(what) withdrawn before a reviewer decided"
         default: return nil
         }
     }
@@ -74,9 +74,20 @@ struct ReviewFacts {
     let runningGray: [Live]
     let warnings: [String]
     let hasWarnings: Bool
+    /// What approving (or, once decided, this task) does for clients, in a sentence.
+    let effect: String
 
     init(_ t: TaskRecord, package p: PackageRecord, releases: AppReleases, services: Services) {
         settings = Self.settings(of: p)
+        let share = TaskLinkRow.kind(t).replacingOccurrences(of: "Grayscale · ", with: "")
+        let verb = t.approval == "awaiting" ? "Approving" : "This task"
+        effect = switch (t.approvalFor, t.type) {
+        case ("promotion", _) where t.approval == "awaiting":
+            "Approving makes \(t.version) an official release: every client in the package's range gets it, not only the \(share) it reaches now."
+        case ("widening", _) where t.approval == "awaiting": "Approving offers \(t.version) to the wider share: \(share)."
+        case (_, "official"): "\(verb) offers \(t.version) to every client in the package's range."
+        default: "\(verb) offers \(t.version) as a grayscale release to \(share)."
+        }
         mainPageURL = p.mainUrl.map { services.contentLink(Route.fallback.path(p.appId, p.version, String($0.dropFirst()))) }
         let official = releases.liveOfficial
         liveOfficial = official.map { Live(label: "\($0.version) (task \($0.id ?? 0))", url: Route.task.path(String($0.id ?? 0))) }

@@ -125,6 +125,8 @@ final class FindingReleasesTests: XCTestCase {
             XCTAssertTrue(element(approvals, id: "nav-approvals-count").contains(">2<"), approvals)
             let facts = approvals.components(separatedBy: #"id="approval-1-facts""#).last!.components(separatedBy: "</tr>").first!
             XCTAssertTrue(facts.contains("10.0 – any later version") && facts.contains("/www/index.html"), facts)
+            XCTAssertTrue(facts.contains("Approving makes 1.0.0.1 an official release: every client in the package&#39;s range gets it, not only the 5 % of devices it reaches now.")
+                          || facts.contains("Approving makes 1.0.0.1 an official release: every client in the package's range gets it, not only the 5 % of devices it reaches now."), facts)
             XCTAssertTrue(facts.contains("Open main page") && facts.contains("/fallback/20171228/1.0.0.1/www/index.html"))
             XCTAssertTrue(facts.contains("1.0.0.1: grayscale · 5 % of devices") == false, "a request is not listed as its own competitor")
             XCTAssertTrue(approvals.contains("Task 2 (official release of 1.0.0.4) also waits for a reviewer."), approvals)
@@ -143,9 +145,9 @@ final class FindingReleasesTests: XCTestCase {
 
             // The developer finds the rejection, its reviewer and comment, from the app and package pages.
             let app = try await dev.get("/apps/20171228").text
-            XCTAssertTrue(app.contains("Rejected of its promotion to official by rita"), app)
+            XCTAssertTrue(app.contains("Promotion to official rejected by rita"), app)
             let package = try await dev.get("/apps/20171228/packages/1.0.0.1").text
-            XCTAssertTrue(element(package, id: "task-row-1").contains("Rejected of its promotion to official by rita"), package)
+            XCTAssertTrue(element(package, id: "task-row-1").contains("Promotion to official rejected by rita"), package)
             XCTAssertTrue(package.contains("Not <em>this</em> one"))
             let decided = try await rita.get("/approvals").text
             XCTAssertTrue(element(decided, id: "decided-1").contains(#"href="/tasks/1""#), decided)
@@ -163,11 +165,11 @@ final class FindingReleasesTests: XCTestCase {
             let dev = try await Browser.signIn(client, "dev")
             await assertEqual(try await dev.post("/apps/20171228/packages/1.0.0.2/tasks", [("type", "official"), ("description", "x")]).status, .seeOther)
             let awaiting = try await dev.get("/apps/20171228/packages/1.0.0.2").text
-            XCTAssertTrue(element(awaiting, id: "approval-banner").contains("Awaiting approval"), awaiting)
+            XCTAssertTrue(element(awaiting, id: "approval-banner").contains("Release awaiting approval (asked by dev"), awaiting)
             let rita = try await Browser.signIn(client, "rita")
             await assertEqual(try await rita.post("/tasks/1/reject", [("comment", "Broken on **iOS**")]).status, .seeOther)
             let package = try await dev.get("/apps/20171228/packages/1.0.0.2").text
-            XCTAssertTrue(package.contains(#"id="approval-banner""#) && package.contains("Rejected by rita"), package)
+            XCTAssertTrue(package.contains(#"id="approval-banner""#) && package.contains("Release rejected by rita"), package)
             XCTAssertTrue(package.contains(#"id="approval-banner-task""#) && package.contains("Broken on <strong>iOS</strong>"))
             let apps = try await dev.get("/apps").text
             XCTAssertTrue(element(apps, id: "app-20171228").contains("Release rejected") && element(apps, id: "app-20171228").contains("/tasks/1"))
