@@ -81,10 +81,17 @@ struct ReviewFacts {
         settings = Self.settings(of: p)
         let share = TaskLinkRow.kind(t).replacingOccurrences(of: "Grayscale · ", with: "")
         let verb = t.approval == "awaiting" ? "Approving" : "This task"
+        let earlier = releases.tasks.filter { $0.offersOfficially && $0.packageVersion < t.packageVersion }.max { $0.packageVersion < $1.packageVersion }
         effect = switch (t.approvalFor, t.type) {
         case ("promotion", _) where t.approval == "awaiting":
             "Approving makes \(t.version) an official release: every client in the package's range gets it, not only the \(share) it reaches now."
         case ("widening", _) where t.approval == "awaiting": "Approving offers \(t.version) to the wider share: \(share)."
+        case _ where t.rolledBack:
+            "Rolled back: \(t.version) is offered to no client; " + (earlier.map { "clients that have it are told to go back to \($0.version)." }
+                ?? "no earlier official version exists, so clients that have it keep it.")
+        case _ where t.neverReleased && t.approval != "awaiting": "Never released: no client was offered \(t.version) by this task."
+        case _ where t.taskStatus == .paused: "Paused: \(t.version) is offered to no further client until the task is resumed."
+        case (_, "gray") where t.taskStatus == .finished: "Finished: \(t.version) is no longer offered as a grayscale release."
         case (_, "official"): "\(verb) offers \(t.version) to every client in the package's range."
         default: "\(verb) offers \(t.version) as a grayscale release to \(share)."
         }

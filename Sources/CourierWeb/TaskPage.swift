@@ -68,6 +68,8 @@ struct TaskPage {
         let rejectAction: String
         /// What rejecting does, said in its confirmation.
         let rejectEffect: String
+        /// What clients get while it waits.
+        let waitingLine: String
     }
 
     init(_ t: TaskRecord, app: AppRecord, package p: PackageRecord, whitelistNames: [Int64: String], events: [String: Int], admitted: Int,
@@ -84,7 +86,7 @@ struct TaskPage {
         version = t.version
         typeLabel = t.type == "official" ? "Official release" : "Grayscale release"
         statusLabel = unreadable != nil ? "Cannot be read" : t.rolledBack ? "Rolled back" : p.status.label
-        statusKey = unreadable != nil ? "rejected" : p.status.rawValue
+        statusKey = unreadable != nil || t.rolledBack ? "rejected" : p.status.rawValue
         targeting = Self.plainWords(t, range: p.range, whitelistNames: whitelistNames)
         self.unreadable = unreadable
         descriptionHtml = Markdown.html(t.descriptionMarkdown)   // cmark's safe mode: no raw HTML, no javascript: links
@@ -177,7 +179,10 @@ struct TaskPage {
                            canDecide: awaiting && reviewer && !own && readable, ownRequest: awaiting && reviewer && own,
                            approveAction: Route.taskApprove.path(id), rejectAction: Route.taskReject.path(id),
                            rejectEffect: t.approvalFor == "promotion" ? "It is not promoted; the grayscale release goes on as it is."
-                               : t.approvalFor == "widening" ? "The wider share is refused and the task ends." : "It will never be released.")
+                               : t.approvalFor == "widening" ? "The wider share is refused and the task ends." : "It will never be released.",
+                           waitingLine: t.approvalFor == "promotion"
+                               ? "The grayscale release goes on as it is; clients are not offered \(t.version) officially until a reviewer approves it."
+                               : "Clients are not offered this until a reviewer approves it.")
     }
 
     /// "Android 10.0 and up, users on whitelist beta, city in Hangzhou".

@@ -147,6 +147,7 @@ def test_release_find_review_and_roll_back_without_typing_an_address(browser, tm
         assert update(server, "u-2") == [], "paused: new devices are not offered it"
         confirm(d, wait, "op-rollback", "No earlier official version exists")
         assert d.find_element(By.ID, "task-status").text == "Rolled back"
+        assert "no earlier official version exists, so clients that have it keep it" in d.find_element(By.ID, "review-effect").text
         assert update(server, "u-1", installed="1.0.0.1") == [], "nothing to go back to: devices keep what they have"
         shot(d, "57-walk-rolled-back")
 
