@@ -11,10 +11,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import OUTPUT, Server, gone, setup_address
+from conftest import OUTPUT, Server, gone
 from test_journey import fill_package_form
 from test_release import update
-from test_team import add_user, sign_in
+from test_team import add_user, first_administrator, sign_in
 from zips import sample
 
 
@@ -22,11 +22,14 @@ def shot(d, name):
     d.save_screenshot(os.path.join(OUTPUT, name + ".png"))
 
 
-def click(d, wait, element_id):
+def follow(wait, element):
     """Clicks a link or button and waits for the next page."""
-    element = d.find_element(By.ID, element_id)
     element.click()
     wait.until(gone(element))
+
+
+def click(d, wait, element_id):
+    follow(wait, d.find_element(By.ID, element_id))
 
 
 def confirm(d, wait, button_id, expect):
@@ -47,12 +50,7 @@ def test_release_find_review_and_roll_back_without_typing_an_address(browser, tm
     d = browser
     wait = WebDriverWait(d, 20)
     try:
-        d.get(setup_address(data))
-        d.find_element(By.ID, "name").send_keys("root")
-        d.find_element(By.ID, "password").send_keys("root-password-1")
-        d.find_element(By.ID, "password2").send_keys("root-password-1")
-        d.find_element(By.ID, "create-admin").click()
-        wait.until(EC.url_contains("/apps"))
+        first_administrator(d, data)
         add_user(d, server, "dev", "developer")
         add_user(d, server, "rita", "reviewer")
         assert "approves or rejects" in d.find_element(By.ID, "role-summaries").text
@@ -95,9 +93,7 @@ def test_release_find_review_and_roll_back_without_typing_an_address(browser, tm
         row = d.find_element(By.ID, "app-20171228")
         assert "Grayscale releasing" in row.text and "1.0.0.1" in row.text
         shot(d, "52-walk-apps-list")
-        status = row.find_element(By.CSS_SELECTOR, "a.status")
-        status.click()
-        wait.until(gone(status))
+        follow(wait, row.find_element(By.CSS_SELECTOR, "a.status"))
         assert d.find_element(By.ID, "task-status").text == "Grayscale releasing"
         confirm(d, wait, "op-promote", "It will wait for a reviewer")
         waiting = d.find_element(By.ID, "notice")
@@ -133,15 +129,11 @@ def test_release_find_review_and_roll_back_without_typing_an_address(browser, tm
         sign_in(d, server, "dev", "dev-password-1")
         row = d.find_element(By.ID, "app-20171228")
         assert "1.0.0.1" in row.find_elements(By.TAG_NAME, "td")[6].text, "live officially"
-        link = row.find_element(By.LINK_TEXT, "1.0.0.1")
-        link.click()
-        wait.until(gone(link))
+        follow(wait, row.find_element(By.LINK_TEXT, "1.0.0.1"))
         task_row = d.find_element(By.ID, "task-row-1")
         assert "Official releasing" in task_row.text and "Promotion to official approved by rita" in task_row.text
         shot(d, "56-walk-package-tasks")
-        task_link = task_row.find_element(By.LINK_TEXT, "Task 1")
-        task_link.click()
-        wait.until(gone(task_link))
+        follow(wait, task_row.find_element(By.LINK_TEXT, "Task 1"))
         confirm(d, wait, "op-pause", "Pause task 1")
         assert d.find_element(By.ID, "task-status").text == "Paused"
         assert update(server, "u-2") == [], "paused: new devices are not offered it"
