@@ -113,6 +113,7 @@ document.addEventListener("DOMContentLoaded", function () {
       var reader = new FileReader();
       reader.onload = function () {
         target.value = reader.result;
+        if (!("count" in input.dataset)) return;
         // Say how many values the file holds (duplicates are dropped when saved).
         var count = reader.result.split(/[\r\n,]+/).filter(function (v) { return v.trim() !== ""; }).length;
         var note = document.getElementById(input.id + "-count") || document.createElement("p");
@@ -169,6 +170,7 @@ document.addEventListener("DOMContentLoaded", function () {
         document.open();
         document.write(xhr.responseText);            // the form again, with the errors next to the fields
         document.close();
+        window.scrollTo(0, 0);                       // where the summary of what to correct is
       });
       xhr.addEventListener("error", function () {
         sending = false;

@@ -32,6 +32,18 @@ public struct AppReleases: Sendable {
     }
 
     public var awaitingReviewer: [TaskRecord] { tasks.filter { $0.approval == "awaiting" } }
+
+    /// The official release offered now above `t`'s version: the one a client in range gets
+    /// instead of `t` (and a client whose `t` was rolled back is sent to).
+    public func officialAbove(_ t: TaskRecord) -> TaskRecord? {
+        liveOfficial.flatMap { $0.id != t.id && $0.packageVersion > t.packageVersion ? $0 : nil }
+    }
+
+    /// The highest official release offered now below `t`'s version (where a rollback of `t`
+    /// sends its clients when nothing is above).
+    public func officialBelow(_ t: TaskRecord) -> TaskRecord? {
+        tasks.filter { $0.offersOfficially && $0.packageVersion < t.packageVersion }.max { $0.packageVersion < $1.packageVersion }
+    }
 }
 
 extension TaskRecord {

@@ -16,8 +16,10 @@ public struct AuditRecord: Codable, FetchableRecord, MutablePersistableRecord, S
     /// A JSON object summarizing what changed (never a secret).
     public var detail: String
     public var hash: String
-    /// The app the change concerns, when it concerns one (the detail's `app`, which the hash
-    /// covers): the log filtered by app finds its tasks, approvals and rollbacks too.
+    /// The app the change concerns, when it concerns one: the log filtered by app finds its tasks,
+    /// approvals and rollbacks too. Written from the detail's `app`, which the hash covers, and
+    /// checked against it by `verifyAudit`; rows older than this column were filled in from the
+    /// tasks and subjects they name (their detail has no `app`).
     public var appId: String?
 
     public enum Columns {
@@ -122,6 +124,8 @@ extension Store {
                 let expected = AuditRecord.chain(previous: previous, at: r.at, user: r.user, action: r.action,
                                                  subject: r.subject, detail: r.detail)
                 guard expected == r.hash else { return AuditVerification(rows: count, firstBadRow: r.id) }
+                // The app column is outside the hash: it must say what the (hashed) detail says.
+                if let app = Self.detailApp(r.detail), r.appId != app { return AuditVerification(rows: count, firstBadRow: r.id) }
                 previous = r.hash
                 next += 1
             }
@@ -130,6 +134,13 @@ extension Store {
             if last >= next { return AuditVerification(rows: count, firstBadRow: next, missing: true) }
             return AuditVerification(rows: count, firstBadRow: nil)
         }
+    }
+
+    /// The `app` of a row's detail, when it names one.
+    static func detailApp(_ detail: String) -> String? {
+        guard detail.contains("\"app\""), let data = detail.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return object["app"] as? String
     }
 
     static func auditRequest(_ f: AuditFilter) -> QueryInterfaceRequest<AuditRecord> {

@@ -9,9 +9,11 @@ public struct AppSummary: Decodable, FetchableRecord, Sendable {
     public var type: PackageType?
     public var packageCount: Int
     public var latestVersion: String?
-    /// The newest package's status, and the task it comes from (to find the release again).
+    /// The newest package's status.
     public var latestStatus: PackageStatus?
-    public var latestTaskId: Int64?
+    /// The app's release to find again: its newest unfinished task, else its newest task that
+    /// released (else the newest one).
+    public var releaseTaskId: Int64?
     /// What clients are offered officially now (`AppReleases.liveOfficial`).
     public var officialVersion: String?
     public var createdAt: Date
@@ -152,8 +154,9 @@ extension Store {
                 SELECT app.id, app.name, app.type, app.createdAt,
                        (SELECT COUNT(*) FROM package p WHERE p.appId = app.id) AS packageCount,
                        newest.version AS latestVersion, newest.status AS latestStatus,
-                       (SELECT t.id FROM task t WHERE t.packageId = newest.id
-                        ORDER BY \(TaskRecord.endedUnreleasedSQL) ASC, t.id DESC LIMIT 1) AS latestTaskId,
+                       (SELECT t.id FROM task t WHERE t.appId = app.id
+                        ORDER BY t.status IN ('finished', 'rejected') ASC, \(TaskRecord.endedUnreleasedSQL) ASC, t.id DESC LIMIT 1)
+                         AS releaseTaskId,
                        (SELECT p.version FROM task t JOIN package p ON p.id = t.packageId
                         WHERE t.appId = app.id AND t.type = 'official' AND t.rolledBack = 0 AND t.status IN ('releasing', 'finished')
                           AND NOT (t.approvalFor = 'release' AND t.approval != 'approved')

@@ -429,7 +429,12 @@ extension Store {
             case .finish:
                 guard !status.hasEnded else { throw refuse("it has already ended.") }
                 t.status = ReleaseTask.Status.finished.rawValue
-                if t.approval == "awaiting" { t.approval = "withdrawn"; detail["approval"] = "withdrawn" }
+                if t.approval == "awaiting" {
+                    t.approval = "withdrawn"
+                    t.decidedBy = actor.name   // who withdrew it, and when: the latest decisions list it
+                    t.decidedAt = Date()
+                    detail["approval"] = "withdrawn"
+                }
             case .promote:
                 guard t.type == "gray", !status.hasEnded else { throw refuse("only an unfinished grayscale task can be promoted.") }
                 guard status != .awaitingApproval else { throw refuse("it can be promoted once a reviewer approves it.") }
@@ -529,6 +534,13 @@ extension Store {
 
     public func tasks(of appId: String) async throws -> [TaskRecord] {
         try await db.read { db in try TaskRecord.filter(TaskRecord.Columns.appId == appId).order(TaskRecord.Columns.id.desc).fetchAll(db) }
+    }
+
+    public func tasks(ids: [Int64]) async throws -> [Int64: TaskRecord] {
+        try await db.read { db in
+            Dictionary(try TaskRecord.filter(ids.contains(TaskRecord.Columns.id)).fetchAll(db).compactMap { t in t.id.map { ($0, t) } },
+                       uniquingKeysWith: { a, _ in a })
+        }
     }
 
     public func allTasks() async throws -> [TaskRecord] {

@@ -164,8 +164,13 @@ public final class Store: Sendable {
                 UPDATE audit SET appId = substr(subject, 1, instr(subject || ' ', ' ') - 1)
                 WHERE action IN ('app.create', 'app.rename', 'package.add', 'task.create')
                 """)
+            // A task's later rows name it by ID: its app comes from the task, or for a task already
+            // deleted from the row that created it.
             try db.execute(sql: """
-                UPDATE audit SET appId = (SELECT appId FROM task WHERE task.id = CAST(audit.subject AS INTEGER))
+                UPDATE audit SET appId = COALESCE(
+                    (SELECT appId FROM task WHERE task.id = CAST(audit.subject AS INTEGER)),
+                    (SELECT substr(c.subject, 1, instr(c.subject || ' ', ' ') - 1) FROM audit c
+                     WHERE c.action = 'task.create' AND json_extract(c.detail, '$.task') = audit.subject))
                 WHERE action LIKE 'task.%' AND action != 'task.create' AND subject GLOB '[0-9]*'
                 """)
             try db.create(index: "auditByApp", on: "audit", columns: ["appId", "id"])

@@ -203,7 +203,7 @@ public struct Actions: Sendable {
     /// the one chosen, when it is one), and the main entrance unless it was refused itself.
     func zipProblems(app: AppRecord, settings: SettingsRecord, draft: PackageDraft, fieldErrors: FieldErrors, zipPath: String) async -> [FieldError] {
         let type = app.type ?? PackageType(rawValue: draft.type) ?? .normal
-        let mainUrl = fieldErrors["mainUrl"] == nil && draft.mainUrl.hasPrefix("/") ? draft.mainUrl : nil
+        let mainUrl = fieldErrors["mainUrl"] == nil ? (try? MainURL.validate(draft.mainUrl)) ?? nil : nil
         let global = settings.globalHost.flatMap { h in settings.appKey.map { GlobalLocation(host: h, appKey: $0) } }
         let appID = AppID(trusted: app.id)
         do {

@@ -46,17 +46,15 @@ struct AppPage {
     let typedName: String
     let nameError: String?
 
-    init(_ app: AppRecord, packages: [PackageRow], releases: AppReleases = AppReleases([]), hasVirtualDomain: Bool, user: UserRecord,
+    init(_ app: AppRecord, packages: [PackageRow], releases: AppReleases = AppReleases([]), whitelistNames: [Int64: String] = [:],
+         hasVirtualDomain: Bool, user: UserRecord,
          typedName: String? = nil, failure: FormFailure = .none, notice: Notice.Shown? = nil, chrome: Chrome) {
         self.chrome = chrome
         self.notice = notice
         let official = releases.liveOfficial
-        liveOfficial = official?.version
+        liveOfficial = official.map { "\($0.version) (task \($0.id ?? 0))" }
         liveOfficialURL = official.map { Route.task.path(String($0.id ?? 0)) }
-        runningGray = releases.runningGray.map {
-            ReviewFacts.Live(label: "\($0.version): \(TaskLinkRow.kind($0).lowercased()), \($0.statusLabel.lowercased()) (task \($0.id ?? 0))",
-                             url: Route.task.path(String($0.id ?? 0)))
-        }
+        runningGray = releases.runningGray.map { ReviewFacts.live($0, whitelistNames: whitelistNames) }
         hasRunningGray = !runningGray.isEmpty
         canRename = user.role.may(.editApps)
         renameAction = Route.appName.path(app.id)

@@ -10,7 +10,8 @@ struct AppsController {
         routes.get(.apps, needs: .read) { request, context in
             let q = request.uri.queryParameters["q"].map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
             let page = try await services.store.apps(search: q, page: request.uri.queryParameters["page"].flatMap { Int($0) } ?? 1)
-            return services.views.render("apps", AppsPage(page, query: q, user: context.user, chrome: Chrome(context, section: .apps)))
+            let tasks = try await services.store.tasks(ids: page.items.compactMap(\.releaseTaskId))
+            return services.views.render("apps", AppsPage(page, tasks: tasks, query: q, user: context.user, chrome: Chrome(context, section: .apps)))
         }
         routes.get(.newApp, needs: .editApps) { _, context in
             services.views.render("app_new", NewAppPage(id: "", name: "", failure: .none, chrome: Chrome(context, section: .apps)))
@@ -50,7 +51,8 @@ extension AppsController {
         let packages = try await services.store.packages(of: app.id).map { services.row($0, task: releases.current(of: $0.id)) }
         let hasDomain = try await services.store.settings().virtualDomain != nil
         return services.views.render("app", AppPage(
-            app, packages: packages, releases: releases, hasVirtualDomain: hasDomain, user: context.user, typedName: name,
+            app, packages: packages, releases: releases, whitelistNames: try await services.whitelistNames(),
+            hasVirtualDomain: hasDomain, user: context.user, typedName: name,
             failure: failure, notice: notice, chrome: Chrome(context, section: .apps)), status: failure.status)
     }
 }
@@ -63,7 +65,9 @@ extension Services {
     }
 
     func row(_ p: PackageRecord, task: TaskRecord?) -> PackageRow {
-        PackageRow(version: p.version, status: p.status.label, statusKey: p.status.rawValue, size: humanSize(p.size),
+        // A rolled-back release reads as such, not as a finished one.
+        PackageRow(version: p.version, status: task?.rolledBack == true ? "Rolled back" : p.status.label,
+                   statusKey: task?.rolledBack == true ? "rejected" : p.status.rawValue, size: humanSize(p.size),
                    fileCount: p.fileCount, createdAt: displayDate.string(from: p.createdAt),
                    url: Route.package.path(p.appId, p.version), amrURL: contentLink(Paths.amr(p)),
                    taskURL: task.map { Route.task.path(String($0.id ?? 0)) }, taskLabel: task.map { "task \($0.id ?? 0)" },

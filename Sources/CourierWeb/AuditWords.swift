@@ -14,7 +14,8 @@ enum AuditWords {
     static func subject(_ r: AuditRecord) -> String {
         let parts = r.subject.split(separator: " ", maxSplits: 1).map(String.init)
         switch r.action.prefix { $0 != "." } {
-        case "task" where r.action == "task.create": return parts.count == 2 ? "\(parts[0]) \(parts[1])" : r.subject
+        case "task" where r.action == "task.create":
+            return (detail(r)["task"].map { "task \($0) " } ?? "") + (parts.count == 2 ? "(\(parts[0]) \(parts[1]))" : r.subject)
         case "task": return "task \(r.subject)"
         case "package": return parts.count == 2 ? "\(parts[0]) \(parts[1])" : r.subject
         case "whitelist" where r.action != "whitelist.create": return "whitelist \(r.subject)"
@@ -54,7 +55,7 @@ enum AuditWords {
         case "app.create": return "Created the app, named “\(v("name"))”."
         case "app.rename": return "Renamed the app from “\(v("before"))” to “\(v("name"))”."
         case "package.add":
-            return "Added the package: \(v("type")), \(v("files")) files, \(humanSize(Int64(d["size"] ?? "") ?? 0))."
+            return "Added the package: \(v("type")), \(count(d["files"], "file")), \(humanSize(Int64(d["size"] ?? "") ?? 0))."
         case "task.create":
             let kind = d["type"] == "official" ? "an official release" : "a grayscale release (\(modeWords(d["mode"])))"
             return "Created task \(v("task")): \(kind)" + (d["approval"] == "awaiting" ? ", awaiting approval." : ".")
@@ -75,17 +76,17 @@ enum AuditWords {
             let what = d["for"] == "promotion" ? "the promotion to official" : d["for"] == "widening" ? "the wider share" : "the release"
             let comment = (d["comment"] ?? "").isEmpty ? "" : " Comment: “\(d["comment"]!)”"
             return "\(r.action == "task.approve" ? "Approved" : "Rejected") \(what)\(version), asked for by \(v("requestedBy")).\(comment)"
-        case "whitelist.create": return "Created the \(v("kind")) whitelist with \(v("values")) values."
+        case "whitelist.create": return "Created the \(v("kind")) whitelist with \(count(d["values"], "value"))."
         case "whitelist.addValues":
-            return "Added \(v("added")) values." + (d["awaitingApproval"].map { " Tasks \($0) now wait for a reviewer." } ?? "")
-        case "whitelist.removeValues": return "Removed \(v("removed")) values."
+            return "Added \(count(d["added"], "value"))." + (d["awaitingApproval"].map { " Tasks \($0) now wait for a reviewer." } ?? "")
+        case "whitelist.removeValues": return "Removed \(count(d["removed"], "value"))."
         case "whitelist.delete": return "Deleted the whitelist “\(v("name"))”."
         case "settings.virtualDomain":
             return d["unchanged"] == "true" ? "Saved the virtual domain \(v("virtualDomain")) (unchanged)." : "Set the virtual domain to \(v("virtualDomain"))."
         case "settings.globalLocation": return "Set the global resource host to \(v("globalHost")) with app key \(v("appKey"))."
         case "settings.signingKey":
             return "Installed the signing key \(v("fingerprint").prefix(16))…; \(v("resignedPackages")) packages were signed again."
-        case "settings.approval": return "Changed the approval rules from \(v("before")) to \(v("after"))."
+        case "settings.approval": return "Set the approval rules: \(approvalWords(v("after"))) (before: \(approvalWords(v("before"))))."
         case "user.create": return "Created the user as \(v("role"))" + (d["via"] == "setup" ? " at first-run setup." : ".")
         case "user.role": return "Changed the role from \(v("before")) to \(v("role"))."
         case "user.disable": return "Disabled the user: their sessions ended and their tokens stopped working."
@@ -95,12 +96,29 @@ enum AuditWords {
         case "user.password": return "Changed their own password."
         case "token.create": return "Created API token \(v("token"))\((d["name"] ?? "").isEmpty ? "" : " “\(d["name"]!)”") with scopes \(v("scopes"))."
         case "token.revoke": return "Revoked the token\((d["name"] ?? "").isEmpty ? "" : " “\(d["name"]!)”") of \(v("user"))."
-        case "import.create": return "Uploaded a batch import of \(v("files")) zips, \(v("ready")) ready."
+        case "import.create": return "Uploaded a batch import of \(count(d["files"], "zip")), \(v("ready")) ready."
         case "import.editRow": return "Edited a row of the import (version \(v("version")))."
         case "import.submit": return "Submitted the import."
         default:
             let rest = d.filter { $0.key != "app" }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             return rest.isEmpty ? "\(r.action)." : "\(r.action): \(rest)."
+        }
+    }
+
+    /// "1 file", "3 files", "? files".
+    static func count(_ n: String?, _ noun: String) -> String { n == "1" ? "1 \(noun)" : "\(n ?? "?") \(noun)s" }
+
+    /// "official=true gray=false" as words.
+    static func approvalWords(_ rules: String) -> String {
+        let on = Dictionary(rules.split(separator: " ").compactMap { pair -> (String, Bool)? in
+            let kv = pair.split(separator: "=")
+            return kv.count == 2 ? (String(kv[0]), kv[1] == "true") : nil
+        }, uniquingKeysWith: { a, _ in a })
+        switch (on["official"] ?? false, on["gray"] ?? false) {
+        case (true, true): return "official and grayscale releases need a reviewer"
+        case (true, false): return "official releases need a reviewer"
+        case (false, true): return "grayscale releases need a reviewer"
+        case (false, false): return "no release needs a reviewer"
         }
     }
 

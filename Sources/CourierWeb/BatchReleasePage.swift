@@ -43,6 +43,8 @@ struct BatchReleasePage {
     let confirmOfficial: String
     let confirmGray: String
     let awaitingCount: Int
+    /// swift-mustache treats any number, 0 too, as true: sections need a Bool.
+    let hasAwaiting: Bool
 
     init(search: String, candidates found: [(app: AppRecord, newest: PackageRecord)], chosen: Set<String>, draft: TaskDraft,
          whitelists: [WhitelistRecord], failure: FormFailure, preview: String?, outcomes done: [Actions.BatchOutcome]?,
@@ -53,6 +55,7 @@ struct BatchReleasePage {
                                            : "Every client in range will get their newest versions.")
         confirmGray = "Create a grayscale release task for each chosen app?" + (rules.grayNeedsApproval ? " Each will wait for a reviewer." : "")
         awaitingCount = done?.filter { $0.task?.approval == "awaiting" }.count ?? 0
+        hasAwaiting = awaitingCount > 0
         self.search = search
         truncated = found.count > Actions.maxBatch
         candidates = found.prefix(Actions.maxBatch).map { app, p in

@@ -16,8 +16,7 @@ enum Notice {
     /// The query pairs to add to a redirect. A `waiting` notice says something still waits (for
     /// a reviewer): it is not styled as a success.
     static func query(_ text: String, for user: UserRecord, waiting: Bool = false) -> [(String, String)] {
-        let signed = (waiting ? "\u{1}" : "") + text
-        return [("notice", text)] + (waiting ? [("nw", "1")] : []) + [("ns", mac(signed, user: user))]
+        [("notice", text)] + (waiting ? [("nw", "1")] : []) + [("ns", mac(text, user: user, waiting: waiting))]
     }
 
     /// The notice of this request, when this process signed it.
@@ -28,7 +27,9 @@ enum Notice {
         guard let text = request.uri.queryParameters["notice"].map(String.init),
               let given = request.uri.queryParameters["ns"].map(String.init) else { return nil }
         let waiting = request.uri.queryParameters["nw"] == "1"
-        guard constantTimeEqual(given, mac((waiting ? "\u{1}" : "") + text, user: user)) else { return nil }
+        // Our notices hold no control characters: one that does was not made here.
+        guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }),
+              constantTimeEqual(given, mac(text, user: user, waiting: waiting)) else { return nil }
         return Shown(text: text, style: waiting ? "notice waiting" : "notice")
     }
 
@@ -38,8 +39,9 @@ enum Notice {
         let style: String
     }
 
-    private static func mac(_ text: String, user: UserRecord) -> String {
-        let message = Data("\(user.id ?? 0)\u{0}\(user.name)\u{0}\(text)".utf8)
+    /// Over fixed fields first and the text last, so that no field can be shifted into another.
+    private static func mac(_ text: String, user: UserRecord, waiting: Bool) -> String {
+        let message = Data("\(user.id ?? 0)\u{0}\(user.name)\u{0}\(waiting ? "waiting" : "plain")\u{0}\(text)".utf8)
         return Data(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key))).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }

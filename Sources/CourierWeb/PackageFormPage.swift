@@ -40,7 +40,7 @@ struct PackageFormPage {
         self.startedFrom = startedFrom
         let refused = failure.status != .ok
         chooseAgain = refused && failure.fields["file"] == nil
-            ? "Choose the file again\(chosenFile.map { " (\($0))" } ?? ""): browsers do not keep a chosen file when a form comes back. Every other field is kept as you typed it."
+            ? "Choose the file again\(chosenFile.map { " (\($0))" } ?? ""): browsers do not keep a chosen file when a form comes back. Every other field is kept as you typed it; tick the confirmation again."
             : nil
         appId = app.id
         appName = app.name

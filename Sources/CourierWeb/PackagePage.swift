@@ -14,8 +14,8 @@ struct PackagePage {
     let appName: String
     let version: String
     let type: String
-    let status: String
-    let statusKey: String
+    var status: String
+    var statusKey: String
     let size: String
     let sizeBytes: Int64
     let md5: String
@@ -96,6 +96,11 @@ struct PackagePage {
         newTaskURL = canRelease && !mine.contains { !$0.taskStatus.hasEnded } ? Route.newTask.path(p.appId, p.version) : nil
         self.tasks = mine.map { TaskLinkRow($0, whitelistNames: whitelistNames) }
         hasTasks = !mine.isEmpty
-        approvalBanner = releases.current(of: p.id).flatMap { ["awaiting", "rejected"].contains($0.approval) ? TaskLinkRow($0) : nil }
+        let current = releases.current(of: p.id)
+        approvalBanner = current.flatMap { ["awaiting", "rejected"].contains($0.approval) ? TaskLinkRow($0, whitelistNames: whitelistNames) : nil }
+        if current?.rolledBack == true {   // a rolled-back release reads as such, not as a finished one
+            status = "Rolled back"
+            statusKey = "rejected"
+        }
     }
 }

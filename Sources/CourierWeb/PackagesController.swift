@@ -32,7 +32,7 @@ struct PackagesController {
                 }
                 let p = try await services.actions.addPackage(by: context.acting, appId: app.id, draft: draft, zipPath: form.takeFile("file")?.path)
                 return Response.redirect(to: Route.package.path([p.appId, p.version], query: Notice.query(
-                    "Version \(p.version) was added: \(p.fileCount) files, \(humanSize(p.size)). Create a release task to offer it to clients.",
+                    "Version \(p.version) was added: \(AuditWords.count(String(p.fileCount), "file")), \(humanSize(p.size)). Create a release task to offer it to clients.",
                     for: context.user)))
             } catch {
                 guard let failure = FormFailure(error) else { throw error }

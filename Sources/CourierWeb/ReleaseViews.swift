@@ -26,6 +26,12 @@ struct TaskLinkRow {
         commentHtml = t.decisionComment.isEmpty ? nil : Markdown.html(t.decisionComment)
     }
 
+    /// To whom: "10 % of devices", "whitelist beta", "every client in range".
+    static func share(_ t: TaskRecord, whitelistNames: [Int64: String]) -> String {
+        let k = kind(t, whitelistNames: whitelistNames)
+        return k.hasPrefix("Grayscale · ") ? String(k.dropFirst("Grayscale · ".count)) : k == "Official" ? "every client in range" : k
+    }
+
     /// "Grayscale · 10 % of devices", "Official".
     static func kind(_ t: TaskRecord, whitelistNames: [Int64: String] = [:]) -> String {
         guard let kind = try? t.storedKind() else { return "Cannot be read" }
@@ -61,7 +67,10 @@ struct Fact {
 }
 
 /// What a reviewer needs beside a request: the package's settings, what the app offers now,
-/// other requests that compete with this one, and the package's main page.
+/// other requests that compete with this one, and the package's main page; and for everyone,
+/// what the task does for clients, in a sentence that follows `Targeting.decide` (the highest
+/// version that admits a client wins; a rolled-back version sends its clients to the official
+/// version above it, else below it, else nowhere).
 struct ReviewFacts {
     struct Live {
         let label: String
@@ -77,31 +86,14 @@ struct ReviewFacts {
     /// What approving (or, once decided, this task) does for clients, in a sentence.
     let effect: String
 
-    init(_ t: TaskRecord, package p: PackageRecord, releases: AppReleases, services: Services) {
+    init(_ t: TaskRecord, package p: PackageRecord, releases: AppReleases, whitelistNames: [Int64: String] = [:], services: Services) {
         settings = Self.settings(of: p)
-        let share = TaskLinkRow.kind(t).replacingOccurrences(of: "Grayscale · ", with: "")
-        let verb = t.approval == "awaiting" ? "Approving" : "This task"
-        let earlier = releases.tasks.filter { $0.offersOfficially && $0.packageVersion < t.packageVersion }.max { $0.packageVersion < $1.packageVersion }
-        effect = switch (t.approvalFor, t.type) {
-        case ("promotion", _) where t.approval == "awaiting":
-            "Approving makes \(t.version) an official release: every client in the package's range gets it, not only the \(share) it reaches now."
-        case ("widening", _) where t.approval == "awaiting": "Approving offers \(t.version) to the wider share: \(share)."
-        case _ where t.rolledBack:
-            "Rolled back: \(t.version) is offered to no client; " + (earlier.map { "clients that have it are told to go back to \($0.version)." }
-                ?? "no earlier official version exists, so clients that have it keep it.")
-        case _ where t.neverReleased && t.approval != "awaiting": "Never released: no client was offered \(t.version) by this task."
-        case _ where t.taskStatus == .paused: "Paused: \(t.version) is offered to no further client until the task is resumed."
-        case (_, "gray") where t.taskStatus == .finished: "Finished: \(t.version) is no longer offered as a grayscale release."
-        case (_, "official"): "\(verb) offers \(t.version) to every client in the package's range."
-        default: "\(verb) offers \(t.version) as a grayscale release to \(share)."
-        }
         mainPageURL = p.mainUrl.map { services.contentLink(Route.fallback.path(p.appId, p.version, String($0.dropFirst()))) }
         let official = releases.liveOfficial
         liveOfficial = official.map { Live(label: "\($0.version) (task \($0.id ?? 0))", url: Route.task.path(String($0.id ?? 0))) }
-        runningGray = releases.runningGray.filter { $0.id != t.id }.map {
-            Live(label: "\($0.version): \(TaskLinkRow.kind($0).lowercased()), \($0.statusLabel.lowercased()) (task \($0.id ?? 0))",
-                 url: Route.task.path(String($0.id ?? 0)))
-        }
+        runningGray = releases.runningGray.filter { $0.id != t.id }.map { Self.live($0, whitelistNames: whitelistNames) }
+        effect = Self.effect(t, releases: releases, whitelistNames: whitelistNames)
+
         var warnings: [String] = []
         if t.approval == "awaiting" {
             let official = t.type == "official" || t.approvalFor == "promotion"
@@ -113,13 +105,64 @@ struct ReviewFacts {
                     warnings.append("If both are approved, clients in range get \(higher.version), the higher version.")
                 }
             }
-            if official, let live = releases.liveOfficial, live.id != t.id, live.packageVersion > t.packageVersion {
-                warnings.append("\(t.version) is below \(live.version), the official version clients get now: approving it changes nothing "
-                                + "for clients that have \(live.version) and offers \(t.version) only to clients below it.")
+            if let above = releases.officialAbove(t) {
+                warnings.append("\(t.version) is below \(above.version), the official version clients get now: clients in \(above.version)'s range "
+                                + "get \(above.version), the higher version, whatever this task admits.")
             }
         }
         self.warnings = warnings
         hasWarnings = !warnings.isEmpty
+    }
+
+    /// "1.0.0.2: grayscale, 10 % of devices, grayscale releasing (task 3)".
+    static func live(_ t: TaskRecord, whitelistNames: [Int64: String]) -> Live {
+        Live(label: "\(t.version): \(t.type == "gray" ? "grayscale, " : "")\(TaskLinkRow.share(t, whitelistNames: whitelistNames)), "
+                + "\(t.statusLabel.lowercased()) (task \(t.id ?? 0))",
+             url: Route.task.path(String(t.id ?? 0)))
+    }
+
+    static func effect(_ t: TaskRecord, releases: AppReleases, whitelistNames: [Int64: String]) -> String {
+        let v = t.version
+        let share = TaskLinkRow.share(t, whitelistNames: whitelistNames)
+        let above = releases.officialAbove(t)
+        let paused = t.taskStatus == .paused
+        let higher = above.map { " Clients in \($0.version)'s range get \($0.version) instead, the higher official version." } ?? ""
+        if t.approval == "awaiting" {
+            switch t.approvalFor {
+            case "promotion":
+                if let above {
+                    return "Approving makes \(v) official, but clients in range already get \(above.version), a higher official version: "
+                        + "it changes nothing for them; \(v) is offered only where \(above.version)'s range does not reach, or as a version to go back to."
+                }
+                return "Approving makes \(v) an official release: every client in the package's range gets it, not only the \(share) it reaches now"
+                    + (paused ? ", once the task is resumed (it is paused)." : ".")
+            case "widening":
+                return "Approving offers \(v) to the wider share: \(share)" + (paused ? ", once the task is resumed (it is paused)." : ".")
+                    + " Meanwhile this task offers \(v) to no client." + higher
+            default:
+                if t.type == "official" {
+                    return above.map { "Approving changes nothing for clients in range: they get \($0.version), a higher official version; "
+                        + "\(v) is offered only where \($0.version)'s range does not reach, or as a version to go back to." }
+                        ?? "Approving offers \(v) to every client in the package's range."
+                }
+                return "Approving offers \(v) as a grayscale release to \(share)." + higher
+            }
+        }
+        if t.rolledBack {
+            if let above { return "Rolled back: \(v) is offered to no client; clients that have it are offered \(above.version), the official version above it." }
+            return "Rolled back: \(v) is offered to no client; " + (releases.officialBelow(t).map { "clients that have it are told to go back to \($0.version)." }
+                ?? "no earlier official version exists, so clients that have it keep it.")
+        }
+        if t.neverReleased { return "Never released: no client was offered \(v) by this task." }
+        switch (t.taskStatus, t.type) {
+        case (.rejected, _): return "Ended: the wider share was rejected, and this task offers \(v) to no client."
+        case (.paused, _): return "Paused: \(v) is offered to no further client until the task is resumed."
+        case (.finished, "gray"): return "Finished: \(v) is no longer offered as a grayscale release."
+        case (_, "official"):
+            return above.map { "\(v) was released officially; clients in range now get \($0.version), a higher official version." }
+                ?? "This task offers \(v) to every client in the package's range."
+        default: return "This task offers \(v) as a grayscale release to \(share)." + higher
+        }
     }
 
     /// "promotion to official of 1.0.0.1", "official release of 1.0.0.4".

@@ -70,6 +70,8 @@ struct TaskPage {
         let rejectEffect: String
         /// What clients get while it waits.
         let waitingLine: String
+        /// The Approve button's question.
+        let approveConfirm: String
     }
 
     init(_ t: TaskRecord, app: AppRecord, package p: PackageRecord, whitelistNames: [Int64: String], events: [String: Int], admitted: Int,
@@ -78,15 +80,17 @@ struct TaskPage {
          chrome: Chrome) {
         self.chrome = chrome
         self.notice = notice
-        review = ReviewFacts(t, package: p, releases: releases, services: services)
+        review = ReviewFacts(t, package: p, releases: releases, whitelistNames: whitelistNames, services: services)
         let id = t.id ?? 0
         self.id = id
         appId = t.appId
         appName = app.name
         version = t.version
         typeLabel = t.type == "official" ? "Official release" : "Grayscale release"
-        statusLabel = unreadable != nil ? "Cannot be read" : t.rolledBack ? "Rolled back" : p.status.label
-        statusKey = unreadable != nil || t.rolledBack ? "rejected" : p.status.rawValue
+        // The task's own state (an old task of the package is not the package's current one).
+        statusLabel = unreadable != nil ? "Cannot be read"
+            : t.statusLabel + (t.approval == "awaiting" && t.approvalFor == "promotion" ? " · promotion awaiting approval" : "")
+        statusKey = unreadable != nil ? "rejected" : t.statusKey
         targeting = Self.plainWords(t, range: p.range, whitelistNames: whitelistNames)
         self.unreadable = unreadable
         descriptionHtml = Markdown.html(t.descriptionMarkdown)   // cmark's safe mode: no raw HTML, no javascript: links
@@ -96,7 +100,7 @@ struct TaskPage {
         comment = typedComment
         self.history = [Step(when: displayDate.string(from: t.createdAt), who: t.createdBy, what: "created")]
             + history.map { Step(when: String($0.at.prefix(16)).replacingOccurrences(of: "T", with: " "), who: $0.user,
-                                  what: Self.historyWords($0)) }
+                                  what: AuditWords.sentence($0)) }
         let status = t.taskStatus
         var ops: [(String, String, String)] = []
         if user.role.may(.editReleases), unreadable != nil {
@@ -110,7 +114,9 @@ struct TaskPage {
             if t.type == "gray", [.releasing, .paused].contains(status), t.approval != "awaiting" {
                 ops.append(settings.officialNeedsApproval
                     ? ("promote", "Promote to official (will wait for a reviewer)",
-                       "Ask for \(t.version) to become an official release? It will wait for a reviewer; the grayscale release goes on meanwhile.")
+                       "Ask for \(t.version) to become an official release? It will wait for a reviewer; "
+                        + (status == .paused ? "the task stays paused meanwhile, and is released officially once resumed after the approval."
+                                             : "the grayscale release goes on meanwhile."))
                     : ("promote", "Promote to official", "Release \(t.version) to every client in range?"))
             }
             if status == .awaitingApproval, t.approvalFor == "release" {
@@ -121,12 +127,16 @@ struct TaskPage {
                 ops.append(("finish", "Finish", "Finish task \(id)? It cannot be resumed."))
             }
             if t.type == "official", !t.rolledBack, !t.neverReleased, [.releasing, .paused, .finished].contains(status) {
-                let earlier = releases.tasks.filter { $0.offersOfficially && $0.packageVersion < t.packageVersion }
-                    .max { $0.packageVersion < $1.packageVersion }
-                ops.append(("rollback", "Roll back", earlier.map {
-                    "Roll back \(t.version)? Clients that have it are told to go back to \($0.version), the previous official version."
-                } ?? "Roll back \(t.version)? No earlier official version exists: devices that have \(t.version) keep it, "
-                    + "and devices without it get no official version until another release."))
+                let question: String
+                if let above = releases.officialAbove(t) {
+                    question = "Roll back \(t.version)? Clients that have it are offered \(above.version), the official version above it."
+                } else if let earlier = releases.officialBelow(t) {
+                    question = "Roll back \(t.version)? Clients that have it are told to go back to \(earlier.version), the previous official version."
+                } else {
+                    question = "Roll back \(t.version)? No earlier official version exists: devices that have \(t.version) keep it, "
+                        + "and devices without it get no official version until another release."
+                }
+                ops.append(("rollback", "Roll back", question))
             }
             if status.hasEnded {
                 ops.append(("delete", "Delete", t.rolledBack
@@ -144,15 +154,6 @@ struct TaskPage {
         createdAt = displayDate.string(from: t.createdAt)
         appURL = Route.app.path(t.appId)
         packageURL = Route.package.path(t.appId, t.version)
-    }
-
-    /// A history line: the operation, and for a new percentage what it was and became.
-    static func historyWords(_ r: AuditRecord) -> String {
-        let what = String(r.action.dropFirst(5))
-        guard r.action == "task.percentage", let data = r.detail.data(using: .utf8),
-              let detail = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let from = (detail["from"] as? String).flatMap(Double.init), let to = (detail["to"] as? String).flatMap(Double.init) else { return what }
-        return String(format: "percentage %g %% → %g %%", from, to)
     }
 
     static func approvalBox(_ t: TaskRecord, user: UserRecord, readable: Bool = true) -> ApprovalBox? {
@@ -182,7 +183,10 @@ struct TaskPage {
                                : t.approvalFor == "widening" ? "The wider share is refused and the task ends." : "It will never be released.",
                            waitingLine: t.approvalFor == "promotion"
                                ? "The grayscale release goes on as it is; clients are not offered \(t.version) officially until a reviewer approves it."
-                               : "Clients are not offered this until a reviewer approves it.")
+                               : "Clients are not offered this until a reviewer approves it.",
+                           approveConfirm: t.taskStatus == .paused
+                               ? "Approve task \(id)? The task is paused: clients get it once it is resumed."
+                               : "Approve task \(id)? Clients start getting it at once.")
     }
 
     /// "Android 10.0 and up, users on whitelist beta, city in Hangzhou".
@@ -233,7 +237,7 @@ struct ApprovalsPage {
     let hasDecided: Bool
 
     init(_ tasks: [TaskRecord], decided: [TaskRecord], packages: [Int64: PackageRecord], releases: [String: AppReleases],
-         services: Services, user: UserRecord, chrome: Chrome) {
+         whitelistNames: [Int64: String] = [:], services: Services, user: UserRecord, chrome: Chrome) {
         self.chrome = chrome
         reviewer = user.role.may(.approveReleases)
         func row(_ t: TaskRecord, review: Bool) -> Row {
@@ -242,15 +246,25 @@ struct ApprovalsPage {
                        version: t.version,
                        what: t.approvalFor == "promotion" ? "Promotion to official"
                            : t.approvalFor == "widening" ? "Widened grayscale release" : (t.type == "official" ? "Official release" : "Grayscale release"),
-                       requestedBy: review ? t.requestedBy ?? t.createdBy : TaskLinkRow.approvalLine(t) ?? "",
+                       requestedBy: review ? t.requestedBy ?? t.createdBy : Self.decision(t),
                        requestedAt: (review ? t.requestedAt : decidedAt).map { displayDate.string(from: $0) } ?? "",
                        yours: review && user.role.may(.approveReleases) && !t.isOwnRequest(of: user.name),
                        review: review ? packages[t.packageId].map {
-                           ReviewFacts(t, package: $0, releases: releases[t.appId] ?? AppReleases([]), services: services)
+                           ReviewFacts(t, package: $0, releases: releases[t.appId] ?? AppReleases([]), whitelistNames: whitelistNames, services: services)
                        } : nil)
         }
         rows = tasks.map { row($0, review: true) }
         self.decided = decided.map { row($0, review: false) }
         hasDecided = !decided.isEmpty
+    }
+
+    /// "Approved by rita", "Rejected by rita: comment", "Withdrawn by dev".
+    static func decision(_ t: TaskRecord) -> String {
+        let who = t.decidedBy ?? "?"
+        switch t.approval {
+        case "approved": return "Approved by \(who)" + (t.decisionComment.isEmpty ? "" : ": \(t.decisionComment)")
+        case "rejected": return "Rejected by \(who): \(t.decisionComment)"
+        default: return "Withdrawn by \(who) before a decision"
+        }
     }
 }

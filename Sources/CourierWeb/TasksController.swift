@@ -78,7 +78,8 @@ struct TasksController {
             }
             return services.views.render("approvals", ApprovalsPage(
                 waiting, decided: try await services.store.recentlyDecided(limit: 20), packages: packages, releases: releases,
-                services: services, user: context.user, chrome: Chrome(context, section: .approvals)))
+                whitelistNames: try await services.whitelistNames(), services: services, user: context.user,
+                chrome: Chrome(context, section: .approvals)))
         }
         routes.post(.taskOperation, needs: .editReleases) { _, context in
             let t = try await task(context)
@@ -92,8 +93,12 @@ struct TasksController {
                 case "percentage":
                     let changed = try await services.actions.setPercentage(by: context.acting, task: id, context.form["percentage"])
                     let waits = changed.approval == "awaiting" && changed.approvalFor == "widening"
-                    return redirect(to: changed, String(format: "Task \(id) now releases to %g %% of devices", changed.percentage ?? 0)
-                                    + (waits ? " — awaiting approval: the wider share is offered once a reviewer approves it." : "."), context)
+                    let share = String(format: "%g %%", changed.percentage ?? 0)
+                    return redirect(to: changed, waits
+                        ? "Task \(id)'s share is raised to \(share) — awaiting approval: "
+                            + (changed.taskStatus == .paused ? "the task stays paused, and offers the wider share once approved and resumed."
+                                                              : "this task offers \(changed.version) to no client until a reviewer approves it.")
+                        : "Task \(id) now releases to \(share) of devices.", context)
                 case let name:
                     guard let op = TaskOperation(rawValue: name) else { throw NotFound("There is no such task operation.") }
                     let done = try await services.actions.operate(by: context.acting, task: id, op)

@@ -33,24 +33,25 @@ struct WhitelistsController {
             }
         }
         routes.get(.whitelist, needs: .read) { request, context in
-            try await page(context, failure: .none, notice: Notice.read(request, for: context.user))
+            try await page(context, failure: .none, notice: Notice.shown(request, for: context.user))
         }
         routes.post(.whitelistValues, needs: .editReleases) { _, context in
             try await change(context) {
                 let pasted = Actions.parseValueList(context.form["values"], kind: try await kind(context))
                 let (n, waiting) = try await services.actions.addWhitelistValues(by: context.acting, id: try id(context), values: Set(pasted))
                 let dropped = pasted.count - n
-                return "\(n) new value\(n == 1 ? "" : "s") added"
+                return ("\(n) new value\(n == 1 ? "" : "s") added"
                     + (dropped > 0 ? "; \(dropped) duplicate\(dropped == 1 ? " was" : "s were") dropped (repeated, or already in the list)." : ".")
                     + (waiting.isEmpty ? "" : " Task\(waiting.count == 1 ? "" : "s") \(waiting.map(String.init).joined(separator: ", ")) "
-                        + "had been approved for the list as it was: \(waiting.count == 1 ? "it waits" : "they wait") for a reviewer again, and clients are not offered \(waiting.count == 1 ? "it" : "them") meanwhile.")
+                        + "had been approved for the list as it was: \(waiting.count == 1 ? "it waits" : "they wait") for a reviewer again, and clients are not offered \(waiting.count == 1 ? "it" : "them") meanwhile."),
+                        waiting: !waiting.isEmpty)
             }
         }
         routes.post(.whitelistRemove, needs: .editReleases) { _, context in
             try await change(context) {
                 let n = try await services.actions.removeWhitelistValues(by: context.acting, id: try id(context),
                                                                          values: Actions.parseValues(context.form["remove"], kind: try await kind(context)))
-                return "\(n) value\(n == 1 ? "" : "s") removed."
+                return ("\(n) value\(n == 1 ? "" : "s") removed.", waiting: false)
             }
         }
         routes.post(.whitelistDelete, needs: .editReleases) { _, context in
@@ -71,10 +72,11 @@ struct WhitelistsController {
         return id
     }
 
-    func change(_ context: SignedInContext, _ action: () async throws -> String) async throws -> Response {
+    func change(_ context: SignedInContext, _ action: () async throws -> (String, waiting: Bool)) async throws -> Response {
         do {
-            let notice = try await action()
-            return Response.redirect(to: Route.whitelist.path([String(try id(context))], query: Notice.query(notice, for: context.user)))
+            let (notice, waiting) = try await action()
+            return Response.redirect(to: Route.whitelist.path([String(try id(context))],
+                                                              query: Notice.query(notice, for: context.user, waiting: waiting)))
         } catch {
             guard let failure = FormFailure(error) else { throw error }
             return try await page(context, failure: failure, notice: nil)
@@ -88,7 +90,7 @@ struct WhitelistsController {
                                      status: failure.status)
     }
 
-    func page(_ context: SignedInContext, failure: FormFailure, notice: String?) async throws -> Response {
+    func page(_ context: SignedInContext, failure: FormFailure, notice: Notice.Shown?) async throws -> Response {
         let whitelistID = try id(context)
         guard let (w, values) = try await services.store.whitelist(whitelistID) else {
             throw NotFound("There is no whitelist \(whitelistID).")

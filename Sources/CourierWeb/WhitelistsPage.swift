@@ -73,14 +73,14 @@ struct WhitelistPage {
     let values: String
     let errors: [String: String]
     let formError: String?
-    let notice: String?
+    let notice: Notice.Shown?
     let addAction: String
     let removeAction: String
     let deleteAction: String
     let listURL = Route.whitelists.path()
 
     init(_ w: WhitelistRecord, values all: Set<String>, usedBy tasks: [TaskRecord], form: FormFields, failure: FormFailure,
-         notice: String?, user: UserRecord, chrome: Chrome) {
+         notice: Notice.Shown?, user: UserRecord, chrome: Chrome) {
         self.chrome = chrome
         name = w.name
         kind = Whitelist.Kind(rawValue: w.kind)?.label ?? w.kind

@@ -367,7 +367,7 @@ final class ConsoleTests: XCTestCase {
             XCTAssertEqual(second.components(separatedBy: "<tr id=\"app-").count - 1, 5)
             let search = try await b.get("/apps?q=number%2017").text
             XCTAssertTrue(search.contains("App number 17"))
-            XCTAssertTrue(search.contains("1 apps"))
+            XCTAssertTrue(search.contains("· 1 app<"))
             await assertTrue(try await b.get("/apps?q=30000024").text.contains("App number 24"))
             await assertTrue(try await b.get("/apps?q=%25").text.contains("No app matches"), "LIKE wildcards are literal")
         }

@@ -1,10 +1,10 @@
 import CourierCore
-import CourierStore
 import CourierTestSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import XCTest
+@testable import CourierStore
 @testable import CourierWeb
 
 /// Issue 16: every page that names a task links it, the apps list says what each app releases,
@@ -42,14 +42,15 @@ final class FindingReleasesTests: XCTestCase {
             XCTAssertTrue(notice.contains(#"<p class="notice" id="notice">"#), "a release offered now is a success")
 
             // The apps list: status linked to the task, what is live officially.
-            let row = element(try await b.get("/apps").text, id: "app-20171228")
+            let list = try await b.get("/apps").text
+            let row = element(list, id: "app-20171228")
             XCTAssertTrue(row.contains("Grayscale releasing") && row.contains(#"href="/tasks/1""#), row)
             XCTAssertTrue(row.contains("<td>—</td>"), "nothing is official yet")
 
             // The app page: each package's current task, what runs.
             let app = try await b.get("/apps/20171228").text
             XCTAssertTrue(app.contains(#"<a href="/tasks/1" class="task-link">task 1</a>"#), app)
-            XCTAssertTrue(element(app, id: "live-gray").contains("1.0.0.2: grayscale · 10 % of devices, grayscale releasing (task 1)"), app)
+            XCTAssertTrue(element(app, id: "live-gray").contains("1.0.0.2: grayscale, 10 % of devices, grayscale releasing (task 1)"), app)
             XCTAssertTrue(element(app, id: "live-official").contains("none"))
 
             // The package page lists its tasks with their state, and each link opens.
@@ -223,6 +224,101 @@ final class FindingReleasesTests: XCTestCase {
         }
     }
 
+    func testWhatTheConsoleSaysFollowsWhatClientsAreAnswered() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("alice", role: .developer)
+        try await h.addPackage("1.0.0.3")
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let c = ReleaseTests.Client(client: client)
+            // A grayscale release of an older version while the newest waits: the list finds the running one.
+            await assertEqual(try await b.post("/apps/20171228/packages/1.0.0.1/tasks", [("type", "gray"), ("mode", "percentage"),
+                                                                                       ("percentage", "10"), ("description", "x")]).status, .seeOther)
+            let list = try await b.get("/apps").text
+            let row = element(list, id: "app-20171228")
+            XCTAssertTrue(row.contains("Grayscale releasing") && row.contains("1.0.0.1 · ") && row.contains(#"href="/tasks/1""#), row)
+            XCTAssertTrue(row.contains(#"href="/apps/20171228/packages/1.0.0.3""#), "the newest version is listed too")
+            await assertEqual(try await b.post("/tasks/1/finish", []).status, .seeOther)
+
+            // Official 1.0.0.1 then 1.0.0.2: rolling back 1.0.0.1 sends its clients up to 1.0.0.2.
+            for v in ["1.0.0.1", "1.0.0.2"] {
+                await assertEqual(try await b.post("/apps/20171228/packages/\(v)/tasks", [("type", "official"), ("description", "x")]).status, .seeOther)
+            }
+            let first = try await b.get("/tasks/2").text
+            XCTAssertTrue(first.contains("Roll back 1.0.0.1? Clients that have it are offered 1.0.0.2, the official version above it."), first)
+            XCTAssertTrue(element(first, id: "review-effect").contains("clients in range now get 1.0.0.2, a higher official version"), first)
+            await assertEqual(try await b.post("/tasks/2/rollback", []).status, .seeOther)
+            await assertEqual(try await c.versions(installed: "1.0.0.1"), ["1.0.0.2"], "what the page said")
+            let rolled = try await b.get("/tasks/2").text
+            XCTAssertTrue(element(rolled, id: "review-effect").contains("clients that have it are offered 1.0.0.2, the official version above it"))
+            // Rolling back 1.0.0.2 now: nothing official remains below it (1.0.0.1 was rolled back).
+            await assertEqual(try await b.post("/tasks/3/rollback", []).status, .seeOther)
+            await assertEqual(try await c.versions(installed: "1.0.0.2"), [], "nothing to go back to")
+            let app = try await b.get("/apps/20171228").text
+            XCTAssertTrue(app.contains(#"<span class="status rejected">Rolled back</span>"#), "a rolled-back release is not shown as finished")
+            let package = try await b.get("/apps/20171228/packages/1.0.0.2").text
+            XCTAssertTrue(element(package, id: "package-status").contains("Rolled back"), package)
+        }
+    }
+
+    func testARequestBelowTheLiveOfficialVersionSaysItChangesNothing() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("dev", role: .developer)
+        try await h.addUser("rita", role: .reviewer)
+        try await h.test { client in
+            let dev = try await Browser.signIn(client, "dev")
+            await assertEqual(try await dev.post("/apps/20171228/packages/1.0.0.2/tasks", [("type", "official"), ("description", "x")]).status, .seeOther)
+            _ = try await h.store.setApprovalRules(official: true, gray: true, by: .commandLine)
+            await assertEqual(try await dev.post("/apps/20171228/packages/1.0.0.1/tasks", [("type", "official"), ("description", "x")]).status, .seeOther)
+            let rita = try await Browser.signIn(client, "rita")
+            let page = try await rita.get("/tasks/2").text
+            XCTAssertTrue(element(page, id: "review-effect").contains("Approving changes nothing for clients in range: they get 1.0.0.2"), page)
+            XCTAssertTrue(element(page, id: "review-warnings").contains("1.0.0.1 is below 1.0.0.2"), page)
+            // A grayscale task widened: while the wider share waits, the task offers nothing; rejected, it ends.
+            await assertEqual(try await dev.post("/tasks/2/finish", []).status, .seeOther)
+            let withdrawn = try await rita.get("/approvals").text
+            XCTAssertTrue(element(withdrawn, id: "decided-2").contains("Withdrawn by dev"), withdrawn)
+            _ = try await h.store.setApprovalRules(official: false, gray: false, by: .commandLine)
+            try await h.addPackage("1.0.0.3")
+            await assertEqual(try await dev.post("/apps/20171228/packages/1.0.0.3/tasks", [("type", "gray"), ("mode", "percentage"),
+                                                                                         ("percentage", "5"), ("description", "x")]).status, .seeOther)
+            _ = try await h.store.setApprovalRules(official: false, gray: true, by: .commandLine)
+            let raised = try await dev.post("/tasks/3/percentage", [("percentage", "20")])
+            let notice = try await dev.get(try XCTUnwrap(raised.headers[.location])).text
+            XCTAssertTrue(element(notice, id: "notice").contains("this task offers 1.0.0.3 to no client until a reviewer approves it"), notice)
+            XCTAssertTrue(element(notice, id: "review-effect").contains("Meanwhile this task offers 1.0.0.3 to no client."), notice)
+            await assertEqual(try await rita.post("/tasks/3/reject", [("comment", "Too wide")]).status, .seeOther)
+            let rejected = try await rita.get("/tasks/3").text
+            XCTAssertTrue(element(rejected, id: "review-effect").contains("the wider share was rejected"), rejected)
+        }
+    }
+
+    func testANoticeCannotBeRestyledOrReplayedWithAnotherText() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("dev", role: .developer)
+        _ = try await h.store.setApprovalRules(official: true, gray: false, by: .commandLine)
+        try await h.test { client in
+            let dev = try await Browser.signIn(client, "dev")
+            let made = try await dev.post("/apps/20171228/packages/1.0.0.1/tasks", [("type", "official"), ("description", "x")])
+            let url = try XCTUnwrap(made.headers[.location])
+            XCTAssertTrue(url.contains("nw=1"))
+            await assertTrue(try await dev.get(url).text.contains(#"id="notice""#), "the notice as made is shown")
+            let plain = url.replacingOccurrences(of: "&nw=1", with: "").replacingOccurrences(of: "notice=", with: "notice=%01")
+            await assertFalse(try await dev.get(plain).text.contains(#"id="notice""#), "restyled: not shown")
+            let unflagged = url.replacingOccurrences(of: "&nw=1", with: "")
+            await assertFalse(try await dev.get(unflagged).text.contains(#"id="notice""#), "the style is signed")
+            // A batch release with no approval rule says nothing of approvals.
+            _ = try await h.store.setApprovalRules(official: false, gray: false, by: .commandLine)
+            let batch = try await dev.post("/releases/batch", [("apps", "20171228"), ("type", "gray"), ("mode", "percentage"),
+                                                               ("percentage", "5"), ("description", "x")])
+            XCTAssertTrue(batch.text.contains("1 created"), batch.text)
+            XCTAssertFalse(batch.text.contains(#"id="batch-awaiting""#), "0 awaiting is not a notice")
+        }
+    }
+
     func testTheAuditLogFilteredByAppHoldsItsTasksApprovalsAndRollbacks() async throws {
         let (h, _) = try await releasedHarness()
         defer { h.cleanUp() }
@@ -251,6 +347,9 @@ final class FindingReleasesTests: XCTestCase {
             let other = try await dev.get("/audit?app=20180101").text
             XCTAssertFalse(other.contains("task.approve"))
             await assertEqual(try await h.store.verifyAudit().isValid, true, "the chain holds")
+            // The app column is checked against the hashed detail: moving a row to another app breaks the chain.
+            try await h.store.db.write { db in try db.execute(sql: "UPDATE audit SET appId = '20180101' WHERE action = 'task.rollback'") }
+            await assertEqual(try await h.store.verifyAudit().isValid, false, "a changed app column is caught")
         }
     }
 }

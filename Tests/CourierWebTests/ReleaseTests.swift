@@ -312,7 +312,7 @@ extension ReleaseConsoleTests {
             XCTAssertTrue(refused.text.contains(#"id="error-percentage""#) && refused.text.contains(#"name="percentage" value="150""#), refused.text)
             await assertEqual(try await b.post(url + "/percentage", [("percentage", "30")]).status, .seeOther)
             let page = try await b.get(url).text
-            XCTAssertTrue(page.contains("percentage 10 % → 30 %"), page)
+            XCTAssertTrue(page.contains("Changed the percentage (1.0.0.2) from 10 % to 30 %."), page)
             XCTAssertTrue(page.contains("lowering it stops offering"), "the question fits a lower percentage too")
 
             // Deleting a rolled-back task ends its rollback: the question says so.

@@ -104,7 +104,8 @@ def test_release_journey(server, browser, tmp_path):
     assert "Rolled back" in d.find_element(By.ID, "task-status").text
     assert update(server, "u-3", installed="1.0.0.2") == ["1.0.0.1 rollback"]
     history = d.find_element(By.ID, "task-history").text
-    for step in ("pause", "resume", "promote", "rollback"):
+    for step in ("Paused the task", "Resumed the task", "Promoted the task (1.0.0.2) to an official release",
+                 "Rolled back the official release (1.0.0.2)"):
         assert step in history, history
     shot(d, "13-task-rolled-back")
     status, task = api(server, token, "GET", "/api/v1/apps/20171228")
