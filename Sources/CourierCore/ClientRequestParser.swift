@@ -30,6 +30,7 @@ extension ClientRequest {
         var text: [String: String] = [:]
         var installed: [String: PackageVersion?] = [:]
         var all = false
+        var failed: [String: Set<PackageVersion>] = [:]
         let notJSON = ClientRequestError("The body must be a JSON object.")
         do throws(ClientRequestError) {
             reader.skipSpace()
@@ -42,6 +43,7 @@ extension ClientRequest {
                     let name = key.text
                     text[name] = try reader.textField(name)
                 case "apps": installed = try reader.apps()
+                case "failed": failed = try reader.failed()
                 case "all":
                     guard let b = try reader.bool() else { throw ClientRequestError("all must be true or false.") }
                     all = b
@@ -61,7 +63,7 @@ extension ClientRequest {
         }
         return ClientRequest(platform: p, clientVersion: v, deviceId: text["deviceId"] ?? "", userId: text["userId"] ?? "",
                              model: text["model"] ?? "", osVersion: text["osVersion"] ?? "", network: text["network"] ?? "",
-                             city: text["city"] ?? "", installed: installed, all: all)
+                             city: text["city"] ?? "", installed: installed, all: all, failed: failed)
     }
 }
 
@@ -302,6 +304,32 @@ struct JSONReader {
     }
 
     /// `[{"id": "8 digits", "version": "1.0.0.1" | "0" | "" | null}, …]`
+    /// `"failed":[{"id","version","reason"}]`: the versions this device gave up.
+    mutating func failed() throws(ClientRequestError) -> [String: Set<PackageVersion>] {
+        let shape = ClientRequestError("failed must be a list of {\"id\",\"version\",\"reason\"}.")
+        let item = ClientRequestError("Each failed version is {\"id\": \"8 digits\", \"version\": \"1.0.0.1\", \"reason\": \"…\"}.")
+        guard peek() == UInt8(ascii: "[") else { throw shape }
+        var failed: [String: Set<PackageVersion>] = [:]
+        var count = 0
+        try array { r throws(ClientRequestError) in
+            count += 1
+            guard count <= ClientRequest.maxApps else { throw ClientRequestError("failed lists at most \(ClientRequest.maxApps) versions.") }
+            guard r.peek() == UInt8(ascii: "{") else { throw item }
+            var id: String?
+            var version: PackageVersion?
+            try r.object { r, key throws(ClientRequestError) in
+                switch key {
+                case "id": if let v = try r.string() { id = v } else { try r.skipValue(depth: 3) }
+                case "version": if let v = try r.string() { version = PackageVersion(fast: v) } else { try r.skipValue(depth: 3) }
+                default: try r.skipValue(depth: 3)   // the reason is for people; Courier counts, it does not read it
+                }
+            }
+            guard let id, id.utf8.count == 8, let version else { throw item }
+            failed[id, default: []].insert(version)
+        }
+        return failed
+    }
+
     mutating func apps() throws(ClientRequestError) -> [String: PackageVersion?] {
         let shape = ClientRequestError("apps must be a list of {\"id\",\"version\"}.")
         let item = ClientRequestError("Each app is {\"id\": \"8 digits\", \"version\": \"1.0.0.1\"}.")

@@ -29,13 +29,16 @@ public struct ClientRequest: Sendable {
     public var installed: [String: PackageVersion?]
     /// Asks for every app this client should have, not only the installed ones.
     public var all: Bool
+    /// Versions this device installed and then gave up (its trial failed, SPEC §10), by app ID:
+    /// the tasks releasing them are not offered to it again.
+    public var failed: [String: Set<PackageVersion>]
 
     public init(platform: Platform, clientVersion: ClientVersion, deviceId: String = "", userId: String = "", model: String = "",
                 osVersion: String = "", network: String = "", city: String = "", installed: [String: PackageVersion?] = [:],
-                all: Bool = false) {
+                all: Bool = false, failed: [String: Set<PackageVersion>] = [:]) {
         self.platform = platform; self.clientVersion = clientVersion; self.deviceId = deviceId; self.userId = userId
         self.model = model; self.osVersion = osVersion; self.network = network; self.city = city
-        self.installed = installed; self.all = all
+        self.installed = installed; self.all = all; self.failed = failed
         self.parsedOSVersion = try? ClientVersion(validating: osVersion, field: "")
         self.folded = Folded(self)
     }
@@ -348,6 +351,8 @@ public struct TaskVerdict: Sendable, Equatable {
         case amongFirst(Int), firstTaken(Int)
         /// The task, or a whitelist it uses, cannot be read: it offers nothing.
         case unreadable(String)
+        /// This device installed the task's version and gave it up (its trial failed).
+        case gaveUp
     }
 
     public let taskId: Int64
@@ -358,6 +363,7 @@ public struct TaskVerdict: Sendable, Equatable {
     public var reason: String {
         switch why {
         case .rolledBack: "rolled back"
+        case .gaveUp: "this device gave the version up (its trial failed); it is not offered again"
         case .paused: "paused"
         case .grayFinished: "grayscale release finished"
         case .notApproved: "not approved by a reviewer"
@@ -413,13 +419,15 @@ public struct Decision: Sendable, Equatable {
 /// Records a time-window admission: true when `device` is (or now becomes) one of the task's
 /// first devices. Must be atomic and durable; the decision calls it only when it matters.
 public typealias AdmitDevice = @Sendable (_ task: Int64, _ userCount: Int, _ device: String) -> Bool
+/// Did this device give up the version this task releases (remembered from an earlier request)?
+public typealias GaveUp = (_ task: Int64) -> Bool
 
 public enum Targeting {
     /// The decision for every app the request concerns (SPEC §4).
     /// The decision for every app the request concerns (SPEC §4). With `explain` false (the update
     /// API's hot path) the verdicts are left out: only the answers are kept.
     public static func decide(_ request: ClientRequest, _ snapshot: TargetingSnapshot, now: Date, explain: Bool = true,
-                              admit: AdmitDevice) -> [Decision] {
+                              gaveUp: GaveUp = { _ in false }, admit: AdmitDevice) -> [Decision] {
         var ids = Array(request.installed.keys)
         if request.all { ids += snapshot.apps.keys.filter { request.installed[$0] == nil } }
         ids.sort()
@@ -431,7 +439,7 @@ public enum Targeting {
         for id in ids {
             guard let app = snapshot.apps[id] else { continue }
             decisions.append(decide(request, app: app, installed: request.installed[id] ?? nil, snapshot: snapshot, now: now,
-                                    explain: explain, lists: lists, admit: admit))
+                                    explain: explain, lists: lists, gaveUp: gaveUp, admit: admit))
         }
         return decisions
     }
@@ -456,8 +464,9 @@ public enum Targeting {
     }
 
     static func decide(_ request: ClientRequest, app: AppTargets, installed: PackageVersion?, snapshot: TargetingSnapshot,
-                       now: Date, explain: Bool, lists: ListVerdicts, admit: AdmitDevice) -> Decision {
+                       now: Date, explain: Bool, lists: ListVerdicts, gaveUp: GaveUp = { _ in false }, admit: AdmitDevice) -> Decision {
         let rolledBack = installedRolledBack(app, installed)
+        let failedHere = request.failed[app.appId]
         var verdicts: [TaskVerdict] = []
         var best: ReleaseTask?
         for (task, range) in zip(app.tasks, app.ranges) {
@@ -467,7 +476,9 @@ public enum Targeting {
                 guard rolledBack else { break }
                 if task.version == installed || !task.isOfficial { continue }
             }
-            let (ok, why) = evaluate(task, request, range: range, snapshot: snapshot, now: now, explain: explain, lists: lists, admit: admit)
+            // A version this device gave up is not offered to it again by the same task (SPEC §4).
+            let (ok, why) = failedHere?.contains(task.version) == true || gaveUp(task.id) ? (false, .gaveUp)
+                : evaluate(task, request, range: range, snapshot: snapshot, now: now, explain: explain, lists: lists, admit: admit)
             if explain { verdicts.append(TaskVerdict(taskId: task.id, version: task.version, admitted: ok, why: why)) }
             if ok { best = task; break }
         }

@@ -62,6 +62,17 @@ extension Store {
         }
     }
 
+    /// How often devices may check for updates (`config.updateReqRate` in every answer).
+    public func setUpdateReqRate(_ seconds: Int, by actor: ActingUser) async throws -> SettingsRecord {
+        try await change(by: actor, "settings.updateReqRate", subject: "settings") { db in
+            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            let before = s.updateReqRate
+            s.updateReqRate = seconds
+            try s.save(db)
+            return (s, ["before": String(before), "after": String(seconds)])
+        }
+    }
+
     /// Which releases wait for a reviewer. Tasks already waiting keep waiting.
     public func setApprovalRules(official: Bool, gray: Bool, by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.approval", subject: "settings") { db in

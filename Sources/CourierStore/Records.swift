@@ -15,6 +15,10 @@ public struct SettingsRecord: Codable, FetchableRecord, PersistableRecord, Senda
     public var officialNeedsApproval = false
     /// New grayscale tasks wait for a reviewer too.
     public var grayNeedsApproval = false
+    /// The least number of seconds between a device's update checks (SPEC §4, `config.updateReqRate`).
+    public var updateReqRate = SettingsRecord.defaultUpdateReqRate
+    public static let defaultUpdateReqRate = 1800
+    public static let updateReqRateRange = 0...86400
     public init() {}
 }
 

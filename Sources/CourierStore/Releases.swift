@@ -574,6 +574,44 @@ extension Store {
         }
     }
 
+    /// A device ID as a fixed-size key (the first 8 bytes of its SHA-256): what a client sends
+    /// may be long; what Courier remembers per device is not.
+    public static func deviceKey(_ device: String) -> UInt64 {
+        SHA256.hash(data: Data(device.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Every device that gave up a task's version, by task (loaded into memory at start).
+    public func gaveUpDevices() async throws -> [Int64: Set<UInt64>] {
+        try await db.read { db in
+            var all: [Int64: Set<UInt64>] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT taskId, deviceKey FROM gaveUp")
+            while let r = try rows.next() { all[r[0], default: []].insert(UInt64(bitPattern: r[1])) }
+            return all
+        }
+    }
+
+    /// Remembers that these devices gave up these tasks' versions, and counts each once on its
+    /// task (`failed`); tasks deleted since the snapshot named them are passed over. Answers the
+    /// pairs recorded.
+    @discardableResult
+    public func recordGaveUp(_ pairs: [(task: Int64, device: UInt64)]) async throws -> [(task: Int64, device: UInt64)] {
+        guard !pairs.isEmpty else { return [] }
+        return try await db.write { db in
+            var recorded: [(task: Int64, device: UInt64)] = []
+            for p in pairs {
+                try db.execute(sql: "INSERT OR IGNORE INTO gaveUp (taskId, deviceKey) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM task WHERE id = ?)",
+                               arguments: [p.task, Int64(bitPattern: p.device), p.task])
+                guard db.changesCount > 0 else { continue }
+                recorded.append(p)
+                try db.execute(sql: """
+                    INSERT INTO taskEvent (taskId, event, count) VALUES (?, 'failed', 1)
+                    ON CONFLICT (taskId, event) DO UPDATE SET count = count + 1
+                    """, arguments: [p.task])
+            }
+            return recorded
+        }
+    }
+
     /// Counts a client's report, once per device, task, kind and hour (a device repeating itself,
     /// or one connection replaying it, adds nothing); false when the task is gone (deleted since
     /// the snapshot named it).

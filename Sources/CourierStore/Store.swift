@@ -175,6 +175,18 @@ public final class Store: Sendable {
                 """)
             try db.create(index: "auditByApp", on: "audit", columns: ["appId", "id"])
         }
+        // Issue 17: the update check interval is a setting (SPEC §4), no longer a constant; the
+        // versions a device gave up are remembered per task (by a 64-bit key of the device ID).
+        m.registerMigration("v12-client-protocol") { db in
+            try db.alter(table: "settings") { t in
+                t.add(column: "updateReqRate", .integer).notNull().defaults(to: SettingsRecord.defaultUpdateReqRate)
+            }
+            try db.create(table: "gaveUp") { t in
+                t.column("taskId", .integer).notNull().references("task", onDelete: .cascade)
+                t.column("deviceKey", .integer).notNull()
+                t.primaryKey(["taskId", "deviceKey"])
+            }
+        }
         return m
     }
 

@@ -57,6 +57,7 @@ struct SettingsJSON: Codable {
     var signingKeyFingerprint: String?
     var officialNeedsApproval: Bool?
     var grayNeedsApproval: Bool?
+    var updateReqRate: Int?
 }
 
 struct AppJSON: Encodable {
@@ -128,6 +129,7 @@ struct APIController {
                 _ = try await services.actions.setApprovalRules(by: context.acting, official: body.officialNeedsApproval ?? s.officialNeedsApproval,
                                                                 gray: body.grayNeedsApproval ?? s.grayNeedsApproval)
             }
+            if let rate = body.updateReqRate { _ = try await services.actions.setUpdateReqRate(by: context.acting, String(rate)) }
             return try await json(settingsJSON(services.store.settings()))
         }
         routes.put(.apiSigningKey, needs: .editSigningKey) { request, context in
@@ -174,7 +176,7 @@ struct APIController {
     func settingsJSON(_ s: SettingsRecord) -> SettingsJSON {
         SettingsJSON(virtualDomain: s.virtualDomain, globalHost: s.globalHost, appKey: s.appKey,
                      signingKeyFingerprint: s.signingKeyFingerprint, officialNeedsApproval: s.officialNeedsApproval,
-                     grayNeedsApproval: s.grayNeedsApproval)
+                     grayNeedsApproval: s.grayNeedsApproval, updateReqRate: s.updateReqRate)
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ request: Request, limit: Int = 64 * 1024) async throws -> T {

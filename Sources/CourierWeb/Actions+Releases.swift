@@ -159,6 +159,16 @@ extension Actions {
     }
 
     /// Which releases wait for a reviewer's approval.
+    /// `text` seconds between a device's update checks, 0–86400.
+    public func setUpdateReqRate(by actor: ActingUser, _ text: String) async throws -> SettingsRecord {
+        try actor.require(.editSettings)
+        let range = SettingsRecord.updateReqRateRange
+        guard let seconds = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(seconds) else {
+            throw FieldError("updateReqRate", "Enter a whole number of seconds from \(range.lowerBound) to \(range.upperBound) (1800 is half an hour).")
+        }
+        return try await store.setUpdateReqRate(seconds, by: actor)
+    }
+
     public func setApprovalRules(by actor: ActingUser, official: Bool, gray: Bool) async throws -> SettingsRecord {
         try actor.require(.editSettings)
         return try await store.setApprovalRules(official: official, gray: gray, by: actor)

@@ -86,6 +86,7 @@ enum AuditWords {
         case "settings.globalLocation": return "Set the global resource host to \(v("globalHost")) with app key \(v("appKey"))."
         case "settings.signingKey":
             return "Installed the signing key \(v("fingerprint").prefix(16))…; \(v("resignedPackages")) packages were signed again."
+        case "settings.updateReqRate": return "Set the update check interval to \(v("after")) seconds (before: \(v("before")))."
         case "settings.approval": return "Set the approval rules: \(approvalWords(v("after"))) (before: \(approvalWords(v("before"))))."
         case "user.create": return "Created the user as \(v("role"))" + (d["via"] == "setup" ? " at first-run setup." : ".")
         case "user.role": return "Changed the role from \(v("before")) to \(v("role"))."

@@ -15,7 +15,8 @@ struct BadClientRequest: Error {
 struct ClientController {
     let services: Services
     static let maxBody = 256 * 1024
-    static let events: Set<String> = ["download_ok", "download_failed", "verify_failed", "install_ok", "install_failed", "rollback"]
+    static let events: Set<String> = ["download_ok", "download_failed", "verify_failed", "install_ok", "install_failed", "rollback",
+                                      "patch_failed", "trial_failed"]
 
     func addRoutes(to router: RouterGroup<AppContext>, table: RouteTable) {
         table.add(.init(method: .post, route: .clientUpdate, permission: nil, surface: .open))
@@ -63,12 +64,16 @@ struct ClientController {
         }
     }
 
-    /// Decides from the snapshot; a time-window admission is recorded before the answer.
+    /// Decides from the snapshot; the versions a device gave up and a time-window admission are
+    /// recorded before the answer.
     func update(_ request: ClientRequest) async throws -> Response {
         let snapshot = services.delivery.snapshot
         let ledger = services.delivery.ledger
+        let failures = services.delivery.gaveUp.new(Self.failures(request, snapshot))
+        if !failures.isEmpty { services.delivery.gaveUp.add(try await services.store.recordGaveUp(failures)) }
+        let gaveUp = Self.gaveUp(request, services.delivery.gaveUp)
         let reserved = NIOLockedValueBox<[(task: Int64, device: String)]>([])
-        let decisions = Targeting.decide(request, snapshot.targeting, now: Date(), explain: false) { task, count, device in
+        let decisions = Targeting.decide(request, snapshot.targeting, now: Date(), explain: false, gaveUp: gaveUp) { task, count, device in
             ledger.admit(task: task, count: count, device: device, reserved: reserved)
         }
         let fresh = reserved.withLockedValue { $0 }
@@ -91,8 +96,11 @@ struct ClientController {
         guard let request = try? ClientRequest.parse(body) else { return nil }
         let snapshot = delivery.snapshot
         let ledger = delivery.ledger
+        // A version given up that is not remembered yet is written first, by the router's path.
+        guard request.failed.isEmpty || delivery.gaveUp.new(failures(request, snapshot)).isEmpty else { return nil }
         let mustWrite = Flag()
-        let decisions = Targeting.decide(request, snapshot.targeting, now: now, explain: false) { task, count, device in
+        let decisions = Targeting.decide(request, snapshot.targeting, now: now, explain: false,
+                                         gaveUp: gaveUp(request, delivery.gaveUp)) { task, count, device in
             switch ledger.peek(task: task, count: count, device: device) {
             case .admitted: return true
             case .full: return false
@@ -102,6 +110,24 @@ struct ClientController {
         guard !mustWrite.raised else { return nil }
         delivery.metrics.decided(decisions)
         return snapshot.answer(decisions)
+    }
+
+    /// The (task, device) pairs of the versions a request says its device gave up: those of
+    /// packages a task releases, from a device that names itself.
+    static func failures(_ request: ClientRequest, _ snapshot: DeliverySnapshot) -> [(task: Int64, device: UInt64)] {
+        guard !request.failed.isEmpty, !request.deviceId.isEmpty else { return [] }
+        let device = Store.deviceKey(request.deviceId)
+        return request.failed.sorted { $0.key < $1.key }.flatMap { app, versions in
+            versions.sorted().compactMap { v in snapshot.taskOfPackage[app]?[v].map { (task: $0, device: device) } }
+        }
+    }
+
+    /// What the decision asks of the remembered failures: nothing to look up (and no hash to
+    /// compute) while no device has given anything up.
+    static func gaveUp(_ request: ClientRequest, _ ledger: GaveUpLedger) -> GaveUp {
+        guard !request.deviceId.isEmpty, !ledger.isEmpty else { return { _ in false } }
+        let tasks = ledger.tasks(of: Store.deviceKey(request.deviceId))
+        return { tasks.contains($0) }
     }
 
     /// Set from the decision's (synchronous) admit closure, read right after it returns.

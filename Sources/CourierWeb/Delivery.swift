@@ -26,6 +26,8 @@ final class DeliverySnapshot: Sendable {
     /// What could not be read while building (tasks, whitelists, settings), in words: each
     /// offers nothing. Logged and counted by `Delivery`.
     let unreadable: [String]
+    /// `config.updateReqRate` of every answer (a setting).
+    let updateReqRate: Int
 
     struct GlobalFile: Sendable {
         let blob: String
@@ -36,8 +38,10 @@ final class DeliverySnapshot: Sendable {
 
     init(targeting: TargetingSnapshot, entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]],
          official: [String: PackageVersion], taskOfPackage: [String: [PackageVersion: Int64]],
-         globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:], openWindows: Set<Int64>? = nil, unreadable: [String] = []) {
+         globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:], openWindows: Set<Int64>? = nil, unreadable: [String] = [],
+         updateReqRate: Int = SettingsRecord.defaultUpdateReqRate) {
         self.targeting = targeting
+        self.updateReqRate = updateReqRate
         self.openWindows = openWindows
         self.unreadable = unreadable
         self.entries = entries
@@ -55,7 +59,7 @@ final class DeliverySnapshot: Sendable {
             case .rollback(let v, _): entries[d.appId]?[v]?.rollback
             case .none: nil
             }
-        })
+        }, updateReqRate: updateReqRate)
     }
 
     static let empty = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:])
@@ -158,7 +162,7 @@ final class DeliverySnapshot: Sendable {
         return DeliverySnapshot(targeting: targeting, entries: entries, official: official, taskOfPackage: taskOfPackage,
                                 globalAppKey: settings.appKey, globalFiles: globalFiles,
                                 openWindows: Set(tasks.filter { $0.mode == "timeWindow" && !$0.taskStatus.hasEnded }.compactMap(\.id)),
-                                unreadable: unreadable)
+                                unreadable: unreadable, updateReqRate: settings.updateReqRate)
     }
 }
 
@@ -168,6 +172,7 @@ public final class Delivery: Sendable {
     private let rebuilding = AsyncMutex()
     private let reuse = DeliverySnapshot.Reuse()
     let ledger: AdmissionLedger
+    let gaveUp: GaveUpLedger
     let store: Store
     let publicURL: String
     /// Update requests answered on the event loop (`ClientFastPath`), for tests and metrics.
@@ -185,6 +190,7 @@ public final class Delivery: Sendable {
         self.metrics = metrics
         self.logger = logger
         ledger = AdmissionLedger(try await store.admissions())
+        gaveUp = GaveUpLedger(try await store.gaveUpDevices())
         try await rebuild()
         store.changes.subscribe { [weak self] in try await self?.rebuild() }
     }
@@ -198,6 +204,7 @@ public final class Delivery: Sendable {
             let next = try await DeliverySnapshot.build(from: store, publicURL: publicURL, reuse: reuse)
             current.withLockedValue { $0 = next }
             if let open = next.openWindows { ledger.keep(only: open) }
+            gaveUp.keep(only: Set(next.targeting.apps.values.flatMap { $0.tasks.map(\.id) }))
             metrics.rebuildTime.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
             metrics.snapshotApps.record(next.targeting.apps.count)
             metrics.snapshotTasks.record(next.targeting.apps.values.reduce(0) { $0 + $1.tasks.count })
@@ -208,6 +215,72 @@ public final class Delivery: Sendable {
                 logger?.error("Cannot read a stored release; it offers nothing", metadata: ["problem": "\(problem)"])
             }
             loaded.store(true, ordering: .relaxed)
+        }
+    }
+}
+
+/// The devices that gave up a task's version (SPEC §4 `failed`): the task is not offered to them
+/// again. Bounded: at most `perTask` devices per task and `total` in all are remembered (a client
+/// that invents device IDs cannot grow it without end); past that a device's `failed` list still
+/// holds for its own request, and the client keeps its own list too (§10).
+final class GaveUpLedger: Sendable {
+    static let perTask = 100_000
+    static let total = 1_000_000
+    private struct State {
+        var byDevice: [UInt64: Set<Int64>] = [:]
+        var perTask: [Int64: Int] = [:]
+        var total = 0
+    }
+    private let state: NIOLockedValueBox<State>
+
+    init(_ loaded: [Int64: Set<UInt64>]) {
+        var s = State()
+        for (task, devices) in loaded {
+            for d in devices { s.byDevice[d, default: []].insert(task) }
+            s.perTask[task] = devices.count
+            s.total += devices.count
+        }
+        state = NIOLockedValueBox(s)
+    }
+
+    var isEmpty: Bool { state.withLockedValue { $0.total == 0 } }
+
+    /// The tasks this device gave up.
+    func tasks(of device: UInt64) -> Set<Int64> { state.withLockedValue { $0.byDevice[device] ?? [] } }
+
+    /// Of `pairs`, those not yet remembered that there is room for.
+    func new(_ pairs: [(task: Int64, device: UInt64)]) -> [(task: Int64, device: UInt64)] {
+        state.withLockedValue { s in
+            var room = Self.total - s.total
+            return pairs.filter { p in
+                guard room > 0, s.byDevice[p.device]?.contains(p.task) != true, (s.perTask[p.task] ?? 0) < Self.perTask else { return false }
+                room -= 1
+                return true
+            }
+        }
+    }
+
+    func add(_ pairs: [(task: Int64, device: UInt64)]) {
+        state.withLockedValue { s in
+            for p in pairs where s.byDevice[p.device, default: []].insert(p.task).inserted {
+                s.perTask[p.task, default: 0] += 1
+                s.total += 1
+            }
+        }
+    }
+
+    /// Forgets tasks that no longer exist (deleted).
+    func keep(only tasks: Set<Int64>) {
+        state.withLockedValue { s in
+            guard s.perTask.keys.contains(where: { !tasks.contains($0) }) else { return }
+            for (device, set) in s.byDevice {
+                let kept = set.intersection(tasks)
+                s.byDevice[device] = kept.isEmpty ? nil : kept
+            }
+            for task in s.perTask.keys where !tasks.contains(task) {
+                s.total -= s.perTask[task] ?? 0
+                s.perTask[task] = nil
+            }
         }
     }
 }

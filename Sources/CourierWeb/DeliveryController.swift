@@ -46,7 +46,7 @@ struct DeliveryController {
             let snapshot = services.delivery.snapshot
             let entries = snapshot.official[id].flatMap { snapshot.entries[id]?[$0]?.update }.map { [$0] } ?? []
             return Response(status: .ok, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: DeliveryEntry.answer(entries)))
+                            body: .init(byteBuffer: DeliveryEntry.answer(entries, updateReqRate: snapshot.updateReqRate)))
         }
     }
 

@@ -5,8 +5,6 @@ import NIOCore
 /// One app entry in the client SDK's `h5_json.json` shape (SPEC §4): the preset file and the
 /// update API answer share it.
 enum DeliveryEntry {
-    static let updateReqRate = 1800
-
     static func json(_ p: PackageRecord, app: AppRecord, settings: SettingsRecord, publicURL: String) -> [String: Any] {
         var entry: [String: Any] = [
             "app_id": p.appId, "name": app.name, "version": p.version,
@@ -31,7 +29,7 @@ enum DeliveryEntry {
     }
 
     /// `{"config":{…},"data":[…]}` around pre-encoded entries.
-    static func answer(_ entries: [[UInt8]]) -> ByteBuffer {
+    static func answer(_ entries: [[UInt8]], updateReqRate: Int) -> ByteBuffer {
         var out = ByteBuffer()
         out.reserveCapacity(64 + entries.reduce(0) { $0 + $1.count + 1 })
         out.writeString(#"{"config":{"updateReqRate":\#(updateReqRate)},"data":["#)
@@ -43,7 +41,7 @@ enum DeliveryEntry {
         return out
     }
 
-    static func preset(_ entries: [[String: Any]]) throws -> Data {
+    static func preset(_ entries: [[String: Any]], updateReqRate: Int) throws -> Data {
         try JSONSerialization.data(withJSONObject: ["config": ["updateReqRate": updateReqRate], "data": entries],
                                    options: [.sortedKeys, .withoutEscapingSlashes])
     }

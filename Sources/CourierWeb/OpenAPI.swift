@@ -98,7 +98,8 @@ enum OpenAPI {
             "schemas": [
                 "Error": object(["error": object(["message": string, "field": string], required: ["message"])], required: ["error"]),
                 "Settings": object(["virtualDomain": nullable("string"), "globalHost": nullable("string"), "appKey": nullable("string"),
-                                    "signingKeyFingerprint": nullable("string"), "officialNeedsApproval": boolean, "grayNeedsApproval": boolean]),
+                                    "signingKeyFingerprint": nullable("string"), "officialNeedsApproval": boolean, "grayNeedsApproval": boolean,
+                                    "updateReqRate": ["type": "integer", "minimum": 0, "maximum": 86400]]),
                 "App": object(["id": string, "name": string, "type": nullable("string"), "packages": array(ref("Package"))],
                               required: ["id", "name"]),
                 "PackageFields": object(packageFields),

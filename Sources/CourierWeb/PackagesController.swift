@@ -52,7 +52,9 @@ struct PackagesController {
         }
         routes.get(.packagePreset, needs: .read) { _, context in
             let (app, p) = try await services.package(context)
-            let body = try await DeliveryEntry.preset([DeliveryEntry.json(p, app: app, settings: services.store.settings(), publicURL: services.config.publicURL)])
+            let settings = try await services.store.settings()
+            let body = try DeliveryEntry.preset([DeliveryEntry.json(p, app: app, settings: settings, publicURL: services.config.publicURL)],
+                                                updateReqRate: settings.updateReqRate)
             return Response(status: .ok, headers: [.contentType: "application/json",
                                                    .contentDisposition: "attachment; filename=\"h5_json.json\""],
                             body: .init(byteBuffer: ByteBuffer(bytes: body)))

@@ -84,6 +84,7 @@ extension Route {
     static let taskReject = Route("/tasks/:task/reject")
     static let approvals = Route("/approvals")
     static let approvalSettings = Route("/settings/approval")
+    static let updateInterval = Route("/settings/update-interval")
     static let taskOperation = Route("/tasks/:task/:operation")
 
     // Operations.

@@ -31,6 +31,12 @@ struct SettingsController {
                 return "approval"
             }
         }
+        routes.post(.updateInterval, needs: .editSettings) { _, context in
+            try await form(context) {
+                _ = try await services.actions.setUpdateReqRate(by: context.acting, context.form["updateReqRate"])
+                return "interval"
+            }
+        }
         routes.post(.signingKey, needs: .editSigningKey) { _, context in
             let pem = context.form["privateKey"]
             return try await installKey(context) { try SigningKey(pem: pem) }
@@ -42,6 +48,7 @@ struct SettingsController {
 
     static let notices = [
         "domain": "The virtual domain is saved.", "approval": "The approval rules are saved.", "global": "The global resource settings are saved.",
+        "interval": "The update check interval is saved: devices read it from their next answer.",
         "key": "The signing key is installed.", "key-resigned": "The signing key is installed and every package was re-signed with it.",
     ]
 

@@ -26,6 +26,8 @@ struct SettingsPage {
     let approvalAction = Route.approvalSettings.path()
     let officialNeedsApproval: Bool
     let grayNeedsApproval: Bool
+    let updateIntervalAction = Route.updateInterval.path()
+    let updateReqRate: String
 
     /// `form` holds what was typed, shown again after a refusal.
     init(settings s: SettingsRecord, counts: (all: Int, global: Int), keyBits: Int, config: CourierConfiguration,
@@ -39,6 +41,7 @@ struct SettingsPage {
         keyFingerprint = s.signingKeyFingerprint
         officialNeedsApproval = s.officialNeedsApproval
         grayNeedsApproval = s.grayNeedsApproval
+        updateReqRate = form.has("updateReqRate") ? form["updateReqRate"] : String(s.updateReqRate)
         self.keyBits = keyBits
         packageCount = counts.all
         errors = failure.fields

@@ -43,6 +43,7 @@ final class StructureTests: XCTestCase {
             case .generateKey: return replace
             case .batchRelease: return [("apps", "20171228"), ("type", "official")]
             case .appName: return [("name", "Renamed \(next())")]
+            case .updateInterval: return [("updateReqRate", "1800")]
             case .tokens: return [("name", "token \(next())"), ("scope-read", "true")]
             case .users: return [("name", "user-\(next())"), ("role", "developer"), ("password", "correct-horse")]
             case .account: return [("currentPassword", "correct-horse"), ("password", "correct-horse"), ("password2", "correct-horse")]
