@@ -7,6 +7,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "courier", targets: ["courier"]),
+        // The device side (SPEC §10): Foundation, swift-crypto and our archive reading only.
+        .library(name: "CourierClient", targets: ["CourierClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -32,6 +34,11 @@ let package = Package(
         .target(name: "CourierCore"),
         .target(name: "CourierArchive", dependencies: [
             "CourierCore", "CZlib",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
+        .target(name: "CourierClient", dependencies: [
+            "CourierArchive",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
@@ -70,6 +77,11 @@ let package = Package(
         .target(name: "CourierTestSupport", dependencies: ["CZlib"], path: "Tests/CourierTestSupport"),
         .testTarget(name: "CourierCoreTests", dependencies: ["CourierCore"]),
         .testTarget(name: "CourierArchiveTests", dependencies: ["CourierArchive", "CourierTestSupport"]),
+        .testTarget(name: "CourierClientTests", dependencies: [
+            "CourierClient", "CourierArchive", "CourierTestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
         .testTarget(name: "CourierWebTests", dependencies: [
             "CourierWeb", "CourierTestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -404,6 +404,16 @@ final class StructureTests: XCTestCase {
                 XCTAssertFalse(text.contains("sql:"), "\(module)/\(name) has SQL")
             }
         }
+        // The device side depends on Foundation, swift-crypto and our archive reading only (SPEC §10).
+        let client = root + "/Sources/CourierClient"
+        for name in try FileManager.default.contentsOfDirectory(atPath: client) where name.hasSuffix(".swift") {
+            let text = try String(contentsOfFile: client + "/" + name, encoding: .utf8)
+            let imports = text.split(separator: "\n").filter { $0.hasPrefix("import ") }.map { String($0.dropFirst(7)) }
+            for module in imports {
+                XCTAssertTrue(["Foundation", "Crypto", "_CryptoExtras", "CourierArchive", "Glibc", "Darwin"].contains(module),
+                              "CourierClient/\(name) imports \(module)")
+            }
+        }
     }
 
     func testRoutesBuildEncodedPaths() {

@@ -1,0 +1,348 @@
+import CourierArchive
+import Crypto
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
+/// What the device holds, as `state.json` keeps it (replaced atomically: a device killed at any
+/// moment reads the old state or the new one).
+public struct DeviceState: Codable, Equatable, Sendable {
+    public struct App: Codable, Equatable, Sendable {
+        /// The version the web view is served, nil when none is installed.
+        public var installed: String?
+        /// The version installed before, kept until `installed` passes its trial.
+        public var previous: String?
+        /// `installed` was just installed and its entry page has not been confirmed loaded.
+        public var onTrial = false
+        /// How many times it was opened while on trial.
+        public var opens = 0
+        /// Versions given up (their trial failed): never installed again, listed as `failed` in
+        /// update checks until the server stops offering them.
+        public var givenUp: [String] = []
+        public init() {}
+    }
+    public var apps: [String: App] = [:]
+    public init() {}
+}
+
+/// A package installed from its `.amr`: where its files are, what was checked.
+public struct InstalledPackage: Equatable, Sendable {
+    public let appId: String
+    public let version: String
+    public let folder: String
+    public let files: Int
+    public let bytes: UInt64
+    /// `SIGN.json`, `CERT.json`, or nil when no key is pinned and the package is unsigned.
+    public let verifiedBy: String?
+}
+
+/// The device's packages on disk (SPEC §10 Install and Trial): `packages/{id}/{version}/` with
+/// each version's files, `staging/` for installs under way, `state.json`. An install writes into
+/// staging, checks the signature and every file, then renames the folder into place and replaces
+/// the state; a leftover of a killed install is removed at start. At most two versions of an app
+/// stay on disk: the installed one and the previous one until the trial passes.
+public final class PackageStore: @unchecked Sendable {
+    public let root: String
+    private let lock = NSLock()
+    private var current: DeviceState
+
+    /// How many openings without `markLoaded` give a version up.
+    public var maxTrialOpens = 2
+    /// The largest `.amr` accepted (and what its files may take once written).
+    public var maxPackageBytes: UInt64 = 1 << 30
+
+    public init(root: String) throws {
+        self.root = root
+        for dir in [root, root + "/packages", root + "/staging"] {
+            if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+                throw ClientFailure(.setup, "The data folder \(dir) could not be made: \(String(cString: strerror(errno))).")
+            }
+        }
+        // Whatever an install killed midway left is not part of any state.
+        for leftover in (try? FileManager.default.contentsOfDirectory(atPath: root + "/staging")) ?? [] {
+            try? FileManager.default.removeItem(atPath: root + "/staging/" + leftover)
+        }
+        unlink(root + "/state.json.tmp")
+        if let data = FileManager.default.contents(atPath: root + "/state.json") {
+            guard let state = try? JSONDecoder().decode(DeviceState.self, from: data) else {
+                throw ClientFailure(.setup, "\(root)/state.json cannot be read; move it away to start again with nothing installed.")
+            }
+            current = state
+        } else {
+            current = DeviceState()
+        }
+        removeUnlisted()
+    }
+
+    public var state: DeviceState { lock.withLock { current } }
+
+    public func folder(_ appId: String, _ version: String) -> String { root + "/packages/\(appId)/\(version)" }
+
+    // MARK: Install
+
+    /// Verifies the `.amr` at `amrPath` for `appId` `version` and installs it: the previous
+    /// version stays until this one passes its trial. Throws `verify_failed` (signature,
+    /// manifest, hostile tar) or `install_failed` (disk); either way nothing changes.
+    @discardableResult
+    public func install(amr amrPath: String, appId: String, version: String, keys: PinnedKeys) throws -> InstalledPackage {
+        guard TarExtractor.isSafe(appId), !appId.contains("/"), TarExtractor.isSafe(version), !version.contains("/") else {
+            throw ClientFailure(.verifyFailed, "The answer names an app or version that is not a plain name.")
+        }
+        if state.apps[appId]?.givenUp.contains(version) == true {
+            throw ClientFailure(.verifyFailed, "\(appId) \(version) was given up on this device (its trial failed); it is not installed again.")
+        }
+        let staging = root + "/staging/\(appId)-\(version)-\(UInt32.random(in: 0...UInt32.max))"
+        guard mkdir(staging, 0o700) == 0 else {
+            throw ClientFailure(.installFailed, "The staging folder could not be made: \(String(cString: strerror(errno))).")
+        }
+        do {
+            let result = try verifyAndExtract(amrPath, appId: appId, version: version, keys: keys, into: staging)
+            let target = folder(appId, version)
+            if mkdir(root + "/packages/\(appId)", 0o700) != 0 && errno != EEXIST {
+                throw ClientFailure(.installFailed, "The app's folder could not be made: \(String(cString: strerror(errno))).")
+            }
+            try? FileManager.default.removeItem(atPath: target)   // the same version again (a reinstall)
+            guard rename(staging, target) == 0 else {
+                throw ClientFailure(.installFailed, "The package could not be moved into place: \(String(cString: strerror(errno))).")
+            }
+            Self.syncFolder(root + "/packages/\(appId)")
+            try update { s in
+                var app = s.apps[appId] ?? DeviceState.App()
+                if app.installed != version {
+                    app.previous = app.installed.flatMap { app.onTrial ? app.previous ?? $0 : $0 }
+                }
+                app.installed = version
+                app.onTrial = true
+                app.opens = 0
+                s.apps[appId] = app
+            }
+            removeUnlisted()
+            return InstalledPackage(appId: appId, version: version, folder: target, files: result.files, bytes: result.bytes,
+                                    verifiedBy: result.verifiedBy)
+        } catch {
+            try? FileManager.default.removeItem(atPath: staging)
+            throw error
+        }
+    }
+
+    /// One pass over the tar: its files go to staging while its hashes are computed; the
+    /// signature and the manifest are checked before anything leaves staging.
+    func verifyAndExtract(_ amrPath: String, appId: String, version: String, keys: PinnedKeys,
+                          into staging: String) throws -> (files: Int, bytes: UInt64, verifiedBy: String?) {
+        let zip: ZipReader
+        var limits = ZipLimits()
+        limits.maxEntries = 4
+        limits.maxTotalUncompressed = maxPackageBytes
+        do { zip = try ZipReader(path: amrPath, limits: limits) } catch {
+            throw ClientFailure(.verifyFailed, "The downloaded .amr is not a readable archive: \(error).")
+        }
+        let tarName = "\(appId).tar"
+        var entries: [String: ZipEntry] = [:]
+        for e in zip.entries {
+            guard [tarName, "manifest.json", "SIGN.json", "CERT.json"].contains(e.name), entries[e.name] == nil else {
+                throw ClientFailure(.verifyFailed, "The .amr holds an unexpected entry “\(e.name.prefix(80))”.")
+            }
+            entries[e.name] = e
+        }
+        guard let tar = entries[tarName], let manifestEntry = entries["manifest.json"] else {
+            throw ClientFailure(.verifyFailed, "The .amr lacks \(tarName) or manifest.json.")
+        }
+        func small(_ e: ZipEntry?, limit: UInt64 = 64 * 1024) throws -> Data? {
+            guard let e else { return nil }
+            guard e.uncompressedSize <= limit else { throw ClientFailure(.verifyFailed, "\(e.name) is larger than \(limit) bytes.") }
+            do { return Data(try zip.data(e)) } catch { throw ClientFailure(.verifyFailed, "\(e.name) cannot be read: \(error).") }
+        }
+
+        // The manifest says which files, how large, and their hashes.
+        struct Manifest: Decodable {
+            struct File: Decodable { let path: String; let size: UInt64; let sha256: String }
+            let id: String
+            let version: String
+            let files: [File]
+        }
+        guard let manifestData = try small(manifestEntry, limit: 16 << 20),
+              let manifest = try? JSONDecoder().decode(Manifest.self, from: manifestData) else {
+            throw ClientFailure(.verifyFailed, "manifest.json cannot be read.")
+        }
+        guard manifest.id == appId, manifest.version == version else {
+            throw ClientFailure(.verifyFailed, "manifest.json is for \(manifest.id.prefix(20)) \(manifest.version.prefix(20)), not \(appId) \(version).")
+        }
+        var expected: [String: (size: UInt64, sha256: String)] = [:]
+        var total: UInt64 = 0
+        for f in manifest.files {
+            guard expected[f.path] == nil, TarExtractor.isSafe(f.path) else {
+                throw ClientFailure(.verifyFailed, "manifest.json lists “\(f.path.prefix(80))” twice or as an unsafe path.")
+            }
+            let (sum, overflow) = total.addingReportingOverflow(f.size)
+            guard !overflow, sum <= tar.uncompressedSize else { throw ClientFailure(.verifyFailed, "manifest.json lists more bytes than the tar holds.") }
+            total = sum
+            expected[f.path] = (f.size, f.sha256.lowercased())
+        }
+
+        // Which signature will be checked, decided before reading a byte of the tar.
+        let signJSON = try small(entries["SIGN.json"])
+        let certJSON = try small(entries["CERT.json"])
+        func signature(_ data: Data?) throws -> Data? {
+            guard let data else { return nil }
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: String],
+                  let text = object[tarName], let sig = Data(base64Encoded: text) else {
+                throw ClientFailure(.verifyFailed, "The signature file does not name \(tarName).")
+            }
+            return sig
+        }
+        let sign = try signature(signJSON)
+        let cert = keys.allowSHA1 ? try signature(certJSON) : nil
+        if !keys.isEmpty, sign == nil, cert == nil {
+            throw ClientFailure(.verifyFailed, certJSON != nil
+                ? "The package is signed with SHA-1 only (CERT.json), which this app does not accept."
+                : "The package is not signed, and this app pins a signing key.")
+        }
+
+        var extractor = TarExtractor(root: staging, expected: expected)
+        var sha256 = SHA256()
+        var sha1 = Insecure.SHA1()
+        let wantSHA1 = sign == nil && cert != nil
+        do {
+            try zip.read(tar) { chunk in
+                sha256.update(bufferPointer: chunk)
+                if wantSHA1 { sha1.update(bufferPointer: chunk) }
+                try extractor.feed(chunk)
+            }
+            try extractor.finish()
+        } catch let failure as ClientFailure {
+            throw failure
+        } catch {
+            throw ClientFailure(.verifyFailed, "The package's tar cannot be read: \(error).")
+        }
+        var verifiedBy: String?
+        if !keys.isEmpty {
+            if let sign {
+                guard keys.verify(sha256: sha256.finalize(), signature: sign) else {
+                    throw ClientFailure(.verifyFailed, "SIGN.json does not verify with a pinned key: the package was not signed by this app's key, or was changed.")
+                }
+                verifiedBy = "SIGN.json"
+            } else if let cert {
+                guard keys.verify(sha1: sha1.finalize(), signature: cert) else {
+                    throw ClientFailure(.verifyFailed, "CERT.json does not verify with a pinned key.")
+                }
+                verifiedBy = "CERT.json"
+            }
+        }
+        Self.syncFolder(staging)
+        return (extractor.written.count, extractor.bytes, verifiedBy)
+    }
+
+    // MARK: Trial
+
+    /// The host confirms that `version`'s entry page loaded: the trial passes and the previous
+    /// version's files go.
+    public func markLoaded(_ appId: String, _ version: String) throws {
+        try update { s in
+            guard var app = s.apps[appId], app.installed == version, app.onTrial else { return }
+            app.onTrial = false
+            app.opens = 0
+            app.previous = nil
+            s.apps[appId] = app
+        }
+        removeUnlisted()
+    }
+
+    /// The app was opened: a version on trial opened `maxTrialOpens` times without `markLoaded`
+    /// is given up. Answers the version given up, if any.
+    @discardableResult
+    public func opened(_ appId: String) throws -> String? {
+        var exceeded = false
+        try update { s in
+            guard var app = s.apps[appId], app.onTrial else { return }
+            app.opens += 1
+            exceeded = app.opens > maxTrialOpens
+            s.apps[appId] = app
+        }
+        return exceeded ? try giveUp(appId) : nil
+    }
+
+    /// The installed version is given up (its trial failed, or the host reports it broken): the
+    /// previous version comes back. Answers the version given up.
+    @discardableResult
+    public func giveUp(_ appId: String) throws -> String? {
+        var given: String?
+        try update { s in
+            guard var app = s.apps[appId], let installed = app.installed else { return }
+            given = installed
+            if !app.givenUp.contains(installed) { app.givenUp.append(installed) }
+            app.givenUp = Array(app.givenUp.suffix(20))   // bounded: the oldest are long gone from the server
+            app.installed = app.previous
+            app.previous = nil
+            app.onTrial = false
+            app.opens = 0
+            s.apps[appId] = app
+        }
+        removeUnlisted()
+        return given
+    }
+
+    /// The given-up versions the server still offers are listed in update checks; one it no
+    /// longer offers can be forgotten.
+    public func forgetGivenUp(_ appId: String, except offered: Set<String>) throws {
+        try update { s in
+            guard var app = s.apps[appId] else { return }
+            app.givenUp.removeAll { !offered.contains($0) }
+            s.apps[appId] = app
+        }
+    }
+
+    // MARK: State
+
+    /// Changes the state and replaces `state.json` atomically (temp file, fsync, rename, fsync
+    /// of the folder). The change is kept only once it is on disk.
+    func update(_ change: (inout DeviceState) -> Void) throws {
+        try lock.withLock {
+            var next = current
+            change(&next)
+            guard next != current else { return }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            let data = try encoder.encode(next)
+            let tmp = root + "/state.json.tmp"
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw ClientFailure(.installFailed, "state.json could not be written: \(String(cString: strerror(errno))).") }
+            do {
+                try data.withUnsafeBytes { try TarExtractor.writeAll(fd, $0, path: "state.json") }
+                guard fsync(fd) == 0 else { throw ClientFailure(.installFailed, "state.json could not be written to disk.") }
+                close(fd)
+            } catch {
+                close(fd)
+                unlink(tmp)
+                throw error
+            }
+            guard rename(tmp, root + "/state.json") == 0 else {
+                unlink(tmp)
+                throw ClientFailure(.installFailed, "state.json could not be replaced: \(String(cString: strerror(errno))).")
+            }
+            Self.syncFolder(root)
+            current = next
+        }
+    }
+
+    /// Removes version folders the state does not name (bounded disk: installed and previous).
+    func removeUnlisted() {
+        let s = state
+        let fm = FileManager.default
+        for app in (try? fm.contentsOfDirectory(atPath: root + "/packages")) ?? [] {
+            let keep = Set([s.apps[app]?.installed, s.apps[app]?.previous].compactMap { $0 })
+            for version in (try? fm.contentsOfDirectory(atPath: root + "/packages/" + app)) ?? [] where !keep.contains(version) {
+                try? fm.removeItem(atPath: root + "/packages/\(app)/\(version)")
+            }
+        }
+    }
+
+    static func syncFolder(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
+    }
+}
