@@ -22,6 +22,8 @@ public struct DeviceState: Codable, Equatable, Sendable {
         /// Versions given up (their trial failed): never installed again, listed as `failed` in
         /// update checks until the server stops offering them.
         public var givenUp: [String] = []
+        /// Downloaded and verified by size and hash, installed when the app is next opened (`lazy`).
+        public var pending: String?
         public init() {}
     }
     public var apps: [String: App] = [:]
@@ -292,6 +294,56 @@ public final class PackageStore: @unchecked Sendable {
             app.givenUp.removeAll { !offered.contains($0) }
             s.apps[appId] = app
         }
+    }
+
+    /// Marks a downloaded version to install when the app is next opened (or clears it).
+    public func setPending(_ appId: String, _ version: String?) throws {
+        try update { s in
+            var app = s.apps[appId] ?? DeviceState.App()
+            app.pending = version
+            s.apps[appId] = app
+        }
+    }
+
+    // MARK: Events
+
+    /// Events waiting to be sent, oldest first, kept in `events.json` (at most `maxEvents`: the
+    /// oldest go first when the server stays unreachable).
+    public static let maxEvents = 1000
+    private var events: [[String: String]]?
+
+    public func queueEvent(_ event: [String: String]) {
+        lock.withLock {
+            var list = events ?? loadEvents()
+            list.append(event)
+            if list.count > Self.maxEvents { list.removeFirst(list.count - Self.maxEvents) }
+            events = list
+            saveEvents(list)
+        }
+    }
+
+    public func queuedEvents() -> [[String: String]] { lock.withLock { events ?? loadEvents() } }
+
+    public func dropEvent(_ event: [String: String]) {
+        lock.withLock {
+            var list = events ?? loadEvents()
+            if let i = list.firstIndex(of: event) { list.remove(at: i) }
+            events = list
+            saveEvents(list)
+        }
+    }
+
+    private func loadEvents() -> [[String: String]] {
+        guard let data = FileManager.default.contents(atPath: root + "/events.json"), data.count <= 4 << 20,
+              let list = try? JSONDecoder().decode([[String: String]].self, from: data) else { return [] }
+        return Array(list.suffix(Self.maxEvents))
+    }
+
+    private func saveEvents(_ list: [[String: String]]) {
+        guard let data = try? JSONEncoder().encode(list) else { return }
+        let tmp = root + "/events.json.tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]) else { return }
+        rename(tmp, root + "/events.json")
     }
 
     // MARK: State
