@@ -410,7 +410,7 @@ final class StructureTests: XCTestCase {
             let text = try String(contentsOfFile: client + "/" + name, encoding: .utf8)
             let imports = text.split(separator: "\n").filter { $0.hasPrefix("import ") }.map { String($0.dropFirst(7)) }
             for module in imports {
-                XCTAssertTrue(["Foundation", "Crypto", "_CryptoExtras", "CourierArchive", "Glibc", "Darwin"].contains(module),
+                XCTAssertTrue(["Foundation", "FoundationNetworking", "Crypto", "_CryptoExtras", "CourierArchive", "Glibc", "Darwin"].contains(module),
                               "CourierClient/\(name) imports \(module)")
             }
         }
