@@ -110,6 +110,10 @@ public final class CourierDevice: @unchecked Sendable {
     /// Downloads, verifies and (for `preload` and rollbacks) installs one offer.
     func take(_ offer: PackageOffer) async -> RoundReport.Outcome {
         let app = store.state.apps[offer.appId]
+        // Where the app is served from: known before its package is installed (fallback meanwhile).
+        if app?.vhost != offer.vhost || app?.fallbackBase != offer.fallbackBase?.absoluteString || app?.mainUrl != offer.mainURL {
+            try? store.remember(offer.appId, vhost: offer.vhost, fallbackBase: offer.fallbackBase?.absoluteString, mainUrl: offer.mainURL)
+        }
         if app?.givenUp.contains(offer.version) == true { return .givenUp }
         if app?.installed == offer.version { return .installed(verifiedBy: nil, rollback: offer.rollback) }
         if !offer.anyNetwork && !profile.onWiFi && !offer.rollback { return .heldBackForWiFi }

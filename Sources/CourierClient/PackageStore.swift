@@ -24,6 +24,11 @@ public struct DeviceState: Codable, Equatable, Sendable {
         public var givenUp: [String] = []
         /// Downloaded and verified by size and hash, installed when the app is next opened (`lazy`).
         public var pending: String?
+        /// From the answer that offered the installed version: the app's virtual host, the online
+        /// copy's base address, its entry page.
+        public var vhost: String?
+        public var fallbackBase: String?
+        public var mainUrl: String?
         public init() {}
     }
     public var apps: [String: App] = [:]
@@ -292,6 +297,17 @@ public final class PackageStore: @unchecked Sendable {
         try update { s in
             guard var app = s.apps[appId] else { return }
             app.givenUp.removeAll { !offered.contains($0) }
+            s.apps[appId] = app
+        }
+    }
+
+    /// Remembers where the app is served from (the answer's vhost, fallback base and main URL).
+    public func remember(_ appId: String, vhost: String?, fallbackBase: String?, mainUrl: String?) throws {
+        try update { s in
+            var app = s.apps[appId] ?? DeviceState.App()
+            app.vhost = vhost
+            app.fallbackBase = fallbackBase
+            app.mainUrl = mainUrl
             s.apps[appId] = app
         }
     }

@@ -150,6 +150,34 @@ final class DeviceTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: part))
     }
 
+    func testResolveServesThePackageTheGlobalPackageTheFallbackOrNothing() async throws {
+        try await courier.upload("1.0.0.1", zip: samplePackage().bytes())
+        try await courier.release("1.0.0.1")
+        _ = try await courier.call("PUT", "/api/v1/settings", json: #"{"globalHost":"mcube.example.com","appKey":"53E5279071442_test"}"#)
+        _ = try await courier.call("POST", "/api/v1/apps", json: #"{"id":"20180101","name":"Common"}"#)
+        let global = ZipBuilder([.directory("20180101/"), .init("20180101/mcube.example.com/53E5279071442_test/common.js", "var common = 1;")])
+        try await courier.upload("1.0.0.1", zip: global.bytes(), app: "20180101", type: "global", main: "")
+        try await courier.release("1.0.0.1", app: "20180101")
+        let d = try device()
+        let round = await d.check(force: true)
+        XCTAssertEqual(round.lines.count, 2, "every app this device should have (all: true): \(round.lines)")
+
+        guard case .package(let path, let type, let app, let version) = d.resolve(URL(string: "https://20171228.h5app.example.com/www/index.html")!) else {
+            return XCTFail("\(d.resolve(URL(string: "https://20171228.h5app.example.com/www/index.html")!))")
+        }
+        XCTAssertTrue(path.hasSuffix("/packages/20171228/1.0.0.1/www/index.html"))
+        XCTAssertEqual([type, app, version], ["text/html; charset=utf-8", "20171228", "1.0.0.1"])
+        XCTAssertEqual(d.resolve(URL(string: "https://20171228.h5app.example.com/www/missing.js")!),
+                       .fallback(URL(string: courier.url.absoluteString + "/fallback/20171228/1.0.0.1/www/missing.js")!))
+        for url in ["https://mcube.example.com/53E5279071442_test/common.js", "https://mcube.example.com/mcube/53E5279071442_test/common.js"] {
+            guard case .global(_, let type, let app, _) = d.resolve(URL(string: url)!) else { return XCTFail(url) }
+            XCTAssertEqual([type, app], ["text/javascript; charset=utf-8", "20180101"])
+        }
+        XCTAssertEqual(d.resolve(URL(string: "https://example.org/www/index.html")!), .passThrough)
+        XCTAssertEqual(d.resolve(URL(string: "https://20171228.h5app.example.com/www/../../../../etc/passwd")!), .passThrough,
+                       "a path that climbs out is nobody's")
+    }
+
     func testAnUnreachableOrGarbledServerChangesNothing() async throws {
         let d = CourierDevice(server: URL(string: "http://127.0.0.1:1")!, profile: DeviceProfile(deviceId: "d-1"), keys: .none,
                               store: try PackageStore(root: dir + "/x"))

@@ -92,17 +92,18 @@ final class LiveCourier {
     }
 
     /// Uploads `zip` as `version` with the given policies.
-    func upload(_ version: String, zip: [UInt8], download: String = "all", install: String = "preload") async throws {
+    func upload(_ version: String, zip: [UInt8], download: String = "all", install: String = "preload", app: String = "20171228",
+                type: String = "normal", main: String = "/www/index.html") async throws {
         let boundary = "CourierClientTest"
         var body = Data()
-        for (k, v) in [("version", version), ("type", "normal"), ("androidMin", "1.0"), ("mainUrl", "/www/index.html"),
-                       ("downloadPolicy", download), ("installPolicy", install)] {
+        for (k, v) in [("version", version), ("type", type), ("androidMin", "1.0"), ("mainUrl", main),
+                       ("downloadPolicy", download), ("installPolicy", install)] where !v.isEmpty {
             body.append(Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n".utf8))
         }
         body.append(Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.zip\"\r\nContent-Type: application/zip\r\n\r\n".utf8))
         body.append(Data(zip))
         body.append(Data("\r\n--\(boundary)--\r\n".utf8))
-        var r = URLRequest(url: url.appendingPathComponent("/api/v1/apps/20171228/packages"))
+        var r = URLRequest(url: url.appendingPathComponent("/api/v1/apps/\(app)/packages"))
         r.httpMethod = "POST"
         r.httpBody = body
         r.setValue("Bearer " + token, forHTTPHeaderField: "Authorization")
@@ -113,8 +114,8 @@ final class LiveCourier {
 
     /// Releases `version` officially; answers the task's ID.
     @discardableResult
-    func release(_ version: String) async throws -> Int {
-        let (status, data) = try await call("POST", "/api/v1/apps/20171228/packages/\(version)/tasks", json: #"{"type":"official"}"#)
+    func release(_ version: String, app: String = "20171228") async throws -> Int {
+        let (status, data) = try await call("POST", "/api/v1/apps/\(app)/packages/\(version)/tasks", json: #"{"type":"official"}"#)
         XCTAssertEqual(status, 201, String(decoding: data, as: UTF8.self))
         return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["id"] as? Int ?? 0
     }
