@@ -21,7 +21,7 @@ struct Courier: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "courier",
         abstract: "Self-hosted delivery of HTML5 offline packages.",
-        subcommands: [Serve.self, User.self, Token.self, Push.self, BackupCommand.self, RestoreCommand.self, Audit.self, Check.self])
+        subcommands: [Serve.self, User.self, Token.self, Push.self, BackupCommand.self, RestoreCommand.self, Audit.self, Check.self, Device.self])
 }
 
 struct Serve: AsyncParsableCommand {

@@ -1,0 +1,96 @@
+import ArgumentParser
+import CourierClient
+import Foundation
+import HTTPTypes
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Hummingbird
+import Logging
+import NIOCore
+
+/// `courier device`'s H5 container for a browser (`--proxy-server=http://127.0.0.1:P`): requests
+/// under an app's virtual host are answered from the installed package, else from the online
+/// copy (fallback); a global package's files from it; anything else gets 502 with a sentence (it
+/// is not an open proxy). Every answer says where it came from (`X-Courier-Source`). An app's
+/// entry page served from its package counts as loaded (its trial passes).
+struct DeviceProxy {
+    let device: CourierDevice
+    let port: Int
+    let output: Output
+    static let maxFallbackBytes = 64 << 20
+
+    init(device: CourierDevice, port: Int, output: Output) throws {
+        guard (1...65535).contains(port) else { throw ValidationError("--proxy-port must be from 1 to 65535.") }
+        self.device = device
+        self.port = port
+        self.output = output
+    }
+
+    /// Serves until stopped, running `alongside` (the device's checking rounds) meanwhile.
+    func run(alongside: @escaping @Sendable () async -> Void) async throws {
+        let router = Router()
+        let handler: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, _ in await answer(request) }
+        router.on("/", method: .get, use: handler)
+        router.on("/**", method: .get, use: handler)
+        router.on("/", method: .head, use: handler)
+        router.on("/**", method: .head, use: handler)
+        var logger = Logger(label: "courier-device")
+        logger.logLevel = .warning
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+        output.say("Proxy on 127.0.0.1:\(port): start a browser with --proxy-server=http://127.0.0.1:\(port) and open an app's virtual host.",
+                   ["event": "proxy", "port": port])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.runService() }
+            group.addTask { await alongside() }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    func answer(_ request: Request) async -> Response {
+        let host = request.head.authority ?? ""
+        guard let url = URL(string: "https://\(host)\(request.uri.path)") else { return refuse("That address cannot be read.") }
+        var resolution = device.resolve(url)
+        // Opening an app's entry page: a package waiting for it installs first, and the opening counts for the trial.
+        if let (appId, app) = device.store.state.apps.first(where: { $0.value.vhost.flatMap { URL(string: $0)?.host?.lowercased() } == url.host?.lowercased() }),
+           app.mainUrl == url.path {
+            _ = try? await device.opened(appId)
+            resolution = device.resolve(url)
+        }
+        switch resolution {
+        case .package(let path, let type, let appId, let version), .global(let path, let type, let appId, let version):
+            guard let data = FileManager.default.contents(atPath: path) else { return refuse("\(url.path) could not be read from the device.") }
+            let isGlobal = if case .global = resolution { true } else { false }
+            if !isGlobal, device.store.state.apps[appId]?.mainUrl == url.path {
+                try? device.store.markLoaded(appId, version)
+            }
+            return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store",
+                                                   HTTPField.Name("X-Courier-Source")!: "\(isGlobal ? "global" : "package") \(version)"],
+                            body: .init(byteBuffer: ByteBuffer(data: data)))
+        case .fallback(let online):
+            do {
+                var r = URLRequest(url: online, timeoutInterval: 30)
+                r.httpMethod = "GET"
+                let session = URLSession(configuration: .ephemeral)
+                defer { session.finishTasksAndInvalidate() }
+                let (data, response) = try await session.data(for: r)
+                guard data.count <= Self.maxFallbackBytes else { return refuse("The online copy of \(url.path) is over 64 MB.") }
+                let http = response as? HTTPURLResponse
+                return Response(status: .init(code: http?.statusCode ?? 502),
+                                headers: [.contentType: http?.value(forHTTPHeaderField: "Content-Type") ?? "application/octet-stream",
+                                          .cacheControl: "no-store", HTTPField.Name("X-Courier-Source")!: "fallback"],
+                                body: .init(byteBuffer: ByteBuffer(data: data)))
+            } catch {
+                return refuse("The online copy of \(url.path) could not be fetched: \(error.localizedDescription)")
+            }
+        case .passThrough:
+            return refuse("\(host) is not an app's virtual host nor the global resource host: this proxy serves Courier's packages only.")
+        }
+    }
+
+    func refuse(_ sentence: String) -> Response {
+        Response(status: .badGateway, headers: [.contentType: "text/plain; charset=utf-8", HTTPField.Name("X-Courier-Source")!: "none"],
+                 body: .init(byteBuffer: ByteBuffer(string: sentence + "\n")))
+    }
+}
