@@ -123,6 +123,10 @@ public final class CourierDevice: @unchecked Sendable {
             if offer.preload || offer.rollback {
                 return try await install(offer, from: path)
             }
+            do { try store.verify(amr: path, appId: offer.appId, version: offer.version, keys: keys) } catch {
+                unlink(path)   // refused now, not when the app is opened
+                throw error
+            }
             try store.setPending(offer.appId, offer.version)
             return .waitingForOpen
         } catch let failure as ClientFailure {

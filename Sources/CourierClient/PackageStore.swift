@@ -135,10 +135,17 @@ public final class PackageStore: @unchecked Sendable {
         }
     }
 
-    /// One pass over the tar: its files go to staging while its hashes are computed; the
-    /// signature and the manifest are checked before anything leaves staging.
+    /// Checks a downloaded `.amr` without installing it (a `lazy` package is verified when it
+    /// arrives, so a bad one is reported at once): signature, manifest and every file.
+    @discardableResult
+    public func verify(amr amrPath: String, appId: String, version: String, keys: PinnedKeys) throws -> String? {
+        try verifyAndExtract(amrPath, appId: appId, version: version, keys: keys, into: nil).verifiedBy
+    }
+
+    /// One pass over the tar: its files go to staging (when given) while its hashes are
+    /// computed; the signature and the manifest are checked before anything leaves staging.
     func verifyAndExtract(_ amrPath: String, appId: String, version: String, keys: PinnedKeys,
-                          into staging: String) throws -> (files: Int, bytes: UInt64, verifiedBy: String?) {
+                          into staging: String?) throws -> (files: Int, bytes: UInt64, verifiedBy: String?) {
         let zip: ZipReader
         var limits = ZipLimits()
         limits.maxEntries = 4
@@ -238,7 +245,7 @@ public final class PackageStore: @unchecked Sendable {
                 verifiedBy = "CERT.json"
             }
         }
-        Self.syncFolder(staging)
+        if let staging { Self.syncFolder(staging) }
         return (extractor.written.count, extractor.bytes, verifiedBy)
     }
 

@@ -11,7 +11,8 @@ import Darwin
 /// files and sizes the manifest lists, each file's SHA-256, each path once. Nothing is trusted
 /// before it is checked; sizes are checked before they are used.
 struct TarExtractor {
-    let root: String
+    /// Where files are written; nil checks them only (a lazy package verified when downloaded).
+    let root: String?
     /// The manifest's files by path.
     let expected: [String: (size: UInt64, sha256: String)]
 
@@ -22,7 +23,7 @@ struct TarExtractor {
     private(set) var written: Set<String> = []
     private(set) var bytes: UInt64 = 0
 
-    init(root: String, expected: [String: (size: UInt64, sha256: String)]) {
+    init(root: String?, expected: [String: (size: UInt64, sha256: String)]) {
         self.root = root
         self.expected = expected
         header.reserveCapacity(512)
@@ -37,7 +38,7 @@ struct TarExtractor {
                 let n = Int(min(UInt64(chunk.count - i), f.left))
                 let part = UnsafeRawBufferPointer(rebasing: chunk[i..<(i + n)])
                 f.hash.update(bufferPointer: part)
-                try Self.writeAll(f.fd, part, path: f.path)
+                if f.fd >= 0 { try Self.writeAll(f.fd, part, path: f.path) }
                 f.left -= UInt64(n)
                 i += n
                 file = f
@@ -88,7 +89,7 @@ struct TarExtractor {
         guard let want = expected[path] else { throw Self.refuse("“\(path)” is not in the manifest.") }
         guard want.size == size else { throw Self.refuse("“\(path)” holds \(size) bytes but the manifest says \(want.size).") }
         guard !written.contains(path) else { throw Self.refuse("“\(path)” appears twice.") }
-        let fd = try Self.create(root, path)
+        let fd = try root.map { try Self.create($0, path) } ?? -1
         file = (path, fd, size, SHA256(), want.sha256)
         bytes += size
         padding = Int((512 - size % 512) % 512)
@@ -98,8 +99,8 @@ struct TarExtractor {
     private mutating func finishFile() throws {
         guard let f = file else { return }
         file = nil
-        let ok = fsync(f.fd) == 0
-        close(f.fd)
+        let ok = f.fd < 0 || fsync(f.fd) == 0
+        if f.fd >= 0 { close(f.fd) }
         guard ok else { throw ClientFailure(.installFailed, "“\(f.path)” could not be written to disk (fsync failed).") }
         let digest = f.hash.finalize().map { String(format: "%02x", $0) }.joined()
         guard digest == f.sha256 else { throw Self.refuse("“\(f.path)” does not match its SHA-256 in the manifest.") }

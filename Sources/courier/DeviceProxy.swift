@@ -52,9 +52,10 @@ struct DeviceProxy {
         let host = request.head.authority ?? ""
         guard let url = URL(string: "https://\(host)\(request.uri.path)") else { return refuse("That address cannot be read.") }
         var resolution = device.resolve(url)
-        // Opening an app's entry page: a package waiting for it installs first, and the opening counts for the trial.
-        if let (appId, app) = device.store.state.apps.first(where: { $0.value.vhost.flatMap { URL(string: $0)?.host?.lowercased() } == url.host?.lowercased() }),
-           app.mainUrl == url.path {
+        // Opening an app: a package waiting for it (lazy) installs first; opening its entry page
+        // (the main URL, or any HTML page when it has none) counts for the trial.
+        let vhostApp = device.store.state.apps.first { $0.value.vhost.flatMap { URL(string: $0)?.host?.lowercased() } == url.host?.lowercased() }
+        if let (appId, app) = vhostApp, app.pending != nil || Self.isEntry(url.path, app) {
             _ = try? await device.opened(appId)
             resolution = device.resolve(url)
         }
@@ -62,7 +63,7 @@ struct DeviceProxy {
         case .package(let path, let type, let appId, let version), .global(let path, let type, let appId, let version):
             guard let data = FileManager.default.contents(atPath: path) else { return refuse("\(url.path) could not be read from the device.") }
             let isGlobal = if case .global = resolution { true } else { false }
-            if !isGlobal, device.store.state.apps[appId]?.mainUrl == url.path {
+            if !isGlobal, let app = device.store.state.apps[appId], Self.isEntry(url.path, app) {
                 try? device.store.markLoaded(appId, version)
             }
             return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store",
@@ -87,6 +88,10 @@ struct DeviceProxy {
         case .passThrough:
             return refuse("\(host) is not an app's virtual host nor the global resource host: this proxy serves Courier's packages only.")
         }
+    }
+
+    static func isEntry(_ path: String, _ app: DeviceState.App) -> Bool {
+        app.mainUrl.map { $0 == path } ?? (path.hasSuffix(".html") || path.hasSuffix(".htm"))
     }
 
     func refuse(_ sentence: String) -> Response {

@@ -1,0 +1,131 @@
+"""The client half in Chromium (issue 17): `courier device` installs what Courier releases and
+serves it to a browser through its proxy, as a phone's web view would see it; a release and a
+rollback are seen on reload after the device's next round; a foreign host gets 502; a package
+signed by another key is refused and counted on its task. Screenshots: test-output/6x-*."""
+import json
+import os
+import subprocess
+import time
+import urllib.request
+import zipfile
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+from conftest import BINARY, OUTPUT, ROOT, free_port
+from test_live import api, upload_file
+
+APP = "http://20171228.h5app.example.com/www/index.html"
+
+
+def version_zip(path, words):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("20171228/www/index.html", f"<!doctype html><title>{words}</title><h1 id='v'>{words}</h1><script src='app.js'></script>\n")
+        z.writestr("20171228/www/app.js", "document.getElementById('v').dataset.ran = 'yes';\n")
+    return path
+
+
+def proxied(port, url):
+    """GET through the device's proxy: status, X-Courier-Source, body."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"}))
+    try:
+        with opener.open(url, timeout=10) as r:
+            return r.status, r.headers.get("X-Courier-Source"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("X-Courier-Source"), e.read().decode()
+
+
+def chromium(port):
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900",
+                f"--proxy-server=http://127.0.0.1:{port}"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def wait_for(log_path, words, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        with open(log_path) as f:
+            if words in f.read():
+                return
+        time.sleep(0.2)
+    with open(log_path) as f:
+        raise AssertionError(f"the device never said {words!r}:\n{f.read()}")
+
+
+def test_a_release_and_a_rollback_reach_a_browser_through_courier_device(server, tmp_path):
+    token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release,admin").stdout.strip()
+    assert api(server, token, "PUT", "/api/v1/settings", json.dumps({"virtualDomain": "h5app.example.com", "updateReqRate": 0}))[0] == 200
+    status, key = api(server, token, "POST", "/api/v1/settings/signing-key/generate")
+    assert status == 201
+    pem = tmp_path / "pub.pem"
+    pem.write_text(key["publicKey"])
+    assert api(server, token, "POST", "/api/v1/apps", json.dumps({"id": "20171228", "name": "Checkout"}))[0] == 201
+    assert upload_file(server, token, version_zip(str(tmp_path / "1.zip"), "version one"), "1.0.0.1")[0] == 201
+    assert api(server, token, "POST", "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json.dumps({"type": "official"}))[0] == 201
+
+    # One round, as QA would run it: words, exit 0 (the package installs lazily: when the app is opened).
+    once = subprocess.run([BINARY, "device", "--server", server.url, "--public-key", str(pem), "--data", str(tmp_path / "qa"), "--once"],
+                          capture_output=True, text=True, timeout=60)
+    assert once.returncode == 0, once.stdout + once.stderr
+    assert "20171228 1.0.0.1: downloaded; installs when the app is opened (lazy)." in once.stdout, once.stdout
+
+    port = free_port()
+    log = tmp_path / "device.log"
+    device = subprocess.Popen([BINARY, "device", "--server", server.url, "--public-key", str(pem), "--data", str(tmp_path / "dev"),
+                               "--proxy-port", str(port)], stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    d = None
+    try:
+        wait_for(log, "Proxy on")
+        wait_for(log, "1.0.0.1: downloaded")
+        assert proxied(port, APP)[:2] == (200, "package 1.0.0.1"), "opening the app installs it"
+        code, source, body = proxied(port, "http://20171228.h5app.example.com/www/missing.css")
+        assert source == "fallback" and code == 404, (code, source)
+        code, source, body = proxied(port, "http://example.org/")
+        assert code == 502 and "not an app's virtual host" in body, "never an open proxy"
+
+        d = chromium(port)
+        d.get(APP)
+        assert d.find_element("id", "v").text == "version one"
+        assert d.find_element("id", "v").get_attribute("data-ran") == "yes", "the package's script ran"
+        d.save_screenshot(os.path.join(OUTPUT, "60-device-version-one.png"))
+        status = subprocess.run([BINARY, "device", "status", "--data", str(tmp_path / "dev"), "--json"], capture_output=True, text=True)
+        app = json.loads(status.stdout)["apps"][0]
+        assert app["installed"] == "1.0.0.1" and app["onTrial"] is False, "the entry page loaded through the proxy: trial passed"
+
+        # A new release arrives with the device's next round; a reload shows it.
+        assert upload_file(server, token, version_zip(str(tmp_path / "2.zip"), "version two"), "1.0.0.2")[0] == 201
+        status, task = api(server, token, "POST", "/api/v1/apps/20171228/packages/1.0.0.2/tasks", json.dumps({"type": "official"}))
+        wait_for(log, "1.0.0.2: downloaded")
+        d.refresh()
+        assert d.find_element("id", "v").text == "version two"
+        d.save_screenshot(os.path.join(OUTPUT, "61-device-version-two.png"))
+
+        # Rolled back: the device goes back to 1.0.0.1.
+        assert api(server, token, "POST", f"/api/v1/tasks/{task['id']}/rollback")[0] == 200
+        wait_for(log, "1.0.0.1: rolled back to this version")
+        d.refresh()
+        assert d.find_element("id", "v").text == "version one"
+        d.save_screenshot(os.path.join(OUTPUT, "62-device-rolled-back.png"))
+    finally:
+        if d:
+            d.quit()
+        device.terminate()
+        device.wait(timeout=10)
+
+    # A device that pins another key refuses the package (exit 3) and the task counts it.
+    other = tmp_path / "other"
+    subprocess.run(["openssl", "genrsa", "-out", str(other) + ".key", "2048"], check=True, capture_output=True)
+    subprocess.run(["openssl", "rsa", "-in", str(other) + ".key", "-pubout", "-out", str(other) + ".pem"], check=True, capture_output=True)
+    refused = subprocess.run([BINARY, "device", "--server", server.url, "--public-key", str(other) + ".pem", "--data", str(tmp_path / "x"),
+                              "--once", "--json"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    lines = [json.loads(line) for line in refused.stdout.splitlines()]
+    assert any(line.get("event") == "verify_failed" for line in lines), refused.stdout
+    status, first = api(server, token, "GET", "/api/v1/tasks/1")
+    assert first["events"].get("verify_failed") == 1, first["events"]
+    unreachable = subprocess.run([BINARY, "device", "--server", "http://127.0.0.1:1", "--data", str(tmp_path / "y"), "--once"],
+                                 capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 4, unreachable.stdout
