@@ -17,6 +17,10 @@ public struct RoundReport: Sendable {
         case heldBackForWiFi
         /// This device gave the version up; it is not installed again.
         case givenUp
+        /// Already installed on this device.
+        case alreadyInstalled
+        /// Downloaded and verified in an earlier round, still waiting for the app to be opened.
+        case stillWaitingForOpen
         case failed(ClientFailure)
     }
     public struct Line: Sendable {
@@ -28,6 +32,8 @@ public struct RoundReport: Sendable {
     public var checked = false
     /// The server could not be reached or answered garbage: nothing changed.
     public var unreachable: String?
+    /// The server answered the check with an error (its words): nothing changed.
+    public var answeredWithError: String?
     public var lines: [Line] = []
     /// Entries of the answer that could not be read.
     public var refused: [String] = []
@@ -61,9 +67,13 @@ public final class CourierDevice: @unchecked Sendable {
         var report = RoundReport()
         guard force || now >= lock.withLock({ nextCheck }) else { return report }
         report.checked = true
+        await flushEvents(now: now)
         let answer: UpdateAnswer
         do {
             answer = try await ask()
+        } catch let f as ClientFailure where f.kind == .setup {
+            report.answeredWithError = f.message
+            return report
         } catch {
             report.unreachable = "\(error)"
             return report
@@ -75,11 +85,52 @@ public final class CourierDevice: @unchecked Sendable {
         for (appId, app) in store.state.apps where !app.givenUp.isEmpty {
             try? store.forgetGivenUp(appId, except: Set(answer.offers.filter { $0.appId == appId }.map(\.version)))
         }
+        var offers: [PackageOffer] = []
         for offer in answer.offers {
+            if let why = acceptable(offer) {
+                report.refused.append(why)
+            } else {
+                offers.append(offer)
+            }
+        }
+        try? store.offered(Dictionary(offers.map { ($0.appId, ($0.version, Self.serving($0))) }, uniquingKeysWith: { a, _ in a }))
+        cleanDownloads(keeping: offers)
+        for offer in offers {
             let outcome = await take(offer)
             report.lines.append(.init(appId: offer.appId, version: offer.version, outcome: outcome))
         }
         return report
+    }
+
+    static func serving(_ o: PackageOffer) -> DeviceState.Serving {
+        DeviceState.Serving(vhost: o.vhost, fallbackBase: o.fallbackBase?.absoluteString, mainUrl: o.mainURL)
+    }
+
+    /// Why an offer is not taken, or nil: larger than this device accepts, a virtual host that
+    /// is not its own app's, an online copy away from the package's own server.
+    func acceptable(_ o: PackageOffer) -> String? {
+        if o.size > store.maxPackageBytes + (1 << 20) {
+            return "\(o.appId) \(o.version) is \(o.size) bytes, more than this device accepts (\(store.maxPackageBytes))."
+        }
+        if let vhost = o.vhost, URL(string: vhost)?.host?.lowercased().hasPrefix(o.appId + ".") != true {
+            return "\(o.appId) \(o.version) names a virtual host that is not its own (\(vhost.prefix(80)))."
+        }
+        if let f = o.fallbackBase, f.scheme != o.packageURL.scheme || f.host != o.packageURL.host || f.port != o.packageURL.port
+            || !f.path.hasPrefix("/fallback/\(o.appId)/") {
+            return "\(o.appId) \(o.version) names an online copy away from its package's server."
+        }
+        return nil
+    }
+
+    /// Downloads nothing is waiting for any more go (a `.part` of a version no longer offered, a
+    /// lazy package replaced by a newer one).
+    func cleanDownloads(keeping offers: [PackageOffer]) {
+        let state = store.state
+        var keep = Set(offers.flatMap { ["\($0.appId)-\($0.version).amr", "\($0.appId)-\($0.version).amr.part"] })
+        for (id, app) in state.apps { if let p = app.pending { keep.insert("\(id)-\(p).amr") } }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: downloads)) ?? [] where !keep.contains(name) {
+            unlink(downloads + "/" + name)
+        }
     }
 
     /// The update request: the profile, what is installed, what was given up.
@@ -101,21 +152,23 @@ public final class CourierDevice: @unchecked Sendable {
         let url = server.appendingPathComponent("client/v1/update")
         let (status, data): (Int, Data)
         do { (status, data) = try await transport.post(url, json: try requestBody(), limit: UpdateAnswer.maxBytes) } catch {
-            throw ClientFailure(.downloadFailed, "Courier at \(server.absoluteString) could not be reached: \(error.localizedDescription)")
+            throw ClientFailure(.downloadFailed, "Courier at \(server.absoluteString) could not be reached: \(error)")
         }
-        guard status == 200 else { throw ClientFailure(.downloadFailed, "Courier answered the update check with \(status).") }
+        guard status == 200 else {
+            let said = ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["error"] as? String
+            throw ClientFailure(.setup, "Courier answered the update check with \(status)" + (said.map { ": \($0)" } ?? "."))
+        }
         return try UpdateAnswer.parse(data)
     }
 
     /// Downloads, verifies and (for `preload` and rollbacks) installs one offer.
     func take(_ offer: PackageOffer) async -> RoundReport.Outcome {
         let app = store.state.apps[offer.appId]
-        // Where the app is served from: known before its package is installed (fallback meanwhile).
-        if app?.vhost != offer.vhost || app?.fallbackBase != offer.fallbackBase?.absoluteString || app?.mainUrl != offer.mainURL {
-            try? store.remember(offer.appId, vhost: offer.vhost, fallbackBase: offer.fallbackBase?.absoluteString, mainUrl: offer.mainURL)
-        }
         if app?.givenUp.contains(offer.version) == true { return .givenUp }
-        if app?.installed == offer.version { return .installed(verifiedBy: nil, rollback: offer.rollback) }
+        if app?.installed == offer.version { return .alreadyInstalled }
+        if app?.pending == offer.version, FileManager.default.fileExists(atPath: downloads + "/\(offer.appId)-\(offer.version).amr") {
+            return .stillWaitingForOpen   // downloaded and verified already; told once
+        }
         if !offer.anyNetwork && !profile.onWiFi && !offer.rollback { return .heldBackForWiFi }
         do {
             let path = try await download(offer)
@@ -127,7 +180,7 @@ public final class CourierDevice: @unchecked Sendable {
                 unlink(path)   // refused now, not when the app is opened
                 throw error
             }
-            try store.setPending(offer.appId, offer.version)
+            try store.setPending(offer.appId, offer.version, serving: Self.serving(offer))
             return .waitingForOpen
         } catch let failure as ClientFailure {
             await report(failure.kind.rawValue, offer)
@@ -139,7 +192,8 @@ public final class CourierDevice: @unchecked Sendable {
 
     func install(_ offer: PackageOffer, from path: String) async throws -> RoundReport.Outcome {
         do {
-            let done = try store.install(amr: path, appId: offer.appId, version: offer.version, keys: keys)
+            let done = try store.install(amr: path, appId: offer.appId, version: offer.version, keys: keys, rollback: offer.rollback,
+                                         serving: Self.serving(offer))
             unlink(path)
             await report(offer.rollback ? "rollback" : "install_ok", offer)
             return .installed(verifiedBy: done.verifiedBy, rollback: offer.rollback)
@@ -149,23 +203,35 @@ public final class CourierDevice: @unchecked Sendable {
         }
     }
 
-    /// The host opens an app: a package waiting for it (`lazy`) is installed first, then the
-    /// opening counts toward the trial. Answers the version given up, if the trial failed.
+    private let opening = OpeningGate()
+
+    /// The host opens an app: a package waiting for it (`lazy`, newer than the installed one) is
+    /// installed first, then the opening counts toward the trial. One opening at a time per
+    /// device. Answers the version given up, if the trial failed.
     @discardableResult
     public func opened(_ appId: String) async throws -> String? {
-        if let pending = store.state.apps[appId]?.pending {
-            let path = downloads + "/\(appId)-\(pending).amr"
-            if FileManager.default.fileExists(atPath: path) {
-                let offer = PackageOffer(appId: appId, name: appId, version: pending, packageURL: server, size: 0, sha256: "",
-                                         fallbackBase: nil, vhost: nil, mainURL: nil, preload: true, anyNetwork: true, rollback: false,
-                                         asyncReqRate: nil)
-                do { _ = try await install(offer, from: path) } catch let f as ClientFailure { await report(f.kind.rawValue, offer) }
+        try await opening.run {
+            let app = store.state.apps[appId]
+            if let pending = app?.pending {
+                let path = downloads + "/\(appId)-\(pending).amr"
+                let newer = app?.installed.map { PackageStore.isNewer(pending, than: $0) } ?? true
+                if newer, FileManager.default.fileExists(atPath: path) {
+                    let serving = app?.serving[pending]
+                    do {
+                        _ = try store.install(amr: path, appId: appId, version: pending, keys: keys, serving: serving)
+                        unlink(path)
+                        queue("install_ok", appId: appId, version: pending)
+                    } catch let f as ClientFailure {
+                        unlink(path)
+                        queue(f.kind.rawValue, appId: appId, version: pending)
+                    }
+                }
+                try store.setPending(appId, nil)
             }
-            try store.setPending(appId, nil)
+            let given = try store.opened(appId)
+            if let given { queue("trial_failed", appId: appId, version: given) }
+            return given
         }
-        let given = try store.opened(appId)
-        if let given { await report("trial_failed", appId: appId, version: given) }
-        return given
     }
 
     /// The host reports the installed version broken: its trial fails.
@@ -221,20 +287,49 @@ public final class CourierDevice: @unchecked Sendable {
 
     /// Sends an event (SPEC §4); one that cannot be sent now waits in the queue on disk.
     func report(_ event: String, appId: String, version: String) async {
-        let body: [String: String] = ["deviceId": profile.deviceId, "appId": appId, "version": version, "event": event]
-        store.queueEvent(body)
+        queue(event, appId: appId, version: version)
         await flushEvents()
     }
 
-    /// Sends queued events, oldest first; stops at the first that cannot be sent (kept for the
-    /// next round). One the server refuses (400: a task deleted since) is dropped.
-    public func flushEvents() async {
+    func queue(_ event: String, appId: String, version: String) {
+        store.queueEvent(["deviceId": profile.deviceId, "appId": appId, "version": version, "event": event])
+    }
+
+    private var eventsBackoff: (until: Date, seconds: Double) = (.distantPast, 0)
+
+    /// Sends queued events, oldest first, 50 at most; stops at the first that cannot be sent (kept
+    /// for later, the wait doubling up to 10 minutes). One the server refuses (400: a task deleted
+    /// since) is dropped.
+    public func flushEvents(now: Date = Date()) async {
+        guard now >= lock.withLock({ eventsBackoff.until }) else { return }
         let url = server.appendingPathComponent("client/v1/events")
         for event in store.queuedEvents().prefix(50) {
             guard let data = try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys]),
-                  let (status, _) = try? await transport.post(url, json: data, limit: 4096) else { return }
-            guard status == 204 || status == 400 else { return }
+                  let (status, _) = try? await transport.post(url, json: data, limit: 4096), status == 204 || status == 400 else {
+                lock.withLock {
+                    let next = min(600, max(5, eventsBackoff.seconds * 2))
+                    eventsBackoff = (now.addingTimeInterval(next), next)
+                }
+                return
+            }
             store.dropEvent(event)
         }
+        lock.withLock { eventsBackoff = (.distantPast, 0) }
+    }
+}
+
+/// Runs one body at a time (an app opened twice at once installs its pending package once).
+actor OpeningGate {
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        while busy { await withCheckedContinuation { waiting.append($0) } }
+        busy = true
+        defer {
+            busy = false
+            if !waiting.isEmpty { waiting.removeFirst().resume() }
+        }
+        return try await body()
     }
 }

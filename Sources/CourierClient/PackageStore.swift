@@ -24,15 +24,28 @@ public struct DeviceState: Codable, Equatable, Sendable {
         public var givenUp: [String] = []
         /// Downloaded and verified by size and hash, installed when the app is next opened (`lazy`).
         public var pending: String?
-        /// From the answer that offered the installed version: the app's virtual host, the online
-        /// copy's base address, its entry page.
-        public var vhost: String?
-        public var fallbackBase: String?
-        public var mainUrl: String?
+        /// Where each kept version (installed, previous, pending) is served from, as the answer
+        /// that offered it said: a version never borrows another's fallback or entry page.
+        public var serving: [String: Serving] = [:]
+        /// A global package's files sit under `{globalHost}/{appKey}/`: that prefix, when it is one.
+        public var globalRoot: String?
+
+        /// The installed version's (else the pending one's) serving.
+        public var current: Serving? { installed.flatMap { serving[$0] } ?? pending.flatMap { serving[$0] } }
         public init() {}
     }
     public var apps: [String: App] = [:]
     public init() {}
+
+    /// An app's virtual host, online copy and entry page for one version.
+    public struct Serving: Codable, Equatable, Sendable {
+        public var vhost: String?
+        public var fallbackBase: String?
+        public var mainUrl: String?
+        public init(vhost: String?, fallbackBase: String?, mainUrl: String?) {
+            self.vhost = vhost; self.fallbackBase = fallbackBase; self.mainUrl = mainUrl
+        }
+    }
 }
 
 /// A package installed from its `.amr`: where its files are, what was checked.
@@ -54,12 +67,34 @@ public struct InstalledPackage: Equatable, Sendable {
 public final class PackageStore: @unchecked Sendable {
     public let root: String
     private let lock = NSLock()
+    /// Held across an install's rename, state change and clean-up, and by every clean-up: a
+    /// folder is never deleted between its rename into place and the state that names it.
+    private let diskLock = NSRecursiveLock()
     private var current: DeviceState
+    /// The data folder's lock (`flock` on `lock`): one device process per folder.
+    private var lockFD: Int32 = -1
 
     /// How many openings without `markLoaded` give a version up.
     public var maxTrialOpens = 2
     /// The largest `.amr` accepted (and what its files may take once written).
     public var maxPackageBytes: UInt64 = 1 << 30
+
+    /// Reads what a data folder holds without changing anything (`courier device status`).
+    public static func readState(root: String) throws -> DeviceState {
+        guard let data = FileManager.default.contents(atPath: root + "/state.json") else { return DeviceState() }
+        guard let state = try? JSONDecoder().decode(DeviceState.self, from: data) else {
+            throw ClientFailure(.setup, "\(root)/state.json cannot be read; move it away to start again with nothing installed.")
+        }
+        return state
+    }
+
+    /// True while another process holds the folder (a running device).
+    public static func isInUse(root: String) -> Bool {
+        let fd = open(root + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return flock(fd, LOCK_EX | LOCK_NB) != 0
+    }
 
     public init(root: String) throws {
         self.root = root
@@ -68,21 +103,24 @@ public final class PackageStore: @unchecked Sendable {
                 throw ClientFailure(.setup, "The data folder \(dir) could not be made: \(String(cString: strerror(errno))).")
             }
         }
+        lockFD = open(root + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lockFD >= 0, flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
+            if lockFD >= 0 { close(lockFD) }
+            throw ClientFailure(.setup, "\(root) is in use by another device process; stop it first (or give another --data).")
+        }
         // Whatever an install killed midway left is not part of any state.
         for leftover in (try? FileManager.default.contentsOfDirectory(atPath: root + "/staging")) ?? [] {
             try? FileManager.default.removeItem(atPath: root + "/staging/" + leftover)
         }
         unlink(root + "/state.json.tmp")
-        if let data = FileManager.default.contents(atPath: root + "/state.json") {
-            guard let state = try? JSONDecoder().decode(DeviceState.self, from: data) else {
-                throw ClientFailure(.setup, "\(root)/state.json cannot be read; move it away to start again with nothing installed.")
-            }
-            current = state
-        } else {
-            current = DeviceState()
+        do { current = try Self.readState(root: root) } catch {
+            close(lockFD)
+            throw error
         }
         removeUnlisted()
     }
+
+    deinit { if lockFD >= 0 { close(lockFD) } }
 
     public var state: DeviceState { lock.withLock { current } }
 
@@ -94,7 +132,8 @@ public final class PackageStore: @unchecked Sendable {
     /// version stays until this one passes its trial. Throws `verify_failed` (signature,
     /// manifest, hostile tar) or `install_failed` (disk); either way nothing changes.
     @discardableResult
-    public func install(amr amrPath: String, appId: String, version: String, keys: PinnedKeys) throws -> InstalledPackage {
+    public func install(amr amrPath: String, appId: String, version: String, keys: PinnedKeys, rollback: Bool = false,
+                        serving: DeviceState.Serving? = nil) throws -> InstalledPackage {
         guard TarExtractor.isSafe(appId), !appId.contains("/"), TarExtractor.isSafe(version), !version.contains("/") else {
             throw ClientFailure(.verifyFailed, "The answer names an app or version that is not a plain name.")
         }
@@ -111,22 +150,36 @@ public final class PackageStore: @unchecked Sendable {
             if mkdir(root + "/packages/\(appId)", 0o700) != 0 && errno != EEXIST {
                 throw ClientFailure(.installFailed, "The app's folder could not be made: \(String(cString: strerror(errno))).")
             }
-            try? FileManager.default.removeItem(atPath: target)   // the same version again (a reinstall)
-            guard rename(staging, target) == 0 else {
-                throw ClientFailure(.installFailed, "The package could not be moved into place: \(String(cString: strerror(errno))).")
-            }
-            Self.syncFolder(root + "/packages/\(appId)")
-            try update { s in
-                var app = s.apps[appId] ?? DeviceState.App()
-                if app.installed != version {
-                    app.previous = app.installed.flatMap { app.onTrial ? app.previous ?? $0 : $0 }
+            try diskLock.withLock {
+                // The same version again (a reinstall): the old folder leaves through staging, so a
+                // device killed in between still has it (or the new one) where the state says.
+                let trash = staging + ".old"
+                let hadOld = rename(target, trash) == 0
+                guard rename(staging, target) == 0 else {
+                    if hadOld { rename(trash, target) }
+                    throw ClientFailure(.installFailed, "The package could not be moved into place: \(String(cString: strerror(errno))).")
                 }
-                app.installed = version
-                app.onTrial = true
-                app.opens = 0
-                s.apps[appId] = app
+                Self.syncFolder(root + "/packages/\(appId)")
+                if hadOld { try? FileManager.default.removeItem(atPath: trash) }
+                try update { s in
+                    var app = s.apps[appId] ?? DeviceState.App()
+                    if rollback {
+                        app.previous = nil   // going back: nothing to come back to but what is offered
+                    } else if app.installed != version {
+                        // A version still on trial is not known good: the one before it stays the previous.
+                        let before = app.onTrial ? app.previous ?? app.installed : app.installed
+                        app.previous = before == version ? nil : before
+                    }
+                    app.installed = version
+                    app.onTrial = true
+                    app.opens = 0
+                    if let pending = app.pending, !Self.isNewer(pending, than: version) { app.pending = nil }
+                    if let serving { app.serving[version] = serving }
+                    app.globalRoot = result.globalRoot
+                    s.apps[appId] = app
+                }
+                removeUnlisted()
             }
-            removeUnlisted()
             return InstalledPackage(appId: appId, version: version, folder: target, files: result.files, bytes: result.bytes,
                                     verifiedBy: result.verifiedBy)
         } catch {
@@ -142,10 +195,17 @@ public final class PackageStore: @unchecked Sendable {
         try verifyAndExtract(amrPath, appId: appId, version: version, keys: keys, into: nil).verifiedBy
     }
 
+    /// Compares two versions of four numbers (a malformed one is never newer).
+    static func isNewer(_ a: String, than b: String) -> Bool {
+        let x = a.split(separator: ".").compactMap { Int($0) }, y = b.split(separator: ".").compactMap { Int($0) }
+        guard x.count == 4, y.count == 4 else { return false }
+        return x.lexicographicallyPrecedes(y) == false && x != y
+    }
+
     /// One pass over the tar: its files go to staging (when given) while its hashes are
     /// computed; the signature and the manifest are checked before anything leaves staging.
     func verifyAndExtract(_ amrPath: String, appId: String, version: String, keys: PinnedKeys,
-                          into staging: String?) throws -> (files: Int, bytes: UInt64, verifiedBy: String?) {
+                          into staging: String?) throws -> (files: Int, bytes: UInt64, verifiedBy: String?, globalRoot: String?) {
         let zip: ZipReader
         var limits = ZipLimits()
         limits.maxEntries = 4
@@ -184,6 +244,7 @@ public final class PackageStore: @unchecked Sendable {
         guard manifest.id == appId, manifest.version == version else {
             throw ClientFailure(.verifyFailed, "manifest.json is for \(manifest.id.prefix(20)) \(manifest.version.prefix(20)), not \(appId) \(version).")
         }
+        guard manifest.files.count <= 20_000 else { throw ClientFailure(.verifyFailed, "manifest.json lists more than 20,000 files.") }
         var expected: [String: (size: UInt64, sha256: String)] = [:]
         var total: UInt64 = 0
         for f in manifest.files {
@@ -215,24 +276,20 @@ public final class PackageStore: @unchecked Sendable {
                 : "The package is not signed, and this app pins a signing key.")
         }
 
-        var extractor = TarExtractor(root: staging, expected: expected)
-        var sha256 = SHA256()
-        var sha1 = Insecure.SHA1()
-        let wantSHA1 = sign == nil && cert != nil
-        do {
-            try zip.read(tar) { chunk in
-                sha256.update(bufferPointer: chunk)
-                if wantSHA1 { sha1.update(bufferPointer: chunk) }
-                try extractor.feed(chunk)
-            }
-            try extractor.finish()
-        } catch let failure as ClientFailure {
-            throw failure
-        } catch {
-            throw ClientFailure(.verifyFailed, "The package's tar cannot be read: \(error).")
-        }
+        // First the signature, over the whole tar: nothing of an unsigned or foreign package is
+        // written anywhere. Then, from the same open file, the files, each against the manifest.
         var verifiedBy: String?
         if !keys.isEmpty {
+            var sha256 = SHA256()
+            var sha1 = Insecure.SHA1()
+            let wantSHA1 = sign == nil && cert != nil
+            do {
+                try zip.read(tar) { chunk in
+                    if wantSHA1 { sha1.update(bufferPointer: chunk) } else { sha256.update(bufferPointer: chunk) }
+                }
+            } catch {
+                throw ClientFailure(.verifyFailed, "The package's tar cannot be read: \(error).")
+            }
             if let sign {
                 guard keys.verify(sha256: sha256.finalize(), signature: sign) else {
                     throw ClientFailure(.verifyFailed, "SIGN.json does not verify with a pinned key: the package was not signed by this app's key, or was changed.")
@@ -245,8 +302,21 @@ public final class PackageStore: @unchecked Sendable {
                 verifiedBy = "CERT.json"
             }
         }
+        var extractor = TarExtractor(root: staging, expected: expected)
+        do {
+            try zip.read(tar) { chunk in try extractor.feed(chunk) }
+            try extractor.finish()
+        } catch let failure as ClientFailure {
+            throw failure
+        } catch {
+            throw ClientFailure(.verifyFailed, "The package's tar cannot be read: \(error).")
+        }
         if let staging { Self.syncFolder(staging) }
-        return (extractor.written.count, extractor.bytes, verifiedBy)
+        // Global: every file under one `{host}/{appKey}/` (a host has a dot; a normal package's top folder does not).
+        let roots = Set(expected.keys.map { $0.split(separator: "/").prefix(2).joined(separator: "/") })
+        let globalRoot = roots.count == 1 && expected.keys.allSatisfy({ $0.split(separator: "/").count >= 3 })
+            ? roots.first.flatMap { $0.split(separator: "/").first?.contains(".") == true ? $0 : nil } : nil
+        return (extractor.written.count, extractor.bytes, verifiedBy, globalRoot)
     }
 
     // MARK: Trial
@@ -254,6 +324,7 @@ public final class PackageStore: @unchecked Sendable {
     /// The host confirms that `version`'s entry page loaded: the trial passes and the previous
     /// version's files go.
     public func markLoaded(_ appId: String, _ version: String) throws {
+        try diskLock.withLock {
         try update { s in
             guard var app = s.apps[appId], app.installed == version, app.onTrial else { return }
             app.onTrial = false
@@ -262,6 +333,7 @@ public final class PackageStore: @unchecked Sendable {
             s.apps[appId] = app
         }
         removeUnlisted()
+        }
     }
 
     /// The app was opened: a version on trial opened `maxTrialOpens` times without `markLoaded`
@@ -283,18 +355,21 @@ public final class PackageStore: @unchecked Sendable {
     @discardableResult
     public func giveUp(_ appId: String) throws -> String? {
         var given: String?
+        try diskLock.withLock {
         try update { s in
             guard var app = s.apps[appId], let installed = app.installed else { return }
             given = installed
             if !app.givenUp.contains(installed) { app.givenUp.append(installed) }
             app.givenUp = Array(app.givenUp.suffix(20))   // bounded: the oldest are long gone from the server
-            app.installed = app.previous
+            app.installed = app.previous == installed ? nil : app.previous
             app.previous = nil
             app.onTrial = false
             app.opens = 0
+            if app.pending == installed { app.pending = nil }
             s.apps[appId] = app
         }
         removeUnlisted()
+        }
         return given
     }
 
@@ -308,23 +383,29 @@ public final class PackageStore: @unchecked Sendable {
         }
     }
 
-    /// Remembers where the app is served from (the answer's vhost, fallback base and main URL).
-    public func remember(_ appId: String, vhost: String?, fallbackBase: String?, mainUrl: String?) throws {
+    /// Marks a downloaded version to install when the app is next opened (or clears it).
+    public func setPending(_ appId: String, _ version: String?, serving: DeviceState.Serving? = nil) throws {
         try update { s in
             var app = s.apps[appId] ?? DeviceState.App()
-            app.vhost = vhost
-            app.fallbackBase = fallbackBase
-            app.mainUrl = mainUrl
+            app.pending = version
+            if let version, let serving { app.serving[version] = serving }
             s.apps[appId] = app
         }
     }
 
-    /// Marks a downloaded version to install when the app is next opened (or clears it).
-    public func setPending(_ appId: String, _ version: String?) throws {
+    /// Remembers where an app not installed yet is served from (its online copy meanwhile), and
+    /// forgets apps that hold nothing and are not offered any more: the state stays as large as
+    /// what the device has and is offered.
+    public func offered(_ serving: [String: (version: String, serving: DeviceState.Serving)]) throws {
         try update { s in
-            var app = s.apps[appId] ?? DeviceState.App()
-            app.pending = version
-            s.apps[appId] = app
+            for (id, o) in serving where s.apps[id]?.installed == nil && s.apps[id]?.pending == nil {
+                var app = s.apps[id] ?? DeviceState.App()
+                app.serving = [o.version: o.serving]
+                s.apps[id] = app
+            }
+            for (id, app) in s.apps where app.installed == nil && app.pending == nil && app.givenUp.isEmpty && serving[id] == nil {
+                s.apps[id] = nil
+            }
         }
     }
 
@@ -404,6 +485,16 @@ public final class PackageStore: @unchecked Sendable {
 
     /// Removes version folders the state does not name (bounded disk: installed and previous).
     func removeUnlisted() {
+        diskLock.lock()
+        defer { diskLock.unlock() }
+        // What is served from is kept for the versions kept.
+        try? update { s in
+            for (id, var app) in s.apps {
+                let kept = Set([app.installed, app.previous, app.pending].compactMap { $0 })
+                if !kept.isEmpty { app.serving = app.serving.filter { kept.contains($0.key) } }
+                s.apps[id] = app
+            }
+        }
         let s = state
         let fm = FileManager.default
         for app in (try? fm.contentsOfDirectory(atPath: root + "/packages")) ?? [] {

@@ -13,9 +13,11 @@ public struct PinnedKeys: @unchecked Sendable {
     /// Reads PEM public keys ("-----BEGIN PUBLIC KEY-----", as the Configuration page offers it).
     public init(pems: [String], allowSHA1: Bool = false) throws {
         keys = try pems.map { pem in
-            do { return try _RSA.Signing.PublicKey(unsafePEMRepresentation: pem) } catch {
+            guard let key = try? _RSA.Signing.PublicKey(unsafePEMRepresentation: pem) else {
                 throw ClientFailure(.setup, "A pinned key is not an RSA public key in PEM format.")
             }
+            guard key.keySizeInBits >= 2048 else { throw ClientFailure(.setup, "A pinned key has \(key.keySizeInBits) bits; pin keys of 2048 bits or more.") }
+            return key
         }
         self.allowSHA1 = allowSHA1
     }

@@ -27,16 +27,18 @@ extension CourierDevice {
         var path = url.path
         if path.isEmpty || path == "/" { path = "/index.html" }
         let relative = String(path.dropFirst())
-        // An app's virtual host: `{appId}.{virtualDomain}`.
+        // An app's virtual host: `{appId}.{virtualDomain}`, as the answer said and only for that app.
         for (appId, app) in state.apps.sorted(by: { $0.key < $1.key }) {
-            guard let vhost = app.vhost.flatMap({ URL(string: $0)?.host?.lowercased() }), vhost == host else { continue }
-            if let version = app.installed, TarExtractor.isSafe(relative) {
+            guard host.hasPrefix(appId + "."), let serving = app.current,
+                  let vhost = serving.vhost.flatMap({ URL(string: $0)?.host?.lowercased() }), vhost == host else { continue }
+            guard TarExtractor.isSafe(relative) else { return .passThrough }
+            if let version = app.installed {
                 let file = store.folder(appId, version) + "/" + relative
                 if Self.isRegularFile(file) {
                     return .package(path: file, contentType: MediaTypes.of(relative), appId: appId, version: version)
                 }
             }
-            guard let base = app.fallbackBase.flatMap(URL.init(string:)), TarExtractor.isSafe(relative) else { return .passThrough }
+            guard let base = serving.fallbackBase.flatMap(URL.init(string:)) else { return .passThrough }
             return .fallback(base.appendingPathComponent(relative))
         }
         // A global package's file: its tar holds `{globalHost}/{appKey}/…`.
@@ -44,9 +46,8 @@ extension CourierDevice {
         if parts.first == "mcube" { parts.removeFirst() }
         let globalPath = ([host] + parts).joined(separator: "/")
         if TarExtractor.isSafe(globalPath), parts.count >= 2 {
-            // Only a global package holds a top folder named like a host, so every installed one is tried.
             for (appId, app) in state.apps.sorted(by: { $0.key < $1.key }) {
-                guard let version = app.installed else { continue }
+                guard let root = app.globalRoot, globalPath.hasPrefix(root + "/"), let version = app.installed else { continue }
                 let file = store.folder(appId, version) + "/" + globalPath
                 if Self.isRegularFile(file) {
                     return .global(path: file, contentType: MediaTypes.of(globalPath), appId: appId, version: version)

@@ -136,12 +136,18 @@ struct TarExtractor {
         return String(bytes: bytes, encoding: .utf8)
     }
 
-    /// Relative, no `.` or `..` or empty segments, no backslash or control characters, not hidden
-    /// at the top (nothing lands outside the package's folder or beside the client's own files).
+    /// Relative, no `.` or `..` or empty segments, and only the bytes a package's names may hold
+    /// (SPEC §2: letters, digits, `- . _ ~`). Checked on bytes, split on the byte `/`: grapheme
+    /// clusters would read `/` plus a combining mark as one character and let `..` through.
     static func isSafe(_ path: String) -> Bool {
-        guard !path.isEmpty, path.utf8.count <= 255, !path.hasPrefix("/") else { return false }
-        guard !path.unicodeScalars.contains(where: { $0.value < 32 || $0 == "\\" || $0.value == 127 }) else { return false }
-        return path.split(separator: "/", omittingEmptySubsequences: false).allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." }
+        let bytes = Array(path.utf8)
+        guard !bytes.isEmpty, bytes.count <= 255 else { return false }
+        for segment in bytes.split(separator: 0x2F, omittingEmptySubsequences: false) {
+            guard !segment.isEmpty, !segment.allSatisfy({ $0 == 0x2E }) || segment.count > 2 else { return false }
+            guard segment.allSatisfy({ (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || (0x30...0x39).contains($0)
+                || $0 == 0x2D || $0 == 0x2E || $0 == 0x5F || $0 == 0x7E }) else { return false }
+        }
+        return true
     }
 
     /// Creates `root/path` (its folders too), never following a link and never over a file.

@@ -18,28 +18,56 @@ public protocol Transport: Sendable {
     func download(_ url: URL, into fd: Int32, from offset: UInt64, limit: UInt64) async throws -> UInt64
 }
 
-/// URLSession, streaming downloads to disk as they arrive (a package is never held whole).
+/// URLSession, streaming downloads to disk as they arrive (a package is never held whole), each
+/// body bounded as it arrives, each exchange bounded in time as a whole, redirects not followed.
 public struct URLSessionTransport: Transport {
+    /// Silence allowed between two bytes.
     public let timeout: TimeInterval
-    public init(timeout: TimeInterval = 30) { self.timeout = timeout }
+    /// A whole check or event exchange; a download gets `downloadDeadline`.
+    public let deadline: TimeInterval
+    public let downloadDeadline: TimeInterval
+    public init(timeout: TimeInterval = 30, deadline: TimeInterval = 60, downloadDeadline: TimeInterval = 3600) {
+        self.timeout = timeout
+        self.deadline = deadline
+        self.downloadDeadline = downloadDeadline
+    }
+
+    func session(_ delegate: URLSessionDelegate, deadline: TimeInterval) -> URLSession {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = timeout
+        configuration.timeoutIntervalForResource = deadline
+        return URLSession(configuration: configuration, delegate: delegate, delegateQueue: nil)
+    }
 
     public func post(_ url: URL, json: Data, limit: Int) async throws -> (status: Int, body: Data) {
         var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = "POST"
         request.httpBody = json
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        let session = URLSession(configuration: .ephemeral)
+        let r = try await fetch(request, limit: limit)
+        return (r.status, r.body)
+    }
+
+    /// GETs `url` (the online copy of a file): status, content type and at most `limit` bytes.
+    public func get(_ url: URL, limit: Int) async throws -> (status: Int, contentType: String?, body: Data) {
+        try await fetch(URLRequest(url: url, timeoutInterval: timeout), limit: limit)
+    }
+
+    func fetch(_ request: URLRequest, limit: Int) async throws -> (status: Int, contentType: String?, body: Data) {
+        let sink = BufferSink(limit: limit)
+        let session = session(sink, deadline: deadline)
         defer { session.finishTasksAndInvalidate() }
-        let (data, response) = try await session.data(for: request)
-        guard data.count <= limit else { throw ClientFailure(.downloadFailed, "The server's answer is over \(limit) bytes.") }
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+        return try await withCheckedThrowingContinuation { continuation in
+            sink.done = { continuation.resume(with: $0) }
+            session.dataTask(with: request).resume()
+        }
     }
 
     public func download(_ url: URL, into fd: Int32, from offset: UInt64, limit: UInt64) async throws -> UInt64 {
         var request = URLRequest(url: url, timeoutInterval: timeout)
         if offset > 0 { request.setValue("bytes=\(offset)-", forHTTPHeaderField: "Range") }
         let sink = DownloadSink(fd: fd, offset: offset, limit: limit)
-        let session = URLSession(configuration: .ephemeral, delegate: sink, delegateQueue: nil)
+        let session = session(sink, deadline: downloadDeadline)
         defer { session.finishTasksAndInvalidate() }
         return try await withCheckedThrowingContinuation { continuation in
             sink.done = { continuation.resume(with: $0) }
@@ -48,10 +76,55 @@ public struct URLSessionTransport: Transport {
     }
 }
 
+/// Collects a response body up to a limit (cancelling past it), refusing redirects.
+final class BufferSink: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+    let limit: Int
+    private var data = Data()
+    private var status = 0
+    private var contentType: String?
+    private var failure: Error?
+    var done: ((Result<(status: Int, contentType: String?, body: Data), Error>) -> Void)?
+
+    init(limit: Int) { self.limit = limit }
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                    newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+        completionHandler(nil)   // the redirect itself is the answer: never fetched from elsewhere
+    }
+
+    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive response: URLResponse,
+                    completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
+        let http = response as? HTTPURLResponse
+        status = http?.statusCode ?? 0
+        contentType = http?.value(forHTTPHeaderField: "Content-Type")
+        completionHandler(.allow)
+    }
+
+    func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive chunk: Data) {
+        guard failure == nil else { return }
+        guard data.count + chunk.count <= limit else {
+            failure = ClientFailure(.downloadFailed, "The answer is over \(limit) bytes.")
+            dataTask.cancel()
+            return
+        }
+        data.append(chunk)
+    }
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: Error?) {
+        if let failure { done?(.failure(failure)) } else if let error { done?(.failure(error)) } else { done?(.success((status, contentType, data))) }
+        done = nil
+    }
+}
+
 /// Writes a response body to a file as it arrives: after `206` from the asked offset, after
 /// `200` from the start (the server ignored the range), and refuses anything else or more than
 /// the limit.
 final class DownloadSink: NSObject, URLSessionDataDelegate, @unchecked Sendable {
+    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                    newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+        completionHandler(nil)
+    }
+
     let fd: Int32
     let limit: UInt64
     let asked: UInt64

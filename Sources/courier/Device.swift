@@ -8,7 +8,7 @@ import Foundation
 struct Device: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check, download, verify and install Courier's packages as a device would.",
-        discussion: "With --once: one forced round, then exit 0 (nothing failed), 3 (a package failed verification) or 4 (the server could not be reached).",
+        discussion: "With --once: one forced round, then exit 0 (nothing failed; a package waiting for Wi-Fi is not a failure), 3 (a package failed verification), 4 (the server could not be reached) or 5 (the server answered with an error, or a download or install failed).",
         subcommands: [Run.self, Status.self, Broken.self], defaultSubcommand: Run.self)
 
     struct Folder: ParsableArguments {
@@ -60,15 +60,24 @@ struct Device: AsyncParsableCommand {
             if once {
                 if report.unreachable != nil { throw ExitCode(4) }
                 if report.verifyFailed { throw ExitCode(3) }
+                if report.answeredWithError != nil || report.failed { throw ExitCode(5) }
                 return
             }
             let proxy = try DeviceProxy(device: device, port: proxyPort, output: out)
             try await proxy.run {
                 while !Task.isCancelled {
                     try? await Task.sleep(nanoseconds: 5_000_000_000)
+                    // `courier device broken APP` run beside this process leaves its request here.
+                    for app in Broken.requests(folder.data) {
+                        if let given = try? await device.broken(app) {
+                            out.say("\(app) \(given): given up (reported broken); " + (store.state.apps[app]?.installed.map { "\($0) is back." } ?? "nothing else is installed."),
+                                    ["event": "trial_failed", "appId": app, "version": given])
+                        }
+                    }
                     let round = await device.check()
                     // Quiet while nothing happens: a round is told when it did or failed something.
-                    if round.checked, !round.lines.isEmpty || round.unreachable != nil || !round.refused.isEmpty { out.round(round) }
+                    if round.checked, round.lines.contains(where: { $0.outcome != .alreadyInstalled && $0.outcome != .stillWaitingForOpen })
+                        || round.unreachable != nil || round.answeredWithError != nil || !round.refused.isEmpty { out.round(round) }
                 }
             }
         }
@@ -91,9 +100,10 @@ struct Device: AsyncParsableCommand {
         @Flag(help: "{\"apps\":[{\"id\",\"installed\",\"onTrial\",\"previous\",\"givenUp\"}]}") var json = false
 
         func run() throws {
-            let store: PackageStore
-            do { store = try PackageStore(root: folder.data) } catch { throw ValidationError("\(error)") }
-            let apps = store.state.apps.sorted { $0.key < $1.key }
+            let state: DeviceState
+            do { state = try PackageStore.readState(root: folder.data) } catch { throw ValidationError("\(error)") }   // changes nothing
+            let apps = state.apps.filter { $0.value.installed != nil || $0.value.pending != nil || !$0.value.givenUp.isEmpty }
+                .sorted { $0.key < $1.key }
             if json {
                 let list: [[String: Any]] = apps.map { id, a in
                     ["id": id, "installed": a.installed as Any? ?? NSNull(), "onTrial": a.onTrial, "previous": a.previous as Any? ?? NSNull(),
@@ -120,7 +130,23 @@ struct Device: AsyncParsableCommand {
         @OptionGroup var folder: Folder
         @Argument(help: "The app ID.") var app: String
 
+        /// Requests left for a running device (one file per app), taken as they are read.
+        static func requests(_ folder: String) -> [String] {
+            let dir = folder + "/broken"
+            let apps = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.utf8.count == 8 && $0.allSatisfy(\.isNumber) }
+            for app in apps { unlink(dir + "/" + app) }
+            return apps.sorted()
+        }
+
         func run() async throws {
+            guard app.utf8.count == 8, app.allSatisfy(\.isNumber) else { throw ValidationError("APP is an 8-digit app ID.") }
+            if PackageStore.isInUse(root: folder.data) {
+                // A device runs on this folder: it takes the request within 5 seconds (its next turn).
+                try? FileManager.default.createDirectory(atPath: folder.data + "/broken", withIntermediateDirectories: true)
+                FileManager.default.createFile(atPath: folder.data + "/broken/" + app, contents: Data())
+                print("The device running on \(folder.data) gives up \(app)'s installed version within 5 seconds (it says so in its output).")
+                return
+            }
             let store: PackageStore
             do { store = try PackageStore(root: folder.data) } catch { throw ValidationError("\(error)") }
             guard let given = try store.giveUp(app) else { throw ValidationError("\(app) has nothing installed in \(folder.data).") }
@@ -138,6 +164,10 @@ struct Output: Sendable {
     let json: Bool
 
     func say(_ words: String, _ fields: [String: Any]) {
+        // What a server sent (names, messages) reaches a terminal: no control characters.
+        let words = String(String.UnicodeScalarView(words.unicodeScalars.map {
+            $0.properties.generalCategory == .control ? "?" : $0
+        }))
         var line = words
         if json {
             var object = fields
@@ -151,6 +181,7 @@ struct Output: Sendable {
 
     func round(_ r: RoundReport) {
         if let why = r.unreachable { return say("Could not check: \(why)", ["event": "unreachable", "error": why]) }
+        if let why = r.answeredWithError { return say(why, ["event": "serverError", "error": why]) }
         for refused in r.refused { say(refused, ["event": "refused"]) }
         if r.lines.isEmpty { say("Up to date: nothing new for this device.", ["event": "upToDate"]) }
         for line in r.lines {
@@ -159,10 +190,14 @@ struct Output: Sendable {
             case .installed(let by, let rollback):
                 say("\(what): \(rollback ? "rolled back to this version" : "installed")" + (by.map { ", verified by \($0)" } ?? ", unsigned"),
                     ["event": rollback ? "rollback" : "installed", "appId": line.appId, "version": line.version, "verifiedBy": by as Any? ?? NSNull()])
+            case .stillWaitingForOpen:
+                say("\(what): downloaded earlier; installs when the app is opened (lazy).", ["event": "pending", "appId": line.appId, "version": line.version])
             case .waitingForOpen:
                 say("\(what): downloaded; installs when the app is opened (lazy).", ["event": "pending", "appId": line.appId, "version": line.version])
             case .heldBackForWiFi:
                 say("\(what): waits for Wi-Fi (the package asks for it).", ["event": "heldBack", "appId": line.appId, "version": line.version])
+            case .alreadyInstalled:
+                say("\(what): already installed.", ["event": "alreadyInstalled", "appId": line.appId, "version": line.version])
             case .givenUp:
                 say("\(what): given up on this device (its trial failed); not installed again.", ["event": "givenUp", "appId": line.appId, "version": line.version])
             case .failed(let f):

@@ -37,9 +37,11 @@ struct DeviceProxy {
         router.on("/**", method: .head, use: handler)
         var logger = Logger(label: "courier-device")
         logger.logLevel = .warning
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
-        output.say("Proxy on 127.0.0.1:\(port): start a browser with --proxy-server=http://127.0.0.1:\(port) and open an app's virtual host.",
-                   ["event": "proxy", "port": port])
+        let say = output, port = port
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), onServerRunning: { _ in
+            say.say("Proxy on 127.0.0.1:\(port): start a browser with --proxy-server=http://127.0.0.1:\(port) and open an app's virtual host.",
+                    ["event": "proxy", "port": port])
+        }, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await app.runService() }
             group.addTask { await alongside() }
@@ -54,7 +56,7 @@ struct DeviceProxy {
         var resolution = device.resolve(url)
         // Opening an app: a package waiting for it (lazy) installs first; opening its entry page
         // (the main URL, or any HTML page when it has none) counts for the trial.
-        let vhostApp = device.store.state.apps.first { $0.value.vhost.flatMap { URL(string: $0)?.host?.lowercased() } == url.host?.lowercased() }
+        let vhostApp = device.store.state.apps.first { $0.value.current?.vhost.flatMap { URL(string: $0)?.host?.lowercased() } == url.host?.lowercased() }
         if let (appId, app) = vhostApp, app.pending != nil || Self.isEntry(url.path, app) {
             _ = try? await device.opened(appId)
             resolution = device.resolve(url)
@@ -71,27 +73,23 @@ struct DeviceProxy {
                             body: .init(byteBuffer: ByteBuffer(data: data)))
         case .fallback(let online):
             do {
-                var r = URLRequest(url: online, timeoutInterval: 30)
-                r.httpMethod = "GET"
-                let session = URLSession(configuration: .ephemeral)
-                defer { session.finishTasksAndInvalidate() }
-                let (data, response) = try await session.data(for: r)
-                guard data.count <= Self.maxFallbackBytes else { return refuse("The online copy of \(url.path) is over 64 MB.") }
-                let http = response as? HTTPURLResponse
-                return Response(status: .init(code: http?.statusCode ?? 502),
-                                headers: [.contentType: http?.value(forHTTPHeaderField: "Content-Type") ?? "application/octet-stream",
+                // Bounded as it arrives, redirects not followed: the online copy comes from the package's own server.
+                let (status, type, data) = try await URLSessionTransport().get(online, limit: Self.maxFallbackBytes)
+                return Response(status: .init(code: (100...599).contains(status) ? status : 502),
+                                headers: [.contentType: type ?? "application/octet-stream",
                                           .cacheControl: "no-store", HTTPField.Name("X-Courier-Source")!: "fallback"],
                                 body: .init(byteBuffer: ByteBuffer(data: data)))
             } catch {
                 return refuse("The online copy of \(url.path) could not be fetched: \(error.localizedDescription)")
             }
         case .passThrough:
+            if vhostApp != nil { return refuse("\(url.path) is not a path a package can hold, and there is no online copy to fetch.") }
             return refuse("\(host) is not an app's virtual host nor the global resource host: this proxy serves Courier's packages only.")
         }
     }
 
     static func isEntry(_ path: String, _ app: DeviceState.App) -> Bool {
-        app.mainUrl.map { $0 == path } ?? (path.hasSuffix(".html") || path.hasSuffix(".htm"))
+        app.current?.mainUrl.map { $0 == path } ?? (path.hasSuffix(".html") || path.hasSuffix(".htm"))
     }
 
     func refuse(_ sentence: String) -> Response {

@@ -1,5 +1,5 @@
 import CourierArchive
-import CourierClient
+@testable import CourierClient
 import CourierTestSupport
 import Foundation
 import XCTest
@@ -132,8 +132,9 @@ final class DeviceTests: XCTestCase {
                               .init("20171228/www/data.bin", (0..<400_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }, method: 0)])
         try await courier.upload("1.0.0.1", zip: big.bytes())
         try await courier.release("1.0.0.1")
-        let cutting = try device(transport: CuttingTransport(cut: 150_000))
-        let first = await cutting.check(force: true)
+        var cutting: CourierDevice? = try device(transport: CuttingTransport(cut: 150_000))
+        let first = await cutting!.check(force: true)
+        cutting = nil   // that device process is gone; a new one starts on the same folder
         guard case .failed(let f) = first.lines.first?.outcome else { return XCTFail("\(first.lines)") }
         XCTAssertEqual(f.kind, .downloadFailed)
         let part = dir + "/d-1/downloads/20171228-1.0.0.1.amr.part"
@@ -176,6 +177,20 @@ final class DeviceTests: XCTestCase {
         XCTAssertEqual(d.resolve(URL(string: "https://example.org/www/index.html")!), .passThrough)
         XCTAssertEqual(d.resolve(URL(string: "https://20171228.h5app.example.com/www/../../../../etc/passwd")!), .passThrough,
                        "a path that climbs out is nobody's")
+    }
+
+    func testAnOfferForAnotherAppsHostOrAnotherServersCopyIsRefused() throws {
+        let d = try device()
+        func offer(vhost: String?, fallback: String?) -> PackageOffer {
+            PackageOffer(appId: "00000001", name: "x", version: "1.0.0.1", packageURL: URL(string: "http://courier.example/packages/00000001/1.0.0.1.amr")!,
+                         size: 10, sha256: String(repeating: "a", count: 64), fallbackBase: fallback.flatMap(URL.init(string:)), vhost: vhost,
+                         mainURL: nil, preload: true, anyNetwork: true, rollback: false, asyncReqRate: nil)
+        }
+        XCTAssertNil(d.acceptable(offer(vhost: "https://00000001.h5app.example.com", fallback: "http://courier.example/fallback/00000001/1.0.0.1/")))
+        XCTAssertNotNil(d.acceptable(offer(vhost: "https://20171228.h5app.example.com", fallback: nil)), "another app's host")
+        XCTAssertNotNil(d.acceptable(offer(vhost: "https://www.bank.example", fallback: nil)), "any other host")
+        XCTAssertNotNil(d.acceptable(offer(vhost: nil, fallback: "http://10.0.0.1/fallback/00000001/1.0.0.1/")), "another server's copy")
+        XCTAssertNotNil(d.acceptable(offer(vhost: nil, fallback: "http://courier.example/admin/")), "not a fallback address")
     }
 
     func testAnUnreachableOrGarbledServerChangesNothing() async throws {

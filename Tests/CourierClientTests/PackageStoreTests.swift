@@ -47,8 +47,9 @@ final class PackageStoreTests: XCTestCase {
         XCTAssertTrue(index.contains("<title>Checkout</title>"))
         XCTAssertEqual(s.state.apps["20171228"]?.installed, "1.0.0.1")
         XCTAssertEqual(s.state.apps["20171228"]?.onTrial, true)
-        // Another process (the device restarted) reads the same state from disk.
-        XCTAssertEqual(try store().state, s.state)
+        // What is on disk is what the store says (another process reads it so).
+        XCTAssertEqual(try PackageStore.readState(root: s.root), s.state)
+        XCTAssertThrowsError(try store(), "one device process per data folder") { XCTAssertTrue("\($0)".contains("in use"), "\($0)") }
         assertNothingLeft(s, installed: ["1.0.0.1"])
     }
 
@@ -127,6 +128,9 @@ final class PackageStoreTests: XCTestCase {
             ("missing", entry("www/a.js", body) + end, [("www/a.js", body), ("www/b.js", body)], "lacks"),
             ("no-end", entry("www/a.js", body), [("www/a.js", body)], "zero blocks"),
             ("dotdot-dir", entry("www/../../x.js", body) + end, [("www/../../x.js", body)], "unsafe path"),
+            // `/` followed by a combining mark is one grapheme cluster: checked on bytes, it is still `..`.
+            ("combining", entry("www/../\u{301}x.js", body) + end, [("www/../\u{301}x.js", body)], "unsafe path"),
+            ("space", entry("www/a b.js", body) + end, [("www/a b.js", body)], "unsafe path"),
         ]
         for (name, tar, listed, words) in cases {
             XCTAssertThrowsError(try s.install(amr: try hostile(tar, listed: listed, name: name), appId: "20171228", version: "1.0.0.9",
@@ -139,6 +143,12 @@ final class PackageStoreTests: XCTestCase {
                            "\(name): nothing written outside staging")
         }
         XCTAssertEqual(s.state, DeviceState())
+        // With a key pinned, the signature is checked before the tar is even read for files.
+        let key = try SigningKey.generate()
+        XCTAssertThrowsError(try s.install(amr: try hostile(entry("../evil.js", body) + end, listed: [("www/a.js", body)], name: "signed-first"),
+                                           appId: "20171228", version: "1.0.0.9", keys: try PinnedKeys(pems: [key.publicKeyPEM]))) { e in
+            XCTAssertTrue("\(e)".contains("not signed"), "\(e)")
+        }
         // And the same tar done right installs.
         let good = try hostile(entry("www/a.js", body) + end, listed: [("www/a.js", body)], name: "good")
         XCTAssertEqual(try s.install(amr: good, appId: "20171228", version: "1.0.0.9", keys: .none).files, 1)
@@ -171,15 +181,38 @@ final class PackageStoreTests: XCTestCase {
         XCTAssertNil(s.state.apps["20171228"]?.previous)
     }
 
-    func testALeftoverOfAKilledInstallIsRemovedAtStart() throws {
+    func testARollbackLeavesNoPreviousToComeBackTo() throws {
+        let key = try SigningKey.generate()
+        let pinned = try PinnedKeys(pems: [key.publicKeyPEM])
         let s = try store()
-        try FileManager.default.createDirectory(atPath: s.root + "/staging/20171228-1.0.0.1-42/www", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: s.root + "/state.json.tmp", contents: Data("{".utf8))
-        try FileManager.default.createDirectory(atPath: s.root + "/packages/20171228/1.0.0.8", withIntermediateDirectories: true)
-        let again = try store()
-        assertNothingLeft(again)
+        try s.install(amr: try amr("1.0.0.1", key: key), appId: "20171228", version: "1.0.0.1", keys: pinned)
+        try s.markLoaded("20171228", "1.0.0.1")
+        try s.install(amr: try amr("1.0.0.2", key: key), appId: "20171228", version: "1.0.0.2", keys: pinned)
+        XCTAssertEqual(s.state.apps["20171228"]?.previous, "1.0.0.1")
+        // 1.0.0.2 was rolled back on the server: the device goes back to 1.0.0.1, and 1.0.0.2 is not a version to return to.
+        try s.install(amr: try amr("1.0.0.1", key: key), appId: "20171228", version: "1.0.0.1", keys: pinned, rollback: true)
+        XCTAssertEqual(s.state.apps["20171228"]?.installed, "1.0.0.1")
+        XCTAssertNil(s.state.apps["20171228"]?.previous)
+        assertNothingLeft(s, installed: ["1.0.0.1"])
+        // Given up now, nothing comes back: it is not listed as both installed and given up.
+        XCTAssertEqual(try s.giveUp("20171228"), "1.0.0.1")
+        XCTAssertNil(s.state.apps["20171228"]?.installed ?? nil)
+    }
+
+    func testALeftoverOfAKilledInstallIsRemovedAtStart() throws {
+        var s: PackageStore? = try store()
+        let root = s!.root
+        s = nil   // the device process ended (killed)
+        try FileManager.default.createDirectory(atPath: root + "/staging/20171228-1.0.0.1-42/www", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: root + "/state.json.tmp", contents: Data("{".utf8))
+        try FileManager.default.createDirectory(atPath: root + "/packages/20171228/1.0.0.8", withIntermediateDirectories: true)
+        var again: PackageStore? = try store()
+        assertNothingLeft(again!)
+        again = nil
         // A state that cannot be read is refused in words, not replaced by an empty one.
-        FileManager.default.createFile(atPath: s.root + "/state.json", contents: Data("not json".utf8))
+        FileManager.default.createFile(atPath: root + "/state.json", contents: Data("not json".utf8))
         XCTAssertThrowsError(try store()) { XCTAssertTrue("\($0)".contains("state.json cannot be read"), "\($0)") }
+        _ = s
+        _ = again
     }
 }
