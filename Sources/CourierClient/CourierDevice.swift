@@ -203,6 +203,49 @@ public final class CourierDevice: @unchecked Sendable {
         }
     }
 
+    /// Seeds the device offline from a preset `h5_json.json` (SPEC §4: the app's official
+    /// versions, shipped inside an app build) and the `.amr` files shipped beside it
+    /// (`{folder}/{appId}-{version}.amr` or `{folder}/{appId}.amr`): each is checked against the
+    /// preset's size and SHA-256, verified and installed, unless a newer version is installed.
+    public func seed(preset: Data, packages folder: String) async -> RoundReport {
+        var report = RoundReport()
+        report.checked = true
+        let answer: UpdateAnswer
+        do { answer = try UpdateAnswer.parse(preset) } catch {
+            report.answeredWithError = "The preset cannot be read: \(error)"
+            return report
+        }
+        report.refused = answer.refused
+        for offer in answer.offers {
+            if let why = acceptable(offer) { report.refused.append(why); continue }
+            if let installed = store.state.apps[offer.appId]?.installed, !PackageStore.isNewer(offer.version, than: installed) {
+                report.lines.append(.init(appId: offer.appId, version: offer.version, outcome: .alreadyInstalled))
+                continue
+            }
+            let candidates = ["\(folder)/\(offer.appId)-\(offer.version).amr", "\(folder)/\(offer.appId).amr"]
+            guard let path = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+                report.lines.append(.init(appId: offer.appId, version: offer.version,
+                                          outcome: .failed(ClientFailure(.downloadFailed, "No .amr for it in \(folder)."))))
+                continue
+            }
+            let outcome: RoundReport.Outcome
+            do {
+                let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? 0
+                guard size == offer.size, try Self.sha256(path) == offer.sha256 else {
+                    throw ClientFailure(.verifyFailed, "\(path) is not the package the preset describes (size or SHA-256).")
+                }
+                let done = try store.install(amr: path, appId: offer.appId, version: offer.version, keys: keys, serving: Self.serving(offer))
+                outcome = .installed(verifiedBy: done.verifiedBy, rollback: false)
+            } catch let f as ClientFailure {
+                outcome = .failed(f)
+            } catch {
+                outcome = .failed(ClientFailure(.installFailed, "\(error)"))
+            }
+            report.lines.append(.init(appId: offer.appId, version: offer.version, outcome: outcome))
+        }
+        return report
+    }
+
     private let opening = OpeningGate()
 
     /// The host opens an app: a package waiting for it (`lazy`, newer than the installed one) is

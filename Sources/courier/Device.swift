@@ -9,7 +9,7 @@ struct Device: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check, download, verify and install Courier's packages as a device would.",
         discussion: "With --once: one forced round, then exit 0 (nothing failed; a package waiting for Wi-Fi is not a failure), 3 (a package failed verification), 4 (the server could not be reached) or 5 (the server answered with an error, or a download or install failed).",
-        subcommands: [Run.self, Status.self, Broken.self], defaultSubcommand: Run.self)
+        subcommands: [Run.self, Status.self, Broken.self, Seed.self], defaultSubcommand: Run.self)
 
     struct Folder: ParsableArguments {
         @Option(help: "The device's data folder (default ./device).") var data = "./device"
@@ -122,6 +122,37 @@ struct Device: AsyncParsableCommand {
                 if !a.givenUp.isEmpty { line += "; given up: \(a.givenUp.joined(separator: ", "))" }
                 print(line)
             }
+        }
+    }
+
+    struct Seed: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Install from a preset h5_json.json and the .amr files shipped beside it, offline (as an app build does).",
+            discussion: "Exit 0 when every package installed, 3 when one failed verification, 5 when one could not be installed.")
+        @OptionGroup var folder: Folder
+        @Option(name: .customLong("public-key"), help: "The signing key's public PEM; repeat to pin several.") var publicKey: [String] = []
+        @Option(help: "The folder holding {appId}-{version}.amr or {appId}.amr (default: the preset's folder).") var packages: String?
+        @Flag(help: "One JSON object a line instead of words.") var json = false
+        @Argument(help: "The preset file (h5_json.json).") var preset: String
+
+        func run() async throws {
+            guard let data = FileManager.default.contents(atPath: preset) else { throw ValidationError("\(preset) cannot be read.") }
+            let pems = try publicKey.map { path in
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("\(path) cannot be read.") }
+                return text
+            }
+            let keys: PinnedKeys
+            let store: PackageStore
+            do {
+                keys = try PinnedKeys(pems: pems)
+                store = try PackageStore(root: folder.data)
+            } catch { throw ValidationError("\(error)") }
+            let device = CourierDevice(server: URL(string: "http://localhost")!, profile: DeviceProfile(deviceId: (try? Run.deviceID(folder.data)) ?? ""),
+                                       keys: keys, store: store)
+            let report = await device.seed(preset: data, packages: packages ?? URL(fileURLWithPath: preset).deletingLastPathComponent().path)
+            Output(json: json).round(report)
+            if report.verifyFailed { throw ExitCode(3) }
+            if report.failed || report.answeredWithError != nil { throw ExitCode(5) }
         }
     }
 

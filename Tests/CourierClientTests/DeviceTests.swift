@@ -179,6 +179,31 @@ final class DeviceTests: XCTestCase {
                        "a path that climbs out is nobody's")
     }
 
+    func testADeviceIsSeededOfflineFromAPresetAndItsPackage() async throws {
+        try await courier.upload("1.0.0.1", zip: samplePackage().bytes())
+        try await courier.release("1.0.0.1")
+        let (_, preset) = try await courier.call("GET", "/client/v1/preset/20171228.json")
+        let (_, amr) = try await courier.call("GET", "/packages/20171228/1.0.0.1.amr")
+        let shipped = dir + "/shipped"
+        try FileManager.default.createDirectory(atPath: shipped, withIntermediateDirectories: true)
+        try amr.write(to: URL(fileURLWithPath: shipped + "/20171228.amr"))
+        let d = try device(id: "seeded")
+        let report = await d.seed(preset: preset, packages: shipped)
+        XCTAssertEqual(report.lines.map(\.outcome), [.installed(verifiedBy: "SIGN.json", rollback: false)])
+        XCTAssertEqual(d.store.state.apps["20171228"]?.installed, "1.0.0.1")
+        // Online afterwards: nothing to download, the seeded version is what is installed.
+        let round = await d.check(force: true)
+        XCTAssertEqual(round.lines.map(\.outcome), [])
+        // A shipped file that is not the package the preset describes is refused.
+        var bad = amr
+        bad[bad.count / 2] ^= 0xFF
+        try bad.write(to: URL(fileURLWithPath: shipped + "/20171228.amr"))
+        let other = try device(id: "seeded-bad")
+        let refused = await other.seed(preset: preset, packages: shipped)
+        XCTAssertTrue(refused.verifyFailed, "\(refused.lines)")
+        XCTAssertNil(other.store.state.apps["20171228"]?.installed ?? nil)
+    }
+
     func testAnOfferForAnotherAppsHostOrAnotherServersCopyIsRefused() throws {
         let d = try device()
         func offer(vhost: String?, fallback: String?) -> PackageOffer {
