@@ -13,15 +13,8 @@ done
 WORK=${WORK:-$(mktemp -d /tmp/courier-bench.XXXXXX)}
 mkdir -p "$WORK"
 ID=20171228
-if [ ! -f "$WORK/bundle.zip" ]; then
-  (cd "$WORK" && apt-get download libjs-mathjax libjs-jquery libjs-bootstrap4 >/dev/null 2>&1)
-  mkdir -p "$WORK/x" "$WORK/$ID/www"
-  for deb in "$WORK"/*.deb; do dpkg -x "$deb" "$WORK/x"; done
-  cp -rL "$WORK/x/usr/share/javascript/." "$WORK/$ID/www/"
-  # Courier refuses names that URL encoding would change; leave those few files out.
-  find "$WORK/$ID" -depth -name '*[^A-Za-z0-9._~-]*' -exec rm -rf {} +
-  (cd "$WORK" && zip -qr -X bundle.zip "$ID")
-fi
+source bench/bundle.sh
+make_bundle $ID
 FILES=$(unzip -Z1 "$WORK/bundle.zip" | grep -vc '/$')
 SIZE=$(du -m "$WORK/bundle.zip" | cut -f1)
 openssl genrsa -out "$WORK/key.pem" 2048 2>/dev/null
