@@ -81,10 +81,8 @@ public final class CourierDevice: @unchecked Sendable {
         report.refused = answer.refused
         let interval = Double(answer.offers.compactMap(\.asyncReqRate).min() ?? answer.updateReqRate ?? 1800)
         lock.withLock { nextCheck = now.addingTimeInterval(interval * Double.random(in: 1.0...1.1)) }
-        // A given-up version the server no longer offers need not be listed any more.
-        for (appId, app) in store.state.apps where !app.givenUp.isEmpty {
-            try? store.forgetGivenUp(appId, except: Set(answer.offers.filter { $0.appId == appId }.map(\.version)))
-        }
+        // Given-up versions stay listed (the last 20 of each app): the server remembers them per
+        // device too, but a device never relies on another's memory to stay safe.
         var offers: [PackageOffer] = []
         for offer in answer.offers {
             if let why = acceptable(offer) {

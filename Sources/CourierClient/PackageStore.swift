@@ -373,16 +373,6 @@ public final class PackageStore: @unchecked Sendable {
         return given
     }
 
-    /// The given-up versions the server still offers are listed in update checks; one it no
-    /// longer offers can be forgotten.
-    public func forgetGivenUp(_ appId: String, except offered: Set<String>) throws {
-        try update { s in
-            guard var app = s.apps[appId] else { return }
-            app.givenUp.removeAll { !offered.contains($0) }
-            s.apps[appId] = app
-        }
-    }
-
     /// Marks a downloaded version to install when the app is next opened (or clears it).
     public func setPending(_ appId: String, _ version: String?, serving: DeviceState.Serving? = nil) throws {
         try update { s in

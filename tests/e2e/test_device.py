@@ -109,6 +109,30 @@ def test_a_release_and_a_rollback_reach_a_browser_through_courier_device(server,
         d.refresh()
         assert d.find_element("id", "v").text == "version one"
         d.save_screenshot(os.path.join(OUTPUT, "62-device-rolled-back.png"))
+
+        # 1.0.0.3 arrives; opened (a script first, so its entry page has not loaded) it is on
+        # trial; the host reports it broken: 1.0.0.1 comes back, the server counts it and never
+        # offers 1.0.0.3 to this device again.
+        assert upload_file(server, token, version_zip(str(tmp_path / "3.zip"), "version three"), "1.0.0.3")[0] == 201
+        status, third = api(server, token, "POST", "/api/v1/apps/20171228/packages/1.0.0.3/tasks", json.dumps({"type": "official"}))
+        wait_for(log, "1.0.0.3: downloaded")
+        assert proxied(port, "http://20171228.h5app.example.com/www/app.js")[1] == "package 1.0.0.3"
+        broken = subprocess.run([BINARY, "device", "broken", "20171228", "--data", str(tmp_path / "dev")], capture_output=True, text=True)
+        assert broken.returncode == 0 and "within 5 seconds" in broken.stdout, broken.stdout + broken.stderr
+        wait_for(log, "1.0.0.3: given up (reported broken); 1.0.0.1 is back.")
+        d.refresh()
+        assert d.find_element("id", "v").text == "version one"
+        d.save_screenshot(os.path.join(OUTPUT, "63-device-broken-back-to-one.png"))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            events = api(server, token, "GET", f"/api/v1/tasks/{third['id']}")[1]["events"]
+            if events.get("trial_failed") == 1 and events.get("failed") == 1:
+                break
+            time.sleep(0.5)
+        assert events.get("trial_failed") == 1 and events.get("failed") == 1, events
+        status = json.loads(subprocess.run([BINARY, "device", "status", "--data", str(tmp_path / "dev"), "--json"],
+                                           capture_output=True, text=True).stdout)
+        assert status["apps"][0]["givenUp"] == ["1.0.0.3"], status
     finally:
         if d:
             d.quit()
@@ -124,8 +148,8 @@ def test_a_release_and_a_rollback_reach_a_browser_through_courier_device(server,
     assert refused.returncode == 3, refused.stdout + refused.stderr
     lines = [json.loads(line) for line in refused.stdout.splitlines()]
     assert any(line.get("event") == "verify_failed" for line in lines), refused.stdout
-    status, first = api(server, token, "GET", "/api/v1/tasks/1")
-    assert first["events"].get("verify_failed") == 1, first["events"]
+    status, newest = api(server, token, "GET", f"/api/v1/tasks/{third['id']}")   # a new device is offered 1.0.0.3
+    assert newest["events"].get("verify_failed") == 1, newest["events"]
     unreachable = subprocess.run([BINARY, "device", "--server", "http://127.0.0.1:1", "--data", str(tmp_path / "y"), "--once"],
                                  capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 4, unreachable.stdout
