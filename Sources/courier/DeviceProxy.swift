@@ -7,6 +7,7 @@ import FoundationNetworking
 #endif
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// `courier device`'s H5 container for a browser (`--proxy-server=http://127.0.0.1:P`): requests
@@ -16,6 +17,9 @@ import NIOCore
 /// entry page served from its package counts as loaded (its trial passes).
 struct DeviceProxy {
     let device: CourierDevice
+    /// Installed files never change under their path (a version's folder is replaced whole, by
+    /// the same signed bytes): small ones are kept in memory once read.
+    let files = InstalledFiles()
     let port: Int
     let output: Output
     static let maxFallbackBytes = 64 << 20
@@ -63,14 +67,14 @@ struct DeviceProxy {
         }
         switch resolution {
         case .package(let path, let type, let appId, let version), .global(let path, let type, let appId, let version):
-            guard let data = FileManager.default.contents(atPath: path) else { return refuse("\(url.path) could not be read from the device.") }
+            guard let body = files.read(path) else { return refuse("\(url.path) could not be read from the device.") }
             let isGlobal = if case .global = resolution { true } else { false }
             if !isGlobal, let app = device.store.state.apps[appId], Self.isEntry(url.path, app) {
                 try? device.store.markLoaded(appId, version)
             }
             return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store",
                                                    HTTPField.Name("X-Courier-Source")!: "\(isGlobal ? "global" : "package") \(version)"],
-                            body: .init(byteBuffer: ByteBuffer(data: data)))
+                            body: .init(byteBuffer: body))
         case .fallback(let online):
             do {
                 // Bounded as it arrives, redirects not followed: the online copy comes from the package's own server.
@@ -95,5 +99,25 @@ struct DeviceProxy {
     func refuse(_ sentence: String) -> Response {
         Response(status: .badGateway, headers: [.contentType: "text/plain; charset=utf-8", HTTPField.Name("X-Courier-Source")!: "none"],
                  body: .init(byteBuffer: ByteBuffer(string: sentence + "\n")))
+    }
+}
+
+/// A bounded cache of installed files: at most 64 MB, files up to 1 MB; when full it starts over.
+final class InstalledFiles: Sendable {
+    private let cache = NIOLockedValueBox<(files: [String: ByteBuffer], bytes: Int)>(([:], 0))
+    static let maxBytes = 64 << 20
+    static let maxFile = 1 << 20
+
+    func read(_ path: String) -> ByteBuffer? {
+        if let hit = cache.withLockedValue({ $0.files[path] }) { return hit }
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let buffer = ByteBuffer(data: data)
+        guard data.count <= Self.maxFile else { return buffer }
+        cache.withLockedValue { c in
+            if c.bytes + data.count > Self.maxBytes { c = ([:], 0) }
+            c.files[path] = buffer
+            c.bytes += data.count
+        }
+        return buffer
     }
 }
