@@ -153,3 +153,79 @@ def test_a_release_and_a_rollback_reach_a_browser_through_courier_device(server,
     unreachable = subprocess.run([BINARY, "device", "--server", "http://127.0.0.1:1", "--data", str(tmp_path / "y"), "--once"],
                                  capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 4, unreachable.stdout
+
+
+class Throttle:
+    """A slow road to Courier (about 2 MB/s), passing Range through and noting it: what a phone on
+    a poor network sees, slow enough to kill the device in the middle of a download."""
+
+    def __init__(self, port, upstream_port):
+        import http.server
+        import threading
+        self.ranges = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                import http.client
+                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+                headers = {"Range": self.headers["Range"]} if self.headers.get("Range") else {}
+                outer.ranges.append(self.headers.get("Range"))
+                conn.request("GET", self.path, headers=headers)
+                r = conn.getresponse()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() in ("content-type", "content-length", "content-range", "etag", "accept-ranges"):
+                        self.send_header(k, v)
+                self.end_headers()
+                try:
+                    while chunk := r.read(64 * 1024):
+                        self.wfile.write(chunk)
+                        time.sleep(0.03)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def test_a_device_killed_in_the_middle_of_a_download_resumes_and_ends_with_the_right_bytes(make_server, tmp_path):
+    from zips import large
+    throttle_port = free_port()
+    server = make_server("--public-url", f"http://127.0.0.1:{throttle_port}")
+    throttle = Throttle(throttle_port, server.port)
+    try:
+        token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release,admin").stdout.strip()
+        assert api(server, token, "PUT", "/api/v1/settings", json.dumps({"virtualDomain": "h5app.example.com"}))[0] == 200
+        assert api(server, token, "POST", "/api/v1/apps", json.dumps({"id": "20171228", "name": "Checkout"}))[0] == 201
+        assert upload_file(server, token, large(str(tmp_path / "big.zip"), 24), "1.0.0.1")[0] == 201
+        assert api(server, token, "POST", "/api/v1/apps/20171228/packages/1.0.0.1/tasks", json.dumps({"type": "official"}))[0] == 201
+        status, app = api(server, token, "GET", "/api/v1/apps/20171228")
+        sha = app["packages"][0]["sha256"]
+        data = tmp_path / "dev"
+        part = data / "downloads" / "20171228-1.0.0.1.amr.part"
+        args = [BINARY, "device", "--server", server.url, "--data", str(data), "--once"]
+        first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline and not (part.exists() and part.stat().st_size > 4 << 20):
+            time.sleep(0.05)
+        first.kill()   # SIGKILL, mid-download
+        first.wait()
+        kept = part.stat().st_size
+        assert 4 << 20 < kept < 24 << 20, kept
+        second = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "20171228 1.0.0.1: downloaded; installs when the app is opened (lazy)." in second.stdout, second.stdout
+        assert any(r and r.startswith("bytes=") and int(r[6:].rstrip("-")) > 0 for r in throttle.ranges), throttle.ranges
+        import hashlib
+        amr = data / "downloads" / "20171228-1.0.0.1.amr"
+        assert hashlib.sha256(amr.read_bytes()).hexdigest() == sha, "the right bytes"
+        assert not part.exists()
+    finally:
+        throttle.stop()
