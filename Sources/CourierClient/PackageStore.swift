@@ -30,8 +30,11 @@ public struct DeviceState: Codable, Equatable, Sendable {
         /// A global package's files sit under `{globalHost}/{appKey}/`: that prefix, when it is one.
         public var globalRoot: String?
 
-        /// The installed version's (else the pending one's) serving.
-        public var current: Serving? { installed.flatMap { serving[$0] } ?? pending.flatMap { serving[$0] } }
+        /// The installed version's serving, else the pending one's, else the offered one's (held
+        /// back for Wi-Fi: its online copy serves meanwhile).
+        public var current: Serving? {
+            installed.flatMap { serving[$0] } ?? pending.flatMap { serving[$0] } ?? (serving.count == 1 ? serving.values.first : nil)
+        }
         public init() {}
     }
     public var apps: [String: App] = [:]

@@ -229,3 +229,49 @@ def test_a_device_killed_in_the_middle_of_a_download_resumes_and_ends_with_the_r
         assert not part.exists()
     finally:
         throttle.stop()
+
+
+def test_on_mobile_a_wifi_only_package_comes_from_fallback_and_global_files_from_the_global_package(server, tmp_path):
+    token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release,admin").stdout.strip()
+    settings = {"virtualDomain": "h5app.example.com", "globalHost": "mcube.example.com", "appKey": "53E5279071442_test"}
+    assert api(server, token, "PUT", "/api/v1/settings", json.dumps(settings))[0] == 200
+    page = tmp_path / "page" / "www"
+    page.mkdir(parents=True)
+    (page / "index.html").write_text("<!doctype html><title>Online</title><h1 id='v'>from the online copy</h1>"
+                                     "<script src='http://mcube.example.com/53E5279071442_test/common.js'></script>")
+    common = tmp_path / "common" / "20180101" / "mcube.example.com" / "53E5279071442_test"
+    common.mkdir(parents=True)
+    (common / "common.js").write_text("document.getElementById('v').dataset.common = 'global';\n")
+    env = dict(os.environ, COURIER_SERVER=server.url, COURIER_TOKEN=token)
+    for app, name in (("20171228", "Checkout"), ("20180101", "Common")):
+        assert api(server, token, "POST", "/api/v1/apps", json.dumps({"id": app, "name": name}))[0] == 201
+    push = [BINARY, "push", "--app", "20171228", "--version", "1.0.0.1", "--main-url", "/www/index.html", "--android-min", "1.0",
+            "--download-policy", "wifi", "--install-policy", "preload", "--release", "official", str(tmp_path / "page")]
+    assert subprocess.run(push, env=env, capture_output=True, text=True).returncode == 0
+    push = [BINARY, "push", "--app", "20180101", "--version", "1.0.0.1", "--type", "global", "--android-min", "1.0",
+            "--download-policy", "all", "--install-policy", "preload", "--release", "official", str(tmp_path / "common")]
+    pushed = subprocess.run(push, env=env, capture_output=True, text=True)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+
+    port = free_port()
+    log = tmp_path / "device.log"
+    device = subprocess.Popen([BINARY, "device", "--server", server.url, "--data", str(tmp_path / "dev"), "--network", "4G",
+                               "--proxy-port", str(port)], stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    d = None
+    try:
+        wait_for(log, "Proxy on")
+        wait_for(log, "20171228 1.0.0.1: waits for Wi-Fi")
+        wait_for(log, "20180101 1.0.0.1: installed")
+        assert proxied(port, APP)[1] == "fallback"
+        assert proxied(port, "http://mcube.example.com/53E5279071442_test/common.js")[:2] == (200, "global 1.0.0.1")
+        assert proxied(port, "http://mcube.example.com/mcube/53E5279071442_test/common.js")[:2] == (200, "global 1.0.0.1")
+        d = chromium(port)
+        d.get(APP)
+        assert d.find_element("id", "v").text == "from the online copy"
+        assert d.find_element("id", "v").get_attribute("data-common") == "global", "the global file came from the global package"
+        d.save_screenshot(os.path.join(OUTPUT, "64-device-4g-fallback-and-global.png"))
+    finally:
+        if d:
+            d.quit()
+        device.terminate()
+        device.wait(timeout=10)
