@@ -51,6 +51,9 @@ public final class CourierDevice: @unchecked Sendable {
     let transport: Transport
     let lock = NSLock()
     private var nextCheck: Date = .distantPast
+    /// Told about twice a second while a package downloads: app, version, bytes on disk, size.
+    /// For a host's progress bar (`courier device` draws one on a terminal).
+    public var progress: (@Sendable (_ appId: String, _ version: String, _ have: UInt64, _ total: UInt64) -> Void)?
 
     public init(server: URL, profile: DeviceProfile, keys: PinnedKeys, store: PackageStore, transport: Transport = URLSessionTransport()) {
         self.server = server
@@ -300,7 +303,10 @@ public final class CourierDevice: @unchecked Sendable {
         var have = UInt64(max(0, st.st_size))
         if have > offer.size { ftruncate(fd, 0); have = 0 }
         if have < offer.size {
-            have = try await transport.download(offer.packageURL, into: fd, from: have, limit: offer.size)
+            let from = have
+            have = try await withProgress(offer, fd: fd) {
+                try await self.transport.download(offer.packageURL, into: fd, from: from, limit: offer.size)
+            }
         }
         guard fsync(fd) == 0 else { throw ClientFailure(.installFailed, "The download could not be written to disk.") }
         guard have == offer.size else {
@@ -312,6 +318,23 @@ public final class CourierDevice: @unchecked Sendable {
         }
         guard rename(part, done) == 0 else { throw ClientFailure(.installFailed, "The download could not be kept: \(String(cString: strerror(errno))).") }
         return done
+    }
+
+    /// Runs a download, telling `progress` what the file holds until it ends (and never after).
+    func withProgress(_ offer: PackageOffer, fd: Int32, _ body: @Sendable () async throws -> UInt64) async throws -> UInt64 {
+        guard let tell = progress else { return try await body() }
+        let ticker = Task {
+            while !Task.isCancelled {
+                var st = stat()
+                if fstat(fd, &st) == 0 { tell(offer.appId, offer.version, UInt64(max(0, st.st_size)), offer.size) }
+                try? await Task.sleep(nanoseconds: 500_000_000)
+            }
+        }
+        let result: Result<UInt64, Error>
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        ticker.cancel()
+        await ticker.value
+        return try result.get()
     }
 
     static func sha256(_ path: String) throws -> String {

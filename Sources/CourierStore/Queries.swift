@@ -44,8 +44,24 @@ extension Store {
         _ = try await db.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 
+    /// The settings, read strictly: SQLite keeps whatever a column is given, and a value of
+    /// another type reads as 0 or empty (approval off, checks without pause). Such a row is
+    /// refused, never guessed at: the delivery snapshot then offers nothing.
     public func settings() async throws -> SettingsRecord {
-        try await db.read { db in try SettingsRecord.fetchOne(db, key: 1) } ?? SettingsRecord()
+        try await db.read { db in
+            if let row = try Row.fetchOne(db, sql: """
+                SELECT typeof(officialNeedsApproval) = 'integer' AND officialNeedsApproval IN (0, 1)
+                   AND typeof(grayNeedsApproval) = 'integer' AND grayNeedsApproval IN (0, 1)
+                   AND typeof(updateReqRate) = 'integer' AND updateReqRate BETWEEN ? AND ?
+                   AND typeof(virtualDomain) IN ('text', 'null') AND typeof(globalHost) IN ('text', 'null')
+                   AND typeof(appKey) IN ('text', 'null') AND typeof(signingKeyPEM) IN ('text', 'null')
+                FROM settings WHERE id = 1
+                """, arguments: [SettingsRecord.updateReqRateRange.lowerBound, SettingsRecord.updateReqRateRange.upperBound]),
+               row[0] as Bool? != true {
+                throw ServerFault("The stored settings cannot be read (a value of the wrong type or out of range): no release is offered until the settings row is fixed or a backup restored.")
+            }
+            return try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+        }
     }
 
     /// The virtual domain is written once (SPEC §2).

@@ -106,7 +106,14 @@ extension APIController {
         }
         routes.patch(.apiTask, needs: .editReleases) { request, context in
             struct Body: Decodable { let percentage: Double }
-            let body = try await decode(Body.self, request)
+            let buffer = try await request.body.collect(upTo: 64 * 1024)
+            // Only the percentage changes after creation: a key that would change who is admitted
+            // (rules, lists, a time window's count, the type) is refused, never silently ignored.
+            if let object = try? JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any],
+               let other = object.keys.sorted().first(where: { $0 != "percentage" }) {
+                throw FieldError(other, "Only a grayscale task's percentage can be changed (“\(other.prefix(40))” is fixed when the task is created): finish this task and create another.")
+            }
+            let body = try JSONDecoder().decode(Body.self, from: Data(buffer: buffer))
             let t = try await services.actions.setPercentage(by: context.acting, task: try await task(context).id ?? 0, String(body.percentage))
             return try json(try await taskJSON(t))
         }

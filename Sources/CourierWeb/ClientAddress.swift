@@ -64,6 +64,7 @@ struct ClientAddressMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         guard !trusted.isEmpty else { return try await next(request, context) }
         var context = context
+        context.peerIsTrustedProxy = trusted.contains { $0.contains(context.remoteIP) }
         context.remoteIP = TrustedProxy.clientAddress(peer: context.remoteIP, forwardedFor: request.headers[values: .xForwardedFor],
                                                       trusted: trusted)
         return try await next(request, context)

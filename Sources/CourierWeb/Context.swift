@@ -15,6 +15,8 @@ public struct AppContext: RequestContext {
     /// The client's IP address, for login throttling and `/metrics`: the peer's, or behind a
     /// trusted proxy the one it forwarded (`ClientAddressMiddleware`).
     public internal(set) var remoteIP: String
+    /// The peer is a declared trusted proxy (so `remoteIP` came from its `X-Forwarded-For`).
+    public internal(set) var peerIsTrustedProxy = false
 
     public init(source: Source) {
         coreContext = .init(source: source)

@@ -24,9 +24,9 @@ struct HealthController {
                             body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
         router.get(Route.metrics.routerPath) { request, context in
-            // Forwarded by a proxy that is not declared trusted: the loopback peer is then that
-            // proxy, not the operator, and the person behind it is unknown.
-            let viaProxy = services.config.trustedProxies.isEmpty && request.headers[.xForwardedFor] != nil
+            // Forwarded by a proxy that is not declared trusted (none is, or others are): the
+            // loopback peer is then that proxy, not the operator, and the person behind it is unknown.
+            let viaProxy = !context.peerIsTrustedProxy && request.headers[.xForwardedFor] != nil
             guard Self.mayReadMetrics(remoteIP: viaProxy ? "(behind a proxy)" : context.remoteIP, authorization: request.headers[.authorization],
                                       token: services.config.metricsToken) else {
                 throw HTTPError(.forbidden, message: "Metrics are readable from loopback, or with the metrics token (--metrics-token).")

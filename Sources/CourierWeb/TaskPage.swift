@@ -15,6 +15,29 @@ struct TaskPage {
     struct Count {
         let event: String
         let count: Int
+        /// What a device meant by it (SPEC §4, §10), for someone who has not read the spec.
+        let words: String
+
+        init(event: String, count: Int) {
+            self.event = event
+            self.count = count
+            words = Self.words(event)
+        }
+
+        static func words(_ event: String) -> String {
+            switch event {
+            case "download_ok": "Downloaded"
+            case "download_failed": "Download failed"
+            case "verify_failed": "Refused: the signature or a file did not verify"
+            case "install_ok": "Installed"
+            case "install_failed": "Install failed (a full disk, a file that could not be written)"
+            case "rollback": "Rolled back to this version"
+            case "patch_failed": "The patch did not apply; the full package was downloaded"
+            case "trial_failed": "Given up on the device: reported broken, or opened without loading"
+            case "failed": "Devices that gave this version up (never offered it again)"
+            default: "Reported"
+            }
+        }
     }
     struct Step {
         let when: String

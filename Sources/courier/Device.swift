@@ -51,7 +51,14 @@ struct Device: AsyncParsableCommand {
                                                                           userId: userId, model: model, osVersion: osVersion,
                                                                           network: network, city: city),
                                        keys: keys, store: store)
-            let out = Output(json: json)
+            // On a terminal, a download shows how far it is on one redrawn line.
+            let line = !json && isatty(2) == 1 ? ProgressLine() : nil
+            let out = Output(json: json, progress: line)
+            if let line {
+                device.progress = { app, version, have, total in
+                    line.show("\(app) \(version): downloading, \(API.mb(Int64(have))) of \(API.mb(Int64(total))) (\(have * 100 / max(total, 1)) %)")
+                }
+            }
             if keys.isEmpty { out.say("No --public-key given: packages are installed without checking their signature.", ["warning": "unsigned"]) }
             out.say("Device \(id) (\(platform) \(clientVersion), network \(network)\(city.isEmpty ? "" : ", \(city)")) asks \(server).",
                     ["event": "start", "deviceId": id])
@@ -190,11 +197,34 @@ struct Device: AsyncParsableCommand {
     }
 }
 
+/// One line on a terminal's standard error that a download redraws; whatever is said next
+/// clears it first.
+final class ProgressLine: @unchecked Sendable {
+    private let lock = NSLock()
+    private var shown = false
+
+    func show(_ text: String) {
+        lock.withLock {
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + text).utf8))
+            shown = true
+        }
+    }
+
+    func clear() {
+        lock.withLock {
+            if shown { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            shown = false
+        }
+    }
+}
+
 /// What the device says: words for people, or one JSON object a line.
 struct Output: Sendable {
     let json: Bool
+    var progress: ProgressLine?
 
     func say(_ words: String, _ fields: [String: Any]) {
+        progress?.clear()
         // What a server sent (names, messages) reaches a terminal: no control characters.
         let words = String(String.UnicodeScalarView(words.unicodeScalars.map {
             $0.properties.generalCategory == .control ? "?" : $0

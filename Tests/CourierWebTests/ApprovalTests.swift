@@ -268,6 +268,14 @@ final class ApprovalTests: XCTestCase {
             await assertTrue(try await admitted() > 190, "approved again: 99.99 %")
             let lowered = try await dev.call(.patch, "/api/v1/tasks/\(pctID)", json: #"{"percentage":50}"#)
             XCTAssertEqual(lowered.json["status"] as? String, "releasing", "narrowing needs no approval")
+            // Nothing else of a task changes after creation: rules cannot be dropped, a time
+            // window's count cannot be raised, a list cannot be swapped (refused, not ignored).
+            for body in [#"{"percentage":50,"rules":[]}"#, #"{"userCount":1000000}"#, #"{"whitelistIds":[]}"#, #"{"type":"official"}"#] {
+                let r = try await dev.call(.patch, "/api/v1/tasks/\(pctID)", json: body)
+                XCTAssertEqual(r.status, .unprocessableContent, body)
+                XCTAssertTrue(r.text.contains("Only a grayscale task's percentage can be changed"), r.text)
+            }
+            await assertEqual(try await dev.call(.get, "/api/v1/tasks/\(pctID)").json["percentage"] as? Double, 50)
             // While a promotion waits, the share cannot grow under the reviewer's eyes.
             await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(pctID)/promote").status, .ok)
             await assertEqual(try await dev.call(.patch, "/api/v1/tasks/\(pctID)", json: #"{"percentage":60}"#).status, .conflict)
@@ -301,6 +309,12 @@ final class ApprovalTests: XCTestCase {
             await assertEqual(try await dev.call(.get, "/api/v1/tasks/\(listedID)").json["status"] as? String, "awaitingApproval")
             await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(listedID)/approve", json: "{}").json["status"] as? String, "releasing")
             await assertEqual(try await c.versions(user: "someone", device: "d-x", installed: "1.0.0.1"), ["1.0.0.2"])
+            // Removing values narrows: no reviewer needed, the task goes on releasing to fewer.
+            let b = try await Browser.signIn(client, "ci")
+            await assertEqual(try await b.post("/whitelists/\(wlID)/remove", [("remove", ".*")]).status, .seeOther)
+            await assertEqual(try await dev.call(.get, "/api/v1/tasks/\(listedID)").json["status"] as? String, "releasing")
+            await assertEqual(try await c.versions(user: "someone", device: "d-y", installed: "1.0.0.1"), [])
+            await assertEqual(try await c.versions(user: "qa-tester-1", device: "d-z", installed: "1.0.0.1"), ["1.0.0.2"])
             // While its promotion waits the task goes on releasing: its list cannot grow meanwhile.
             await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(listedID)/promote").status, .ok)
             let duringPromotion = try await dev.call(.post, "/api/v1/whitelists/\(wlID)/values", json: #"{"values":["x-.*"]}"#)

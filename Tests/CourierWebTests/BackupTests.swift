@@ -40,6 +40,26 @@ final class BackupTests: XCTestCase {
         XCTAssertThrowsError(try Backup.restore(from: backup, to: restored), "the target must be new or empty")
     }
 
+    func testTheManifestArrivesLastWhateverOrderTheFolderListsItsEntriesIn() async throws {
+        // Issue 15, 1: renamed in listing order, the manifest (the mark of a finished backup)
+        // could arrive before the database. Seen after each rename: no manifest until the rest is there.
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        let backup = temporaryDirectory() + "/backup"
+        defer { try? FileManager.default.removeItem(atPath: (backup as NSString).deletingLastPathComponent) }
+        let seen = LockedList()
+        _ = try await Backup.run(h.store, to: backup) { moved in
+            let names = Set(((try? FileManager.default.contentsOfDirectory(atPath: backup)) ?? []).filter { !$0.hasPrefix(".partial-") })
+            seen.append((moved, names))
+        }
+        let steps = seen.all
+        XCTAssertEqual(steps.map(\.0), Array(1...steps.count))
+        XCTAssertEqual(steps.last?.1, ["blobs", "courier.sqlite", "manifest.json"])
+        for (moved, names) in steps.dropLast() {
+            XCTAssertFalse(names.contains("manifest.json"), "after \(moved) renames the manifest is already there: \(names)")
+        }
+    }
+
     func testADamagedOrIncompleteBackupIsRefusedAndRestoresNothing() async throws {
         let (h, _) = try await releasedHarness()
         defer { h.cleanUp() }
@@ -99,4 +119,11 @@ final class BackupTests: XCTestCase {
         XCTAssertTrue(Backup.safeRelative(blob.path))
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/outside"), "nothing was written through the link")
     }
+}
+
+final class LockedList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [(Int, Set<String>)] = []
+    var all: [(Int, Set<String>)] { lock.withLock { items } }
+    func append(_ item: (Int, Set<String>)) { lock.withLock { items.append(item) } }
 }

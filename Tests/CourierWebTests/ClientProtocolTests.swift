@@ -154,6 +154,11 @@ final class ClientProtocolTests: XCTestCase {
             let counts = try await h.store.eventCounts(task: 1)
             XCTAssertEqual(counts["trial_failed"], 1)
             XCTAssertEqual(counts["patch_failed"], 1)
+            // The task page says what each report means, beside its name.
+            let b = try await Browser.signIn(client, "ci")
+            let reports = try await b.get("/tasks/1").text
+            XCTAssertTrue(reports.contains("Given up on the device: reported broken, or opened without loading <code>trial_failed</code></td><td>1"), reports)
+            XCTAssertTrue(reports.contains("The patch did not apply; the full package was downloaded <code>patch_failed</code>"), reports)
         }
     }
 }

@@ -121,6 +121,94 @@ final class FailClosedTests: XCTestCase {
         await assertThrows(try await after.store.operate(task: Int64(task), .promote, by: .alice)) { XCTAssertTrue("\($0)".contains("whitelist"), "\($0)") }
     }
 
+    func testTheLogSaysOnceThatAStoredReleaseCannotBeRead() async throws {
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        try await h.store.db.write { db in try db.execute(sql: "UPDATE task SET type = 'canary' WHERE id = ?", arguments: [task]) }
+        let log = LogLines()
+        let after = try await Harness.make(dir: h.dir, logger: log.logger)
+        try await after.services.delivery.rebuild()   // the same problem again: not logged twice
+        let lines = log.all.filter { $0.contains("Cannot read a stored release; it offers nothing") }
+        XCTAssertEqual(lines.count, 1, log.all.joined(separator: "\n"))
+        XCTAssertTrue(lines.first?.contains("task \(task) (20171228 1.0.0.2)") == true, lines.joined())
+        XCTAssertTrue(lines.first?.hasPrefix("error ") == true, lines.joined())
+    }
+
+    func testAnExpressionSavedBeforeTheSafeSubsetOffersNothing() async throws {
+        // A regex list saved by an older binary that accepted any expression: this one refuses to
+        // run it (it stalls backtracking engines), so the task that uses it offers nothing.
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        try await h.store.db.write { db in
+            try db.execute(sql: "INSERT INTO whitelist (name, kind, createdAt, revision) VALUES ('legacy', 'regex', '2026-01-01 00:00:00', 0)")
+            let id = db.lastInsertedRowID
+            try db.execute(sql: "INSERT INTO whitelistValue (whitelistId, value) VALUES (?, ?)", arguments: [id, #"(\w+\s?)+b"#])
+            try db.execute(sql: "UPDATE task SET whitelistIds = ?, rules = '[]' WHERE id = ?", arguments: ["[\(id)]", task])
+        }
+        let after = try await Harness.make(dir: h.dir)
+        try await assertOffersNothing(after, task: task, "an expression the safe subset refuses")
+        try await after.test { client in
+            let slow = String(repeating: "a", count: 40) + "!"
+            await assertEqual(try await Client(client: client).versions(user: slow, city: "Hangzhou"), ["1.0.0.1"])
+        }
+    }
+
+    func testASettingsRowThatCannotBeReadOffersNothingAfterARestart() async throws {
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        try await h.store.db.write { db in try db.execute(sql: "UPDATE settings SET updateReqRate = 'soon' WHERE id = 1") }
+        let after = try await Harness.make(dir: h.dir)
+        try await after.test { client in
+            let c = Client(client: client)
+            await assertEqual(try await c.versions(user: "u-1", city: "Hangzhou"), [], "neither the grayscale nor the official release")
+            await assertEqual(try await c.versions(user: "u-9"), [])
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), String(metrics.text.prefix(0)))
+            try await after.addUser("root")
+            let b = try await Browser.signIn(client, "root")
+            // Pages that need the settings say so plainly, rather than guess them.
+            let page = try await b.get("/tasks/\(task)")
+            XCTAssertEqual(page.status, .internalServerError)
+            XCTAssertTrue(page.text.contains("The stored settings cannot be read"), page.text)
+        }
+    }
+
+    func testAnExpressionThatCouldStallTheServerIsRefusedWithWhyInTheConsoleAndTheAPI() async throws {
+        let (h, token) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("alice")
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "alice")
+            let page = try await b.post("/whitelists", [("name", "qa"), ("kind", "regex"), ("values", "qa-1\n(\\w+\\s?)+b")])
+            XCTAssertEqual(page.status, .unprocessableContent)
+            let said = element(page.text, id: "error-values")
+            XCTAssertTrue(said.contains("a nested quantifier") && said.contains("exponential time"), said)
+            let api = try await APITests.Caller(client: client, token: token)
+                .call(.post, "/api/v1/whitelists", json: #"{"name":"qa","kind":"regex","values":["(\\w+\\s?)+b"]}"#)
+            XCTAssertEqual(api.status, .unprocessableContent, api.text)
+            XCTAssertTrue(api.text.contains("a nested quantifier"), api.text)
+            await assertEqual(try await h.store.whitelists().count, 0, "nothing saved")
+        }
+    }
+
+    func testWhichDevicesReportedIsForgottenOnceTheirHourHasPassedInBatches() async throws {
+        // Issue 15, 3.7: events count once per device, task, kind and hour; the devices seen are
+        // not kept past their hour (housekeeping prunes them a bounded batch at a time).
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        var draft = TaskDraft()
+        draft.type = "official"
+        let task = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: "1.0.0.1", draft: draft).id ?? 0
+        let hour = Date(timeIntervalSince1970: 3600 * 500_000)
+        for i in 0..<5 { try await h.store.countEvent(task: task, "install_ok", device: "d-\(i)", now: hour) }
+        try await h.store.countEvent(task: task, "install_ok", device: "d-0", now: hour.addingTimeInterval(60))
+        await assertEqual(try await h.store.eventCounts(task: task)["install_ok"], 5, "once per device in the hour")
+        await assertEqual(try await h.store.pruneEventsSeen(now: hour.addingTimeInterval(120), batch: 2), 0, "the hour is not over")
+        await assertEqual(try await h.store.pruneEventsSeen(now: hour.addingTimeInterval(3600), batch: 2), 5, "three batches: 2, 2, 1")
+        await assertEqual(try await h.store.db.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM eventSeen") }, 0)
+        await assertEqual(try await h.store.eventCounts(task: task)["install_ok"], 5, "the counts stay")
+    }
+
     func testSettingsThatCannotBeReadOfferNothing() async throws {
         let (h, _, _) = try await grayInHangzhou()
         defer { h.cleanUp() }

@@ -20,7 +20,7 @@ struct Harness: Sendable {
 
     static func make(dir: String = temporaryDirectory(), maxUploadBytes: Int = 300 << 20,
                      publicURL: String = "http://courier.test", consoleURL: String? = nil,
-                     trustedProxies: [TrustedProxy] = []) async throws -> Harness {
+                     trustedProxies: [TrustedProxy] = [], logger: Logger = quietLogger) async throws -> Harness {
         var config = CourierConfiguration()
         config.maxUploadBytes = maxUploadBytes
         config.dataDirectory = dir
@@ -28,7 +28,7 @@ struct Harness: Sendable {
         config.publicURL = publicURL
         config.consoleURL = consoleURL
         config.trustedProxies = trustedProxies
-        let services = try await buildServices(config, logger: quietLogger)
+        let services = try await buildServices(config, logger: logger)
         return Harness(dir: dir, services: services)
     }
 
@@ -241,6 +241,34 @@ func unwrap<T>(_ a: @autoclosure () async throws -> T?, _ message: String = "", 
 func assertThrows<T>(_ a: @autoclosure () async throws -> T, _ message: String = "", file: StaticString = #filePath, line: UInt = #line,
                      _ check: (Error) -> Void = { _ in }) async {
     do { _ = try await a(); XCTFail("no error thrown. \(message)", file: file, line: line) } catch { check(error) }
+}
+
+/// What was logged at warning or above, for a test that checks the log says something.
+final class LogLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    var all: [String] { lock.withLock { lines } }
+    func append(_ line: String) { lock.withLock { lines.append(line) } }
+
+    var logger: Logger {
+        var logger = Logger(label: "test") { _ in Handler(lines: self) }
+        logger.logLevel = .warning
+        return logger
+    }
+
+    struct Handler: LogHandler {
+        let lines: LogLines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .warning
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+            let all = self.metadata.merging(metadata ?? [:]) { $1 }
+            lines.append("\(level) \(message) \(all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
+    }
 }
 
 /// Tests log warnings and errors only: a line per request and per change would bury the test output.

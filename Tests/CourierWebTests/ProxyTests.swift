@@ -48,4 +48,15 @@ final class ProxyTests: XCTestCase {
             }
         }
     }
+
+    func testMetricsRefuseARequestForwardedByAProxyThatIsNotTheDeclaredOne() async throws {
+        // Proxies are declared, but this request comes through another (here: from loopback,
+        // which is not among them): it is not the operator on the machine.
+        let h = try await Harness.make(trustedProxies: [TrustedProxy("10.0.0.0/8")!])
+        defer { h.cleanUp() }
+        try await h.testLive { client in
+            await assertEqual(try await client.execute(uri: "/metrics", method: .get).status, .ok)
+            await assertEqual(try await client.execute(uri: "/metrics", method: .get, headers: [.xForwardedFor: "127.0.0.1"]).status, .forbidden)
+        }
+    }
 }

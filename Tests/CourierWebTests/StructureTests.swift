@@ -404,6 +404,14 @@ final class StructureTests: XCTestCase {
                 XCTAssertFalse(text.contains("sql:"), "\(module)/\(name) has SQL")
             }
         }
+        // Path parameters arrive percent-encoded: every route reads them through `decoded`.
+        let web = root + "/Sources/CourierWeb"
+        for name in try FileManager.default.contentsOfDirectory(atPath: web) where name.hasSuffix(".swift") && name != "Routes.swift" {
+            let text = try String(contentsOfFile: web + "/" + name, encoding: .utf8)
+            for raw in ["parameters.get(", "parameters.require(", "parameters.getCatchAll(", "parameters["] {
+                XCTAssertFalse(text.contains(raw), "CourierWeb/\(name) reads a path parameter without decoding it (\(raw))")
+            }
+        }
         // The device side depends on Foundation, swift-crypto and our archive reading only (SPEC §10).
         let client = root + "/Sources/CourierClient"
         for name in try FileManager.default.contentsOfDirectory(atPath: client) where name.hasSuffix(".swift") {

@@ -105,6 +105,8 @@ final class UsersTests: XCTestCase {
                 await assertEqual(try await admin.post(Route.userRole.path(name), [("role", "reviewer")]).status, .seeOther, name)
                 await assertEqual(try await h.store.user(named: name)?.role, .reviewer, name)
                 await assertEqual(try await admin.post(Route.userPassword.path(name), [("password", "another-horse")]).status, .seeOther, name)
+                await assertEqual(try await admin.post(Route.userEnable.path(name), []).status, .seeOther, name)
+                await assertEqual(try await h.store.user(named: name)?.disabled, false, name)
             }
             for bad in ["dan o", "zoë", "a/b", "-x", "x y", String(repeating: "a", count: 65)] {
                 let r = try await admin.post("/users", [("name", bad), ("role", "developer"), ("password", "correct-horse")])
@@ -122,6 +124,8 @@ final class UsersTests: XCTestCase {
             await assertEqual(try await api.call(.get, "/api/v1/apps").status, .ok)
             let kept = try await admin.post(Route.userPassword.path("Dan.Lee_2-x"), [("password", "another-horse")])
             XCTAssertEqual(kept.status, .seeOther)
+            await assertTrue(try await admin.get(try XCTUnwrap(kept.headers[.location])).text
+                .contains("Their API tokens still work: revoke them on the API tokens page"), "the reset says the tokens still work")
             await assertEqual(try await api.call(.get, "/api/v1/apps").status, .ok, "unticked: the token still works")
             await assertEqual(try await admin.post(Route.userPassword.path("Dan.Lee_2-x"), [("password", "third-horse-x"), ("revokeTokens", "true")]).status,
                               .seeOther)

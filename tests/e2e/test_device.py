@@ -55,7 +55,7 @@ def wait_for(log_path, words, seconds=30):
         raise AssertionError(f"the device never said {words!r}:\n{f.read()}")
 
 
-def test_a_release_and_a_rollback_reach_a_browser_through_courier_device(server, tmp_path):
+def test_a_release_and_a_rollback_reach_a_browser_through_courier_device(server, browser, tmp_path):
     token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release,admin").stdout.strip()
     assert api(server, token, "PUT", "/api/v1/settings", json.dumps({"virtualDomain": "h5app.example.com", "updateReqRate": 0}))[0] == 200
     status, key = api(server, token, "POST", "/api/v1/settings/signing-key/generate")
@@ -150,6 +150,17 @@ def test_a_release_and_a_rollback_reach_a_browser_through_courier_device(server,
     assert any(line.get("event") == "verify_failed" for line in lines), refused.stdout
     status, newest = api(server, token, "GET", f"/api/v1/tasks/{third['id']}")   # a new device is offered 1.0.0.3
     assert newest["events"].get("verify_failed") == 1, newest["events"]
+
+    # What the product owner sees on the task page: the devices' reports in words.
+    from test_journey import sign_in
+    sign_in(browser, server)
+    browser.get(f"{server.url}/tasks/{third['id']}")
+    reports = browser.find_element("id", "task-events").text
+    for words in ("Refused: the signature or a file did not verify verify_failed 1",
+                  "Given up on the device: reported broken, or opened without loading trial_failed 1",
+                  "Devices that gave this version up (never offered it again) failed 1"):
+        assert words in reports, reports
+    browser.save_screenshot(os.path.join(OUTPUT, "65-device-reports-on-the-task-page.png"))
     unreachable = subprocess.run([BINARY, "device", "--server", "http://127.0.0.1:1", "--data", str(tmp_path / "y"), "--once"],
                                  capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 4, unreachable.stdout
@@ -219,9 +230,34 @@ def test_a_device_killed_in_the_middle_of_a_download_resumes_and_ends_with_the_r
         first.wait()
         kept = part.stat().st_size
         assert 4 << 20 < kept < 24 << 20, kept
-        second = subprocess.run(args, capture_output=True, text=True, timeout=120)
-        assert second.returncode == 0, second.stdout + second.stderr
+        # Restarted on a terminal: the download resumes and says how far it is on one line.
+        import pty
+        import threading
+        terminal, tty = pty.openpty()
+        seen = bytearray()
+
+        def read_terminal():
+            while True:
+                try:
+                    chunk = os.read(terminal, 4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                seen.extend(chunk)
+        reader = threading.Thread(target=read_terminal, daemon=True)
+        reader.start()
+        second = subprocess.run(args, stdout=subprocess.PIPE, stderr=tty, text=True, timeout=120)
+        os.close(tty)
+        reader.join(5)
+        os.close(terminal)
+        assert second.returncode == 0, second.stdout
+        import re
+        progress = re.findall(rb"\r\x1b\[K20171228 1\.0\.0\.1: downloading, (\d+\.\d) MB of (\d+\.\d) MB \((\d+) %\)", bytes(seen))
+        assert progress and float(progress[0][0]) >= kept / 1e6 - 0.1, bytes(seen)[:300]
+        assert bytes(seen).endswith(b"\r\x1b[K"), "the progress line is cleared before the device says what happened"
         assert "20171228 1.0.0.1: downloaded; installs when the app is opened (lazy)." in second.stdout, second.stdout
+        assert "downloading" not in second.stdout and "\r" not in second.stdout, "progress goes to the terminal only"
         assert any(r and r.startswith("bytes=") and int(r[6:].rstrip("-")) > 0 for r in throttle.ranges), throttle.ranges
         import hashlib
         amr = data / "downloads" / "20171228-1.0.0.1.amr"
@@ -275,3 +311,72 @@ def test_on_mobile_a_wifi_only_package_comes_from_fallback_and_global_files_from
             d.quit()
         device.terminate()
         device.wait(timeout=10)
+
+
+def test_a_disk_that_fills_during_install_leaves_the_installed_version_serving(server, tmp_path):
+    """A device whose disk fills while it installs keeps serving the version it had, leaves no
+    half-made folder, says so, reports install_failed; with room again, the next round installs."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)]).returncode != 0:
+        import pytest
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release,admin").stdout.strip()
+        assert api(server, token, "PUT", "/api/v1/settings", json.dumps({"virtualDomain": "h5app.example.com", "updateReqRate": 0}))[0] == 200
+        assert api(server, token, "POST", "/api/v1/apps", json.dumps({"id": "20171228", "name": "Checkout"}))[0] == 201
+        env = dict(os.environ, COURIER_SERVER=server.url, COURIER_TOKEN=token)
+
+        def push(version, words, big=0):
+            folder = tmp_path / version / "www"
+            folder.mkdir(parents=True)
+            (folder / "index.html").write_text(f"<!doctype html><title>{words}</title><h1 id='v'>{words}</h1>")
+            if big:
+                (folder / "big.bin").write_bytes(os.urandom(big))
+            pushed = subprocess.run([BINARY, "push", "--app", "20171228", "--version", version, "--main-url", "/www/index.html",
+                                     "--android-min", "1.0", "--download-policy", "all", "--install-policy", "preload",
+                                     "--release", "official", "--json", str(folder.parent)], env=env, capture_output=True, text=True)
+            assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+            return json.loads(pushed.stdout)["task"]["id"]
+
+        data = mount / "dev"
+        args = [BINARY, "device", "--server", server.url, "--data", str(data), "--once"]
+        push("1.0.0.1", "version one")
+        first = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0 and "20171228 1.0.0.1: installed" in first.stdout, first.stdout + first.stderr
+
+        task = push("1.0.0.2", "version two", big=7 << 20)   # its .amr fits on the disk; its files beside it do not
+        full = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert full.returncode == 5, full.stdout + full.stderr
+        assert "20171228 1.0.0.2: install failed:" in full.stdout and "No space left on device (is the disk full?)" in full.stdout, full.stdout
+        assert os.listdir(data / "staging") == [], "no half-made folder stays"
+        assert sorted(os.listdir(data / "downloads")) == [], "the refused download is not kept"
+        status = json.loads(subprocess.run([BINARY, "device", "status", "--data", str(data), "--json"], capture_output=True, text=True).stdout)
+        assert status["apps"][0]["installed"] == "1.0.0.1", status
+
+        # The installed version still serves, through the proxy.
+        port = free_port()
+        log = tmp_path / "device.log"
+        device = subprocess.Popen([BINARY, "device", "--server", server.url, "--data", str(data), "--proxy-port", str(port)],
+                                  stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            wait_for(log, "Proxy on")
+            code, source, body = proxied(port, APP)
+            assert (code, source) == (200, "package 1.0.0.1") and "version one" in body, (code, source, body)
+        finally:
+            device.terminate()
+            device.wait(timeout=10)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            events = api(server, token, "GET", f"/api/v1/tasks/{task}")[1]["events"]
+            if events.get("install_failed") == 1:
+                break
+            time.sleep(0.5)
+        assert events.get("install_failed") == 1 and "install_ok" not in events, events
+
+        # Room again: the next round installs 1.0.0.2.
+        assert subprocess.run(["mount", "-o", "remount,size=64m", str(mount)]).returncode == 0
+        again = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "20171228 1.0.0.2: installed" in again.stdout, again.stdout + again.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])

@@ -192,3 +192,28 @@ def test_an_operator_manages_users_from_the_command_line(server):
     assert api(server, token, "GET", "/api/v1/apps")[0] == 401
     last = subprocess.run([BINARY, "user", "disable", "admin", "--data", server.data], capture_output=True, text=True)
     assert last.returncode != 0 and "last active administrator" in last.stderr, last.stderr
+
+
+def test_trusted_proxies_come_from_the_flag_or_the_environment(make_server):
+    """Issue 15, 3.5: `--trusted-proxy` and COURIER_TRUSTED_PROXY reach the server; X-Forwarded-For
+    from anyone else is not believed (here: /metrics refuses a request forwarded by an undeclared proxy)."""
+    import urllib.error
+    import urllib.request
+
+    def metrics(server, forwarded):
+        request = urllib.request.Request(server.url + "/metrics", headers={"X-Forwarded-For": forwarded})
+        try:
+            return urllib.request.urlopen(request, timeout=5).status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    undeclared = make_server()
+    assert metrics(undeclared, "127.0.0.1") == 403
+    by_env = make_server(env={"COURIER_TRUSTED_PROXY": "10.0.0.0/8, 127.0.0.1"})
+    assert metrics(by_env, "127.0.0.1") == 200, "loopback behind a trusted loopback proxy"
+    assert metrics(by_env, "203.0.113.7") == 403, "a person forwarded from outside"
+    by_flag = make_server("--trusted-proxy", "10.0.0.0/8")
+    assert metrics(by_flag, "127.0.0.1") == 403, "the flag names another proxy: the header is not believed"
+    bad = subprocess.run([BINARY, "serve", "--data", by_flag.data, "--port", "1", "--trusted-proxy", "10.0.0.300/8"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "--trusted-proxy takes addresses or CIDR ranges" in bad.stdout + bad.stderr
