@@ -127,13 +127,47 @@ public enum AmrBuilder {
     private static func writeUnchecked(to output: String, appID: String, version: String, tarSize: UInt64, tarCRC: UInt32,
                                        signer: SigningKey?, manifest: () -> [ManifestFile],
                                        tar produce: (TarSink) throws -> Void) throws -> AmrFile {
+        let tarName = "\(appID).tar"
+        var files: [ManifestFile] = []
+        let made = try assemble(to: output, tarName: tarName, tarSize: tarSize, tarCRC: tarCRC, tar: produce) { sink in
+            var entries: [(String, [UInt8])] = []
+            if let signer {
+                let (cert, sign) = try signer.signatures(sha1: sink.sha1.finalize(), sha256: sink.sha256.finalize())
+                entries.append(("CERT.json", Array("{\"\(tarName)\":\"\(cert)\"}".utf8)))
+                entries.append(("SIGN.json", Array("{\"\(tarName)\":\"\(sign)\"}".utf8)))
+            }
+            files = manifest()
+            entries.append(("manifest.json", Array(ManifestJSON.render(id: appID, version: version, files: files).utf8)))
+            return entries
+        }
+        return AmrFile(size: made.size, sha256: made.sha256, md5: made.md5, tarOffset: made.tarOffset, tarSize: tarSize, files: files)
+    }
+
+    /// The zip around a tar (SPEC §3): the tar stored first, then small entries verbatim, a
+    /// central directory, fixed dates. Courier's `.amr`, its patches, and a client rebuilding an
+    /// `.amr` from a patch all write it here, so the same tar and entries give the same bytes.
+    /// `produce` writes exactly `tarSize` bytes whose CRC is `tarCRC`; `after` (given the tar's
+    /// hashes) answers the entries that follow it.
+    public static func assemble(to output: String, tarName: String, tarSize: UInt64, tarCRC: UInt32,
+                                tar produce: (TarSink) throws -> Void,
+                                after: (TarSink) throws -> [(String, [UInt8])]) throws -> AmrAssembly {
+        do {
+            return try assembleUnchecked(to: output, tarName: tarName, tarSize: tarSize, tarCRC: tarCRC, tar: produce, after: after)
+        } catch {
+            unlink(output)   // a failed write leaves no half-written file
+            throw error
+        }
+    }
+
+    private static func assembleUnchecked(to output: String, tarName: String, tarSize: UInt64, tarCRC: UInt32,
+                                          tar produce: (TarSink) throws -> Void,
+                                          after: (TarSink) throws -> [(String, [UInt8])]) throws -> AmrAssembly {
         let out = try HashingWriter(path: output)
         var directory: [(name: String, crc: UInt32, size: UInt64, offset: UInt64)] = []
         func storedEntry(_ name: String, crc: UInt32, size: UInt64) throws {
             directory.append((name, crc, size, out.count))
             try out.write(ZipFormat.localHeader(name: name, crc: crc, size: size))
         }
-        let tarName = "\(appID).tar"
         guard tarSize < 0xFFFF_FFFF else { throw FieldError("file", "The package is too large to store (over 4 GiB as a tar).") }
         try storedEntry(tarName, crc: tarCRC, size: tarSize)
         let tarOffset = out.count
@@ -142,26 +176,27 @@ public enum AmrBuilder {
         guard sink.count == tarSize else {
             throw FieldError("file", "Internal error: the tar came out at \(sink.count) bytes, \(tarSize) were planned.")
         }
-        func addJSON(_ name: String, _ text: String) throws {
-            let bytes = Array(text.utf8)
+        for (name, bytes) in try after(sink) {
             try storedEntry(name, crc: UInt32(crc32(0, bytes, uInt(bytes.count))), size: UInt64(bytes.count))
             try out.write(bytes)
         }
-        if let signer {
-            let (cert, sign) = try signer.signatures(sha1: sink.sha1.finalize(), sha256: sink.sha256.finalize())
-            try addJSON("CERT.json", "{\"\(tarName)\":\"\(cert)\"}")
-            try addJSON("SIGN.json", "{\"\(tarName)\":\"\(sign)\"}")
-        }
-        let files = manifest()
-        try addJSON("manifest.json", ManifestJSON.render(id: appID, version: version, files: files))
         let cdStart = out.count
         for e in directory {
             try out.write(ZipFormat.centralHeader(name: e.name, crc: e.crc, size: e.size, offset: e.offset))
         }
         try out.write(ZipFormat.endRecord(entries: directory.count, cdSize: out.count - cdStart, cdOffset: cdStart))
         let (size, sha256, md5) = try out.finish()
-        return AmrFile(size: size, sha256: sha256, md5: md5, tarOffset: tarOffset, tarSize: tarSize, files: files)
+        return AmrAssembly(size: size, sha256: sha256, md5: md5, tarOffset: tarOffset)
     }
+}
+
+/// A zip written by `AmrBuilder.assemble`.
+public struct AmrAssembly: Sendable {
+    public let size: UInt64
+    public let sha256: String
+    public let md5: String
+    /// Where the tar's bytes start.
+    public let tarOffset: UInt64
 }
 
 public enum ManifestJSON {
@@ -189,20 +224,20 @@ public enum ManifestJSON {
 }
 
 /// The tar part of the `.amr`: counts its bytes and hashes them for the signatures.
-final class TarSink {
+public final class TarSink {
     let out: HashingWriter
-    var sha1 = Insecure.SHA1()
-    var sha256 = SHA256()
-    private(set) var count: UInt64 = 0
+    public internal(set) var sha1 = Insecure.SHA1()
+    public internal(set) var sha256 = SHA256()
+    public private(set) var count: UInt64 = 0
     init(_ out: HashingWriter) { self.out = out }
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
         sha1.update(bufferPointer: bytes)
         sha256.update(bufferPointer: bytes)
         count += UInt64(bytes.count)
         try out.write(bytes)
     }
-    func write(_ bytes: [UInt8], count n: Int? = nil) throws {
+    public func write(_ bytes: [UInt8], count n: Int? = nil) throws {
         try bytes.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<(n ?? bytes.count)])) }
     }
 }

@@ -234,31 +234,8 @@ public final class PackageStore: @unchecked Sendable {
         }
 
         // The manifest says which files, how large, and their hashes.
-        struct Manifest: Decodable {
-            struct File: Decodable { let path: String; let size: UInt64; let sha256: String }
-            let id: String
-            let version: String
-            let files: [File]
-        }
-        guard let manifestData = try small(manifestEntry, limit: 16 << 20),
-              let manifest = try? JSONDecoder().decode(Manifest.self, from: manifestData) else {
-            throw ClientFailure(.verifyFailed, "manifest.json cannot be read.")
-        }
-        guard manifest.id == appId, manifest.version == version else {
-            throw ClientFailure(.verifyFailed, "manifest.json is for \(manifest.id.prefix(20)) \(manifest.version.prefix(20)), not \(appId) \(version).")
-        }
-        guard manifest.files.count <= 20_000 else { throw ClientFailure(.verifyFailed, "manifest.json lists more than 20,000 files.") }
-        var expected: [String: (size: UInt64, sha256: String)] = [:]
-        var total: UInt64 = 0
-        for f in manifest.files {
-            guard expected[f.path] == nil, TarExtractor.isSafe(f.path) else {
-                throw ClientFailure(.verifyFailed, "manifest.json lists “\(f.path.prefix(80))” twice or as an unsafe path.")
-            }
-            let (sum, overflow) = total.addingReportingOverflow(f.size)
-            guard !overflow, sum <= tar.uncompressedSize else { throw ClientFailure(.verifyFailed, "manifest.json lists more bytes than the tar holds.") }
-            total = sum
-            expected[f.path] = (f.size, f.sha256.lowercased())
-        }
+        let expected = try PackageManifest(try small(manifestEntry, limit: 16 << 20) ?? Data(), appId: appId, version: version,
+                                           maxBytes: tar.uncompressedSize).expected
 
         // Which signature will be checked, decided before reading a byte of the tar.
         let signJSON = try small(entries["SIGN.json"])
@@ -503,5 +480,46 @@ public final class PackageStore: @unchecked Sendable {
         guard fd >= 0 else { return }
         fsync(fd)
         close(fd)
+    }
+}
+
+/// A package's `manifest.json` (SPEC §3), read without trusting it: its ID and version, at most
+/// 20,000 files, each a safe relative path listed once, their sizes adding up to at most `maxBytes`.
+struct PackageManifest {
+    struct Entry: Decodable {
+        let path: String
+        let size: UInt64
+        let sha256: String
+    }
+    private struct Document: Decodable {
+        let id: String
+        let version: String
+        let files: [Entry]
+    }
+    /// In the manifest's order (the tar's), SHA-256 in lower case.
+    let files: [Entry]
+    let expected: [String: (size: UInt64, sha256: String)]
+
+    init(_ data: Data, appId: String, version: String, maxBytes: UInt64) throws {
+        guard let manifest = try? JSONDecoder().decode(Document.self, from: data) else {
+            throw ClientFailure(.verifyFailed, "manifest.json cannot be read.")
+        }
+        guard manifest.id == appId, manifest.version == version else {
+            throw ClientFailure(.verifyFailed, "manifest.json is for \(manifest.id.prefix(20)) \(manifest.version.prefix(20)), not \(appId) \(version).")
+        }
+        guard manifest.files.count <= 20_000 else { throw ClientFailure(.verifyFailed, "manifest.json lists more than 20,000 files.") }
+        var expected: [String: (size: UInt64, sha256: String)] = [:]
+        var total: UInt64 = 0
+        for f in manifest.files {
+            guard expected[f.path] == nil, TarExtractor.isSafe(f.path) else {
+                throw ClientFailure(.verifyFailed, "manifest.json lists “\(f.path.prefix(80))” twice or as an unsafe path.")
+            }
+            let (sum, overflow) = total.addingReportingOverflow(f.size)
+            guard !overflow, sum <= maxBytes else { throw ClientFailure(.verifyFailed, "manifest.json lists more bytes than the tar holds.") }
+            total = sum
+            expected[f.path] = (f.size, f.sha256.lowercased())
+        }
+        files = manifest.files.map { Entry(path: $0.path, size: $0.size, sha256: $0.sha256.lowercased()) }
+        self.expected = expected
     }
 }

@@ -44,6 +44,8 @@ public struct ClientFailure: Error, Equatable, Sendable, CustomStringConvertible
         case downloadFailed = "download_failed"
         case verifyFailed = "verify_failed"
         case installFailed = "install_failed"
+        /// A patch that did not give the version it claims: the full package is downloaded instead.
+        case patchFailed = "patch_failed"
         /// The device's own setup (keys, data folder): nothing to report to the server.
         case setup
     }

@@ -22,16 +22,24 @@ struct TarExtractor {
     private var zeroBlocks = 0
     private(set) var written: Set<String> = []
     private(set) var bytes: UInt64 = 0
+    /// A patch's tar (SPEC §3) holds only some of the manifest's files.
+    let partial: Bool
+    /// Where each file's bytes start in the tar.
+    private(set) var offsets: [String: UInt64] = [:]
+    private var consumed: UInt64 = 0
 
-    init(root: String?, expected: [String: (size: UInt64, sha256: String)]) {
+    init(root: String?, expected: [String: (size: UInt64, sha256: String)], partial: Bool = false) {
         self.root = root
         self.expected = expected
+        self.partial = partial
         header.reserveCapacity(512)
     }
 
     static func refuse(_ why: String) -> ClientFailure { ClientFailure(.verifyFailed, "The package's tar is refused: \(why)") }
 
     mutating func feed(_ chunk: UnsafeRawBufferPointer) throws {
+        let base = consumed
+        consumed += UInt64(chunk.count)
         var i = 0
         while i < chunk.count {
             if var f = file {
@@ -53,7 +61,7 @@ struct TarExtractor {
                 header.append(contentsOf: chunk[i..<(i + n)])
                 i += n
                 if header.count == 512 {
-                    try startEntry()
+                    try startEntry(at: base + UInt64(i))
                     header.removeAll(keepingCapacity: true)
                 }
             }
@@ -65,11 +73,11 @@ struct TarExtractor {
     func finish() throws {
         guard file == nil, padding == 0, header.isEmpty else { throw Self.refuse("it ends inside an entry (truncated).") }
         guard zeroBlocks >= 2 else { throw Self.refuse("it lacks its two closing zero blocks.") }
-        let missing = Set(expected.keys).subtracting(written)
+        let missing = partial ? [] : Set(expected.keys).subtracting(written)
         guard missing.isEmpty else { throw Self.refuse("the manifest lists \(missing.sorted().prefix(3).joined(separator: ", ")) but the tar lacks it.") }
     }
 
-    private mutating func startEntry() throws {
+    private mutating func startEntry(at offset: UInt64) throws {
         if header.allSatisfy({ $0 == 0 }) {
             zeroBlocks += 1
             return
@@ -88,7 +96,8 @@ struct TarExtractor {
         guard Self.isSafe(path) else { throw Self.refuse("the path “\(path.prefix(120))” is not a plain relative path.") }
         guard let want = expected[path] else { throw Self.refuse("“\(path)” is not in the manifest.") }
         guard want.size == size else { throw Self.refuse("“\(path)” holds \(size) bytes but the manifest says \(want.size).") }
-        guard !written.contains(path) else { throw Self.refuse("“\(path)” appears twice.") }
+        guard !written.contains(path), offsets[path] == nil else { throw Self.refuse("“\(path)” appears twice.") }
+        offsets[path] = offset
         let fd = try root.map { try Self.create($0, path) } ?? -1
         file = (path, fd, size, SHA256(), want.sha256)
         bytes += size
