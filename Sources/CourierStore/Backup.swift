@@ -47,7 +47,7 @@ public enum Backup {
             let copy = try DatabaseQueue(path: staging + "/" + databaseName)
             try await store.db.backup(to: copy)
             let (blobs, counts) = try await copy.read { db in
-                (try Set(String.fetchAll(db, sql: "SELECT blob FROM package")),
+                (try Store.referencedBlobs(db),
                  (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM app") ?? 0, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM package") ?? 0,
                   try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM task") ?? 0, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit") ?? 0))
             }
@@ -118,7 +118,7 @@ public enum Backup {
         let db = try DatabaseQueue(path: dir + "/" + databaseName, configuration: { var c = Configuration(); c.readonly = true; return c }())
         defer { try? db.close() }
         let (integrity, blobs) = try db.read { db in
-            (try String.fetchAll(db, sql: "PRAGMA integrity_check"), try Set(String.fetchAll(db, sql: "SELECT blob FROM package")))
+            (try String.fetchAll(db, sql: "PRAGMA integrity_check"), try Store.referencedBlobs(db))
         }
         guard integrity == ["ok"] else { throw BackupError("The backed-up database fails its integrity check: \(integrity.prefix(3).joined(separator: "; ")).") }
         for blob in blobs where !listed.contains(BlobStore.relativePath(for: blob)) {

@@ -123,6 +123,8 @@ extension Store {
                 p.blob = r.blob; p.size = r.size; p.md5 = r.md5; p.tarOffset = r.tarOffset
                 try p.update(db)
             }
+            // Patches carry their target's signatures: they are built again with the new ones.
+            try db.execute(sql: "DELETE FROM patch")
             return (s, ["fingerprint": fingerprint, "previousFingerprint": previous ?? "", "resignedPackages": String(resigned.count)])
         }
     }
@@ -328,6 +330,8 @@ extension Store {
     }
 
     public func isBlobReferenced(_ blob: String) async throws -> Bool {
-        try await db.read { db in try PackageRecord.filter(PackageRecord.Columns.blob == blob).isEmpty(db) == false }
+        try await db.read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM (\(Self.referencedBlobsSQL)) WHERE blob = ?)", arguments: [blob]) == true
+        }
     }
 }

@@ -187,6 +187,8 @@ public final class Store: Sendable {
                 t.primaryKey(["taskId", "deviceKey"])
             }
         }
+        // Issue 18: patches between versions, built in the background.
+        m.registerMigration("v13-patches") { db in try Self.createPatchTable(db) }
         return m
     }
 
@@ -224,7 +226,7 @@ public final class Store: Sendable {
     /// that no package refers to (written but never committed). Run at start-up.
     public func sweep() async throws -> (tempFiles: Int, orphanBlobs: Int) {
         let temps = blobs.clearTemporaryFiles()
-        let referenced = try await db.read { db in try Set(String.fetchAll(db, sql: "SELECT blob FROM package")) }
+        let referenced = try await db.read { db in try Self.referencedBlobs(db) }
         let orphans = blobs.removeAll(except: referenced)
         return (temps, orphans)
     }

@@ -78,9 +78,10 @@ public struct Actions: Sendable {
                 for p in try await store.allPackages() where p.id.map({ resigned[$0]?.oldBlob != p.blob }) == true {
                     resigned[p.id!] = Self.resigned(p, p.id!, try await resign(p, with: key))
                 }
+                let patchBlobs = try await store.patches().compactMap(\.blob)
                 let settings = try await store.switchSigningKey(pem: key.privateKeyPEM, fingerprint: key.fingerprint,
                                                           resigned: Array(resigned.values), by: actor)
-                try await store.removeUnreferenced(resigned.values.map(\.oldBlob))
+                try await store.removeUnreferenced(resigned.values.map(\.oldBlob) + patchBlobs)
                 return (settings, resigned.count)
             }
         } catch {

@@ -35,6 +35,10 @@ public struct CourierConfiguration: Sendable {
     public var metricsToken: String?
     /// Reverse proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
     public var trustedProxies: [TrustedProxy] = []
+    /// How many earlier versions each offered version gets patches from (`--patch-bases`, SPEC §3).
+    public var patchBases = PatchRules.defaultBases
+    /// Test hook: a pause inside each patch build (`COURIER_TEST_PATCH_PAUSE_MS`).
+    public var testPatchPause: Duration?
 
     public init() {}
 
@@ -87,6 +91,8 @@ public struct Services: Sendable {
     public let delivery: Delivery
     /// The one-time first-run setup address, while no user exists.
     public let setup: FirstRunSetup
+    /// Builds patches in the background (a service of the running server; tests call it).
+    public let patches: PatchService
     /// Every route with the permission it needs, filled in by `buildRouter`.
     let routes = RouteTable()
 
@@ -112,11 +118,14 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
     let signer = SigningKeyCache()
     let passwords = PasswordHasher()
     let metrics = CourierMetrics()
+    let delivery = try await Delivery(store: store, publicURL: config.publicURL, metrics: metrics, logger: logger)
     return Services(config: config, store: store, views: Views(library: library),
                     actions: Actions(store: store, signer: signer, passwords: passwords, metrics: metrics),
                     signer: signer, throttle: LoginThrottle(), passwords: passwords,
-                    delivery: try await Delivery(store: store, publicURL: config.publicURL, metrics: metrics, logger: logger),
-                    setup: FirstRunSetup(open: try await store.userCount() == 0))
+                    delivery: delivery,
+                    setup: FirstRunSetup(open: try await store.userCount() == 0),
+                    patches: PatchService(store: store, delivery: delivery, bases: config.patchBases, logger: logger,
+                                          pause: config.testPatchPause))
 }
 
 /// A line for the operator: printed as it is, or a log line when the log is JSON; flushed at
@@ -207,7 +216,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
     return Application(router: buildRouter(services),
                        server: httpServer(services),
                        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Courier"),
-                       services: [Housekeeping(actions: services.actions, logger: logger)],
+                       services: [Housekeeping(actions: services.actions, logger: logger), services.patches],
                        eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
                            ?? .singleton,
                        logger: logger)

@@ -28,6 +28,11 @@ final class DeliverySnapshot: Sendable {
     let unreadable: [String]
     /// `config.updateReqRate` of every answer (a setting).
     let updateReqRate: Int
+    /// The versions offered now, by app (each app's current official version and its running
+    /// grayscale releases): the targets of patches (SPEC §3).
+    let patchTargets: [String: Set<PackageVersion>]
+    /// Entries carrying a patch, pre-encoded: `[appId: [version: [installed base: entry]]]`.
+    let patched: [String: [PackageVersion: [PackageVersion: [UInt8]]]]
 
     struct GlobalFile: Sendable {
         let blob: String
@@ -39,8 +44,11 @@ final class DeliverySnapshot: Sendable {
     init(targeting: TargetingSnapshot, entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]],
          official: [String: PackageVersion], taskOfPackage: [String: [PackageVersion: Int64]],
          globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:], openWindows: Set<Int64>? = nil, unreadable: [String] = [],
-         updateReqRate: Int = SettingsRecord.defaultUpdateReqRate) {
+         updateReqRate: Int = SettingsRecord.defaultUpdateReqRate, patchTargets: [String: Set<PackageVersion>] = [:],
+         patched: [String: [PackageVersion: [PackageVersion: [UInt8]]]] = [:]) {
         self.targeting = targeting
+        self.patchTargets = patchTargets
+        self.patched = patched
         self.updateReqRate = updateReqRate
         self.openWindows = openWindows
         self.unreadable = unreadable
@@ -55,7 +63,7 @@ final class DeliverySnapshot: Sendable {
     func answer(_ decisions: [Decision]) -> ByteBuffer {
         DeliveryEntry.answer(decisions.compactMap { d in
             switch d.answer {
-            case .update(let v, _): entries[d.appId]?[v]?.update
+            case .update(let v, _): d.installed.flatMap { patched[d.appId]?[v]?[$0] } ?? entries[d.appId]?[v]?.update
             case .rollback(let v, _): entries[d.appId]?[v]?.rollback
             case .none: nil
             }
@@ -147,6 +155,21 @@ final class DeliverySnapshot: Sendable {
                 if let why = targeting.unreadable(task) { unreadable.append("task \(task.id) (\(app.appId) \(task.version)): \(why)") }
             }
         }
+        // Patches (SPEC §3): to each version offered now, from the bases their answers name.
+        var patchTargets: [String: Set<PackageVersion>] = [:]
+        for app in apps {
+            if let v = official[app.appId] { patchTargets[app.appId, default: []].insert(v) }
+            for task in app.tasks where !task.isOfficial && (task.status == .releasing || task.status == .paused) && task.unreadable == nil {
+                patchTargets[app.appId, default: []].insert(task.version)
+            }
+        }
+        var patched: [String: [PackageVersion: [PackageVersion: [UInt8]]]] = [:]
+        for patch in try await store.patches() {
+            guard let v = PackageVersion(fast: patch.version), let b = PackageVersion(fast: patch.base), patchTargets[patch.appId]?.contains(v) == true,
+                  let p = packagesByID[patch.packageId], patch.offered(fullSize: p.size), let app = appsByID[patch.appId] else { continue }
+            patched[patch.appId, default: [:]][v, default: [:]][b] = DeliveryEntry.encoded(p, app: app, settings: settings, publicURL: publicURL,
+                                                                                            rollback: false, patch: patch)
+        }
         // Global packages' files, served at /{appKey}/{path} (SPEC §4).
         var globalFiles: [String: GlobalFile] = [:]
         if let host = settings.globalHost, let key = settings.appKey {
@@ -162,7 +185,7 @@ final class DeliverySnapshot: Sendable {
         return DeliverySnapshot(targeting: targeting, entries: entries, official: official, taskOfPackage: taskOfPackage,
                                 globalAppKey: settings.appKey, globalFiles: globalFiles,
                                 openWindows: Set(tasks.filter { $0.mode == "timeWindow" && !$0.taskStatus.hasEnded }.compactMap(\.id)),
-                                unreadable: unreadable, updateReqRate: settings.updateReqRate)
+                                unreadable: unreadable, updateReqRate: settings.updateReqRate, patchTargets: patchTargets, patched: patched)
     }
 }
 

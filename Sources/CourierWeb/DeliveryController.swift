@@ -2,6 +2,7 @@ import CourierCore
 import CourierStore
 import Foundation
 import Hummingbird
+import Metrics
 
 /// What clients fetch without signing in: `.amr` files, fallback files, preset files.
 struct DeliveryController {
@@ -15,12 +16,23 @@ struct DeliveryController {
             table.add(.init(method: method, route: .fallback, permission: nil, surface: .open))
             router.on(Route.amr.routerPath, method: method) { request, context in
                 let file = context.parameters.decoded("file") ?? ""
-                guard file.hasSuffix(".amr"), let id = context.parameters.decoded("id"),
-                      let p = try await services.store.package(id, String(file.dropLast(4))) else {
-                    throw NotFound("No such package.")
+                guard file.hasSuffix(".amr"), let id = context.parameters.decoded("id") else { throw NotFound("No such package.") }
+                let name = file.dropLast(4)
+                // `{V}.patch-{B}.amr` (SPEC §3): a patch from B to V, while it exists.
+                if let dash = name.range(of: ".patch-") {
+                    guard let patch = try await services.store.patch(id, String(name[..<dash.lowerBound]), from: String(name[dash.upperBound...])),
+                          let blob = patch.blob else {
+                        throw NotFound("No such patch.")
+                    }
+                    return try await serve(request, context, blob: blob, offset: 0, size: patch.size, etag: blob,
+                                           type: "application/octet-stream", download: "\(id)_\(patch.version).patch-\(patch.base).amr",
+                                           counted: services.delivery.metrics.packageBytesPatch)
+                        .sandboxed(unless: services.config.separateContentHost)
                 }
+                guard let p = try await services.store.package(id, String(name)) else { throw NotFound("No such package.") }
                 return try await serve(request, context, blob: p.blob, offset: 0, size: p.size, etag: p.blob,
-                                       type: "application/octet-stream", download: "\(p.appId)_\(p.version).amr")
+                                       type: "application/octet-stream", download: "\(p.appId)_\(p.version).amr",
+                                       counted: services.delivery.metrics.packageBytesFull)
                     .sandboxed(unless: services.config.separateContentHost)
             }
             router.on(Route.fallback.routerPath, method: method) { request, context in
@@ -53,7 +65,7 @@ struct DeliveryController {
     /// Serves `size` bytes of a blob from `offset`, with ETag, one Range, and immutable caching
     /// (every URL names a fixed version, so its bytes never change).
     func serve(_ request: Request, _ context: AppContext, blob: String, offset: Int64, size: Int64, etag: String,
-               type: String, download: String?, revalidate: Bool = false) async throws -> Response {
+               type: String, download: String?, revalidate: Bool = false, counted: Metrics.Counter? = nil) async throws -> Response {
         var headers: HTTPFields = [.contentType: type, .eTag: "\"\(etag)\"", .acceptRanges: "bytes", .xContentTypeOptions: "nosniff",
                                    .cacheControl: revalidate ? "no-cache" : "public, max-age=31536000, immutable"]
         if let download { headers[.contentDisposition] = "attachment; filename=\"\(download)\"" }
@@ -78,6 +90,7 @@ struct DeliveryController {
         guard size > 0, request.method != .head else { return Response(status: status, headers: headers) }
         let body = try await fileIO.loadFile(path: services.store.blobs.path(for: blob),
                                              range: Int(offset + first)...Int(offset + last), context: context)
+        counted?.increment(by: Int64(last - first + 1))   // what is sent (a resumed download counts its rest)
         return Response(status: status, headers: headers, body: body)
     }
 

@@ -21,10 +21,18 @@ enum DeliveryEntry {
         return entry
     }
 
-    /// One entry as JSON bytes, made once per snapshot.
-    static func encoded(_ p: PackageRecord, app: AppRecord, settings: SettingsRecord, publicURL: String, rollback: Bool) -> [UInt8] {
+    /// One entry as JSON bytes, made once per snapshot; with `patch`, the entry for a client
+    /// whose installed version is the patch's base (SPEC §3, §4).
+    static func encoded(_ p: PackageRecord, app: AppRecord, settings: SettingsRecord, publicURL: String, rollback: Bool,
+                        patch: PatchRecord? = nil) -> [UInt8] {
         var entry = json(p, app: app, settings: settings, publicURL: publicURL)
         entry["rollback"] = rollback
+        if let patch, let blob = patch.blob {
+            entry["patch"] = publicURL + Paths.patch(patch.appId, patch.version, from: patch.base)
+            entry["patch_size"] = patch.size
+            entry["patch_sha256"] = blob
+            entry["patch_from"] = patch.base
+        }
         return Array((try? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8))
     }
 

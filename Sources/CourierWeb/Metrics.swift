@@ -35,6 +35,12 @@ public final class CourierMetrics: Sendable {
     let heapFreeBytes: Metrics.Gauge
     let sqliteBytes: Metrics.Gauge
     let heapArenas: Metrics.Gauge
+    /// Bytes of packages sent to clients, whole `.amr` files and patches (SPEC §3): the saving.
+    let packageBytesFull: Metrics.Counter
+    let packageBytesPatch: Metrics.Counter
+    let patchesBuilt: Metrics.Counter
+    let patchesNotWorth: Metrics.Counter
+    let patchBuildTime: Metrics.Timer
     private let requests = NIOLockedValueBox([RequestKey: (Metrics.Counter, Metrics.Timer)]())
 
     struct RequestKey: Hashable {
@@ -74,6 +80,11 @@ public final class CourierMetrics: Sendable {
         heapFreeBytes = Metrics.Gauge(label: "courier_heap_bytes", dimensions: [("state", "free")], factory: factory)
         sqliteBytes = Metrics.Gauge(label: "courier_sqlite_memory_bytes", factory: factory)
         heapArenas = Metrics.Gauge(label: "courier_heap_arenas", factory: factory)
+        packageBytesFull = counter("courier_package_bytes_sent_total", [("kind", "full")])
+        packageBytesPatch = counter("courier_package_bytes_sent_total", [("kind", "patch")])
+        patchesBuilt = counter("courier_patches_built_total", [("outcome", "offered")])
+        patchesNotWorth = counter("courier_patches_built_total", [("outcome", "not_worth_offering")])
+        patchBuildTime = Metrics.Timer(label: "courier_patch_build_duration_seconds", factory: factory)
     }
 
     /// One answered request, by its route pattern (never the raw path: bounded labels).

@@ -48,6 +48,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("trusted-proxy"), parsing: .upToNextOption,
             help: "Reverse proxies (addresses or CIDR ranges, like 127.0.0.1 10.0.0.0/8) whose X-Forwarded-For is believed. Env: COURIER_TRUSTED_PROXY (comma-separated).")
     var trustedProxy: [String] = []
+    @Option(name: .customLong("patch-bases"),
+            help: "How many earlier versions each released version gets patches from, 0 for none (default 5). Env: COURIER_PATCH_BASES.")
+    var patchBases: Int?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -73,6 +76,9 @@ struct Serve: AsyncParsableCommand {
         guard config.idleTimeoutSeconds > 0 else { fail("--idle-timeout must be a positive number of seconds.") }
         config.threads = threads ?? env["COURIER_THREADS"].flatMap { Int($0) }
         if let n = config.threads, !(1...256).contains(n) { fail("--threads must be from 1 to 256.") }
+        config.patchBases = patchBases ?? env["COURIER_PATCH_BASES"].flatMap { Int($0) } ?? PatchRules.defaultBases
+        guard (0...20).contains(config.patchBases) else { fail("--patch-bases takes a number from 0 to 20.") }
+        config.testPatchPause = env["COURIER_TEST_PATCH_PAUSE_MS"].flatMap { Int($0) }.map { .milliseconds($0) }
         let proxies = trustedProxy.isEmpty ? (env["COURIER_TRUSTED_PROXY"] ?? "").split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
                                            : trustedProxy.flatMap { $0.split(separator: ",").map(String.init) }
         for text in proxies where !text.isEmpty {

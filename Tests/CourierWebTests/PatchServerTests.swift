@@ -1,0 +1,159 @@
+import CourierArchive
+import CourierCore
+@testable import CourierStore
+import CourierTestSupport
+import Crypto
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+@testable import CourierWeb
+
+/// Patches on the server (SPEC §3, issue 18): built in the background from each offered
+/// version's bases, exactly once, offered in the update answer to clients on a base when worth
+/// it, served with Range, deleted when no client can use them, built again after a key change.
+final class PatchServerTests: XCTestCase {
+    typealias Client = ReleaseTests.Client
+
+    /// A package whose `www/big.bin` is the same 200 KB in every version and whose `www/app.js` says `script`.
+    static func zip(script: String, big: [UInt8], extra: [String: String] = [:]) -> ZipBuilder {
+        var entries: [ZipBuilder.Entry] = [
+            .init("20171228/www/index.html", "<!doctype html><script src=app.js></script>"),
+            .init("20171228/www/app.js", script),
+            .init("20171228/www/big.bin", big, method: 0),
+        ]
+        for (path, text) in extra.sorted(by: { $0.key < $1.key }) { entries.append(.init("20171228/" + path, text)) }
+        return ZipBuilder(entries)
+    }
+
+    func add(_ h: Harness, _ version: String, _ zip: ZipBuilder) async throws {
+        let path = h.store.blobs.temporaryPath(suffix: ".zip")
+        try zip.write(to: path)
+        var draft = PackageDraft(fields: FormFields(Dictionary(uniqueKeysWithValues: packageFields())))
+        draft.version = version
+        draft.installPolicy = "preload"
+        _ = try await h.services.actions.addPackage(by: .commandLine, appId: "20171228", draft: draft, zipPath: path)
+    }
+
+    func release(_ h: Harness, _ version: String) async throws {
+        var draft = TaskDraft()
+        draft.type = "official"
+        _ = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: version, draft: draft)
+    }
+
+    /// The answer's entry for a client with `installed`.
+    static func entry(_ client: any TestClientProtocol, installed: String) async throws -> [String: Any] {
+        let r = try await Client(client: client).update(ClientProtocolTests.request(installed: installed))
+        XCTAssertEqual(r.status, .ok, r.text)
+        return ((r.json["data"] as? [[String: Any]]) ?? []).first ?? [:]
+    }
+
+    func onDisk(_ h: Harness, _ blob: String?) -> Bool { blob.map { FileManager.default.fileExists(atPath: h.store.blobs.path(for: $0)) } ?? false }
+
+    func testPatchesAreBuiltOnceOfferedToClientsOnABaseServedAndDeletedWhenNoClientCanUseThem() async throws {
+        let dir = temporaryDirectory()
+        let h = try await Harness.make(dir: dir)
+        defer { h.cleanUp() }
+        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try await h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        _ = try await h.services.actions.installSigningKey(by: .commandLine, try SigningKey.generate())
+        let big = (0..<200_000).map { _ in UInt8.random(in: 0...255) }
+        try await add(h, "1.0.0.1", Self.zip(script: "one()", big: big))
+        try await add(h, "1.0.0.2", Self.zip(script: "two()", big: big))
+        try await add(h, "1.0.0.3", Self.zip(script: "three()", big: big, extra: ["www/new.css": "p{}"]))
+
+        try await release(h, "1.0.0.1")
+        try await h.services.patches.reconcile()
+        await assertEqual(try await h.store.patches().count, 0, "nothing below the first release")
+
+        try await release(h, "1.0.0.2")
+        try await h.services.patches.reconcile()
+        let first = try await h.store.patches()
+        XCTAssertEqual(first.map { "\($0.base)>\($0.version)" }, ["1.0.0.1>1.0.0.2"])
+        let p12 = try XCTUnwrap(first.first)
+        let full2 = try await h.store.package("20171228", "1.0.0.2")!.size
+        XCTAssertTrue(p12.size * 50 < full2, "one changed script: \(p12.size) of \(full2) bytes")
+        XCTAssertEqual(p12.changedFiles, 1)
+        XCTAssertTrue(onDisk(h, p12.blob))
+
+        try await h.test { client in
+            let onBase = try await Self.entry(client, installed: "1.0.0.1")
+            XCTAssertEqual(onBase["version"] as? String, "1.0.0.2")
+            XCTAssertEqual(onBase["patch"] as? String, "http://courier.test/packages/20171228/1.0.0.2.patch-1.0.0.1.amr")
+            XCTAssertEqual(onBase["patch_size"] as? Int, Int(p12.size))
+            XCTAssertEqual(onBase["patch_sha256"] as? String, p12.blob)
+            XCTAssertEqual(onBase["patch_from"] as? String, "1.0.0.1")
+            let fresh = try await Self.entry(client, installed: "0")
+            XCTAssertEqual(fresh["version"] as? String, "1.0.0.2")
+            XCTAssertNil(fresh["patch"], "a client without the base gets the full package only")
+
+            // Served like a package: whole, and resumed.
+            let whole = try await client.execute(uri: "/packages/20171228/1.0.0.2.patch-1.0.0.1.amr", method: .get)
+            XCTAssertEqual(whole.status, .ok)
+            XCTAssertEqual(SHA256.hash(data: Data(buffer: whole.body)).hex, p12.blob)
+            let rest = try await client.execute(uri: "/packages/20171228/1.0.0.2.patch-1.0.0.1.amr", method: .get, headers: [.range: "bytes=100-"])
+            XCTAssertEqual(rest.status, .partialContent)
+            XCTAssertEqual(Data(buffer: rest.body), Data(buffer: whole.body).dropFirst(100))
+            await assertEqual(try await client.execute(uri: "/packages/20171228/1.0.0.2.patch-1.0.0.0.amr", method: .get).status, .notFound)
+            _ = try await client.execute(uri: "/packages/20171228/1.0.0.2.amr", method: .get)
+            let metrics = try await client.execute(uri: "/metrics", method: .get).text
+            XCTAssertTrue(metrics.contains("courier_package_bytes_sent_total{kind=\"patch\"} \(Int(p12.size) * 2 - 100)"), metrics)
+            XCTAssertTrue(metrics.contains("courier_package_bytes_sent_total{kind=\"full\"} \(full2)"), metrics)
+        }
+
+        // 1.0.0.3 released: patches to it from both; the one to 1.0.0.2 (no longer offered) goes.
+        try await release(h, "1.0.0.3")
+        try await h.services.patches.reconcile()
+        let second = try await h.store.patches()
+        XCTAssertEqual(Set(second.map { "\($0.base)>\($0.version)" }), ["1.0.0.1>1.0.0.3", "1.0.0.2>1.0.0.3"])
+        XCTAssertFalse(onDisk(h, p12.blob), "the unused patch's file is deleted")
+
+        // Exactly once: again, and after a restart, nothing is built.
+        try await h.services.patches.reconcile()
+        let restarted = try await Harness.make(dir: dir)
+        try await restarted.services.patches.reconcile()
+        await assertEqual(try await restarted.store.patches().map(\.createdAt).sorted(), second.map(\.createdAt).sorted())
+
+        // A new signing key re-signs every package: the patches are built again with its signatures.
+        _ = try await restarted.services.actions.installSigningKey(by: .commandLine, try SigningKey.generate())
+        await assertEqual(try await restarted.store.patches().count, 0)
+        for p in second { XCTAssertFalse(onDisk(restarted, p.blob), "old patches' files go with them") }
+        try await restarted.services.patches.reconcile()
+        let resigned = try await restarted.store.patches()
+        XCTAssertEqual(resigned.count, 2)
+        let target = try await restarted.store.package("20171228", "1.0.0.3")!
+        let targetSign = try ZipReader(path: restarted.store.blobs.path(for: target.blob)).entries.first { $0.name == "SIGN.json" }
+        for p in resigned {
+            let reader = try ZipReader(path: restarted.store.blobs.path(for: try XCTUnwrap(p.blob)))
+            let sign = try XCTUnwrap(reader.entries.first { $0.name == "SIGN.json" })
+            XCTAssertEqual(try reader.data(sign), try ZipReader(path: restarted.store.blobs.path(for: target.blob)).data(try XCTUnwrap(targetSign)),
+                           "the patch carries the target's new signature")
+        }
+        // Nothing orphaned on disk: a sweep finds nothing to remove.
+        await assertEqual(try await restarted.store.sweep().orphanBlobs, 0)
+    }
+
+    func testAPatchNotWorthOfferingIsRecordedOnceAndNotOffered() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try await h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        try await add(h, "1.0.0.1", Self.zip(script: "one()", big: (0..<100_000).map { _ in UInt8.random(in: 0...255) }))
+        try await add(h, "1.0.0.2", Self.zip(script: "two()", big: (0..<100_000).map { _ in UInt8.random(in: 0...255) }))
+        try await release(h, "1.0.0.1")
+        try await release(h, "1.0.0.2")
+        try await h.services.patches.reconcile()
+        let patches = try await h.store.patches()
+        XCTAssertEqual(patches.count, 1)
+        XCTAssertNil(patches.first?.blob, "everything changed: more than half the full package")
+        try await h.services.patches.reconcile()
+        await assertEqual(try await h.store.patches(), patches, "not built again")
+        try await h.test { client in
+            let onBase = try await Self.entry(client, installed: "1.0.0.1")
+            XCTAssertEqual(onBase["version"] as? String, "1.0.0.2")
+            XCTAssertNil(onBase["patch"])
+        }
+        XCTAssertTrue(PatchRules.worthOffering(patchSize: 49, fullSize: 100))
+        XCTAssertFalse(PatchRules.worthOffering(patchSize: 50, fullSize: 100))
+    }
+}
