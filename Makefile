@@ -13,7 +13,7 @@ APT_STAMP  := .build/.apt-updated
 
 # libFuzzer targets (Fuzz/): FUZZ_SECONDS each; a crash fails the run and leaves its input in
 # Fuzz/regressions/<target>/ (commit it: the tests replay it). Longer: make fuzz FUZZ_SECONDS=3600
-FUZZ_TARGETS ?= zip multipart rules update task import client
+FUZZ_TARGETS ?= zip multipart rules update task import client patch
 FUZZ_SECONDS ?= 120
 FUZZ_BUILD   := COURIER_FUZZ=1 $(SWIFT) build -c release --scratch-path .build-fuzz --toolset Fuzz/toolset.json
 

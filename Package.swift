@@ -95,7 +95,7 @@ let package = Package(
 // into their own scratch path; each main hands its function to libFuzzer's driver.
 if ProcessInfo.processInfo.environment["COURIER_FUZZ"] == "1" {
     package.targets.append(.target(name: "CFuzzer", path: "Fuzz/CFuzzer"))
-    for (name, dependency) in [("zip", "CourierArchive"), ("multipart", "CourierArchive"), ("rules", "CourierCore"), ("update", "CourierCore"), ("task", "CourierCore"), ("import", "CourierArchive"), ("client", "CourierClient")] {
+    for (name, dependency) in [("zip", "CourierArchive"), ("multipart", "CourierArchive"), ("rules", "CourierCore"), ("update", "CourierCore"), ("task", "CourierCore"), ("import", "CourierArchive"), ("client", "CourierClient"), ("patch", "CourierClient")] {
         package.targets.append(.executableTarget(name: "fuzz-\(name)", dependencies: ["CFuzzer", .target(name: dependency)],
                                                  path: "Fuzz/\(name)"))
         package.products.append(.executable(name: "fuzz-\(name)", targets: ["fuzz-\(name)"]))

@@ -23,10 +23,17 @@ public struct RoundReport: Sendable {
         case stillWaitingForOpen
         case failed(ClientFailure)
     }
+    /// How a package came down: whole, or as a patch from the installed version (SPEC §3).
+    public enum Download: Equatable, Sendable {
+        case full(bytes: UInt64)
+        case patch(from: String, bytes: UInt64, fullBytes: UInt64)
+    }
     public struct Line: Sendable {
         public let appId: String
         public let version: String
         public let outcome: Outcome
+        /// Nil when nothing was downloaded this round.
+        public var download: Download? = nil
     }
     /// False when the interval held the check back (not forced).
     public var checked = false
@@ -97,8 +104,8 @@ public final class CourierDevice: @unchecked Sendable {
         try? store.offered(Dictionary(offers.map { ($0.appId, ($0.version, Self.serving($0))) }, uniquingKeysWith: { a, _ in a }))
         cleanDownloads(keeping: offers)
         for offer in offers {
-            let outcome = await take(offer)
-            report.lines.append(.init(appId: offer.appId, version: offer.version, outcome: outcome))
+            let (outcome, download) = await take(offer)
+            report.lines.append(.init(appId: offer.appId, version: offer.version, outcome: outcome, download: download))
         }
         return report
     }
@@ -127,7 +134,10 @@ public final class CourierDevice: @unchecked Sendable {
     /// lazy package replaced by a newer one).
     func cleanDownloads(keeping offers: [PackageOffer]) {
         let state = store.state
-        var keep = Set(offers.flatMap { ["\($0.appId)-\($0.version).amr", "\($0.appId)-\($0.version).amr.part"] })
+        var keep = Set(offers.flatMap { o in
+            ["\(o.appId)-\(o.version).amr", "\(o.appId)-\(o.version).amr.part"]
+                + (o.patch.map { ["\(o.appId)-\(o.version).patch-\($0.from).amr", "\(o.appId)-\(o.version).patch-\($0.from).amr.part"] } ?? [])
+        })
         for (id, app) in state.apps { if let p = app.pending { keep.insert("\(id)-\(p).amr") } }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: downloads)) ?? [] where !keep.contains(name) {
             unlink(downloads + "/" + name)
@@ -162,32 +172,69 @@ public final class CourierDevice: @unchecked Sendable {
         return try UpdateAnswer.parse(data)
     }
 
-    /// Downloads, verifies and (for `preload` and rollbacks) installs one offer.
-    func take(_ offer: PackageOffer) async -> RoundReport.Outcome {
+    /// Downloads (a patch when one is offered from the installed version, else the whole
+    /// package), verifies and (for `preload` and rollbacks) installs one offer.
+    func take(_ offer: PackageOffer) async -> (RoundReport.Outcome, RoundReport.Download?) {
         let app = store.state.apps[offer.appId]
-        if app?.givenUp.contains(offer.version) == true { return .givenUp }
-        if app?.installed == offer.version { return .alreadyInstalled }
+        if app?.givenUp.contains(offer.version) == true { return (.givenUp, nil) }
+        if app?.installed == offer.version { return (.alreadyInstalled, nil) }
         if app?.pending == offer.version, FileManager.default.fileExists(atPath: downloads + "/\(offer.appId)-\(offer.version).amr") {
-            return .stillWaitingForOpen   // downloaded and verified already; told once
+            return (.stillWaitingForOpen, nil)   // downloaded and verified already; told once
         }
-        if !offer.anyNetwork && !profile.onWiFi && !offer.rollback { return .heldBackForWiFi }
+        if !offer.anyNetwork && !profile.onWiFi && !offer.rollback { return (.heldBackForWiFi, nil) }
+        var how: RoundReport.Download?
         do {
-            let path = try await download(offer)
+            let path: String
+            if let patch = offer.patch, app?.installed == patch.from, let rebuilt = await patched(offer, patch) {
+                path = rebuilt
+                how = .patch(from: patch.from, bytes: patch.size, fullBytes: offer.size)
+            } else {
+                path = try await download(offer)
+                how = .full(bytes: offer.size)
+            }
             await report("download_ok", offer)
             if offer.preload || offer.rollback {
-                return try await install(offer, from: path)
+                return (try await install(offer, from: path), how)
             }
             do { try store.verify(amr: path, appId: offer.appId, version: offer.version, keys: keys) } catch {
                 unlink(path)   // refused now, not when the app is opened
                 throw error
             }
             try store.setPending(offer.appId, offer.version, serving: Self.serving(offer))
-            return .waitingForOpen
+            return (.waitingForOpen, how)
         } catch let failure as ClientFailure {
             await report(failure.kind.rawValue, offer)
-            return .failed(failure)
+            return (.failed(failure), how)
         } catch {
-            return .failed(ClientFailure(.installFailed, "\(error)"))
+            return (.failed(ClientFailure(.installFailed, "\(error)")), how)
+        }
+    }
+
+    /// The patch downloaded (resumed, size and SHA-256 checked) and applied to the installed
+    /// files: `downloads/{id}-{version}.amr`, the full package byte for byte. Nil when that
+    /// fails anywhere: the patch is deleted, `patch_failed` reported, and the caller downloads
+    /// the whole package.
+    func patched(_ offer: PackageOffer, _ patch: PatchOffer) async -> String? {
+        let path = downloads + "/\(offer.appId)-\(offer.version).patch-\(patch.from).amr"
+        let done = downloads + "/\(offer.appId)-\(offer.version).amr"
+        let out = done + ".rebuilt"
+        defer { unlink(out) }
+        do {
+            _ = try await download(patch.url, size: patch.size, sha256: patch.sha256, to: path, app: offer.appId, version: offer.version)
+            defer { unlink(path) }
+            let made = try store.withInstalledFiles(offer.appId, patch.from) { folder in
+                try PatchApplier.rebuild(patch: path, baseFolder: folder, appId: offer.appId, version: offer.version,
+                                         maxBytes: store.maxPackageBytes, to: out)
+            }
+            guard made.size == offer.size, made.sha256 == offer.sha256 else {
+                throw ClientFailure(.patchFailed, "The patch did not give \(offer.version)'s package (its size or SHA-256 differs).")
+            }
+            guard rename(out, done) == 0 else { throw ClientFailure(.installFailed, "The rebuilt package could not be kept.") }
+            return done
+        } catch {
+            unlink(path + ".part")
+            await report(ClientFailure.Kind.patchFailed.rawValue, offer)
+            return nil
         }
     }
 
@@ -289,11 +336,16 @@ public final class CourierDevice: @unchecked Sendable {
     /// `downloads/{id}-{version}.amr`, resumed from a `.part` left by an interrupted download;
     /// its size and SHA-256 checked against the answer.
     func download(_ offer: PackageOffer) async throws -> String {
+        try await download(offer.packageURL, size: offer.size, sha256: offer.sha256, to: downloads + "/\(offer.appId)-\(offer.version).amr",
+                           app: offer.appId, version: offer.version)
+    }
+
+    /// `url` into `done`, resumed from `done.part`, its size and SHA-256 checked.
+    func download(_ url: URL, size: UInt64, sha256: String, to done: String, app: String, version: String) async throws -> String {
         if mkdir(downloads, 0o700) != 0 && errno != EEXIST {
             throw ClientFailure(.installFailed, "The downloads folder could not be made: \(String(cString: strerror(errno))).")
         }
-        let done = downloads + "/\(offer.appId)-\(offer.version).amr"
-        if FileManager.default.fileExists(atPath: done), (try? Self.sha256(done)) == offer.sha256 { return done }
+        if FileManager.default.fileExists(atPath: done), (try? Self.sha256(done)) == sha256 { return done }
         let part = done + ".part"
         let fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ClientFailure(.installFailed, "The download could not be written: \(String(cString: strerror(errno))).") }
@@ -301,18 +353,18 @@ public final class CourierDevice: @unchecked Sendable {
         var st = stat()
         fstat(fd, &st)
         var have = UInt64(max(0, st.st_size))
-        if have > offer.size { ftruncate(fd, 0); have = 0 }
-        if have < offer.size {
+        if have > size { ftruncate(fd, 0); have = 0 }
+        if have < size {
             let from = have
-            have = try await withProgress(offer, fd: fd) {
-                try await self.transport.download(offer.packageURL, into: fd, from: from, limit: offer.size)
+            have = try await withProgress(app, version, size: size, fd: fd) {
+                try await self.transport.download(url, into: fd, from: from, limit: size)
             }
         }
         guard fsync(fd) == 0 else { throw ClientFailure(.installFailed, "The download could not be written to disk.") }
-        guard have == offer.size else {
-            throw ClientFailure(.downloadFailed, "The download ended at \(have) of \(offer.size) bytes; it resumes next time.")
+        guard have == size else {
+            throw ClientFailure(.downloadFailed, "The download ended at \(have) of \(size) bytes; it resumes next time.")
         }
-        guard try Self.sha256(part) == offer.sha256 else {
+        guard try Self.sha256(part) == sha256 else {
             unlink(part)
             throw ClientFailure(.downloadFailed, "The downloaded package does not match the SHA-256 of the answer; it was deleted.")
         }
@@ -321,12 +373,12 @@ public final class CourierDevice: @unchecked Sendable {
     }
 
     /// Runs a download, telling `progress` what the file holds until it ends (and never after).
-    func withProgress(_ offer: PackageOffer, fd: Int32, _ body: @Sendable () async throws -> UInt64) async throws -> UInt64 {
+    func withProgress(_ app: String, _ version: String, size: UInt64, fd: Int32, _ body: @Sendable () async throws -> UInt64) async throws -> UInt64 {
         guard let tell = progress else { return try await body() }
         let ticker = Task {
             while !Task.isCancelled {
                 var st = stat()
-                if fstat(fd, &st) == 0 { tell(offer.appId, offer.version, UInt64(max(0, st.st_size)), offer.size) }
+                if fstat(fd, &st) == 0 { tell(app, version, UInt64(max(0, st.st_size)), size) }
                 try? await Task.sleep(nanoseconds: 500_000_000)
             }
         }

@@ -191,6 +191,17 @@ public final class PackageStore: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on the folder of `appId` `version` while it is the installed version and
+    /// nothing removes it (a patch reads its base's files there).
+    func withInstalledFiles<T>(_ appId: String, _ version: String, _ body: (String) throws -> T) throws -> T {
+        try diskLock.withLock {
+            guard state.apps[appId]?.installed == version else {
+                throw ClientFailure(.patchFailed, "\(appId) \(version) is not the installed version; the patch is not for this device.")
+            }
+            return try body(folder(appId, version))
+        }
+    }
+
     /// Checks a downloaded `.amr` without installing it (a `lazy` package is verified when it
     /// arrives, so a bad one is reported at once): signature, manifest and every file.
     @discardableResult

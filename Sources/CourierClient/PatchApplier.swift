@@ -15,10 +15,10 @@ import Darwin
 /// Courier writes an `.amr`, so an honest patch gives the full package's exact bytes: the caller
 /// compares them with the answer's size and SHA-256, and the usual install then checks the
 /// version's own signature over the rebuilt tar. Any mismatch is `patch_failed`.
-enum PatchApplier {
+public enum PatchApplier {
     static func refuse(_ why: String) -> ClientFailure { ClientFailure(.patchFailed, "The patch is refused: \(why)") }
 
-    static func rebuild(patch patchPath: String, baseFolder: String, appId: String, version: String,
+    public static func rebuild(patch patchPath: String, baseFolder: String, appId: String, version: String,
                         maxBytes: UInt64, to output: String) throws -> AmrAssembly {
         var limits = ZipLimits()
         limits.maxEntries = 5

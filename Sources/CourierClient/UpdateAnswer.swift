@@ -40,6 +40,16 @@ public struct PackageOffer: Equatable, Sendable {
     public let rollback: Bool
     /// `extend_info.asyncReqRate`, the app's own check interval, when it gives one.
     public let asyncReqRate: Int?
+    /// A patch from the installed version (SPEC §3), when the answer offers one that reads well.
+    public var patch: PatchOffer? = nil
+}
+
+/// `patch`, `patch_size`, `patch_sha256`, `patch_from` of an answer's entry.
+public struct PatchOffer: Equatable, Sendable {
+    public let url: URL
+    public let size: UInt64
+    public let sha256: String
+    public let from: String
 }
 
 /// An update answer (`{"config":{"updateReqRate"},"data":[…]}`), or why it is refused.
@@ -92,11 +102,25 @@ public struct UpdateAnswer: Equatable, Sendable {
         let main = (e["main_url"] as? String).flatMap { $0.hasPrefix("/") && !$0.contains("..") ? $0 : nil }
         let extend = e["extend_info"] as? [String: Any]
         let async = (extend?["asyncReqRate"] as? String).flatMap { Int($0) } ?? (extend?["asyncReqRate"] as? NSNumber).flatMap { rate($0) }
-        return PackageOffer(appId: appId, name: e["name"] as? String ?? appId, version: version, packageURL: url,
-                            size: UInt64(sizeNumber.doubleValue), sha256: sha.lowercased(), fallbackBase: fallback,
-                            vhost: e["vhost"] as? String, mainURL: main, preload: (e["install_type"] as? String) == "preload",
-                            anyNetwork: (e["auto_install"] as? Bool) ?? false, rollback: (e["rollback"] as? Bool) ?? false,
-                            asyncReqRate: async.flatMap { (0...86400).contains($0) ? $0 : nil })
+        var offer = PackageOffer(appId: appId, name: e["name"] as? String ?? appId, version: version, packageURL: url,
+                                 size: UInt64(sizeNumber.doubleValue), sha256: sha.lowercased(), fallbackBase: fallback,
+                                 vhost: e["vhost"] as? String, mainURL: main, preload: (e["install_type"] as? String) == "preload",
+                                 anyNetwork: (e["auto_install"] as? Bool) ?? false, rollback: (e["rollback"] as? Bool) ?? false,
+                                 asyncReqRate: async.flatMap { (0...86400).contains($0) ? $0 : nil })
+        offer.patch = patch(e, of: offer)
+        return offer
+    }
+
+    /// The entry's patch, or nil when it has none or one that does not read well (the full
+    /// package is then used): the patch's address must be the package's own server and name
+    /// this app, this version and the base it is from; its size below the package's.
+    static func patch(_ e: [String: Any], of o: PackageOffer) -> PatchOffer? {
+        guard !o.rollback, let text = e["patch"] as? String, let url = URL(string: text), let from = e["patch_from"] as? String, isVersion(from),
+              url.scheme == o.packageURL.scheme, url.host == o.packageURL.host, url.port == o.packageURL.port,
+              url.path == "/packages/\(o.appId)/\(o.version).patch-\(from).amr", url.query == nil,
+              let size = e["patch_size"] as? NSNumber, size.doubleValue >= 1, size.doubleValue < Double(o.size), size.doubleValue == size.doubleValue.rounded(),
+              let sha = e["patch_sha256"] as? String, sha.utf8.count == 64, sha.allSatisfy(\.isHexDigit) else { return nil }
+        return PatchOffer(url: url, size: UInt64(size.doubleValue), sha256: sha.lowercased(), from: from)
     }
 
     /// Four numbers of at most five digits (SPEC §2).

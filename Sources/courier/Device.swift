@@ -247,14 +247,28 @@ struct Output: Sendable {
         if r.lines.isEmpty { say("Up to date: nothing new for this device.", ["event": "upToDate"]) }
         for line in r.lines {
             let what = "\(line.appId) \(line.version)"
+            // Which download it took: a patch from the installed version, or the whole package.
+            var how = ""
+            var fetched: [String: Any] = [:]
+            switch line.download {
+            case .patch(let from, let bytes, let full)?:
+                how = " (a patch from \(from): \(Self.size(bytes)) instead of \(Self.size(full)))"
+                fetched = ["download": "patch", "patchFrom": from, "downloadBytes": bytes]
+            case .full(let bytes)?:
+                fetched = ["download": "full", "downloadBytes": bytes]
+            case nil:
+                break
+            }
+            func with(_ fields: [String: Any]) -> [String: Any] { fields.merging(fetched) { a, _ in a } }
             switch line.outcome {
             case .installed(let by, let rollback):
-                say("\(what): \(rollback ? "rolled back to this version" : "installed")" + (by.map { ", verified by \($0)" } ?? ", unsigned"),
-                    ["event": rollback ? "rollback" : "installed", "appId": line.appId, "version": line.version, "verifiedBy": by as Any? ?? NSNull()])
+                say("\(what): \(rollback ? "rolled back to this version" : "installed")" + (by.map { ", verified by \($0)" } ?? ", unsigned") + how,
+                    with(["event": rollback ? "rollback" : "installed", "appId": line.appId, "version": line.version, "verifiedBy": by as Any? ?? NSNull()]))
             case .stillWaitingForOpen:
                 say("\(what): downloaded earlier; installs when the app is opened (lazy).", ["event": "pending", "appId": line.appId, "version": line.version])
             case .waitingForOpen:
-                say("\(what): downloaded; installs when the app is opened (lazy).", ["event": "pending", "appId": line.appId, "version": line.version])
+                say("\(what): downloaded\(how); installs when the app is opened (lazy).",
+                    with(["event": "pending", "appId": line.appId, "version": line.version]))
             case .heldBackForWiFi:
                 say("\(what): waits for Wi-Fi (the package asks for it).", ["event": "heldBack", "appId": line.appId, "version": line.version])
             case .alreadyInstalled:
@@ -263,8 +277,12 @@ struct Output: Sendable {
                 say("\(what): given up on this device (its trial failed); not installed again.", ["event": "givenUp", "appId": line.appId, "version": line.version])
             case .failed(let f):
                 say("\(what): \(f.kind.rawValue.replacingOccurrences(of: "_", with: " ")): \(f.message)",
-                    ["event": f.kind.rawValue, "appId": line.appId, "version": line.version, "error": f.message])
+                    with(["event": f.kind.rawValue, "appId": line.appId, "version": line.version, "error": f.message]))
             }
         }
+    }
+
+    static func size(_ bytes: UInt64) -> String {
+        bytes < 1_000_000 ? String(format: "%.1f KB", Double(bytes) / 1000) : String(format: "%.1f MB", Double(bytes) / 1_000_000)
     }
 }

@@ -29,4 +29,29 @@ final class FuzzReplayTests: XCTestCase {
         let store = try PackageStore(root: dir + "/seed")
         XCTAssertEqual(try store.install(amr: "\(fuzz)/corpus/client/unsigned.amr", appId: "20171228", version: "0.0.0.1", keys: .none).files, 2)
     }
+
+    func testPatchesAreAppliedOrRefusedNeverATrap() throws {
+        let fuzz = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz").path
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The fuzz target's installed version.
+        try FileManager.default.createDirectory(atPath: dir + "/base/www", withIntermediateDirectories: true)
+        try Data("<h1>base</h1>".utf8).write(to: URL(fileURLWithPath: dir + "/base/www/index.html"))
+        try Data("one()".utf8).write(to: URL(fileURLWithPath: dir + "/base/www/app.js"))
+        var seen = 0
+        for folder in ["corpus/patch", "regressions/patch"] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: "\(fuzz)/\(folder)")) ?? [] where !name.hasPrefix(".") {
+                _ = try? PatchApplier.rebuild(patch: "\(fuzz)/\(folder)/\(name)", baseFolder: dir + "/base", appId: "20171228", version: "0.0.0.2",
+                                              maxBytes: 64 << 20, to: dir + "/out-\(seen).amr")
+                seen += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(seen, 1, "the seed is there")
+        // The seed is an honest patch: it rebuilds 0.0.0.2 (unsigned), which installs.
+        _ = try PatchApplier.rebuild(patch: "\(fuzz)/corpus/patch/honest.patch.amr", baseFolder: dir + "/base", appId: "20171228",
+                                     version: "0.0.0.2", maxBytes: 64 << 20, to: dir + "/honest.amr")
+        let store = try PackageStore(root: dir + "/device")
+        XCTAssertEqual(try store.install(amr: dir + "/honest.amr", appId: "20171228", version: "0.0.0.2", keys: .none).files, 3)
+    }
 }

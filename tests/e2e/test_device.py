@@ -380,3 +380,82 @@ def test_a_disk_that_fills_during_install_leaves_the_installed_version_serving(s
         assert again.returncode == 0 and "20171228 1.0.0.2: installed" in again.stdout, again.stdout + again.stderr
     finally:
         subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_a_device_on_the_previous_version_fetches_a_patch_and_ends_on_the_new_versions_bytes(server, tmp_path):
+    """Issue 18: with one script changed, a device on 1.0.0.1 downloads the patch (not the whole
+    package), rebuilds 1.0.0.2's .amr from it and its installed files, verifies 1.0.0.2's own
+    signature and installs it; the server counts the bytes sent as a patch. A second device whose
+    installed files were changed cannot use the patch: it reports patch_failed and takes the
+    whole package."""
+    import hashlib
+    import re
+    token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release,admin").stdout.strip()
+    assert api(server, token, "PUT", "/api/v1/settings", json.dumps({"virtualDomain": "h5app.example.com", "updateReqRate": 0}))[0] == 200
+    status, key = api(server, token, "POST", "/api/v1/settings/signing-key/generate")
+    pem = tmp_path / "pub.pem"
+    pem.write_text(key["publicKey"])
+    assert api(server, token, "POST", "/api/v1/apps", json.dumps({"id": "20171228", "name": "Checkout"}))[0] == 201
+    env = dict(os.environ, COURIER_SERVER=server.url, COURIER_TOKEN=token)
+    site = tmp_path / "site" / "www"
+    site.mkdir(parents=True)
+    (site / "index.html").write_text("<!doctype html><title>Shop</title><script src='app.js'></script>")
+    (site / "vendor.js").write_bytes(os.urandom(600_000))   # what does not change: most of a real bundle
+
+    def push(version, script):
+        (site / "app.js").write_text(script)
+        pushed = subprocess.run([BINARY, "push", "--app", "20171228", "--version", version, "--main-url", "/www/index.html",
+                                 "--android-min", "1.0", "--download-policy", "all", "--install-policy", "preload",
+                                 "--release", "official", "--json", str(site.parent)], env=env, capture_output=True, text=True)
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        return json.loads(pushed.stdout)
+
+    push("1.0.0.1", "console.log('one');\n")
+    devices = [tmp_path / "phone", tmp_path / "tampered"]
+    for data in devices:
+        first = subprocess.run([BINARY, "device", "--server", server.url, "--public-key", str(pem), "--data", str(data), "--once"],
+                               capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0 and "20171228 1.0.0.1: installed, verified by SIGN.json" in first.stdout, first.stdout + first.stderr
+    second = push("1.0.0.2", "console.log('two');\n")
+    full = second["package"]["size"]
+
+    # The patch is built in the background: the answer offers it once it exists.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        request = {"platform": "android", "clientVersion": "10.0", "deviceId": "probe", "apps": [{"id": "20171228", "version": "1.0.0.1"}]}
+        answer = json.loads(urllib.request.urlopen(urllib.request.Request(server.url + "/client/v1/update", data=json.dumps(request).encode(),
+                                                                          headers={"Content-Type": "application/json"}), timeout=5).read())
+        if answer["data"] and "patch" in answer["data"][0]:
+            break
+        time.sleep(0.2)
+    entry = answer["data"][0]
+    assert entry["patch_from"] == "1.0.0.1" and entry["patch_size"] * 50 < full, entry
+
+    round_ = subprocess.run([BINARY, "device", "--server", server.url, "--public-key", str(pem), "--data", str(devices[0]), "--once", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert round_.returncode == 0, round_.stdout + round_.stderr
+    lines = [json.loads(line) for line in round_.stdout.splitlines()]
+    installed = [line for line in lines if line.get("event") == "installed"]
+    assert installed and installed[0]["download"] == "patch" and installed[0]["patchFrom"] == "1.0.0.1", lines
+    assert installed[0]["verifiedBy"] == "SIGN.json" and installed[0]["downloadBytes"] == entry["patch_size"], lines
+    folder = devices[0] / "packages" / "20171228" / "1.0.0.2" / "www"
+    assert (folder / "app.js").read_text() == "console.log('two');\n"
+    assert hashlib.sha256((folder / "vendor.js").read_bytes()).digest() == hashlib.sha256((site / "vendor.js").read_bytes()).digest()
+    metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
+    sent = int(re.search(r'courier_package_bytes_sent_total\{kind="patch"\} (\d+)', metrics).group(1))
+    assert sent == entry["patch_size"], metrics
+
+    # The words a QA person reads, for the device whose files were changed: it falls back.
+    (devices[1] / "packages" / "20171228" / "1.0.0.1" / "www" / "vendor.js").write_bytes(b"changed on the device")
+    fallback = subprocess.run([BINARY, "device", "--server", server.url, "--public-key", str(pem), "--data", str(devices[1]), "--once"],
+                              capture_output=True, text=True, timeout=60)
+    assert fallback.returncode == 0, fallback.stdout + fallback.stderr
+    assert "20171228 1.0.0.2: installed, verified by SIGN.json" in fallback.stdout and "a patch from" not in fallback.stdout, fallback.stdout
+    assert (devices[1] / "packages" / "20171228" / "1.0.0.2" / "www" / "app.js").read_text() == "console.log('two');\n"
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        events = api(server, token, "GET", f"/api/v1/tasks/{second['task']['id']}")[1]["events"]
+        if events.get("patch_failed") == 1:
+            break
+        time.sleep(0.3)
+    assert events.get("patch_failed") == 1 and events.get("install_ok") == 2, events
