@@ -17,9 +17,16 @@ public struct FolderZip: Sendable {
         public let name: String
         public let path: String
         public let size: UInt64
+        /// The file as listed (device and inode): what is read later must be the same file, not
+        /// one reached through a folder swapped for a link meanwhile.
+        var identity: (dev: UInt64, ino: UInt64) = (0, 0)
+        public static func == (a: Entry, b: Entry) -> Bool { a.name == b.name && a.path == b.path && a.size == b.size }
     }
 
     public let entries: [Entry]
+    /// Hidden names (starting with a dot: `.git`, `.env`) left out of the package, relative to
+    /// the app's folder: a build folder's secrets are not published.
+    public private(set) var hidden: [String] = []
 
     /// Lists `folder`'s files under `{appId}/`. A folder whose only entry is a directory named
     /// `appId` is taken as the layout itself; any other folder is the app's content. Refuses
@@ -51,6 +58,10 @@ public struct FolderZip: Sendable {
             guard let names = try? fm.contentsOfDirectory(atPath: dir) else { throw refuse("Cannot read the folder \(dir).") }
             for name in names.sorted().reversed() {
                 let rel = relative.isEmpty ? name : relative + "/" + name
+                if name.hasPrefix(".") {
+                    hidden.append(rel)
+                    continue
+                }
                 let full = root + "/" + rel
                 var st = stat()
                 guard lstat(full, &st) == 0 else { throw refuse("Cannot read \(full).") }
@@ -65,7 +76,7 @@ public struct FolderZip: Sendable {
                         throw refuse("The folder holds more than \(limits.maxTotalUncompressed >> 20) MiB; a package holds at most that.")
                     }
                     total += size
-                    found.append(Entry(name: prefix + rel, path: full, size: size))
+                    found.append(Entry(name: prefix + rel, path: full, size: size, identity: (UInt64(st.st_dev), UInt64(st.st_ino))))
                     guard found.count <= limits.maxEntries else {
                         throw refuse("The folder holds more than \(limits.maxEntries) files; a package holds at most that.")
                     }
@@ -141,7 +152,7 @@ public struct FolderZip: Sendable {
         }
 
         func begin(_ e: Entry) throws(FieldError) -> [UInt8] {
-            fd = try Self.openRegular(e.path)
+            fd = try Self.openRegular(e)
             z = z_stream()
             guard deflateInit2_(&z, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
                 throw FieldError("path", "Cannot start compressing \(e.path).")
@@ -216,8 +227,10 @@ public struct FolderZip: Sendable {
 
         /// Opens a file listed earlier, refusing it if it has since become a link or something
         /// other than a regular file.
-        static func openRegular(_ path: String) throws(FieldError) -> Int32 {
-            let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        static func openRegular(_ e: Entry) throws(FieldError) -> Int32 {
+            let path = e.path
+            // O_NONBLOCK: a file swapped for a FIFO since it was listed must not hold the upload up.
+            let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else {
                 if errno == ELOOP { throw FieldError("path", "\(path) is a symbolic link; a package holds only regular files.") }
                 throw FieldError("path", "Cannot read \(path): \(String(cString: strerror(errno))).")
@@ -227,12 +240,18 @@ public struct FolderZip: Sendable {
                 close(fd)
                 throw FieldError("path", "\(path) is not a regular file.")
             }
+            // O_NOFOLLOW guards the last name only: a folder on the way swapped for a link leads
+            // to another file, which is refused here.
+            guard e.identity == (0, 0) || (UInt64(st.st_dev), UInt64(st.st_ino)) == e.identity else {
+                close(fd)
+                throw FieldError("path", "\(path) changed while the folder was being sent (a folder on its way was replaced); send it again.")
+            }
             return fd
         }
 
         /// How large the file deflates to (a first pass, output dropped).
         func deflatedSize(_ e: Entry) throws(FieldError) -> UInt64 {
-            let f = try Self.openRegular(e.path)
+            let f = try Self.openRegular(e)
             defer { close(f) }
             var s = z_stream()
             deflateInit2_(&s, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))

@@ -20,6 +20,20 @@ public struct ClientRange: Equatable, Sendable, Codable {
         self.ios = ios
     }
 
+    /// Why a stored range cannot be read (a bound that is not a version, a maximum below its
+    /// minimum), or nil. Read leniently, such a range would admit too much (a maximum dropped).
+    public var problem: String? {
+        for (name, b) in [("Android", android), ("iOS", ios)] {
+            guard let b else { continue }
+            guard let low = try? ClientVersion(validating: b.min, field: "") else { return "the \(name) minimum “\(b.min.prefix(20))”" }
+            if let max = b.max {
+                guard let high = try? ClientVersion(validating: max, field: "") else { return "the \(name) maximum “\(max.prefix(20))”" }
+                if high < low { return "the \(name) maximum \(high) is below its minimum \(low)" }
+            }
+        }
+        return nil
+    }
+
     /// Builds a range from form fields: a platform is chosen when its checkbox is set.
     /// Field names: androidMin, androidMax, iosMin, iosMax, platforms.
     public static func validate(android: Bool, androidMin: String, androidMax: String,

@@ -170,12 +170,23 @@ public final class Whitelist: Sendable {
     /// Is this client on the list? User lists look at the user ID, device lists at the device ID,
     /// regex lists match the whole user ID (in linear time: `SafePattern`).
     public func admits(_ request: ClientRequest) -> Bool {
+        var steps = 0
+        return admits(request, steps: &steps, budget: .max) ?? false
+    }
+
+    /// The same, adding the expression matcher's steps to `steps`; nil when `steps` reached
+    /// `budget` before an answer (no expression is started past it).
+    public func admits(_ request: ClientRequest, steps: inout Int, budget: Int) -> Bool? {
         switch kind {
-        case .user: !request.userId.isEmpty && values.contains(request.userId)
-        case .device: !request.deviceId.isEmpty && values.contains(request.deviceId)
+        case .user: return !request.userId.isEmpty && values.contains(request.userId)
+        case .device: return !request.deviceId.isEmpty && values.contains(request.deviceId)
         case .regex:
-            !request.userId.isEmpty && request.userId.unicodeScalars.count <= Self.maxMatchedScalars
-                && patterns.contains { $0.matchesWhole(request.userId) }
+            guard !request.userId.isEmpty, request.userId.unicodeScalars.count <= Self.maxMatchedScalars else { return false }
+            for p in patterns {
+                guard steps < budget else { return nil }
+                if p.matchesWhole(request.userId, steps: &steps) { return true }
+            }
+            return false
         }
     }
 }
@@ -451,13 +462,26 @@ public enum Targeting {
         decide(request, app: app, installed: installed, snapshot: snapshot, now: now, explain: explain, lists: ListVerdicts(), admit: admit)
     }
 
-    /// Each whitelist's answer for one request, asked once.
+    /// Each whitelist's answer for one request, asked once, and the expression matching of the
+    /// whole request held to `stepBudget`: each expression is linear in the ID, but a task may
+    /// name many lists of many expressions. Past the budget, lists not yet asked admit nobody
+    /// (never more): a request cannot buy time on the event loop.
     final class ListVerdicts {
+        /// About a few milliseconds of matching in a release build.
+        static let stepBudget = 1_000_000
         private var known: [Int64: Bool] = [:]
+        private(set) var steps = 0
+        /// The budget ran out: some list was not asked (and admitted nobody).
+        private(set) var exhausted = false
+
         func admits(_ list: Whitelist, _ r: ClientRequest) -> Bool {
             guard list.kind == .regex else { return list.admits(r) }   // a set lookup: nothing to save
             if let v = known[list.id] { return v }
-            let v = list.admits(r)
+            guard let v = list.admits(r, steps: &steps, budget: Self.stepBudget) else {
+                exhausted = true
+                known[list.id] = false
+                return false
+            }
             known[list.id] = v
             return v
         }

@@ -46,6 +46,10 @@ public enum Backup {
             defer { try? FileManager.default.removeItem(atPath: staging) }
             let copy = try DatabaseQueue(path: staging + "/" + databaseName)
             try await store.db.backup(to: copy)
+            // The copy stands alone: no WAL beside it (a reader, `restore`'s check, then leaves no
+            // -wal or -shm file), and only its owner reads it (it holds the signing key).
+            _ = try await copy.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA journal_mode=DELETE") }
+            chmod(staging + "/" + databaseName, 0o600)
             let (blobs, counts) = try await copy.read { db in
                 (try Store.referencedBlobs(db),
                  (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM app") ?? 0, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM package") ?? 0,
@@ -106,6 +110,15 @@ public enum Backup {
         var listed = Set<String>()
         for f in manifest.files {
             guard safeRelative(f.path) else { throw BackupError("The manifest names \(f.path), which is outside the backup.") }
+            // Every folder on the way is a folder of the backup, not a link to elsewhere.
+            var folder = dir
+            for part in f.path.split(separator: "/").dropLast() {
+                folder += "/" + part
+                var st = stat()
+                guard lstat(folder, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+                    throw BackupError("\(folder) is not a folder of the backup (a link or something else): nothing is restored.")
+                }
+            }
             guard let actual = try hashFile(dir + "/" + f.path, as: f.path, required: false) else {
                 throw BackupError("\(f.path) is missing from the backup.")
             }

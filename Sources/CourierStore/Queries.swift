@@ -228,7 +228,27 @@ extension Store {
     /// The packages some release task names: all the delivery snapshot needs (a catalogue of
     /// mostly unreleased versions is not read after every change).
     public func packagesWithTasks() async throws -> [PackageRecord] {
-        try await db.read { db in try PackageRecord.filter(sql: "id IN (SELECT packageId FROM task)").fetchAll(db) }
+        try await packagesWithTasksStrictly().packages
+    }
+
+    /// The same, read row by row: a package row that does not decode, or whose client range
+    /// cannot be read, is answered apart with why (its tasks then offer nothing).
+    public func packagesWithTasksStrictly() async throws -> (packages: [PackageRecord], unreadable: [Int64: String]) {
+        try await db.read { db in
+            var packages: [PackageRecord] = []
+            var bad: [Int64: String] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT * FROM package WHERE id IN (SELECT packageId FROM task)")
+            while let row = try rows.next() {
+                let id: Int64 = row["id"] ?? 0
+                do {
+                    let p = try PackageRecord(row: row)
+                    if let why = p.range.problem { bad[id] = "its package's client range cannot be read: \(why)" } else { packages.append(p) }
+                } catch {
+                    bad[id] = "its package's stored row cannot be read (\(String(describing: error).prefix(160)))"
+                }
+            }
+            return (packages, bad)
+        }
     }
 
     public func files(of packageId: Int64) async throws -> [PackageFileRecord] {

@@ -124,8 +124,17 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     public func storedKind() throws(Unreadable) -> ReleaseTask.Kind {
         guard ReleaseTask.Status(rawValue: status) != nil else { throw Unreadable("unknown status “\(status)”") }
         guard (try? PackageVersion(validating: version)) != nil else { throw Unreadable("version “\(version)” is not a package version") }
+        guard ["", "awaiting", "approved", "rejected", "withdrawn"].contains(approval), ["", "release", "promotion", "widening"].contains(approvalFor) else {
+            throw Unreadable("unknown approval state “\(approval.prefix(20)) \(approvalFor.prefix(20))”")
+        }
         switch type {
-        case "official": return .official
+        case "official":
+            // An official task has no grayscale settings: one that does was written by something else.
+            guard mode.isEmpty, rules == "[]" || rules.isEmpty, whitelistIds == "[]" || whitelistIds.isEmpty, percentage == nil, endTime == nil,
+                  userCount == nil else {
+                throw Unreadable("an official task with grayscale settings (mode “\(mode.prefix(20))”, rules, lists or a share)")
+            }
+            return .official
         case "gray": break
         default: throw Unreadable("unknown task type “\(type)”")
         }
@@ -293,14 +302,13 @@ extension Store {
                 for var t in try TaskRecord.filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchAll(db)
                 where t.whitelistIdList.contains(id) {
                     guard try t.wideningNeedsReviewer(db) else { continue }
-                    // A promotion under review goes on releasing the grayscale task: its list must
-                    // not grow meanwhile. A task waiting for its own release or widening is decided
-                    // on the list as the reviewer then sees it.
-                    if t.approval == "awaiting" && t.approvalFor == "promotion" {
-                        throw Conflict("Task \(t.id ?? 0) uses this whitelist and its promotion waits for a reviewer: add values after they decide.",
+                    // While a reviewer looks at a task on this list (its release, a widening or a
+                    // promotion), the list must not grow under their eyes: an approval given on a
+                    // page read before would cover people the reviewer never saw.
+                    if t.approval == "awaiting" {
+                        throw Conflict("Task \(t.id ?? 0) uses this whitelist and waits for a reviewer: add values after they decide.",
                                        field: "values")
                     }
-                    guard t.approval != "awaiting" else { continue }
                     t.requestApproval(for: "widening", by: actor)
                     try t.update(db)
                     try Store.refreshPackageStatus(db, t.packageId)
@@ -545,6 +553,33 @@ extension Store {
 
     public func allTasks() async throws -> [TaskRecord] {
         try await db.read { db in try TaskRecord.fetchAll(db) }
+    }
+
+    /// A stored row that does not even decode (a column of another type or an unknown value):
+    /// what the delivery snapshot knows of it, to make it offer nothing rather than fail whole.
+    public struct UndecodableTask: Sendable {
+        public let id: Int64
+        public let appId: String
+        public let version: String
+        public let packageId: Int64
+        public let why: String
+    }
+
+    /// Every task, read row by row: one that does not decode is answered apart, never stopping
+    /// the others (one bad row must not freeze or stop every app's delivery).
+    public func allTasksStrictly() async throws -> (tasks: [TaskRecord], undecodable: [UndecodableTask]) {
+        try await db.read { db in
+            var tasks: [TaskRecord] = []
+            var bad: [UndecodableTask] = []
+            let rows = try Row.fetchCursor(db, sql: "SELECT * FROM task")
+            while let row = try rows.next() {
+                do { tasks.append(try TaskRecord(row: row)) } catch {
+                    bad.append(UndecodableTask(id: row["id"] ?? 0, appId: (row["appId"] as String?) ?? "", version: (row["version"] as String?) ?? "",
+                                               packageId: row["packageId"] ?? 0, why: "the stored row cannot be read (\(String(describing: error).prefix(160)))"))
+                }
+            }
+            return (tasks, bad)
+        }
     }
 
     // MARK: Time-window admissions and client events

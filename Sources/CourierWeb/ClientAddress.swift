@@ -47,12 +47,25 @@ public struct TrustedProxy: Sendable, Equatable, CustomStringConvertible {
     /// were written by whoever sent the request, and anyone can write them).
     static func clientAddress(peer: String, forwardedFor: [String], trusted: [TrustedProxy]) -> String {
         guard !trusted.isEmpty, trusted.contains(where: { $0.contains(peer) }) else { return peer }
-        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { address(of: $0.trimmingCharacters(in: .whitespaces)) }
+        guard !hops.isEmpty else { return peer }   // the proxy's own request
         for hop in hops.reversed() {
-            guard bytes(hop) != nil else { return peer }   // unreadable: believe nothing past it
+            // Unreadable: believe nothing past it, and never take it for the proxy (or loopback).
+            guard bytes(hop) != nil else { return unknown }
             if !trusted.contains(where: { $0.contains(hop) }) { return hop }
         }
-        return hops.first ?? peer
+        return hops[0]
+    }
+
+    /// What a client is called when a trusted proxy forwards an address that cannot be read.
+    static let unknown = "unknown"
+
+    /// The address of a hop as proxies write it: `1.2.3.4`, `1.2.3.4:5555`, `::1`, `[::1]`, `[::1]:5555`.
+    static func address(of hop: String) -> String {
+        if hop.hasPrefix("["), let close = hop.firstIndex(of: "]") { return String(hop[hop.index(after: hop.startIndex)..<close]) }
+        let colons = hop.filter { $0 == ":" }.count
+        if colons == 1, let colon = hop.firstIndex(of: ":") { return String(hop[..<colon]) }
+        return hop
     }
 }
 
@@ -73,4 +86,6 @@ struct ClientAddressMiddleware: RouterMiddleware {
 
 extension HTTPField.Name {
     static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    static let xRealIP = HTTPField.Name("X-Real-IP")!
+    static let forwarded = HTTPField.Name("Forwarded")!
 }

@@ -90,7 +90,10 @@ final class DeliverySnapshot: Sendable {
                                     unreadable: ["the settings cannot be read (\(error)): no release is offered"])
         }
         // A task that waits for a reviewer, was rejected or withdrawn never reaches clients (SPEC §7).
-        let tasks = try await store.allTasks().filter { !$0.neverReleased }
+        // Rows that do not decode, and packages whose row or client range cannot be read, make
+        // their tasks offer nothing; the others go on.
+        let (stored, undecodable) = try await store.allTasksStrictly()
+        let tasks = stored.filter { !$0.neverReleased }
         var whitelists: [Whitelist] = []
         var unreadableLists: [Int64: String] = [:]
         var keptLists: [Int64: (revision: Int, list: Whitelist)] = [:]
@@ -124,8 +127,12 @@ final class DeliverySnapshot: Sendable {
         var taskOfPackage: [String: [PackageVersion: Int64]] = [:]
         // Whole tables at once: a rebuild follows every change, so it must not query per app.
         let appsByID = Dictionary(try await store.allApps().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let packagesByID = Dictionary(try await store.packagesWithTasks().compactMap { p in p.id.map { ($0, p) } }, uniquingKeysWith: { a, _ in a })
-        for (appId, appTasks) in Dictionary(grouping: tasks, by: \.appId) {
+        let (packages, unreadablePackages) = try await store.packagesWithTasksStrictly()
+        let packagesByID = Dictionary(packages.compactMap { p in p.id.map { ($0, p) } }, uniquingKeysWith: { a, _ in a })
+        let undecodableByApp = Dictionary(grouping: undecodable, by: \.appId)
+        let tasksByApp = Dictionary(grouping: tasks, by: \.appId)
+        for appId in Set(tasksByApp.keys).union(undecodableByApp.keys) {
+            let appTasks = tasksByApp[appId] ?? []
             guard let app = appsByID[appId] else { continue }
             let byVersion = Dictionary(appTasks.compactMap { packagesByID[$0.packageId] }.map { ($0.version, $0) }, uniquingKeysWith: { a, _ in a })
             var ranges: [PackageVersion: ClientRange] = [:]
@@ -146,7 +153,12 @@ final class DeliverySnapshot: Sendable {
                     official[appId] = v
                 }
             }
-            apps.append(AppTargets(appId: appId, tasks: appTasks.map(\.releaseTask), ranges: ranges))
+            let version = { (text: String) in PackageVersion(fast: text) ?? PackageVersion(parts: [0, 0, 0, 0]) }
+            let read = appTasks.map { t in
+                unreadablePackages[t.packageId].map { ReleaseTask(id: t.id ?? 0, appId: appId, version: version(t.version), unreadable: $0) } ?? t.releaseTask
+            }
+            let unread = (undecodableByApp[appId] ?? []).map { ReleaseTask(id: $0.id, appId: appId, version: version($0.version), unreadable: $0.why) }
+            apps.append(AppTargets(appId: appId, tasks: read + unread, ranges: ranges))
         }
         let targeting = TargetingSnapshot(apps: apps, whitelists: whitelists, unreadableWhitelists: unreadableLists)
         var unreadable: [String] = []
@@ -224,7 +236,15 @@ public final class Delivery: Sendable {
     func rebuild() async throws {
         try await rebuilding.run {
             let start = DispatchTime.now().uptimeNanoseconds
-            let next = try await DeliverySnapshot.build(from: store, publicURL: publicURL, reuse: reuse)
+            let next: DeliverySnapshot
+            do {
+                next = try await DeliverySnapshot.build(from: store, publicURL: publicURL, reuse: reuse)
+            } catch {
+                // The catalogue cannot be read: the last snapshot may hold a release since paused
+                // or rolled back, so it is not kept. Nothing is offered until a rebuild succeeds.
+                next = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:],
+                                        unreadable: ["the catalogue cannot be read (\(String(describing: error).prefix(200))): no release is offered"])
+            }
             current.withLockedValue { $0 = next }
             if let open = next.openWindows { ledger.keep(only: open) }
             gaveUp.keep(only: Set(next.targeting.apps.values.flatMap { $0.tasks.map(\.id) }))
@@ -311,17 +331,21 @@ final class GaveUpLedger: Sendable {
 /// Time-window admissions: the first N distinct devices per task, exact under concurrency
 /// (one lock), durable before the client is answered (the caller records what it reserved).
 final class AdmissionLedger: Sendable {
-    private let state: NIOLockedValueBox<[Int64: Set<String>]>
+    /// Each admitted device by a 64-bit key of its ID (`Store.deviceKey`): a fixed 8 bytes in
+    /// memory however long the IDs clients send (a full window of long IDs would otherwise hold
+    /// hundreds of megabytes). The database keeps the IDs themselves.
+    private let state: NIOLockedValueBox<[Int64: Set<UInt64>]>
 
-    init(_ loaded: [Int64: Set<String>]) { state = NIOLockedValueBox(loaded) }
+    init(_ loaded: [Int64: Set<String>]) { state = NIOLockedValueBox(loaded.mapValues { Set($0.map(Store.deviceKey)) }) }
 
     /// True when the device is admitted or now takes one of the free places; `reserved` learns
     /// of new admissions so they can be written before answering.
     func admit(task: Int64, count: Int, device: String, reserved: NIOLockedValueBox<[(task: Int64, device: String)]>) -> Bool {
-        state.withLockedValue { all in
-            if all[task]?.contains(device) == true { return true }
+        let key = Store.deviceKey(device)
+        return state.withLockedValue { all in
+            if all[task]?.contains(key) == true { return true }
             guard (all[task]?.count ?? 0) < count else { return false }
-            all[task, default: []].insert(device)
+            all[task, default: []].insert(key)
             reserved.withLockedValue { $0.append((task, device)) }
             return true
         }
@@ -332,15 +356,16 @@ final class AdmissionLedger: Sendable {
     /// Where the device stands, changing nothing (the event-loop path answers only when no
     /// admission has to be written).
     func peek(task: Int64, count: Int, device: String) -> Place {
-        state.withLockedValue { all in
-            if all[task]?.contains(device) == true { return .admitted }
+        let key = Store.deviceKey(device)
+        return state.withLockedValue { all in
+            if all[task]?.contains(key) == true { return .admitted }
             return (all[task]?.count ?? 0) < count ? .free : .full
         }
     }
 
     /// Gives places back when they could not be recorded.
     func release(_ pairs: [(task: Int64, device: String)]) {
-        state.withLockedValue { all in for p in pairs { all[p.task]?.remove(p.device) } }
+        state.withLockedValue { all in for p in pairs { all[p.task]?.remove(Store.deviceKey(p.device)) } }
     }
 
     func count(_ task: Int64) -> Int { state.withLockedValue { $0[task]?.count ?? 0 } }

@@ -17,7 +17,9 @@ struct HealthController {
             var checks: [String: String] = [:]
             do { try await services.store.ping(); checks["database"] = "ok" } catch { checks["database"] = "failing: \(error)" }
             checks["blobs"] = services.store.blobs.probeWritable() ? "ok" : "cannot create a file in \(services.store.blobs.temporaryDirectory.path)"
-            checks["snapshot"] = services.delivery.loaded.load(ordering: .relaxed) ? "ok" : "not loaded"
+            // Loaded, and not standing in for a catalogue or settings that cannot be read (then it offers nothing).
+            let whole = services.delivery.snapshot.unreadable.first { $0.hasPrefix("the catalogue") || $0.hasPrefix("the settings") }
+            checks["snapshot"] = !services.delivery.loaded.load(ordering: .relaxed) ? "not loaded" : whole.map { "offers nothing: \($0)" } ?? "ok"
             let ready = checks.values.allSatisfy { $0 == "ok" }
             let data = try JSONSerialization.data(withJSONObject: ["ready": ready, "checks": checks], options: [.sortedKeys])
             return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json", .cacheControl: "no-store"],
@@ -26,7 +28,8 @@ struct HealthController {
         router.get(Route.metrics.routerPath) { request, context in
             // Forwarded by a proxy that is not declared trusted (none is, or others are): the
             // loopback peer is then that proxy, not the operator, and the person behind it is unknown.
-            let viaProxy = !context.peerIsTrustedProxy && request.headers[.xForwardedFor] != nil
+            let forwarded = request.headers[.xForwardedFor] != nil || request.headers[.xRealIP] != nil || request.headers[.forwarded] != nil
+            let viaProxy = !context.peerIsTrustedProxy && forwarded
             guard Self.mayReadMetrics(remoteIP: viaProxy ? "(behind a proxy)" : context.remoteIP, authorization: request.headers[.authorization],
                                       token: services.config.metricsToken) else {
                 throw HTTPError(.forbidden, message: "Metrics are readable from loopback, or with the metrics token (--metrics-token).")

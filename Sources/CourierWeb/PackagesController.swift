@@ -72,8 +72,12 @@ struct PackagesController {
 
 extension Services {
     /// Every whitelist's name by ID (tasks name their lists by ID).
+    /// Each whitelist's name with how many values it holds now ("beta (2 values)"): a reviewer
+    /// reads what a task on it reaches.
     func whitelistNames() async throws -> [Int64: String] {
-        Dictionary(try await store.whitelistSummaries().compactMap { w, _ in w.id.map { ($0, w.name) } }, uniquingKeysWith: { a, _ in a })
+        Dictionary(try await store.whitelistSummaries().compactMap { w, count in
+            w.id.map { ($0, "\(w.name) (\(count) value\(count == 1 ? "" : "s"))") }
+        }, uniquingKeysWith: { a, _ in a })
     }
 
     func package(_ context: SignedInContext) async throws -> (AppRecord, PackageRecord) {

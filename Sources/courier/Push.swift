@@ -178,7 +178,13 @@ struct Source: Sendable {
         }
         if isDirectory.boolValue {
             do { kind = .folder(try FolderZip(folder: path, appId: appId)) } catch { throw Push.Failure.input(error.message) }
-            if case .folder(let z) = kind { label = "folder \(path) (\(z.entries.count) files, zipped on the fly)" } else { label = path }
+            if case .folder(let z) = kind {
+                label = "folder \(path) (\(z.entries.count) files, zipped on the fly)"
+                if !z.hidden.isEmpty {
+                    FileHandle.standardError.write(Data(("Left out \(z.hidden.count) hidden name\(z.hidden.count == 1 ? "" : "s") (starting with a dot, never published): "
+                        + z.hidden.prefix(5).joined(separator: ", ") + (z.hidden.count > 5 ? ", …" : "") + "\n").utf8))
+                }
+            } else { label = path }
         } else {
             guard path.lowercased().hasSuffix(".zip") else { throw Push.Failure.input("\(path) is neither a .zip file nor a folder.") }
             let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0

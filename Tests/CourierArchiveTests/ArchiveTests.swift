@@ -407,5 +407,23 @@ final class FolderZipTests: XCTestCase {
         XCTAssertEqual(symlink(secrets + "/credentials", swapped + "/www/a.html"), 0)
         let stream = zip.stream()
         XCTAssertThrowsError(try { while try stream.next() != nil {} }()) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
+
+        // Hidden names inside the app's folder (a build's .git, .env) are left out, and said.
+        let hiddenFiles = try make(["www/a.html": [1], "www/.env": Array("KEY=x".utf8), ".git/config": [2]])
+        defer { try? FileManager.default.removeItem(atPath: hiddenFiles) }
+        let leftOut = try FolderZip(folder: hiddenFiles, appId: "20171228")
+        XCTAssertEqual(leftOut.entries.map(\.name), ["20171228/www/a.html"])
+        XCTAssertEqual(Set(leftOut.hidden), [".git", "www/.env"])
+
+        // A folder on the way swapped for a link (O_NOFOLLOW guards the last name only): another file, refused.
+        let evil = try make(["www/a.html": Array("TOPSECRET".utf8)])
+        defer { try? FileManager.default.removeItem(atPath: evil) }
+        let mid = try make(["www/a.html": Array("public".utf8)])
+        defer { try? FileManager.default.removeItem(atPath: mid) }
+        let listed = try FolderZip(folder: mid, appId: "20171228")
+        try FileManager.default.removeItem(atPath: mid + "/www")
+        XCTAssertEqual(symlink(evil + "/www", mid + "/www"), 0)
+        let read = listed.stream()
+        XCTAssertThrowsError(try { while try read.next() != nil {} }()) { XCTAssertTrue("\($0)".contains("changed while the folder was being sent"), "\($0)") }
     }
 }

@@ -293,6 +293,19 @@ final class ApprovalTests: XCTestCase {
             await assertEqual(try await rita.call(.post, "/api/v1/tasks/\(pctID)/approve", json: "{}").json["status"] as? String, "paused")
             await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(pctID)/resume").json["status"] as? String, "releasing")
 
+            // A task on a list waits for its first approval: the list cannot grow under the reviewer's eyes.
+            let early = try await dev.call(.post, "/api/v1/whitelists", json: #"{"name":"early","kind":"regex","values":["qa-tester-9"]}"#)
+            let earlyID = try XCTUnwrap(early.json["id"] as? Int)
+            let waiting = try await dev.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/tasks",
+                                             json: #"{"type":"gray","mode":"whitelist","whitelistIds":[\#(earlyID)]}"#)
+            let waitingID = try XCTUnwrap(waiting.json["id"] as? Int, waiting.text)
+            let grown = try await dev.call(.post, "/api/v1/whitelists/\(earlyID)/values", json: #"{"values":[".*"]}"#)
+            XCTAssertEqual(grown.status, .conflict, grown.text)
+            XCTAssertTrue(grown.text.contains("Task \(waitingID) uses this whitelist and waits for a reviewer"), grown.text)
+            let review = try await Browser.signIn(client, "rita").get("/tasks/\(waitingID)").text
+            XCTAssertTrue(review.contains("users on whitelist early (1 value)"), "the reviewer reads how many values the list holds")
+            await assertEqual(try await dev.call(.post, "/api/v1/tasks/\(waitingID)/finish").status, .ok)
+
             // Grayscale to a regex list, approved; then the list gains `.*`.
             let wl = try await dev.call(.post, "/api/v1/whitelists", json: #"{"name":"qa","kind":"regex","values":["qa-tester-1"]}"#)
             let wlID = try XCTUnwrap(wl.json["id"] as? Int)

@@ -24,6 +24,10 @@ final class BackupTests: XCTestCase {
         XCTAssertEqual(manifest.files.count, 3, "the database and two blobs")
         let verified = try Backup.verify(backup)
         XCTAssertEqual(verified.files, manifest.files)
+        // The database holds the signing key: owner only; checking it leaves nothing beside it.
+        let mode = (try FileManager.default.attributesOfItem(atPath: backup + "/courier.sqlite")[.posixPermissions] as? NSNumber)?.intValue
+        XCTAssertEqual(mode, 0o600)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: backup).sorted(), ["blobs", "courier.sqlite", "manifest.json"])
         XCTAssertEqual(verified.auditRows, manifest.auditRows)
         await assertThrows(try await Backup.run(h.store, to: backup)) { XCTAssertTrue("\($0)".contains("not empty"), "\($0)") }
 
@@ -109,6 +113,14 @@ final class BackupTests: XCTestCase {
         try FileManager.default.removeItem(atPath: path)
         try original.write(to: URL(fileURLWithPath: path))
         XCTAssertNoThrow(try Backup.verify(root + "/b"))
+
+        // The blobs folder itself a link to a copy elsewhere: refused, not followed.
+        try FileManager.default.moveItem(atPath: root + "/b/blobs", toPath: root + "/blobs-elsewhere")
+        XCTAssertEqual(symlink(root + "/blobs-elsewhere", root + "/b/blobs"), 0)
+        XCTAssertThrowsError(try Backup.restore(from: root + "/b", to: root + "/r4")) { XCTAssertTrue("\($0)".contains("not a folder of the backup"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/r4/courier.sqlite"))
+        try FileManager.default.removeItem(atPath: root + "/b/blobs")
+        try FileManager.default.moveItem(atPath: root + "/blobs-elsewhere", toPath: root + "/b/blobs")
 
         // A target holding a `.partial-*` link is not empty; a manifest may not name such a path.
         try FileManager.default.createDirectory(atPath: root + "/r3", withIntermediateDirectories: true)

@@ -166,6 +166,9 @@ final class FailClosedTests: XCTestCase {
             XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), String(metrics.text.prefix(0)))
             try await after.addUser("root")
             let b = try await Browser.signIn(client, "root")
+            let ready = try await client.execute(uri: "/readyz", method: .get)
+            XCTAssertEqual(ready.status, .serviceUnavailable, "an operator's probe sees it")
+            XCTAssertTrue(ready.text.contains("offers nothing: the settings cannot be read"), ready.text)
             // Pages that need the settings say so plainly, rather than guess them.
             let page = try await b.get("/tasks/\(task)")
             XCTAssertEqual(page.status, .internalServerError)
@@ -207,6 +210,61 @@ final class FailClosedTests: XCTestCase {
         await assertEqual(try await h.store.pruneEventsSeen(now: hour.addingTimeInterval(3600), batch: 2), 5, "three batches: 2, 2, 1")
         await assertEqual(try await h.store.db.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM eventSeen") }, 0)
         await assertEqual(try await h.store.eventCounts(task: task)["install_ok"], 5, "the counts stay")
+    }
+
+    func testAPackageWhoseClientRangeCannotBeReadOffersNothing() async throws {
+        // Read leniently, a maximum that does not parse was dropped: clients above it were let in.
+        let (h, _, _) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        try await h.store.db.write { db in try db.execute(sql: "UPDATE package SET androidMax = '10.0-rc' WHERE version = '1.0.0.1'") }
+        let after = try await Harness.make(dir: h.dir)
+        try await after.test { client in
+            await assertEqual(try await Client(client: client).versions(user: "u-9"), [], "the official release's range cannot be read")
+            await assertEqual(try await Client(client: client).versions(user: "u-1", city: "Hangzhou"), ["1.0.0.2"], "the other task goes on")
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), String(metrics.text.prefix(0)))
+        }
+    }
+
+    func testRowsThatDoNotDecodeOfferNothingAndNeitherStopNorFreezeTheRest() async throws {
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        // A package policy and a task end time this binary cannot decode: the server still starts.
+        try await h.store.db.write { db in
+            try db.execute(sql: "UPDATE package SET downloadPolicy = 'sometimes' WHERE version = '1.0.0.2'")
+        }
+        let after = try await Harness.make(dir: h.dir)
+        try await after.test { client in
+            let c = Client(client: client)
+            await assertEqual(try await c.versions(user: "u-1", city: "Hangzhou"), ["1.0.0.1"], "the grayscale offers nothing, the official goes on")
+            await assertEqual(try await c.versions(user: "u-9"), ["1.0.0.1"])
+        }
+        try await after.store.db.write { db in
+            try db.execute(sql: "UPDATE package SET downloadPolicy = 'wifi' WHERE version = '1.0.0.2'")
+            try db.execute(sql: "UPDATE task SET endTime = 'soon' WHERE id = ?", arguments: [task])
+        }
+        let again = try await Harness.make(dir: h.dir)
+        try await again.test { client in
+            let c = Client(client: client)
+            await assertEqual(try await c.versions(user: "u-1", city: "Hangzhou"), ["1.0.0.1"], "a task row that does not decode offers nothing")
+            // While running: the bad row stays, and a pause of the official release still takes effect at once.
+            let official = try await again.store.allTasksStrictly().tasks.first { $0.type == "official" }
+            _ = try await again.store.operate(task: try XCTUnwrap(official?.id), .pause, by: .alice)
+            await assertEqual(try await c.versions(user: "u-9"), [], "the snapshot is not frozen by the bad row")
+        }
+    }
+
+    func testAnOfficialRowWithGrayscaleSettingsOrAnUnknownApprovalStateOffersNothing() async throws {
+        for (what, sql) in [("an official task with a city rule", #"UPDATE task SET type = 'official', mode = '', whitelistIds = '[]', rules = '[{"field":"city","op":"in","values":["Beijing"]}]' WHERE id = ?"#),
+                            ("an unknown approval state", "UPDATE task SET approval = 'maybe', approvalFor = 'release2' WHERE id = ?")] {
+            let (h, _, task) = try await grayInHangzhou()
+            let after = try await restarted(h, sql, task)
+            try await after.test { client in
+                await assertEqual(try await Client(client: client).versions(user: "u-1", city: "Hangzhou"), ["1.0.0.1"], what)
+                await assertEqual(try await Client(client: client).versions(user: "u-7", city: "Beijing"), ["1.0.0.1"], what)
+            }
+            h.cleanUp()
+        }
     }
 
     func testSettingsThatCannotBeReadOfferNothing() async throws {

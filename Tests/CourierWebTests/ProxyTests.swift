@@ -20,7 +20,11 @@ final class ProxyTests: XCTestCase {
         XCTAssertEqual(TrustedProxy.clientAddress(peer: "127.0.0.1", forwardedFor: ["1.2.3.4, 203.0.113.7, 10.1.1.1"], trusted: proxies), "203.0.113.7",
                        "the nearest untrusted hop; what the client wrote further left is not believed")
         XCTAssertEqual(TrustedProxy.clientAddress(peer: "::ffff:127.0.0.1", forwardedFor: ["203.0.113.7"], trusted: proxies), "203.0.113.7")
-        XCTAssertEqual(TrustedProxy.clientAddress(peer: "127.0.0.1", forwardedFor: ["junk"], trusted: proxies), "127.0.0.1")
+        // Unreadable: never the proxy's own (loopback) address; ports and brackets are read.
+        XCTAssertEqual(TrustedProxy.clientAddress(peer: "127.0.0.1", forwardedFor: ["junk"], trusted: proxies), "unknown")
+        XCTAssertEqual(TrustedProxy.clientAddress(peer: "127.0.0.1", forwardedFor: ["203.0.113.9:5555"], trusted: proxies), "203.0.113.9")
+        XCTAssertEqual(TrustedProxy.clientAddress(peer: "127.0.0.1", forwardedFor: ["[2001:db8::1]:443"], trusted: proxies), "2001:db8::1")
+        XCTAssertEqual(TrustedProxy.clientAddress(peer: "127.0.0.1", forwardedFor: ["[2001:db8::1]"], trusted: proxies), "2001:db8::1")
         XCTAssertEqual(TrustedProxy.clientAddress(peer: "127.0.0.1", forwardedFor: ["203.0.113.7"], trusted: []), "127.0.0.1")
     }
 
@@ -57,6 +61,14 @@ final class ProxyTests: XCTestCase {
         try await h.testLive { client in
             await assertEqual(try await client.execute(uri: "/metrics", method: .get).status, .ok)
             await assertEqual(try await client.execute(uri: "/metrics", method: .get, headers: [.xForwardedFor: "127.0.0.1"]).status, .forbidden)
+            await assertEqual(try await client.execute(uri: "/metrics", method: .get, headers: [.xRealIP: "127.0.0.1"]).status, .forbidden)
+            await assertEqual(try await client.execute(uri: "/metrics", method: .get, headers: [.forwarded: "for=127.0.0.1"]).status, .forbidden)
+        }
+        // A trusted proxy forwarding what cannot be read: not loopback.
+        let trusting = try await Harness.make(trustedProxies: [TrustedProxy("127.0.0.1")!])
+        defer { trusting.cleanUp() }
+        try await trusting.testLive { client in
+            await assertEqual(try await client.execute(uri: "/metrics", method: .get, headers: [.xForwardedFor: "unknown"]).status, .forbidden)
         }
     }
 }

@@ -254,7 +254,7 @@ final class ReleaseConsoleTests: XCTestCase {
             let taskURL = try XCTUnwrap(created.headers[.location]?.split(separator: "?").first.map(String.init))
             let page = try await b.get(try XCTUnwrap(created.headers[.location])).text
             XCTAssertTrue(page.contains("a grayscale release of 1.0.0.2, offered to clients now."), "the notice says what happened")
-            XCTAssertTrue(page.contains("Android 10.0 and up, users on whitelist beta, city in Hangzhou"), page)
+            XCTAssertTrue(page.contains("Android 10.0 and up, users on whitelist beta (3 values), city in Hangzhou"), page)
             XCTAssertTrue(page.contains("<h1>Beta</h1>"))
             XCTAssertTrue(page.contains(#"id="op-pause""#) && page.contains(#"id="op-promote""#) && !page.contains(#"id="op-delete""#))
             await assertTrue(try await b.get("/apps/20171228/packages/1.0.0.2").text.contains("Grayscale releasing"))

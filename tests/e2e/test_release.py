@@ -86,7 +86,7 @@ def test_release_journey(server, browser, tmp_path):
     shot(d, "11-task-preview")
     d.find_element(By.ID, "create-task").click()
     targeting = wait.until(EC.presence_of_element_located((By.ID, "task-targeting"))).text
-    assert "users on whitelist beta" in targeting and "city in Hangzhou" in targeting, targeting
+    assert "users on whitelist beta (" in targeting and "city in Hangzhou" in targeting, targeting
     shot(d, "12-task")
     assert update(server, "u-1") == ["1.0.0.2"]
     assert update(server, "u-3") == ["1.0.0.1"]
