@@ -38,9 +38,9 @@ def many_files(path, files=400, size=20_000, app_id="20171228"):
 class Crashing:
     """A server on one data folder, killed and restarted round after round."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, args=(), env=None):
         self.data = tempfile.mkdtemp(prefix="courier-crash-")
-        self.server = Server(self.data)
+        self.server = Server(self.data, args, env=env)
         self.server.courier("user", "add", "admin", "--role", "admin", stdin=PASSWORD + "\n")
         self.server.start()
         self.token = self.server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release,admin").stdout.strip()
@@ -82,7 +82,7 @@ class Crashing:
         db = sqlite3.connect(os.path.join(self.data, "courier.sqlite"))
         try:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok", round_label
-            rows = {r[0] for r in db.execute("SELECT blob FROM package")}
+            rows = {r[0] for r in db.execute("SELECT blob FROM package UNION SELECT blob FROM patch WHERE blob IS NOT NULL")}
         finally:
             db.close()
         on_disk = {}
@@ -283,3 +283,60 @@ def test_backup_killed_between_renames_never_shows_a_manifest_without_its_files(
             assert restore.returncode != 0
         else:
             assert restore.returncode == 0, restore.stderr
+
+
+def test_sigkill_during_patch_builds(tmp_path):
+    """Issue 18: patches are built in the background after a release. Killed at a random moment
+    of a build (a test hook pauses after the patch is written and after it is adopted), a restart
+    leaves no half file, no orphaned blob and no row without its blob, and builds the patch."""
+    c = Crashing(tmp_path, args=("--patch-bases", "1"), env={"COURIER_TEST_PATCH_PAUSE_MS": "300"})
+    try:
+        vendor = os.urandom(2 << 20)
+
+        def package(version):
+            path = str(tmp_path / f"{version}.zip")
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+                z.writestr("20171228/www/index.html", "<h1>shop</h1>")
+                z.writestr("20171228/www/vendor.js", vendor)
+                z.writestr("20171228/www/app.js", f"console.log('{version}');")
+            return path
+
+        def release(version):
+            assert upload_file(c.server, c.token, package(version), version)[0] == 201
+            status, body = c.call("POST", f"/api/v1/apps/20171228/packages/{version}/tasks", {"type": "official"})
+            assert status == 201, body
+
+        def patch_row(version, base):
+            db = sqlite3.connect(os.path.join(c.data, "courier.sqlite"))
+            try:
+                return db.execute("SELECT blob FROM patch WHERE version = ? AND base = ?", (version, base)).fetchone()
+            finally:
+                db.close()
+
+        previous = c.next_version()
+        release(previous)
+        cut = 0
+        for i in range(ROUNDS):
+            version = c.next_version()
+            upload = package(version)
+            assert upload_file(c.server, c.token, upload, version)[0] == 201
+            c.kill_during(lambda: c.call("POST", f"/api/v1/apps/20171228/packages/{version}/tasks", {"type": "official"}), 0.9)
+            half = [n for n in os.listdir(os.path.join(c.data, "tmp")) if n.endswith(".patch.amr")]
+            cut += bool(half) or patch_row(version, previous) is None
+            c.server.start()
+            db = sqlite3.connect(os.path.join(c.data, "courier.sqlite"))
+            released = db.execute("SELECT COUNT(*) FROM task WHERE version = ?", (version,)).fetchone()[0]
+            db.close()
+            if not released:
+                release_status = c.call("POST", f"/api/v1/apps/20171228/packages/{version}/tasks", {"type": "official"})[0]
+                assert release_status == 201, f"patch round {i}: the release was cut before it was made, and can be made now"
+            # Built after the restart, once: its file is whole (checked below with every blob).
+            deadline = time.time() + 20
+            while time.time() < deadline and patch_row(version, previous) is None:
+                time.sleep(0.1)
+            assert patch_row(version, previous) is not None, f"patch round {i}: the patch was not built after the restart"
+            c.check(f"patch round {i}, built")
+            previous = version
+        assert cut > 0, "no round was cut in the middle of a build"
+    finally:
+        c.stop()
