@@ -108,3 +108,49 @@ extension Store {
         return gone
     }
 }
+
+/// What changed between two versions of an app, file by file (the reviewer's view of issue 18,
+/// and `GET …/diff?from=`): by path, sizes in bytes.
+public struct PackageDiff: Sendable, Encodable, Equatable {
+    public struct File: Sendable, Encodable, Equatable {
+        public let path: String
+        public let size: Int64
+    }
+    public struct Changed: Sendable, Encodable, Equatable {
+        public let path: String
+        public let sizeFrom: Int64
+        public let sizeTo: Int64
+    }
+    public var added: [File] = []
+    public var removed: [File] = []
+    public var changed: [Changed] = []
+    /// Bytes of the files a patch carries (added and changed), before its tar headers.
+    public var newBytes: Int64 { added.reduce(0) { $0 + $1.size } + changed.reduce(0) { $0 + $1.sizeTo } }
+    public var isEmpty: Bool { added.isEmpty && removed.isEmpty && changed.isEmpty }
+}
+
+extension Store {
+    /// The files of package `to` against those of package `from`.
+    public func diff(from: Int64, to: Int64) async throws -> PackageDiff {
+        try await db.read { db in
+            func files(_ id: Int64) throws -> [String: (size: Int64, sha256: String)] {
+                var all: [String: (Int64, String)] = [:]
+                for r in try Row.fetchAll(db, sql: "SELECT path, size, sha256 FROM packageFile WHERE packageId = ?", arguments: [id]) {
+                    all[r[0]] = (r[1], r[2])
+                }
+                return all
+            }
+            let old = try files(from), new = try files(to)
+            var d = PackageDiff()
+            for (path, f) in new.sorted(by: { $0.key < $1.key }) {
+                if let o = old[path] {
+                    if o.sha256 != f.sha256 { d.changed.append(.init(path: path, sizeFrom: o.size, sizeTo: f.size)) }
+                } else {
+                    d.added.append(.init(path: path, size: f.size))
+                }
+            }
+            for (path, o) in old.sorted(by: { $0.key < $1.key }) where new[path] == nil { d.removed.append(.init(path: path, size: o.size)) }
+            return d
+        }
+    }
+}

@@ -161,6 +161,27 @@ struct APIController {
             let packages = try await services.store.packages(of: app.id).map { PackageJSON($0, publicURL: services.config.publicURL) }
             return try json(AppJSON(id: app.id, name: app.name, type: app.type?.rawValue, packages: packages))
         }
+        routes.get(.apiPackageDiff, needs: .read) { request, context in
+            let app = try await services.app(context)
+            let version = context.parameters.decoded("version") ?? ""
+            guard let to = try await services.store.package(app.id, version) else { throw NotFound.package(app.id, version) }
+            let fromVersion = request.uri.queryParameters["from"].map(String.init) ?? ""
+            guard !fromVersion.isEmpty else { throw FieldError("from", "Give the other version as ?from=, like ?from=1.0.0.1.") }
+            guard let from = try await services.store.package(app.id, fromVersion) else {
+                throw FieldError("from", "This app has no version \(fromVersion.prefix(20)).")
+            }
+            struct Patch: Encodable { let from: String; let size: Int64 }
+            struct Answer: Encodable {
+                let added: [PackageDiff.File]
+                let removed: [PackageDiff.File]
+                let changed: [PackageDiff.Changed]
+                let patches: [Patch]
+            }
+            let diff = try await services.store.diff(from: from.id ?? 0, to: to.id ?? 0)
+            let patches = try await services.store.patches(of: app.id).filter { $0.version == to.version && $0.offered(fullSize: to.size) }
+                .sorted { $0.base < $1.base }.map { Patch(from: $0.base, size: $0.size) }
+            return try json(Answer(added: diff.added, removed: diff.removed, changed: diff.changed, patches: patches))
+        }
         routes.post(.apiPackages, needs: .uploadPackages) { request, context in
             let app = try await services.app(context)
             let form = try await services.readMultipart(request)

@@ -49,6 +49,9 @@ struct PackagePage {
     let hasTasks: Bool
     let approvalBanner: TaskLinkRow?
     let notice: Notice.Shown?
+    /// What this version changes for clients on the live official one (issue 18).
+    var changes: VersionChanges?
+    var compareURL: String?
 
     init(app: AppRecord, package p: PackageRecord, files: Page<PackageFileRecord>, settings: SettingsRecord, services: Services,
          tasks: [TaskRecord] = [], whitelistNames: [Int64: String] = [:], canRelease: Bool = false, notice: Notice.Shown? = nil,

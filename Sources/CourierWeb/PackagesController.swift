@@ -45,10 +45,39 @@ struct PackagesController {
                                                   perPage: 100)
             let settings = try await services.store.settings()
             let tasks = try await services.store.tasks(of: app.id)
-            return services.views.render("package", PackagePage(
+            var page = PackagePage(
                 app: app, package: p, files: files, settings: settings, services: services, tasks: tasks,
                 whitelistNames: try await services.whitelistNames(), canRelease: context.user.role.may(.editReleases),
-                notice: Notice.shown(request, for: context.user), chrome: Chrome(context, section: .apps)))
+                notice: Notice.shown(request, for: context.user), chrome: Chrome(context, section: .apps))
+            page.changes = try await services.changesSinceLive(p, tasks: tasks)
+            page.compareURL = Route.versionDiff.path([app.id], query: [("to", p.version)])
+            return services.views.render("package", page)
+        }
+        routes.get(.versionDiff, needs: .read) { request, context in
+            let app = try await services.app(context)
+            let packages = try await services.store.packages(of: app.id)   // newest first
+            let live = AppReleases(try await services.store.tasks(of: app.id)).liveOfficial?.version
+            let query = request.uri.queryParameters
+            let to = query["to"].map(String.init) ?? packages.first?.version ?? ""
+            let from = query["from"].map(String.init)
+                ?? live.flatMap { l in l != to ? l : nil } ?? packages.first { $0.packageVersion < (packages.first { $0.version == to }?.packageVersion ?? PackageVersion(parts: [0, 0, 0, 0])) }?.version ?? ""
+            var changes: VersionChanges?
+            var problem: String?
+            if let a = packages.first(where: { $0.version == from }), let b = packages.first(where: { $0.version == to }) {
+                if a.version == b.version { problem = "Choose two different versions." } else {
+                    changes = try await VersionChanges.make(services, from: a, to: b, limit: 1000)
+                }
+            } else if packages.count < 2 {
+                problem = "This app has fewer than two versions: nothing to compare yet."
+            } else {
+                problem = "Choose two versions of this app."
+            }
+            return services.views.render("diff", VersionDiffPage(
+                chrome: Chrome(context, section: .apps), appId: app.id, appName: app.name, appURL: Route.app.path(app.id),
+                action: Route.versionDiff.path(app.id),
+                fromChoices: packages.map { .init(version: $0.version, selected: $0.version == from) },
+                toChoices: packages.map { .init(version: $0.version, selected: $0.version == to) },
+                changes: changes, problem: problem), status: changes == nil && packages.count >= 2 && (query["from"] != nil || query["to"] != nil) ? .unprocessableContent : .ok)
         }
         routes.get(.packagePreset, needs: .read) { _, context in
             let (app, p) = try await services.package(context)
@@ -71,6 +100,14 @@ struct PackagesController {
 }
 
 extension Services {
+    /// What `p` changes for clients on the version they get now (the app's live official one),
+    /// when that is an earlier version; nil otherwise.
+    func changesSinceLive(_ p: PackageRecord, tasks: [TaskRecord]) async throws -> VersionChanges? {
+        guard let live = AppReleases(tasks).liveOfficial, live.packageVersion < p.packageVersion,
+              let base = try await store.package(p.appId, live.version) else { return nil }
+        return try await VersionChanges.make(self, from: base, to: p)
+    }
+
     /// Every whitelist's name by ID (tasks name their lists by ID).
     /// Each whitelist's name with how many values it holds now ("beta (2 values)"): a reviewer
     /// reads what a task on it reaches.

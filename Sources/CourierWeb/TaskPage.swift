@@ -5,6 +5,8 @@ import Foundation
 /// A release task: what it releases to whom, in plain words, what clients reported, and the
 /// operations its state allows.
 struct TaskPage {
+    /// What the task's version changes for clients on the live official one (issue 18).
+    var changes: VersionChanges?
     struct Operation {
         let name: String
         let label: String
@@ -252,6 +254,8 @@ struct ApprovalsPage {
         /// The signed-in reviewer may decide on it (they did not ask for it).
         let yours: Bool
         let review: ReviewFacts?
+        /// What it changes for clients on the live official version (issue 18).
+        var changes: VersionChanges? = nil
     }
     let chrome: Chrome
     let rows: [Row]
@@ -260,7 +264,7 @@ struct ApprovalsPage {
     let hasDecided: Bool
 
     init(_ tasks: [TaskRecord], decided: [TaskRecord], packages: [Int64: PackageRecord], releases: [String: AppReleases],
-         whitelistNames: [Int64: String] = [:], services: Services, user: UserRecord, chrome: Chrome) {
+         whitelistNames: [Int64: String] = [:], changes: [Int64: VersionChanges] = [:], services: Services, user: UserRecord, chrome: Chrome) {
         self.chrome = chrome
         reviewer = user.role.may(.approveReleases)
         func row(_ t: TaskRecord, review: Bool) -> Row {
@@ -276,7 +280,11 @@ struct ApprovalsPage {
                            ReviewFacts(t, package: $0, releases: releases[t.appId] ?? AppReleases([]), whitelistNames: whitelistNames, services: services)
                        } : nil)
         }
-        rows = tasks.map { row($0, review: true) }
+        rows = tasks.map { t in
+            var r = row(t, review: true)
+            r.changes = t.id.flatMap { changes[$0] }
+            return r
+        }
         self.decided = decided.map { row($0, review: false) }
         hasDecided = !decided.isEmpty
     }

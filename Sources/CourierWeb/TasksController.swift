@@ -76,9 +76,13 @@ struct TasksController {
                 if packages[t.packageId] == nil, let p = try await services.store.package(t.appId, t.version) { packages[t.packageId] = p }
                 if releases[t.appId] == nil { releases[t.appId] = AppReleases(try await services.store.tasks(of: t.appId)) }
             }
+            var changes: [Int64: VersionChanges] = [:]
+            for t in waiting {
+                if let p = packages[t.packageId], let id = t.id { changes[id] = try await services.changesSinceLive(p, tasks: releases[t.appId]?.tasks ?? []) }
+            }
             return services.views.render("approvals", ApprovalsPage(
                 waiting, decided: try await services.store.recentlyDecided(limit: 20), packages: packages, releases: releases,
-                whitelistNames: try await services.whitelistNames(), services: services, user: context.user,
+                whitelistNames: try await services.whitelistNames(), changes: changes, services: services, user: context.user,
                 chrome: Chrome(context, section: .approvals)))
         }
         routes.post(.taskOperation, needs: .editReleases) { _, context in
@@ -175,13 +179,15 @@ struct TasksController {
             throw NotFound("The package of task \(id) is gone.")
         }
         let names = try await services.whitelistNames()
-        let model = TaskPage(t, app: app, package: p, whitelistNames: names, events: try await services.store.eventCounts(task: id),
+        let tasks = try await services.store.tasks(of: t.appId)
+        var model = TaskPage(t, app: app, package: p, whitelistNames: names, events: try await services.store.eventCounts(task: id),
                              admitted: services.delivery.ledger.count(id),
                              history: try await services.store.auditEntries(subject: String(id), actionPrefix: "task."),
                              user: context.user, failure: failure, typedComment: typedComment, typedPercentage: typedPercentage,
                              unreadable: services.delivery.snapshot.targeting.unreadable(t.releaseTask),
-                             releases: AppReleases(try await services.store.tasks(of: t.appId)), settings: try await services.store.settings(),
+                             releases: AppReleases(tasks), settings: try await services.store.settings(),
                              services: services, notice: notice, chrome: Chrome(context, section: .apps))
+        model.changes = try await services.changesSinceLive(p, tasks: tasks)
         return services.views.render("task", model, status: failure.status)
     }
 }

@@ -156,4 +156,70 @@ final class PatchServerTests: XCTestCase {
         XCTAssertTrue(PatchRules.worthOffering(patchSize: 49, fullSize: 100))
         XCTAssertFalse(PatchRules.worthOffering(patchSize: 50, fullSize: 100))
     }
+
+    func testReviewersSeeWhatChangedAndWhatADeviceDownloads() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        _ = try await h.store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try await h.store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        try await h.addUser("ada")
+        try await h.addUser("rita", role: .reviewer)
+        let big = (0..<200_000).map { _ in UInt8.random(in: 0...255) }
+        try await add(h, "1.0.0.1", Self.zip(script: "one()", big: big))
+        try await add(h, "1.0.0.2", Self.zip(script: "two()", big: big))
+        try await add(h, "1.0.0.3", Self.zip(script: "three()", big: big, extra: ["www/new.css": "p{}"]))
+        try await release(h, "1.0.0.1")
+        try await release(h, "1.0.0.2")
+        try await h.services.patches.reconcile()
+        let token = try await h.services.actions.createToken(by: .commandLine, userName: "ada", scopes: "read,upload,release,admin")
+        try await h.test { client in
+            let api = APITests.Caller(client: client, token: token)
+            let diff = try await api.call(.get, "/api/v1/apps/20171228/packages/1.0.0.3/diff?from=1.0.0.2")
+            XCTAssertEqual(diff.status, .ok, diff.text)
+            XCTAssertEqual((diff.json["changed"] as? [[String: Any]])?.map { "\($0["path"]!) \($0["sizeFrom"]!)>\($0["sizeTo"]!)" }, ["www/app.js 5>7"])
+            XCTAssertEqual((diff.json["added"] as? [[String: Any]])?.map { "\($0["path"]!) \($0["size"]!)" }, ["www/new.css 3"])
+            XCTAssertEqual((diff.json["removed"] as? [Any])?.count, 0)
+            XCTAssertEqual((diff.json["patches"] as? [Any])?.count, 0, "1.0.0.3 is not offered yet: no patch to it")
+            let toTwo = try await api.call(.get, "/api/v1/apps/20171228/packages/1.0.0.2/diff?from=1.0.0.1")
+            XCTAssertEqual((toTwo.json["patches"] as? [[String: Any]])?.map { $0["from"] as? String }, ["1.0.0.1"])
+            await assertEqual(try await api.call(.get, "/api/v1/apps/20171228/packages/1.0.0.3/diff").status, .unprocessableContent)
+            await assertEqual(try await api.call(.get, "/api/v1/apps/20171228/packages/1.0.0.3/diff?from=9.9.9.9").status, .unprocessableContent)
+
+            let b = try await Browser.signIn(client, "ada")
+            // The package page: what 1.0.0.3 changes for clients on 1.0.0.2 (official now).
+            let package = try await b.get("/apps/20171228/packages/1.0.0.3").text
+            XCTAssertTrue(package.contains("What changed since 1.0.0.2"), package)
+            XCTAssertTrue(package.contains("1 file changed, 1 added, 0 removed"), package)
+            XCTAssertTrue(package.contains("<code>www/app.js</code></td><td>5 B → 7 B"), package)
+            XCTAssertTrue(package.contains("No patch from 1.0.0.2"), package)
+            // Released: the patch is built, and the task page says what a device downloads.
+            var draft = TaskDraft()
+            draft.type = "gray"
+            draft.mode = "percentage"
+            draft.percentage = "10"
+            let gray = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: "1.0.0.3", draft: draft)
+            try await h.services.patches.reconcile()
+            let task = try await b.get("/tasks/\(gray.id ?? 0)").text
+            XCTAssertTrue(task.contains("What changed since 1.0.0.2"), task)
+            XCTAssertTrue(task.contains("A device on 1.0.0.2 downloads a"), task)
+            XCTAssertTrue(task.contains("patch instead of the full"), task)
+            // Any two versions, picked.
+            let page = try await b.get("/apps/20171228/diff?from=1.0.0.1&to=1.0.0.3")
+            XCTAssertEqual(page.status, .ok)
+            XCTAssertTrue(page.text.contains("What changed since 1.0.0.1") && page.text.contains("www/new.css"), page.text)
+            XCTAssertTrue(page.text.contains(#"<option value="1.0.0.1" selected>"#), page.text)
+            let same = try await b.get("/apps/20171228/diff?from=1.0.0.2&to=1.0.0.2")
+            XCTAssertEqual(same.status, .unprocessableContent)
+            XCTAssertTrue(element(same.text, id: "diff-problem").contains("two different versions"))
+
+            // The reviewer's Approvals page names the change in one line.
+            await assertEqual(try await api.call(.put, "/api/v1/settings", json: #"{"officialNeedsApproval":true}"#).status, .ok)
+            var official = TaskDraft()
+            official.type = "official"
+            try await h.addPackage("1.0.0.4")
+            _ = try await h.services.actions.createTask(by: ActingUser(name: "ada", role: .admin), appId: "20171228", version: "1.0.0.4", draft: official)
+            let approvals = try await Browser.signIn(client, "rita").get("/approvals").text
+            XCTAssertTrue(approvals.contains("Since 1.0.0.2:"), approvals)
+        }
+    }
 }

@@ -181,7 +181,7 @@ final class StructureTests: XCTestCase {
         try await h.test { client in
             let entries = h.services.routes.entries
             XCTAssertGreaterThanOrEqual(entries.filter { $0.surface == .console }.count, 14)
-            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 24)
+            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 25)
             for entry in entries where entry.surface == .console {
                 let permission = try XCTUnwrap(entry.permission, "\(entry.route) declares its permission")
                 for role in Role.allCases {
@@ -229,6 +229,8 @@ final class StructureTests: XCTestCase {
                             let (body, type) = multipart([], files: [("file", "\(id).zip", samplePackage(id).bytes())])
                             r = try await client.execute(uri: "/api/v1/batch-imports", method: .post,
                                                          headers: [.authorization: "Bearer \(token)", .contentType: type], body: body)
+                        } else if entry.route == .apiPackageDiff {
+                            r = try await caller.call(.get, Self.path(entry.route) + "?from=1.0.0.1")
                         } else if let (path, body) = allowed ? try await samples.releaseRequest(entry, h) : nil {
                             r = try await caller.call(entry.method, path, json: body)
                         } else {
