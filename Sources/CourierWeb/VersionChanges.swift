@@ -18,6 +18,7 @@ struct VersionChanges {
     let hasRows: Bool
     /// Rows past those shown.
     let more: Int
+    let hasMore: Bool
     let download: String
     let diffURL: String
 
@@ -41,6 +42,7 @@ struct VersionChanges {
         rows = Array(all.prefix(limit))
         hasRows = !rows.isEmpty
         more = all.count - rows.count
+        hasMore = more > 0
         let full = humanSize(to.size)
         if let patch, patch.offered(fullSize: to.size) {
             download = String(format: "A device on %@ downloads a %@ patch instead of the full %@ (%.1f %% of it).",

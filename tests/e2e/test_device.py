@@ -382,7 +382,7 @@ def test_a_disk_that_fills_during_install_leaves_the_installed_version_serving(s
         subprocess.run(["umount", "-l", str(mount)])
 
 
-def test_a_device_on_the_previous_version_fetches_a_patch_and_ends_on_the_new_versions_bytes(server, tmp_path):
+def test_a_device_on_the_previous_version_fetches_a_patch_and_ends_on_the_new_versions_bytes(server, browser, tmp_path):
     """Issue 18: with one script changed, a device on 1.0.0.1 downloads the patch (not the whole
     package), rebuilds 1.0.0.2's .amr from it and its installed files, verifies 1.0.0.2's own
     signature and installs it; the server counts the bytes sent as a patch. A second device whose
@@ -459,3 +459,19 @@ def test_a_device_on_the_previous_version_fetches_a_patch_and_ends_on_the_new_ve
             break
         time.sleep(0.3)
     assert events.get("patch_failed") == 1 and events.get("install_ok") == 2, events
+
+    # The reviewer's view: from the package page, compare 1.0.0.2 with 1.0.0.1.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+    from test_journey import sign_in
+    sign_in(browser, server)
+    browser.get(f"{server.url}/apps/20171228/packages/1.0.0.2")
+    browser.find_element(By.ID, "compare-versions").click()
+    Select(browser.find_element(By.ID, "from")).select_by_value("1.0.0.1")
+    Select(browser.find_element(By.ID, "to")).select_by_value("1.0.0.2")
+    browser.find_element(By.ID, "compare").click()
+    changes = browser.find_element(By.ID, "changes").text
+    assert "What changed since 1.0.0.1" in changes and "1 file changed, 0 added, 0 removed" in changes, changes
+    assert "www/app.js" in changes and "A device on 1.0.0.1 downloads a" in changes and "patch instead of the full" in changes, changes
+    assert "more files" not in changes, changes
+    browser.save_screenshot(os.path.join(OUTPUT, "66-compare-versions-patch.png"))
