@@ -58,28 +58,16 @@ public enum Patch {
         let fd = open(targetAmr, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ServerFault("The stored package cannot be read.") }
         defer { close(fd) }
-        let zeros = [UInt8](repeating: 0, count: 1024)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
+        let offsets = Dictionary(plan.changed.map { ($0.path, $0.tarOffset) }, uniquingKeysWith: { a, _ in a })
         func stream(_ write: (UnsafeRawBufferPointer) throws -> Void) throws {
-            for f in plan.changed {
-                guard let header = TarHeader.file(path: f.path, size: f.size) else { throw ServerFault("“\(f.path)” does not fit a tar header.") }
-                try header.withUnsafeBytes(write)
-                var hash = SHA256()
-                var done: UInt64 = 0
-                while done < f.size {
-                    let want = Int(min(UInt64(buffer.count), f.size - done))
-                    let n = pread(fd, buffer.baseAddress!, want, off_t(tarOffset + f.tarOffset + done))
-                    guard n > 0 else { throw ServerFault("The stored package is truncated.") }
-                    let part = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-                    hash.update(bufferPointer: part)
-                    try write(part)
-                    done += UInt64(n)
+            try TarStream.write(plan.changed.map { TarStream.File(path: $0.path, size: $0.size, sha256: $0.sha256) }, write) { f, problem in
+                switch problem {
+                case .source: return (fd, tarOffset + (offsets[f.path] ?? 0), false)
+                case .header: throw ServerFault("“\(f.path)” does not fit a tar header.")
+                case .short: throw ServerFault("The stored package is truncated.")
+                case .mismatch: throw ServerFault("The stored package does not match its manifest (“\(f.path)”).")
                 }
-                guard hash.finalize().hex == f.sha256 else { throw ServerFault("The stored package does not match its manifest (“\(f.path)”).") }
-                try zeros.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<TarHeader.padding(for: f.size)])) }
             }
-            try zeros.withUnsafeBytes(write)
         }
         var crc = CRC32()
         var size: UInt64 = 0
@@ -89,5 +77,51 @@ public enum Patch {
         if let sign { extra.append(("SIGN.json", sign)) }
         return try AmrBuilder.assemble(to: output, tarName: tarName, tarSize: size, tarCRC: crc.value,
                                        tar: { sink in try stream { try sink.write($0) } }, after: { _ in extra })
+    }
+}
+
+/// A tar (SPEC §3) streamed from files already on disk: for each file its fixed header, its bytes
+/// read from an open file (checked against its SHA-256 as they pass) and its padding; then the
+/// two zero blocks. Courier's patches and a client's rebuilt tar are both written here.
+public enum TarStream {
+    public struct File: Sendable {
+        public let path: String
+        public let size: UInt64
+        public let sha256: String
+        public init(path: String, size: UInt64, sha256: String) {
+            self.path = path
+            self.size = size
+            self.sha256 = sha256
+        }
+    }
+
+    /// What `answer` is asked: where a file's bytes are (`source`: an open file, the offset, and
+    /// whether to close it after), or what to throw.
+    public enum Ask { case source, header, short, mismatch }
+
+    public static func write(_ files: [File], _ write: (UnsafeRawBufferPointer) throws -> Void,
+                             answer: (File, Ask) throws -> (fd: Int32, offset: UInt64, close: Bool)) throws {
+        let zeros = [UInt8](repeating: 0, count: 1024)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        for f in files {
+            guard let header = TarHeader.file(path: f.path, size: f.size) else { _ = try answer(f, .header); return }
+            try header.withUnsafeBytes(write)
+            let (fd, start, closing) = try answer(f, .source)
+            defer { if closing { close(fd) } }
+            var hash = SHA256()
+            var done: UInt64 = 0
+            while done < f.size {
+                let n = pread(fd, buffer.baseAddress!, Int(min(UInt64(buffer.count), f.size - done)), off_t(start + done))
+                guard n > 0 else { _ = try answer(f, .short); return }
+                let part = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+                hash.update(bufferPointer: part)
+                try write(part)
+                done += UInt64(n)
+            }
+            guard hash.finalize().hex == f.sha256 else { _ = try answer(f, .mismatch); return }
+            try zeros.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<TarHeader.padding(for: f.size)])) }
+        }
+        try zeros.withUnsafeBytes(write)
     }
 }

@@ -73,44 +73,22 @@ public enum PatchApplier {
         guard patchFD >= 0 else { throw ClientFailure(.installFailed, "The patch cannot be read: \(String(cString: strerror(errno))).") }
         defer { close(patchFD) }
 
-        let zeros = [UInt8](repeating: 0, count: 1024)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
         // Version V's tar, rebuilt (SPEC §3 pins every header field): the patch's files where it
         // has them, the installed version's everywhere else.
         func stream(_ write: (UnsafeRawBufferPointer) throws -> Void) throws {
-            for f in manifest.files {
-                guard let header = TarHeader.file(path: f.path, size: f.size) else { throw refuse("“\(f.path)” does not fit a tar header.") }
-                try header.withUnsafeBytes(write)
-                let fd: Int32
-                let start: UInt64
-                if let at = index.offsets[f.path] {
-                    fd = patchFD
-                    start = tarEntry.dataOffset + at
-                } else {
+            try TarStream.write(manifest.files.map { TarStream.File(path: $0.path, size: $0.size, sha256: $0.sha256) }, write) { f, ask in
+                switch ask {
+                case .source:
+                    if let at = index.offsets[f.path] { return (patchFD, tarEntry.dataOffset + at, false) }
                     guard let opened = regularFile(baseFolder + "/" + f.path, size: f.size) else {
                         throw refuse("the installed version lacks “\(f.path)” as \(version) has it: the patch is for another version.")
                     }
-                    fd = opened
-                    start = 0
+                    return (opened, 0, true)
+                case .header: throw refuse("“\(f.path)” does not fit a tar header.")
+                case .short: throw refuse("“\(f.path)” ends before its \(f.size) bytes.")
+                case .mismatch: throw refuse("“\(f.path)” is not the file \(version) has: the patch is for another version.")
                 }
-                defer { if fd != patchFD { close(fd) } }
-                var hash = SHA256()
-                var done: UInt64 = 0
-                while done < f.size {
-                    let n = pread(fd, buffer.baseAddress!, Int(min(UInt64(buffer.count), f.size - done)), off_t(start + done))
-                    guard n > 0 else { throw refuse("“\(f.path)” ends before its \(f.size) bytes.") }
-                    let part = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-                    hash.update(bufferPointer: part)
-                    try write(part)
-                    done += UInt64(n)
-                }
-                guard hash.finalize().hex == f.sha256 else {
-                    throw refuse("“\(f.path)” is not the file \(version) has: the patch is for another version.")
-                }
-                try zeros.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<TarHeader.padding(for: f.size)])) }
             }
-            try zeros.withUnsafeBytes(write)
         }
         var crc = CRC32()
         var size: UInt64 = 0
