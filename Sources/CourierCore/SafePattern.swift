@@ -57,6 +57,9 @@ public struct SafePattern: Sendable, Equatable {
     /// (before the first scalar and after each one) visits each instruction at most once.
     public func stepBound(scalars: Int) -> Int { program.count * (scalars + 1) }
 
+    /// The most steps matching can take per character of the subject (its program's size).
+    public var cost: Int { program.count }
+
     /// The same, adding the VM's steps to `steps`: thread-state visits, an instruction entered at an input position.
     public func matchesWhole(_ s: String, steps: inout Int) -> Bool {
         let n = program.count

@@ -169,6 +169,14 @@ public final class Whitelist: Sendable {
 
     /// Is this client on the list? User lists look at the user ID, device lists at the device ID,
     /// regex lists match the whole user ID (in linear time: `SafePattern`).
+    /// The most steps matching this list can take per character of a user ID (0 for ID lists).
+    public var matchCost: Int { patterns.reduce(0) { $0 + $1.cost } }
+
+    /// The most `matchCost` all regular-expression whitelists may have together: each list is
+    /// asked at most once per request, so one request's matching is bounded by this times the
+    /// longest ID matched (`maxMatchedScalars`), whatever tasks and apps it concerns.
+    public static let maxTotalMatchCost = 7_500
+
     public func admits(_ request: ClientRequest) -> Bool {
         var steps = 0
         return admits(request, steps: &steps, budget: .max) ?? false
@@ -467,8 +475,10 @@ public enum Targeting {
     /// name many lists of many expressions. Past the budget, lists not yet asked admit nobody
     /// (never more): a request cannot buy time on the event loop.
     final class ListVerdicts {
-        /// About a few milliseconds of matching in a release build.
-        static let stepBudget = 1_000_000
+        /// About a few milliseconds of matching in a release build: what every list allowed
+        /// together (`maxTotalMatchCost`) can take, so it is reached only by lists saved before
+        /// that limit.
+        static let stepBudget = Whitelist.maxTotalMatchCost * (Whitelist.maxMatchedScalars + 1)
         private var known: [Int64: Bool] = [:]
         private(set) var steps = 0
         /// The budget ran out: some list was not asked (and admitted nobody).

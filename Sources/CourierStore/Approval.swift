@@ -31,7 +31,7 @@ extension TaskRecord {
     /// approval is of what the reviewer saw, not a licence for more.
     func wideningNeedsReviewer(_ db: Database) throws -> Bool {
         guard type == "gray", !taskStatus.hasEnded else { return false }
-        return (try SettingsRecord.fetchOne(db, key: 1))?.grayNeedsApproval == true
+        return try SettingsRecord.read(db).grayNeedsApproval
     }
 
     /// A task that asked for approval of its own release and did not get it (waiting, rejected,
@@ -65,7 +65,7 @@ extension Store {
     /// How often devices may check for updates (`config.updateReqRate` in every answer).
     public func setUpdateReqRate(_ seconds: Int, by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.updateReqRate", subject: "settings") { db in
-            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            var s = try SettingsRecord.read(db)
             let before = s.updateReqRate
             s.updateReqRate = seconds
             try s.save(db)
@@ -76,7 +76,7 @@ extension Store {
     /// Which releases wait for a reviewer. Tasks already waiting keep waiting.
     public func setApprovalRules(official: Bool, gray: Bool, by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.approval", subject: "settings") { db in
-            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            var s = try SettingsRecord.read(db)
             let before = "official=\(s.officialNeedsApproval) gray=\(s.grayNeedsApproval)"
             s.officialNeedsApproval = official
             s.grayNeedsApproval = gray

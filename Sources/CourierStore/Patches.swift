@@ -54,8 +54,15 @@ extension Store {
         try db.create(index: "patch_blob", on: "patch", columns: ["blob"])
     }
 
+    /// Every patch whose row can be read. The table is Courier's own cache: a row that does
+    /// not decode is passed over (never offered), not allowed to stop delivery.
     public func patches() async throws -> [PatchRecord] {
-        try await db.read { db in try PatchRecord.fetchAll(db) }
+        try await db.read { db in
+            var all: [PatchRecord] = []
+            let rows = try Row.fetchCursor(db, sql: "SELECT * FROM patch")
+            while let row = try rows.next() { if let p = try? PatchRecord(row: row) { all.append(p) } }
+            return all
+        }
     }
 
     public func patches(of appId: String) async throws -> [PatchRecord] {

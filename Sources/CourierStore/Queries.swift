@@ -44,30 +44,15 @@ extension Store {
         _ = try await db.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 
-    /// The settings, read strictly: SQLite keeps whatever a column is given, and a value of
-    /// another type reads as 0 or empty (approval off, checks without pause). Such a row is
-    /// refused, never guessed at: the delivery snapshot then offers nothing.
+    /// The settings, read strictly (`SettingsRecord.read`).
     public func settings() async throws -> SettingsRecord {
-        try await db.read { db in
-            if let row = try Row.fetchOne(db, sql: """
-                SELECT typeof(officialNeedsApproval) = 'integer' AND officialNeedsApproval IN (0, 1)
-                   AND typeof(grayNeedsApproval) = 'integer' AND grayNeedsApproval IN (0, 1)
-                   AND typeof(updateReqRate) = 'integer' AND updateReqRate BETWEEN ? AND ?
-                   AND typeof(virtualDomain) IN ('text', 'null') AND typeof(globalHost) IN ('text', 'null')
-                   AND typeof(appKey) IN ('text', 'null') AND typeof(signingKeyPEM) IN ('text', 'null')
-                FROM settings WHERE id = 1
-                """, arguments: [SettingsRecord.updateReqRateRange.lowerBound, SettingsRecord.updateReqRateRange.upperBound]),
-               row[0] as Bool? != true {
-                throw ServerFault("The stored settings cannot be read (a value of the wrong type or out of range): no release is offered until the settings row is fixed or a backup restored.")
-            }
-            return try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
-        }
+        try await db.read { db in try SettingsRecord.read(db) }
     }
 
     /// The virtual domain is written once (SPEC §2).
     public func setVirtualDomain(_ domain: String, by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.virtualDomain", subject: "settings") { db in
-            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            var s = try SettingsRecord.read(db)
             if let existing = s.virtualDomain {
                 if existing == domain { return (s, ["virtualDomain": domain, "unchanged": "true"]) }
                 throw Conflict("The virtual domain is already set to \(existing) and cannot be changed.", field: "virtualDomain")
@@ -82,7 +67,7 @@ extension Store {
     /// (counted inside the same transaction, so a racing global upload cannot slip between).
     public func setGlobalLocation(host: String, appKey: String, by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.globalLocation", subject: "settings") { db in
-            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            var s = try SettingsRecord.read(db)
             if s.globalHost == host && s.appKey == appKey { return (s, ["globalHost": host, "appKey": appKey, "unchanged": "true"]) }
             let inUse = try PackageRecord.filter(PackageRecord.Columns.type == PackageType.global.rawValue).fetchCount(db) > 0
             if inUse {
@@ -113,7 +98,7 @@ extension Store {
     /// Switches the signing key and every package's `.amr` at once. Call inside `withBlobLock`.
     public func switchSigningKey(pem: String, fingerprint: String, resigned: [Resigned], by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.signingKey", subject: "settings") { db in
-            var s = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            var s = try SettingsRecord.read(db)
             let previous = s.signingKeyFingerprint
             s.signingKeyPEM = pem
             s.signingKeyFingerprint = fingerprint
@@ -155,6 +140,22 @@ extension Store {
 
     public func allApps() async throws -> [AppRecord] {
         try await db.read { db in try AppRecord.fetchAll(db) }
+    }
+
+    /// Every app, read row by row: one whose row does not decode is answered apart (its tasks
+    /// then offer nothing; the other apps go on).
+    public func allAppsStrictly() async throws -> (apps: [AppRecord], unreadable: [String: String]) {
+        try await db.read { db in
+            var apps: [AppRecord] = []
+            var bad: [String: String] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT * FROM app")
+            while let row = try rows.next() {
+                do { apps.append(try AppRecord(row: row)) } catch {
+                    bad[(row["id"] as String?) ?? "?"] = "its stored row cannot be read (\(String(describing: error).prefix(160)))"
+                }
+            }
+            return (apps, bad)
+        }
     }
 
     public func app(_ id: String) async throws -> AppRecord? {

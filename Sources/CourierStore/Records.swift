@@ -20,6 +20,25 @@ public struct SettingsRecord: Codable, FetchableRecord, PersistableRecord, Senda
     public static let defaultUpdateReqRate = 1800
     public static let updateReqRateRange = 0...86400
     public init() {}
+
+    /// The settings row, read strictly: SQLite keeps whatever a column is given, and a value of
+    /// another type reads as 0 or empty (approval off, checks without pause). Such a row is
+    /// refused, never guessed at, by every reader: the delivery snapshot then offers nothing, and
+    /// a change that needs the settings (an approval rule) is refused.
+    public static func read(_ db: Database) throws -> SettingsRecord {
+        if let row = try Row.fetchOne(db, sql: """
+            SELECT typeof(officialNeedsApproval) = 'integer' AND officialNeedsApproval IN (0, 1)
+               AND typeof(grayNeedsApproval) = 'integer' AND grayNeedsApproval IN (0, 1)
+               AND typeof(updateReqRate) = 'integer' AND updateReqRate BETWEEN ? AND ?
+               AND typeof(virtualDomain) IN ('text', 'null') AND typeof(globalHost) IN ('text', 'null')
+               AND typeof(appKey) IN ('text', 'null') AND typeof(signingKeyPEM) IN ('text', 'null')
+            FROM settings WHERE id = 1
+            """, arguments: [updateReqRateRange.lowerBound, updateReqRateRange.upperBound]),
+           row[0] as Bool? != true {
+            throw ServerFault("The stored settings cannot be read (a value of the wrong type or out of range): no release is offered until the settings row is fixed or a backup restored.")
+        }
+        return try fetchOne(db, key: 1) ?? SettingsRecord()
+    }
 }
 
 public struct UserRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
@@ -33,6 +52,19 @@ public struct UserRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     /// A disabled user cannot sign in; their sessions and tokens stop working at once.
     public var disabled = false
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    /// Read strictly: a role this binary does not know is refused, and `disabled` is false only
+    /// when it is stored as 0 (a value of another type would read as false: enabled).
+    public init(row: Row) throws {
+        id = row["id"]
+        name = row["name"]
+        passwordHash = row["passwordHash"]
+        guard let role = Role(rawValue: row["role"] as String? ?? "") else { throw ServerFault("A user's stored role cannot be read.") }
+        self.role = role
+        createdAt = row["createdAt"]
+        if case .int64(0) = (row["disabled"] as DatabaseValue).storage { disabled = false } else { disabled = true }
+    }
+
     public init(name: String, passwordHash: String, role: Role) {
         self.name = name
         self.passwordHash = passwordHash

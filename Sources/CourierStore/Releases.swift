@@ -270,11 +270,29 @@ extension Store {
 
     // MARK: Whitelists
 
+    /// Refuses expression lists that together would cost more to match than one request may
+    /// (`Whitelist.maxTotalMatchCost`): `list` (its values `values`) counted with every other.
+    static func checkMatchCost(_ db: Database, list id: Int64?, kind: Whitelist.Kind, values: Set<String>) throws {
+        guard kind == .regex else { return }
+        let mine = (try? Whitelist(id: id ?? 0, name: "", kind: .regex, values: values))?.matchCost ?? 0
+        var others = 0
+        for w in try WhitelistRecord.filter(Column("kind") == Whitelist.Kind.regex.rawValue).fetchAll(db) where w.id != id {
+            let stored = Set(try String.fetchAll(db, sql: "SELECT value FROM whitelistValue WHERE whitelistId = ?", arguments: [w.id]))
+            others += (try? Whitelist(id: w.id ?? 0, name: w.name, kind: .regex, values: stored))?.matchCost ?? 0
+        }
+        guard mine + others <= Whitelist.maxTotalMatchCost else {
+            throw FieldError("values", "These expressions are too costly to match: every expression whitelist together may compile to "
+                             + "\(Whitelist.maxTotalMatchCost) steps per character, and with this one they would take \(mine + others) "
+                             + "(this list \(mine)). Use simpler expressions (no large counted repeats like {0,100}) or fewer of them.")
+        }
+    }
+
     public func createWhitelist(name: String, kind: Whitelist.Kind, values: Set<String>, by actor: ActingUser) async throws -> WhitelistRecord {
         try await change(by: actor, "whitelist.create", subject: name) { db in
             if try WhitelistRecord.filter(WhitelistRecord.Columns.name == name).fetchOne(db) != nil {
                 throw Conflict("A whitelist named \(name) already exists.", field: "name")
             }
+            try Self.checkMatchCost(db, list: nil, kind: kind, values: values)
             var w = WhitelistRecord(id: nil, name: name, kind: kind.rawValue)
             try w.insert(db)
             for v in values { try db.execute(sql: "INSERT INTO whitelistValue (whitelistId, value) VALUES (?, ?)", arguments: [w.id, v]) }
@@ -293,6 +311,7 @@ extension Store {
             let existing = Set(try String.fetchAll(db, sql: "SELECT value FROM whitelistValue WHERE whitelistId = ?", arguments: [id]))
             let added = values.subtracting(existing)
             try check(w, existing.union(values))
+            if let kind = Whitelist.Kind(rawValue: w.kind) { try Self.checkMatchCost(db, list: id, kind: kind, values: existing.union(values)) }
             for v in added { try db.execute(sql: "INSERT INTO whitelistValue (whitelistId, value) VALUES (?, ?)", arguments: [id, v]) }
             var detail = ["added": String(added.count)]
             if !added.isEmpty {
@@ -397,7 +416,7 @@ extension Store {
                 throw Conflict("Package \(task.appId) \(task.version) already has an unfinished task (\(open.id ?? 0)); finish it first.")
             }
             var t = task
-            let settings = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+            let settings = try SettingsRecord.read(db)
             // A grayscale release to 100 % of devices reaches everyone an official one would:
             // when official releases need a reviewer, so does it.
             let everyone = t.type == "gray" && t.mode == "percentage" && (t.percentage ?? 0) >= 100
@@ -447,7 +466,7 @@ extension Store {
                 guard t.type == "gray", !status.hasEnded else { throw refuse("only an unfinished grayscale task can be promoted.") }
                 guard status != .awaitingApproval else { throw refuse("it can be promoted once a reviewer approves it.") }
                 guard t.approval != "awaiting" else { throw refuse("its promotion already awaits a reviewer.") }
-                let settings = try SettingsRecord.fetchOne(db, key: 1) ?? SettingsRecord()
+                let settings = try SettingsRecord.read(db)
                 if settings.officialNeedsApproval {
                     t.requestApproval(for: "promotion", by: actor)
                     detail["approval"] = "awaiting"
@@ -493,7 +512,7 @@ extension Store {
                 throw Conflict("Only an unfinished percentage task takes a new percentage.", field: "percentage")
             }
             let before = t.percentage ?? 0
-            if percentage >= 100, (try SettingsRecord.fetchOne(db, key: 1))?.officialNeedsApproval == true {
+            if percentage >= 100, try SettingsRecord.read(db).officialNeedsApproval {
                 throw Conflict("100 % reaches every client, and official releases need a reviewer's approval: promote the task to official instead.",
                                field: "percentage")
             }
@@ -573,7 +592,13 @@ extension Store {
             var bad: [UndecodableTask] = []
             let rows = try Row.fetchCursor(db, sql: "SELECT * FROM task")
             while let row = try rows.next() {
-                do { tasks.append(try TaskRecord(row: row)) } catch {
+                do {
+                    // A Bool stored as anything but 0 or 1 would read as false: "not rolled back".
+                    guard case .int64(let rolledBack) = (row["rolledBack"] as DatabaseValue).storage, rolledBack == 0 || rolledBack == 1 else {
+                        throw TaskRecord.Unreadable("rolledBack is not 0 or 1")
+                    }
+                    tasks.append(try TaskRecord(row: row))
+                } catch {
                     bad.append(UndecodableTask(id: row["id"] ?? 0, appId: (row["appId"] as String?) ?? "", version: (row["version"] as String?) ?? "",
                                                packageId: row["packageId"] ?? 0, why: "the stored row cannot be read (\(String(describing: error).prefix(160)))"))
                 }

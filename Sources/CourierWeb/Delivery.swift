@@ -126,7 +126,8 @@ final class DeliverySnapshot: Sendable {
         var official: [String: PackageVersion] = [:]
         var taskOfPackage: [String: [PackageVersion: Int64]] = [:]
         // Whole tables at once: a rebuild follows every change, so it must not query per app.
-        let appsByID = Dictionary(try await store.allApps().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let (readApps, unreadableApps) = try await store.allAppsStrictly()
+        let appsByID = Dictionary(readApps.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let (packages, unreadablePackages) = try await store.packagesWithTasksStrictly()
         let packagesByID = Dictionary(packages.compactMap { p in p.id.map { ($0, p) } }, uniquingKeysWith: { a, _ in a })
         let undecodableByApp = Dictionary(grouping: undecodable, by: \.appId)
@@ -161,7 +162,9 @@ final class DeliverySnapshot: Sendable {
             apps.append(AppTargets(appId: appId, tasks: read + unread, ranges: ranges))
         }
         let targeting = TargetingSnapshot(apps: apps, whitelists: whitelists, unreadableWhitelists: unreadableLists)
-        var unreadable: [String] = []
+        var unreadable: [String] = unreadableApps.sorted { $0.key < $1.key }
+            .filter { tasksByApp[$0.key] != nil || undecodableByApp[$0.key] != nil }
+            .map { "app \($0.key): \($0.value); its releases offer nothing" }
         for app in apps.sorted(by: { $0.appId < $1.appId }) {
             for task in app.tasks where task.status != .finished || task.isOfficial || task.unreadable != nil {
                 if let why = targeting.unreadable(task) { unreadable.append("task \(task.id) (\(app.appId) \(task.version)): \(why)") }
@@ -237,17 +240,25 @@ public final class Delivery: Sendable {
         try await rebuilding.run {
             let start = DispatchTime.now().uptimeNanoseconds
             let next: DeliverySnapshot
+            var built = true
             do {
                 next = try await DeliverySnapshot.build(from: store, publicURL: publicURL, reuse: reuse)
+            } catch is CancellationError {
+                throw CancellationError()   // shutting down: nothing to say, nothing to change
             } catch {
+                built = false
                 // The catalogue cannot be read: the last snapshot may hold a release since paused
                 // or rolled back, so it is not kept. Nothing is offered until a rebuild succeeds.
                 next = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:],
                                         unreadable: ["the catalogue cannot be read (\(String(describing: error).prefix(200))): no release is offered"])
             }
             current.withLockedValue { $0 = next }
-            if let open = next.openWindows { ledger.keep(only: open) }
-            gaveUp.keep(only: Set(next.targeting.apps.values.flatMap { $0.tasks.map(\.id) }))
+            // What devices were admitted or gave up is pruned by a snapshot that read everything,
+            // never by one standing in for a catalogue that could not be read.
+            if built {
+                if let open = next.openWindows { ledger.keep(only: open) }
+                gaveUp.keep(only: Set(next.targeting.apps.values.flatMap { $0.tasks.map(\.id) }))
+            }
             metrics.rebuildTime.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
             metrics.snapshotApps.record(next.targeting.apps.count)
             metrics.snapshotTasks.record(next.targeting.apps.values.reduce(0) { $0 + $1.tasks.count })

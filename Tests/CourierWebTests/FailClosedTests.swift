@@ -191,6 +191,17 @@ final class FailClosedTests: XCTestCase {
             XCTAssertEqual(api.status, .unprocessableContent, api.text)
             XCTAssertTrue(api.text.contains("a nested quantifier"), api.text)
             await assertEqual(try await h.store.whitelists().count, 0, "nothing saved")
+
+            // Linear, but costly: lists that together would cost more than one request may take
+            // to match are refused (one request asks every list at most once, so this bounds it).
+            let costly = (0..<20).map { "\"(|.){100}(|.){100}(|.){60}\($0)!\"" }.joined(separator: ",")
+            let refused = try await APITests.Caller(client: client, token: token)
+                .call(.post, "/api/v1/whitelists", json: #"{"name":"heavy","kind":"regex","values":[\#(costly)]}"#)
+            XCTAssertEqual(refused.status, .unprocessableContent, refused.text)
+            XCTAssertTrue(refused.text.contains("too costly to match"), refused.text)
+            let everyday = try await APITests.Caller(client: client, token: token)
+                .call(.post, "/api/v1/whitelists", json: #"{"name":"qa","kind":"regex","values":["qa-tester-\\d+","(alice|bob)"]}"#)
+            XCTAssertEqual(everyday.status, .created, everyday.text)
         }
     }
 
@@ -264,6 +275,57 @@ final class FailClosedTests: XCTestCase {
                 await assertEqual(try await Client(client: client).versions(user: "u-7", city: "Beijing"), ["1.0.0.1"], what)
             }
             h.cleanUp()
+        }
+    }
+
+    func testValuesOfAnotherTypeAreNeverReadAsOff() async throws {
+        // SQLite keeps 'yes' in an integer column; read loosely it is 0: not rolled back, not disabled, no approval.
+        let (h, token, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        try await h.store.db.write { db in
+            try db.execute(sql: "UPDATE task SET rolledBack = 'yes' WHERE id = ?", arguments: [task])
+            try db.execute(sql: "UPDATE user SET disabled = 'yes' WHERE name = 'ci'")
+        }
+        let after = try await Harness.make(dir: h.dir)
+        try await after.test { client in
+            await assertEqual(try await Client(client: client).versions(user: "u-1", city: "Hangzhou"), ["1.0.0.1"], "a rolled-back flag that is not 0 or 1")
+            await assertEqual(try await APITests.Caller(client: client, token: token).call(.get, "/api/v1/apps").status, .unauthorized,
+                              "a disabled flag that is not 0 is disabled")
+        }
+        try await after.addPackage("1.0.0.3")
+        try await after.store.db.write { db in try db.execute(sql: "UPDATE settings SET officialNeedsApproval = 'yes' WHERE id = 1") }
+        var draft = TaskDraft()
+        draft.type = "official"
+        await assertThrows(try await after.services.actions.createTask(by: .alice, appId: "20171228", version: "1.0.0.3", draft: draft),
+                           "an approval rule that cannot be read refuses the release rather than skipping the reviewer") {
+            XCTAssertTrue("\($0)".contains("The stored settings cannot be read"), "\($0)")
+        }
+    }
+
+    func testAnAppOrPatchRowThatCannotBeReadStopsOnlyItself() async throws {
+        let (h, _, _) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        _ = try await h.store.createApp(id: AppID(trusted: "20180101"), name: "Other", by: .commandLine)
+        try await h.addPackage("1.0.0.1", app: "20180101")
+        var draft = TaskDraft()
+        draft.type = "official"
+        _ = try await h.services.actions.createTask(by: .commandLine, appId: "20180101", version: "1.0.0.1", draft: draft)
+        try await h.store.db.write { db in
+            try db.execute(sql: "UPDATE app SET type = 'future' WHERE id = '20180101'")
+            try db.execute(sql: """
+                INSERT INTO patch (packageId, basePackageId, appId, version, base, blob, size, changedFiles, removedFiles, createdAt)
+                SELECT a.id, b.id, '20171228', '1.0.0.2', '1.0.0.1', 'x', 1, 1, 0, 'garbage' FROM package a, package b
+                WHERE a.appId = '20171228' AND a.version = '1.0.0.2' AND b.appId = '20171228' AND b.version = '1.0.0.1'
+                """)
+        }
+        let after = try await Harness.make(dir: h.dir)
+        try await after.test { client in
+            let r = try await Client(client: client).update(#"{"platform":"android","clientVersion":"10.2.3","deviceId":"d","userId":"u-1","city":"Hangzhou","apps":[{"id":"20171228","version":"1.0.0.1"},{"id":"20180101","version":"0"}]}"#)
+            let data = (r.json["data"] as? [[String: Any]]) ?? []
+            XCTAssertEqual(data.map { "\($0["app_id"]!) \($0["version"]!)" }, ["20171228 1.0.0.2"], "the other app offers nothing, this one goes on")
+            XCTAssertNil(data.first?["patch"], "a patch row that cannot be read is not offered")
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), String(metrics.text.prefix(0)))
         }
     }
 
