@@ -20,16 +20,23 @@ struct VersionChanges {
     let more: Int
     let hasMore: Bool
     let download: String
+    /// Every patch to the newer version, with its size and share ("From 1.0.0.1: 3.6 KB (0.6 %)"), or nil.
+    let patchList: String?
     let diffURL: String
 
     /// `to` against `from` (both of one app), showing at most `limit` files.
     static func make(_ services: Services, from: PackageRecord, to: PackageRecord, limit: Int = 50) async throws -> VersionChanges {
         let diff = try await services.store.diff(from: from.id ?? 0, to: to.id ?? 0)
-        let patch = try await services.store.patch(to.appId, to.version, from: from.version)
-        return VersionChanges(diff, from: from, to: to, patch: patch, bases: services.config.patchBases, limit: limit)
+        let patches = try await services.store.patches(of: to.appId).filter { $0.version == to.version }
+        return VersionChanges(diff, from: from, to: to, patches: patches, bases: services.config.patchBases, limit: limit)
     }
 
-    init(_ diff: PackageDiff, from: PackageRecord, to: PackageRecord, patch: PatchRecord?, bases: Int, limit: Int) {
+    init(_ diff: PackageDiff, from: PackageRecord, to: PackageRecord, patches: [PatchRecord], bases: Int, limit: Int) {
+        let patch = patches.first { $0.base == from.version }
+        let offered = patches.filter { $0.offered(fullSize: to.size) }.sorted { $0.base > $1.base }
+        patchList = offered.isEmpty ? nil : "Patches to \(to.version): " + offered.map {
+            String(format: "from %@, %@ (%.1f %%)", $0.base, humanSize($0.size), PatchRules.share(patchSize: $0.size, fullSize: to.size))
+        }.joined(separator: "; ") + "."
         self.from = from.version
         self.to = to.version
         func files(_ n: Int) -> String { "\(n) file\(n == 1 ? "" : "s")" }

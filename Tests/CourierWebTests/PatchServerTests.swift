@@ -203,6 +203,8 @@ final class PatchServerTests: XCTestCase {
             XCTAssertTrue(task.contains("What changed since 1.0.0.2"), task)
             XCTAssertTrue(task.contains("A device on 1.0.0.2 downloads a"), task)
             XCTAssertTrue(task.contains("patch instead of the full"), task)
+            XCTAssertTrue(element(task, id: "changes-patches").contains("Patches to 1.0.0.3: from 1.0.0.2,") && task.contains("; from 1.0.0.1,"),
+                          "each patch to the version, with its size")
             // Any two versions, picked.
             let page = try await b.get("/apps/20171228/diff?from=1.0.0.1&to=1.0.0.3")
             XCTAssertEqual(page.status, .ok)
