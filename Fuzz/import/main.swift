@@ -67,21 +67,8 @@ func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     var draft = PackageDraft()
     for part in sink.parts where part.filename == nil {
         let text = String(decoding: part.bytes, as: UTF8.self)
-        switch part.name {
-        case "version": draft.version = text
-        case "type": draft.type = text
-        case "android": draft.android = text == "true"
-        case "androidMin": draft.androidMin = text
-        case "androidMax": draft.androidMax = text
-        case "ios": draft.ios = text == "true"
-        case "iosMin": draft.iosMin = text
-        case "iosMax": draft.iosMax = text
-        case "mainUrl": draft.mainUrl = text
-        case "extendInfo": draft.extendInfo = text
-        case "downloadPolicy": draft.downloadPolicy = text
-        case "installPolicy": draft.installPolicy = text
-        default: break
-        }
+        guard let field = PackageField.named[part.name] else { continue }
+        draft[field.key] = field.isFlag ? (text == "true" ? "true" : "") : text
     }
     do {
         let s = try draft.validate(for: known)

@@ -12,8 +12,6 @@ public enum InstallPolicy: String, CaseIterable, Codable, Sendable {
     case lazy, preload
 }
 
-/// What a person (or CI) typed for a new package, before validation. Every field is text,
-/// as it came from the form or the multipart API request.
 /// Where a package stands in its release (SPEC §5).
 public enum PackageStatus: String, Codable, Sendable {
     case toBeReleased, grayReleasing, officialReleasing, paused, finished, awaitingApproval, rejected
@@ -31,22 +29,6 @@ public enum PackageStatus: String, Codable, Sendable {
     }
 }
 
-public struct PackageDraft: Sendable, Equatable, Codable {
-    public var version = ""
-    public var type = ""
-    public var android = false
-    public var androidMin = ""
-    public var androidMax = ""
-    public var ios = false
-    public var iosMin = ""
-    public var iosMax = ""
-    public var mainUrl = ""
-    public var extendInfo = ""
-    public var downloadPolicy = "wifi"
-    public var installPolicy = "lazy"
-    public init() {}
-}
-
 /// A package's settings after every rule of SPEC §2 held.
 public struct PackageSettings: Sendable, Equatable {
     public let version: PackageVersion
@@ -56,6 +38,19 @@ public struct PackageSettings: Sendable, Equatable {
     public let extendInfo: String   // canonical JSON object text, "{}" when empty
     public let downloadPolicy: DownloadPolicy
     public let installPolicy: InstallPolicy
+    /// The checked values of the settings without a column of their own (`PackageField.hasColumn`).
+    public let more: [String: String]
+
+    /// Every setting's checked value by `PackageField` key (flags as `true` or empty).
+    public var values: [String: String] {
+        var v = more
+        v["version"] = version.description; v["type"] = type.rawValue
+        v["android"] = range.android == nil ? "" : "true"; v["androidMin"] = range.android?.min ?? ""; v["androidMax"] = range.android?.max ?? ""
+        v["ios"] = range.ios == nil ? "" : "true"; v["iosMin"] = range.ios?.min ?? ""; v["iosMax"] = range.ios?.max ?? ""
+        v["mainUrl"] = mainUrl ?? ""; v["extendInfo"] = extendInfo
+        v["downloadPolicy"] = downloadPolicy.rawValue; v["installPolicy"] = installPolicy.rawValue
+        return v
+    }
 }
 
 /// What is already known about the app a package is added to.
@@ -91,17 +86,17 @@ extension PackageDraft {
         } catch {
             error.errors.forEach { errors.append($0) }
         }
-        let main = errors.collect { try MainURL.validate(mainUrl) }
-        let info = errors.collect { try ExtendedInfo.validate(extendInfo) }
-        let download = DownloadPolicy(rawValue: downloadPolicy)
-        if download == nil { errors.append(FieldError("downloadPolicy", "Choose a download policy: wifi or all.")) }
-        let install = InstallPolicy(rawValue: installPolicy)
-        if install == nil { errors.append(FieldError("installPolicy", "Choose an install policy: lazy or preload.")) }
-        guard errors.isEmpty, let version, let type, let range, let main, let info, let download, let install else {
+        var checked: [String: String] = [:]
+        for f in PackageField.described {
+            do throws(FieldError) { checked[f.key] = try f.check(self[f.key]) } catch { errors.append(error) }
+        }
+        guard errors.isEmpty, let version, let type, let range, let main = checked["mainUrl"], let info = checked["extendInfo"],
+              let download = checked["downloadPolicy"].flatMap(DownloadPolicy.init), let install = checked["installPolicy"].flatMap(InstallPolicy.init) else {
             throw errors
         }
-        return PackageSettings(version: version, type: type, range: range, mainUrl: main ?? nil,
-                               extendInfo: info, downloadPolicy: download, installPolicy: install)
+        let more = checked.filter { PackageField.named[$0.key]?.hasColumn == false }
+        return PackageSettings(version: version, type: type, range: range, mainUrl: main.isEmpty ? nil : main,
+                               extendInfo: info, downloadPolicy: download, installPolicy: install, more: more)
     }
 }
 

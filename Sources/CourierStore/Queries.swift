@@ -243,7 +243,9 @@ extension Store {
                 let id: Int64 = row["id"] ?? 0
                 do {
                     let p = try PackageRecord(row: row)
-                    if let why = p.range.problem { bad[id] = "its package's client range cannot be read: \(why)" } else { packages.append(p) }
+                    if let why = p.range.problem { bad[id] = "its package's client range cannot be read: \(why)" } else if p.moreSettingsUnreadable {
+                        bad[id] = "its package's settings (moreSettings) cannot be read"
+                    } else { packages.append(p) }
                 } catch {
                     bad[id] = "its package's stored row cannot be read (\(String(describing: error).prefix(160)))"
                 }

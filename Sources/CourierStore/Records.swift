@@ -151,6 +151,8 @@ public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord,
     public var fileCount = 0
     public var createdAt = Date()
     public var createdBy: String
+    /// The checked values of the settings without a column of their own, as a JSON object.
+    public var moreSettings = "{}"
 
     public enum Columns {
         public static let id = Column(CodingKeys.id)
@@ -176,7 +178,28 @@ public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord,
         extendInfo = s.extendInfo
         downloadPolicy = s.downloadPolicy
         installPolicy = s.installPolicy
+        moreSettings = String(decoding: (try? JSONEncoder().encode(s.more)) ?? Data("{}".utf8), as: UTF8.self)
         self.createdBy = createdBy
+    }
+
+    /// The stored settings without a column are not a JSON object of text: such a package is
+    /// offered to nobody (the delivery snapshot refuses it rather than guess).
+    public var moreSettingsUnreadable: Bool {
+        (try? JSONDecoder().decode([String: String].self, from: Data(moreSettings.utf8))) == nil
+    }
+
+    /// Every setting's stored value by `PackageField` key (flags as `true` or empty). A setting
+    /// stored before it was described, or whose stored value cannot be read, reads as its default.
+    public var settingValues: [String: String] {
+        var v = (try? JSONDecoder().decode([String: String].self, from: Data(moreSettings.utf8))) ?? [:]
+        v = v.filter { PackageField.named[$0.key]?.hasColumn == false }
+        v["version"] = version; v["type"] = type.rawValue
+        v["android"] = androidMin == nil ? "" : "true"; v["androidMin"] = androidMin ?? ""; v["androidMax"] = androidMax ?? ""
+        v["ios"] = iosMin == nil ? "" : "true"; v["iosMin"] = iosMin ?? ""; v["iosMax"] = iosMax ?? ""
+        v["mainUrl"] = mainUrl ?? ""; v["extendInfo"] = extendInfo
+        v["downloadPolicy"] = downloadPolicy.rawValue; v["installPolicy"] = installPolicy.rawValue
+        for f in PackageField.all where v[f.key] == nil { v[f.key] = f.defaultValue }
+        return v
     }
 
     public static func versionKey(_ v: PackageVersion) -> String {
@@ -193,13 +216,8 @@ public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord,
     /// main URL and extended info unless someone changes them).
     public var nextVersionDraft: PackageDraft {
         var d = PackageDraft()
-        d.type = type.rawValue
-        if let androidMin { d.android = true; d.androidMin = androidMin; d.androidMax = androidMax ?? "" }
-        if let iosMin { d.ios = true; d.iosMin = iosMin; d.iosMax = iosMax ?? "" }
-        d.mainUrl = mainUrl ?? ""
-        d.extendInfo = extendInfo == "{}" ? "" : extendInfo
-        d.downloadPolicy = downloadPolicy.rawValue
-        d.installPolicy = installPolicy.rawValue
+        for (key, value) in settingValues where key != "version" { d[key] = value }
+        if d.extendInfo == "{}" { d.extendInfo = "" }
         return d
     }
 }

@@ -189,6 +189,11 @@ public final class Store: Sendable {
         }
         // Issue 18: patches between versions, built in the background.
         m.registerMigration("v13-patches") { db in try Self.createPatchTable(db) }
+        // Settings described after the package table (`PackageField.hasColumn == false`) are kept
+        // here as one JSON object: a new setting needs no migration.
+        m.registerMigration("v14-package-more-settings") { db in
+            try db.alter(table: "package") { t in t.add(column: "moreSettings", .text).notNull().defaults(to: "{}") }
+        }
         return m
     }
 

@@ -59,22 +59,15 @@ extension APIController {
                   let row = try await services.store.importRows(id).first(where: { $0.n == n }) else {
                 throw NotFound("This import has no such row.")
             }
-            struct Body: Decodable {
-                let version: String?; let androidMin: String?; let androidMax: String?; let iosMin: String?; let iosMax: String?
-                let mainUrl: String?; let extendInfo: String?; let downloadPolicy: String?; let installPolicy: String?
-            }
-            let b = try await decode(Body.self, request)
             // Fields left out keep their value; a platform is chosen by sending its minimum ("" drops it).
+            let body = try await decode([String: String?].self, request)
             var d = row.draft
-            if let v = b.version { d.version = v }
-            if let v = b.androidMin { d.androidMin = v; d.android = !v.isEmpty }
-            if let v = b.androidMax { d.androidMax = v }
-            if let v = b.iosMin { d.iosMin = v; d.ios = !v.isEmpty }
-            if let v = b.iosMax { d.iosMax = v }
-            if let v = b.mainUrl { d.mainUrl = v }
-            if let v = b.extendInfo { d.extendInfo = v }
-            if let v = b.downloadPolicy { d.downloadPolicy = v }
-            if let v = b.installPolicy { d.installPolicy = v }
+            for f in PackageField.all where !f.isFlag && f.key != "type" {
+                guard let sent = body[f.key], let value = sent else { continue }
+                d[f.key] = value
+            }
+            if let v = body["androidMin"] ?? nil { d.android = !v.isEmpty }
+            if let v = body["iosMin"] ?? nil { d.ios = !v.isEmpty }
             try await services.actions.editImportRow(by: context.acting, id: id, n: n, draft: d)
             return try await importJSON(id)
         }

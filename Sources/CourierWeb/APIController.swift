@@ -78,10 +78,10 @@ struct AppJSON: Encodable {
     }
 }
 
+/// A package in the API's answers: its facts, then every setting of `PackageField.all` by its key
+/// (a setting not set is null).
 struct PackageJSON: Encodable {
     let appId: String
-    let version: String
-    let type: String
     let status: String
     let size: Int64
     let sha256: String
@@ -89,24 +89,28 @@ struct PackageJSON: Encodable {
     let files: Int
     let amrUrl: String
     let fallbackBaseUrl: String
-    let androidMin: String?
-    let androidMax: String?
-    let iosMin: String?
-    let iosMax: String?
-    let mainUrl: String?
-    let extendInfo: String
-    let downloadPolicy: String
-    let installPolicy: String
     let createdAt: Date
+    let settings: [String: String]
 
     init(_ p: PackageRecord, publicURL: String) {
-        appId = p.appId; version = p.version; type = p.type.rawValue; status = p.status.rawValue
+        appId = p.appId; status = p.status.rawValue
         size = p.size; sha256 = p.blob; md5 = p.md5; files = p.fileCount
         amrUrl = publicURL + Paths.amr(p)
         fallbackBaseUrl = publicURL + Paths.fallbackBase(p)
-        androidMin = p.androidMin; androidMax = p.androidMax; iosMin = p.iosMin; iosMax = p.iosMax
-        mainUrl = p.mainUrl; extendInfo = p.extendInfo; downloadPolicy = p.downloadPolicy.rawValue; installPolicy = p.installPolicy.rawValue
         createdAt = p.createdAt
+        settings = p.settingValues
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: JSONKey.self)
+        try c.encode(appId, forKey: JSONKey("appId")); try c.encode(status, forKey: JSONKey("status")); try c.encode(size, forKey: JSONKey("size"))
+        try c.encode(sha256, forKey: JSONKey("sha256")); try c.encode(md5, forKey: JSONKey("md5")); try c.encode(files, forKey: JSONKey("files"))
+        try c.encode(amrUrl, forKey: JSONKey("amrUrl")); try c.encode(fallbackBaseUrl, forKey: JSONKey("fallbackBaseUrl"))
+        try c.encode(createdAt, forKey: JSONKey("createdAt"))
+        for f in PackageField.all where !f.isFlag {
+            let value = settings[f.key] ?? f.defaultValue
+            if f.optional && value.isEmpty { try c.encodeNil(forKey: JSONKey(f.key)) } else { try c.encode(value, forKey: JSONKey(f.key)) }
+        }
     }
 }
 

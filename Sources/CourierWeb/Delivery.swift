@@ -144,7 +144,7 @@ final class DeliverySnapshot: Sendable {
                 taskOfPackage[appId, default: [:]][v] = t.id
                 // Everything an entry is made of: the same key means the same bytes.
                 let key = [String(p.id ?? 0), p.blob, p.md5, String(p.size), p.version, p.extendInfo, p.installPolicy.rawValue,
-                           p.downloadPolicy.rawValue, p.mainUrl ?? "", app.name, settings.virtualDomain ?? "", publicURL].joined(separator: "\u{0}")
+                           p.downloadPolicy.rawValue, p.mainUrl ?? "", p.moreSettings, app.name, settings.virtualDomain ?? "", publicURL].joined(separator: "\u{0}")
                 let entry = reuse.entries[key] ?? (DeliveryEntry.encoded(p, app: app, settings: settings, publicURL: publicURL, rollback: false),
                                                    DeliveryEntry.encoded(p, app: app, settings: settings, publicURL: publicURL, rollback: true))
                 keptEntries[key] = entry

@@ -1,3 +1,4 @@
+import CourierCore
 import CourierStore
 import Foundation
 import NIOCore
@@ -18,6 +19,9 @@ enum DeliveryEntry {
             "rollback": false,
         ]
         if let main = p.mainUrl { entry["main_url"] = main }
+        // Settings sent as they are, under their own answer key.
+        let values = p.settingValues
+        for f in PackageField.all { if let key = f.answerKey, let v = values[f.key] { entry[key] = v } }
         return entry
     }
 

@@ -64,10 +64,14 @@ struct ImportPage {
             guard on else { return nil }
             return max.isEmpty ? "\(name) \(min) and up" : "\(name) \(min) to \(max)"
         }
-        return [platform("Android", d.android, d.androidMin, d.androidMax), platform("iOS", d.ios, d.iosMin, d.iosMax),
-                d.downloadPolicy == "all" ? "any network" : "Wi-Fi only",
-                d.installPolicy == "preload" ? "install at once" : "install when opened",
-                d.mainUrl.isEmpty ? nil : d.mainUrl].compactMap { $0 }.joined(separator: ", ")
+        // The choices in words, then the one-line settings that are set (JSON is left to the edit page).
+        let choices = PackageField.described.compactMap { f in f.choices.first { $0.value == d[f.key] }?.words }
+        let lines = PackageField.described.compactMap { f -> String? in
+            guard case .line = f.input, !d[f.key].isEmpty else { return nil }
+            return d[f.key]
+        }
+        return ([platform("Android", d.android, d.androidMin, d.androidMax), platform("iOS", d.ios, d.iosMin, d.iosMax)].compactMap { $0 }
+                + choices + lines).joined(separator: ", ")
     }
 
     init(_ record: ImportRecord, rows: [ImportRowRecord], failure: FormFailure, chrome: Chrome) {

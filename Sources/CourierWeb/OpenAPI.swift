@@ -91,11 +91,13 @@ enum OpenAPI {
     ] }
 
     static var components: Schema {
-        let packageFields: [String: Schema] = [
-            "version": string, "type": ["enum": ["normal", "global"]], "androidMin": string, "androidMax": string, "iosMin": string,
-            "iosMax": string, "mainUrl": string, "extendInfo": string, "downloadPolicy": ["enum": ["wifi", "all"]],
-            "installPolicy": ["enum": ["lazy", "preload"]],
-        ]
+        // Every setting of `PackageField.all` but the platform checkboxes (an API caller sends a minimum).
+        var packageFields: [String: Schema] = [:]
+        var packageSettings: [String: Schema] = [:]
+        for f in PackageField.all where !f.isFlag {
+            packageFields[f.key] = f.choices.isEmpty ? string : ["enum": f.choices.map(\.value)]
+            packageSettings[f.key] = f.optional ? nullable("string") : string
+        }
         var upload = packageFields
         upload["file"] = ["type": "string", "contentMediaType": "application/zip"]
         return [
@@ -110,11 +112,9 @@ enum OpenAPI {
                               required: ["id", "name"]),
                 "PackageFields": object(packageFields),
                 "PackageUpload": object(upload, required: ["file", "version"]),
-                "Package": object(["appId": string, "version": string, "type": string, "status": string, "size": integer, "sha256": string,
-                                   "md5": string, "files": integer, "amrUrl": string, "fallbackBaseUrl": string, "androidMin": nullable("string"),
-                                   "androidMax": nullable("string"), "iosMin": nullable("string"), "iosMax": nullable("string"),
-                                   "mainUrl": nullable("string"), "extendInfo": string, "downloadPolicy": string, "installPolicy": string,
-                                   "createdAt": ["type": "string", "format": "date-time"]]),
+                "Package": object(packageSettings.merging(["appId": string, "status": string, "size": integer, "sha256": string,
+                                   "md5": string, "files": integer, "amrUrl": string, "fallbackBaseUrl": string,
+                                   "createdAt": ["type": "string", "format": "date-time"]], uniquingKeysWith: { _, fact in fact })),
                 "Rule": object(["field": ["enum": ["city", "model", "network", "osVersion"]],
                                 "op": ["enum": ["in", "notIn", "between", "notBetween"]], "values": array(string)],
                                required: ["field", "op", "values"]),

@@ -18,10 +18,8 @@ struct PackageFormPage {
     let ios: Bool
     let iosMin: String
     let iosMax: String
-    let mainUrl: String
-    let extendInfo: String
-    let wifi: Bool
-    let lazy: Bool
+    /// The settings drawn from `PackageField.all` (everything but the version, type and range).
+    let settingFields: [SettingFieldView]
     let maxUploadBytes: Int
     let errors: [String: String]
     let formError: String?
@@ -53,10 +51,7 @@ struct PackageFormPage {
         typeGlobal = type == "global"
         android = d.android; androidMin = d.androidMin; androidMax = d.androidMax
         ios = d.ios; iosMin = d.iosMin; iosMax = d.iosMax
-        mainUrl = d.mainUrl
-        extendInfo = d.extendInfo
-        wifi = d.downloadPolicy != "all"
-        lazy = d.installPolicy != "preload"
+        settingFields = PackageField.described.map { SettingFieldView($0, value: d[$0.key], error: failure.fields[$0.key]) }
         self.maxUploadBytes = maxUploadBytes
         errors = failure.fields
         formError = failure.formError
@@ -83,9 +78,38 @@ extension PackageDraft {
             android = !androidMin.isEmpty || !androidMax.isEmpty
             ios = !iosMin.isEmpty || !iosMax.isEmpty
         }
-        mainUrl = f["mainUrl"]
-        extendInfo = f["extendInfo"]
-        if f.has("downloadPolicy") { downloadPolicy = f["downloadPolicy"] }
-        if f.has("installPolicy") { installPolicy = f["installPolicy"] }
+        for field in PackageField.described where f.has(field.key) { self[field.key] = f[field.key] }
+    }
+}
+
+/// One setting of the package form, drawn from its `PackageField`.
+struct SettingFieldView {
+    struct Option { let value: String; let label: String; let checked: Bool }
+    let key: String
+    let label: String
+    let hint: String
+    let value: String
+    let placeholder: String
+    let line: Bool
+    let lines: Bool
+    let options: [Option]
+    let hasOptions: Bool
+    let error: String?
+
+    init(_ field: PackageField, value: String, error: String?) {
+        key = field.key
+        label = field.label
+        hint = field.hint
+        self.value = value
+        self.error = error
+        switch field.input {
+        case .line(let p): placeholder = p; line = true; lines = false
+        case .lines(let p): placeholder = p; line = false; lines = true
+        case .choice, .flag: placeholder = ""; line = false; lines = false
+        }
+        // A value that is none of the choices (an old draft, a refused API value) checks the default.
+        let chosen = field.choices.contains { $0.value == value } ? value : field.defaultValue
+        options = field.choices.map { Option(value: $0.value, label: $0.label, checked: $0.value == chosen) }
+        hasOptions = !options.isEmpty
     }
 }

@@ -23,10 +23,8 @@ struct PackagePage {
     let fileCount: Int
     let android: String?
     let ios: String?
-    let mainUrl: String?
-    let extendInfo: String
-    let downloadPolicy: String
-    let installPolicy: String
+    /// The settings drawn from `PackageField.all`, as `Fact.settings(of:)` reads them.
+    let settingFacts: [Fact]
     let vhost: String
     let amrURL: String
     let presetURL: String
@@ -72,10 +70,7 @@ struct PackagePage {
         fileCount = p.fileCount
         android = range(p.androidMin, p.androidMax)
         ios = range(p.iosMin, p.iosMax)
-        mainUrl = p.mainUrl
-        extendInfo = p.extendInfo
-        downloadPolicy = p.downloadPolicy == .all ? "Any network" : "Wi-Fi only"
-        installPolicy = p.installPolicy == .preload ? "Preload (install when downloaded)" : "Lazy (install when first opened)"
+        settingFacts = Fact.settings(of: p)
         vhost = Paths.vhost(p.appId, domain: settings.virtualDomain)
         amrURL = services.contentLink(Paths.amr(p))
         presetURL = Route.packagePreset.path(p.appId, p.version)

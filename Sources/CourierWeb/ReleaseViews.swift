@@ -64,6 +64,17 @@ struct TaskLinkRow {
 struct Fact {
     let label: String
     let value: String
+    /// Shown as code (a path, JSON).
+    var code = false
+
+    /// The settings drawn from `PackageField.all` (all but the version, type and client range).
+    static func settings(of p: PackageRecord) -> [Fact] {
+        let values = p.settingValues
+        return PackageField.described.map { f in
+            let value = f.fact(values[f.key] ?? f.defaultValue)
+            return Fact(label: f.label, value: value, code: f.choices.isEmpty && value != "—")
+        }
+    }
 }
 
 /// What a reviewer needs beside a request: the package's settings, what the app offers now,
@@ -180,10 +191,6 @@ struct ReviewFacts {
         return [
             Fact(label: "Android", value: range(p.androidMin, p.androidMax)),
             Fact(label: "iOS", value: range(p.iosMin, p.iosMax)),
-            Fact(label: "Main entrance", value: p.mainUrl ?? "—"),
-            Fact(label: "Download policy", value: p.downloadPolicy == .all ? "Any network" : "Wi-Fi only"),
-            Fact(label: "Install policy", value: p.installPolicy == .preload ? "Preload (install when downloaded)" : "Lazy (install when first opened)"),
-            Fact(label: "Extended info", value: p.extendInfo == "{}" ? "—" : p.extendInfo),
-        ]
+        ] + Fact.settings(of: p)
     }
 }

@@ -29,6 +29,8 @@ struct Push: AsyncParsableCommand {
     @Option(name: .customLong("extend-info"), help: "Extended info, a JSON object.") var extendInfo: String?
     @Option(name: .customLong("download-policy"), help: "wifi or all.") var downloadPolicy: String?
     @Option(name: .customLong("install-policy"), help: "lazy or preload.") var installPolicy: String?
+    @Option(name: .customLong("setting"), help: "key=value: any package setting by its API name, e.g. one without an option of its own (repeat for several).")
+    var settings: [String] = []
     @Option(help: "Release it: gray or official.") var release: String?
     @Option(help: "A whitelist's name, for a gray release (repeat for several).") var whitelist: [String] = []
     @Option(help: "A share of devices, 0.01–100, for a gray release.") var percentage: String?
@@ -150,13 +152,23 @@ struct Push: AsyncParsableCommand {
         guard androidMin != nil || iosMin != nil else {
             throw Failure.input("The app has no package yet: give --android-min and/or --ios-min (the client range).")
         }
-        var f: [(String, String)] = [("version", next), ("type", type ?? old("type") ?? "normal"),
-                                     ("downloadPolicy", downloadPolicy ?? old("downloadPolicy") ?? "wifi"),
-                                     ("installPolicy", installPolicy ?? old("installPolicy") ?? "lazy")]
+        var given = ["mainUrl": mainUrl, "extendInfo": extendInfo, "downloadPolicy": downloadPolicy,
+                     "installPolicy": installPolicy].compactMapValues { $0 }
+        for pair in settings {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, let field = PackageField.named[parts[0]], !field.laidOutByHand else {
+                throw Failure.input("--setting \(pair): give key=value with one of " + PackageField.described.map(\.key).joined(separator: ", ")
+                                    + " (the version, type and client range have options of their own).")
+            }
+            given[parts[0]] = parts[1]
+        }
+        var f: [(String, String)] = [("version", next), ("type", type ?? old("type") ?? "normal")]
         if let androidMin { f += [("android", "true"), ("androidMin", androidMin), ("androidMax", androidMax ?? (self.androidMin == nil ? old("androidMax") : nil) ?? "")] }
         if let iosMin { f += [("ios", "true"), ("iosMin", iosMin), ("iosMax", iosMax ?? (self.iosMin == nil ? old("iosMax") : nil) ?? "")] }
-        if let main = mainUrl ?? old("mainUrl") { f.append(("mainUrl", main)) }
-        if let info = extendInfo ?? old("extendInfo") { f.append(("extendInfo", info)) }
+        // Every other setting: as given, else the newest package's, else the server's default.
+        for field in PackageField.described {
+            if let value = given[field.key] ?? old(field.key) { f.append((field.key, value)) }
+        }
         return f
     }
 

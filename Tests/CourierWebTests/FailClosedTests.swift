@@ -62,6 +62,19 @@ final class FailClosedTests: XCTestCase {
         }
     }
 
+    /// Issue 19: the settings kept as one JSON object (`moreSettings`) must read as one.
+    func testAPackageWhoseStoredSettingsCannotBeReadIsOfferedToNobody() async throws {
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        let after = try await restarted(h, "UPDATE package SET moreSettings = '[1]' WHERE id = (SELECT packageId FROM task WHERE id = ?)", task)
+        try await after.test { client in
+            let c = Client(client: client)
+            await assertEqual(try await c.versions(user: "u-1", city: "Hangzhou"), ["1.0.0.1"], "the grayscale offers nothing, the official goes on")
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), String(metrics.text.prefix(0)))
+        }
+    }
+
     func testARuleOnAnUnknownAttributeMakesTheTaskOfferNothing() async throws {
         let (h, _, task) = try await grayInHangzhou()
         defer { h.cleanUp() }
