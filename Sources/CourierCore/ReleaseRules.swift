@@ -60,8 +60,8 @@ public struct TaskDraft: Sendable {
         if description.count > Self.maxDescription {
             errors.append(FieldError("description", "The release description is longer than \(Self.maxDescription) characters."))
         }
-        switch type {
-        case "official":
+        switch TaskType(rawValue: type) {
+        case .official:
             // Grayscale settings sent with an official release would be dropped without a word,
             // and the release would reach everyone its sender meant to hold back.
             if !grayscaleSettings.isEmpty {
@@ -70,15 +70,15 @@ public struct TaskDraft: Sendable {
             }
             guard errors.isEmpty else { throw errors }
             return .official
-        case "gray":
+        case .gray:
             break
-        default:
+        case nil:
             errors.append(FieldError("type", "Choose the release type: grayscale or official."))
             throw errors
         }
         var mode: ReleaseTask.Mode?
-        switch self.mode {
-        case "whitelist":
+        switch ModeName(rawValue: self.mode) {
+        case .whitelist:
             let ids = Array(Set(whitelistIds)).sorted()
             if ids.isEmpty {
                 errors.append(FieldError("whitelistIds", "Choose at least one whitelist."))
@@ -87,7 +87,7 @@ public struct TaskDraft: Sendable {
             } else {
                 mode = .whitelist(ids)
             }
-        case "timeWindow":
+        case .timeWindow:
             let end = Self.parseTime(endTime)
             if end == nil {
                 errors.append(FieldError("endTime", "Enter the end time, like 2026-11-25 18:00 (UTC)."))
@@ -101,11 +101,11 @@ public struct TaskDraft: Sendable {
                 errors.append(FieldError("userCount", "Enter how many devices to admit: a whole number from 1 to 1,000,000."))
             }
             if let end, let count, errors.isEmpty { mode = .timeWindow(end: end, userCount: count) }
-        case "percentage":
+        case .percentage:
             if let p = Self.parsePercentage(percentage) { mode = .percentage(p) } else {
                 errors.append(FieldError("percentage", "Enter a percentage from 0.01 to 100, with at most two decimals."))
             }
-        default:
+        case nil:
             errors.append(FieldError("mode", "Choose the release mode: whitelist, time window or percentage."))
         }
         var checked: [TargetingRule] = []

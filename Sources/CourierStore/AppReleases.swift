@@ -23,15 +23,15 @@ public struct AppReleases: Sendable {
     /// The official release clients are offered now: the highest version of an official task
     /// that released (releasing or finished) and was not rolled back; paused ones offer nothing.
     public var liveOfficial: TaskRecord? {
-        tasks.filter { $0.type == "official" && $0.offersOfficially }.max { $0.packageVersion < $1.packageVersion }
+        tasks.filter { $0.isOfficial && $0.offersOfficially }.max { $0.packageVersion < $1.packageVersion }
     }
 
     /// Grayscale releases under way (releasing or paused), newest first.
     public var runningGray: [TaskRecord] {
-        tasks.filter { $0.type == "gray" && [.releasing, .paused].contains($0.taskStatus) }
+        tasks.filter { $0.taskType == .gray && [.releasing, .paused].contains($0.taskStatus) }
     }
 
-    public var awaitingReviewer: [TaskRecord] { tasks.filter { $0.approval == "awaiting" } }
+    public var awaitingReviewer: [TaskRecord] { tasks.filter { $0.approvalState == .awaiting } }
 
     /// The official release offered now above `t`'s version: the one a client in range gets
     /// instead of `t` (and a client whose `t` was rolled back is sent to).
@@ -51,7 +51,7 @@ extension TaskRecord {
 
     /// An official task that clients are offered: it released and was neither paused nor rolled back.
     public var offersOfficially: Bool {
-        type == "official" && !rolledBack && !neverReleased && [.releasing, .finished].contains(taskStatus)
+        isOfficial && !rolledBack && !neverReleased && [.releasing, .finished].contains(taskStatus)
     }
 
     /// The status a person reads for this task (the package's words, "Rolled back" when it was).

@@ -9,40 +9,32 @@ extension TaskRecord {
     /// to clients until approved), a wider share of an approved task (`widening`: not offered
     /// either until approved; rejected, it ends) or its promotion to official (the grayscale
     /// release goes on).
-    mutating func requestApproval(for what: String, by actor: ActingUser) {
-        approval = "awaiting"
-        approvalFor = what
+    mutating func requestApproval(for subject: ApprovalSubject, by actor: ActingUser) {
+        var s = state
+        s.requestApproval(subject)
+        apply(s)
         requestedBy = actor.name
         requestedAt = Date()
         decidedBy = nil
         decidedAt = nil
         decisionComment = ""
-        switch what {
-        case "promotion": break
-        // A paused task stays paused while its wider share waits (approval does not resume it).
-        case "widening" where taskStatus == .paused: break
-        default: status = ReleaseTask.Status.awaitingApproval.rawValue
-        }
-    }
-
-    /// Does widening this task (a higher percentage, values added to its lists) need a reviewer?
-    /// Yes for an unfinished grayscale task while grayscale releases need approval, whatever its
-    /// history (approved, its promotion pending or rejected, or created before the rule): an
-    /// approval is of what the reviewer saw, not a licence for more.
-    func wideningNeedsReviewer(_ db: Database) throws -> Bool {
-        guard type == "gray", !taskStatus.hasEnded else { return false }
-        return try SettingsRecord.read(db).grayNeedsApproval
     }
 
     /// A task that asked for approval of its own release and did not get it (waiting, rejected,
     /// or withdrawn): it never reached a client, and clients never see it.
-    public var neverReleased: Bool { approvalFor == "release" && approval != "approved" }
+    public var neverReleased: Bool { state.neverReleased }
 
     /// Who may not decide on this task: whoever created it and whoever asked for the approval.
     public func isOwnRequest(of name: String) -> Bool { name == createdBy || name == requestedBy }
 }
 
 extension Store {
+    /// The settings' approval rules, read strictly (a settings row that cannot be read refuses the write).
+    static func approvalRules(_ db: Database) throws -> ApprovalRules {
+        let s = try SettingsRecord.read(db)
+        return ApprovalRules(official: s.officialNeedsApproval, gray: s.grayNeedsApproval)
+    }
+
     static func registerApprovalMigrations(_ m: inout DatabaseMigrator) {
         m.registerMigration("v7-approval") { db in
             try db.alter(table: "settings") { t in
@@ -90,29 +82,17 @@ extension Store {
     public func decide(task id: Int64, approve: Bool, comment: String, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, approve ? "task.approve" : "task.reject", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            guard t.approval == "awaiting" else {
-                throw Conflict("Task \(id) is not awaiting approval\(t.approval.isEmpty ? "" : " (it was \(t.approval))").")
+            let op: TaskOperation = approve ? .approve : .reject
+            let before = try t.state(db)
+            switch before.refusal(op, ownRequest: t.isOwnRequest(of: actor.name)) {
+            case nil: break
+            case .person(let why)?: throw Refused("Task \(id): \(why)")
+            case .state(let why)?: throw Conflict("Task \(id): \(why)")
             }
-            guard !t.isOwnRequest(of: actor.name) else {
-                throw Refused("You created task \(id) or asked for its approval: another reviewer must decide.")
-            }
-            if approve, let why = try t.unreadable(db) {
-                throw Conflict("Task \(id) cannot be read by this version of Courier (\(why)): it can only be rejected or finished.")
-            }
-            let promotion = t.approvalFor == "promotion"
-            t.approval = approve ? "approved" : "rejected"
+            t.apply(before.after(op, rules: try Store.approvalRules(db)))
             t.decidedBy = actor.name
             t.decidedAt = Date()
             t.decisionComment = comment
-            switch (approve, promotion) {
-            case (true, false):
-                // A widening asked for while the task was paused leaves it paused.
-                if t.taskStatus == .awaitingApproval { t.status = ReleaseTask.Status.releasing.rawValue }
-            case (true, true):
-                t.apply(.official)   // a paused grayscale task stays paused: resuming is its owner's step
-            case (false, false): t.status = ReleaseTask.Status.rejected.rawValue
-            case (false, true): break   // the grayscale release goes on as it was
-            }
             try Store.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
             try Store.refreshPackageStatus(db, t.packageId)
@@ -123,13 +103,13 @@ extension Store {
 
     /// How many tasks wait for a reviewer (the navigation's badge).
     public func countAwaitingApproval() async throws -> Int {
-        try await db.read { db in try TaskRecord.filter(TaskRecord.Columns.approval == "awaiting").fetchCount(db) }
+        try await db.read { db in try TaskRecord.filter(TaskRecord.Columns.approval == ApprovalState.awaiting.rawValue).fetchCount(db) }
     }
 
     /// The latest decisions (approved, rejected, withdrawn), newest first.
     public func recentlyDecided(limit: Int) async throws -> [TaskRecord] {
         try await db.read { db in
-            try TaskRecord.filter(["approved", "rejected", "withdrawn"].contains(TaskRecord.Columns.approval))
+            try TaskRecord.filter(ApprovalState.decided.map(\.rawValue).contains(TaskRecord.Columns.approval))
                 .order(sql: "COALESCE(decidedAt, requestedAt) DESC, id DESC").limit(limit).fetchAll(db)
         }
     }
@@ -137,7 +117,7 @@ extension Store {
     /// Tasks waiting for a reviewer, oldest request first.
     public func tasksAwaitingApproval() async throws -> [TaskRecord] {
         try await db.read { db in
-            try TaskRecord.filter(TaskRecord.Columns.approval == "awaiting").order(Column("requestedAt"), TaskRecord.Columns.id).fetchAll(db)
+            try TaskRecord.filter(TaskRecord.Columns.approval == ApprovalState.awaiting.rawValue).order(Column("requestedAt"), TaskRecord.Columns.id).fetchAll(db)
         }
     }
 }

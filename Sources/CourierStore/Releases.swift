@@ -73,7 +73,7 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
         version = package.version
         self.descriptionMarkdown = description
         self.createdBy = createdBy
-        type = "official"
+        type = TaskType.official.rawValue
         apply(kind)
     }
 
@@ -81,13 +81,13 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     public mutating func apply(_ kind: ReleaseTask.Kind) {
         switch kind {
         case .official:
-            type = "official"; mode = ""; whitelistIds = "[]"; endTime = nil; userCount = nil; percentage = nil; rules = "[]"
+            type = TaskType.official.rawValue; mode = ""; whitelistIds = "[]"; endTime = nil; userCount = nil; percentage = nil; rules = "[]"
         case .gray(let m, let r):
-            type = "gray"
+            type = TaskType.gray.rawValue
             switch m {
-            case .whitelist(let ids): mode = "whitelist"; whitelistIds = Self.json(ids)
-            case .timeWindow(let end, let count): mode = "timeWindow"; endTime = end; userCount = count
-            case .percentage(let p): mode = "percentage"; percentage = p
+            case .whitelist(let ids): mode = ModeName.whitelist.rawValue; whitelistIds = Self.json(ids)
+            case .timeWindow(let end, let count): mode = ModeName.timeWindow.rawValue; endTime = end; userCount = count
+            case .percentage(let p): mode = ModeName.percentage.rawValue; percentage = p
             }
             rules = Self.json(r.map { StoredRule(field: $0.field.rawValue, op: $0.op.rawValue, values: $0.values) })
         }
@@ -111,6 +111,35 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     }
 
     public var taskStatus: ReleaseTask.Status { ReleaseTask.Status(rawValue: status) ?? .finished }
+    /// The stored strings, typed. A value this binary does not know makes the task unreadable
+    /// (`storedKind()`); until then these read it as the narrowest thing it could be.
+    public var taskType: TaskType { TaskType(rawValue: type) ?? .gray }
+    public var isOfficial: Bool { taskType == .official }
+    public var modeName: ModeName? { ModeName(rawValue: mode) }
+    public var approvalState: ApprovalState { ApprovalState(rawValue: approval) ?? .none }
+    public var approvalSubject: ApprovalSubject { ApprovalSubject(rawValue: approvalFor) ?? .none }
+
+    /// Where the task stands in its life (`TaskState`), without its whitelists.
+    public var state: TaskState {
+        TaskState(type: taskType, mode: modeName, status: taskStatus, rolledBack: rolledBack, approval: approvalState,
+                  approvalFor: approvalSubject, unreadable: unreadable)
+    }
+
+    /// The same, counting the whitelists it names, as a write must.
+    func state(_ db: Database) throws -> TaskState {
+        var s = state
+        s.unreadable = try unreadable(db)
+        return s
+    }
+
+    /// Writes a state the machine gave (after an operation or a decision) into the columns.
+    mutating func apply(_ s: TaskState) {
+        if s.type == .official, type != TaskType.official.rawValue { apply(.official) }
+        status = s.status.rawValue
+        rolledBack = s.rolledBack
+        approval = s.approval.rawValue
+        approvalFor = s.approvalFor.rawValue
+    }
 
     /// Why this binary cannot read the stored task (SPEC: refuse what cannot be understood), or nil.
     public struct Unreadable: Error, Sendable, CustomStringConvertible {
@@ -124,37 +153,37 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     public func storedKind() throws(Unreadable) -> ReleaseTask.Kind {
         guard ReleaseTask.Status(rawValue: status) != nil else { throw Unreadable("unknown status “\(status)”") }
         guard (try? PackageVersion(validating: version)) != nil else { throw Unreadable("version “\(version)” is not a package version") }
-        guard ["", "awaiting", "approved", "rejected", "withdrawn"].contains(approval), ["", "release", "promotion", "widening"].contains(approvalFor) else {
+        guard ApprovalState(rawValue: approval) != nil, ApprovalSubject(rawValue: approvalFor) != nil else {
             throw Unreadable("unknown approval state “\(approval.prefix(20)) \(approvalFor.prefix(20))”")
         }
-        switch type {
-        case "official":
+        switch TaskType(rawValue: type) {
+        case .official:
             // An official task has no grayscale settings: one that does was written by something else.
             guard mode.isEmpty, rules == "[]" || rules.isEmpty, whitelistIds == "[]" || whitelistIds.isEmpty, percentage == nil, endTime == nil,
                   userCount == nil else {
                 throw Unreadable("an official task with grayscale settings (mode “\(mode.prefix(20))”, rules, lists or a share)")
             }
             return .official
-        case "gray": break
-        default: throw Unreadable("unknown task type “\(type)”")
+        case .gray: break
+        case nil: throw Unreadable("unknown task type “\(type)”")
         }
         let m: ReleaseTask.Mode
-        switch mode {
-        case "whitelist":
+        switch ModeName(rawValue: mode) {
+        case .whitelist:
             guard let ids = try? JSONDecoder().decode([Int64].self, from: Data(whitelistIds.utf8)), !ids.isEmpty else {
                 throw Unreadable("its whitelists “\(whitelistIds.prefix(100))” cannot be read")
             }
             m = .whitelist(ids)
-        case "timeWindow":
+        case .timeWindow:
             guard let endTime, let userCount, userCount > 0 else { throw Unreadable("its time window has no end time or device count") }
             // Counts above today's maximum (older tasks allowed 10 M) are held to it: narrower, never wider.
             m = .timeWindow(end: endTime, userCount: min(userCount, TaskDraft.maxWindowDevices))
-        case "percentage":
+        case .percentage:
             guard let percentage, percentage.isFinite, percentage > 0, percentage <= 100 else {
                 throw Unreadable("its percentage \(percentage.map { String($0) } ?? "(none)") is not between 0.01 and 100")
             }
             m = .percentage(percentage)
-        default: throw Unreadable("unknown grayscale mode “\(mode)”")
+        case nil: throw Unreadable("unknown grayscale mode “\(mode)”")
         }
         guard let stored = try? JSONDecoder().decode([StoredRule].self, from: Data(rules.utf8)) else {
             throw Unreadable("its rules “\(rules.prefix(100))” cannot be read")
@@ -181,7 +210,7 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     /// would otherwise act on what cannot be read.
     func unreadable(_ db: Database) throws -> String? {
         if let why = unreadable { return why }
-        guard type == "gray", mode == "whitelist" else { return nil }
+        guard taskType == .gray, modeName == .whitelist else { return nil }
         for id in whitelistIdList {
             guard let w = try WhitelistRecord.fetchOne(db, key: id) else { return "whitelist \(id) is missing" }
             guard let kind = Whitelist.Kind(rawValue: w.kind) else { return "whitelist \(id): unknown kind “\(w.kind)”" }
@@ -206,16 +235,11 @@ public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
         switch taskStatus {
         case .paused: .paused
         case .finished: neverReleased ? .toBeReleased : .finished
-        case .releasing: type == "official" ? .officialReleasing : .grayReleasing
+        case .releasing: isOfficial ? .officialReleasing : .grayReleasing
         case .awaitingApproval: .awaitingApproval
         case .rejected: .rejected
         }
     }
-}
-
-/// What can happen to a task after it is created (SPEC §5).
-public enum TaskOperation: String, CaseIterable, Sendable {
-    case pause, resume, finish, promote, rollback
 }
 
 extension Store {
@@ -320,15 +344,15 @@ extension Store {
                 var waiting: [Int64] = []
                 for var t in try TaskRecord.filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchAll(db)
                 where t.whitelistIdList.contains(id) {
-                    guard try t.wideningNeedsReviewer(db) else { continue }
+                    guard t.state.wideningNeedsReviewer(try Store.approvalRules(db)) else { continue }
                     // While a reviewer looks at a task on this list (its release, a widening or a
                     // promotion), the list must not grow under their eyes: an approval given on a
                     // page read before would cover people the reviewer never saw.
-                    if t.approval == "awaiting" {
+                    if t.approvalState == .awaiting {
                         throw Conflict("Task \(t.id ?? 0) uses this whitelist and waits for a reviewer: add values after they decide.",
                                        field: "values")
                     }
-                    t.requestApproval(for: "widening", by: actor)
+                    t.requestApproval(for: .widening, by: actor)
                     try t.update(db)
                     try Store.refreshPackageStatus(db, t.packageId)
                     waiting.append(t.id ?? 0)
@@ -416,17 +440,12 @@ extension Store {
                 throw Conflict("Package \(task.appId) \(task.version) already has an unfinished task (\(open.id ?? 0)); finish it first.")
             }
             var t = task
-            let settings = try SettingsRecord.read(db)
-            // A grayscale release to 100 % of devices reaches everyone an official one would:
-            // when official releases need a reviewer, so does it.
-            let everyone = t.type == "gray" && t.mode == "percentage" && (t.percentage ?? 0) >= 100
-            let waits = t.type == "official" ? settings.officialNeedsApproval
-                : settings.grayNeedsApproval || (everyone && settings.officialNeedsApproval)
-            if waits { t.requestApproval(for: "release", by: actor) }
+            let waits = try Store.approvalRules(db).newTaskWaits(try t.storedKind())
+            if waits { t.requestApproval(for: .release, by: actor) }
             try t.insert(db)
             try Store.refreshPackageStatus(db, task.packageId)
             var detail = ["task": String(t.id ?? 0), "type": t.type, "mode": t.mode, "app": t.appId]
-            if waits { detail["approval"] = "awaiting" }
+            if waits { detail["approval"] = ApprovalState.awaiting.rawValue }
             return (t, detail)
         }
     }
@@ -435,51 +454,21 @@ extension Store {
     public func operate(task id: Int64, _ op: TaskOperation, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.\(op.rawValue)", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            let status = t.taskStatus
-            func refuse(_ why: String) -> Conflict { Conflict("Task \(id) is \(status.rawValue)\(t.rolledBack ? " (rolled back)" : ""): \(why)") }
-            // A task this binary cannot read can only be ended: promoting it would drop what
-            // cannot be read (a rule) and release to everyone; resuming or pausing changes nothing.
-            if op != .finish, let why = try t.unreadable(db) {
-                throw Conflict("Task \(id) cannot be read by this version of Courier (\(why)); it can only be finished.")
+            let before = try t.state(db)
+            if let refusal = before.refusal(op) {
+                throw Conflict("Task \(id) is \(before.status.rawValue)\(before.rolledBack ? " (rolled back)" : ""): \(refusal)")
             }
+            let after = before.after(op, rules: try Store.approvalRules(db))
+            t.apply(after)
             var detail: [String: String] = [:]
-            switch op {
-            case .pause:
-                guard status == .releasing else { throw refuse("only a releasing task can be paused.") }
-                t.status = ReleaseTask.Status.paused.rawValue
-            case .resume:
-                guard status == .paused else { throw refuse("only a paused task can be resumed.") }
-                guard !(t.approval == "awaiting" && t.approvalFor == "widening") else {
-                    throw refuse("it was widened and waits for a reviewer; it can be resumed once they approve.")
-                }
-                t.status = ReleaseTask.Status.releasing.rawValue
-            case .finish:
-                guard !status.hasEnded else { throw refuse("it has already ended.") }
-                t.status = ReleaseTask.Status.finished.rawValue
-                if t.approval == "awaiting" {
-                    t.approval = "withdrawn"
-                    t.decidedBy = actor.name   // who withdrew it, and when: the latest decisions list it
-                    t.decidedAt = Date()
-                    detail["approval"] = "withdrawn"
-                }
-            case .promote:
-                guard t.type == "gray", !status.hasEnded else { throw refuse("only an unfinished grayscale task can be promoted.") }
-                guard status != .awaitingApproval else { throw refuse("it can be promoted once a reviewer approves it.") }
-                guard t.approval != "awaiting" else { throw refuse("its promotion already awaits a reviewer.") }
-                let settings = try SettingsRecord.read(db)
-                if settings.officialNeedsApproval {
-                    t.requestApproval(for: "promotion", by: actor)
-                    detail["approval"] = "awaiting"
-                } else {
-                    t.apply(.official)
-                    t.status = ReleaseTask.Status.releasing.rawValue
-                }
-            case .rollback:
-                guard t.type == "official", !t.rolledBack, !t.neverReleased, [.releasing, .paused, .finished].contains(status) else {
-                    throw refuse("only an official release can be rolled back, once.")
-                }
-                t.status = ReleaseTask.Status.finished.rawValue
-                t.rolledBack = true
+            if before.approval == .awaiting, after.approval == .withdrawn {
+                t.decidedBy = actor.name   // who withdrew it, and when: the latest decisions list it
+                t.decidedAt = Date()
+                detail["approval"] = ApprovalState.withdrawn.rawValue
+            }
+            if after.approval == .awaiting, before.approval != .awaiting {
+                t.requestApproval(for: after.approvalFor, by: actor)
+                detail["approval"] = ApprovalState.awaiting.rawValue
             }
             try Store.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
@@ -492,9 +481,9 @@ extension Store {
     /// admits nobody by its admissions: their count is kept on the task and the devices (up to a
     /// million rows) are dropped, so they are neither kept nor loaded at start.
     static func dropAdmissionsUnlessOpenWindow(_ db: Database, _ t: inout TaskRecord) throws {
-        guard let id = t.id, !(t.mode == "timeWindow" && !t.taskStatus.hasEnded) else { return }
+        guard let id = t.id, !(t.modeName == .timeWindow && !t.taskStatus.hasEnded) else { return }
         let admitted = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM admission WHERE taskId = ?", arguments: [id]) ?? 0
-        guard admitted > 0 || (t.mode == "timeWindow" && t.admittedCount == nil) else { return }
+        guard admitted > 0 || (t.modeName == .timeWindow && t.admittedCount == nil) else { return }
         t.admittedCount = (t.admittedCount ?? 0) + admitted
         try db.execute(sql: "DELETE FROM admission WHERE taskId = ?", arguments: [id])
     }
@@ -503,29 +492,27 @@ extension Store {
     public func setPercentage(task id: Int64, _ percentage: Double, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.percentage", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            if let why = try t.unreadable(db) {
-                throw Conflict("This task cannot be read by this version of Courier (\(why)); it can only be finished.", field: "percentage")
-            }
-            // A task waiting for its widening to be approved may still be lowered.
-            let waitingWidening = t.taskStatus == .awaitingApproval && t.approvalFor == "widening"
-            guard t.mode == "percentage", [.releasing, .paused].contains(t.taskStatus) || waitingWidening else {
-                throw Conflict("Only an unfinished percentage task takes a new percentage.", field: "percentage")
+            let state = try t.state(db)
+            if state.refusal(.changePercentage) != nil {
+                throw Conflict(state.unreadable.map { "This task cannot be read by this version of Courier (\($0)); it can only be finished." }
+                               ?? "Only an unfinished percentage task takes a new percentage.", field: "percentage")
             }
             let before = t.percentage ?? 0
-            if percentage >= 100, try SettingsRecord.read(db).officialNeedsApproval {
+            let rules = try Store.approvalRules(db)
+            if percentage >= 100, rules.official {
                 throw Conflict("100 % reaches every client, and official releases need a reviewer's approval: promote the task to official instead.",
                                field: "percentage")
             }
             t.percentage = percentage
             var detail = ["from": String(before), "to": String(percentage), "app": t.appId, "version": t.version]
             // An approval covers what the reviewer saw: a wider share goes back to them.
-            if percentage > before, try t.wideningNeedsReviewer(db) {
-                guard t.approval != "awaiting" else {
+            if percentage > before, state.wideningNeedsReviewer(rules) {
+                guard state.approval != .awaiting else {
                     throw Conflict("Task \(id) waits for a reviewer: raise the percentage after they decide, so that they decide on what clients get.",
                                    field: "percentage")
                 }
-                t.requestApproval(for: "widening", by: actor)
-                detail["approval"] = "awaiting"
+                t.requestApproval(for: .widening, by: actor)
+                detail["approval"] = ApprovalState.awaiting.rawValue
             }
             try t.update(db)
             try Store.refreshPackageStatus(db, t.packageId)
@@ -548,7 +535,7 @@ extension Store {
     public func deleteTask(_ id: Int64, by actor: ActingUser) async throws {
         try await change(by: actor, "task.delete", subject: String(id)) { db in
             guard let t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            guard t.taskStatus.hasEnded else { throw Conflict("Only a finished or rejected task can be deleted; finish task \(id) first.") }
+            if t.state.refusal(.delete) != nil { throw Conflict("Only a finished or rejected task can be deleted; finish task \(id) first.") }
             _ = try t.delete(db)
             try Store.refreshPackageStatus(db, t.packageId)
             return ((), ["version": t.version, "app": t.appId])

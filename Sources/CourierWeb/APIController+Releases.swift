@@ -51,9 +51,9 @@ struct TaskJSON: Encodable {
         id = t.id ?? 0; appId = t.appId; version = t.version; type = t.type
         mode = t.mode.isEmpty ? nil : t.mode
         status = t.status; rolledBack = t.rolledBack
-        whitelistIds = t.mode == "whitelist" ? t.whitelistIdList : nil
+        whitelistIds = t.modeName == .whitelist ? t.whitelistIdList : nil
         endTime = t.endTime; userCount = t.userCount
-        self.admitted = t.mode == "timeWindow" ? t.admittedCount ?? admitted : nil
+        self.admitted = t.modeName == .timeWindow ? t.admittedCount ?? admitted : nil
         percentage = t.percentage
         rules = t.targetingRules.map { Rule(field: $0.field.rawValue, op: $0.op.rawValue, values: $0.values) }
         description = t.descriptionMarkdown
@@ -132,7 +132,7 @@ extension APIController {
             }
         }
         routes.post(.apiTaskOperation, needs: .editReleases) { _, context in
-            guard let op = TaskOperation(rawValue: context.parameters.decoded("operation") ?? "") else {
+            guard let op = TaskOperation(routed: context.parameters.decoded("operation") ?? "") else {
                 throw NotFound("Task operations are pause, resume, finish, promote and rollback.")
             }
             let t = try await services.actions.operate(by: context.acting, task: try await task(context).id ?? 0, op)

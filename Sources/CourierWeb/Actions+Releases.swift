@@ -139,7 +139,10 @@ extension Actions {
     @discardableResult
     public func finishEndedWindows(now: Date = Date()) async throws -> Int {
         var finished = 0
-        for t in try await store.allTasks() where t.mode == "timeWindow" && !t.taskStatus.hasEnded && (t.endTime ?? .distantFuture) <= now {
+        // Read row by row: one task row that does not decode (it offers nothing anyway) must not
+        // stop the others' windows from ending, nor be reported every ten seconds.
+        for t in try await store.allTasksStrictly().tasks
+        where t.modeName == .timeWindow && !t.taskStatus.hasEnded && (t.endTime ?? .distantFuture) <= now {
             _ = try await store.operate(task: t.id ?? 0, .finish, by: .scheduler)
             finished += 1
         }

@@ -71,6 +71,6 @@ extension Services {
                    fileCount: p.fileCount, createdAt: displayDate.string(from: p.createdAt),
                    url: Route.package.path(p.appId, p.version), amrURL: contentLink(Paths.amr(p)),
                    taskURL: task.map { Route.task.path(String($0.id ?? 0)) }, taskLabel: task.map { "task \($0.id ?? 0)" },
-                   approvalLine: task.flatMap { ["awaiting", "rejected"].contains($0.approval) ? TaskLinkRow.approvalLine($0) : nil })
+                   approvalLine: task.flatMap { [.awaiting, .rejected].contains($0.approvalState) ? TaskLinkRow.approvalLine($0) : nil })
     }
 }

@@ -1,3 +1,4 @@
+import CourierCore
 import CourierStore
 import Foundation
 
@@ -57,23 +58,23 @@ enum AuditWords {
         case "package.add":
             return "Added the package: \(v("type")), \(count(d["files"], "file")), \(humanSize(Int64(d["size"] ?? "") ?? 0))."
         case "task.create":
-            let kind = d["type"] == "official" ? "an official release" : "a grayscale release (\(modeWords(d["mode"])))"
-            return "Created task \(v("task")): \(kind)" + (d["approval"] == "awaiting" ? ", awaiting approval." : ".")
+            let kind = d["type"] == TaskType.official.rawValue ? "an official release" : "a grayscale release (\(modeWords(d["mode"])))"
+            return "Created task \(v("task")): \(kind)" + (d["approval"] == ApprovalState.awaiting.rawValue ? ", awaiting approval." : ".")
         case "task.pause": return "Paused the task\(version)."
         case "task.resume": return "Resumed the task\(version)."
         case "task.finish":
-            return "Finished the task\(version)" + (d["approval"] == "withdrawn" ? "; the request for approval was withdrawn." : ".")
+            return "Finished the task\(version)" + (d["approval"] == ApprovalState.withdrawn.rawValue ? "; the request for approval was withdrawn." : ".")
         case "task.promote":
-            return d["approval"] == "awaiting" ? "Asked for the task\(version) to be promoted to official; it awaits a reviewer."
+            return d["approval"] == ApprovalState.awaiting.rawValue ? "Asked for the task\(version) to be promoted to official; it awaits a reviewer."
                 : "Promoted the task\(version) to an official release."
         case "task.rollback": return "Rolled back the official release\(version)."
         case "task.percentage":
             let from = Double(d["from"] ?? "").map { String(format: "%g %%", $0) } ?? "?"
             let to = Double(d["to"] ?? "").map { String(format: "%g %%", $0) } ?? "?"
-            return "Changed the percentage\(version) from \(from) to \(to)" + (d["approval"] == "awaiting" ? "; the wider share awaits a reviewer." : ".")
+            return "Changed the percentage\(version) from \(from) to \(to)" + (d["approval"] == ApprovalState.awaiting.rawValue ? "; the wider share awaits a reviewer." : ".")
         case "task.delete": return "Deleted the finished task\(version)."
         case "task.approve", "task.reject":
-            let what = d["for"] == "promotion" ? "the promotion to official" : d["for"] == "widening" ? "the wider share" : "the release"
+            let what = d["for"] == ApprovalSubject.promotion.rawValue ? "the promotion to official" : d["for"] == ApprovalSubject.widening.rawValue ? "the wider share" : "the release"
             let comment = (d["comment"] ?? "").isEmpty ? "" : " Comment: “\(d["comment"]!)”"
             return "\(r.action == "task.approve" ? "Approved" : "Rejected") \(what)\(version), asked for by \(v("requestedBy")).\(comment)"
         case "whitelist.create": return "Created the \(v("kind")) whitelist with \(count(d["values"], "value"))."

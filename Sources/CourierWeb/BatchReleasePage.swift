@@ -54,7 +54,7 @@ struct BatchReleasePage {
             + (rules.officialNeedsApproval ? "Each will wait for a reviewer; once approved, every client in range gets the app's newest version."
                                            : "Every client in range will get their newest versions.")
         confirmGray = "Create a grayscale release task for each chosen app?" + (rules.grayNeedsApproval ? " Each will wait for a reviewer." : "")
-        awaitingCount = done?.filter { $0.task?.approval == "awaiting" }.count ?? 0
+        awaitingCount = done?.filter { $0.task?.approvalState == .awaiting }.count ?? 0
         hasAwaiting = awaitingCount > 0
         self.search = search
         truncated = found.count > Actions.maxBatch
@@ -69,7 +69,7 @@ struct BatchReleasePage {
             list.map { o in
                 Outcome(appId: o.appId, version: o.version ?? "—", created: o.task != nil,
                         taskURL: o.task.map { Route.task.path(String($0.id ?? 0)) }, taskId: o.task?.id, error: o.error,
-                        awaiting: o.task?.approval == "awaiting")
+                        awaiting: o.task?.approvalState == .awaiting)
             }
         }
         showOutcomes = done != nil

@@ -199,7 +199,7 @@ final class DeliverySnapshot: Sendable {
         }
         return DeliverySnapshot(targeting: targeting, entries: entries, official: official, taskOfPackage: taskOfPackage,
                                 globalAppKey: settings.appKey, globalFiles: globalFiles,
-                                openWindows: Set(tasks.filter { $0.mode == "timeWindow" && !$0.taskStatus.hasEnded }.compactMap(\.id)),
+                                openWindows: Set(tasks.filter { $0.modeName == .timeWindow && !$0.taskStatus.hasEnded }.compactMap(\.id)),
                                 unreadable: unreadable, updateReqRate: settings.updateReqRate, patchTargets: patchTargets, patched: patched)
     }
 }

@@ -95,7 +95,7 @@ struct PackagePage {
         self.tasks = mine.map { TaskLinkRow($0, whitelistNames: whitelistNames) }
         hasTasks = !mine.isEmpty
         let current = releases.current(of: p.id)
-        approvalBanner = current.flatMap { ["awaiting", "rejected"].contains($0.approval) ? TaskLinkRow($0, whitelistNames: whitelistNames) : nil }
+        approvalBanner = current.flatMap { [.awaiting, .rejected].contains($0.approvalState) ? TaskLinkRow($0, whitelistNames: whitelistNames) : nil }
         if current?.rolledBack == true {   // a rolled-back release reads as such, not as a finished one
             status = "Rolled back"
             statusKey = "rejected"

@@ -48,14 +48,14 @@ struct TaskLinkRow {
     }
 
     static func approvalLine(_ t: TaskRecord) -> String? {
-        let what = t.approvalFor == "promotion" ? "Promotion to official" : t.approvalFor == "widening" ? "Wider share" : "Release"
+        let what = t.approvalSubject == .promotion ? "Promotion to official" : t.approvalSubject == .widening ? "Wider share" : "Release"
         func on(_ d: Date?) -> String { d.map { " on \(displayDate.string(from: $0)) UTC" } ?? "" }
-        switch t.approval {
-        case "awaiting": return "\(what) awaiting approval (asked by \(t.requestedBy ?? t.createdBy)\(on(t.requestedAt)))"
-        case "rejected": return "\(what) rejected by \(t.decidedBy ?? "?")\(on(t.decidedAt))"
-        case "approved": return "\(what) approved by \(t.decidedBy ?? "?")\(on(t.decidedAt))"
-        case "withdrawn": return "\(what) withdrawn before a reviewer decided"
-        default: return nil
+        switch t.approvalState {
+        case .awaiting: return "\(what) awaiting approval (asked by \(t.requestedBy ?? t.createdBy)\(on(t.requestedAt)))"
+        case .rejected: return "\(what) rejected by \(t.decidedBy ?? "?")\(on(t.decidedAt))"
+        case .approved: return "\(what) approved by \(t.decidedBy ?? "?")\(on(t.decidedAt))"
+        case .withdrawn: return "\(what) withdrawn before a reviewer decided"
+        case .none: return nil
         }
     }
 }
@@ -106,11 +106,11 @@ struct ReviewFacts {
         effect = Self.effect(t, releases: releases, whitelistNames: whitelistNames)
 
         var warnings: [String] = []
-        if t.approval == "awaiting" {
-            let official = t.type == "official" || t.approvalFor == "promotion"
+        if t.approvalState == .awaiting {
+            let official = t.isOfficial || t.approvalSubject == .promotion
             for other in releases.awaitingReviewer where other.id != t.id {
                 warnings.append("Task \(other.id ?? 0) (\(Self.request(other))) also waits for a reviewer.")
-                let otherOfficial = other.type == "official" || other.approvalFor == "promotion"
+                let otherOfficial = other.isOfficial || other.approvalSubject == .promotion
                 if official, otherOfficial {
                     let higher = other.packageVersion > t.packageVersion ? other : t
                     warnings.append("If both are approved, clients in range get \(higher.version), the higher version.")
@@ -127,7 +127,7 @@ struct ReviewFacts {
 
     /// "1.0.0.2: grayscale, 10 % of devices, grayscale releasing (task 3)".
     static func live(_ t: TaskRecord, whitelistNames: [Int64: String]) -> Live {
-        Live(label: "\(t.version): \(t.type == "gray" ? "grayscale, " : "")\(TaskLinkRow.share(t, whitelistNames: whitelistNames)), "
+        Live(label: "\(t.version): \(t.taskType == .gray ? "grayscale, " : "")\(TaskLinkRow.share(t, whitelistNames: whitelistNames)), "
                 + "\(t.statusLabel.lowercased()) (task \(t.id ?? 0))",
              url: Route.task.path(String(t.id ?? 0)))
     }
@@ -138,20 +138,20 @@ struct ReviewFacts {
         let above = releases.officialAbove(t)
         let paused = t.taskStatus == .paused
         let higher = above.map { " Clients in \($0.version)'s range get \($0.version) instead, the higher official version." } ?? ""
-        if t.approval == "awaiting" {
-            switch t.approvalFor {
-            case "promotion":
+        if t.approvalState == .awaiting {
+            switch t.approvalSubject {
+            case .promotion:
                 if let above {
                     return "Approving makes \(v) official, but clients in range already get \(above.version), a higher official version: "
                         + "it changes nothing for them; \(v) is offered only where \(above.version)'s range does not reach, or as a version to go back to."
                 }
                 return "Approving makes \(v) an official release: every client in the package's range gets it, not only the \(share) it reaches now"
                     + (paused ? ", once the task is resumed (it is paused)." : ".")
-            case "widening":
+            case .widening:
                 return "Approving offers \(v) to the wider share: \(share)" + (paused ? ", once the task is resumed (it is paused)." : ".")
                     + " Meanwhile this task offers \(v) to no client." + higher
-            default:
-                if t.type == "official" {
+            case .release, .none:
+                if t.isOfficial {
                     return above.map { "Approving changes nothing for clients in range: they get \($0.version), a higher official version; "
                         + "\(v) is offered only where \($0.version)'s range does not reach, or as a version to go back to." }
                         ?? "Approving offers \(v) to every client in the package's range."
@@ -165,11 +165,11 @@ struct ReviewFacts {
                 ?? "no earlier official version exists, so clients that have it keep it.")
         }
         if t.neverReleased { return "Never released: no client was offered \(v) by this task." }
-        switch (t.taskStatus, t.type) {
+        switch (t.taskStatus, t.taskType) {
         case (.rejected, _): return "Ended: the wider share was rejected, and this task offers \(v) to no client."
         case (.paused, _): return "Paused: \(v) is offered to no further client until the task is resumed."
-        case (.finished, "gray"): return "Finished: \(v) is no longer offered as a grayscale release."
-        case (_, "official"):
+        case (.finished, .gray): return "Finished: \(v) is no longer offered as a grayscale release."
+        case (_, .official):
             return above.map { "\(v) was released officially; clients in range now get \($0.version), a higher official version." }
                 ?? "This task offers \(v) to every client in the package's range."
         default: return "This task offers \(v) as a grayscale release to \(share)." + higher
@@ -178,10 +178,10 @@ struct ReviewFacts {
 
     /// "promotion to official of 1.0.0.1", "official release of 1.0.0.4".
     static func request(_ t: TaskRecord) -> String {
-        switch t.approvalFor {
-        case "promotion": "promotion to official of \(t.version)"
-        case "widening": "wider grayscale release of \(t.version)"
-        default: "\(t.type == "official" ? "official" : "grayscale") release of \(t.version)"
+        switch t.approvalSubject {
+        case .promotion: "promotion to official of \(t.version)"
+        case .widening: "wider grayscale release of \(t.version)"
+        case .release, .none: "\(t.isOfficial ? "official" : "grayscale") release of \(t.version)"
         }
     }
 

@@ -32,11 +32,13 @@ struct TaskSettingsForm {
         case (false, true): "A grayscale release will wait for a reviewer: clients are offered it once approved."
         case (false, false): nil
         }
-        types = [Choice(value: "gray", label: "Grayscale release", checked: d.type != "official"),
-                 Choice(value: "official", label: "Official release", checked: d.type == "official")]
-        modes = [Choice(value: "whitelist", label: "Whitelist", checked: d.mode == "whitelist" || d.mode.isEmpty),
-                 Choice(value: "timeWindow", label: "Time window", checked: d.mode == "timeWindow"),
-                 Choice(value: "percentage", label: "Percentage", checked: d.mode == "percentage")]
+        let official = TaskType(rawValue: d.type) == .official
+        types = [Choice(value: TaskType.gray.rawValue, label: "Grayscale release", checked: !official),
+                 Choice(value: TaskType.official.rawValue, label: "Official release", checked: official)]
+        let mode = ModeName(rawValue: d.mode) ?? .whitelist
+        modes = [Choice(value: ModeName.whitelist.rawValue, label: "Whitelist", checked: mode == .whitelist),
+                 Choice(value: ModeName.timeWindow.rawValue, label: "Time window", checked: mode == .timeWindow),
+                 Choice(value: ModeName.percentage.rawValue, label: "Percentage", checked: mode == .percentage)]
         whitelists = lists.map { TaskFormPage.ListChoice(id: $0.id ?? 0, name: $0.name, checked: d.whitelistIds.contains($0.id ?? -1)) }
         endTime = d.endTime
         userCount = d.userCount

@@ -111,15 +111,15 @@ struct TaskPage {
         appId = t.appId
         appName = app.name
         version = t.version
-        typeLabel = t.type == "official" ? "Official release" : "Grayscale release"
+        typeLabel = t.isOfficial ? "Official release" : "Grayscale release"
         // The task's own state (an old task of the package is not the package's current one).
         statusLabel = unreadable != nil ? "Cannot be read"
-            : t.statusLabel + (t.approval == "awaiting" && t.approvalFor == "promotion" ? " · promotion awaiting approval" : "")
+            : t.statusLabel + (t.state.promotionWaits ? " · promotion awaiting approval" : "")
         statusKey = unreadable != nil ? "rejected" : t.statusKey
         targeting = Self.plainWords(t, range: p.range, whitelistNames: whitelistNames)
         self.unreadable = unreadable
         descriptionHtml = Markdown.html(t.descriptionMarkdown)   // cmark's safe mode: no raw HTML, no javascript: links
-        self.admitted = t.mode == "timeWindow" ? "\(t.admittedCount ?? admitted) of \(t.userCount ?? 0) devices admitted" : nil
+        self.admitted = t.modeName == .timeWindow ? "\(t.admittedCount ?? admitted) of \(t.userCount ?? 0) devices admitted" : nil
         self.events = events.sorted { $0.key < $1.key }.map { Count(event: $0.key, count: $0.value) }
         approval = Self.approvalBox(t, user: user, readable: unreadable == nil)
         comment = typedComment
@@ -127,51 +127,49 @@ struct TaskPage {
             + history.map { Step(when: String($0.at.prefix(16)).replacingOccurrences(of: "T", with: " "), who: $0.user,
                                   what: AuditWords.sentence($0)) }
         let status = t.taskStatus
+        // The buttons are the operations the task's state machine allows this person now.
+        var state = t.state
+        state.unreadable = unreadable ?? state.unreadable
+        func allowed(_ op: TaskOperation) -> Bool { state.refusal(op, role: user.role) == nil }
         var ops: [(String, String, String)] = []
-        if user.role.may(.editReleases), unreadable != nil {
-            // What cannot be read can only be ended (the store refuses the rest).
-            if !status.hasEnded { ops.append(("finish", "Finish", "Finish task \(id)? It cannot be resumed.")) }
-            else { ops.append(("delete", "Delete", "Delete task \(id)?")) }
-        } else if user.role.may(.editReleases) {
-            if status == .releasing { ops.append(("pause", "Pause", "Pause task \(id)? Clients that have not updated stop getting \(t.version).")) }
-            let wideningWaits = t.approval == "awaiting" && t.approvalFor == "widening"
-            if status == .paused, !wideningWaits { ops.append(("resume", "Resume", "Resume task \(id)?")) }
-            if t.type == "gray", [.releasing, .paused].contains(status), t.approval != "awaiting" {
-                ops.append(settings.officialNeedsApproval
-                    ? ("promote", "Promote to official (will wait for a reviewer)",
-                       "Ask for \(t.version) to become an official release? It will wait for a reviewer; "
-                        + (status == .paused ? "the task stays paused meanwhile, and is released officially once resumed after the approval."
-                                             : "the grayscale release goes on meanwhile."))
-                    : ("promote", "Promote to official", "Release \(t.version) to every client in range?"))
-            }
-            if status == .awaitingApproval, t.approvalFor == "release" {
+        if allowed(.pause) { ops.append(("pause", "Pause", "Pause task \(id)? Clients that have not updated stop getting \(t.version).")) }
+        if allowed(.resume) { ops.append(("resume", "Resume", "Resume task \(id)?")) }
+        if allowed(.promote) {
+            ops.append(settings.officialNeedsApproval
+                ? ("promote", "Promote to official (will wait for a reviewer)",
+                   "Ask for \(t.version) to become an official release? It will wait for a reviewer; "
+                    + (status == .paused ? "the task stays paused meanwhile, and is released officially once resumed after the approval."
+                                         : "the grayscale release goes on meanwhile."))
+                : ("promote", "Promote to official", "Release \(t.version) to every client in range?"))
+        }
+        if allowed(.finish) {
+            if state.unreadable == nil, status == .awaitingApproval, state.approvalFor == .release {
                 ops.append(("finish", "Withdraw", "Withdraw task \(id)? It will never be released."))
-            } else if wideningWaits {
+            } else if state.unreadable == nil, state.wideningWaits {
                 ops.append(("finish", "Finish", "Finish task \(id)? The request to widen it is withdrawn and the release ends; it cannot be resumed."))
-            } else if !status.hasEnded {
+            } else {
                 ops.append(("finish", "Finish", "Finish task \(id)? It cannot be resumed."))
             }
-            if t.type == "official", !t.rolledBack, !t.neverReleased, [.releasing, .paused, .finished].contains(status) {
-                let question: String
-                if let above = releases.officialAbove(t) {
-                    question = "Roll back \(t.version)? Clients that have it are offered \(above.version), the official version above it."
-                } else if let earlier = releases.officialBelow(t) {
-                    question = "Roll back \(t.version)? Clients that have it are told to go back to \(earlier.version), the previous official version."
-                } else {
-                    question = "Roll back \(t.version)? No earlier official version exists: devices that have \(t.version) keep it, "
-                        + "and devices without it get no official version until another release."
-                }
-                ops.append(("rollback", "Roll back", question))
+        }
+        if allowed(.rollback) {
+            let question: String
+            if let above = releases.officialAbove(t) {
+                question = "Roll back \(t.version)? Clients that have it are offered \(above.version), the official version above it."
+            } else if let earlier = releases.officialBelow(t) {
+                question = "Roll back \(t.version)? Clients that have it are told to go back to \(earlier.version), the previous official version."
+            } else {
+                question = "Roll back \(t.version)? No earlier official version exists: devices that have \(t.version) keep it, "
+                    + "and devices without it get no official version until another release."
             }
-            if status.hasEnded {
-                ops.append(("delete", "Delete", t.rolledBack
-                    ? "Delete task \(id)? Its rollback ends with it: clients that have \(t.version) are no longer told to go back."
-                    : "Delete task \(id)?"))
-            }
+            ops.append(("rollback", "Roll back", question))
+        }
+        if allowed(.delete) {
+            ops.append(("delete", "Delete", t.rolledBack
+                ? "Delete task \(id)? Its rollback ends with it: clients that have \(t.version) are no longer told to go back."
+                : "Delete task \(id)?"))
         }
         operations = ops.map { Operation(name: $0.0, label: $0.1, confirm: $0.2, action: Route.taskOperation.path(String(id), $0.0), id: "op-\($0.0)") }
-        percentage = t.mode == "percentage" && [.releasing, .paused].contains(status) && user.role.may(.editReleases) && unreadable == nil
-            ? typedPercentage ?? String(format: "%g", t.percentage ?? 0) : nil
+        percentage = allowed(.changePercentage) ? typedPercentage ?? String(format: "%g", t.percentage ?? 0) : nil
         percentageAction = Route.taskOperation.path(String(id), "percentage")
         errors = failure.fields
         formError = failure.formError
@@ -182,31 +180,33 @@ struct TaskPage {
     }
 
     static func approvalBox(_ t: TaskRecord, user: UserRecord, readable: Bool = true) -> ApprovalBox? {
-        guard !t.approval.isEmpty else { return nil }
-        let what = switch t.approvalFor {
-        case "promotion": "promotion to an official release"
-        case "widening": "grayscale release, widened after it was approved (a higher percentage or values added to its whitelist)"
-        default: "\(t.type == "official" ? "official" : "grayscale") release"
+        guard t.approvalState != .none else { return nil }
+        let what = switch t.approvalSubject {
+        case .promotion: "promotion to an official release"
+        case .widening: "grayscale release, widened after it was approved (a higher percentage or values added to its whitelist)"
+        case .release, .none: "\(t.isOfficial ? "official" : "grayscale") release"
         }
         let asked = "\(t.requestedBy ?? t.createdBy) asked for approval of this \(what)"
             + (t.requestedAt.map { " on \(displayDate.string(from: $0)) UTC" } ?? "") + "."
-        let decided: String? = switch t.approval {
-        case "approved", "rejected":
-            "\(t.approval == "approved" ? "Approved" : "Rejected") by \(t.decidedBy ?? "?")" + (t.decidedAt.map { " on \(displayDate.string(from: $0)) UTC" } ?? "") + "."
-        case "withdrawn": "The request was withdrawn: the task was finished before a reviewer decided."
-        default: nil
+        let decided: String? = switch t.approvalState {
+        case .approved, .rejected:
+            "\(t.approvalState == .approved ? "Approved" : "Rejected") by \(t.decidedBy ?? "?")" + (t.decidedAt.map { " on \(displayDate.string(from: $0)) UTC" } ?? "") + "."
+        case .withdrawn: "The request was withdrawn: the task was finished before a reviewer decided."
+        case .awaiting, .none: nil
         }
-        let awaiting = t.approval == "awaiting"
+        let awaiting = t.approvalState == .awaiting
         let reviewer = user.role.may(.approveReleases)
         let own = t.isOwnRequest(of: user.name)
+        var state = t.state
+        if !readable { state.unreadable = state.unreadable ?? "it cannot be read" }
         let id = String(t.id ?? 0)
         return ApprovalBox(state: t.approval, awaiting: awaiting, headline: asked, decidedLine: decided,
                            commentHtml: t.decisionComment.isEmpty ? nil : Markdown.html(t.decisionComment),
-                           canDecide: awaiting && reviewer && !own && readable, ownRequest: awaiting && reviewer && own,
+                           canDecide: state.refusal(.approve, role: user.role, ownRequest: own) == nil, ownRequest: awaiting && reviewer && own,
                            approveAction: Route.taskApprove.path(id), rejectAction: Route.taskReject.path(id),
-                           rejectEffect: t.approvalFor == "promotion" ? "It is not promoted; the grayscale release goes on as it is."
-                               : t.approvalFor == "widening" ? "The wider share is refused and the task ends." : "It will never be released.",
-                           waitingLine: t.approvalFor == "promotion"
+                           rejectEffect: t.approvalSubject == .promotion ? "It is not promoted; the grayscale release goes on as it is."
+                               : t.approvalSubject == .widening ? "The wider share is refused and the task ends." : "It will never be released.",
+                           waitingLine: t.approvalSubject == .promotion
                                ? "The grayscale release goes on as it is; clients are not offered \(t.version) officially until a reviewer approves it."
                                : "Clients are not offered this until a reviewer approves it.",
                            approveConfirm: t.taskStatus == .paused
@@ -271,8 +271,8 @@ struct ApprovalsPage {
             let decidedAt = t.decidedAt ?? t.requestedAt
             return Row(id: t.id ?? 0, url: Route.task.path(String(t.id ?? 0)), appId: t.appId, appURL: Route.app.path(t.appId),
                        version: t.version,
-                       what: t.approvalFor == "promotion" ? "Promotion to official"
-                           : t.approvalFor == "widening" ? "Widened grayscale release" : (t.type == "official" ? "Official release" : "Grayscale release"),
+                       what: t.approvalSubject == .promotion ? "Promotion to official"
+                           : t.approvalSubject == .widening ? "Widened grayscale release" : (t.isOfficial ? "Official release" : "Grayscale release"),
                        requestedBy: review ? t.requestedBy ?? t.createdBy : Self.decision(t),
                        requestedAt: (review ? t.requestedAt : decidedAt).map { displayDate.string(from: $0) } ?? "",
                        yours: review && user.role.may(.approveReleases) && !t.isOwnRequest(of: user.name),
@@ -292,10 +292,10 @@ struct ApprovalsPage {
     /// "Approved by rita", "Rejected by rita: comment", "Withdrawn by dev".
     static func decision(_ t: TaskRecord) -> String {
         let who = t.decidedBy ?? "?"
-        switch t.approval {
-        case "approved": return "Approved by \(who)" + (t.decisionComment.isEmpty ? "" : ": \(t.decisionComment)")
-        case "rejected": return "Rejected by \(who): \(t.decisionComment)"
-        default: return "Withdrawn by \(who) before a decision"
+        switch t.approvalState {
+        case .approved: return "Approved by \(who)" + (t.decisionComment.isEmpty ? "" : ": \(t.decisionComment)")
+        case .rejected: return "Rejected by \(who): \(t.decisionComment)"
+        case .withdrawn, .awaiting, .none: return "Withdrawn by \(who) before a decision"
         }
     }
 }

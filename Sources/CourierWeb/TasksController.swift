@@ -11,8 +11,8 @@ struct TasksController {
         routes.get(.newTask, needs: .editReleases) { _, context in
             let (app, p) = try await services.package(context)
             var draft = TaskDraft()
-            draft.type = "gray"
-            draft.mode = "whitelist"
+            draft.type = TaskType.gray.rawValue
+            draft.mode = ModeName.whitelist.rawValue
             return try await form(context, app: app, package: p, draft: draft, failure: .none, preview: nil)
         }
         routes.post(.packageTasks, needs: .editReleases) { _, context in
@@ -31,8 +31,8 @@ struct TasksController {
         }
         routes.get(.batchRelease, needs: .editReleases) { request, context in
             var draft = TaskDraft()
-            draft.type = "gray"   // as on a package's own form: the release that reaches everyone is chosen, never assumed
-            draft.mode = "whitelist"
+            draft.type = TaskType.gray.rawValue   // as on a package's own form: the release that reaches everyone is chosen, never assumed
+            draft.mode = ModeName.whitelist.rawValue
             return try await batch(context, search: request.uri.queryParameters["q"].map(String.init) ?? "", chosen: [], draft: draft,
                                    failure: .none, preview: nil, outcomes: nil)
         }
@@ -96,7 +96,7 @@ struct TasksController {
                                                                     query: Notice.query("Task \(id) was deleted.", for: context.user)))
                 case "percentage":
                     let changed = try await services.actions.setPercentage(by: context.acting, task: id, context.form["percentage"])
-                    let waits = changed.approval == "awaiting" && changed.approvalFor == "widening"
+                    let waits = changed.state.wideningWaits
                     let share = String(format: "%g %%", changed.percentage ?? 0)
                     return redirect(to: changed, waits
                         ? "Task \(id)'s share is raised to \(share) — awaiting approval: "
@@ -104,7 +104,7 @@ struct TasksController {
                                                               : "this task offers \(changed.version) to no client until a reviewer approves it.")
                         : "Task \(id) now releases to \(share) of devices.", context)
                 case let name:
-                    guard let op = TaskOperation(rawValue: name) else { throw NotFound("There is no such task operation.") }
+                    guard let op = TaskOperation(routed: name) else { throw NotFound("There is no such task operation.") }
                     let done = try await services.actions.operate(by: context.acting, task: id, op)
                     return redirect(to: done, Self.outcome(of: op, done), context)
                 }
@@ -120,14 +120,14 @@ struct TasksController {
     /// not shown as a success.
     func redirect(to t: TaskRecord, _ text: String, _ context: SignedInContext) -> Response {
         Response.redirect(to: Route.task.path([String(t.id ?? 0)],
-                                              query: Notice.query(text, for: context.user, waiting: t.approval == "awaiting")))
+                                              query: Notice.query(text, for: context.user, waiting: t.approvalState == .awaiting)))
     }
 
     static func outcome(created t: TaskRecord) -> String {
         let id = t.id ?? 0
-        return t.approval == "awaiting"
+        return t.approvalState == .awaiting
             ? "Task \(id) created — awaiting approval: clients are not offered \(t.version) until a reviewer approves it."
-            : "Task \(id) created: \(t.type == "official" ? "an official" : "a grayscale") release of \(t.version), offered to clients now."
+            : "Task \(id) created: \(t.isOfficial ? "an official" : "a grayscale") release of \(t.version), offered to clients now."
     }
 
     static func outcome(of op: TaskOperation, _ t: TaskRecord) -> String {
@@ -137,10 +137,14 @@ struct TasksController {
         case .resume: return "Task \(id) resumed."
         case .finish: return "Task \(id) finished."
         case .promote:
-            return t.approval == "awaiting" && t.approvalFor == "promotion"
+            return t.state.promotionWaits
                 ? "Task \(id)'s promotion to official — awaiting approval: the grayscale release goes on until a reviewer approves it."
                 : "Task \(id) promoted: \(t.version) is now an official release, offered to every client in range."
         case .rollback: return "Task \(id) rolled back: \(t.version) is no longer offered."
+        case .delete: return "Task \(id) was deleted."
+        case .approve: return "Task \(id) approved."
+        case .reject: return "Task \(id) rejected."
+        case .changePercentage: return "Task \(id) now releases to " + String(format: "%g %%", t.percentage ?? 0) + " of devices."
         }
     }
 

@@ -114,17 +114,17 @@ struct Push: AsyncParsableCommand {
             return nil
         }
         var body: [String: Any] = [:]
-        switch release {
-        case "official":
+        switch TaskType(rawValue: release) {
+        case .official:
             guard whitelist.isEmpty, percentage == nil else { throw Failure.input("An official release takes neither --whitelist nor --percentage.") }
-            body["type"] = "official"
-        case "gray":
-            body["type"] = "gray"
+            body["type"] = TaskType.official.rawValue
+        case .gray:
+            body["type"] = TaskType.gray.rawValue
             switch (whitelist.isEmpty, percentage) {
-            case (false, nil): body["mode"] = "whitelist"
+            case (false, nil): body["mode"] = ModeName.whitelist.rawValue
             case (true, let p?):
                 guard let value = Double(p), value >= 0.01, value <= 100 else { throw Failure.input("--percentage is a number from 0.01 to 100.") }
-                body["mode"] = "percentage"
+                body["mode"] = ModeName.percentage.rawValue
                 body["percentage"] = value
             default: throw Failure.input("A gray release takes --whitelist NAME or --percentage P (one of them).")
             }
