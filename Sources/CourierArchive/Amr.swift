@@ -91,13 +91,13 @@ public enum AmrBuilder {
     public static func resign(amrPath: String, tarOffset: UInt64, tarSize: UInt64, files: [ManifestFile],
                               appID: String, version: String, signer: SigningKey?, to output: String) throws -> AmrFile {
         guard let source = FileHandle(forReadingAtPath: amrPath) else {
-            throw FieldError("", "The stored package \(appID) \(version) is missing from the blob store.")
+            throw ServerFault("The stored package \(appID) \(version) is missing from the blob store.")
         }
         defer { try? source.close() }
         // The tar entry's CRC is in the existing .amr's first local header.
         try source.seek(toOffset: 14)
         let crcBytes = [UInt8](try source.read(upToCount: 4) ?? Data())
-        guard crcBytes.count == 4 else { throw FieldError("", "The stored package \(appID) \(version) is corrupt.") }
+        guard crcBytes.count == 4 else { throw ServerFault("The stored package \(appID) \(version) is corrupt.") }
         let crc = crcBytes.u32(0)
         return try write(to: output, appID: appID, version: version, tarSize: tarSize, tarCRC: crc,
                          signer: signer, manifest: { files }) { tar in
@@ -105,7 +105,7 @@ public enum AmrBuilder {
             var left = tarSize
             while left > 0 {
                 let chunk = try source.read(upToCount: Int(min(left, 1 << 20))) ?? Data()
-                guard !chunk.isEmpty else { throw FieldError("", "The stored package \(appID) \(version) is truncated.") }
+                guard !chunk.isEmpty else { throw ServerFault("The stored package \(appID) \(version) is truncated.") }
                 try chunk.withUnsafeBytes { try tar.write($0) }
                 left -= UInt64(chunk.count)
             }

@@ -120,3 +120,19 @@ public enum UserName {
         return name
     }
 }
+
+/// The password rule, for every form and command that sets one.
+public enum Password {
+    public static let minimumLength = 8
+
+    /// Checks a new password and, when `repeated` is given, that it was typed the same twice.
+    public static func validate(_ password: String, repeated: String? = nil, field: String = "password",
+                                repeatField: String = "password2", new: Bool = false) throws(FieldError) {
+        guard password.count >= minimumLength else {
+            throw FieldError(field, "Give a \(new ? "new " : "")password of at least \(minimumLength) characters.")
+        }
+        if let repeated, repeated != password {
+            throw FieldError(repeatField, "The two \(new ? "new " : "")passwords differ.")
+        }
+    }
+}

@@ -4,7 +4,7 @@ public struct AppID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     static let reserved: Set<String> = ["20000196", "66666692", "68687029", "68687209"]
 
-    public init(validating text: String, field: String = "id") throws {
+    public init(validating text: String, field: String = "id") throws(FieldError) {
         let text = text.trimmingCharacters(in: .whitespaces)
         guard text.utf8.count == 8, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
             throw FieldError(field, "The app ID must be exactly 8 digits, for example 20171228.")
@@ -23,7 +23,7 @@ public struct AppID: Hashable, Comparable, Sendable, CustomStringConvertible {
 }
 
 public enum AppName {
-    public static func validate(_ text: String, field: String = "name") throws -> String {
+    public static func validate(_ text: String, field: String = "name") throws(FieldError) -> String {
         let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !name.isEmpty else { throw FieldError(field, "Enter a name for the app.") }
         guard name.count <= 64 else {

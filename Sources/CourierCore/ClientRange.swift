@@ -48,8 +48,8 @@ public struct ClientRange: Equatable, Sendable, Codable {
             if minText.isEmpty {
                 errors.append(FieldError("\(name)Min", "Enter the minimum \(label) client version."))
             }
-            let low = minText.isEmpty ? nil : errors.collect { try ClientVersion(validating: minText, field: "\(name)Min") }
-            let high = maxText.isEmpty ? nil : errors.collect { try ClientVersion(validating: maxText, field: "\(name)Max") }
+            let low = minText.isEmpty ? nil : errors.collect { () throws(FieldError) in try ClientVersion(validating: minText, field: "\(name)Min") }
+            let high = maxText.isEmpty ? nil : errors.collect { () throws(FieldError) in try ClientVersion(validating: maxText, field: "\(name)Max") }
             if let low, let high, high < low {
                 errors.append(FieldError("\(name)Max", "The maximum \(label) version \(high) is below the minimum \(low)."))
                 return nil

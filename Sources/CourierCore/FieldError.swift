@@ -7,6 +7,10 @@ public struct FieldError: Error, Equatable, Sendable, CustomStringConvertible {
         self.message = message
     }
     public var description: String { message }
+
+    /// A person's mistake about the form as a whole, shown above it rather than by one field.
+    /// (Never a server fault: that is `ServerFault`.)
+    public static func aboutTheForm(_ message: String) -> FieldError { FieldError("", message) }
 }
 
 /// Several field errors at once, so a form can show every problem in one round trip.
@@ -18,13 +22,11 @@ public struct FieldErrors: Error, Equatable, Sendable, CustomStringConvertible {
     public subscript(field: String) -> String? { errors.first { $0.field == field }?.message }
     public var description: String { errors.map(\.message).joined(separator: " ") }
 
-    /// Runs `body`, recording its `FieldError` instead of throwing; returns nil on error.
-    public mutating func collect<T>(_ body: () throws -> T) -> T? {
-        do { return try body() } catch let error as FieldError {
+    /// Runs `body`, recording its `FieldError` instead of throwing; returns nil on error. Only a
+    /// person's mistake can be collected: anything else is not turned into a form message.
+    public mutating func collect<T>(_ body: () throws(FieldError) -> T) -> T? {
+        do throws(FieldError) { return try body() } catch {
             append(error)
-            return nil
-        } catch {
-            append(FieldError("", "\(error)"))
             return nil
         }
     }

@@ -67,7 +67,7 @@ extension PackageDraft {
     /// Checks every field rule that does not need the zip. All problems are reported at once.
     public func validate(for app: AppFacts) throws(FieldErrors) -> PackageSettings {
         var errors = FieldErrors()
-        let version = errors.collect { try PackageVersion(validating: self.version) }
+        let version = errors.collect { () throws(FieldError) in try PackageVersion(validating: self.version) }
         if let version, let highest = app.highestVersion, version <= highest {
             errors.append(FieldError("version", "The version must be greater than \(highest), the app's highest version."))
         }
@@ -102,7 +102,7 @@ extension PackageDraft {
 
 public enum MainURL {
     /// Optional absolute path inside the package; whether it exists is checked against the zip.
-    public static func validate(_ text: String, field: String = "mainUrl") throws -> String? {
+    public static func validate(_ text: String, field: String = "mainUrl") throws(FieldError) -> String? {
         let path = text.trimmingCharacters(in: .whitespaces)
         if path.isEmpty { return nil }
         guard path.hasPrefix("/"), !path.hasSuffix("/"), !path.contains("//"), !path.contains("?"), !path.contains("#") else {
@@ -120,7 +120,7 @@ public enum ExtendedInfo {
 
     /// A JSON object of string or number values, at most 4 KiB; `asyncReqRate` an integer 0–86400.
     /// Returns the text as written ("{}" for blank input): clients receive it unchanged.
-    public static func validate(_ text: String, field: String = "extendInfo") throws -> String {
+    public static func validate(_ text: String, field: String = "extendInfo") throws(FieldError) -> String {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty { return "{}" }
         guard trimmed.utf8.count <= maxBytes else {

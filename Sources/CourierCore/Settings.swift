@@ -1,6 +1,6 @@
 /// Host names: the virtual domain and the global resource host.
 public enum DomainName {
-    public static func validate(_ text: String, field: String, label: String = "virtual domain", example host: String? = nil) throws -> String {
+    public static func validate(_ text: String, field: String, label: String = "virtual domain", example host: String? = nil) throws(FieldError) -> String {
         let name = text.trimmingCharacters(in: .whitespaces)
         let example = "for example \(host ?? "h5app.example.com")"
         guard !name.isEmpty else { throw FieldError(field, "Enter the \(label), \(example).") }
@@ -27,7 +27,7 @@ public enum DomainName {
 
 /// The app key of global resources: `{appId}_{workspaceId}`, e.g. `53E5279071442_test`.
 public enum AppKey {
-    public static func validate(_ text: String, field: String = "appKey") throws -> String {
+    public static func validate(_ text: String, field: String = "appKey") throws(FieldError) -> String {
         let key = text.trimmingCharacters(in: .whitespaces)
         let parts = key.split(separator: "_", maxSplits: 1, omittingEmptySubsequences: false)
         func ok(_ s: Substring) -> Bool {

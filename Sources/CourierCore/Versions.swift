@@ -9,7 +9,7 @@ public struct PackageVersion: Hashable, Comparable, Sendable, CustomStringConver
 
     public var parts: [Int] { [Int(high / 100_000), Int(high % 100_000), Int(low / 100_000), Int(low % 100_000)] }
 
-    public init(validating text: String, field: String = "version") throws {
+    public init(validating text: String, field: String = "version") throws(FieldError) {
         let text = text.trimmingCharacters(in: .whitespaces)
         let pieces = text.split(separator: ".", omittingEmptySubsequences: false)
         let parts = pieces.compactMap { Self.number($0) }
@@ -103,7 +103,7 @@ public struct ClientVersion: Hashable, Comparable, Sendable, CustomStringConvert
         return (part(0) << 32 | part(1), part(2) << 32 | part(3))
     }
 
-    public init(validating text: String, field: String) throws {
+    public init(validating text: String, field: String) throws(FieldError) {
         // The usual text, read byte by byte: digits and dots only.
         var fast: [Int] = []
         var value = 0, digits = 0, plain = true

@@ -145,10 +145,7 @@ extension Store {
 
     static func auditRequest(_ f: AuditFilter) -> QueryInterfaceRequest<AuditRecord> {
         var request = AuditRecord.all()
-        func like(_ s: String) -> String {
-            "%" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
-                .replacingOccurrences(of: "_", with: "\\_") + "%"
-        }
+        let like = Store.containing
         if !f.app.isEmpty {
             request = request.filter(sql: "(appId LIKE ? ESCAPE '\\' OR subject LIKE ? ESCAPE '\\')", arguments: [like(f.app), like(f.app)])
         }
@@ -185,23 +182,25 @@ extension Store {
 /// Who wants to know that apps, packages or settings changed (the delivery snapshot will).
 public final class CatalogueChanges: @unchecked Sendable {
     private let lock = NSLock()
-    private var listeners: [@Sendable () async throws -> Void] = []
+    private var listeners: [@Sendable () async -> Void] = []
     private var generation = 0
 
     public init() {}
 
     /// `listener` runs after each committed change, before the change's caller goes on (the
     /// delivery snapshot is rebuilt there, so a release counts from the very next request).
-    public func subscribe(_ listener: @escaping @Sendable () async throws -> Void) { lock.withLock { listeners.append(listener) } }
+    /// A listener handles its own failures (logs them, counts them, says so on `/readyz`):
+    /// nothing here could tell anyone.
+    public func subscribe(_ listener: @escaping @Sendable () async -> Void) { lock.withLock { listeners.append(listener) } }
 
     /// How many changes have been announced: a cheap way for a reader to see it is stale.
     public var count: Int { lock.withLock { generation } }
 
     func announce() async {
-        let current = lock.withLock { () -> [@Sendable () async throws -> Void] in
+        let current = lock.withLock { () -> [@Sendable () async -> Void] in
             generation += 1
             return listeners
         }
-        for l in current { try? await l() }
+        for l in current { await l() }
     }
 }

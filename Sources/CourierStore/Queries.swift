@@ -164,8 +164,7 @@ extension Store {
 
     public func apps(search: String, page: Int, perPage: Int = 20) async throws -> Page<AppSummary> {
         try await db.read { db in
-            let pattern = "%" + search.replacingOccurrences(of: "\\", with: "\\\\")
-                .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
+            let pattern = Store.containing(search)
             let filter = "WHERE app.id LIKE :q ESCAPE '\\' OR app.name LIKE :q ESCAPE '\\'"
             let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM app \(filter)", arguments: ["q": pattern]) ?? 0
             let page = max(1, min(page, max(1, (total + perPage - 1) / perPage)))
@@ -192,8 +191,7 @@ extension Store {
     /// choices), by ID, at most `limit`, matching `search` in the ID or name.
     public func batchReleaseCandidates(search: String, limit: Int) async throws -> [(app: AppRecord, newest: PackageRecord)] {
         try await db.read { db in
-            let pattern = "%" + search.replacingOccurrences(of: "\\", with: "\\\\")
-                .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
+            let pattern = Store.containing(search)
             let rows = try Row.fetchAll(db, sql: """
                 SELECT app.id AS appId, p.id AS packageId FROM app
                 JOIN package p ON p.id = (SELECT id FROM package WHERE appId = app.id ORDER BY versionKey DESC LIMIT 1)

@@ -360,3 +360,12 @@ public final class AsyncMutex: @unchecked Sendable {
         next?.resume()
     }
 }
+
+extension Store {
+    /// A `LIKE … ESCAPE '\\'` pattern for text containing `text` as typed (its `%`, `_` and `\\`
+    /// match themselves).
+    static func containing(_ text: String) -> String {
+        "%" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_") + "%"
+    }
+}

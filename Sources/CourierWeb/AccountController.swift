@@ -16,8 +16,7 @@ struct AccountController {
             do {
                 var errors = FieldErrors()
                 let f = context.form
-                if f["password"].count < 8 { errors.append(FieldError("password", "Give a new password of at least 8 characters.")) }
-                else if f["password"] != f["password2"] { errors.append(FieldError("password2", "The two new passwords differ.")) }
+                _ = errors.collect { () throws(FieldError) in try Password.validate(f["password"], repeated: f["password2"], new: true) }
                 if let refused = try await services.checkCurrentPassword(context, missing: "Enter your current password.",
                                                                          wrong: "That is not your current password.") {
                     errors.append(refused)

@@ -28,8 +28,8 @@ public struct Actions: Sendable {
     public func createApp(by actor: ActingUser, id: String, name: String) async throws -> AppRecord {
         try actor.require(.editApps)
         var errors = FieldErrors()
-        let appID = errors.collect { try AppID(validating: id) }
-        let appName = errors.collect { try AppName.validate(name) }
+        let appID = errors.collect { () throws(FieldError) in try AppID(validating: id) }
+        let appName = errors.collect { () throws(FieldError) in try AppName.validate(name) }
         guard errors.isEmpty, let appID, let appName else { throw errors }
         return try await store.createApp(id: appID, name: appName, by: actor)
     }
@@ -55,8 +55,8 @@ public struct Actions: Sendable {
     public func setGlobalLocation(by actor: ActingUser, host: String, appKey: String) async throws -> SettingsRecord {
         try actor.require(.editSettings)
         var errors = FieldErrors()
-        let h = errors.collect { try DomainName.validate(host, field: "globalHost", label: "global resource host", example: "mcube.example.com") }
-        let k = errors.collect { try AppKey.validate(appKey) }
+        let h = errors.collect { () throws(FieldError) in try DomainName.validate(host, field: "globalHost", label: "global resource host", example: "mcube.example.com") }
+        let k = errors.collect { () throws(FieldError) in try AppKey.validate(appKey) }
         guard errors.isEmpty, let h, let k else { throw errors }
         return try await store.setGlobalLocation(host: h, appKey: k, by: actor)
     }
@@ -228,7 +228,7 @@ public struct Actions: Sendable {
     public func addUser(by actor: ActingUser, name: String, password: String, role: Role) async throws -> UserRecord {
         try actor.require(.manageUsers)
         let trimmed = try UserName.validate(name)
-        guard password.count >= 8 else { throw FieldError("password", "Give a password of at least 8 characters.") }
+        try Password.validate(password)
         let hash = try await passwords.hash(password)
         return try await store.createUser(name: trimmed, passwordHash: hash, role: role, by: actor)
     }
@@ -247,7 +247,7 @@ public struct Actions: Sendable {
 
     public func resetPassword(by actor: ActingUser, name: String, password: String, revokeTokens: Bool = false) async throws -> UserRecord {
         try actor.require(.manageUsers)
-        guard password.count >= 8 else { throw FieldError("password", "Give a password of at least 8 characters.") }
+        try Password.validate(password)
         return try await store.resetPassword(name, passwordHash: try await passwords.hash(password), revokeTokens: revokeTokens, by: actor)
     }
 

@@ -216,8 +216,14 @@ public final class Delivery: Sendable {
     /// Update requests answered on the event loop (`ClientFastPath`), for tests and metrics.
     let eventLoopAnswers = Atomic<Int>(0)
     public let metrics: CourierMetrics
-    /// Set once the first snapshot is in place (`/readyz`).
-    let loaded = Atomic<Bool>(false)
+    /// How the last rebuild went (`/readyz`): nil before the first one.
+    struct RebuildOutcome: Sendable {
+        let at: Date
+        /// Why the catalogue could not be read, or nil when the rebuild read it.
+        let failure: String?
+    }
+    private let lastRebuild = NIOLockedValueBox<RebuildOutcome?>(nil)
+    var rebuildOutcome: RebuildOutcome? { lastRebuild.withLockedValue { $0 } }
     let logger: Logger?
     /// What the previous snapshot could not read, so each problem is logged when it appears.
     private let reported = NIOLockedValueBox<[String]>([])
@@ -230,7 +236,10 @@ public final class Delivery: Sendable {
         ledger = AdmissionLedger(try await store.admissions())
         gaveUp = GaveUpLedger(try await store.gaveUpDevices())
         try await rebuild()
-        store.changes.subscribe { [weak self] in try await self?.rebuild() }
+        store.changes.subscribe { [weak self] in
+            // A failed rebuild is already logged, counted and on /readyz; shutting down is not a failure.
+            try? await self?.rebuild()
+        }
     }
 
     var snapshot: DeliverySnapshot { current.withLockedValue { $0 } }
@@ -247,6 +256,8 @@ public final class Delivery: Sendable {
                 throw CancellationError()   // shutting down: nothing to say, nothing to change
             } catch {
                 built = false
+                logger?.error("Cannot rebuild the delivery snapshot: no release is offered until a rebuild succeeds",
+                              metadata: ["error": "\(String(describing: error).prefix(300))"])
                 // The catalogue cannot be read: the last snapshot may hold a release since paused
                 // or rolled back, so it is not kept. Nothing is offered until a rebuild succeeds.
                 next = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:],
@@ -268,7 +279,10 @@ public final class Delivery: Sendable {
             for problem in next.unreadable where !before.contains(problem) {
                 logger?.error("Cannot read a stored release; it offers nothing", metadata: ["problem": "\(problem)"])
             }
-            loaded.store(true, ordering: .relaxed)
+            (built ? metrics.rebuildsOK : metrics.rebuildsFailed).increment()
+            lastRebuild.withLockedValue {
+                $0 = RebuildOutcome(at: Date(), failure: built ? nil : next.unreadable.first)
+            }
         }
     }
 }

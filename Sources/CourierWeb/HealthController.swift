@@ -17,9 +17,15 @@ struct HealthController {
             var checks: [String: String] = [:]
             do { try await services.store.ping(); checks["database"] = "ok" } catch { checks["database"] = "failing: \(error)" }
             checks["blobs"] = services.store.blobs.probeWritable() ? "ok" : "cannot create a file in \(services.store.blobs.temporaryDirectory.path)"
-            // Loaded, and not standing in for a catalogue or settings that cannot be read (then it offers nothing).
-            let whole = services.delivery.snapshot.unreadable.first { $0.hasPrefix("the catalogue") || $0.hasPrefix("the settings") }
-            checks["snapshot"] = !services.delivery.loaded.load(ordering: .relaxed) ? "not loaded" : whole.map { "offers nothing: \($0)" } ?? "ok"
+            // The last rebuild read the catalogue, and the snapshot is not standing in for settings
+            // that cannot be read (then it offers nothing).
+            let settings = services.delivery.snapshot.unreadable.first { $0.hasPrefix("the settings") }
+            checks["snapshot"] = switch services.delivery.rebuildOutcome {
+            case nil: "not loaded"
+            case let last? where last.failure != nil:
+                "the last rebuild failed at \(ISO8601DateFormatter().string(from: last.at)), offering nothing: \(last.failure ?? "")"
+            case _?: settings.map { "offers nothing: \($0)" } ?? "ok"
+            }
             let ready = checks.values.allSatisfy { $0 == "ok" }
             let data = try JSONSerialization.data(withJSONObject: ["ready": ready, "checks": checks], options: [.sortedKeys])
             return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json", .cacheControl: "no-store"],

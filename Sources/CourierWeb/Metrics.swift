@@ -24,6 +24,9 @@ public final class CourierMetrics: Sendable {
     let uploadBytes: Metrics.Counter
     let ingestTime: Metrics.Timer
     let rebuildTime: Metrics.Timer
+    let rebuildsOK: Metrics.Counter
+    /// Rebuilds that could not read the catalogue (nothing is offered until one succeeds).
+    let rebuildsFailed: Metrics.Counter
     let snapshotApps: Metrics.Gauge
     let snapshotTasks: Metrics.Gauge
     let snapshotEntries: Metrics.Gauge
@@ -70,6 +73,8 @@ public final class CourierMetrics: Sendable {
         uploadBytes = counter("courier_upload_bytes_total")
         ingestTime = Metrics.Timer(label: "courier_ingest_duration_seconds", factory: factory)
         rebuildTime = Metrics.Timer(label: "courier_snapshot_rebuild_duration_seconds", factory: factory)
+        rebuildsOK = counter("courier_snapshot_rebuilds_total", [("outcome", "ok")])
+        rebuildsFailed = counter("courier_snapshot_rebuilds_total", [("outcome", "failed")])
         snapshotApps = Metrics.Gauge(label: "courier_snapshot_apps", factory: factory)
         snapshotTasks = Metrics.Gauge(label: "courier_snapshot_tasks", factory: factory)
         snapshotEntries = Metrics.Gauge(label: "courier_snapshot_entries", factory: factory)

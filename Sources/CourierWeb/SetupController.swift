@@ -47,9 +47,8 @@ struct SetupController {
             let name = form["name"].trimmingCharacters(in: .whitespaces)
             do {
                 var errors = FieldErrors()
-                _ = errors.collect { try UserName.validate(name) }
-                if form["password"].count < 8 { errors.append(FieldError("password", "Give a password of at least 8 characters.")) }
-                else if form["password"] != form["password2"] { errors.append(FieldError("password2", "The two passwords differ.")) }
+                _ = errors.collect { () throws(FieldError) in try UserName.validate(name) }
+                _ = errors.collect { () throws(FieldError) in try Password.validate(form["password"], repeated: form["password2"]) }
                 guard errors.isEmpty else { throw errors }
                 let hash = try await services.passwords.hash(form["password"])
                 let user = try await services.store.createFirstAdmin(name: name, passwordHash: hash)

@@ -50,7 +50,7 @@ struct UsersController {
                 } catch let e as FieldError {
                     // Shown above the table, not by the Add form; the name only when it is one.
                     let who = (try? UserName.validate(name(context))).map { "\($0): " } ?? ""
-                    throw FieldError("", who + e.message)
+                    throw FieldError.aboutTheForm(who + e.message)
                 }
             }
         }

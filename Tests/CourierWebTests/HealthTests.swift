@@ -1,5 +1,5 @@
 import CourierCore
-import CourierStore
+@testable import CourierStore
 import CourierTestSupport
 import Foundation
 import Hummingbird
@@ -73,6 +73,30 @@ final class HealthTests: XCTestCase {
             await assertEqual(try await client.execute(uri: "/healthz", method: .get).status, .ok, "the process still answers")
             try FileManager.default.removeItem(atPath: tmp)
             try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
+            await assertEqual(try await client.execute(uri: "/readyz", method: .get).status, .ok, "ready again")
+        }
+    }
+
+    /// Issue 19: `/readyz` follows the last rebuild, not a flag set once at start; a failed
+    /// rebuild is logged and counted, and offers nothing until one succeeds.
+    func testReadinessFollowsTheLastSnapshotRebuild() async throws {
+        let log = LogLines()
+        let h = try await Harness.make(logger: log.logger)
+        defer { h.cleanUp() }
+        try await h.test { client in
+            await assertEqual(try await client.execute(uri: "/readyz", method: .get).status, .ok)
+            // The catalogue cannot be read (a table gone missing under the server).
+            try await h.store.db.write { db in try db.execute(sql: "ALTER TABLE whitelist RENAME TO whitelistAway") }
+            await h.store.changes.announce()
+            let r = try await client.execute(uri: "/readyz", method: .get)
+            XCTAssertEqual(r.status, .serviceUnavailable, r.text)
+            XCTAssertTrue((r.json["checks"] as? [String: String])?["snapshot"]?.hasPrefix("the last rebuild failed at ") == true, r.text)
+            XCTAssertTrue(log.all.contains { $0.hasPrefix("error Cannot rebuild the delivery snapshot") }, "\(log.all)")
+            let metrics = try await client.execute(uri: "/metrics", method: .get).text
+            XCTAssertTrue(metrics.contains(#"courier_snapshot_rebuilds_total{outcome="failed"} 1"#), String(metrics.prefix(0)))
+            // Fixed: the next rebuild turns it green again.
+            try await h.store.db.write { db in try db.execute(sql: "ALTER TABLE whitelistAway RENAME TO whitelist") }
+            await h.store.changes.announce()
             await assertEqual(try await client.execute(uri: "/readyz", method: .get).status, .ok, "ready again")
         }
     }
