@@ -144,7 +144,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     let router = Router(context: AppContext.self)
     let config = services.config
     // Outermost, so every answer gets it: 404 pages, /static files, JSON, errors.
-    router.add(middleware: NoSniffMiddleware())
+    router.add(middleware: EveryAnswerMiddleware())
     router.add(middleware: ClientAddressMiddleware(trusted: config.trustedProxies))
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: RequestMetricsMiddleware(metrics: services.delivery.metrics))

@@ -1,3 +1,4 @@
+import HTTPTypes
 import CourierCore
 import CourierStore
 import Foundation
@@ -85,9 +86,12 @@ struct ClientController {
             services.delivery.metrics.admissions.increment(by: Int64(fresh.count))
         }
         services.delivery.metrics.decided(decisions)
-        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+        return Response(status: .ok, headers: HTTPFields(Self.answerHeaders.map { HTTPField(name: $0.name, value: $0.value) }),
                         body: .init(byteBuffer: snapshot.answer(decisions)))
     }
+
+    /// An update answer's own headers, on both paths (the event-loop path adds `EveryAnswer`'s).
+    static let answerHeaders: [(name: HTTPField.Name, value: String)] = [(.contentType, "application/json"), (.cacheControl, "no-store")]
 
     /// The update answer when nothing must be written first: nil when the request is bad (the
     /// router's path words the 400) or a time-window admission must be recorded (the router's

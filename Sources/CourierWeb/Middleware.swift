@@ -4,11 +4,18 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 
-/// Every answer, whatever produced it: browsers must not guess a type from content.
-struct NoSniffMiddleware: RouterMiddleware {
+/// The headers every answer carries, whichever path made it: the router's middleware below and
+/// the update API's event-loop path (`ClientFastPath`) both write these, and FastPathTests
+/// fails when the router's answers carry a header the event-loop path's do not.
+enum EveryAnswer {
+    /// Browsers must not guess a type from content.
+    static let headers: [(name: HTTPField.Name, value: String)] = [(.xContentTypeOptions, "nosniff")]
+}
+
+struct EveryAnswerMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         var response = try await next(request, context)
-        response.headers[.xContentTypeOptions] = "nosniff"
+        for h in EveryAnswer.headers { response.headers[h.name] = h.value }
         return response
     }
 }
