@@ -49,8 +49,18 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // The write path (SPEC: one action per change): permission, validation, one store
+        // transaction with its audit row. Below CourierWeb; the command line uses it too.
+        .target(name: "CourierDomain", dependencies: [
+            "CourierCore", "CourierArchive", "CourierStore",
+            .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "CourierWeb", dependencies: [
-            "CourierCore", "CourierArchive", "CourierStore", "CCmark",
+            "CourierCore", "CourierArchive", "CourierStore", "CourierDomain", "CCmark",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -67,7 +77,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "courier", dependencies: [
-            "CourierWeb", "CourierClient",
+            "CourierWeb", "CourierDomain", "CourierClient",
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -84,7 +94,7 @@ let package = Package(
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .testTarget(name: "CourierWebTests", dependencies: [
-            "CourierWeb", "CourierTestSupport",
+            "CourierWeb", "CourierDomain", "CourierTestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ],

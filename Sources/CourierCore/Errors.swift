@@ -25,6 +25,16 @@ public struct Refused: Error, Equatable, Sendable, CustomStringConvertible {
     public init(_ message: String) { description = message }
 }
 
+/// The server is too busy for this now (503, with `Retry-After`): nothing was done.
+public struct Busy: Error, Equatable, Sendable, CustomStringConvertible {
+    public let description: String
+    public let retryAfter: Int
+    public init(_ message: String, retryAfter: Int) {
+        description = message
+        self.retryAfter = retryAfter
+    }
+}
+
 /// The server's disk (or quota) is full (507): nothing of the request was kept.
 public struct StorageFull: Error, Equatable, Sendable, CustomStringConvertible {
     public let description: String
@@ -59,5 +69,21 @@ extension NotFound {
 
     public static func user(_ name: String) -> NotFound {
         (try? UserName.validate(name)) != nil ? NotFound("There is no user named \(name).") : NotFound("There is no such user.")
+    }
+}
+
+/// The sentence a person reads for a refusal Courier planned for, or nil for anything else
+/// (those are logged, and a person reads that something went wrong).
+public func refusalMessage(_ error: Error) -> String? {
+    switch error {
+    case let e as FieldErrors: e.isEmpty ? nil : e.description
+    case let e as FieldError: e.message
+    case let e as Conflict: e.description
+    case let e as NotFound: e.description
+    case let e as Refused: e.description
+    case let e as StorageFull: e.description
+    case let e as ServerFault: e.description
+    case let e as Busy: e.description
+    default: nil
     }
 }

@@ -1,3 +1,4 @@
+import CourierDomain
 import CourierArchive
 import CourierCore
 import CourierStore
@@ -267,7 +268,9 @@ struct Housekeeping: Service {
                 rounds += 1
                 if rounds % 6 == 0 {
                     Allocator.trim()
-                    _ = try? await actions.store.pruneEventsSeen()   // which devices reported in past hours
+                    do { _ = try await actions.store.pruneEventsSeen() } catch {   // which devices reported in past hours
+                        logger.error("Could not forget which devices reported in past hours", metadata: ["error": "\(error)"])
+                    }
                 }
                 if rounds % 60 == 0 {   // every ten minutes: imports past their 24 hours
                     do {

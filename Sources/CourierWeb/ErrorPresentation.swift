@@ -1,3 +1,4 @@
+import HTTPTypes
 import CourierCore
 import Hummingbird
 import NIOCore
@@ -23,6 +24,9 @@ struct PresentedError {
             self.init(status: .notFound, message: e.description, fields: [])
         case let e as Refused:
             self.init(status: .forbidden, message: e.description, fields: [])
+        case let e as Busy:
+            self.init(status: .serviceUnavailable, message: e.description, fields: [],
+                      headers: [HTTPField.Name("Retry-After")!: String(e.retryAfter)])
         case let e as StorageFull:
             self.init(status: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), message: e.description, fields: [])
         case let e as ServerFault:

@@ -1,3 +1,4 @@
+import CourierDomain
 import CourierCore
 import CourierStore
 import Foundation
@@ -161,4 +162,14 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
             throw error
         }
     }
+}
+
+extension CourierMetrics: UploadMeter {
+    public func stored(bytes: Int64, nanoseconds: Int64) {
+        uploadsStored.increment()
+        uploadBytes.increment(by: bytes)
+        ingestTime.recordNanoseconds(nanoseconds)
+    }
+
+    public func refused() { uploadsRefused.increment() }
 }

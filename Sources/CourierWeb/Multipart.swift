@@ -1,16 +1,10 @@
+import CourierDomain
 import CourierArchive
 import CourierCore
 import Foundation
 import Hummingbird
 import NIOCore
 
-/// A file part of a multipart upload, already on disk.
-public struct UploadedFile: Sendable {
-    public let field: String
-    public let filename: String
-    public let path: String
-    public let size: UInt64
-}
 
 /// A parsed multipart/form-data request: small text fields in memory, files in temp files.
 public struct MultipartForm: Sendable {

@@ -1,3 +1,4 @@
+import CourierDomain
 import CourierCore
 import CourierStore
 import Foundation

@@ -1,3 +1,4 @@
+import CourierDomain
 import ArgumentParser
 import CourierArchive
 import CourierCore

@@ -1,4 +1,7 @@
+@testable import CourierDomain
 import CourierArchive
+import CourierCore
+import HTTPTypes
 import CourierStore
 import CourierTestSupport
 import Foundation
@@ -176,6 +179,8 @@ final class ConsoleTests: XCTestCase {
         let hash = try await hasher.hash("pw", cost: 4)
         // Two checks hold the queue (one running on the pool, one waiting for it) until the gate opens.
         let gate = DispatchSemaphore(value: 0)
+        var opened = false
+        defer { if !opened { gate.signal(); gate.signal() } }   // never leave the shared pool's thread waiting
         async let first = hasher.run { gate.wait(); return true }
         async let second = hasher.run { gate.wait(); return true }
         for _ in 0..<2000 where hasher.waiting.withLockedValue({ $0 }) < 2 { try await Task.sleep(for: .milliseconds(5)) }
@@ -183,10 +188,14 @@ final class ConsoleTests: XCTestCase {
         do {
             _ = try await hasher.verify("pw", hash: hash)
             XCTFail("a check beyond the queue is refused at once")
-        } catch let error as HTTPError {
-            XCTAssertEqual(error.status, .serviceUnavailable)
+        } catch let error as Busy {
+            XCTAssertEqual(error.retryAfter, 2)
+            let shown = try XCTUnwrap(PresentedError(error))
+            XCTAssertEqual(shown.status, .serviceUnavailable)
+            XCTAssertEqual(shown.headers[HTTPField.Name("Retry-After")!], "2")
         }
         gate.signal(); gate.signal()
+        opened = true
         let admitted = try await [first, second]
         XCTAssertEqual(admitted, [true, true], "the queued ones are run")
         let afterwards = try await hasher.verify("pw", hash: hash)

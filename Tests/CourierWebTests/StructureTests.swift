@@ -1,3 +1,4 @@
+import CourierDomain
 import CourierArchive
 import CourierCore
 import CourierTestSupport

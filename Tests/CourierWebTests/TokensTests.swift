@@ -1,3 +1,4 @@
+@testable import CourierDomain
 import CourierCore
 import CourierStore
 import CourierTestSupport

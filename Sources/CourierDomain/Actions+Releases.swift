@@ -115,7 +115,7 @@ extension Actions {
                 outcomes.append(BatchOutcome(appId: id, version: newest.version, task: task, error: nil))
             } catch {
                 outcomes.append(BatchOutcome(appId: id, version: version, task: nil,
-                                             error: PresentedError(error)?.message ?? "It could not be created."))
+                                             error: refusalMessage(error) ?? "It could not be created."))
             }
         }
         return outcomes

@@ -9,14 +9,14 @@ import NIOPosix
 /// (one transaction with its audit row; the Store then tells listeners the catalogue changed).
 /// The console, the JSON API and the command line all call these.
 public struct Actions: Sendable {
-    let store: Store
+    public let store: Store
     let signer: SigningKeyCache
     let passwords: PasswordHasher
     /// Uploads and ingest time, when a server runs (nil for the command line).
-    let metrics: CourierMetrics?
+    let metrics: (any UploadMeter)?
 
     public init(store: Store, signer: SigningKeyCache = SigningKeyCache(), passwords: PasswordHasher = PasswordHasher(),
-                metrics: CourierMetrics? = nil) {
+                metrics: (any UploadMeter)? = nil) {
         self.store = store
         self.signer = signer
         self.passwords = passwords
@@ -130,12 +130,10 @@ public struct Actions: Sendable {
         let bytes = zipPath.map { stat($0, &st) == 0 ? Int64(st.st_size) : 0 } ?? 0
         do {
             let p = try await ingest(by: actor, appId: appId, draft: draft, zipPath: zipPath, importRow: importRow)
-            metrics?.uploadsStored.increment()
-            metrics?.uploadBytes.increment(by: bytes)
-            metrics?.ingestTime.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+            metrics?.stored(bytes: bytes, nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - start))
             return p
         } catch {
-            metrics?.uploadsRefused.increment()
+            metrics?.refused()
             throw error
         }
     }
@@ -221,7 +219,7 @@ public struct Actions: Sendable {
     }
 
     /// The same refusal, the same status, for the console and the API.
-    static let needsVirtualDomain = Conflict("Set the virtual domain on the configuration page before adding packages.", field: "virtualDomain")
+    public static let needsVirtualDomain = Conflict("Set the virtual domain on the configuration page before adding packages.", field: "virtualDomain")
 
     // MARK: People
 
@@ -318,4 +316,10 @@ public final class SigningKeyCache: @unchecked Sendable {
         cached = (pem, key)
         return key
     }
+}
+
+/// Counts uploads for the server's metrics (the command line has none).
+public protocol UploadMeter: Sendable {
+    func stored(bytes: Int64, nanoseconds: Int64)
+    func refused()
 }

@@ -132,7 +132,7 @@ extension Actions {
                                          importRow: ImportRowKey(importId: id, n: row.n))
                 unlink(file)
             } catch {
-                try await store.failImportRow(id, n: row.n, error: PresentedError(error)?.message ?? "It could not be created.")
+                try await store.failImportRow(id, n: row.n, error: refusalMessage(error) ?? "It could not be created.")
             }
         }
     }
