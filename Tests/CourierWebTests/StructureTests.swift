@@ -399,18 +399,19 @@ final class StructureTests: XCTestCase {
             XCTAssertEqual(hardCoded.numberOfMatches(in: text, range: NSRange(text.startIndex..., in: text)), 0,
                            "\(name) builds its links from routes")
         }
-        for module in ["CourierWeb", "courier", "CourierCore", "CourierArchive"] {
-            let dir = root + "/Sources/" + module
-            for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".swift") {
-                let text = try String(contentsOfFile: dir + "/" + name, encoding: .utf8)
+        for module in ["CourierWeb", "CourierDomain", "courier", "CourierCore", "CourierArchive"] {
+            let files = try Self.swiftFiles(in: root + "/Sources/" + module)
+            XCTAssertFalse(files.isEmpty, module)
+            for (name, text) in files {
                 XCTAssertFalse(text.contains("import GRDB"), "\(module)/\(name) imports GRDB")
                 XCTAssertFalse(text.contains("sql:"), "\(module)/\(name) has SQL")
             }
         }
+        // CourierWeb is grouped by area (README, "Where things go"): no file outside the folders.
+        let loose = try FileManager.default.contentsOfDirectory(atPath: root + "/Sources/CourierWeb").filter { $0.hasSuffix(".swift") }
+        XCTAssertEqual(loose, [], "CourierWeb's files live in its area folders")
         // Path parameters arrive percent-encoded: every route reads them through `decoded`.
-        let web = root + "/Sources/CourierWeb"
-        for name in try FileManager.default.contentsOfDirectory(atPath: web) where name.hasSuffix(".swift") && name != "Routes.swift" {
-            let text = try String(contentsOfFile: web + "/" + name, encoding: .utf8)
+        for (name, text) in try Self.swiftFiles(in: root + "/Sources/CourierWeb") where !name.hasSuffix("/Routes.swift") {
             for raw in ["parameters.get(", "parameters.require(", "parameters.getCatchAll(", "parameters["] {
                 XCTAssertFalse(text.contains(raw), "CourierWeb/\(name) reads a path parameter without decoding it (\(raw))")
             }
@@ -425,6 +426,12 @@ final class StructureTests: XCTestCase {
                               "CourierClient/\(name) imports \(module)")
             }
         }
+    }
+
+    /// Every Swift file under `dir`, by its path below it, with its text.
+    static func swiftFiles(in dir: String) throws -> [(String, String)] {
+        let names = (FileManager.default.enumerator(atPath: dir)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".swift") }.sorted()
+        return try names.map { ($0, try String(contentsOfFile: dir + "/" + $0, encoding: .utf8)) }
     }
 
     func testRoutesBuildEncodedPaths() {
