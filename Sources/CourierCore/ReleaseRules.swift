@@ -113,7 +113,8 @@ public struct TaskDraft: Sendable {
         for (i, r) in rules.prefix(20).enumerated() {
             let name = "rules.\(i)"
             guard let field = TargetingRule.Field(rawValue: r.field) else {
-                errors.append(FieldError(name, "Choose what rule \(i + 1) looks at: city, model, network or OS version."))
+                let fields = TargetingRule.Field.allCases.map(\.label)
+                errors.append(FieldError(name, "Choose what rule \(i + 1) looks at: \(fields.dropLast().joined(separator: ", ")) or \(fields.last ?? "")."))
                 continue
             }
             guard let op = TargetingRule.Operator(rawValue: r.op) else {
