@@ -194,6 +194,7 @@ public final class Store: Sendable {
         m.registerMigration("v14-package-more-settings") { db in
             try db.alter(table: "package") { t in t.add(column: "moreSettings", .text).notNull().defaults(to: "{}") }
         }
+        registerNodeMigrations(&m)
         return m
     }
 
@@ -206,6 +207,7 @@ public final class Store: Sendable {
             result = try await db.write { db -> T in
                 let (value, detail) = try body(db)
                 try audit(db, by: actor, action, subject: subject, detail: detail)
+                if catalogue { try Store.bumpCatalogueVersion(db) }
                 return value
             }
         } catch let e as DatabaseError where e.resultCode == .SQLITE_FULL {
@@ -228,11 +230,15 @@ public final class Store: Sendable {
     }
 
     /// Removes what an interrupted upload or ingest may have left: temp files, and blobs
-    /// that no package refers to (written but never committed). Run at start-up.
-    public func sweep() async throws -> (tempFiles: Int, orphanBlobs: Int) {
-        let temps = blobs.clearTemporaryFiles()
+    /// that no package refers to (written but never committed). Run at start-up. With `grace`,
+    /// only files untouched for that long go: on a blob folder shared by several nodes, another
+    /// node may be writing a file now, or have renamed a blob in that its transaction has not
+    /// committed yet. One node owning its folder (the embedded default) sweeps everything.
+    public func sweep(grace: TimeInterval = 0, now: Date = Date()) async throws -> (tempFiles: Int, orphanBlobs: Int) {
+        let before = now.addingTimeInterval(-grace)
+        let temps = blobs.clearTemporaryFiles(untouchedSince: grace > 0 ? before : nil)
         let referenced = try await db.read { db in try Self.referencedBlobs(db) }
-        let orphans = blobs.removeAll(except: referenced)
+        let orphans = blobs.removeAll(except: referenced, untouchedSince: grace > 0 ? before : nil)
         return (temps, orphans)
     }
 }
@@ -285,25 +291,34 @@ public struct BlobStore: Sendable {
         return true
     }
 
-    func clearTemporaryFiles() -> Int {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: temporaryDirectory.path)) ?? []
+    func clearTemporaryFiles(untouchedSince cutoff: Date? = nil) -> Int {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: temporaryDirectory.path)) ?? [])
+            .filter { Self.untouched(temporaryDirectory.appendingPathComponent($0).path, since: cutoff) }
         for n in names { try? FileManager.default.removeItem(at: temporaryDirectory.appendingPathComponent(n)) }
         return names.count
     }
 
-    func removeAll(except keep: Set<String>) -> Int {
+    func removeAll(except keep: Set<String>, untouchedSince cutoff: Date? = nil) -> Int {
         var removed = 0
         let fm = FileManager.default
         for dir in (try? fm.contentsOfDirectory(atPath: blobDirectory.path)) ?? [] {
             let sub = blobDirectory.appendingPathComponent(dir)
             for name in (try? fm.contentsOfDirectory(atPath: sub.path)) ?? [] where name.hasSuffix(".amr") {
-                if !keep.contains(String(name.dropLast(4))) {
+                if !keep.contains(String(name.dropLast(4))), Self.untouched(sub.appendingPathComponent(name).path, since: cutoff) {
                     try? fm.removeItem(at: sub.appendingPathComponent(name))
                     removed += 1
                 }
             }
         }
         return removed
+    }
+
+    /// True without a cutoff, or when the file was last modified before it.
+    static func untouched(_ path: String, since cutoff: Date?) -> Bool {
+        guard let cutoff else { return true }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return false }
+        return Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec)) < cutoff
     }
 }
 

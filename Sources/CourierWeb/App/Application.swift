@@ -250,24 +250,38 @@ func publicKeyResponse(_ services: Services) async throws -> Response {
 /// Finishes time-window tasks at their end time, checking every few seconds; gives the
 /// allocator's free pages back and forgets past hours' event reporters every minute; removes batch imports left unsubmitted past their
 /// 24 hours every ten minutes.
+/// The shared work runs under the `housekeeping` lease, so that of several nodes on one
+/// database one does it at a time; the allocator's trim is each node's own.
 struct Housekeeping: Service {
     let actions: Actions
     let logger: Logger
+    /// This process, as the lease's holder.
+    let node = "node-" + UUID().uuidString.prefix(8).lowercased()
 
     func run() async throws {
         // Stops at once when the server shuts down (a sleeping loop would hold the shutdown up).
-        try await cancelWhenGracefulShutdown { [actions, logger] in
+        try await cancelWhenGracefulShutdown { [actions, logger, node] in
             var rounds = 0
+            defer { Task { try? await actions.store.releaseLease("housekeeping", holder: node) } }
             while !Task.isCancelled {
+                rounds += 1
+                if rounds % 6 == 0 { Allocator.trim() }
+                let holding: Bool
+                do { holding = try await actions.store.acquireLease("housekeeping", holder: node, for: 60) } catch {
+                    logger.error("Could not take the housekeeping lease", metadata: ["error": "\(error)"])
+                    holding = false
+                }
+                guard holding else {
+                    try? await Task.sleep(for: .seconds(10))
+                    continue
+                }
                 do {
                     let n = try await actions.finishEndedWindows()
                     if n > 0 { logger.info("Finished time-window tasks at their end time", metadata: ["tasks": "\(n)"]) }
                 } catch {
                     logger.error("Could not finish ended time windows", metadata: ["error": "\(error)"])
                 }
-                rounds += 1
                 if rounds % 6 == 0 {
-                    Allocator.trim()
                     do { _ = try await actions.store.pruneEventsSeen() } catch {   // which devices reported in past hours
                         logger.error("Could not forget which devices reported in past hours", metadata: ["error": "\(error)"])
                     }

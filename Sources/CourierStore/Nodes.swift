@@ -1,0 +1,73 @@
+import CourierCore
+import Foundation
+import GRDB
+
+/// What several Courier nodes on one database will share (SPEC §9, the next issue), stated as
+/// store operations rather than as "SQLite has one writer": a durable catalogue version (the
+/// change feed a node polls, so a missed notification is caught), leases (housekeeping runs on
+/// one node at a time) and a time-window admission decided by the database. Each is one
+/// statement or one transaction here; a second backend implements the same operation with its
+/// own locking (a row lock or a serialisable transaction), and the shared store tests hold it to
+/// the same results.
+extension Store {
+    static func registerNodeMigrations(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v15-nodes") { db in
+            try db.create(table: "catalogueVersion") { t in
+                t.column("id", .integer).primaryKey().check { $0 == 1 }
+                t.column("version", .integer).notNull()
+            }
+            try db.execute(sql: "INSERT INTO catalogueVersion (id, version) VALUES (1, 0)")
+            try db.create(table: "lease") { t in
+                t.column("name", .text).primaryKey()
+                t.column("holder", .text).notNull()
+                t.column("expiresAt", .double).notNull()
+            }
+        }
+    }
+
+    /// Raised in the transaction of every change to the catalogue: a node whose snapshot was
+    /// built at a lower version is stale.
+    static func bumpCatalogueVersion(_ db: Database) throws {
+        try db.execute(sql: "UPDATE catalogueVersion SET version = version + 1 WHERE id = 1")
+    }
+
+    /// The catalogue's version now (it only grows).
+    public func catalogueVersion() async throws -> Int64 {
+        try await db.read { db in try Int64.fetchOne(db, sql: "SELECT version FROM catalogueVersion WHERE id = 1") ?? 0 }
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `now + seconds`; true when `holder`
+    /// has it. Another holder's lease is taken over only once it has expired (its node stopped
+    /// renewing it). One statement: two nodes asking at once cannot both get it.
+    public func acquireLease(_ name: String, holder: String, for seconds: TimeInterval, now: Date = Date()) async throws -> Bool {
+        try await db.write { db in
+            try db.execute(sql: """
+                INSERT INTO lease (name, holder, expiresAt) VALUES (?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expiresAt = excluded.expiresAt
+                WHERE lease.holder = excluded.holder OR lease.expiresAt <= ?
+                """, arguments: [name, holder, now.addingTimeInterval(seconds).timeIntervalSince1970, now.timeIntervalSince1970])
+            return try String.fetchOne(db, sql: "SELECT holder FROM lease WHERE name = ?", arguments: [name]) == holder
+        }
+    }
+
+    /// Gives the lease up (a node stopping), so another takes it at once rather than after it expires.
+    public func releaseLease(_ name: String, holder: String) async throws {
+        try await db.write { db in try db.execute(sql: "DELETE FROM lease WHERE name = ? AND holder = ?", arguments: [name, holder]) }
+    }
+
+    /// Admits `device` to time-window task `task` when it is among the first `limit` devices,
+    /// decided by the database in one transaction: true when the device is admitted (now or
+    /// before), false when the window is full or the task is no longer an open window. Several
+    /// nodes asking at once admit exactly `limit` devices.
+    public func admit(task: Int64, device: String, limit: Int) async throws -> Bool {
+        try await db.write { db in
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO admission (taskId, deviceId) SELECT ?, ?
+                WHERE EXISTS (SELECT 1 FROM task WHERE id = ? AND mode = 'timeWindow' AND status NOT IN ('finished', 'rejected'))
+                  AND (SELECT COUNT(*) FROM admission WHERE taskId = ?) < ?
+                """, arguments: [task, device, task, task, limit])
+            return try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM admission WHERE taskId = ? AND deviceId = ?)",
+                                     arguments: [task, device]) ?? false
+        }
+    }
+}
