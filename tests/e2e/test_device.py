@@ -55,6 +55,14 @@ def wait_for(log_path, words, seconds=30):
         raise AssertionError(f"the device never said {words!r}:\n{f.read()}")
 
 
+def push_official(env, version, folder):
+    """`courier push` of a folder of app 20171228 released officially at once; its JSON answer."""
+    pushed = subprocess.run([BINARY, "push", "--app", "20171228", "--version", version, "--main-url", "/www/index.html",
+                             "--android-min", "1.0", "--download-policy", "all", "--install-policy", "preload",
+                             "--release", "official", "--json", str(folder)], env=env, capture_output=True, text=True)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    return json.loads(pushed.stdout)
+
 def test_a_release_and_a_rollback_reach_a_browser_through_courier_device(server, browser, tmp_path):
     token = server.courier("token", "create", "--user", "admin", "--scope", "read,upload,release,admin").stdout.strip()
     assert api(server, token, "PUT", "/api/v1/settings", json.dumps({"virtualDomain": "h5app.example.com", "updateReqRate": 0}))[0] == 200
@@ -333,11 +341,7 @@ def test_a_disk_that_fills_during_install_leaves_the_installed_version_serving(s
             (folder / "index.html").write_text(f"<!doctype html><title>{words}</title><h1 id='v'>{words}</h1>")
             if big:
                 (folder / "big.bin").write_bytes(os.urandom(big))
-            pushed = subprocess.run([BINARY, "push", "--app", "20171228", "--version", version, "--main-url", "/www/index.html",
-                                     "--android-min", "1.0", "--download-policy", "all", "--install-policy", "preload",
-                                     "--release", "official", "--json", str(folder.parent)], env=env, capture_output=True, text=True)
-            assert pushed.returncode == 0, pushed.stdout + pushed.stderr
-            return json.loads(pushed.stdout)["task"]["id"]
+            return push_official(env, version, folder.parent)["task"]["id"]
 
         data = mount / "dev"
         args = [BINARY, "device", "--server", server.url, "--data", str(data), "--once"]
@@ -404,11 +408,7 @@ def test_a_device_on_the_previous_version_fetches_a_patch_and_ends_on_the_new_ve
 
     def push(version, script):
         (site / "app.js").write_text(script)
-        pushed = subprocess.run([BINARY, "push", "--app", "20171228", "--version", version, "--main-url", "/www/index.html",
-                                 "--android-min", "1.0", "--download-policy", "all", "--install-policy", "preload",
-                                 "--release", "official", "--json", str(site.parent)], env=env, capture_output=True, text=True)
-        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
-        return json.loads(pushed.stdout)
+        return push_official(env, version, site.parent)
 
     push("1.0.0.1", "console.log('one');\n")
     devices = [tmp_path / "phone", tmp_path / "tampered"]
