@@ -151,8 +151,8 @@ public struct TaskState: Sendable, Equatable {
     }
 
     /// The state after `op`, which `refusal(op)` allowed. `rules` decide whether a promotion
-    /// waits for a reviewer.
-    public func after(_ op: TaskOperation, rules: ApprovalRules) -> TaskState {
+    /// waits for a reviewer; no other operation needs them (without them, a promotion waits).
+    public func after(_ op: TaskOperation, rules: ApprovalRules? = nil) -> TaskState {
         var s = self
         switch op {
         case .pause: s.status = .paused
@@ -161,7 +161,7 @@ public struct TaskState: Sendable, Equatable {
             s.status = .finished
             if approval == .awaiting { s.approval = .withdrawn }
         case .promote:
-            if rules.official { s.requestApproval(.promotion) } else { s.type = .official; s.mode = nil; s.status = .releasing }
+            if rules?.official ?? true { s.requestApproval(.promotion) } else { s.type = .official; s.mode = nil; s.status = .releasing }
         case .rollback:
             s.status = .finished
             s.rolledBack = true

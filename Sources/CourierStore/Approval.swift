@@ -22,7 +22,7 @@ extension TaskRecord {
 
     /// A task that asked for approval of its own release and did not get it (waiting, rejected,
     /// or withdrawn): it never reached a client, and clients never see it.
-    public var neverReleased: Bool { state.neverReleased }
+    public var neverReleased: Bool { approvalSubject == .release && approvalState != .approved }
 
     /// Who may not decide on this task: whoever created it and whoever asked for the approval.
     public func isOwnRequest(of name: String) -> Bool { name == createdBy || name == requestedBy }
@@ -89,7 +89,7 @@ extension Store {
             case .person(let why)?: throw Refused("Task \(id): \(why)")
             case .state(let why)?: throw Conflict("Task \(id): \(why)")
             }
-            t.apply(before.after(op, rules: try Store.approvalRules(db)))
+            t.apply(before.after(op))
             t.decidedBy = actor.name
             t.decidedAt = Date()
             t.decisionComment = comment

@@ -89,6 +89,7 @@ extension Store {
                 return false
             }
             try patch.insert(db)
+            try Store.bumpCatalogueVersion(db)
             return true
         }
         if recorded { await changes.announce() }
@@ -107,6 +108,7 @@ extension Store {
                     try p.delete(db)
                 }
             }
+            try Store.bumpCatalogueVersion(db)
             return try blobs.filter { blob in
                 try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM (\(Self.referencedBlobsSQL)) WHERE blob = ?)", arguments: [blob]) != true
             }

@@ -184,8 +184,15 @@ public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord,
 
     /// The stored settings without a column are not a JSON object of text: such a package is
     /// offered to nobody (the delivery snapshot refuses it rather than guess).
+    /// So is one holding a setting this binary does not describe (a newer binary wrote it) or a
+    /// value its check refuses: offering the package with that setting ignored would change
+    /// what devices were told to do.
     public var moreSettingsUnreadable: Bool {
-        (try? JSONDecoder().decode([String: String].self, from: Data(moreSettings.utf8))) == nil
+        guard let stored = try? JSONDecoder().decode([String: String].self, from: Data(moreSettings.utf8)) else { return true }
+        return stored.contains { key, value in
+            guard let field = PackageField.named[key], !field.hasColumn, let checked = try? field.check(value) else { return true }
+            return checked != value
+        }
     }
 
     /// Every setting's stored value by `PackageField` key (flags as `true` or empty). A setting

@@ -440,7 +440,9 @@ extension Store {
                 throw Conflict("Package \(task.appId) \(task.version) already has an unfinished task (\(open.id ?? 0)); finish it first.")
             }
             var t = task
-            let waits = try Store.approvalRules(db).newTaskWaits(try t.storedKind())
+            let kind: ReleaseTask.Kind
+            do throws(TaskRecord.Unreadable) { kind = try t.storedKind() } catch { throw Conflict("The task cannot be recorded: \(error.description).") }
+            let waits = try Store.approvalRules(db).newTaskWaits(kind)
             if waits { t.requestApproval(for: .release, by: actor) }
             try t.insert(db)
             try Store.refreshPackageStatus(db, task.packageId)
@@ -453,12 +455,16 @@ extension Store {
     /// Pause, resume, finish, promote to official, roll back (SPEC §5).
     public func operate(task id: Int64, _ op: TaskOperation, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.\(op.rawValue)", subject: String(id)) { db in
+            // Decisions, deletion and percentages have writes of their own (with their own checks).
+            guard TaskOperation.routed.contains(op) else { throw Conflict("\(op.rawValue) is not a task operation of its own.") }
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
             let before = try t.state(db)
             if let refusal = before.refusal(op) {
                 throw Conflict("Task \(id) is \(before.status.rawValue)\(before.rolledBack ? " (rolled back)" : ""): \(refusal)")
             }
-            let after = before.after(op, rules: try Store.approvalRules(db))
+            // Only a promotion reads the approval rules: settings that cannot be read must not
+            // stop a task from being paused, finished or rolled back.
+            let after = before.after(op, rules: op == .promote ? try Store.approvalRules(db) : nil)
             t.apply(after)
             var detail: [String: String] = [:]
             if before.approval == .awaiting, after.approval == .withdrawn {

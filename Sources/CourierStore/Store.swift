@@ -313,12 +313,18 @@ public struct BlobStore: Sendable {
         return removed
     }
 
-    /// True without a cutoff, or when the file was last modified before it.
+    /// True without a cutoff, or when the file was neither written nor linked or renamed since
+    /// it (a hard link or a rename keeps the modification time; it moves the change time).
     static func untouched(_ path: String, since cutoff: Date?) -> Bool {
         guard let cutoff else { return true }
         var st = stat()
         guard lstat(path, &st) == 0 else { return false }
-        return Date(timeIntervalSince1970: TimeInterval(st.st_mtim.tv_sec)) < cutoff
+        #if canImport(Darwin)
+        let last = max(st.st_mtimespec.tv_sec, st.st_ctimespec.tv_sec)
+        #else
+        let last = max(st.st_mtim.tv_sec, st.st_ctim.tv_sec)
+        #endif
+        return Date(timeIntervalSince1970: TimeInterval(last)) < cutoff
     }
 }
 

@@ -64,14 +64,20 @@ final class FailClosedTests: XCTestCase {
 
     /// Issue 19: the settings kept as one JSON object (`moreSettings`) must read as one.
     func testAPackageWhoseStoredSettingsCannotBeReadIsOfferedToNobody() async throws {
-        let (h, _, task) = try await grayInHangzhou()
-        defer { h.cleanUp() }
-        let after = try await restarted(h, "UPDATE package SET moreSettings = '[1]' WHERE id = (SELECT packageId FROM task WHERE id = ?)", task)
-        try await after.test { client in
-            let c = Client(client: client)
-            await assertEqual(try await c.versions(user: "u-1", city: "Hangzhou"), ["1.0.0.1"], "the grayscale offers nothing, the official goes on")
-            let metrics = try await client.execute(uri: "/metrics", method: .get)
-            XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), String(metrics.text.prefix(0)))
+        // Not an object; a setting this binary does not describe (a newer one wrote it); a column's
+        // setting stored twice; a value its check refuses.
+        for stored in ["[1]", #"{"fromANewerBinary":"x"}"#, #"{"mainUrl":"/www/other.html"}"#, #"{"downloadPolicy":"sometimes"}"#] {
+            let (h, _, task) = try await grayInHangzhou()
+            let sql = "UPDATE package SET moreSettings = '\(stored)' WHERE id = (SELECT packageId FROM task WHERE id = ?)"
+            let after = try await restarted(h, sql, task)
+            try await after.test { client in
+                let c = Client(client: client)
+                await assertEqual(try await c.versions(user: "u-1", city: "Hangzhou"), ["1.0.0.1"],
+                                  "\(stored): the grayscale offers nothing, the official goes on")
+                let metrics = try await client.execute(uri: "/metrics", method: .get)
+                XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), stored)
+            }
+            h.cleanUp()
         }
     }
 
@@ -187,6 +193,14 @@ final class FailClosedTests: XCTestCase {
             XCTAssertEqual(page.status, .internalServerError)
             XCTAssertTrue(page.text.contains("The stored settings cannot be read"), page.text)
         }
+        // Narrowing needs no settings: a task can still be paused and finished; a promotion,
+        // which reads the approval rules, is refused.
+        await assertThrows(try await after.store.operate(task: Int64(task), .promote, by: .alice)) {
+            XCTAssertTrue("\($0)".contains("settings cannot be read"), "\($0)")
+        }
+        await assertEqual(try await after.store.operate(task: Int64(task), .pause, by: .alice).status, "paused")
+        await assertEqual(try await after.store.operate(task: Int64(task), .finish, by: .alice).status, "finished")
+        await assertThrows(try await after.store.operate(task: Int64(task), .approve, by: .alice), "decisions have their own write")
     }
 
     func testAnExpressionThatCouldStallTheServerIsRefusedWithWhyInTheConsoleAndTheAPI() async throws {

@@ -147,7 +147,12 @@ final class ImportTests: XCTestCase {
             let badEdit = try await api.call(.patch, "/api/v1/batch-imports/\(id)/rows/0", json: #"{"androidMin":"ten"}"#)
             XCTAssertEqual(badEdit.status, .unprocessableContent)
             XCTAssertEqual((badEdit.json["error"] as? [String: Any])?["field"] as? String, "androidMin")
-            let edit = try await api.call(.patch, "/api/v1/batch-imports/\(id)/rows/0", json: #"{"version":"1.0.0.0","iosMin":""}"#)
+            let number = try await api.call(.patch, "/api/v1/batch-imports/\(id)/rows/0", json: #"{"version":1}"#)
+            XCTAssertEqual(number.status, .unprocessableContent, "a setting is text")
+            XCTAssertEqual((number.json["error"] as? [String: Any])?["field"] as? String, "version")
+            // Keys that are not settings (a row sent back as read, with its flags) are ignored, as before.
+            let edit = try await api.call(.patch, "/api/v1/batch-imports/\(id)/rows/0",
+                                          json: #"{"version":"1.0.0.0","iosMin":"","android":true,"fileCount":3,"mainUrl":null}"#)
             XCTAssertEqual(edit.status, .ok, edit.text)
             let done = try await api.call(.post, "/api/v1/batch-imports/\(id)/submit")
             XCTAssertEqual(done.status, .ok, done.text)

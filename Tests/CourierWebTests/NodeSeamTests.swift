@@ -65,6 +65,8 @@ final class NodeSeamTests: XCTestCase {
         XCTAssertEqual(recorded[task]?.count, 20)
         let first = try XCTUnwrap(recorded[task]?.first)
         await assertTrue(try await h.store.admit(task: task, device: first, limit: 20), "an admitted device stays admitted")
+        _ = try await h.store.operate(task: task, .pause, by: .commandLine)
+        await assertFalse(try await h.store.admit(task: task, device: "while-paused", limit: 1_000), "a paused window admits nobody new")
         _ = try await h.store.operate(task: task, .finish, by: .commandLine)
         await assertFalse(try await h.store.admit(task: task, device: "late", limit: 1_000), "an ended window admits nobody")
     }
@@ -74,16 +76,22 @@ final class NodeSeamTests: XCTestCase {
         defer { h.cleanUp() }
         let blobs = h.dir + "/blobs/ab"
         try FileManager.default.createDirectory(atPath: blobs, withIntermediateDirectories: true)
-        let fresh = blobs + "/ab" + String(repeating: "1", count: 62) + ".amr"
-        let old = blobs + "/ab" + String(repeating: "2", count: 62) + ".amr"
-        for path in [fresh, old] { XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("x".utf8))) }
-        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)], ofItemAtPath: old)
+        let written = blobs + "/ab" + String(repeating: "1", count: 62) + ".amr"
+        let linked = blobs + "/ab" + String(repeating: "2", count: 62) + ".amr"
+        XCTAssertTrue(FileManager.default.createFile(atPath: written, contents: Data("x".utf8)))
+        // A file linked in now that was written long ago (an import's zip is linked, keeping its
+        // modification time): the link is what counts.
+        let old = h.dir + "/old.bin"
+        XCTAssertTrue(FileManager.default.createFile(atPath: old, contents: Data("y".utf8)))
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-86400)], ofItemAtPath: old)
+        XCTAssertEqual(link(old, linked), 0)
         let shared = try await h.store.sweep(grace: 3600)
-        XCTAssertEqual(shared.orphanBlobs, 1, "only the orphan untouched for the grace period")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: fresh))
-        XCTAssertFalse(FileManager.default.fileExists(atPath: old))
+        XCTAssertEqual(shared.orphanBlobs, 0, "both were touched within the grace period")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: written) && FileManager.default.fileExists(atPath: linked))
+        let later = try await h.store.sweep(grace: 3600, now: Date().addingTimeInterval(7200))
+        XCTAssertEqual(later.orphanBlobs, 2, "once untouched for the grace period, orphans go")
+        XCTAssertTrue(FileManager.default.createFile(atPath: written, contents: Data("x".utf8)))
         let owned = try await h.store.sweep()
-        XCTAssertEqual(owned.orphanBlobs, 1, "a node owning its folder sweeps every orphan")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: fresh))
+        XCTAssertEqual(owned.orphanBlobs, 1, "a node owning its folder sweeps every orphan at once")
     }
 }

@@ -216,8 +216,12 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
     }
     return Application(router: buildRouter(services),
                        server: httpServer(services),
-                       configuration: .init(address: .hostname(config.host, port: config.port), serverName: "Courier"),
-                       services: [Housekeeping(actions: services.actions, logger: logger), services.patches],
+                       // No Server header: neither path names the software (the event-loop path writes the
+                       // router's headers, FastPathTests compares them).
+                       configuration: .init(address: .hostname(config.host, port: config.port)),
+                       services: [Housekeeping(actions: services.actions, logger: logger,
+                                               node: "\(ProcessInfo.processInfo.hostName) \(config.dataDirectory)"),
+                                  services.patches],
                        eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
                            ?? .singleton,
                        logger: logger)
@@ -255,8 +259,9 @@ func publicKeyResponse(_ services: Services) async throws -> Response {
 struct Housekeeping: Service {
     let actions: Actions
     let logger: Logger
-    /// This process, as the lease's holder.
-    let node = "node-" + UUID().uuidString.prefix(8).lowercased()
+    /// This node, as the lease's holder: the same after a restart, so that a node that crashed
+    /// holding the lease takes it back at once rather than after it expires.
+    let node: String
 
     func run() async throws {
         // Stops at once when the server shuts down (a sleeping loop would hold the shutdown up).

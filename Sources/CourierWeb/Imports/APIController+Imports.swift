@@ -60,14 +60,20 @@ extension APIController {
                 throw NotFound("This import has no such row.")
             }
             // Fields left out keep their value; a platform is chosen by sending its minimum ("" drops it).
-            let body = try await decode([String: String?].self, request)
+            // Any JSON object: keys that are not settings (or the platform flags, chosen by their
+            // minimum) are ignored, as before; a setting must be text (null leaves it as it is).
+            let data = try await request.body.collect(upTo: 64 * 1024)
+            guard let body = (try? JSONSerialization.jsonObject(with: Data(buffer: data))) as? [String: Any] else {
+                throw HTTPError(.badRequest, message: "The request body is not the JSON this endpoint expects.")
+            }
             var d = row.draft
             for f in PackageField.all where !f.isFlag && f.key != "type" {
-                guard let sent = body[f.key], let value = sent else { continue }
+                guard let sent = body[f.key], !(sent is NSNull) else { continue }
+                guard let value = sent as? String else { throw FieldError(f.key, "\(f.key) must be text.") }
                 d[f.key] = value
             }
-            if let v = body["androidMin"] ?? nil { d.android = !v.isEmpty }
-            if let v = body["iosMin"] ?? nil { d.ios = !v.isEmpty }
+            if let v = body["androidMin"] as? String { d.android = !v.isEmpty }
+            if let v = body["iosMin"] as? String { d.ios = !v.isEmpty }
             try await services.actions.editImportRow(by: context.acting, id: id, n: n, draft: d)
             return try await importJSON(id)
         }
