@@ -42,9 +42,15 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
+        // The seam: plain records and the `Store` protocol a database implements.
         .target(name: "CourierStore", dependencies: [
-            "CMalloc",
             "CourierCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // The embedded default: `SQLiteStore` (GRDB), its migrations and backups.
+        .target(name: "CourierSQLite", dependencies: [
+            "CMalloc",
+            "CourierCore", "CourierStore",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -60,7 +66,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "CourierWeb", dependencies: [
-            "CourierCore", "CourierArchive", "CourierStore", "CourierDomain", "CCmark",
+            "CourierCore", "CourierArchive", "CourierStore", "CourierSQLite", "CourierDomain", "CCmark",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -77,7 +83,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "courier", dependencies: [
-            "CourierWeb", "CourierDomain", "CourierClient",
+            "CourierWeb", "CourierDomain", "CourierClient", "CourierSQLite",
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -94,7 +100,7 @@ let package = Package(
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .testTarget(name: "CourierWebTests", dependencies: [
-            "CourierWeb", "CourierDomain", "CourierTestSupport",
+            "CourierWeb", "CourierDomain", "CourierSQLite", "CourierTestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ],

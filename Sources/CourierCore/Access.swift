@@ -136,3 +136,18 @@ public enum Password {
         }
     }
 }
+
+/// Courier always keeps an active administrator (someone must be able to manage users).
+public enum AdministratorRule {
+    /// Refuses a change to `user` that leaves no active administrator: `wasActive` says whether
+    /// `user` was one before it, `activeAfter` how many there are once it is made (counted in the
+    /// change's transaction, whose store holds other writers to users off until it commits).
+    public static func check(changing user: String, wasActive: Bool, activeAfter: Int) throws(Conflict) {
+        guard activeAfter > 0 || !wasActive else {
+            throw Conflict("\(user) is the last active administrator: add or enable another administrator first.")
+        }
+    }
+
+    /// The same rule as a stored constraint states it, for a store to raise (`Conflict`).
+    public static let lastOneMessage = "This is the last active administrator: add or enable another administrator first."
+}

@@ -61,6 +61,27 @@ public struct AppFacts: Sendable {
         self.fixedType = fixedType
         self.highestVersion = highestVersion
     }
+
+    /// An app's versions only go up: a new package's version is above every one it has.
+    /// (Checked on the form, and again in the transaction that records the package.)
+    public func checkNext(_ version: PackageVersion) throws(FieldError) {
+        if let highestVersion, version <= highestVersion {
+            throw FieldError("version", "The version must be greater than \(highestVersion), the app's highest version.")
+        }
+    }
+
+    /// The first package fixes an app's resource package type.
+    public func checkType(_ type: PackageType) throws(FieldError) {
+        if let fixedType, fixedType != type {
+            throw FieldError("type", "This app's packages are \(fixedType.rawValue); its resource package type cannot change.")
+        }
+    }
+
+    /// Both, as a store checks them before recording a package.
+    public func check(_ version: PackageVersion, _ type: PackageType) throws(FieldError) {
+        try checkNext(version)
+        try checkType(type)
+    }
 }
 
 extension PackageDraft {
@@ -68,9 +89,7 @@ extension PackageDraft {
     public func validate(for app: AppFacts) throws(FieldErrors) -> PackageSettings {
         var errors = FieldErrors()
         let version = errors.collect { () throws(FieldError) in try PackageVersion(validating: self.version) }
-        if let version, let highest = app.highestVersion, version <= highest {
-            errors.append(FieldError("version", "The version must be greater than \(highest), the app's highest version."))
-        }
+        if let version { _ = errors.collect { () throws(FieldError) in try app.checkNext(version) } }
         var type: PackageType?
         if let fixed = app.fixedType {
             type = fixed    // chosen with the first package, never changed after

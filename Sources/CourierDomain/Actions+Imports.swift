@@ -47,7 +47,7 @@ extension Actions {
         let rows = try await NIOThreadPool.singleton.runIfActive { BatchImportRules.inspect(inputs, facts: known, global: global) }
         let key = UUID().uuidString.lowercased()
         let folder = "\(store.importsDirectory)/\(key)"
-        try Store.preparePrivateDirectory(folder)
+        try PrivateDirectory.prepare(folder)
         do {
             var records: [ImportRowRecord] = []
             for (n, (row, file)) in zip(rows, files).enumerated() {

@@ -68,7 +68,7 @@ public struct Actions: Sendable {
     /// new blobs are swept at the next start.
     public func installSigningKey(by actor: ActingUser, _ key: SigningKey) async throws -> (SettingsRecord, resigned: Int) {
         try actor.require(.editSigningKey)
-        var resigned: [Int64: Store.Resigned] = [:]
+        var resigned: [Int64: ResignedPackage] = [:]
         do {
             for p in try await store.allPackages() {
                 guard let id = p.id else { continue }
@@ -95,8 +95,8 @@ public struct Actions: Sendable {
         try await NIOThreadPool.singleton.runIfActive(make)
     }
 
-    static func resigned(_ p: PackageRecord, _ id: Int64, _ amr: AmrFile) -> Store.Resigned {
-        Store.Resigned(packageId: id, oldBlob: p.blob, blob: amr.sha256, size: Int64(amr.size), md5: amr.md5,
+    static func resigned(_ p: PackageRecord, _ id: Int64, _ amr: AmrFile) -> ResignedPackage {
+        ResignedPackage(packageId: id, oldBlob: p.blob, blob: amr.sha256, size: Int64(amr.size), md5: amr.md5,
                        tarOffset: Int64(amr.tarOffset))
     }
 

@@ -58,6 +58,4 @@ extension TaskRecord {
     public var statusLabel: String { rolledBack ? "Rolled back" : packageStatus.label }
     public var statusKey: String { rolledBack ? "rejected" : packageStatus.rawValue }
 
-    /// SQL: the task ended without ever releasing (`neverReleased` and ended), for ordering.
-    static let endedUnreleasedSQL = "(approvalFor = 'release' AND approval != 'approved' AND status IN ('finished', 'rejected'))"
 }

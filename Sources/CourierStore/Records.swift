@@ -1,10 +1,9 @@
 import CourierCore
 import Foundation
-import GRDB
+
 
 /// The single row of console settings.
-public struct SettingsRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
-    public static let databaseTableName = "settings"
+public struct SettingsRecord: Codable, Sendable {
     public var id = 1
     public var virtualDomain: String?
     public var globalHost: String?
@@ -21,29 +20,9 @@ public struct SettingsRecord: Codable, FetchableRecord, PersistableRecord, Senda
     public static let updateReqRateRange = 0...86400
     public init() {}
 
-    /// The settings row, read strictly: SQLite keeps whatever a column is given, and a value of
-    /// another type reads as 0 or empty (approval off, checks without pause). Such a row is
-    /// refused, never guessed at, by every reader: the delivery snapshot then offers nothing, and
-    /// a change that needs the settings (an approval rule) is refused.
-    public static func read(_ db: Database) throws -> SettingsRecord {
-        if let row = try Row.fetchOne(db, sql: """
-            SELECT typeof(officialNeedsApproval) = 'integer' AND officialNeedsApproval IN (0, 1)
-               AND typeof(grayNeedsApproval) = 'integer' AND grayNeedsApproval IN (0, 1)
-               AND typeof(updateReqRate) = 'integer' AND updateReqRate BETWEEN ? AND ?
-               AND typeof(virtualDomain) IN ('text', 'null') AND typeof(globalHost) IN ('text', 'null')
-               AND typeof(appKey) IN ('text', 'null') AND typeof(signingKeyPEM) IN ('text', 'null')
-            FROM settings WHERE id = 1
-            """, arguments: [updateReqRateRange.lowerBound, updateReqRateRange.upperBound]),
-           row[0] as Bool? != true {
-            throw ServerFault("The stored settings cannot be read (a value of the wrong type or out of range): no release is offered until the settings row is fixed or a backup restored.")
-        }
-        return try fetchOne(db, key: 1) ?? SettingsRecord()
-    }
 }
 
-public struct UserRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
-    public static let databaseTableName = "user"
-    public enum Columns { public static let name = Column(CodingKeys.name) }
+public struct UserRecord: Codable, Sendable {
     public var id: Int64?
     public var name: String
     public var passwordHash: String
@@ -51,19 +30,6 @@ public struct UserRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     public var createdAt: Date
     /// A disabled user cannot sign in; their sessions and tokens stop working at once.
     public var disabled = false
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
-
-    /// Read strictly: a role this binary does not know is refused, and `disabled` is false only
-    /// when it is stored as 0 (a value of another type would read as false: enabled).
-    public init(row: Row) throws {
-        id = row["id"]
-        name = row["name"]
-        passwordHash = row["passwordHash"]
-        guard let role = Role(rawValue: row["role"] as String? ?? "") else { throw ServerFault("A user's stored role cannot be read.") }
-        self.role = role
-        createdAt = row["createdAt"]
-        if case .int64(0) = (row["disabled"] as DatabaseValue).storage { disabled = false } else { disabled = true }
-    }
 
     public init(name: String, passwordHash: String, role: Role) {
         self.name = name
@@ -73,8 +39,10 @@ public struct UserRecord: Codable, FetchableRecord, MutablePersistableRecord, Se
     }
 }
 
-public struct SessionRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
-    public static let databaseTableName = "session"
+public struct SessionRecord: Codable, Sendable {
+    public init(idHash: String, userId: Int64, csrfToken: String, expiresAt: Date) {
+        self.idHash = idHash; self.userId = userId; self.csrfToken = csrfToken; self.expiresAt = expiresAt
+    }
     /// SHA-256 of the cookie value: a leaked database does not give live sessions.
     public var idHash: String
     public var userId: Int64
@@ -82,8 +50,10 @@ public struct SessionRecord: Codable, FetchableRecord, PersistableRecord, Sendab
     public var expiresAt: Date
 }
 
-public struct APITokenRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
-    public static let databaseTableName = "apiToken"
+public struct APITokenRecord: Codable, Sendable {
+    public init(id: Int64?, userId: Int64, tokenHash: String, scopes: String, createdAt: Date) {
+        self.id = id; self.userId = userId; self.tokenHash = tokenHash; self.scopes = scopes; self.createdAt = createdAt
+    }
     public var id: Int64?
     public var userId: Int64
     public var tokenHash: String
@@ -96,12 +66,6 @@ public struct APITokenRecord: Codable, FetchableRecord, MutablePersistableRecord
     public var lastUsedAt: Date?
     public var revokedAt: Date?
     public var revokedBy: String?
-    public enum Columns {
-        public static let id = Column(CodingKeys.id)
-        public static let userId = Column(CodingKeys.userId)
-        public static let tokenHash = Column(CodingKeys.tokenHash)
-    }
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
     public var scopeSet: Set<TokenScope> { TokenScope.parse(scopes) ?? [] }
 
     /// Why the token no longer opens the API, or nil while it does.
@@ -114,8 +78,7 @@ public struct APITokenRecord: Codable, FetchableRecord, MutablePersistableRecord
     static func day(_ date: Date) -> String { String(ISO8601DateFormatter().string(from: date).prefix(10)) }
 }
 
-public struct AppRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
-    public static let databaseTableName = "app"
+public struct AppRecord: Codable, Sendable {
     public var id: String
     public var name: String
     public var type: PackageType?      // fixed by the first package
@@ -127,8 +90,7 @@ public struct AppRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
     }
 }
 
-public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
-    public static let databaseTableName = "package"
+public struct PackageRecord: Codable, Sendable {
     public var id: Int64?
     public var appId: String
     public var version: String
@@ -154,16 +116,6 @@ public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord,
     /// The checked values of the settings without a column of their own, as a JSON object.
     public var moreSettings = "{}"
 
-    public enum Columns {
-        public static let id = Column(CodingKeys.id)
-        public static let appId = Column(CodingKeys.appId)
-        public static let version = Column(CodingKeys.version)
-        public static let versionKey = Column(CodingKeys.versionKey)
-        public static let type = Column(CodingKeys.type)
-        public static let blob = Column(CodingKeys.blob)
-    }
-
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 
     /// A package of `appId` with the validated settings of its form; the `.amr` facts (blob,
     /// sizes, offsets) are filled in once it is built.
@@ -229,12 +181,7 @@ public struct PackageRecord: Codable, FetchableRecord, MutablePersistableRecord,
     }
 }
 
-public struct PackageFileRecord: Codable, FetchableRecord, PersistableRecord, Sendable {
-    public static let databaseTableName = "packageFile"
-    public enum Columns {
-        public static let packageId = Column(CodingKeys.packageId)
-        public static let path = Column(CodingKeys.path)
-    }
+public struct PackageFileRecord: Codable, Sendable {
     public var packageId: Int64
     public var path: String
     public var size: Int64

@@ -2,6 +2,7 @@ import CourierDomain
 import ArgumentParser
 import CourierArchive
 import CourierCore
+import CourierSQLite
 import CourierStore
 import CourierWeb
 import Foundation
@@ -126,7 +127,7 @@ struct User: AsyncParsableCommand {
     /// Runs one user change as the command line (so an operator is never locked out of the console).
     static func change(_ options: DataOptions, _ body: (Actions) async throws -> String) async {
         do {
-            print(try await body(Actions(store: try Store(dataDirectory: options.directory))))
+            print(try await body(Actions(store: try SQLiteStore(dataDirectory: options.directory))))
         } catch let e as CustomStringConvertible {
             fail(e.description)
         } catch {
@@ -190,7 +191,7 @@ struct User: AsyncParsableCommand {
             guard let role = Role(rawValue: role) else { throw ValidationError("The role must be admin, developer or reviewer.") }
             if isatty(0) != 0 { FileHandle.standardError.write(Data("Password: ".utf8)) }
             let password = readLine(strippingNewline: true) ?? ""
-            let actions = Actions(store: try Store(dataDirectory: options.directory))
+            let actions = Actions(store: try SQLiteStore(dataDirectory: options.directory))
             do {
                 let user = try await actions.addUser(by: .commandLine, name: name, password: password, role: role)
                 print("Created \(role.rawValue) \(user.name).")
@@ -213,7 +214,7 @@ struct Token: AsyncParsableCommand {
         @Option(help: "The last day the token works (YYYY-MM-DD, UTC); it never expires without one.") var expires: String = ""
 
         func run() async throws {
-            let actions = Actions(store: try Store(dataDirectory: options.directory))
+            let actions = Actions(store: try SQLiteStore(dataDirectory: options.directory))
             do {
                 print(try await actions.createToken(by: .commandLine, userName: user, name: name, scopes: scope, expires: expires))
             } catch let e as CustomStringConvertible {
@@ -235,7 +236,7 @@ struct BackupCommand: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: options.directory + "/courier.sqlite") else {
                 fail("\(options.directory) holds no Courier data (no courier.sqlite); give --data.")
             }
-            let store = try Store(dataDirectory: options.directory)
+            let store = try SQLiteStore(dataDirectory: options.directory)
             // Test hook (tests/e2e/test_crash.py): the process kills itself after that many
             // entries of the finished backup are moved into place, a crash at a chosen moment.
             let killAfter = ProcessInfo.processInfo.environment["COURIER_TEST_KILL_BACKUP_AFTER_MOVES"].flatMap { Int($0) }
@@ -279,7 +280,7 @@ struct Audit: AsyncParsableCommand {
         @OptionGroup var options: DataOptions
 
         func run() async throws {
-            guard let head = try await Store(dataDirectory: options.directory).auditHead() else { fail("The audit log is empty.") }
+            guard let head = try await SQLiteStore(dataDirectory: options.directory).auditHead() else { fail("The audit log is empty.") }
             print("\(head.row):\(head.hash)")
         }
     }
@@ -292,7 +293,7 @@ struct Audit: AsyncParsableCommand {
         var head: String?
 
         func run() async throws {
-            let store = try Store(dataDirectory: options.directory)
+            let store = try SQLiteStore(dataDirectory: options.directory)
             let check = try await store.verifyAudit()
             print(check.summary)
             if !check.isValid { throw ExitCode(1) }

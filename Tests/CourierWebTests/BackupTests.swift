@@ -1,5 +1,6 @@
 import CourierCore
-@testable import CourierStore
+@testable import CourierSQLite
+import CourierStore
 import CourierTestSupport
 import Foundation
 import XCTest
@@ -32,7 +33,7 @@ final class BackupTests: XCTestCase {
         await assertThrows(try await Backup.run(h.store, to: backup)) { XCTAssertTrue("\($0)".contains("not empty"), "\($0)") }
 
         _ = try Backup.restore(from: backup, to: restored)
-        let copy = try Store(dataDirectory: restored)
+        let copy = try SQLiteStore(dataDirectory: restored)
         await assertEqual(try await copy.allPackages().map(\.blob).sorted(), try await h.store.allPackages().map(\.blob).sorted())
         for p in try await copy.allPackages() {
             XCTAssertEqual(FileManager.default.contents(atPath: copy.blobs.path(for: p.blob)),

@@ -1,5 +1,6 @@
 import CourierCore
-@testable import CourierStore
+@testable import CourierSQLite
+import CourierStore
 import CourierTestSupport
 import Foundation
 import Hummingbird

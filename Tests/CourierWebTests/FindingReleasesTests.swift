@@ -4,7 +4,8 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import XCTest
-@testable import CourierStore
+@testable import CourierSQLite
+import CourierStore
 @testable import CourierWeb
 
 /// Issue 16: every page that names a task links it, the apps list says what each app releases,

@@ -1,5 +1,6 @@
 import CourierArchive
 import CourierCore
+import CourierSQLite
 import CourierStore
 import CourierTestSupport
 import Foundation
@@ -14,7 +15,8 @@ import XCTest
 struct Harness: Sendable {
     let dir: String
     let services: Services
-    var store: Store { services.store }
+    /// The embedded default (the tests reach its database to plant what a user cannot).
+    var store: SQLiteStore { services.store as! SQLiteStore }
 
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 

@@ -1,6 +1,7 @@
 import CourierArchive
 import CourierCore
-@testable import CourierStore
+@testable import CourierSQLite
+import CourierStore
 import CourierTestSupport
 import Crypto
 import Foundation

@@ -1,6 +1,7 @@
 import CourierDomain
 import CourierArchive
 import CourierCore
+import CourierSQLite
 import CourierStore
 import Foundation
 import Hummingbird
@@ -103,7 +104,7 @@ public struct Services: Sendable {
 }
 
 public func buildServices(_ config: CourierConfiguration, logger: Logger) async throws -> Services {
-    let store = try Store(dataDirectory: config.dataDirectory, logger: logger)
+    let store = try SQLiteStore(dataDirectory: config.dataDirectory, logger: logger)
     let swept = try await store.sweep()
     let expiredImports = try await store.sweepImports(startingUp: true)
     if expiredImports > 0 { logger.notice("Removed unsubmitted batch imports past their 24 hours", metadata: ["imports": "\(expiredImports)"]) }

@@ -1,5 +1,6 @@
 import CourierDomain
 import CourierCore
+import CourierSQLite
 import CourierStore
 import Foundation
 import Hummingbird

@@ -120,7 +120,7 @@ struct ClientController {
     /// packages a task releases, from a device that names itself.
     static func failures(_ request: ClientRequest, _ snapshot: DeliverySnapshot) -> [(task: Int64, device: UInt64)] {
         guard !request.failed.isEmpty, !request.deviceId.isEmpty else { return [] }
-        let device = Store.deviceKey(request.deviceId)
+        let device = DeviceKey.of(request.deviceId)
         return request.failed.sorted { $0.key < $1.key }.flatMap { app, versions in
             versions.sorted().compactMap { v in snapshot.taskOfPackage[app]?[v].map { (task: $0, device: device) } }
         }
@@ -130,7 +130,7 @@ struct ClientController {
     /// compute) while no device has given anything up.
     static func gaveUp(_ request: ClientRequest, _ ledger: GaveUpLedger) -> GaveUp {
         guard !request.deviceId.isEmpty, !ledger.isEmpty else { return { _ in false } }
-        let tasks = ledger.tasks(of: Store.deviceKey(request.deviceId))
+        let tasks = ledger.tasks(of: DeviceKey.of(request.deviceId))
         return { tasks.contains($0) }
     }
 

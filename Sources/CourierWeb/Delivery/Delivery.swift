@@ -356,17 +356,17 @@ final class GaveUpLedger: Sendable {
 /// Time-window admissions: the first N distinct devices per task, exact under concurrency
 /// (one lock), durable before the client is answered (the caller records what it reserved).
 final class AdmissionLedger: Sendable {
-    /// Each admitted device by a 64-bit key of its ID (`Store.deviceKey`): a fixed 8 bytes in
+    /// Each admitted device by a 64-bit key of its ID (`DeviceKey`): a fixed 8 bytes in
     /// memory however long the IDs clients send (a full window of long IDs would otherwise hold
     /// hundreds of megabytes). The database keeps the IDs themselves.
     private let state: NIOLockedValueBox<[Int64: Set<UInt64>]>
 
-    init(_ loaded: [Int64: Set<String>]) { state = NIOLockedValueBox(loaded.mapValues { Set($0.map(Store.deviceKey)) }) }
+    init(_ loaded: [Int64: Set<String>]) { state = NIOLockedValueBox(loaded.mapValues { Set($0.map(DeviceKey.of)) }) }
 
     /// True when the device is admitted or now takes one of the free places; `reserved` learns
     /// of new admissions so they can be written before answering.
     func admit(task: Int64, count: Int, device: String, reserved: NIOLockedValueBox<[(task: Int64, device: String)]>) -> Bool {
-        let key = Store.deviceKey(device)
+        let key = DeviceKey.of(device)
         return state.withLockedValue { all in
             if all[task]?.contains(key) == true { return true }
             guard (all[task]?.count ?? 0) < count else { return false }
@@ -381,7 +381,7 @@ final class AdmissionLedger: Sendable {
     /// Where the device stands, changing nothing (the event-loop path answers only when no
     /// admission has to be written).
     func peek(task: Int64, count: Int, device: String) -> Place {
-        let key = Store.deviceKey(device)
+        let key = DeviceKey.of(device)
         return state.withLockedValue { all in
             if all[task]?.contains(key) == true { return .admitted }
             return (all[task]?.count ?? 0) < count ? .free : .full
@@ -390,7 +390,7 @@ final class AdmissionLedger: Sendable {
 
     /// Gives places back when they could not be recorded.
     func release(_ pairs: [(task: Int64, device: String)]) {
-        state.withLockedValue { all in for p in pairs { all[p.task]?.remove(Store.deviceKey(p.device)) } }
+        state.withLockedValue { all in for p in pairs { all[p.task]?.remove(DeviceKey.of(p.device)) } }
     }
 
     func count(_ task: Int64) -> Int { state.withLockedValue { $0[task]?.count ?? 0 } }

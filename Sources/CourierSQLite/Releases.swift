@@ -1,248 +1,10 @@
 import CourierCore
+import CourierStore
 import Crypto
 import Foundation
 import GRDB
 
-/// A whitelist's name and kind; its values are rows of `whitelistValue`.
-public struct WhitelistRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
-    public static let databaseTableName = "whitelist"
-    public var id: Int64?
-    public var name: String
-    public var kind: String
-    public var createdAt = Date()
-    /// Raised whenever values are added or removed: the delivery snapshot reloads only the
-    /// lists whose revision moved (a list may hold 100,000 values).
-    public var revision = 0
-    public enum Columns {
-        public static let name = Column(CodingKeys.name)
-    }
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
-}
-
-/// A release task as stored; `releaseTask` gives the value the decision reads.
-public struct TaskRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
-    public static let databaseTableName = "task"
-    public var id: Int64?
-    public var packageId: Int64
-    public var appId: String
-    public var version: String
-    /// `official` or `gray`.
-    public var type: String
-    /// `whitelist`, `timeWindow`, `percentage`, or empty for official tasks.
-    public var mode = ""
-    public var whitelistIds = "[]"
-    public var endTime: Date?
-    public var userCount: Int?
-    /// How many devices a time window admitted, kept when it finished (its devices are dropped).
-    public var admittedCount: Int?
-    public var percentage: Double?
-    /// JSON: `[{"field","op","values"}]`.
-    public var rules = "[]"
-    public var descriptionMarkdown = ""
-    public var status = ReleaseTask.Status.releasing.rawValue
-    public var rolledBack = false
-    public var createdBy: String
-    public var createdAt = Date()
-    /// The reviewer's part (SPEC §7): `awaiting`, `approved`, `rejected`, `withdrawn`, or empty
-    /// when no approval was asked for.
-    public var approval = ""
-    /// What awaits or awaited approval: `release` (the task itself) or `promotion` (to official).
-    public var approvalFor = ""
-    public var requestedBy: String?
-    public var requestedAt: Date?
-    public var decidedBy: String?
-    public var decidedAt: Date?
-    /// The reviewer's comment, Markdown.
-    public var decisionComment = ""
-
-    public enum Columns {
-        public static let id = Column(CodingKeys.id)
-        public static let packageId = Column(CodingKeys.packageId)
-        public static let appId = Column(CodingKeys.appId)
-        public static let status = Column(CodingKeys.status)
-        public static let approval = Column(CodingKeys.approval)
-    }
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
-
-    struct StoredRule: Codable { let field: String; let op: String; let values: [String] }
-
-    /// Records a checked task for `package`.
-    public init(package: PackageRecord, kind: ReleaseTask.Kind, description: String, createdBy: String) {
-        packageId = package.id ?? 0
-        appId = package.appId
-        version = package.version
-        self.descriptionMarkdown = description
-        self.createdBy = createdBy
-        type = TaskType.official.rawValue
-        apply(kind)
-    }
-
-    /// Writes `kind` into the columns (creating, promoting).
-    public mutating func apply(_ kind: ReleaseTask.Kind) {
-        switch kind {
-        case .official:
-            type = TaskType.official.rawValue; mode = ""; whitelistIds = "[]"; endTime = nil; userCount = nil; percentage = nil; rules = "[]"
-        case .gray(let m, let r):
-            type = TaskType.gray.rawValue
-            switch m {
-            case .whitelist(let ids): mode = ModeName.whitelist.rawValue; whitelistIds = Self.json(ids)
-            case .timeWindow(let end, let count): mode = ModeName.timeWindow.rawValue; endTime = end; userCount = count
-            case .percentage(let p): mode = ModeName.percentage.rawValue; percentage = p
-            }
-            rules = Self.json(r.map { StoredRule(field: $0.field.rawValue, op: $0.op.rawValue, values: $0.values) })
-        }
-    }
-
-    static func json<T: Encodable>(_ value: T) -> String {
-        String(decoding: (try? JSONEncoder().encode(value)) ?? Data("[]".utf8), as: UTF8.self)
-    }
-
-    /// The whitelists named, for finding a list's users; empty when they cannot be read.
-    public var whitelistIdList: [Int64] { (try? JSONDecoder().decode([Int64].self, from: Data(whitelistIds.utf8))) ?? [] }
-
-    /// The rules that can be read, for showing; the decision reads `storedKind()`, which
-    /// refuses the whole task when one cannot be.
-    public var targetingRules: [TargetingRule] {
-        let stored = (try? JSONDecoder().decode([StoredRule].self, from: Data(rules.utf8))) ?? []
-        return stored.compactMap { r in
-            guard let f = TargetingRule.Field(rawValue: r.field), let o = TargetingRule.Operator(rawValue: r.op) else { return nil }
-            return try? TargetingRule(field: f, op: o, values: r.values)
-        }
-    }
-
-    public var taskStatus: ReleaseTask.Status { ReleaseTask.Status(rawValue: status) ?? .finished }
-    /// The stored strings, typed. A value this binary does not know makes the task unreadable
-    /// (`storedKind()`); until then these read it as the narrowest thing it could be.
-    public var taskType: TaskType { TaskType(rawValue: type) ?? .gray }
-    public var isOfficial: Bool { taskType == .official }
-    public var modeName: ModeName? { ModeName(rawValue: mode) }
-    public var approvalState: ApprovalState { ApprovalState(rawValue: approval) ?? .none }
-    public var approvalSubject: ApprovalSubject { ApprovalSubject(rawValue: approvalFor) ?? .none }
-
-    /// Where the task stands in its life (`TaskState`), without its whitelists.
-    public var state: TaskState {
-        TaskState(type: taskType, mode: modeName, status: taskStatus, rolledBack: rolledBack, approval: approvalState,
-                  approvalFor: approvalSubject, unreadable: unreadable)
-    }
-
-    /// The same, counting the whitelists it names, as a write must.
-    func state(_ db: Database) throws -> TaskState {
-        var s = state
-        s.unreadable = try unreadable(db)
-        return s
-    }
-
-    /// Writes a state the machine gave (after an operation or a decision) into the columns.
-    mutating func apply(_ s: TaskState) {
-        if s.type == .official, type != TaskType.official.rawValue { apply(.official) }
-        status = s.status.rawValue
-        rolledBack = s.rolledBack
-        approval = s.approval.rawValue
-        approvalFor = s.approvalFor.rawValue
-    }
-
-    /// Why this binary cannot read the stored task (SPEC: refuse what cannot be understood), or nil.
-    public struct Unreadable: Error, Sendable, CustomStringConvertible {
-        public let description: String
-        init(_ d: String) { description = d }
-    }
-
-    /// The task as stored, read strictly: a status, type, mode, list or rule this binary does
-    /// not know is refused rather than guessed or dropped (a dropped city rule, or an unknown
-    /// type read as official, would release to everyone).
-    public func storedKind() throws(Unreadable) -> ReleaseTask.Kind {
-        guard ReleaseTask.Status(rawValue: status) != nil else { throw Unreadable("unknown status “\(status)”") }
-        guard (try? PackageVersion(validating: version)) != nil else { throw Unreadable("version “\(version)” is not a package version") }
-        guard ApprovalState(rawValue: approval) != nil, ApprovalSubject(rawValue: approvalFor) != nil else {
-            throw Unreadable("unknown approval state “\(approval.prefix(20)) \(approvalFor.prefix(20))”")
-        }
-        switch TaskType(rawValue: type) {
-        case .official:
-            // An official task has no grayscale settings: one that does was written by something else.
-            guard mode.isEmpty, rules == "[]" || rules.isEmpty, whitelistIds == "[]" || whitelistIds.isEmpty, percentage == nil, endTime == nil,
-                  userCount == nil else {
-                throw Unreadable("an official task with grayscale settings (mode “\(mode.prefix(20))”, rules, lists or a share)")
-            }
-            return .official
-        case .gray: break
-        case nil: throw Unreadable("unknown task type “\(type)”")
-        }
-        let m: ReleaseTask.Mode
-        switch ModeName(rawValue: mode) {
-        case .whitelist:
-            guard let ids = try? JSONDecoder().decode([Int64].self, from: Data(whitelistIds.utf8)), !ids.isEmpty else {
-                throw Unreadable("its whitelists “\(whitelistIds.prefix(100))” cannot be read")
-            }
-            m = .whitelist(ids)
-        case .timeWindow:
-            guard let endTime, let userCount, userCount > 0 else { throw Unreadable("its time window has no end time or device count") }
-            // Counts above today's maximum (older tasks allowed 10 M) are held to it: narrower, never wider.
-            m = .timeWindow(end: endTime, userCount: min(userCount, TaskDraft.maxWindowDevices))
-        case .percentage:
-            guard let percentage, percentage.isFinite, percentage > 0, percentage <= 100 else {
-                throw Unreadable("its percentage \(percentage.map { String($0) } ?? "(none)") is not between 0.01 and 100")
-            }
-            m = .percentage(percentage)
-        case nil: throw Unreadable("unknown grayscale mode “\(mode)”")
-        }
-        guard let stored = try? JSONDecoder().decode([StoredRule].self, from: Data(rules.utf8)) else {
-            throw Unreadable("its rules “\(rules.prefix(100))” cannot be read")
-        }
-        var read: [TargetingRule] = []
-        for r in stored {
-            guard let f = TargetingRule.Field(rawValue: r.field), let o = TargetingRule.Operator(rawValue: r.op) else {
-                throw Unreadable("a rule “\(r.field) \(r.op)” that this version of Courier does not know")
-            }
-            do { read.append(try TargetingRule(field: f, op: o, values: r.values)) } catch {
-                throw Unreadable("its \(f.label) rule cannot be read: \(error.message)")
-            }
-        }
-        return .gray(m, rules: read)
-    }
-
-    /// Why the task cannot be read, or nil.
-    public var unreadable: String? {
-        do { _ = try storedKind(); return nil } catch { return error.description }
-    }
-
-    /// The same, counting the whitelists it names (missing, of an unknown kind, or holding an
-    /// expression this binary refuses), as the delivery snapshot does: for the writes that
-    /// would otherwise act on what cannot be read.
-    func unreadable(_ db: Database) throws -> String? {
-        if let why = unreadable { return why }
-        guard taskType == .gray, modeName == .whitelist else { return nil }
-        for id in whitelistIdList {
-            guard let w = try WhitelistRecord.fetchOne(db, key: id) else { return "whitelist \(id) is missing" }
-            guard let kind = Whitelist.Kind(rawValue: w.kind) else { return "whitelist \(id): unknown kind “\(w.kind)”" }
-            guard kind == .regex else { continue }   // ID lists: the kind is all there is to read
-            let values = Set(try String.fetchAll(db, sql: "SELECT value FROM whitelistValue WHERE whitelistId = ?", arguments: [id]))
-            do { _ = try Whitelist(id: id, name: w.name, kind: kind, values: values) } catch { return "whitelist \(id): \(error.message)" }
-        }
-        return nil
-    }
-
-    public var releaseTask: ReleaseTask {
-        let v = PackageVersion(parts: version.split(separator: ".").compactMap { Int($0) })
-        do {
-            return ReleaseTask(id: id ?? 0, appId: appId, version: v, kind: try storedKind(), status: taskStatus, rolledBack: rolledBack)
-        } catch {
-            return ReleaseTask(id: id ?? 0, appId: appId, version: v, unreadable: error.description)
-        }
-    }
-
-    /// The package status this task gives (SPEC §5).
-    public var packageStatus: PackageStatus {
-        switch taskStatus {
-        case .paused: .paused
-        case .finished: neverReleased ? .toBeReleased : .finished
-        case .releasing: isOfficial ? .officialReleasing : .grayReleasing
-        case .awaitingApproval: .awaitingApproval
-        case .rejected: .rejected
-        }
-    }
-}
-
-extension Store {
+extension SQLiteStore {
     static func registerReleaseMigrations(_ m: inout DatabaseMigrator) {
         m.registerMigration("v3-releases") { db in
             try db.create(table: "whitelist") { t in
@@ -324,9 +86,6 @@ extension Store {
         }
     }
 
-    /// Adds values (duplicates dropped); answers how many were new, and the approved tasks on
-    /// the list that now wait for a reviewer again. `check` sees the resulting set first (a
-    /// regex list compiles it) and may refuse.
     public func addWhitelistValues(_ id: Int64, _ values: Set<String>, by actor: ActingUser,
                                    check: @escaping @Sendable (WhitelistRecord, Set<String>) throws -> Void) async throws
         -> (added: Int, awaitingApproval: [Int64]) {
@@ -344,7 +103,7 @@ extension Store {
                 var waiting: [Int64] = []
                 for var t in try TaskRecord.filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchAll(db)
                 where t.whitelistIdList.contains(id) {
-                    guard t.state.wideningNeedsReviewer(try Store.approvalRules(db)) else { continue }
+                    guard t.state.wideningNeedsReviewer(try SQLiteStore.approvalRules(db)) else { continue }
                     // While a reviewer looks at a task on this list (its release, a widening or a
                     // promotion), the list must not grow under their eyes: an approval given on a
                     // page read before would cover people the reviewer never saw.
@@ -354,7 +113,7 @@ extension Store {
                     }
                     t.requestApproval(for: .widening, by: actor)
                     try t.update(db)
-                    try Store.refreshPackageStatus(db, t.packageId)
+                    try SQLiteStore.refreshPackageStatus(db, t.packageId)
                     waiting.append(t.id ?? 0)
                 }
                 if !waiting.isEmpty { detail["awaitingApproval"] = waiting.map(String.init).joined(separator: ",") }
@@ -364,7 +123,6 @@ extension Store {
         }
     }
 
-    /// Removes values; answers how many were there.
     public func removeWhitelistValues(_ id: Int64, _ values: Set<String>, by actor: ActingUser) async throws -> Int {
         try await change(by: actor, "whitelist.removeValues", subject: String(id)) { db in
             guard try WhitelistRecord.fetchOne(db, key: id) != nil else { throw NotFound("There is no whitelist \(id).") }
@@ -378,7 +136,6 @@ extension Store {
         }
     }
 
-    /// Deletes a whitelist no unfinished task uses; the refusal names the tasks.
     public func deleteWhitelist(_ id: Int64, by actor: ActingUser) async throws {
         try await change(by: actor, "whitelist.delete", subject: String(id)) { db in
             guard let w = try WhitelistRecord.fetchOne(db, key: id) else { throw NotFound("There is no whitelist \(id).") }
@@ -392,7 +149,6 @@ extension Store {
         }
     }
 
-    /// Every whitelist with its number of values (without loading the values).
     public func whitelistSummaries() async throws -> [(WhitelistRecord, count: Int)] {
         try await db.read { db in
             let counts = Dictionary(try Row.fetchAll(db, sql: "SELECT whitelistId, COUNT(*) FROM whitelistValue GROUP BY whitelistId")
@@ -401,7 +157,6 @@ extension Store {
         }
     }
 
-    /// One whitelist with its values.
     public func whitelist(_ id: Int64) async throws -> (WhitelistRecord, Set<String>)? {
         try await db.read { db in
             guard let w = try WhitelistRecord.fetchOne(db, key: id) else { return nil }
@@ -409,8 +164,6 @@ extension Store {
         }
     }
 
-    /// Every whitelist with its values (the delivery snapshot's input), except those `known` at the same revision (their
-    /// values are nil: the caller still has them).
     public func whitelists(known: [Int64: Int]) async throws -> [(WhitelistRecord, Set<String>?)] {
         try await db.read { db in
             try WhitelistRecord.order(WhitelistRecord.Columns.name).fetchAll(db).map { w in
@@ -420,7 +173,6 @@ extension Store {
         }
     }
 
-    /// Every whitelist with all its values.
     public func whitelists() async throws -> [(WhitelistRecord, Set<String>)] {
         try await db.read { db in
             try WhitelistRecord.order(WhitelistRecord.Columns.name).fetchAll(db).map { w in
@@ -431,7 +183,6 @@ extension Store {
 
     // MARK: Tasks
 
-    /// Creates a task for a package; at most one unfinished task per package.
     public func createTask(_ task: TaskRecord, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.create", subject: "\(task.appId) \(task.version)") { db in
             guard try PackageRecord.exists(db, key: task.packageId) else { throw NotFound("There is no such package.") }
@@ -442,17 +193,16 @@ extension Store {
             var t = task
             let kind: ReleaseTask.Kind
             do throws(TaskRecord.Unreadable) { kind = try t.storedKind() } catch { throw Conflict("The task cannot be recorded: \(error.description).") }
-            let waits = try Store.approvalRules(db).newTaskWaits(kind)
+            let waits = try SQLiteStore.approvalRules(db).newTaskWaits(kind)
             if waits { t.requestApproval(for: .release, by: actor) }
             try t.insert(db)
-            try Store.refreshPackageStatus(db, task.packageId)
+            try SQLiteStore.refreshPackageStatus(db, task.packageId)
             var detail = ["task": String(t.id ?? 0), "type": t.type, "mode": t.mode, "app": t.appId]
             if waits { detail["approval"] = ApprovalState.awaiting.rawValue }
             return (t, detail)
         }
     }
 
-    /// Pause, resume, finish, promote to official, roll back (SPEC §5).
     public func operate(task id: Int64, _ op: TaskOperation, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.\(op.rawValue)", subject: String(id)) { db in
             // Decisions, deletion and percentages have writes of their own (with their own checks).
@@ -464,7 +214,7 @@ extension Store {
             }
             // Only a promotion reads the approval rules: settings that cannot be read must not
             // stop a task from being paused, finished or rolled back.
-            let after = before.after(op, rules: op == .promote ? try Store.approvalRules(db) : nil)
+            let after = before.after(op, rules: op == .promote ? try SQLiteStore.approvalRules(db) : nil)
             t.apply(after)
             var detail: [String: String] = [:]
             if before.approval == .awaiting, after.approval == .withdrawn {
@@ -476,9 +226,9 @@ extension Store {
                 t.requestApproval(for: after.approvalFor, by: actor)
                 detail["approval"] = ApprovalState.awaiting.rawValue
             }
-            try Store.dropAdmissionsUnlessOpenWindow(db, &t)
+            try SQLiteStore.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
-            try Store.refreshPackageStatus(db, t.packageId)
+            try SQLiteStore.refreshPackageStatus(db, t.packageId)
             return (t, detail.merging(["status": t.status, "type": t.type, "app": t.appId, "version": t.version]) { a, _ in a })
         }
     }
@@ -494,7 +244,6 @@ extension Store {
         try db.execute(sql: "DELETE FROM admission WHERE taskId = ?", arguments: [id])
     }
 
-    /// Changes a percentage task's share (raising it keeps every admitted device admitted).
     public func setPercentage(task id: Int64, _ percentage: Double, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.percentage", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
@@ -504,7 +253,7 @@ extension Store {
                                ?? "Only an unfinished percentage task takes a new percentage.", field: "percentage")
             }
             let before = t.percentage ?? 0
-            let rules = try Store.approvalRules(db)
+            let rules = try SQLiteStore.approvalRules(db)
             if percentage >= 100, rules.official {
                 throw Conflict("100 % reaches every client, and official releases need a reviewer's approval: promote the task to official instead.",
                                field: "percentage")
@@ -521,7 +270,7 @@ extension Store {
                 detail["approval"] = ApprovalState.awaiting.rawValue
             }
             try t.update(db)
-            try Store.refreshPackageStatus(db, t.packageId)
+            try SQLiteStore.refreshPackageStatus(db, t.packageId)
             return (t, detail)
         }
     }
@@ -537,13 +286,12 @@ extension Store {
         try p.update(db)
     }
 
-    /// Deletes a finished task.
     public func deleteTask(_ id: Int64, by actor: ActingUser) async throws {
         try await change(by: actor, "task.delete", subject: String(id)) { db in
             guard let t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
             if t.state.refusal(.delete) != nil { throw Conflict("Only a finished or rejected task can be deleted; finish task \(id) first.") }
             _ = try t.delete(db)
-            try Store.refreshPackageStatus(db, t.packageId)
+            try SQLiteStore.refreshPackageStatus(db, t.packageId)
             return ((), ["version": t.version, "app": t.appId])
         }
     }
@@ -567,18 +315,6 @@ extension Store {
         try await db.read { db in try TaskRecord.fetchAll(db) }
     }
 
-    /// A stored row that does not even decode (a column of another type or an unknown value):
-    /// what the delivery snapshot knows of it, to make it offer nothing rather than fail whole.
-    public struct UndecodableTask: Sendable {
-        public let id: Int64
-        public let appId: String
-        public let version: String
-        public let packageId: Int64
-        public let why: String
-    }
-
-    /// Every task, read row by row: one that does not decode is answered apart, never stopping
-    /// the others (one bad row must not freeze or stop every app's delivery).
     public func allTasksStrictly() async throws -> (tasks: [TaskRecord], undecodable: [UndecodableTask]) {
         try await db.read { db in
             var tasks: [TaskRecord] = []
@@ -602,7 +338,6 @@ extension Store {
 
     // MARK: Time-window admissions and client events
 
-    /// Every recorded admission, by task: loaded into memory with each snapshot.
     public func admissions() async throws -> [Int64: Set<String>] {
         try await db.read { db in
             var all: [Int64: Set<String>] = [:]
@@ -612,7 +347,6 @@ extension Store {
         }
     }
 
-    /// Makes admissions durable (before the client is told).
     public func recordAdmissions(_ pairs: [(task: Int64, device: String)]) async throws {
         guard !pairs.isEmpty else { return }
         try await db.write { db in
@@ -627,13 +361,6 @@ extension Store {
         }
     }
 
-    /// A device ID as a fixed-size key (the first 8 bytes of its SHA-256): what a client sends
-    /// may be long; what Courier remembers per device is not.
-    public static func deviceKey(_ device: String) -> UInt64 {
-        SHA256.hash(data: Data(device.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
-    }
-
-    /// Every device that gave up a task's version, by task (loaded into memory at start).
     public func gaveUpDevices() async throws -> [Int64: Set<UInt64>] {
         try await db.read { db in
             var all: [Int64: Set<UInt64>] = [:]
@@ -669,7 +396,7 @@ extension Store {
     /// or one connection replaying it, adds nothing); false when the task is gone (deleted since
     /// the snapshot named it).
     @discardableResult
-    public func countEvent(task: Int64, _ event: String, device: String, now: Date = Date()) async throws -> Bool {
+    public func countEvent(task: Int64, _ event: String, device: String, now: Date) async throws -> Bool {
         let hour = Int64(now.timeIntervalSince1970 / 3600)
         return try await db.write { db in
             guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM task WHERE id = ?)", arguments: [task]) == true else { return false }
@@ -690,7 +417,7 @@ extension Store {
     /// (housekeeping calls it; a client's report never waits on a large delete). Answers how
     /// many rows went.
     @discardableResult
-    public func pruneEventsSeen(now: Date = Date(), batch: Int = 5000) async throws -> Int {
+    public func pruneEventsSeen(now: Date, batch: Int) async throws -> Int {
         let hour = Int64(now.timeIntervalSince1970 / 3600)
         var removed = 0
         while true {

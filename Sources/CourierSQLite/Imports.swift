@@ -1,67 +1,9 @@
 import CourierCore
+import CourierStore
 import Foundation
 import GRDB
 
-/// A batch import (SPEC §6): its files wait under `imports/{key}/` until it is submitted or
-/// expires; its rows say what each file will become.
-public struct ImportRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
-    public static let databaseTableName = "batchImport"
-    public var id: Int64?
-    /// Names the folder of its files (chosen before the row exists, so a crash leaves no doubt).
-    public var key: String
-    public var createdBy: String
-    public var createdAt = Date()
-    public var expiresAt: Date
-    /// `open` (editable, submittable), `submitting` (a submission is running), `done`.
-    public var status = "open"
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
-
-    public static let lifetime: TimeInterval = 24 * 3600
-}
-
-/// One file of an import.
-public struct ImportRowRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
-    public static let databaseTableName = "batchImportRow"
-    public var importId: Int64
-    public var n: Int
-    public var fileName: String
-    public var appId: String?
-    public var newApp: Bool
-    public var type: String?
-    public var fileCount: Int
-    public var size: Int64
-    /// The package's fields (SPEC §2) as JSON of `PackageDraft`; the version among them.
-    public var fields: String
-    /// Why it cannot be created (at inspection or at the last submission); nil when ready.
-    public var error: String?
-    /// Refused when it arrived (a bad name, a hostile zip…): it has no file and never will be created.
-    public var refused: Bool
-    /// Set in the transaction that creates its package.
-    public var packageId: Int64?
-
-    public var draft: PackageDraft {
-        get { (try? JSONDecoder().decode(PackageDraft.self, from: Data(fields.utf8))) ?? PackageDraft() }
-        set { fields = String(decoding: (try? JSONEncoder().encode(newValue)) ?? Data("{}".utf8), as: UTF8.self) }
-    }
-    public var created: Bool { packageId != nil }
-
-    public init(importId: Int64, n: Int, fileName: String, appId: String?, newApp: Bool, type: String?, fileCount: Int, size: Int64,
-                draft: PackageDraft, error: String?) {
-        self.importId = importId; self.n = n; self.fileName = fileName; self.appId = appId; self.newApp = newApp; self.type = type
-        self.fileCount = fileCount; self.size = size; self.fields = "{}"; self.error = error; self.packageId = nil
-        self.refused = error != nil
-        self.draft = draft
-    }
-}
-
-/// The import row a package is created for.
-public struct ImportRowKey: Sendable {
-    public let importId: Int64
-    public let n: Int
-    public init(importId: Int64, n: Int) { self.importId = importId; self.n = n }
-}
-
-extension Store {
+extension SQLiteStore {
     static func registerImportMigrations(_ m: inout DatabaseMigrator) {
         m.registerMigration("v5-imports") { db in
             try db.create(table: "batchImport") { t in
@@ -90,11 +32,9 @@ extension Store {
         }
     }
 
-    /// Where row `n` of the import keyed `key` keeps its zip.
     public func importFile(key: String, n: Int) -> String { "\(importsDirectory)/\(key)/\(n).zip" }
 
-    /// Records an import whose files are already in `imports/{key}/`.
-    public func createImport(key: String, rows: [ImportRowRecord], by actor: ActingUser, now: Date = Date()) async throws -> ImportRecord {
+    public func createImport(key: String, rows: [ImportRowRecord], by actor: ActingUser, now: Date) async throws -> ImportRecord {
         try await change(by: actor, "import.create", subject: key, catalogue: false) { db in
             var record = ImportRecord(id: nil, key: key, createdBy: actor.name, createdAt: now, expiresAt: now.addingTimeInterval(ImportRecord.lifetime))
             try record.insert(db)
@@ -114,9 +54,8 @@ extension Store {
         try await db.read { db in try ImportRowRecord.filter(Column("importId") == id).order(Column("n")).fetchAll(db) }
     }
 
-    /// Changes a row's fields (only while the import is open and the row not created).
     public func updateImportRow(_ id: Int64, n: Int, draft: PackageDraft, error: String?, by actor: ActingUser,
-                                now: Date = Date()) async throws {
+                                now: Date) async throws {
         try await change(by: actor, "import.editRow", subject: "\(id) \(n)", catalogue: false) { db in
             guard let record = try ImportRecord.fetchOne(db, key: id), record.status == "open" else {
                 throw Conflict("This import was submitted; its rows can no longer change.")
@@ -132,9 +71,7 @@ extension Store {
         }
     }
 
-    /// Moves an open import to `submitting`; false when it is not open (a second click, a
-    /// second tab, a second API call: only one submission runs).
-    public func beginImportSubmission(_ id: Int64, by actor: ActingUser, now: Date = Date()) async throws -> Bool {
+    public func beginImportSubmission(_ id: Int64, by actor: ActingUser, now: Date) async throws -> Bool {
         struct NotOpen: Error {}
         do {
             return try await change(by: actor, "import.submit", subject: String(id), catalogue: false) { db in
@@ -148,7 +85,6 @@ extension Store {
         }
     }
 
-    /// Records a row's failure at submission.
     public func failImportRow(_ id: Int64, n: Int, error: String) async throws {
         try await db.write { db in
             try db.execute(sql: "UPDATE batchImportRow SET error = ? WHERE importId = ? AND n = ? AND packageId IS NULL",
@@ -156,8 +92,6 @@ extension Store {
         }
     }
 
-    /// Ends a submission: `done` when every row is created (its files are removed), else open
-    /// again so the failed rows can be fixed and submitted.
     public func endImportSubmission(_ id: Int64) async throws -> ImportRecord? {
         let (record, done) = try await db.write { db -> (ImportRecord?, Bool) in
             let left = try ImportRowRecord.filter(Column("importId") == id && Column("packageId") == nil && Column("refused") == false).fetchCount(db)
@@ -168,9 +102,7 @@ extension Store {
         return record
     }
 
-    /// Start-up and regular housekeeping: a submission cut short is open again; imports past
-    /// their expiry are deleted with their files; folders no import refers to are removed.
-    public func sweepImports(now: Date = Date(), startingUp: Bool) async throws -> Int {
+    public func sweepImports(now: Date, startingUp: Bool) async throws -> Int {
         let (expired, keys) = try await db.write { db -> ([String], Set<String>) in
             if startingUp { try db.execute(sql: "UPDATE batchImport SET status = 'open' WHERE status = 'submitting'") }
             // Never one being submitted: that submission ends it.

@@ -1,55 +1,19 @@
 import CourierCore
+import CourierStore
 import Foundation
 import GRDB
 
-/// A row of the H5 apps list.
-public struct AppSummary: Decodable, FetchableRecord, Sendable {
-    public var id: String
-    public var name: String
-    public var type: PackageType?
-    public var packageCount: Int
-    public var latestVersion: String?
-    /// The newest package's status.
-    public var latestStatus: PackageStatus?
-    /// The app's release to find again: its newest unfinished task, else its newest task that
-    /// released (else the newest one).
-    public var releaseTaskId: Int64?
-    /// What clients are offered officially now (`AppReleases.liveOfficial`).
-    public var officialVersion: String?
-    public var createdAt: Date
-
-    public init(id: String, name: String, type: PackageType?, packageCount: Int, latestVersion: String?, createdAt: Date) {
-        self.id = id; self.name = name; self.type = type; self.packageCount = packageCount
-        self.latestVersion = latestVersion; self.createdAt = createdAt
-    }
-}
-
-public struct Page<T: Sendable>: Sendable {
-    public var items: [T]
-    public var total: Int
-    public var page: Int
-    public var perPage: Int
-    public var pageCount: Int { max(1, (total + perPage - 1) / perPage) }
-
-    public init(items: [T], total: Int, page: Int, perPage: Int) {
-        self.items = items; self.total = total; self.page = page; self.perPage = perPage
-    }
-}
-
-extension Store {
+extension SQLiteStore {
     // MARK: settings
 
-    /// A trivial read: the database answers (`/readyz`).
     public func ping() async throws {
         _ = try await db.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 
-    /// The settings, read strictly (`SettingsRecord.read`).
     public func settings() async throws -> SettingsRecord {
         try await db.read { db in try SettingsRecord.read(db) }
     }
 
-    /// The virtual domain is written once (SPEC §2).
     public func setVirtualDomain(_ domain: String, by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.virtualDomain", subject: "settings") { db in
             var s = try SettingsRecord.read(db)
@@ -63,8 +27,6 @@ extension Store {
         }
     }
 
-    /// Global host and app key go together; they cannot change once a global package uses them
-    /// (counted inside the same transaction, so a racing global upload cannot slip between).
     public func setGlobalLocation(host: String, appKey: String, by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.globalLocation", subject: "settings") { db in
             var s = try SettingsRecord.read(db)
@@ -81,22 +43,7 @@ extension Store {
         }
     }
 
-    /// A re-signed package: its new `.amr` (already in the blob store) replaces the old one.
-    public struct Resigned: Sendable {
-        public let packageId: Int64
-        public let oldBlob: String
-        public let blob: String
-        public let size: Int64
-        public let md5: String
-        public let tarOffset: Int64
-        public init(packageId: Int64, oldBlob: String, blob: String, size: Int64, md5: String, tarOffset: Int64) {
-            self.packageId = packageId; self.oldBlob = oldBlob; self.blob = blob; self.size = size; self.md5 = md5
-            self.tarOffset = tarOffset
-        }
-    }
-
-    /// Switches the signing key and every package's `.amr` at once. Call inside `withBlobLock`.
-    public func switchSigningKey(pem: String, fingerprint: String, resigned: [Resigned], by actor: ActingUser) async throws -> SettingsRecord {
+    public func switchSigningKey(pem: String, fingerprint: String, resigned: [ResignedPackage], by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.signingKey", subject: "settings") { db in
             var s = try SettingsRecord.read(db)
             let previous = s.signingKeyFingerprint
@@ -127,7 +74,6 @@ extension Store {
         }
     }
 
-    /// Renames an app (its ID never changes); clients see the new name from the next request.
     public func renameApp(_ id: String, name: String, by actor: ActingUser) async throws -> AppRecord {
         try await change(by: actor, "app.rename", subject: id) { db in
             guard var app = try AppRecord.fetchOne(db, key: id) else { throw NotFound.app(id) }
@@ -142,8 +88,6 @@ extension Store {
         try await db.read { db in try AppRecord.fetchAll(db) }
     }
 
-    /// Every app, read row by row: one whose row does not decode is answered apart (its tasks
-    /// then offer nothing; the other apps go on).
     public func allAppsStrictly() async throws -> (apps: [AppRecord], unreadable: [String: String]) {
         try await db.read { db in
             var apps: [AppRecord] = []
@@ -162,9 +106,9 @@ extension Store {
         try await db.read { db in try AppRecord.fetchOne(db, key: id) }
     }
 
-    public func apps(search: String, page: Int, perPage: Int = 20) async throws -> Page<AppSummary> {
+    public func apps(search: String, page: Int, perPage: Int) async throws -> Page<AppSummary> {
         try await db.read { db in
-            let pattern = Store.containing(search)
+            let pattern = SQLiteStore.containing(search)
             let filter = "WHERE app.id LIKE :q ESCAPE '\\' OR app.name LIKE :q ESCAPE '\\'"
             let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM app \(filter)", arguments: ["q": pattern]) ?? 0
             let page = max(1, min(page, max(1, (total + perPage - 1) / perPage)))
@@ -187,11 +131,9 @@ extension Store {
         }
     }
 
-    /// Apps whose newest package is to be released or release finished (the batch release's
-    /// choices), by ID, at most `limit`, matching `search` in the ID or name.
     public func batchReleaseCandidates(search: String, limit: Int) async throws -> [(app: AppRecord, newest: PackageRecord)] {
         try await db.read { db in
-            let pattern = Store.containing(search)
+            let pattern = SQLiteStore.containing(search)
             let rows = try Row.fetchAll(db, sql: """
                 SELECT app.id AS appId, p.id AS packageId FROM app
                 JOIN package p ON p.id = (SELECT id FROM package WHERE appId = app.id ORDER BY versionKey DESC LIMIT 1)
@@ -224,14 +166,10 @@ extension Store {
         try await db.read { db in try PackageRecord.fetchAll(db) }
     }
 
-    /// The packages some release task names: all the delivery snapshot needs (a catalogue of
-    /// mostly unreleased versions is not read after every change).
     public func packagesWithTasks() async throws -> [PackageRecord] {
         try await packagesWithTasksStrictly().packages
     }
 
-    /// The same, read row by row: a package row that does not decode, or whose client range
-    /// cannot be read, is answered apart with why (its tasks then offer nothing).
     public func packagesWithTasksStrictly() async throws -> (packages: [PackageRecord], unreadable: [Int64: String]) {
         try await db.read { db in
             var packages: [PackageRecord] = []
@@ -258,7 +196,6 @@ extension Store {
         }
     }
 
-    /// One page of a package's files, in path order (the package page shows 100 at a time).
     public func files(of packageId: Int64, page: Int, perPage: Int) async throws -> Page<PackageFileRecord> {
         try await db.read { db in
             let request = PackageFileRecord.filter(PackageFileRecord.Columns.packageId == packageId)
@@ -289,12 +226,7 @@ extension Store {
                        by actor: ActingUser) async throws -> PackageRecord {
         try await change(by: actor, "package.add", subject: "\(package.appId) \(package.version)") { db in
             let facts = try Self.facts(db, package.appId)
-            if let highest = facts.highestVersion, package.packageVersion <= highest {
-                throw FieldError("version", "The version must be greater than \(highest), the app's highest version.")
-            }
-            if let fixed = facts.fixedType, fixed != package.type {
-                throw FieldError("type", "This app's packages are \(fixed.rawValue); its resource package type cannot change.")
-            }
+            try facts.check(package.packageVersion, package.type)
             var p = package
             try p.insert(db)
             for var f in files {
@@ -314,17 +246,12 @@ extension Store {
         }
     }
 
-    /// Runs `body` while no other blob change can happen (package commits, key switches).
     public func withBlobLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         try await blobs.lock.run(body)
     }
 
-    /// Moves a finished `.amr` into the blob store and records its package. Serialized with
-    /// every other blob change, so a racing double submit (same bytes, same blob) cannot delete
-    /// the blob the winner has just recorded, and a package signed with a key that was
-    /// replaced meanwhile is refused rather than stored with the old signature.
     public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord],
-                              signedWith fingerprint: String?, importRow: ImportRowKey? = nil, by actor: ActingUser) async throws -> PackageRecord {
+                              signedWith fingerprint: String?, importRow: ImportRowKey?, by actor: ActingUser) async throws -> PackageRecord {
         try await blobs.lock.run {
             guard try await settings().signingKeyFingerprint == fingerprint else {
                 throw FieldError("file", "The signing key was replaced while this package was being processed. Upload it again.")
@@ -339,7 +266,6 @@ extension Store {
         }
     }
 
-    /// Deletes the blobs among `shas` that no package refers to. Call inside `withBlobLock`.
     public func removeUnreferenced(_ shas: [String]) async throws {
         for sha in Set(shas) where try await !isBlobReferenced(sha) { blobs.remove(sha) }
     }

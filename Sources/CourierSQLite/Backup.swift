@@ -1,4 +1,5 @@
 import CourierCore
+import CourierStore
 import Crypto
 import Foundation
 import GRDB
@@ -36,13 +37,13 @@ public enum Backup {
     /// snapshot, up to `attempts` times.
     /// `afterMove` is told how many entries are in place after each rename (tests stop the
     /// process there).
-    public static func run(_ store: Store, to dir: String, attempts: Int = 5,
+    public static func run(_ store: SQLiteStore, to dir: String, attempts: Int = 5,
                            afterMove: (@Sendable (Int) -> Void)? = nil) async throws -> BackupManifest {
         try prepareEmpty(dir)
         var lastMissing = ""
         for _ in 0..<attempts {
             let staging = dir + "/.partial-" + UUID().uuidString
-            try Store.preparePrivateDirectory(staging)
+            try PrivateDirectory.prepare(staging)
             defer { try? FileManager.default.removeItem(atPath: staging) }
             let copy = try DatabaseQueue(path: staging + "/" + databaseName)
             try await store.db.backup(to: copy)
@@ -51,7 +52,7 @@ public enum Backup {
             _ = try await copy.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA journal_mode=DELETE") }
             chmod(staging + "/" + databaseName, 0o600)
             let (blobs, counts) = try await copy.read { db in
-                (try Store.referencedBlobs(db),
+                (try SQLiteStore.referencedBlobs(db),
                  (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM app") ?? 0, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM package") ?? 0,
                   try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM task") ?? 0, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit") ?? 0))
             }
@@ -131,7 +132,7 @@ public enum Backup {
         let db = try DatabaseQueue(path: dir + "/" + databaseName, configuration: { var c = Configuration(); c.readonly = true; return c }())
         defer { try? db.close() }
         let (integrity, blobs) = try db.read { db in
-            (try String.fetchAll(db, sql: "PRAGMA integrity_check"), try Store.referencedBlobs(db))
+            (try String.fetchAll(db, sql: "PRAGMA integrity_check"), try SQLiteStore.referencedBlobs(db))
         }
         guard integrity == ["ok"] else { throw BackupError("The backed-up database fails its integrity check: \(integrity.prefix(3).joined(separator: "; ")).") }
         for blob in blobs where !listed.contains(BlobStore.relativePath(for: blob)) {
@@ -174,7 +175,7 @@ public enum Backup {
             let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { !(allowingPartials && $0.hasPrefix(".partial-")) }
             guard names.isEmpty else { throw BackupError("\(dir) is not empty; choose a new folder.") }
         }
-        try Store.preparePrivateDirectory(dir)
+        try PrivateDirectory.prepare(dir)
     }
 
     /// A path the manifest may name: relative, without `.`, `..` or hidden segments (a

@@ -1,34 +1,10 @@
 import CourierCore
+import CourierStore
 import Foundation
 import GRDB
 
-/// Reviewer approval (SPEC §7): settings say which releases wait; a reviewer who did not ask
-/// for a release approves or rejects it, with a comment.
-extension TaskRecord {
-    /// Marks the task as waiting for a reviewer: the task itself (`release`: it is not offered
-    /// to clients until approved), a wider share of an approved task (`widening`: not offered
-    /// either until approved; rejected, it ends) or its promotion to official (the grayscale
-    /// release goes on).
-    mutating func requestApproval(for subject: ApprovalSubject, by actor: ActingUser) {
-        var s = state
-        s.requestApproval(subject)
-        apply(s)
-        requestedBy = actor.name
-        requestedAt = Date()
-        decidedBy = nil
-        decidedAt = nil
-        decisionComment = ""
-    }
 
-    /// A task that asked for approval of its own release and did not get it (waiting, rejected,
-    /// or withdrawn): it never reached a client, and clients never see it.
-    public var neverReleased: Bool { approvalSubject == .release && approvalState != .approved }
-
-    /// Who may not decide on this task: whoever created it and whoever asked for the approval.
-    public func isOwnRequest(of name: String) -> Bool { name == createdBy || name == requestedBy }
-}
-
-extension Store {
+extension SQLiteStore {
     /// The settings' approval rules, read strictly (a settings row that cannot be read refuses the write).
     static func approvalRules(_ db: Database) throws -> ApprovalRules {
         let s = try SettingsRecord.read(db)
@@ -54,7 +30,6 @@ extension Store {
         }
     }
 
-    /// How often devices may check for updates (`config.updateReqRate` in every answer).
     public func setUpdateReqRate(_ seconds: Int, by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.updateReqRate", subject: "settings") { db in
             var s = try SettingsRecord.read(db)
@@ -65,7 +40,6 @@ extension Store {
         }
     }
 
-    /// Which releases wait for a reviewer. Tasks already waiting keep waiting.
     public func setApprovalRules(official: Bool, gray: Bool, by actor: ActingUser) async throws -> SettingsRecord {
         try await change(by: actor, "settings.approval", subject: "settings") { db in
             var s = try SettingsRecord.read(db)
@@ -77,8 +51,6 @@ extension Store {
         }
     }
 
-    /// Approves or rejects what a task waits for. Checked in the deciding transaction: it
-    /// still waits, and the reviewer is neither its creator nor the one who asked.
     public func decide(task id: Int64, approve: Bool, comment: String, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, approve ? "task.approve" : "task.reject", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
@@ -93,20 +65,18 @@ extension Store {
             t.decidedBy = actor.name
             t.decidedAt = Date()
             t.decisionComment = comment
-            try Store.dropAdmissionsUnlessOpenWindow(db, &t)
+            try SQLiteStore.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
-            try Store.refreshPackageStatus(db, t.packageId)
+            try SQLiteStore.refreshPackageStatus(db, t.packageId)
             return (t, ["for": t.approvalFor, "requestedBy": t.requestedBy ?? "", "comment": comment, "status": t.status,
                         "app": t.appId, "version": t.version])
         }
     }
 
-    /// How many tasks wait for a reviewer (the navigation's badge).
     public func countAwaitingApproval() async throws -> Int {
         try await db.read { db in try TaskRecord.filter(TaskRecord.Columns.approval == ApprovalState.awaiting.rawValue).fetchCount(db) }
     }
 
-    /// The latest decisions (approved, rejected, withdrawn), newest first.
     public func recentlyDecided(limit: Int) async throws -> [TaskRecord] {
         try await db.read { db in
             try TaskRecord.filter(ApprovalState.decided.map(\.rawValue).contains(TaskRecord.Columns.approval))
@@ -114,7 +84,6 @@ extension Store {
         }
     }
 
-    /// Tasks waiting for a reviewer, oldest request first.
     public func tasksAwaitingApproval() async throws -> [TaskRecord] {
         try await db.read { db in
             try TaskRecord.filter(TaskRecord.Columns.approval == ApprovalState.awaiting.rawValue).order(Column("requestedAt"), TaskRecord.Columns.id).fetchAll(db)

@@ -1,4 +1,5 @@
 import CourierCore
+import CourierStore
 import Foundation
 import GRDB
 
@@ -9,7 +10,7 @@ import GRDB
 /// statement or one transaction here; a second backend implements the same operation with its
 /// own locking (a row lock or a serialisable transaction), and the shared store tests hold it to
 /// the same results.
-extension Store {
+extension SQLiteStore {
     static func registerNodeMigrations(_ m: inout DatabaseMigrator) {
         m.registerMigration("v15-nodes") { db in
             try db.create(table: "catalogueVersion") { t in
@@ -31,15 +32,11 @@ extension Store {
         try db.execute(sql: "UPDATE catalogueVersion SET version = version + 1 WHERE id = 1")
     }
 
-    /// The catalogue's version now (it only grows).
     public func catalogueVersion() async throws -> Int64 {
         try await db.read { db in try Int64.fetchOne(db, sql: "SELECT version FROM catalogueVersion WHERE id = 1") ?? 0 }
     }
 
-    /// Takes or renews the lease `name` for `holder` until `now + seconds`; true when `holder`
-    /// has it. Another holder's lease is taken over only once it has expired (its node stopped
-    /// renewing it). One statement: two nodes asking at once cannot both get it.
-    public func acquireLease(_ name: String, holder: String, for seconds: TimeInterval, now: Date = Date()) async throws -> Bool {
+    public func acquireLease(_ name: String, holder: String, for seconds: TimeInterval, now: Date) async throws -> Bool {
         try await db.write { db in
             try db.execute(sql: """
                 INSERT INTO lease (name, holder, expiresAt) VALUES (?, ?, ?)
@@ -50,18 +47,11 @@ extension Store {
         }
     }
 
-    /// Gives the lease up (a node stopping), so another takes it at once rather than after it expires.
     public func releaseLease(_ name: String, holder: String) async throws {
         try await db.write { db in try db.execute(sql: "DELETE FROM lease WHERE name = ? AND holder = ?", arguments: [name, holder]) }
     }
 
-    /// Admits `device` to time-window task `task` when it is among the first `limit` devices,
-    /// decided by the database in one transaction: true when the device is admitted (now or
-    /// before), false when the window is full or the task is no longer an open window. Several
-    /// nodes asking at once admit exactly `limit` devices.
-    /// (Counting is a `COUNT(*)` under the write lock: the several-nodes issue keeps a counter
-    /// on the task instead, for windows of a million devices.)
-    public func admit(task: Int64, device: String, limit: Int, now: Date = Date()) async throws -> Bool {
+    public func admit(task: Int64, device: String, limit: Int, now: Date) async throws -> Bool {
         try await db.write { db in
             let already = "SELECT EXISTS (SELECT 1 FROM admission WHERE taskId = ? AND deviceId = ?)"
             if try Bool.fetchOne(db, sql: already, arguments: [task, device]) == true { return true }

@@ -1,8 +1,9 @@
 import CourierCore
+import CourierStore
 import Foundation
 import GRDB
 
-extension Store {
+extension SQLiteStore {
     public func createUser(name: String, passwordHash: String, role: Role, by actor: ActingUser) async throws -> UserRecord {
         try await change(by: actor, "user.create", subject: name, catalogue: false) { db in
             // "dan" and "Dan" would be two people to the database and one to everyone else.
@@ -19,8 +20,6 @@ extension Store {
         try await db.read { db in try UserRecord.fetchCount(db) }
     }
 
-    /// The first administrator, through the first-run setup page: only while no user exists
-    /// (checked in the same transaction, so two submissions cannot both succeed).
     public func createFirstAdmin(name: String, passwordHash: String) async throws -> UserRecord {
         try await change(by: ActingUser(name: "(first-run setup)", role: .admin), "user.create", subject: name, catalogue: false) { db in
             guard try UserRecord.fetchCount(db) == 0 else {
@@ -36,7 +35,6 @@ extension Store {
         try await db.read { db in try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) }
     }
 
-    /// Starts a session; returns the cookie value (only its hash is stored).
     public func createSession(userId: Int64, lifetime: TimeInterval) async throws -> (cookie: String, session: SessionRecord) {
         let cookie = TokenHash.randomSecret()
         let session = SessionRecord(idHash: TokenHash.of(cookie), userId: userId,
@@ -60,8 +58,7 @@ extension Store {
         _ = try await db.write { db in try SessionRecord.deleteOne(db, key: TokenHash.of(cookie)) }
     }
 
-    /// Creates an API token; returns the secret (shown once, stored hashed).
-    public func createToken(userName: String, name: String = "", scopes: Set<TokenScope>, expiresAt: Date? = nil,
+    public func createToken(userName: String, name: String, scopes: Set<TokenScope>, expiresAt: Date?,
                             by actor: ActingUser) async throws -> String {
         let secret = "cour_" + TokenHash.randomSecret()
         let names = scopes.map(\.rawValue).sorted().joined(separator: ",")
@@ -79,13 +76,10 @@ extension Store {
         }
     }
 
-    /// The stored token hashes (tests check that no secret is stored).
     public func tokenHashes() async throws -> [String] {
         try await db.read { db in try APITokenRecord.fetchAll(db).map(\.tokenHash) }
     }
 
-    /// The token with this secret and its user, whatever their state: the caller says why a
-    /// revoked or expired token, or a disabled user's, is refused.
     public func token(secret: String) async throws -> (APITokenRecord, UserRecord)? {
         try await db.read { db in
             guard let t = try APITokenRecord.filter(APITokenRecord.Columns.tokenHash == TokenHash.of(secret)).fetchOne(db),
@@ -94,12 +88,10 @@ extension Store {
         }
     }
 
-    /// Notes a token's use (not audited: it changes nothing a person did).
-    public func touchToken(_ id: Int64, at date: Date = Date()) async throws {
+    public func touchToken(_ id: Int64, at date: Date) async throws {
         try await db.write { db in try db.execute(sql: "UPDATE apiToken SET lastUsedAt = ? WHERE id = ?", arguments: [date, id]) }
     }
 
-    /// Tokens with their user's name, newest first: one user's, or everyone's (nil).
     public func tokens(of userName: String?) async throws -> [(APITokenRecord, user: String)] {
         try await db.read { db in
             let rows = try Row.fetchAll(db, sql: """
@@ -110,7 +102,6 @@ extension Store {
         }
     }
 
-    /// Revokes a token; `owner` limits it to that user's tokens (nil: any, for administrators).
     public func revokeToken(_ id: Int64, owner: String?, by actor: ActingUser) async throws -> APITokenRecord {
         try await change(by: actor, "token.revoke", subject: String(id), catalogue: false) { db in
             guard var t = try APITokenRecord.fetchOne(db, key: id), let user = try UserRecord.fetchOne(db, key: t.userId),
@@ -160,9 +151,7 @@ extension Store {
             var detail = try body(&user)
             try user.update(db)
             let admins = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM user WHERE role = 'admin' AND disabled = 0") ?? 0
-            guard admins > 0 || !wasActiveAdmin else {
-                throw Conflict("\(name) is the last active administrator: add or enable another administrator first.")
-            }
+            try AdministratorRule.check(changing: name, wasActive: wasActiveAdmin, activeAfter: admins)
             if signOut, let id = user.id {
                 try db.execute(sql: "DELETE FROM session WHERE userId = ?", arguments: [id])
             }
@@ -183,7 +172,6 @@ extension Store {
         }
     }
 
-    /// Disables (sessions end at once; tokens stop working) or enables a user.
     public func setDisabled(_ name: String, _ disabled: Bool, by actor: ActingUser) async throws -> UserRecord {
         try await changeUser(name, disabled ? "user.disable" : "user.enable", by: actor, signOut: disabled) { u in
             u.disabled = disabled
@@ -191,16 +179,13 @@ extension Store {
         }
     }
 
-    /// A new password set by an administrator; the user's sessions end, and their API tokens
-    /// too when `revokeTokens` (a token does not depend on the password).
-    public func resetPassword(_ name: String, passwordHash: String, revokeTokens: Bool = false, by actor: ActingUser) async throws -> UserRecord {
+    public func resetPassword(_ name: String, passwordHash: String, revokeTokens: Bool, by actor: ActingUser) async throws -> UserRecord {
         try await changeUser(name, "user.resetPassword", by: actor, signOut: true, revokeTokens: revokeTokens) { u in
             u.passwordHash = passwordHash
             return [:]   // never the hash
         }
     }
 
-    /// A user's own new password; every other session of theirs ends (`keep` stays signed in).
     public func changeOwnPassword(_ name: String, passwordHash: String, keep sessionHash: String?, by actor: ActingUser) async throws {
         _ = try await changeUser(name, "user.password", by: actor, signOut: false) { u in
             u.passwordHash = passwordHash

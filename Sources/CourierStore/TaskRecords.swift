@@ -1,0 +1,246 @@
+import CourierCore
+import Crypto
+import Foundation
+
+
+/// A whitelist's name and kind; its values are rows of `whitelistValue`.
+public struct WhitelistRecord: Codable, Sendable {
+    public init(id: Int64?, name: String, kind: String) { self.id = id; self.name = name; self.kind = kind }
+    public var id: Int64?
+    public var name: String
+    public var kind: String
+    public var createdAt = Date()
+    /// Raised whenever values are added or removed: the delivery snapshot reloads only the
+    /// lists whose revision moved (a list may hold 100,000 values).
+    public var revision = 0
+}
+
+/// A release task as stored; `releaseTask` gives the value the decision reads.
+public struct TaskRecord: Codable, Sendable {
+    public var id: Int64?
+    public var packageId: Int64
+    public var appId: String
+    public var version: String
+    /// `official` or `gray`.
+    public var type: String
+    /// `whitelist`, `timeWindow`, `percentage`, or empty for official tasks.
+    public var mode = ""
+    public var whitelistIds = "[]"
+    public var endTime: Date?
+    public var userCount: Int?
+    /// How many devices a time window admitted, kept when it finished (its devices are dropped).
+    public var admittedCount: Int?
+    public var percentage: Double?
+    /// JSON: `[{"field","op","values"}]`.
+    public var rules = "[]"
+    public var descriptionMarkdown = ""
+    public var status = ReleaseTask.Status.releasing.rawValue
+    public var rolledBack = false
+    public var createdBy: String
+    public var createdAt = Date()
+    /// The reviewer's part (SPEC §7): `awaiting`, `approved`, `rejected`, `withdrawn`, or empty
+    /// when no approval was asked for.
+    public var approval = ""
+    /// What awaits or awaited approval: `release` (the task itself) or `promotion` (to official).
+    public var approvalFor = ""
+    public var requestedBy: String?
+    public var requestedAt: Date?
+    public var decidedBy: String?
+    public var decidedAt: Date?
+    /// The reviewer's comment, Markdown.
+    public var decisionComment = ""
+
+
+    package struct StoredRule: Codable { let field: String; let op: String; let values: [String] }
+
+    /// Records a checked task for `package`.
+    public init(package: PackageRecord, kind: ReleaseTask.Kind, description: String, createdBy: String) {
+        packageId = package.id ?? 0
+        appId = package.appId
+        version = package.version
+        self.descriptionMarkdown = description
+        self.createdBy = createdBy
+        type = TaskType.official.rawValue
+        apply(kind)
+    }
+
+    /// Writes `kind` into the columns (creating, promoting).
+    public mutating func apply(_ kind: ReleaseTask.Kind) {
+        switch kind {
+        case .official:
+            type = TaskType.official.rawValue; mode = ""; whitelistIds = "[]"; endTime = nil; userCount = nil; percentage = nil; rules = "[]"
+        case .gray(let m, let r):
+            type = TaskType.gray.rawValue
+            switch m {
+            case .whitelist(let ids): mode = ModeName.whitelist.rawValue; whitelistIds = Self.json(ids)
+            case .timeWindow(let end, let count): mode = ModeName.timeWindow.rawValue; endTime = end; userCount = count
+            case .percentage(let p): mode = ModeName.percentage.rawValue; percentage = p
+            }
+            rules = Self.json(r.map { StoredRule(field: $0.field.rawValue, op: $0.op.rawValue, values: $0.values) })
+        }
+    }
+
+    package static func json<T: Encodable>(_ value: T) -> String {
+        String(decoding: (try? JSONEncoder().encode(value)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+
+    /// The whitelists named, for finding a list's users; empty when they cannot be read.
+    public var whitelistIdList: [Int64] { (try? JSONDecoder().decode([Int64].self, from: Data(whitelistIds.utf8))) ?? [] }
+
+    /// The rules that can be read, for showing; the decision reads `storedKind()`, which
+    /// refuses the whole task when one cannot be.
+    public var targetingRules: [TargetingRule] {
+        let stored = (try? JSONDecoder().decode([StoredRule].self, from: Data(rules.utf8))) ?? []
+        return stored.compactMap { r in
+            guard let f = TargetingRule.Field(rawValue: r.field), let o = TargetingRule.Operator(rawValue: r.op) else { return nil }
+            return try? TargetingRule(field: f, op: o, values: r.values)
+        }
+    }
+
+    public var taskStatus: ReleaseTask.Status { ReleaseTask.Status(rawValue: status) ?? .finished }
+    /// The stored strings, typed. A value this binary does not know makes the task unreadable
+    /// (`storedKind()`); until then these read it as the narrowest thing it could be.
+    public var taskType: TaskType { TaskType(rawValue: type) ?? .gray }
+    public var isOfficial: Bool { taskType == .official }
+    public var modeName: ModeName? { ModeName(rawValue: mode) }
+    public var approvalState: ApprovalState { ApprovalState(rawValue: approval) ?? .none }
+    public var approvalSubject: ApprovalSubject { ApprovalSubject(rawValue: approvalFor) ?? .none }
+
+    /// Where the task stands in its life (`TaskState`), without its whitelists.
+    public var state: TaskState {
+        TaskState(type: taskType, mode: modeName, status: taskStatus, rolledBack: rolledBack, approval: approvalState,
+                  approvalFor: approvalSubject, unreadable: unreadable)
+    }
+
+    /// Writes a state the machine gave (after an operation or a decision) into the columns.
+    package mutating func apply(_ s: TaskState) {
+        if s.type == .official, type != TaskType.official.rawValue { apply(.official) }
+        status = s.status.rawValue
+        rolledBack = s.rolledBack
+        approval = s.approval.rawValue
+        approvalFor = s.approvalFor.rawValue
+    }
+
+    /// Why this binary cannot read the stored task (SPEC: refuse what cannot be understood), or nil.
+    public struct Unreadable: Error, Sendable, CustomStringConvertible {
+        public let description: String
+        public init(_ d: String) { description = d }
+    }
+
+    /// The task as stored, read strictly: a status, type, mode, list or rule this binary does
+    /// not know is refused rather than guessed or dropped (a dropped city rule, or an unknown
+    /// type read as official, would release to everyone).
+    public func storedKind() throws(Unreadable) -> ReleaseTask.Kind {
+        guard ReleaseTask.Status(rawValue: status) != nil else { throw Unreadable("unknown status “\(status)”") }
+        guard (try? PackageVersion(validating: version)) != nil else { throw Unreadable("version “\(version)” is not a package version") }
+        guard ApprovalState(rawValue: approval) != nil, ApprovalSubject(rawValue: approvalFor) != nil else {
+            throw Unreadable("unknown approval state “\(approval.prefix(20)) \(approvalFor.prefix(20))”")
+        }
+        switch TaskType(rawValue: type) {
+        case .official:
+            // An official task has no grayscale settings: one that does was written by something else.
+            guard mode.isEmpty, rules == "[]" || rules.isEmpty, whitelistIds == "[]" || whitelistIds.isEmpty, percentage == nil, endTime == nil,
+                  userCount == nil else {
+                throw Unreadable("an official task with grayscale settings (mode “\(mode.prefix(20))”, rules, lists or a share)")
+            }
+            return .official
+        case .gray: break
+        case nil: throw Unreadable("unknown task type “\(type)”")
+        }
+        let m: ReleaseTask.Mode
+        switch ModeName(rawValue: mode) {
+        case .whitelist:
+            guard let ids = try? JSONDecoder().decode([Int64].self, from: Data(whitelistIds.utf8)), !ids.isEmpty else {
+                throw Unreadable("its whitelists “\(whitelistIds.prefix(100))” cannot be read")
+            }
+            m = .whitelist(ids)
+        case .timeWindow:
+            guard let endTime, let userCount, userCount > 0 else { throw Unreadable("its time window has no end time or device count") }
+            // Counts above today's maximum (older tasks allowed 10 M) are held to it: narrower, never wider.
+            m = .timeWindow(end: endTime, userCount: min(userCount, TaskDraft.maxWindowDevices))
+        case .percentage:
+            guard let percentage, percentage.isFinite, percentage > 0, percentage <= 100 else {
+                throw Unreadable("its percentage \(percentage.map { String($0) } ?? "(none)") is not between 0.01 and 100")
+            }
+            m = .percentage(percentage)
+        case nil: throw Unreadable("unknown grayscale mode “\(mode)”")
+        }
+        guard let stored = try? JSONDecoder().decode([StoredRule].self, from: Data(rules.utf8)) else {
+            throw Unreadable("its rules “\(rules.prefix(100))” cannot be read")
+        }
+        var read: [TargetingRule] = []
+        for r in stored {
+            guard let f = TargetingRule.Field(rawValue: r.field), let o = TargetingRule.Operator(rawValue: r.op) else {
+                throw Unreadable("a rule “\(r.field) \(r.op)” that this version of Courier does not know")
+            }
+            do { read.append(try TargetingRule(field: f, op: o, values: r.values)) } catch {
+                throw Unreadable("its \(f.label) rule cannot be read: \(error.message)")
+            }
+        }
+        return .gray(m, rules: read)
+    }
+
+    /// Why the task cannot be read, or nil.
+    public var unreadable: String? {
+        do { _ = try storedKind(); return nil } catch { return error.description }
+    }
+
+    public var releaseTask: ReleaseTask {
+        let v = PackageVersion(parts: version.split(separator: ".").compactMap { Int($0) })
+        do {
+            return ReleaseTask(id: id ?? 0, appId: appId, version: v, kind: try storedKind(), status: taskStatus, rolledBack: rolledBack)
+        } catch {
+            return ReleaseTask(id: id ?? 0, appId: appId, version: v, unreadable: error.description)
+        }
+    }
+
+    /// The package status this task gives (SPEC §5).
+    public var packageStatus: PackageStatus {
+        switch taskStatus {
+        case .paused: .paused
+        case .finished: neverReleased ? .toBeReleased : .finished
+        case .releasing: isOfficial ? .officialReleasing : .grayReleasing
+        case .awaitingApproval: .awaitingApproval
+        case .rejected: .rejected
+        }
+    }
+}
+
+/// Reviewer approval (SPEC §7): settings say which releases wait; a reviewer who did not ask
+/// for a release approves or rejects it, with a comment.
+extension TaskRecord {
+    /// Marks the task as waiting for a reviewer: the task itself (`release`: it is not offered
+    /// to clients until approved), a wider share of an approved task (`widening`: not offered
+    /// either until approved; rejected, it ends) or its promotion to official (the grayscale
+    /// release goes on).
+    package mutating func requestApproval(for subject: ApprovalSubject, by actor: ActingUser) {
+        var s = state
+        s.requestApproval(subject)
+        apply(s)
+        requestedBy = actor.name
+        requestedAt = Date()
+        decidedBy = nil
+        decidedAt = nil
+        decisionComment = ""
+    }
+
+    /// A task that asked for approval of its own release and did not get it (waiting, rejected,
+    /// or withdrawn): it never reached a client, and clients never see it.
+    public var neverReleased: Bool { approvalSubject == .release && approvalState != .approved }
+
+    /// Who may not decide on this task: whoever created it and whoever asked for the approval.
+    public func isOwnRequest(of name: String) -> Bool { name == createdBy || name == requestedBy }
+}
+
+/// A stored task that does not even decode (a column of another type or an unknown value):
+/// what the delivery snapshot knows of it, to make it offer nothing rather than fail whole.
+public struct UndecodableTask: Sendable {
+    public let id: Int64
+    public let appId: String
+    public let version: String
+    public let packageId: Int64
+    public let why: String
+    public init(id: Int64, appId: String, version: String, packageId: Int64, why: String) {
+        self.id = id; self.appId = appId; self.version = version; self.packageId = packageId; self.why = why
+    }
+}
