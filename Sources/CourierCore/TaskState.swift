@@ -185,3 +185,17 @@ public struct TaskState: Sendable, Equatable {
         type == .gray && !status.hasEnded && rules.gray
     }
 }
+
+/// A package has one unfinished task at a time (its status comes from it; a second would race
+/// the first for the same clients).
+public enum UnfinishedTaskRule {
+    /// Refuses a new task for `app` `version` while task `unfinished` has not ended.
+    public static func check(app: String, version: String, unfinished: Int64?) throws(Conflict) {
+        if let unfinished {
+            throw Conflict("Package \(app) \(version) already has an unfinished task (\(unfinished)); finish it first.")
+        }
+    }
+
+    /// The same, when a stored constraint caught it (the task is not known by then).
+    public static let breached = Conflict("This package already has an unfinished task; finish it first.")
+}

@@ -186,10 +186,9 @@ extension SQLiteStore {
     public func createTask(_ task: TaskRecord, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.create", subject: "\(task.appId) \(task.version)") { db in
             guard try PackageRecord.exists(db, key: task.packageId) else { throw NotFound("There is no such package.") }
-            if let open = try TaskRecord.filter(TaskRecord.Columns.packageId == task.packageId)
-                .filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchOne(db) {
-                throw Conflict("Package \(task.appId) \(task.version) already has an unfinished task (\(open.id ?? 0)); finish it first.")
-            }
+            let open = try TaskRecord.filter(TaskRecord.Columns.packageId == task.packageId)
+                .filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchOne(db)
+            try UnfinishedTaskRule.check(app: task.appId, version: task.version, unfinished: open.map { $0.id ?? 0 })
             var t = task
             let kind: ReleaseTask.Kind
             do throws(TaskRecord.Unreadable) { kind = try t.storedKind() } catch { throw Conflict("The task cannot be recorded: \(error.description).") }

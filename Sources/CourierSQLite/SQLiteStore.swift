@@ -237,7 +237,7 @@ public final class SQLiteStore: Store {
             throw Conflict(e.message ?? "The change breaks one of Courier's rules.")   // v16's triggers
         } catch let e as DatabaseError where e.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
                                           && e.message?.contains("task.packageId") == true {
-            throw Conflict("This package already has an unfinished task; finish it first.")
+            throw UnfinishedTaskRule.breached
         }
         // The audit detail stays out of the log: it is in the database, and the log is shipped elsewhere.
         logger?.info("change", metadata: ["user": "\(actor.name)", "action": "\(action)", "subject": "\(subject)",

@@ -25,4 +25,11 @@ final class StoreRulesTests: XCTestCase {
         let empty = AppFacts(fixedType: nil, highestVersion: nil)
         XCTAssertNoThrow(try empty.check(try v("0.0.0.0"), .global))
     }
+
+    func testAPackageHasOneUnfinishedTask() {
+        XCTAssertNoThrow(try UnfinishedTaskRule.check(app: "20171228", version: "1.0.0.1", unfinished: nil))
+        XCTAssertThrowsError(try UnfinishedTaskRule.check(app: "20171228", version: "1.0.0.1", unfinished: 7)) {
+            XCTAssertEqual("\($0)", "Package 20171228 1.0.0.1 already has an unfinished task (7); finish it first.")
+        }
+    }
 }
