@@ -39,17 +39,14 @@ final class StructureTests: XCTestCase {
             let replace = [("confirmReplace", "true"), ("currentPassword", "correct-horse")]
             switch route {
             case .apps: return [("id", String(40_000_000 + next())), ("name", "Sample")]
-            case .virtualDomain: return [("virtualDomain", "h5app.example.com"), ("confirm", "true")]
-            case .globalLocation: return [("globalHost", "mcube.example.com"), ("appKey", "53E5279071442_test")]
             case .signingKey: return [("privateKey", pem)] + replace
             case .generateKey: return replace
             case .batchRelease: return [("apps", "20171228"), ("type", "official")]
             case .appName: return [("name", "Renamed \(next())")]
-            case .updateInterval: return [("updateReqRate", "1800")]
             case .tokens: return [("name", "token \(next())"), ("scope-read", "true")]
             case .users: return [("name", "user-\(next())"), ("role", "developer"), ("password", "correct-horse")]
             case .account: return [("currentPassword", "correct-horse"), ("password", "correct-horse"), ("password2", "correct-horse")]
-            default: return []
+            default: return route.example.sorted { $0.key < $1.key }
             }
         }
 

@@ -7,8 +7,16 @@ import Hummingbird
 struct Route: Sendable, Hashable, CustomStringConvertible {
     /// `/apps/:id/packages/:version`; `**` takes the rest of the path.
     let pattern: String
+    /// A form this route accepts, declared beside it (`Route("/x", example: ["name": "A"])`): the
+    /// route walk posts it for every role that may (StructureTests), so a new page's form needs
+    /// no test of its own to be walked. Forms needing fresh values (a new name each time) are
+    /// given by the walk instead.
+    let example: [String: String]
 
-    init(_ pattern: String) { self.pattern = pattern }
+    init(_ pattern: String, example: [String: String] = [:]) { self.pattern = pattern; self.example = example }
+
+    static func == (a: Route, b: Route) -> Bool { a.pattern == b.pattern }
+    func hash(into h: inout Hasher) { h.combine(pattern) }
 
     /// The path with `values` in place of the pattern's parameters, in order, each percent-encoded
     /// (the catch-all keeps its slashes).
@@ -53,8 +61,8 @@ extension Route {
     static let packagePreset = Route("/apps/:id/packages/:version/h5_json.json")
     static let versionDiff = Route("/apps/:id/diff")
     static let settings = Route("/settings")
-    static let virtualDomain = Route("/settings/virtual-domain")
-    static let globalLocation = Route("/settings/global")
+    static let virtualDomain = Route("/settings/virtual-domain", example: ["virtualDomain": "h5app.example.com", "confirm": "true"])
+    static let globalLocation = Route("/settings/global", example: ["globalHost": "mcube.example.com", "appKey": "53E5279071442_test"])
     static let signingKey = Route("/settings/signing-key")
     static let generateKey = Route("/settings/signing-key/generate")
     static let account = Route("/account")
@@ -85,7 +93,7 @@ extension Route {
     static let taskReject = Route("/tasks/:task/reject")
     static let approvals = Route("/approvals")
     static let approvalSettings = Route("/settings/approval")
-    static let updateInterval = Route("/settings/update-interval")
+    static let updateInterval = Route("/settings/update-interval", example: ["updateReqRate": "1800"])
     static let taskOperation = Route("/tasks/:task/:operation")
 
     // Operations.
