@@ -14,6 +14,23 @@ struct NavItem {
     var badge: String? = nil
 }
 
+/// A button at the head of a page, to another page: shown to those whose role may do what it
+/// leads to, when it leads somewhere (a nil URL: not now). A new page is linked from an
+/// existing one by one entry in that page's list.
+struct PageAction {
+    let label: String
+    let url: String
+    let id: String
+    let primary: Bool
+
+    static func shown(to user: UserRecord, _ all: [(label: String, url: String?, id: String, needs: Permission, primary: Bool)]) -> [PageAction] {
+        all.compactMap { a in
+            guard let url = a.url, user.role.may(a.needs) else { return nil }
+            return PageAction(label: a.label, url: url, id: a.id, primary: a.primary)
+        }
+    }
+}
+
 /// The console's frame: who is signed in, the CSRF token for forms, the navigation.
 struct Chrome {
     enum Section { case none, apps, whitelists, approvals, settings, users, tokens, audit }

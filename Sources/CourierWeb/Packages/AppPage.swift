@@ -25,14 +25,11 @@ struct AppPage {
     let name: String
     let type: String
     let packages: [PackageRow]
-    let canAdd: Bool
     let needsDomain: Bool
     let appsURL = Route.apps.path()
     let settingsURL = Route.settings.path()
-    let newPackageURL: String
-    /// "Create release task" for the newest version, for those who may release.
-    let newestVersion: String?
-    let newTaskURL: String?
+    /// The page's buttons: a release task for the newest version, a new package.
+    let actions: [PageAction]
     /// What clients are offered now.
     let liveOfficial: String?
     let liveOfficialURL: String?
@@ -64,10 +61,11 @@ struct AppPage {
         name = app.name
         type = app.type?.rawValue ?? "not chosen yet"
         self.packages = packages
-        canAdd = user.role.may(.uploadPackages) && hasVirtualDomain
         needsDomain = !hasVirtualDomain
-        newPackageURL = Route.newPackage.path(app.id)
-        newestVersion = packages.first?.version
-        newTaskURL = user.role.may(.editReleases) ? packages.first.map { Route.newTask.path(app.id, $0.version) } : nil
+        actions = PageAction.shown(to: user, [
+            (packages.first.map { "Create release task for \($0.version)" } ?? "", packages.first.map { Route.newTask.path(app.id, $0.version) },
+             "release-newest", .editReleases, false),
+            ("Add offline package", hasVirtualDomain ? Route.newPackage.path(app.id) : nil, "add-package", .uploadPackages, true),
+        ])
     }
 }
