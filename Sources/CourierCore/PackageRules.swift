@@ -43,8 +43,16 @@ public struct PackageSettings: Sendable, Equatable {
 
     /// Every setting's checked value by `PackageField` key (flags as `true` or empty).
     public var values: [String: String] {
+        Self.values(version: version.description, type: type, range: range, mainUrl: mainUrl, extendInfo: extendInfo,
+                    downloadPolicy: downloadPolicy, installPolicy: installPolicy, more: more)
+    }
+
+    /// The same from the settings with a column of their own and `more`, the others (a stored
+    /// package reads its columns through this too).
+    public static func values(version: String, type: PackageType, range: ClientRange, mainUrl: String?, extendInfo: String,
+                              downloadPolicy: DownloadPolicy, installPolicy: InstallPolicy, more: [String: String]) -> [String: String] {
         var v = more
-        v["version"] = version.description; v["type"] = type.rawValue
+        v["version"] = version; v["type"] = type.rawValue
         v["android"] = range.android == nil ? "" : "true"; v["androidMin"] = range.android?.min ?? ""; v["androidMax"] = range.android?.max ?? ""
         v["ios"] = range.ios == nil ? "" : "true"; v["iosMin"] = range.ios?.min ?? ""; v["iosMax"] = range.ios?.max ?? ""
         v["mainUrl"] = mainUrl ?? ""; v["extendInfo"] = extendInfo

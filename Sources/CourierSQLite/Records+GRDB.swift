@@ -5,15 +5,23 @@ import GRDB
 
 // The records are plain values (CourierStore); this is how SQLite stores them.
 
-extension WhitelistRecord: FetchableRecord, MutablePersistableRecord {
+/// A record whose `id` SQLite gives it on insertion.
+protocol RowIDRecord: MutablePersistableRecord {
+    var id: Int64? { get set }
+}
+
+extension RowIDRecord {
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+extension WhitelistRecord: FetchableRecord, RowIDRecord {
     public static let databaseTableName = "whitelist"
     public enum Columns {
         public static let name = Column("name")
     }
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
-extension TaskRecord: FetchableRecord, MutablePersistableRecord {
+extension TaskRecord: FetchableRecord, RowIDRecord {
     public static let databaseTableName = "task"
     public enum Columns {
         public static let id = Column("id")
@@ -22,40 +30,37 @@ extension TaskRecord: FetchableRecord, MutablePersistableRecord {
         public static let status = Column("status")
         public static let approval = Column("approval")
     }
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
 extension SettingsRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "settings"
 }
 
-extension UserRecord: FetchableRecord, MutablePersistableRecord {
+extension UserRecord: FetchableRecord, RowIDRecord {
     public static let databaseTableName = "user"
     public enum Columns {
         public static let name = Column("name")
     }
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
 extension SessionRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "session"
 }
 
-extension APITokenRecord: FetchableRecord, MutablePersistableRecord {
+extension APITokenRecord: FetchableRecord, RowIDRecord {
     public static let databaseTableName = "apiToken"
     public enum Columns {
         public static let id = Column("id")
         public static let userId = Column("userId")
         public static let tokenHash = Column("tokenHash")
     }
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
 extension AppRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "app"
 }
 
-extension PackageRecord: FetchableRecord, MutablePersistableRecord {
+extension PackageRecord: FetchableRecord, RowIDRecord {
     public static let databaseTableName = "package"
     public enum Columns {
         public static let id = Column("id")
@@ -65,7 +70,6 @@ extension PackageRecord: FetchableRecord, MutablePersistableRecord {
         public static let type = Column("type")
         public static let blob = Column("blob")
     }
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
 extension PackageFileRecord: FetchableRecord, PersistableRecord {
@@ -76,19 +80,17 @@ extension PackageFileRecord: FetchableRecord, PersistableRecord {
     }
 }
 
-extension AuditRecord: FetchableRecord, MutablePersistableRecord {
+extension AuditRecord: FetchableRecord, RowIDRecord {
     public static let databaseTableName = "audit"
     public enum Columns {
         public static let id = Column("id")
         public static let action = Column("action")
         public static let user = Column("user")
     }
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
-extension ImportRecord: FetchableRecord, MutablePersistableRecord {
+extension ImportRecord: FetchableRecord, RowIDRecord {
     public static let databaseTableName = "batchImport"
-    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
 extension ImportRowRecord: FetchableRecord, MutablePersistableRecord {

@@ -150,13 +150,10 @@ public struct PackageRecord: Codable, Sendable {
     /// Every setting's stored value by `PackageField` key (flags as `true` or empty). A setting
     /// stored before it was described, or whose stored value cannot be read, reads as its default.
     public var settingValues: [String: String] {
-        var v = (try? JSONDecoder().decode([String: String].self, from: Data(moreSettings.utf8))) ?? [:]
-        v = v.filter { PackageField.named[$0.key]?.hasColumn == false }
-        v["version"] = version; v["type"] = type.rawValue
-        v["android"] = androidMin == nil ? "" : "true"; v["androidMin"] = androidMin ?? ""; v["androidMax"] = androidMax ?? ""
-        v["ios"] = iosMin == nil ? "" : "true"; v["iosMin"] = iosMin ?? ""; v["iosMax"] = iosMax ?? ""
-        v["mainUrl"] = mainUrl ?? ""; v["extendInfo"] = extendInfo
-        v["downloadPolicy"] = downloadPolicy.rawValue; v["installPolicy"] = installPolicy.rawValue
+        let more = (try? JSONDecoder().decode([String: String].self, from: Data(moreSettings.utf8))) ?? [:]
+        var v = PackageSettings.values(version: version, type: type, range: range, mainUrl: mainUrl, extendInfo: extendInfo,
+                                       downloadPolicy: downloadPolicy, installPolicy: installPolicy,
+                                       more: more.filter { PackageField.named[$0.key]?.hasColumn == false })
         for f in PackageField.all where v[f.key] == nil { v[f.key] = f.defaultValue }
         return v
     }
