@@ -1,21 +1,8 @@
 import CourierCore
 import Foundation
 
-/// Courier's state behind one seam: every change is a named write (one transaction with its
-/// audit row, then `changes` is told), every read a named query. The rules a change obeys are
-/// CourierCore's (`TaskState`, `AccountRules`, `PackageRules`…); an implementation keeps them in
-/// its transaction and states how it serialises writers that could break them. `SQLiteStore`
-/// (CourierSQLite) is the embedded default.
-public protocol Store: AnyObject, Sendable {
-    /// Content-addressed package and patch files.
-    var blobs: BlobStore { get }
-    /// Batch imports' files until they are submitted: `imports/{key}/{n}.zip`.
-    var importsDirectory: String { get }
-    /// Told after every committed change to apps, packages or settings.
-    var changes: CatalogueChanges { get }
-
-    // MARK: Accounts: users, sessions, API tokens
-
+/// Users, sessions and API tokens.
+public protocol AccountStore: AnyObject, Sendable {
     func createUser(name: String, passwordHash: String, role: Role, by actor: ActingUser) async throws -> UserRecord
     func userCount() async throws -> Int
     /// The first administrator, through the first-run setup page: only while no user exists
@@ -48,9 +35,18 @@ public protocol Store: AnyObject, Sendable {
     func resetPassword(_ name: String, passwordHash: String, revokeTokens: Bool, by actor: ActingUser) async throws -> UserRecord
     /// A user's own new password; every other session of theirs ends (`keep` stays signed in).
     func changeOwnPassword(_ name: String, passwordHash: String, keep sessionHash: String?, by actor: ActingUser) async throws
+}
 
-    // MARK: Approval settings and decisions
+extension AccountStore {
+    public func createToken(userName: String, scopes: Set<TokenScope>, expiresAt: Date?, by actor: ActingUser) async throws -> String { try await createToken(userName: userName, name: "", scopes: scopes, expiresAt: expiresAt, by: actor) }
+    public func createToken(userName: String, name: String, scopes: Set<TokenScope>, by actor: ActingUser) async throws -> String { try await createToken(userName: userName, name: name, scopes: scopes, expiresAt: nil, by: actor) }
+    public func createToken(userName: String, scopes: Set<TokenScope>, by actor: ActingUser) async throws -> String { try await createToken(userName: userName, name: "", scopes: scopes, expiresAt: nil, by: actor) }
+    public func touchToken(_ id: Int64) async throws { try await touchToken(id, at: Date()) }
+    public func resetPassword(_ name: String, passwordHash: String, by actor: ActingUser) async throws -> UserRecord { try await resetPassword(name, passwordHash: passwordHash, revokeTokens: false, by: actor) }
+}
 
+/// Which releases wait for a reviewer, and the reviewers' decisions.
+public protocol ApprovalStore: AnyObject, Sendable {
     /// How often devices may check for updates (`config.updateReqRate` in every answer).
     func setUpdateReqRate(_ seconds: Int, by actor: ActingUser) async throws -> SettingsRecord
     /// Which releases wait for a reviewer. Tasks already waiting keep waiting.
@@ -64,9 +60,10 @@ public protocol Store: AnyObject, Sendable {
     func recentlyDecided(limit: Int) async throws -> [TaskRecord]
     /// Tasks waiting for a reviewer, oldest request first.
     func tasksAwaitingApproval() async throws -> [TaskRecord]
+}
 
-    // MARK: The audit log
-
+/// The audit log: one hash-chained row per change.
+public protocol AuditStore: AnyObject, Sendable {
     /// The newest entries first.
     func auditEntries(limit: Int) async throws -> [AuditRecord]
     /// The entries about one subject, oldest first (a task's history).
@@ -86,9 +83,15 @@ public protocol Store: AnyObject, Sendable {
     func auditRows(_ filter: AuditFilter, limit: Int) async throws -> [AuditRecord]
     /// The users and kinds of change the log holds (the filters' choices).
     func auditChoices() async throws -> (users: [String], kinds: [String])
+}
 
-    // MARK: Batch imports
+extension AuditStore {
+    public func auditEntries() async throws -> [AuditRecord] { try await auditEntries(limit: 100) }
+    public func auditPage(_ filter: AuditFilter, page: Int) async throws -> Page<AuditRecord> { try await auditPage(filter, page: page, perPage: 50) }
+}
 
+/// Batch imports and their rows.
+public protocol ImportStore: AnyObject, Sendable {
     /// Where row `n` of the import keyed `key` keeps its zip.
     func importFile(key: String, n: Int) -> String
     /// Records an import whose files are already in `imports/{key}/`.
@@ -108,9 +111,17 @@ public protocol Store: AnyObject, Sendable {
     /// Start-up and regular housekeeping: a submission cut short is open again; imports past
     /// their expiry are deleted with their files; folders no import refers to are removed.
     func sweepImports(now: Date, startingUp: Bool) async throws -> Int
+}
 
-    // MARK: What several nodes share: the catalogue version, leases, admissions
+extension ImportStore {
+    public func createImport(key: String, rows: [ImportRowRecord], by actor: ActingUser) async throws -> ImportRecord { try await createImport(key: key, rows: rows, by: actor, now: Date()) }
+    public func updateImportRow(_ id: Int64, n: Int, draft: PackageDraft, error: String?, by actor: ActingUser) async throws { try await updateImportRow(id, n: n, draft: draft, error: error, by: actor, now: Date()) }
+    public func beginImportSubmission(_ id: Int64, by actor: ActingUser) async throws -> Bool { try await beginImportSubmission(id, by: actor, now: Date()) }
+    public func sweepImports(startingUp: Bool) async throws -> Int { try await sweepImports(now: Date(), startingUp: startingUp) }
+}
 
+/// What several nodes share: the catalogue version, leases, time-window admissions.
+public protocol NodeStore: AnyObject, Sendable {
     /// The catalogue's version now (it only grows).
     func catalogueVersion() async throws -> Int64
     /// Takes or renews the lease `name` for `holder` until `now + seconds`; true when `holder`
@@ -126,9 +137,15 @@ public protocol Store: AnyObject, Sendable {
     /// (Counting is a `COUNT(*)` under the write lock: the several-nodes issue keeps a counter
     /// on the task instead, for windows of a million devices.)
     func admit(task: Int64, device: String, limit: Int, now: Date) async throws -> Bool
+}
 
-    // MARK: Patches
+extension NodeStore {
+    public func acquireLease(_ name: String, holder: String, for seconds: TimeInterval) async throws -> Bool { try await acquireLease(name, holder: holder, for: seconds, now: Date()) }
+    public func admit(task: Int64, device: String, limit: Int) async throws -> Bool { try await admit(task: task, device: device, limit: limit, now: Date()) }
+}
 
+/// Patches between versions, and what changed between two packages.
+public protocol PatchStore: AnyObject, Sendable {
     /// Every patch whose row can be read. The table is Courier's own cache: a row that does
     /// not decode is passed over (never offered), not allowed to stop delivery.
     func patches() async throws -> [PatchRecord]
@@ -145,9 +162,10 @@ public protocol Store: AnyObject, Sendable {
     func deletePatches(_ keys: [(packageId: Int64, basePackageId: Int64)]) async throws -> [String]
     /// The files of package `to` against those of package `from`.
     func diff(from: Int64, to: Int64) async throws -> PackageDiff
+}
 
-    // MARK: Settings, apps, packages and their blobs
-
+/// Settings, apps, packages and their blobs.
+public protocol CatalogueStore: AnyObject, Sendable {
     /// A trivial read: the database answers (`/readyz`).
     func ping() async throws
     /// The settings, read strictly (`SettingsRecord.read`).
@@ -196,9 +214,24 @@ public protocol Store: AnyObject, Sendable {
     func removeUnreferenced(_ shas: [String]) async throws
     func packageCounts() async throws -> (all: Int, global: Int)
     func isBlobReferenced(_ blob: String) async throws -> Bool
+    /// Removes what an interrupted upload or ingest may have left: temp files, and blobs
+    /// that no package refers to (written but never committed). Run at start-up. With `grace`,
+    /// only files untouched for that long go: on a blob folder shared by several nodes, another
+    /// node may be writing a file now, or have renamed a blob in that its transaction has not
+    /// committed yet. One node owning its folder (the embedded default) sweeps everything.
+    func sweep(grace: TimeInterval, now: Date) async throws -> (tempFiles: Int, orphanBlobs: Int)
+}
 
-    // MARK: Whitelists, release tasks, admissions and device events
+extension CatalogueStore {
+    public func apps(search: String, page: Int) async throws -> Page<AppSummary> { try await apps(search: search, page: page, perPage: 20) }
+    public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord], signedWith fingerprint: String?, by actor: ActingUser) async throws -> PackageRecord { try await commitPackage(amrAt: tempPath, package, files: files, signedWith: fingerprint, importRow: nil, by: actor) }
+    public func sweep(now: Date) async throws -> (tempFiles: Int, orphanBlobs: Int) { try await sweep(grace: 0, now: now) }
+    public func sweep(grace: TimeInterval) async throws -> (tempFiles: Int, orphanBlobs: Int) { try await sweep(grace: grace, now: Date()) }
+    public func sweep() async throws -> (tempFiles: Int, orphanBlobs: Int) { try await sweep(grace: 0, now: Date()) }
+}
 
+/// Whitelists, release tasks, admissions and device events.
+public protocol ReleaseStore: AnyObject, Sendable {
     func createWhitelist(name: String, kind: Whitelist.Kind, values: Set<String>, by actor: ActingUser) async throws -> WhitelistRecord
     /// Adds values (duplicates dropped); answers how many were new, and the approved tasks on
     /// the list that now wait for a reviewer again. `check` sees the resulting set first (a
@@ -242,39 +275,25 @@ public protocol Store: AnyObject, Sendable {
     func countEvent(task: Int64, _ event: String, device: String, now: Date) async throws -> Bool
     func pruneEventsSeen(now: Date, batch: Int) async throws -> Int
     func eventCounts(task: Int64) async throws -> [String: Int]
-
-    // MARK: Blobs
-
-    /// Removes what an interrupted upload or ingest may have left: temp files, and blobs
-    /// that no package refers to (written but never committed). Run at start-up. With `grace`,
-    /// only files untouched for that long go: on a blob folder shared by several nodes, another
-    /// node may be writing a file now, or have renamed a blob in that its transaction has not
-    /// committed yet. One node owning its folder (the embedded default) sweeps everything.
-    func sweep(grace: TimeInterval, now: Date) async throws -> (tempFiles: Int, orphanBlobs: Int)
 }
 
-/// The same calls with their usual arguments (now, the default page size…).
-extension Store {
-    public func createToken(userName: String, scopes: Set<TokenScope>, expiresAt: Date?, by actor: ActingUser) async throws -> String { try await createToken(userName: userName, name: "", scopes: scopes, expiresAt: expiresAt, by: actor) }
-    public func createToken(userName: String, name: String, scopes: Set<TokenScope>, by actor: ActingUser) async throws -> String { try await createToken(userName: userName, name: name, scopes: scopes, expiresAt: nil, by: actor) }
-    public func createToken(userName: String, scopes: Set<TokenScope>, by actor: ActingUser) async throws -> String { try await createToken(userName: userName, name: "", scopes: scopes, expiresAt: nil, by: actor) }
-    public func touchToken(_ id: Int64) async throws { try await touchToken(id, at: Date()) }
-    public func resetPassword(_ name: String, passwordHash: String, by actor: ActingUser) async throws -> UserRecord { try await resetPassword(name, passwordHash: passwordHash, revokeTokens: false, by: actor) }
-    public func auditEntries() async throws -> [AuditRecord] { try await auditEntries(limit: 100) }
-    public func auditPage(_ filter: AuditFilter, page: Int) async throws -> Page<AuditRecord> { try await auditPage(filter, page: page, perPage: 50) }
-    public func createImport(key: String, rows: [ImportRowRecord], by actor: ActingUser) async throws -> ImportRecord { try await createImport(key: key, rows: rows, by: actor, now: Date()) }
-    public func updateImportRow(_ id: Int64, n: Int, draft: PackageDraft, error: String?, by actor: ActingUser) async throws { try await updateImportRow(id, n: n, draft: draft, error: error, by: actor, now: Date()) }
-    public func beginImportSubmission(_ id: Int64, by actor: ActingUser) async throws -> Bool { try await beginImportSubmission(id, by: actor, now: Date()) }
-    public func sweepImports(startingUp: Bool) async throws -> Int { try await sweepImports(now: Date(), startingUp: startingUp) }
-    public func acquireLease(_ name: String, holder: String, for seconds: TimeInterval) async throws -> Bool { try await acquireLease(name, holder: holder, for: seconds, now: Date()) }
-    public func admit(task: Int64, device: String, limit: Int) async throws -> Bool { try await admit(task: task, device: device, limit: limit, now: Date()) }
-    public func apps(search: String, page: Int) async throws -> Page<AppSummary> { try await apps(search: search, page: page, perPage: 20) }
-    public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord], signedWith fingerprint: String?, by actor: ActingUser) async throws -> PackageRecord { try await commitPackage(amrAt: tempPath, package, files: files, signedWith: fingerprint, importRow: nil, by: actor) }
+extension ReleaseStore {
     public func countEvent(task: Int64, _ event: String, device: String) async throws -> Bool { try await countEvent(task: task, event, device: device, now: Date()) }
     public func pruneEventsSeen(batch: Int) async throws -> Int { try await pruneEventsSeen(now: Date(), batch: batch) }
     public func pruneEventsSeen(now: Date) async throws -> Int { try await pruneEventsSeen(now: now, batch: 5000) }
     public func pruneEventsSeen() async throws -> Int { try await pruneEventsSeen(now: Date(), batch: 5000) }
-    public func sweep(now: Date) async throws -> (tempFiles: Int, orphanBlobs: Int) { try await sweep(grace: 0, now: now) }
-    public func sweep(grace: TimeInterval) async throws -> (tempFiles: Int, orphanBlobs: Int) { try await sweep(grace: grace, now: Date()) }
-    public func sweep() async throws -> (tempFiles: Int, orphanBlobs: Int) { try await sweep(grace: 0, now: Date()) }
+}
+
+/// Courier's state behind one seam: every change is a named write (one transaction with its
+/// audit row, then `changes` is told), every read a named query, grouped by area. The rules a
+/// change obeys are CourierCore's (`TaskState`, `AdministratorRule`, `AppFacts`,
+/// `UnfinishedTaskRule`…); an implementation keeps them in its transaction and states how it
+/// serialises writers that could break them. `SQLiteStore` (CourierSQLite) is the embedded default.
+public protocol Store: AccountStore, ApprovalStore, AuditStore, ImportStore, NodeStore, PatchStore, CatalogueStore, ReleaseStore {
+    /// Content-addressed package and patch files.
+    var blobs: BlobStore { get }
+    /// Batch imports' files until they are submitted: `imports/{key}/{n}.zip`.
+    var importsDirectory: String { get }
+    /// Told after every committed change to apps, packages or settings.
+    var changes: CatalogueChanges { get }
 }
