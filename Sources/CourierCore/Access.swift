@@ -147,7 +147,4 @@ public enum AdministratorRule {
             throw Conflict("\(user) is the last active administrator: add or enable another administrator first.")
         }
     }
-
-    /// The same rule as a stored constraint states it, for a store to raise (`Conflict`).
-    public static let lastOneMessage = "This is the last active administrator: add or enable another administrator first."
 }

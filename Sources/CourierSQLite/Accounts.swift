@@ -149,9 +149,11 @@ extension SQLiteStore {
             }
             let wasActiveAdmin = user.role == .admin && !user.disabled
             var detail = try body(&user)
+            let others = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM user WHERE role = 'admin' AND disabled = 0 AND id != ?",
+                                          arguments: [user.id]) ?? 0
+            try AdministratorRule.check(changing: name, wasActive: wasActiveAdmin,
+                                        activeAfter: others + (user.role == .admin && !user.disabled ? 1 : 0))
             try user.update(db)
-            let admins = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM user WHERE role = 'admin' AND disabled = 0") ?? 0
-            try AdministratorRule.check(changing: name, wasActive: wasActiveAdmin, activeAfter: admins)
             if signOut, let id = user.id {
                 try db.execute(sql: "DELETE FROM session WHERE userId = ?", arguments: [id])
             }

@@ -369,9 +369,6 @@ extension SQLiteStore {
         }
     }
 
-    /// Remembers that these devices gave up these tasks' versions, and counts each once on its
-    /// task (`failed`); tasks deleted since the snapshot named them are passed over. Answers the
-    /// pairs recorded.
     @discardableResult
     public func recordGaveUp(_ pairs: [(task: Int64, device: UInt64)]) async throws -> [(task: Int64, device: UInt64)] {
         guard !pairs.isEmpty else { return [] }
@@ -391,9 +388,6 @@ extension SQLiteStore {
         }
     }
 
-    /// Counts a client's report, once per device, task, kind and hour (a device repeating itself,
-    /// or one connection replaying it, adds nothing); false when the task is gone (deleted since
-    /// the snapshot named it).
     @discardableResult
     public func countEvent(task: Int64, _ event: String, device: String, now: Date) async throws -> Bool {
         let hour = Int64(now.timeIntervalSince1970 / 3600)
@@ -412,9 +406,6 @@ extension SQLiteStore {
         }
     }
 
-    /// Forgets which devices reported in hours before `now`'s, a bounded batch per transaction
-    /// (housekeeping calls it; a client's report never waits on a large delete). Answers how
-    /// many rows went.
     @discardableResult
     public func pruneEventsSeen(now: Date, batch: Int) async throws -> Int {
         let hour = Int64(now.timeIntervalSince1970 / 3600)

@@ -68,7 +68,6 @@ public protocol AuditStore: AnyObject, Sendable {
     func auditEntries(limit: Int) async throws -> [AuditRecord]
     /// The entries about one subject, oldest first (a task's history).
     func auditEntries(subject: String, actionPrefix: String) async throws -> [AuditRecord]
-    /// Recomputes the chain from the first row, and looks for rows that are gone.
     /// The newest row's id and hash: the chain's head. Kept somewhere the database's writers
     /// cannot reach (a ticket, a mail, another machine), it lets `courier audit verify --head`
     /// tell a rewritten chain from an intact one: the chain alone only proves that rows follow
@@ -76,6 +75,7 @@ public protocol AuditStore: AnyObject, Sendable {
     func auditHead() async throws -> (row: Int64, hash: String)?
     /// The hash stored for row `id`, if it exists.
     func auditHash(row id: Int64) async throws -> String?
+    /// Recomputes the chain from the first row, and looks for rows that are gone.
     func verifyAudit() async throws -> AuditVerification
     /// One page of the log, newest first.
     func auditPage(_ filter: AuditFilter, page: Int, perPage: Int) async throws -> Page<AuditRecord>
@@ -271,8 +271,20 @@ public protocol ReleaseStore: AnyObject, Sendable {
     func recordAdmissions(_ pairs: [(task: Int64, device: String)]) async throws
     /// Every device that gave up a task's version, by task (loaded into memory at start).
     func gaveUpDevices() async throws -> [Int64: Set<UInt64>]
+    /// Remembers that these devices gave up these tasks' versions, and counts each once on its
+    /// task (`failed`); tasks deleted since the snapshot named them are passed over. Answers the
+    /// pairs recorded.
+    @discardableResult
     func recordGaveUp(_ pairs: [(task: Int64, device: UInt64)]) async throws -> [(task: Int64, device: UInt64)]
+    /// Counts a client's report, once per device, task, kind and hour (a device repeating itself,
+    /// or one connection replaying it, adds nothing); false when the task is gone (deleted since
+    /// the snapshot named it).
+    @discardableResult
     func countEvent(task: Int64, _ event: String, device: String, now: Date) async throws -> Bool
+    /// Forgets which devices reported in hours before `now`'s, a bounded batch per transaction
+    /// (housekeeping calls it; a client's report never waits on a large delete). Answers how
+    /// many rows went.
+    @discardableResult
     func pruneEventsSeen(now: Date, batch: Int) async throws -> Int
     func eventCounts(task: Int64) async throws -> [String: Int]
 }

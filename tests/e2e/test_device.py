@@ -469,7 +469,12 @@ def test_a_device_on_the_previous_version_fetches_a_patch_and_ends_on_the_new_ve
     browser.find_element(By.ID, "compare-versions").click()
     Select(browser.find_element(By.ID, "from")).select_by_value("1.0.0.1")
     Select(browser.find_element(By.ID, "to")).select_by_value("1.0.0.2")
-    browser.find_element(By.ID, "compare").click()
+    compare = browser.find_element(By.ID, "compare")
+    compare.click()
+    # The compare page itself holds #changes: read the one of the page the click loads.
+    from selenium.webdriver.support.ui import WebDriverWait
+    from conftest import gone
+    WebDriverWait(browser, 20).until(gone(compare))
     changes = browser.find_element(By.ID, "changes").text
     assert "What changed since 1.0.0.1" in changes and "1 file changed, 0 added, 0 removed" in changes, changes
     assert "www/app.js" in changes and "A device on 1.0.0.1 downloads a" in changes and "patch instead of the full" in changes, changes
