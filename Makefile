@@ -9,7 +9,7 @@ PYTHON     ?= python3
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP  := .build/.apt-updated
 
-.PHONY: run build release test unit e2e deps test-deps bench fuzz fuzz-build clean
+.PHONY: run build release test unit e2e deps test-deps pg-deps bench fuzz fuzz-build clean
 
 # libFuzzer targets (Fuzz/): FUZZ_SECONDS each; a crash fails the run and leaves its input in
 # Fuzz/regressions/<target>/ (commit it: the tests replay it). Longer: make fuzz FUZZ_SECONDS=3600
@@ -48,12 +48,18 @@ unit: deps
 e2e: test-deps build
 	$(PYTHON) -m pytest -q tests/e2e
 
-test: test-deps
+# PostgreSQL's server for the PostgreSQL store's tests: a throwaway cluster per run (tests/pg/cluster.sh).
+pg-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(MAKE) --no-print-directory apt PKGS="postgresql"
+
+test: test-deps pg-deps
 	$(SWIFT) build --build-tests
 	@mkdir -p .build
-	@$(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/xctest.log; status=$${PIPESTATUS[0]}; \
-		if [ $$status -ne 0 ]; then echo "--- failing XCTest lines:"; grep -E "error:|failed \(" .build/xctest.log | head -40; exit $$status; fi
-	$(PYTHON) -m pytest -q tests/e2e
+	@pg=$$(mktemp -d /tmp/courier-pg.XXXXXX); trap 'bash tests/pg/cluster.sh stop '"$$pg" EXIT; \
+		COURIER_TEST_POSTGRES=$$(bash tests/pg/cluster.sh start "$$pg") || exit 1; export COURIER_TEST_POSTGRES; \
+		$(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/xctest.log; status=$${PIPESTATUS[0]}; \
+		if [ $$status -ne 0 ]; then echo "--- failing XCTest lines:"; grep -E "error:|failed \(" .build/xctest.log | head -40; exit $$status; fi; \
+		$(PYTHON) -m pytest -q tests/e2e
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 	@echo "fuzz targets: $(words $(FUZZ_TARGETS)) passed, 0 failed"
 

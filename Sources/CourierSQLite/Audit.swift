@@ -52,7 +52,7 @@ extension SQLiteStore {
                                                  subject: r.subject, detail: r.detail)
                 guard expected == r.hash else { return AuditVerification(rows: count, firstBadRow: r.id) }
                 // The app column is outside the hash: it must say what the (hashed) detail says.
-                if let app = Self.detailApp(r.detail), r.appId != app { return AuditVerification(rows: count, firstBadRow: r.id) }
+                if let app = AuditRecord.detailApp(r.detail), r.appId != app { return AuditVerification(rows: count, firstBadRow: r.id) }
                 previous = r.hash
                 next += 1
             }
@@ -63,16 +63,9 @@ extension SQLiteStore {
         }
     }
 
-    /// The `app` of a row's detail, when it names one.
-    static func detailApp(_ detail: String) -> String? {
-        guard detail.contains("\"app\""), let data = detail.data(using: .utf8),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return object["app"] as? String
-    }
-
     static func auditRequest(_ f: AuditFilter) -> QueryInterfaceRequest<AuditRecord> {
         var request = AuditRecord.all()
-        let like = SQLiteStore.containing
+        let like = LikePattern.containing
         if !f.app.isEmpty {
             request = request.filter(sql: "(appId LIKE ? ESCAPE '\\' OR subject LIKE ? ESCAPE '\\')", arguments: [like(f.app), like(f.app)])
         }

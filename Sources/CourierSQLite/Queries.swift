@@ -108,7 +108,7 @@ extension SQLiteStore {
 
     public func apps(search: String, page: Int, perPage: Int) async throws -> Page<AppSummary> {
         try await db.read { db in
-            let pattern = SQLiteStore.containing(search)
+            let pattern = LikePattern.containing(search)
             let filter = "WHERE app.id LIKE :q ESCAPE '\\' OR app.name LIKE :q ESCAPE '\\'"
             let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM app \(filter)", arguments: ["q": pattern]) ?? 0
             let page = max(1, min(page, max(1, (total + perPage - 1) / perPage)))
@@ -133,7 +133,7 @@ extension SQLiteStore {
 
     public func batchReleaseCandidates(search: String, limit: Int) async throws -> [(app: AppRecord, newest: PackageRecord)] {
         try await db.read { db in
-            let pattern = SQLiteStore.containing(search)
+            let pattern = LikePattern.containing(search)
             let rows = try Row.fetchAll(db, sql: """
                 SELECT app.id AS appId, p.id AS packageId FROM app
                 JOIN package p ON p.id = (SELECT id FROM package WHERE appId = app.id ORDER BY versionKey DESC LIMIT 1)

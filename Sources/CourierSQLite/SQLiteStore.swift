@@ -270,12 +270,3 @@ public final class SQLiteStore: Store {
         return (temps, orphans)
     }
 }
-
-extension SQLiteStore {
-    /// A `LIKE … ESCAPE '\\'` pattern for text containing `text` as typed (its `%`, `_` and `\\`
-    /// match themselves).
-    static func containing(_ text: String) -> String {
-        "%" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
-            .replacingOccurrences(of: "_", with: "\\_") + "%"
-    }
-}

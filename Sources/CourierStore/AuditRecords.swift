@@ -32,6 +32,13 @@ public struct AuditRecord: Codable, Sendable {
     }
 
     package static let timestamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    /// The `app` of a row's detail, when it names one.
+    package static func detailApp(_ detail: String) -> String? {
+        guard detail.contains("\"app\""), let data = detail.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return object["app"] as? String
+    }
 }
 
 /// The outcome of checking the chain: the first row whose hash does not follow, or the first

@@ -214,3 +214,12 @@ public enum DeviceKey {
         SHA256.hash(data: Data(device.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 }
+
+/// A `LIKE … ESCAPE '\\'` pattern for text containing `text` as typed (its `%`, `_` and `\\`
+/// match themselves); PostgreSQL's LIKE escapes with `\\` by default.
+package enum LikePattern {
+    package static func containing(_ text: String) -> String {
+        "%" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_") + "%"
+    }
+}

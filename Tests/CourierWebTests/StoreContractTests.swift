@@ -32,24 +32,19 @@ class StoreContractTests: XCTestCase {
     func testOneNodeHoldsALeaseUntilItExpiresOrIsGivenUp() async throws {
         let h = try await harness()
         defer { h.cleanUp() }
-        let now = Date()
-        await assertTrue(try await h.services.store.acquireLease("housekeeping", holder: "a", for: 60, now: now))
-        await assertFalse(try await h.services.store.acquireLease("housekeeping", holder: "b", for: 60, now: now.addingTimeInterval(30)))
-        await assertTrue(try await h.services.store.acquireLease("housekeeping", holder: "a", for: 60, now: now.addingTimeInterval(30)), "renewed")
-        await assertFalse(try await h.services.store.acquireLease("housekeeping", holder: "b", for: 60, now: now.addingTimeInterval(80)),
-                          "the renewal moved the expiry")
-        await assertTrue(try await h.services.store.acquireLease("housekeeping", holder: "b", for: 60, now: now.addingTimeInterval(91)),
-                         "taken over once expired")
-        try await h.services.store.releaseLease("housekeeping", holder: "a")   // not a's any more: nothing happens
-        await assertFalse(try await h.services.store.acquireLease("housekeeping", holder: "a", for: 60, now: now.addingTimeInterval(92)))
-        try await h.services.store.releaseLease("housekeeping", holder: "b")
-        await assertTrue(try await h.services.store.acquireLease("housekeeping", holder: "a", for: 60, now: now.addingTimeInterval(93)), "given up")
-        // Many asking at once: exactly one gets it.
-        let winners = try await withThrowingTaskGroup(of: Bool.self) { group in
-            for n in 0..<20 { group.addTask { try await h.services.store.acquireLease("sweep", holder: "n\(n)", for: 60) } }
-            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
-        }
-        XCTAssertEqual(winners, 1)
+        try await AreaContracts.leases(h.services.store)
+    }
+
+    func testTheAccountsArea() async throws {
+        let h = try await harness()
+        defer { h.cleanUp() }
+        try await AreaContracts.accounts(h.services.store)
+    }
+
+    func testTheAuditArea() async throws {
+        let h = try await harness()
+        defer { h.cleanUp() }
+        try await AreaContracts.audit(h.services.store)
     }
 
     func testTheDatabaseAdmitsExactlyTheFirstDevicesOfATimeWindow() async throws {

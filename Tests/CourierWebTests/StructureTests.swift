@@ -406,9 +406,14 @@ final class StructureTests: XCTestCase {
             for (name, text) in files {
                 XCTAssertFalse(text.contains("import GRDB"), "\(module)/\(name) imports GRDB")
                 XCTAssertFalse(text.contains("sql:") || text.contains("SELECT "), "\(module)/\(name) has SQL")
-                XCTAssertTrue(!text.contains("import CourierSQLite") || choosers.contains("\(module)/\(name)"),
-                              "\(module)/\(name) depends on the SQLite store rather than the `Store` protocol")
+                for store in ["CourierSQLite", "CourierPostgres"] {
+                    XCTAssertTrue(!text.contains("import \(store)") || choosers.contains("\(module)/\(name)"),
+                                  "\(module)/\(name) depends on \(store) rather than the `Store` protocol")
+                }
             }
+        }
+        for (name, text) in try Self.swiftFiles(in: root + "/Sources/CourierPostgres") {
+            XCTAssertFalse(text.contains("import GRDB"), "CourierPostgres/\(name) imports GRDB")
         }
         // CourierWeb is grouped by area (README, "Where things go"): no file outside the folders.
         let loose = try FileManager.default.contentsOfDirectory(atPath: root + "/Sources/CourierWeb").filter { $0.hasSuffix(".swift") }

@@ -1,0 +1,178 @@
+import CourierCore
+import CourierStore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Courier's state on PostgreSQL (SPEC §9 "Several nodes on PostgreSQL", issue 20): the same
+/// named writes and queries as `SQLiteStore`, for several nodes sharing one database and one
+/// blob folder. Built area by area behind the `Store` protocol's parts; `StoreContractTests`
+/// hold each area to the SQLite store's results.
+///
+/// Concurrency is stated, not assumed: every change is one READ COMMITTED transaction that takes
+/// the row locks its rules need (the audit head, the user rows an administrator rule counts…),
+/// and a serialisation failure or deadlock is retried whole.
+public final class PostgresStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+    public let blobs: BlobStore
+    /// Batch imports' files until they are submitted: `imports/{key}/{n}.zip`, in the shared folder.
+    public let importsDirectory: String
+    /// Told after every committed change this node makes (other nodes' changes arrive through
+    /// the catalogue version and LISTEN/NOTIFY).
+    public let changes = CatalogueChanges()
+    private let runner: Task<Void, Never>
+
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and brings the schema up
+    /// to date under an advisory lock (several nodes may start together). Blobs live in
+    /// `blobDirectory`, which every node shares.
+    public init(url: String, blobDirectory: String, logger: Logger = Logger(label: "courier.postgres")) async throws {
+        let configuration = try PostgresURL(url).configuration
+        self.logger = logger
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        runner = Task { await client.run() }
+        let dir = URL(fileURLWithPath: blobDirectory, isDirectory: true)
+        try PrivateDirectory.prepare(dir.path)
+        blobs = try BlobStore(root: dir)
+        importsDirectory = dir.appendingPathComponent("imports").path
+        try PrivateDirectory.prepare(importsDirectory)
+        do {
+            try await PostgresSchema.migrate(client, logger: logger)
+        } catch {
+            runner.cancel()
+            throw error
+        }
+    }
+
+    /// Closes the connections.
+    public func shutdown() {
+        runner.cancel()
+    }
+
+    deinit { runner.cancel() }
+
+    // MARK: Transactions
+
+    /// Runs `body` in one transaction on one connection; a serialisation failure or a deadlock
+    /// (another node's transaction in the way) runs it again, a few times.
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await client.withConnection { connection in
+                    try await connection.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
+                    do {
+                        let value = try await body(connection)
+                        try await connection.query("COMMIT", logger: logger)
+                        return value
+                    } catch {
+                        _ = try? await connection.query("ROLLBACK", logger: logger)
+                        throw error
+                    }
+                }
+            } catch let e as PSQLError where attempt < 5 && ["40001", "40P01"].contains(e.serverInfo?[.sqlState] ?? "") {
+                try await Task.sleep(for: .milliseconds(5 * attempt))
+            } catch let e as PSQLError {
+                throw Self.refusal(e) ?? e
+            }
+        }
+    }
+
+    /// One change: `body` writes, then its audit row is appended, in one transaction; the
+    /// catalogue version rises with catalogue changes (and other nodes are notified on commit).
+    func change<T: Sendable>(by actor: ActingUser, _ action: String, subject: String, catalogue: Bool = true,
+                             _ body: (PostgresConnection) async throws -> (T, detail: [String: String])) async throws -> T {
+        let result = try await transaction { connection in
+            let (value, detail) = try await body(connection)
+            try await Self.audit(connection, by: actor, action, subject: subject, detail: detail, logger: logger)
+            if catalogue {
+                try await connection.query("UPDATE catalogue_version SET version = version + 1 WHERE id = 1", logger: logger)
+                try await connection.query("NOTIFY courier_catalogue", logger: logger)
+            }
+            return value
+        }
+        logger.info("change", metadata: ["user": "\(actor.name)", "action": "\(action)", "subject": "\(subject)",
+                                         "hb.request.id": "\(ChangeLog.requestID ?? "-")"])
+        if catalogue { await changes.announce() }
+        return result
+    }
+
+    /// What the schema's rules (PostgresSchema: a trigger's `field|text` message, the one
+    /// unfinished task per package) tell the person, or nil for any other error.
+    static func refusal(_ e: PSQLError) -> Error? {
+        switch e.serverInfo?[.sqlState] {
+        case "P0001":   // RAISE EXCEPTION in a rule's trigger
+            let message = e.serverInfo?[.message] ?? "The change breaks one of Courier's rules."
+            guard let bar = message.firstIndex(of: "|") else { return Conflict(message) }
+            return FieldError(String(message[..<bar]), String(message[message.index(after: bar)...]))
+        case "23505" where e.serverInfo?[.constraintName] == "task_one_unfinished_per_package":
+            return UnfinishedTaskRule.breached
+        default:
+            return nil
+        }
+    }
+
+    // MARK: Reading
+
+    /// Every row of `query`, decoded as `T` (columns by position).
+    func rows<each T: PostgresDecodable>(_ query: PostgresQuery, as: (repeat each T).Type = (repeat each T).self,
+                                         on connection: PostgresConnection? = nil) async throws -> [(repeat each T)] {
+        var out: [(repeat each T)] = []
+        for try await row in try await run(query, on: connection).decode((repeat each T).self) { out.append(row) }
+        return out
+    }
+
+    /// The first column of every row of `query`.
+    func all<T: PostgresDecodable>(_ query: PostgresQuery, as: T.Type, on connection: PostgresConnection? = nil) async throws -> [T] {
+        var out: [T] = []
+        for try await value in try await run(query, on: connection).decode(T.self) { out.append(value) }
+        return out
+    }
+
+    func run(_ query: PostgresQuery, on connection: PostgresConnection?) async throws -> PostgresRowSequence {
+        if let connection { return try await connection.query(query, logger: logger) }
+        return try await client.query(query, logger: logger)
+    }
+}
+
+/// A `postgres://` URL as PostgresNIO's configuration. TLS is off unless `sslmode=require`
+/// (the database sits on the operator's network); the password is never logged: `redacted`
+/// is what a log line may show.
+public struct PostgresURL: Sendable {
+    public let host: String
+    public let port: Int
+    public let username: String
+    let password: String?
+    public let database: String
+    public let requireTLS: Bool
+
+    public init(_ text: String) throws {
+        guard let c = URLComponents(string: text), ["postgres", "postgresql"].contains(c.scheme ?? ""), let host = c.host, !host.isEmpty,
+              let user = c.percentEncodedUser?.removingPercentEncoding, !user.isEmpty else {
+            throw FieldError("database", "Give the database as postgres://user:password@host:port/database.")
+        }
+        self.host = host
+        port = c.port ?? 5432
+        username = user
+        password = c.percentEncodedPassword?.removingPercentEncoding
+        let path = c.path.hasPrefix("/") ? String(c.path.dropFirst()) : c.path
+        database = path.isEmpty ? user : path
+        let mode = c.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+        guard ["disable", "require"].contains(mode) else {
+            throw FieldError("database", "sslmode is disable (the default) or require.")
+        }
+        requireTLS = mode == "require"
+    }
+
+    /// For logs and `/readyz`: no password.
+    public var redacted: String { "postgres://\(username)@\(host):\(port)/\(database)" }
+
+    var configuration: PostgresClient.Configuration {
+        var c = PostgresClient.Configuration(host: host, port: port, username: username, password: password, database: database,
+                                             tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
+        c.options.maximumConnections = 20
+        return c
+    }
+}

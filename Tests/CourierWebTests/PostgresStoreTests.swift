@@ -1,0 +1,297 @@
+import CourierCore
+@testable import CourierPostgres
+import CourierStore
+import CourierTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import XCTest
+
+/// A fresh database on the test cluster (`make test` starts one: tests/pg/cluster.sh, its admin
+/// URL in COURIER_TEST_POSTGRES), dropped afterwards.
+struct PostgresTestDatabase {
+    let url: String
+    let name: String
+    let admin: String
+    let blobs: String
+
+    static func make() async throws -> PostgresTestDatabase {
+        guard let admin = ProcessInfo.processInfo.environment["COURIER_TEST_POSTGRES"] else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("CI runs make test, which starts PostgreSQL for these tests") }
+            throw XCTSkip("no PostgreSQL: run through `make test`, or set COURIER_TEST_POSTGRES to an admin URL")
+        }
+        let name = "courier_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        try await Self.admin(admin) { try await $0.query("CREATE DATABASE \(unescaped: name)") }
+        let base = try XCTUnwrap(admin.range(of: "/", options: .backwards)).lowerBound
+        return PostgresTestDatabase(url: String(admin[..<base]) + "/" + name, name: name, admin: admin, blobs: temporaryDirectory())
+    }
+
+    func store() async throws -> PostgresStore {
+        try await PostgresStore(url: url, blobDirectory: blobs, logger: Logger(label: "test"))
+    }
+
+    func drop() async {
+        try? await Self.admin(admin) { try await $0.query("DROP DATABASE IF EXISTS \(unescaped: name) WITH (FORCE)") }
+        try? FileManager.default.removeItem(atPath: blobs)
+    }
+
+    static func admin(_ url: String, _ body: (PostgresClient) async throws -> Void) async throws {
+        let client = PostgresClient(configuration: try PostgresURL(url).configuration, backgroundLogger: Logger(label: "test"))
+        let runner = Task { await client.run() }
+        defer { runner.cancel() }
+        try await body(client)
+    }
+}
+
+/// The areas PostgresStore implements so far, held to the same contract as the SQLite store
+/// (StoreContractTests runs the same functions on it), plus what only several writers show.
+final class PostgresStoreTests: XCTestCase {
+    func withStore(_ body: (PostgresStore, PostgresTestDatabase) async throws -> Void) async throws {
+        let db = try await PostgresTestDatabase.make()
+        do {
+            let store = try await db.store()
+            defer { store.shutdown() }
+            try await body(store, db)
+        } catch {
+            await db.drop()
+            throw error
+        }
+        await db.drop()
+    }
+
+    func testLeases() async throws { try await withStore { s, _ in try await AreaContracts.leases(s) } }
+    func testAccounts() async throws { try await withStore { s, _ in try await AreaContracts.accounts(s) } }
+    func testAudit() async throws { try await withStore { s, _ in try await AreaContracts.audit(s) } }
+    func testCatalogueVersion() async throws {
+        try await withStore { s, _ in
+            await assertEqual(try await s.catalogueVersion(), 0)
+            _ = try await s.change(by: .commandLine, "test.catalogue", subject: "x") { _ in ((), [:]) }
+            await assertEqual(try await s.catalogueVersion(), 1)
+            _ = try await s.change(by: .commandLine, "test.people", subject: "x", catalogue: false) { _ in ((), [:]) }
+            await assertEqual(try await s.catalogueVersion(), 1)
+        }
+    }
+
+    func testSeveralNodesStartingTogetherMigrateOnce() async throws {
+        let db = try await PostgresTestDatabase.make()
+        defer { Task { await db.drop() } }
+        let stores = try await withThrowingTaskGroup(of: PostgresStore.self) { group in
+            for _ in 0..<4 { group.addTask { try await db.store() } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        defer { stores.forEach { $0.shutdown() } }
+        let applied = try await stores[0].all("SELECT COUNT(*) FROM courier_migration", as: Int64.self).first
+        XCTAssertEqual(applied, Int64(PostgresSchema.migrations.count))
+        await assertEqual(try await stores[3].userCount(), 0)
+    }
+
+    /// Two nodes admitting 120 devices to a window of 20 at once: exactly 20.
+    func testATimeWindowAdmitsExactlyItsCountAcrossNodes() async throws {
+        try await withStore { a, db in
+            let b = try await db.store()
+            defer { b.shutdown() }
+            let task = try await Self.plantTimeWindow(a)
+            let admitted = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for n in 0..<120 { group.addTask { try await (n % 2 == 0 ? a : b).admit(task: task, device: "d-\(n)", limit: 20, now: Date()) } }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            XCTAssertEqual(admitted, 20)
+            await assertEqual(try await a.all("SELECT COUNT(*) FROM admission", as: Int64.self).first, 20)
+            let first = try await a.all("SELECT device_id FROM admission LIMIT 1", as: String.self).first ?? ""
+            await assertTrue(try await b.admit(task: task, device: first, limit: 20, now: Date()), "an admitted device stays admitted")
+            await assertFalse(try await b.admit(task: task, device: "late", limit: 20, now: Date().addingTimeInterval(7200)))
+        }
+    }
+
+    /// Two nodes disabling the last two administrators at once: one of them stays.
+    func testTheLastAdministratorStaysUnderConcurrentWriters() async throws {
+        try await withStore { a, db in
+            let b = try await db.store()
+            defer { b.shutdown() }
+            _ = try await a.createUser(name: "root", passwordHash: "x", role: .admin, by: .commandLine)
+            _ = try await a.createUser(name: "root2", passwordHash: "x", role: .admin, by: .commandLine)
+            for _ in 0..<5 {
+                async let one: Bool = (try? await a.setDisabled("root", true, by: .commandLine)) != nil
+                async let two: Bool = (try? await b.setDisabled("root2", true, by: .commandLine)) != nil
+                let (x, y) = await (one, two)
+                XCTAssertEqual([x, y].filter { $0 }.count, 1, "exactly one of the two was disabled")
+                await assertEqual(try await a.users().filter { $0.role == .admin && !$0.disabled }.count, 1)
+                _ = try await a.setDisabled(x ? "root" : "root2", false, by: .commandLine)
+            }
+            await assertTrue(try await a.verifyAudit().isValid)
+        }
+    }
+
+    /// Sequences leave gaps (a rolled-back change); a gap is not a deleted row, a missing link is.
+    func testTheAuditChainToleratesGapsAndFindsDeletedRows() async throws {
+        try await withStore { s, _ in
+            for n in 0..<4 { _ = try await s.createUser(name: "u\(n)", passwordHash: "x", role: .developer, by: .commandLine) }
+            await assertThrows(try await s.createUser(name: "U1", passwordHash: "x", role: .developer, by: .commandLine))
+            // A change whose transaction rolls back after its audit row took an id.
+            await assertThrows(try await s.change(by: .commandLine, "test.fail", subject: "x", catalogue: false) { c -> ((), detail: [String: String]) in
+                try await PostgresStore.audit(c, by: .commandLine, "test.inner", subject: "x", detail: [:], logger: Logger(label: "t"))
+                throw Conflict("no")
+            })
+            _ = try await s.createUser(name: "u9", passwordHash: "x", role: .developer, by: .commandLine)
+            let ids = try await s.all("SELECT id FROM audit ORDER BY id", as: Int64.self)
+            XCTAssertEqual(ids.count, 5)
+            XCTAssertNotEqual(ids.last, Int64(ids.count), "the sequence left a gap")
+            await assertEqual(try await s.verifyAudit(), AuditVerification(rows: 5, firstBadRow: nil))
+            try await s.client.query("DELETE FROM audit WHERE id = \(ids[2])")
+            await assertEqual(try await s.verifyAudit(), AuditVerification(rows: 3, firstBadRow: ids[2], missing: true))
+        }
+        try await withStore { s, _ in
+            for n in 0..<3 { _ = try await s.createUser(name: "u\(n)", passwordHash: "x", role: .developer, by: .commandLine) }
+            let ids = try await s.all("SELECT id FROM audit ORDER BY id", as: Int64.self)
+            try await s.client.query("DELETE FROM audit WHERE id = \(ids[2])")
+            await assertEqual(try await s.verifyAudit(), AuditVerification(rows: 2, firstBadRow: ids[2], missing: true), "the tail")
+            try await s.client.query(#"UPDATE audit SET "user" = 'mallory' WHERE id = \#(ids[1])"#)
+            await assertEqual(try await s.verifyAudit(), AuditVerification(rows: 2, firstBadRow: ids[1]), "a changed row")
+        }
+    }
+
+    func testTheURLIsReadAndItsPasswordNeverShown() throws {
+        let u = try PostgresURL("postgres://courier:s%40cret@db.example:6432/courier?sslmode=require")
+        XCTAssertEqual([u.host, u.username, u.database, u.password ?? ""], ["db.example", "courier", "courier", "s@cret"])
+        XCTAssertEqual(u.port, 6432)
+        XCTAssertTrue(u.requireTLS)
+        XCTAssertEqual(u.redacted, "postgres://courier@db.example:6432/courier")
+        XCTAssertFalse(try PostgresURL("postgres://c@h/d").requireTLS, "TLS is off unless asked for")
+        for bad in ["mysql://a@b/c", "postgres://h/d", "postgres:///d", "postgres://a@h/d?sslmode=verify-full", "not a url"] {
+            XCTAssertThrowsError(try PostgresURL(bad), bad)
+        }
+    }
+
+    /// A releasing time window ending in an hour, planted by hand (the release area is not on
+    /// PostgreSQL yet).
+    static func plantTimeWindow(_ s: PostgresStore) async throws -> Int64 {
+        try await s.client.query("INSERT INTO app (id, name, created_at) VALUES ('20171228', 'Checkout', now())")
+        let package = try await s.all("""
+            INSERT INTO package (app_id, version, version_key, type, extend_info, download_policy, install_policy, status, blob, size, md5,
+                                 tar_offset, tar_size, file_count, created_at, created_by)
+            VALUES ('20171228', '1.0.0.1', '00001.00000.00000.00001', 'normal', '{}', 'wifi', 'lazy', 'grayReleasing', 'b', 1, 'm', 0, 0, 0, now(), 'ci')
+            RETURNING id
+            """, as: Int64.self).first ?? 0
+        return try await s.all("""
+            INSERT INTO task (package_id, app_id, version, type, mode, whitelist_ids, end_time, user_count, rules, description_markdown,
+                              status, rolled_back, created_by, created_at)
+            VALUES (\(package), '20171228', '1.0.0.1', 'gray', 'timeWindow', '[]', \(Date().addingTimeInterval(3600)), 20, '[]', '',
+                    'releasing', false, 'ci', now())
+            RETURNING id
+            """, as: Int64.self).first ?? 0
+    }
+}
+
+/// The contract of each area, as functions of the area's protocol: StoreContractTests runs them
+/// on the SQLite store, PostgresStoreTests on PostgreSQL.
+enum AreaContracts {
+    static func leases(_ store: some NodeStore) async throws {
+        let now = Date()
+        await assertTrue(try await store.acquireLease("housekeeping", holder: "a", for: 60, now: now))
+        await assertFalse(try await store.acquireLease("housekeeping", holder: "b", for: 60, now: now.addingTimeInterval(30)))
+        await assertTrue(try await store.acquireLease("housekeeping", holder: "a", for: 60, now: now.addingTimeInterval(30)), "renewed")
+        await assertFalse(try await store.acquireLease("housekeeping", holder: "b", for: 60, now: now.addingTimeInterval(80)),
+                          "the renewal moved the expiry")
+        await assertTrue(try await store.acquireLease("housekeeping", holder: "b", for: 60, now: now.addingTimeInterval(91)),
+                         "taken over once expired")
+        try await store.releaseLease("housekeeping", holder: "a")   // not a's any more: nothing happens
+        await assertFalse(try await store.acquireLease("housekeeping", holder: "a", for: 60, now: now.addingTimeInterval(92)))
+        try await store.releaseLease("housekeeping", holder: "b")
+        await assertTrue(try await store.acquireLease("housekeeping", holder: "a", for: 60, now: now.addingTimeInterval(93)), "given up")
+        // Many asking at once: exactly one gets it.
+        let winners = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for n in 0..<20 { group.addTask { try await store.acquireLease("sweep", holder: "n\(n)", for: 60) } }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        XCTAssertEqual(winners, 1)
+    }
+
+    static func accounts(_ store: some AccountStore) async throws {
+        let before = try await store.userCount()
+        let root = try await store.createFirstAdmin(name: "root-\(before)", passwordHash: "h0")
+        XCTAssertEqual(root.role, .admin)
+        XCTAssertNotNil(root.id)
+        await assertThrows(try await store.createFirstAdmin(name: "second", passwordHash: "h"), "only while no user exists")
+        _ = try await store.createUser(name: "dan", passwordHash: "h1", role: .developer, by: .commandLine)
+        await assertThrows(try await store.createUser(name: "Dan", passwordHash: "h", role: .developer, by: .commandLine)) {
+            XCTAssertTrue("\($0)".contains("differ only in case"), "\($0)")
+        }
+        await assertEqual(try await store.user(named: "dan")?.passwordHash, "h1")
+        await assertNil(try await store.user(named: "nobody"))
+        // Sessions: found by their cookie, gone with sign-out, refused once the user is disabled.
+        let dan = try unwrapped(try await store.user(named: "dan"))
+        let (cookie, session) = try await store.createSession(userId: try XCTUnwrap(dan.id), lifetime: 3600)
+        await assertEqual(try await store.session(cookie: cookie)?.0.csrfToken, session.csrfToken)
+        await assertEqual(try await store.session(cookie: cookie)?.1.name, "dan")
+        await assertNil(try await store.session(cookie: cookie + "x"))
+        // Tokens: the secret opens, the hash is stored, revoking is once.
+        let secret = try await store.createToken(userName: "dan", name: "CI", scopes: [.read, .upload], by: .commandLine)
+        let found = try unwrapped(try await store.token(secret: secret))
+        XCTAssertEqual(found.0.scopeSet, [.read, .upload])
+        XCTAssertEqual(found.0.name, "CI")
+        XCTAssertEqual(found.1.name, "dan")
+        await assertTrue(try await store.tokenHashes().contains(TokenHash.of(secret)))
+        try await store.touchToken(try XCTUnwrap(found.0.id), at: Date(timeIntervalSince1970: 1_800_000_000))
+        let listed = try await store.tokens(of: "dan")
+        XCTAssertEqual(listed.map(\.user), ["dan"])
+        XCTAssertEqual(listed.first?.0.lastUsedAt, Date(timeIntervalSince1970: 1_800_000_000))
+        let everyone = try await store.tokens(of: nil).count, rootTokens = try await store.tokens(of: root.name).count
+        XCTAssertEqual(everyone, listed.count + rootTokens)
+        await assertThrows(try await store.revokeToken(try XCTUnwrap(found.0.id), owner: "someone else", by: .commandLine))
+        let revoked = try await store.revokeToken(try XCTUnwrap(found.0.id), owner: "dan", by: .commandLine)
+        XCTAssertNotNil(revoked.revokedAt)
+        await assertThrows(try await store.revokeToken(try XCTUnwrap(found.0.id), owner: nil, by: .commandLine)) { XCTAssertTrue($0 is Conflict) }
+        // People: roles, disabling (signs out), the last administrator, passwords.
+        _ = try await store.setRole("dan", .reviewer, by: .commandLine)
+        await assertEqual(try await store.user(named: "dan")?.role, .reviewer)
+        _ = try await store.setDisabled("dan", true, by: .commandLine)
+        await assertNil(try await store.session(cookie: cookie), "disabling signs out")
+        await assertThrows(try await store.setRole(root.name, .developer, by: .commandLine)) { XCTAssertTrue($0 is Conflict, "\($0)") }
+        await assertThrows(try await store.setDisabled(root.name, true, by: .commandLine)) {
+            XCTAssertTrue("\($0)".contains("\(root.name) is the last active administrator"), "\($0)")
+        }
+        await assertThrows(try await store.setRole("nobody", .admin, by: .commandLine)) { XCTAssertTrue($0 is NotFound) }
+        _ = try await store.setDisabled("dan", false, by: .commandLine)
+        let again = try await store.createToken(userName: "dan", scopes: [.read], by: .commandLine)
+        _ = try await store.resetPassword("dan", passwordHash: "h2", revokeTokens: true, by: .commandLine)
+        await assertEqual(try await store.user(named: "dan")?.passwordHash, "h2")
+        await assertNotNil(try await store.token(secret: again)?.0.revokedAt, "reset with revoking")
+        let (keep, _) = try await store.createSession(userId: try XCTUnwrap(dan.id), lifetime: 3600)
+        let (other, _) = try await store.createSession(userId: try XCTUnwrap(dan.id), lifetime: 3600)
+        try await store.changeOwnPassword("dan", passwordHash: "h3", keep: TokenHash.of(keep), by: .commandLine)
+        await assertNotNil(try await store.session(cookie: keep), "the session that changed it stays")
+        await assertNil(try await store.session(cookie: other), "every other session ends")
+        try await store.deleteSession(cookie: keep)
+        await assertNil(try await store.session(cookie: keep))
+        await assertEqual(try await store.users().map(\.name), [root.name, "dan"].sorted())
+    }
+
+    static func audit(_ store: some AuditStore & AccountStore) async throws {
+        let start = try await store.verifyAudit().rows
+        _ = try await store.createUser(name: "amy", passwordHash: "h", role: .developer, by: ActingUser(name: "root", role: .admin))
+        _ = try await store.setRole("amy", .reviewer, by: ActingUser(name: "root", role: .admin))
+        _ = try await store.createToken(userName: "amy", name: "50%_off", scopes: [.read], by: ActingUser(name: "amy", role: .reviewer))
+        let entries = try await store.auditEntries(limit: 3)
+        XCTAssertEqual(entries.map(\.action), ["token.create", "user.role", "user.create"])
+        await assertEqual(try await store.auditEntries(subject: "amy", actionPrefix: "user.").map(\.action), ["user.create", "user.role"])
+        let head = try unwrapped(try await store.auditHead())
+        XCTAssertEqual(head.row, entries.first?.id)
+        await assertEqual(try await store.auditHash(row: head.row), head.hash)
+        await assertEqual(try await store.verifyAudit(), AuditVerification(rows: start + 3, firstBadRow: nil))
+        let byUser = try await store.auditPage(AuditFilter(user: "amy"), page: 1, perPage: 50)
+        XCTAssertEqual(byUser.items.map(\.action), ["token.create"])
+        await assertEqual(try await store.auditPage(AuditFilter(app: "amy", kind: "user"), page: 1, perPage: 1).total, 2)
+        await assertEqual(try await store.auditPage(AuditFilter(app: "amy", kind: "user"), page: 9, perPage: 1).page, 2,
+                          "a page past the end shows the last")
+        await assertEqual(try await store.auditRows(AuditFilter(app: "AMY"), limit: 10).count, 3, "the app filter looks in the subject, any case")
+        await assertEqual(try await store.auditRows(AuditFilter(app: "%"), limit: 10).count, 0, "a % is a %")
+        let choices = try await store.auditChoices()
+        XCTAssertTrue(Set(choices.users).isSuperset(of: ["amy", "root"]), "\(choices.users)")
+        XCTAssertTrue(Set(choices.kinds).isSuperset(of: ["token", "user"]), "\(choices.kinds)")
+    }
+}
+
+/// XCTUnwrap for a value that has to be awaited first.
+func unwrapped<T>(_ value: T?, _ message: String = "", file: StaticString = #filePath, line: UInt = #line) throws -> T {
+    try XCTUnwrap(value, message, file: file, line: line)
+}
