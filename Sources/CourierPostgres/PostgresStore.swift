@@ -117,7 +117,7 @@ public final class PostgresStore: Sendable {
     // MARK: Reading
 
     /// Every row of `query`, decoded as `T` (columns by position).
-    func rows<each T: PostgresDecodable>(_ query: PostgresQuery, as: (repeat each T).Type = (repeat each T).self,
+    func rows<each T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as: (repeat each T).Type = (repeat each T).self,
                                          on connection: PostgresConnection? = nil) async throws -> [(repeat each T)] {
         var out: [(repeat each T)] = []
         for try await row in try await run(query, on: connection).decode((repeat each T).self) { out.append(row) }
@@ -125,7 +125,7 @@ public final class PostgresStore: Sendable {
     }
 
     /// The first column of every row of `query`.
-    func all<T: PostgresDecodable>(_ query: PostgresQuery, as: T.Type, on connection: PostgresConnection? = nil) async throws -> [T] {
+    func all<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as: T.Type, on connection: PostgresConnection? = nil) async throws -> [T] {
         var out: [T] = []
         for try await value in try await run(query, on: connection).decode(T.self) { out.append(value) }
         return out

@@ -88,6 +88,11 @@ public struct AppRecord: Codable, Sendable {
         self.name = name
         createdAt = Date()
     }
+
+    /// An app as a store reads it back.
+    package init(stored id: String, name: String, type: PackageType?, createdAt: Date) {
+        self.id = id; self.name = name; self.type = type; self.createdAt = createdAt
+    }
 }
 
 public struct PackageRecord: Codable, Sendable {
@@ -116,6 +121,11 @@ public struct PackageRecord: Codable, Sendable {
     /// The checked values of the settings without a column of their own, as a JSON object.
     public var moreSettings = "{}"
 
+
+    /// A package as a store reads it back (its other fields set after).
+    package init(stored appId: String, version: String, versionKey: String, type: PackageType, createdBy: String) {
+        self.appId = appId; self.version = version; self.versionKey = versionKey; self.type = type; self.createdBy = createdBy
+    }
 
     /// A package of `appId` with the validated settings of its form; the `.amr` facts (blob,
     /// sizes, offsets) are filled in once it is built.

@@ -166,6 +166,8 @@ public protocol PatchStore: AnyObject, Sendable {
 
 /// Settings, apps, packages and their blobs.
 public protocol CatalogueStore: AnyObject, Sendable {
+    /// Content-addressed package and patch files.
+    var blobs: BlobStore { get }
     /// A trivial read: the database answers (`/readyz`).
     func ping() async throws
     /// The settings, read strictly (`SettingsRecord.read`).
@@ -302,8 +304,6 @@ extension ReleaseStore {
 /// `UnfinishedTaskRule`…); an implementation keeps them in its transaction and states how it
 /// serialises writers that could break them. `SQLiteStore` (CourierSQLite) is the embedded default.
 public protocol Store: AccountStore, ApprovalStore, AuditStore, ImportStore, NodeStore, PatchStore, CatalogueStore, ReleaseStore {
-    /// Content-addressed package and patch files.
-    var blobs: BlobStore { get }
     /// Batch imports' files until they are submitted: `imports/{key}/{n}.zip`.
     var importsDirectory: String { get }
     /// Told after every committed change to apps, packages or settings.

@@ -53,6 +53,11 @@ public struct TaskRecord: Codable, Sendable {
 
     package struct StoredRule: Codable { let field: String; let op: String; let values: [String] }
 
+    /// A task as a store reads it back (its other fields set after).
+    package init(stored id: Int64?, packageId: Int64, appId: String, version: String, type: String, createdBy: String) {
+        self.id = id; self.packageId = packageId; self.appId = appId; self.version = version; self.type = type; self.createdBy = createdBy
+    }
+
     /// Records a checked task for `package`.
     public init(package: PackageRecord, kind: ReleaseTask.Kind, description: String, createdBy: String) {
         packageId = package.id ?? 0

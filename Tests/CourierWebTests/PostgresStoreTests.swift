@@ -62,6 +62,8 @@ final class PostgresStoreTests: XCTestCase {
     func testLeases() async throws { try await withStore { s, _ in try await AreaContracts.leases(s) } }
     func testAccounts() async throws { try await withStore { s, _ in try await AreaContracts.accounts(s) } }
     func testAudit() async throws { try await withStore { s, _ in try await AreaContracts.audit(s) } }
+    func testCatalogue() async throws { try await withStore { s, _ in try await AreaContracts.catalogue(s) } }
+    func testReleases() async throws { try await withStore { s, _ in try await AreaContracts.releases(s) } }
     func testCatalogueVersion() async throws {
         try await withStore { s, _ in
             await assertEqual(try await s.catalogueVersion(), 0)
@@ -288,6 +290,182 @@ enum AreaContracts {
         let choices = try await store.auditChoices()
         XCTAssertTrue(Set(choices.users).isSuperset(of: ["amy", "root"]), "\(choices.users)")
         XCTAssertTrue(Set(choices.kinds).isSuperset(of: ["token", "user"]), "\(choices.kinds)")
+    }
+}
+
+extension AreaContracts {
+    /// A package of `version` committed the way an upload does: its `.amr` (here `content`)
+    /// from the blob folder's tmp/, its files, the current signing key.
+    static func commit(_ store: some CatalogueStore, _ version: String, type: PackageType = .normal, content: String? = nil,
+                       fingerprint: String? = nil) async throws -> PackageRecord {
+        let bytes = content ?? "amr of \(version)"
+        let temp = store.blobs.temporaryPath(suffix: ".amr")
+        XCTAssertTrue(FileManager.default.createFile(atPath: temp, contents: Data(bytes.utf8)))
+        let v = try PackageVersion(validating: version)
+        var p = PackageRecord(stored: "20171228", version: version, versionKey: PackageRecord.versionKey(v), type: type, createdBy: "ci")
+        p.blob = TokenHash.of(bytes); p.size = Int64(bytes.utf8.count); p.md5 = "md5"; p.fileCount = 2
+        let files = [PackageFileRecord(packageId: 0, path: "www/index.html", size: 10, sha256: "a", tarOffset: 512),
+                     PackageFileRecord(packageId: 0, path: "www/app.js", size: 20, sha256: "b", tarOffset: 1024)]
+        let key: String?
+        if let fingerprint { key = fingerprint } else { key = try await store.settings().signingKeyFingerprint }
+        return try await store.commitPackage(amrAt: temp, p, files: files, signedWith: key, by: .commandLine)
+    }
+
+    static func catalogue(_ store: some CatalogueStore) async throws {
+        try await store.ping()
+        await assertNil(try await store.settings().virtualDomain)
+        await assertEqual(try await store.setVirtualDomain("h5app.example.com", by: .commandLine).virtualDomain, "h5app.example.com")
+        _ = try await store.setVirtualDomain("h5app.example.com", by: .commandLine)   // the same again: nothing changes
+        await assertThrows(try await store.setVirtualDomain("other.example.com", by: .commandLine)) { XCTAssertEqual(($0 as? Conflict)?.field, "virtualDomain") }
+        _ = try await store.setGlobalLocation(host: "mcube.example.com", appKey: "k1", by: .commandLine)
+        // Apps.
+        let app = try await store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        XCTAssertEqual(app.id, "20171228")
+        await assertThrows(try await store.createApp(id: AppID(trusted: "20171228"), name: "Again", by: .commandLine)) {
+            XCTAssertEqual(($0 as? Conflict)?.field, "id")
+        }
+        await assertEqual(try await store.renameApp("20171228", name: "Checkout 2", by: .commandLine).name, "Checkout 2")
+        await assertThrows(try await store.renameApp("20000001", name: "x", by: .commandLine)) { XCTAssertTrue($0 is NotFound) }
+        // Packages: versions only go up, the first fixes the type, a refused one leaves no blob.
+        let p1 = try await commit(store, "1.0.0.1")
+        let p2 = try await commit(store, "1.0.0.2")
+        await assertThrows(try await commit(store, "1.0.0.1", content: "refused")) { XCTAssertEqual(($0 as? FieldError)?.field, "version") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store.blobs.path(for: TokenHash.of("refused"))))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: store.blobs.path(for: p1.blob)))
+        await assertThrows(try await commit(store, "1.0.0.3", type: .global)) { XCTAssertEqual(($0 as? FieldError)?.field, "type") }
+        await assertThrows(try await commit(store, "1.0.0.3", fingerprint: "an old key")) { XCTAssertEqual(($0 as? FieldError)?.field, "file") }
+        await assertEqual(try await store.app("20171228")?.type, .normal)
+        await assertEqual(try await store.facts(of: "20171228").highestVersion?.description, "1.0.0.2")
+        await assertEqual(try await store.packages(of: "20171228").map(\.version), ["1.0.0.2", "1.0.0.1"])
+        let read = try unwrapped(try await store.package("20171228", "1.0.0.1"))
+        XCTAssertEqual([read.blob, read.md5, read.createdBy, read.versionKey], [p1.blob, "md5", "ci", p1.versionKey])
+        XCTAssertEqual(read.id, p1.id)
+        let id = try unwrapped(p1.id)
+        await assertEqual(try await store.files(of: id).map(\.path), ["www/app.js", "www/index.html"])
+        let second = try await store.files(of: id, page: 2, perPage: 1)
+        XCTAssertEqual([second.total, second.page, second.items.count], [2, 2, 1])
+        XCTAssertEqual(second.items.first?.path, "www/index.html")
+        await assertEqual(try await store.file(of: id, path: "www/app.js")?.tarOffset, 1024)
+        await assertNil(try await store.file(of: id, path: "www/none.js"))
+        let counts = try await store.packageCounts()
+        XCTAssertEqual([counts.all, counts.global], [2, 0])
+        await assertTrue(try await store.isBlobReferenced(p2.blob))
+        await assertFalse(try await store.isBlobReferenced(TokenHash.of("nothing")))
+        let listed = try await store.apps(search: "CHECK", page: 1)
+        XCTAssertEqual(listed.items.map(\.id), ["20171228"])
+        XCTAssertEqual(listed.items.first?.packageCount, 2)
+        XCTAssertEqual(listed.items.first?.latestVersion, "1.0.0.2")
+        XCTAssertEqual(listed.items.first?.latestStatus, .toBeReleased)
+        await assertEqual(try await store.apps(search: "%", page: 1).total, 0, "a % is a %")
+        await assertEqual(try await store.batchReleaseCandidates(search: "", limit: 10).map(\.newest.version), ["1.0.0.2"])
+        await assertEqual(try await store.allApps().map(\.name), ["Checkout 2"])
+        await assertTrue(try await store.allAppsStrictly().unreadable.isEmpty)
+        await assertEqual(try await store.allPackages().count, 2)
+        await assertTrue(try await store.packagesWithTasks().isEmpty, "no task names them")
+        // The signing key switch rewrites packages' .amr facts in the same change.
+        let resigned = ResignedPackage(packageId: id, oldBlob: p1.blob, blob: p1.blob, size: 99, md5: "m2", tarOffset: 7)
+        let switched = try await store.withBlobLock {
+            try await store.switchSigningKey(pem: "PEM", fingerprint: "fp2", resigned: [resigned], by: .commandLine)
+        }
+        XCTAssertEqual(switched.signingKeyFingerprint, "fp2")
+        await assertEqual(try await store.settings().signingKeyPEM, "PEM")
+        await assertEqual(try await store.package("20171228", "1.0.0.1")?.md5, "m2")
+        await assertEqual(try await store.package("20171228", "1.0.0.1")?.size, 99)
+        // The sweep: an orphan blob goes, referenced ones stay.
+        let orphan = store.blobs.temporaryPath(suffix: ".amr")
+        XCTAssertTrue(FileManager.default.createFile(atPath: orphan, contents: Data("orphan".utf8)))
+        try store.blobs.adopt(orphan, sha256: TokenHash.of("orphan"))
+        let swept = try await store.sweep()
+        XCTAssertEqual(swept.orphanBlobs, 1)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: store.blobs.path(for: p2.blob)))
+        await assertEqual(try await store.setGlobalLocation(host: "other.example.com", appKey: "k2", by: .commandLine).globalHost,
+                          "other.example.com", "no global package uses the location yet")
+    }
+}
+
+extension AreaContracts {
+    static func releases(_ store: some CatalogueStore & ReleaseStore & ApprovalStore) async throws {
+        _ = try await store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        let p1 = try await commit(store, "1.0.0.1"), p2 = try await commit(store, "1.0.0.2")
+        let ci = ActingUser(name: "ci", role: .developer), reviewer = ActingUser(name: "rev", role: .reviewer)
+        // Whitelists.
+        let w = try await store.createWhitelist(name: "staff", kind: .user, values: ["u1", "u2"], by: ci)
+        await assertThrows(try await store.createWhitelist(name: "staff", kind: .user, values: [], by: ci)) {
+            XCTAssertEqual(($0 as? Conflict)?.field, "name", "\($0)")
+        }
+        let wid = try unwrapped(w.id)
+        await assertEqual(try await store.addWhitelistValues(wid, ["u2", "u3"], by: ci) { _, _ in }.added, 1)
+        await assertThrows(try await store.addWhitelistValues(wid, ["u4"], by: ci) { _, _ in throw FieldError("values", "no") })
+        await assertEqual(try await store.removeWhitelistValues(wid, ["u1", "nobody"], by: ci), 1)
+        let listed = try unwrapped(try await store.whitelist(wid))
+        XCTAssertEqual(listed.1, ["u2", "u3"])
+        XCTAssertEqual(listed.0.revision, 2)
+        await assertEqual(try await store.whitelistSummaries().map(\.count), [2])
+        await assertNil(try await store.whitelists(known: [wid: 2]).first?.1, "a list whose revision is known is not read again")
+        await assertEqual(try await store.whitelists().first?.1, ["u2", "u3"])
+        await assertThrows(try await store.addWhitelistValues(999_999, ["x"], by: ci) { _, _ in }) { XCTAssertTrue($0 is NotFound) }
+        // A task's life: one unfinished per package, the package's status follows.
+        let t1 = try await store.createTask(TaskRecord(package: p1, kind: .gray(.whitelist([wid]), rules: []), description: "first", createdBy: "ci"), by: ci)
+        let id1 = try unwrapped(t1.id)
+        XCTAssertEqual(t1.taskStatus, .releasing)
+        await assertEqual(try await store.package("20171228", "1.0.0.1")?.status, .grayReleasing)
+        await assertThrows(try await store.createTask(TaskRecord(package: p1, kind: .official, description: "", createdBy: "ci"), by: ci)) {
+            XCTAssertTrue($0 is Conflict, "\($0)")
+        }
+        await assertThrows(try await store.deleteWhitelist(wid, by: ci)) { XCTAssertTrue("\($0)".contains("unfinished"), "\($0)") }
+        await assertEqual(try await store.operate(task: id1, .pause, by: ci).taskStatus, .paused)
+        await assertEqual(try await store.package("20171228", "1.0.0.1")?.status, .paused)
+        await assertThrows(try await store.operate(task: id1, .pause, by: ci)) { XCTAssertTrue($0 is Conflict) }
+        await assertThrows(try await store.setPercentage(task: id1, 50, by: ci)) { XCTAssertEqual(($0 as? Conflict)?.field, "percentage") }
+        await assertThrows(try await store.deleteTask(id1, by: ci)) { XCTAssertTrue($0 is Conflict) }
+        await assertEqual(try await store.operate(task: id1, .finish, by: ci).taskStatus, .finished)
+        try await store.deleteTask(id1, by: ci)
+        await assertNil(try await store.task(id1))
+        await assertEqual(try await store.package("20171228", "1.0.0.1")?.status, .toBeReleased)
+        try await store.deleteWhitelist(wid, by: ci)
+        await assertNil(try await store.whitelist(wid))
+        // Approval: a new grayscale task waits; its creator may not decide; a wider share waits again.
+        _ = try await store.setApprovalRules(official: false, gray: true, by: ci)
+        let t2 = try await store.createTask(TaskRecord(package: p2, kind: .gray(.percentage(5), rules: []), description: "", createdBy: "ci"), by: ci)
+        let id2 = try unwrapped(t2.id)
+        XCTAssertEqual(t2.approvalState, .awaiting)
+        await assertEqual(try await store.countAwaitingApproval(), 1)
+        await assertEqual(try await store.tasksAwaitingApproval().compactMap(\.id), [id2])
+        await assertThrows(try await store.decide(task: id2, approve: true, comment: "mine", by: ActingUser(name: "ci", role: .reviewer))) {
+            XCTAssertTrue($0 is Refused, "\($0)")
+        }
+        await assertEqual(try await store.decide(task: id2, approve: true, comment: "ok", by: reviewer).approvalState, .approved)
+        await assertEqual(try await store.recentlyDecided(limit: 5).compactMap(\.id), [id2])
+        await assertEqual(try await store.setPercentage(task: id2, 10, by: ci).approvalSubject, .widening)
+        await assertEqual(try await store.decide(task: id2, approve: true, comment: "wider", by: reviewer).percentage, 10)
+        // Client events: once per device, task, kind and hour; give-ups once per device.
+        let now = Date()
+        await assertTrue(try await store.countEvent(task: id2, "install_ok", device: "d1", now: now))
+        await assertTrue(try await store.countEvent(task: id2, "install_ok", device: "d1", now: now))
+        await assertTrue(try await store.countEvent(task: id2, "install_ok", device: "d2", now: now))
+        await assertFalse(try await store.countEvent(task: 999_999, "install_ok", device: "d1", now: now))
+        await assertEqual(try await store.recordGaveUp([(task: id2, device: 42), (task: id2, device: 42), (task: 999_999, device: 1)]).count, 1)
+        await assertEqual(try await store.gaveUpDevices()[id2], [42])
+        await assertEqual(try await store.eventCounts(task: id2), ["install_ok": 2, "failed": 1])
+        await assertEqual(try await store.pruneEventsSeen(now: now.addingTimeInterval(7200), batch: 1), 2)
+        // Reading tasks.
+        await assertEqual(try await store.tasks(of: "20171228").compactMap(\.id), [id2])
+        await assertEqual(try await store.tasks(ids: [id2, 999_999]).keys.sorted(), [id2])
+        await assertTrue(try await store.allTasksStrictly().undecodable.isEmpty)
+        await assertEqual(try await store.allTasks().count, 1)
+        // A time window: admissions recorded while it is open, counted and dropped when it ends.
+        _ = try await store.operate(task: id2, .finish, by: ci)
+        _ = try await store.setApprovalRules(official: false, gray: false, by: ci)
+        let t3 = try await store.createTask(TaskRecord(package: p2, kind: .gray(.timeWindow(end: now.addingTimeInterval(3600), userCount: 5), rules: []),
+                                                       description: "", createdBy: "ci"), by: ci)
+        let id3 = try unwrapped(t3.id)
+        try await store.recordAdmissions([(task: id3, device: "a"), (task: id3, device: "b"), (task: id3, device: "a")])
+        await assertEqual(try await store.admissions()[id3], ["a", "b"])
+        _ = try await store.operate(task: id3, .finish, by: ci)
+        await assertNil(try await store.admissions()[id3])
+        await assertEqual(try await store.task(id3)?.admittedCount, 2)
+        try await store.recordAdmissions([(task: id3, device: "late")])
+        await assertNil(try await store.admissions()[id3], "an ended window collects nobody")
     }
 }
 

@@ -41,6 +41,18 @@ class StoreContractTests: XCTestCase {
         try await AreaContracts.accounts(h.services.store)
     }
 
+    func testTheCatalogueArea() async throws {
+        let h = try await harness()
+        defer { h.cleanUp() }
+        try await AreaContracts.catalogue(h.services.store)
+    }
+
+    func testTheReleaseAndApprovalAreas() async throws {
+        let h = try await harness()
+        defer { h.cleanUp() }
+        try await AreaContracts.releases(h.services.store)
+    }
+
     func testTheAuditArea() async throws {
         let h = try await harness()
         defer { h.cleanUp() }
