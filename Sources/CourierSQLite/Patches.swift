@@ -94,17 +94,7 @@ extension SQLiteStore {
                 }
                 return all
             }
-            let old = try files(from), new = try files(to)
-            var d = PackageDiff()
-            for (path, f) in new.sorted(by: { $0.key < $1.key }) {
-                if let o = old[path] {
-                    if o.sha256 != f.sha256 { d.changed.append(.init(path: path, sizeFrom: o.size, sizeTo: f.size)) }
-                } else {
-                    d.added.append(.init(path: path, size: f.size))
-                }
-            }
-            for (path, o) in old.sorted(by: { $0.key < $1.key }) where new[path] == nil { d.removed.append(.init(path: path, size: o.size)) }
-            return d
+            return PackageDiff(from: try files(from), to: try files(to))
         }
     }
 }

@@ -30,6 +30,18 @@ public struct PatchRecord: Codable, Sendable, Equatable {
 /// and `GET …/diff?from=`): by path, sizes in bytes.
 public struct PackageDiff: Sendable, Encodable, Equatable {
     public init() {}
+
+    /// The difference between two packages' files (path → size and SHA-256), in path order.
+    package init(from old: [String: (size: Int64, sha256: String)], to new: [String: (size: Int64, sha256: String)]) {
+        for (path, f) in new.sorted(by: { $0.key < $1.key }) {
+            if let o = old[path] {
+                if o.sha256 != f.sha256 { changed.append(.init(path: path, sizeFrom: o.size, sizeTo: f.size)) }
+            } else {
+                added.append(.init(path: path, size: f.size))
+            }
+        }
+        for (path, o) in old.sorted(by: { $0.key < $1.key }) where new[path] == nil { removed.append(.init(path: path, size: o.size)) }
+    }
     public struct File: Sendable, Encodable, Equatable {
         public let path: String
         public let size: Int64

@@ -92,6 +92,8 @@ extension AuditStore {
 
 /// Batch imports and their rows.
 public protocol ImportStore: AnyObject, Sendable {
+    /// Batch imports' files until they are submitted: `imports/{key}/{n}.zip`.
+    var importsDirectory: String { get }
     /// Where row `n` of the import keyed `key` keeps its zip.
     func importFile(key: String, n: Int) -> String
     /// Records an import whose files are already in `imports/{key}/`.
@@ -304,8 +306,6 @@ extension ReleaseStore {
 /// `UnfinishedTaskRule`…); an implementation keeps them in its transaction and states how it
 /// serialises writers that could break them. `SQLiteStore` (CourierSQLite) is the embedded default.
 public protocol Store: AccountStore, ApprovalStore, AuditStore, ImportStore, NodeStore, PatchStore, CatalogueStore, ReleaseStore {
-    /// Batch imports' files until they are submitted: `imports/{key}/{n}.zip`.
-    var importsDirectory: String { get }
     /// Told after every committed change to apps, packages or settings.
     var changes: CatalogueChanges { get }
 }

@@ -64,6 +64,8 @@ final class PostgresStoreTests: XCTestCase {
     func testAudit() async throws { try await withStore { s, _ in try await AreaContracts.audit(s) } }
     func testCatalogue() async throws { try await withStore { s, _ in try await AreaContracts.catalogue(s) } }
     func testReleases() async throws { try await withStore { s, _ in try await AreaContracts.releases(s) } }
+    func testImports() async throws { try await withStore { s, _ in try await AreaContracts.imports(s) } }
+    func testPatches() async throws { try await withStore { s, _ in try await AreaContracts.patches(s) } }
     func testCatalogueVersion() async throws {
         try await withStore { s, _ in
             await assertEqual(try await s.catalogueVersion(), 0)
@@ -466,6 +468,67 @@ extension AreaContracts {
         await assertEqual(try await store.task(id3)?.admittedCount, 2)
         try await store.recordAdmissions([(task: id3, device: "late")])
         await assertNil(try await store.admissions()[id3], "an ended window collects nobody")
+    }
+}
+
+extension AreaContracts {
+    static func imports(_ store: some ImportStore) async throws {
+        let ci = ActingUser(name: "ci", role: .developer), now = Date()
+        var draft = PackageDraft()
+        draft.version = "1.0.0.1"
+        let rows = [ImportRowRecord(importId: 0, n: 0, fileName: "20171228.zip", appId: "20171228", newApp: true, type: "normal", fileCount: 2,
+                                    size: 10, draft: draft, error: nil),
+                    ImportRowRecord(importId: 0, n: 1, fileName: "x.zip", appId: nil, newApp: false, type: nil, fileCount: 0, size: 0,
+                                    draft: PackageDraft(), error: "not a zip")]
+        let record = try await store.createImport(key: "k1", rows: rows, by: ci, now: now)
+        let id = try unwrapped(record.id)
+        await assertEqual(try await store.importRecord(id)?.status, "open")
+        let read = try await store.importRows(id)
+        XCTAssertEqual(read.map(\.n), [0, 1])
+        XCTAssertEqual(read.first?.draft.version, "1.0.0.1")
+        XCTAssertEqual(read.map(\.refused), [false, true])
+        XCTAssertEqual(store.importFile(key: "k1", n: 3), store.importsDirectory + "/k1/3.zip")
+        draft.version = "1.0.0.2"
+        try await store.updateImportRow(id, n: 0, draft: draft, error: nil, by: ci, now: now)
+        await assertEqual(try await store.importRows(id).first?.draft.version, "1.0.0.2")
+        await assertThrows(try await store.updateImportRow(id, n: 1, draft: draft, error: nil, by: ci, now: now)) { XCTAssertTrue($0 is NotFound) }
+        await assertThrows(try await store.updateImportRow(id, n: 0, draft: draft, error: nil, by: ci, now: now.addingTimeInterval(25 * 3600))) {
+            XCTAssertTrue("\($0)".contains("expired"), "\($0)")
+        }
+        await assertTrue(try await store.beginImportSubmission(id, by: ci, now: now))
+        await assertFalse(try await store.beginImportSubmission(id, by: ci, now: now), "a second click finds it taken")
+        await assertThrows(try await store.updateImportRow(id, n: 0, draft: draft, error: nil, by: ci, now: now)) { XCTAssertTrue($0 is Conflict) }
+        try await store.failImportRow(id, n: 0, error: "boom")
+        await assertEqual(try await store.importRows(id).first?.error, "boom")
+        await assertEqual(try await store.endImportSubmission(id)?.status, "open", "a row is left to create")
+        // A submission cut short by a restart is open again; an expired import goes.
+        let second = try unwrapped(try await store.createImport(key: "k2", rows: [], by: ci, now: now).id)
+        await assertTrue(try await store.beginImportSubmission(second, by: ci, now: now))
+        await assertEqual(try await store.sweepImports(now: now, startingUp: true), 0)
+        await assertEqual(try await store.importRecord(second)?.status, "open")
+        await assertEqual(try await store.sweepImports(now: now.addingTimeInterval(25 * 3600), startingUp: false), 2)
+        await assertNil(try await store.importRecord(id))
+    }
+
+    static func patches(_ store: some PatchStore & CatalogueStore) async throws {
+        _ = try await store.setVirtualDomain("h5app.example.com", by: .commandLine)
+        _ = try await store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        let p1 = try await commit(store, "1.0.0.1"), p2 = try await commit(store, "1.0.0.2")
+        let (id1, id2) = (try unwrapped(p1.id), try unwrapped(p2.id))
+        await assertTrue(try await store.diff(from: id1, to: id2).isEmpty, "the same files")
+        let blob = TokenHash.of("patch")
+        let patch = PatchRecord(packageId: id2, basePackageId: id1, appId: "20171228", version: "1.0.0.2", base: "1.0.0.1", blob: blob,
+                                size: 10, changedFiles: 1, removedFiles: 0)
+        await assertFalse(try await store.recordPatch(patch, targetBlob: p2.blob, baseBlob: "another"), "built from a base since re-signed")
+        await assertTrue(try await store.recordPatch(patch, targetBlob: p2.blob, baseBlob: p1.blob))
+        await assertFalse(try await store.recordPatch(patch, targetBlob: p2.blob, baseBlob: p1.blob), "once")
+        await assertEqual(try await store.patches().count, 1)
+        await assertEqual(try await store.patches(of: "20171228").first?.changedFiles, 1)
+        await assertEqual(try await store.patch("20171228", "1.0.0.2", from: "1.0.0.1")?.size, 10)
+        await assertNil(try await store.patch("20171228", "1.0.0.2", from: "1.0.0.0"))
+        await assertTrue(try await store.isBlobReferenced(blob))
+        await assertEqual(try await store.deletePatches([(packageId: id2, basePackageId: id1)]), [blob])
+        await assertEqual(try await store.patches().count, 0)
     }
 }
 

@@ -53,6 +53,18 @@ class StoreContractTests: XCTestCase {
         try await AreaContracts.releases(h.services.store)
     }
 
+    func testTheImportArea() async throws {
+        let h = try await harness()
+        defer { h.cleanUp() }
+        try await AreaContracts.imports(h.services.store)
+    }
+
+    func testThePatchArea() async throws {
+        let h = try await harness()
+        defer { h.cleanUp() }
+        try await AreaContracts.patches(h.services.store)
+    }
+
     func testTheAuditArea() async throws {
         let h = try await harness()
         defer { h.cleanUp() }
