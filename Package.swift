@@ -75,7 +75,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "CourierWeb", dependencies: [
-            "CourierCore", "CourierArchive", "CourierStore", "CourierSQLite", "CourierDomain", "CCmark",
+            "CourierCore", "CourierArchive", "CourierStore", "CourierSQLite", "CourierPostgres", "CourierDomain", "CCmark",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),

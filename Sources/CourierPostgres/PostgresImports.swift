@@ -170,8 +170,7 @@ extension PostgresStore: PatchStore {
                 ON CONFLICT DO NOTHING RETURNING package_id
                 """, as: Int64.self, on: c)
             guard !inserted.isEmpty else { return false }
-            try await c.query("UPDATE catalogue_version SET version = version + 1 WHERE id = 1", logger: logger)
-            try await c.query("NOTIFY courier_catalogue", logger: logger)
+            try await bumpCatalogueVersion(on: c)
             return true
         }
         if recorded { await changes.announce() }
@@ -188,8 +187,7 @@ extension PostgresStore: PatchStore {
                     """, as: String?.self, on: c)
                 blobs += deleted.compactMap { $0 }
             }
-            try await c.query("UPDATE catalogue_version SET version = version + 1 WHERE id = 1", logger: logger)
-            try await c.query("NOTIFY courier_catalogue", logger: logger)
+            try await bumpCatalogueVersion(on: c)
             var unreferenced: [String] = []
             for blob in blobs where try await all("""
                 SELECT EXISTS (SELECT 1 FROM (\(unescaped: Self.referencedBlobs)) r WHERE blob = \(blob))

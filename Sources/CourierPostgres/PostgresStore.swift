@@ -22,6 +22,8 @@ public final class PostgresStore: Sendable {
     /// the catalogue version and LISTEN/NOTIFY).
     public let changes = CatalogueChanges()
     private let runner: Task<Void, Never>
+    /// The highest catalogue version this node's snapshot already covers.
+    let seenVersion = SeenVersion()
 
     /// Connects to `url` (`postgres://user:password@host:port/database`) and brings the schema up
     /// to date under an advisory lock (several nodes may start together). Blobs live in
@@ -87,16 +89,35 @@ public final class PostgresStore: Sendable {
         let result = try await transaction { connection in
             let (value, detail) = try await body(connection)
             try await Self.audit(connection, by: actor, action, subject: subject, detail: detail, logger: logger)
-            if catalogue {
-                try await connection.query("UPDATE catalogue_version SET version = version + 1 WHERE id = 1", logger: logger)
-                try await connection.query("NOTIFY courier_catalogue", logger: logger)
-            }
+            if catalogue { try await bumpCatalogueVersion(on: connection) }
             return value
         }
         logger.info("change", metadata: ["user": "\(actor.name)", "action": "\(action)", "subject": "\(subject)",
                                          "hb.request.id": "\(ChangeLog.requestID ?? "-")"])
         if catalogue { await changes.announce() }
         return result
+    }
+
+    /// Raises the catalogue version in a change's transaction and tells listening nodes (on
+    /// commit). This node's own announce covers the new version: it is marked seen.
+    func bumpCatalogueVersion(on c: PostgresConnection) async throws {
+        let version = try await all("UPDATE catalogue_version SET version = version + 1 WHERE id = 1 RETURNING version", as: Int64.self, on: c)
+        try await c.query("NOTIFY courier_catalogue", logger: logger)
+        if let version = version.first { seenVersion.raise(to: version) }
+    }
+
+    /// Follows other nodes' changes until cancelled: every `interval` the catalogue version is
+    /// read, and one this node has not seen tells `changes` (the delivery snapshot rebuilds).
+    public func followCatalogue(every interval: Duration = .milliseconds(500)) async {
+        while !Task.isCancelled {
+            do {
+                let version = try await catalogueVersion()
+                if seenVersion.raise(to: version) { await changes.announce() }
+            } catch {
+                logger.error("Could not read the catalogue version", metadata: ["error": "\(String(reflecting: error).prefix(300))"])
+            }
+            try? await Task.sleep(for: interval)
+        }
     }
 
     /// What the schema's rules (PostgresSchema: a trigger's `field|text` message, the one
@@ -174,5 +195,21 @@ public struct PostgresURL: Sendable {
                                              tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
         c.options.maximumConnections = 20
         return c
+    }
+}
+
+/// The highest catalogue version seen, raised from any task.
+final class SeenVersion: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int64 = -1
+
+    /// Raises it to `version`; true when that was news.
+    @discardableResult
+    func raise(to version: Int64) -> Bool {
+        lock.withLock {
+            guard version > value else { return false }
+            value = version
+            return true
+        }
     }
 }

@@ -14,8 +14,19 @@ import ServiceLifecycle
 struct DataOptions: ParsableArguments {
     @Option(name: .long, help: "Data directory (SQLite database and blobs). Env: COURIER_DATA.")
     var data: String?
+    @Option(name: .long, help: "postgres://user:password@host:port/database: Courier's state on PostgreSQL, shared by several nodes (default: SQLite in --data). Env: COURIER_DATABASE.")
+    var database: String?
+    @Option(name: .customLong("blob-dir"), help: "The blob folder every node shares, with --database (default: --data). Env: COURIER_BLOB_DIR.")
+    var blobDir: String?
 
     var directory: String { data ?? ProcessInfo.processInfo.environment["COURIER_DATA"] ?? "./data" }
+    var databaseURL: String? { database ?? ProcessInfo.processInfo.environment["COURIER_DATABASE"] }
+    var blobDirectory: String? { blobDir ?? ProcessInfo.processInfo.environment["COURIER_BLOB_DIR"] }
+
+    /// The store these options name: SQLite in the data folder, or PostgreSQL.
+    func store() async throws -> any Store {
+        try await openStore(StoreLocation(dataDirectory: directory, database: databaseURL, blobDirectory: blobDirectory))
+    }
 }
 
 @main
@@ -58,6 +69,8 @@ struct Serve: AsyncParsableCommand {
         let env = ProcessInfo.processInfo.environment
         var config = CourierConfiguration()
         config.dataDirectory = options.directory
+        config.database = options.databaseURL
+        config.blobDirectory = options.blobDirectory
         config.host = host ?? env["COURIER_HOST"] ?? "127.0.0.1"
         config.port = port ?? env["COURIER_PORT"].flatMap { Int($0) } ?? 8080
         config.publicURL = (publicURL ?? env["COURIER_PUBLIC_URL"] ?? "http://\(config.host):\(config.port)")
@@ -127,7 +140,7 @@ struct User: AsyncParsableCommand {
     /// Runs one user change as the command line (so an operator is never locked out of the console).
     static func change(_ options: DataOptions, _ body: (Actions) async throws -> String) async {
         do {
-            print(try await body(Actions(store: try SQLiteStore(dataDirectory: options.directory))))
+            print(try await body(Actions(store: try await options.store())))
         } catch let e as CustomStringConvertible {
             fail(e.description)
         } catch {
@@ -191,7 +204,7 @@ struct User: AsyncParsableCommand {
             guard let role = Role(rawValue: role) else { throw ValidationError("The role must be admin, developer or reviewer.") }
             if isatty(0) != 0 { FileHandle.standardError.write(Data("Password: ".utf8)) }
             let password = readLine(strippingNewline: true) ?? ""
-            let actions = Actions(store: try SQLiteStore(dataDirectory: options.directory))
+            let actions = Actions(store: try await options.store())
             do {
                 let user = try await actions.addUser(by: .commandLine, name: name, password: password, role: role)
                 print("Created \(role.rawValue) \(user.name).")
@@ -214,7 +227,7 @@ struct Token: AsyncParsableCommand {
         @Option(help: "The last day the token works (YYYY-MM-DD, UTC); it never expires without one.") var expires: String = ""
 
         func run() async throws {
-            let actions = Actions(store: try SQLiteStore(dataDirectory: options.directory))
+            let actions = Actions(store: try await options.store())
             do {
                 print(try await actions.createToken(by: .commandLine, userName: user, name: name, scopes: scope, expires: expires))
             } catch let e as CustomStringConvertible {
@@ -233,6 +246,9 @@ struct BackupCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
+            guard options.databaseURL == nil else {
+                fail("courier backup copies the SQLite store; a PostgreSQL store is backed up with the operator's tools (pg_dump) and its blob folder for now.")
+            }
             guard FileManager.default.fileExists(atPath: options.directory + "/courier.sqlite") else {
                 fail("\(options.directory) holds no Courier data (no courier.sqlite); give --data.")
             }
@@ -280,7 +296,7 @@ struct Audit: AsyncParsableCommand {
         @OptionGroup var options: DataOptions
 
         func run() async throws {
-            guard let head = try await SQLiteStore(dataDirectory: options.directory).auditHead() else { fail("The audit log is empty.") }
+            guard let head = try await options.store().auditHead() else { fail("The audit log is empty.") }
             print("\(head.row):\(head.hash)")
         }
     }
@@ -293,7 +309,7 @@ struct Audit: AsyncParsableCommand {
         var head: String?
 
         func run() async throws {
-            let store = try SQLiteStore(dataDirectory: options.directory)
+            let store = try await options.store()
             let check = try await store.verifyAudit()
             print(check.summary)
             if !check.isValid { throw ExitCode(1) }

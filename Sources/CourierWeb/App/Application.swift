@@ -1,6 +1,7 @@
 import CourierDomain
 import CourierArchive
 import CourierCore
+import CourierPostgres
 import CourierSQLite
 import CourierStore
 import Foundation
@@ -41,6 +42,10 @@ public struct CourierConfiguration: Sendable {
     public var patchBases = PatchRules.defaultBases
     /// Test hook: a pause inside each patch build (`COURIER_TEST_PATCH_PAUSE_MS`).
     public var testPatchPause: Duration?
+    /// Courier's state on PostgreSQL (`--database postgres://…`); nil: SQLite in `dataDirectory`.
+    public var database: String?
+    /// The blob folder every node shares (`--blob-dir`), with `database`; nil: `dataDirectory`.
+    public var blobDirectory: String?
 
     public init() {}
 
@@ -103,10 +108,38 @@ public struct Services: Sendable {
     func contentLink(_ path: String) -> String { config.separateContentHost ? config.publicURL + path : path }
 }
 
+/// Where Courier's state lives: the embedded SQLite database in a data folder, or PostgreSQL
+/// with a blob folder several nodes share.
+public struct StoreLocation: Sendable {
+    public var dataDirectory: String
+    public var database: String?
+    public var blobDirectory: String?
+    public init(dataDirectory: String, database: String? = nil, blobDirectory: String? = nil) {
+        self.dataDirectory = dataDirectory; self.database = database; self.blobDirectory = blobDirectory
+    }
+    /// Several nodes may share it: the start-up sweep spares what another node may be writing.
+    public var shared: Bool { database != nil }
+    /// For `/readyz` and the log: which database, never a password.
+    public var description: String {
+        guard let database else { return "sqlite:" + dataDirectory + "/courier.sqlite" }
+        return (try? PostgresURL(database).redacted) ?? "postgres (an unreadable URL)"
+    }
+}
+
+/// The one place a store is chosen (the command line's commands and the server).
+public func openStore(_ location: StoreLocation, logger: Logger? = nil) async throws -> any Store {
+    guard let database = location.database else { return try SQLiteStore(dataDirectory: location.dataDirectory, logger: logger) }
+    return try await PostgresStore(url: database, blobDirectory: location.blobDirectory ?? location.dataDirectory,
+                                   logger: logger ?? Logger(label: "courier.postgres"))
+}
+
 public func buildServices(_ config: CourierConfiguration, logger: Logger) async throws -> Services {
-    let store = try SQLiteStore(dataDirectory: config.dataDirectory, logger: logger)
-    let swept = try await store.sweep()
-    let expiredImports = try await store.sweepImports(startingUp: true)
+    let location = StoreLocation(dataDirectory: config.dataDirectory, database: config.database, blobDirectory: config.blobDirectory)
+    let store = try await openStore(location, logger: logger)
+    // On a shared blob folder another node may be writing a file now: only what has been left
+    // alone for an hour is swept, and imports being submitted are left to their node.
+    let swept = try await store.sweep(grace: location.shared ? 3600 : 0)
+    let expiredImports = try await store.sweepImports(startingUp: !location.shared)
     if expiredImports > 0 { logger.notice("Removed unsubmitted batch imports past their 24 hours", metadata: ["imports": "\(expiredImports)"]) }
     if swept.tempFiles + swept.orphanBlobs > 0 {
         logger.notice("Cleaned up after an interrupted upload", metadata: [
@@ -221,11 +254,26 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
                        // router's headers, FastPathTests compares them).
                        configuration: .init(address: .hostname(config.host, port: config.port)),
                        services: [Housekeeping(actions: services.actions, logger: logger,
-                                               node: "\(ProcessInfo.processInfo.hostName) \(config.dataDirectory)"),
-                                  services.patches],
+                                               node: "\(ProcessInfo.processInfo.hostName) \(config.dataDirectory) :\(config.port)"),
+                                  services.patches] + followers(services),
                        eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
                            ?? .singleton,
                        logger: logger)
+}
+
+/// On a database several nodes share, the services that follow the others' changes.
+func followers(_ services: Services) -> [any Service] {
+    guard let shared = services.store as? PostgresStore else { return [] }
+    return [CatalogueFollower(store: shared)]
+}
+
+/// Other nodes' changes reach this node's update answers within a second (SPEC §9).
+struct CatalogueFollower: Service {
+    let store: PostgresStore
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown { await store.followCatalogue() }
+    }
 }
 
 /// HTTP/1.1 with the idle time-out, and the client update API's event-loop path in each connection.

@@ -27,7 +27,10 @@ struct HealthController {
             case _?: settings.map { "offers nothing: \($0)" } ?? "ok"
             }
             let ready = checks.values.allSatisfy { $0 == "ok" }
-            let data = try JSONSerialization.data(withJSONObject: ["ready": ready, "checks": checks], options: [.sortedKeys])
+            // Which database this node uses (never its password): on several nodes, the operator
+            // sees they share one.
+            let store = StoreLocation(dataDirectory: services.config.dataDirectory, database: services.config.database).description
+            let data = try JSONSerialization.data(withJSONObject: ["ready": ready, "checks": checks, "store": store], options: [.sortedKeys])
             return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json", .cacheControl: "no-store"],
                             body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }

@@ -1,0 +1,98 @@
+"""Several nodes on PostgreSQL (issue 20, SPEC §9): two `courier serve` on one database and one
+blob folder. A release made through node A is offered by node B within a second; B serves its
+.amr from the shared folder; with A killed, B goes on answering; the audit chain written by
+both verifies. `make test` starts the PostgreSQL cluster (tests/pg/cluster.sh) and gives its
+admin URL in COURIER_TEST_POSTGRES."""
+import json
+import os
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import BINARY, OUTPUT, PASSWORD, Server
+from test_live import api
+from test_push import push, update
+from zips import sample
+
+ADMIN_URL = os.environ.get("COURIER_TEST_POSTGRES")
+
+
+def fresh_database():
+    """A new database on the test cluster; its URL."""
+    if not ADMIN_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs make test, which starts PostgreSQL (COURIER_TEST_POSTGRES)")
+        pytest.skip("no PostgreSQL: run through make test")
+    name = "courier_e2e_" + uuid.uuid4().hex[:12]
+    subprocess.run(["psql", ADMIN_URL, "-q", "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def courier(env, *args, stdin=None):
+    return subprocess.run([BINARY, *args], input=stdin, capture_output=True, text=True, env=dict(os.environ, **env))
+
+
+def test_two_nodes_on_one_database_share_releases_and_survive_one_another(tmp_path):
+    url = fresh_database()
+    env = {"COURIER_DATABASE": url, "COURIER_BLOB_DIR": str(tmp_path / "blobs")}
+    a = Server(tempfile.mkdtemp(prefix="courier-node-a-"), env=env)
+    b = Server(tempfile.mkdtemp(prefix="courier-node-b-"), env=env)
+    added = courier(env, "user", "add", "admin", "--role", "admin", "--data", a.data, stdin=PASSWORD + "\n")
+    assert added.returncode == 0, added.stdout + added.stderr
+    token = courier(env, "token", "create", "--user", "admin", "--scope", "read,upload,release,admin", "--data", b.data).stdout.strip()
+    assert token.startswith("cour_"), "a token made through one node's command line opens the shared database"
+    try:
+        a.start()
+        b.start()
+        password = url.split(":")[2].split("@")[0]
+        for node in (a, b):
+            ready = json.load(urllib.request.urlopen(node.url + "/readyz", timeout=5))
+            assert ready["ready"] and ready["store"].startswith("postgres://courier@"), ready
+            assert password not in json.dumps(ready), "the password is never shown"
+
+        assert api(a, token, "PUT", "/api/v1/settings", json.dumps({"virtualDomain": "h5app.example.com"}))[0] == 200
+        assert api(a, token, "POST", "/api/v1/apps", json.dumps({"id": "20171228", "name": "Checkout"}))[0] == 201
+        assert update(b, "u1") == [], "nothing released yet"
+        archive = tmp_path / "p.zip"
+        sample(str(archive))
+        pushed = push(a, token, "--app", "20171228", "--version", "1.0.0.1", "--android-min", "1.0", "--main-url", "/www/index.html",
+                      "--release", "official", str(archive))
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        released = time.time()
+        while update(b, "u1") != ["1.0.0.1"] and time.time() - released < 5:
+            time.sleep(0.02)
+        latency = time.time() - released
+        assert update(b, "u1") == ["1.0.0.1"], "node B offers what was released through A"
+        assert latency < 1.0, f"B offered it after {latency:.2f} s"
+        os.makedirs(OUTPUT, exist_ok=True)
+        with open(os.path.join(OUTPUT, "nodes-propagation.txt"), "w") as f:
+            f.write(f"release through A offered by B after {latency * 1000:.0f} ms\n")
+
+        # B serves the package from the blob folder both share.
+        body = json.dumps({"platform": "android", "clientVersion": "10.2.3", "deviceId": "d-u1", "userId": "u1",
+                           "apps": [{"id": "20171228", "version": "0"}]}).encode()
+        request = urllib.request.Request(b.url + "/client/v1/update", data=body, headers={"Content-Type": "application/json"})
+        entry = json.load(urllib.request.urlopen(request, timeout=10))["data"][0]
+        amr_path = entry["package_url"].split("://", 1)[1].split("/", 1)[1]
+        with urllib.request.urlopen(f"{b.url}/{amr_path}", timeout=10) as r:
+            assert r.status == 200 and len(r.read()) > 0
+
+        # A killed: B goes on answering, and its console sees what A wrote.
+        a.kill()
+        for _ in range(50):
+            assert update(b, "u1") == ["1.0.0.1"]
+        status, app = api(b, token, "GET", "/api/v1/apps/20171228")
+        assert status == 200 and [p["version"] for p in app["packages"]] == ["1.0.0.1"], app
+
+        # A restarts on the same database.
+        a.start()
+        assert update(a, "u2") == ["1.0.0.1"]
+        verified = courier(env, "audit", "verify", "--data", a.data)
+        assert verified.returncode == 0 and "holds" in verified.stdout, verified.stdout + verified.stderr
+    finally:
+        a.stop()
+        b.stop()
