@@ -83,10 +83,10 @@ extension PostgresStore: AuditStore {
     func auditQuery(_ select: String, _ f: AuditFilter, _ tail: String) -> PostgresQuery {
         let app = f.app.isEmpty ? nil : LikePattern.containing(f.app)
         let user = f.user.isEmpty ? nil : f.user
-        let kind = f.kind.isEmpty ? nil : f.kind + "."
+        let kind = f.kind.isEmpty ? nil : String(LikePattern.containing(f.kind + ".").dropFirst())   // `kind.` then anything
         return """
             \(unescaped: select) WHERE (\(app)::text IS NULL OR app_id ILIKE \(app) OR subject ILIKE \(app))
-            AND (\(user)::text IS NULL OR "user" = \(user)) AND (\(kind)::text IS NULL OR starts_with(action, \(kind))) \(unescaped: tail)
+            AND (\(user)::text IS NULL OR "user" = \(user)) AND (\(kind)::text IS NULL OR action ILIKE \(kind)) \(unescaped: tail)
             """
     }
 

@@ -293,8 +293,11 @@ extension PostgresStore: CatalogueStore {
 
     func facts(_ appId: String, on c: PostgresConnection?) async throws -> AppFacts {
         let app = try await app(appId, on: c)
-        let highest = try await all("SELECT version FROM package WHERE app_id = \(appId) ORDER BY version_key DESC LIMIT 1", as: String.self, on: c).first
-        return AppFacts(fixedType: app?.type, highestVersion: highest.map { PackageVersion(parts: $0.split(separator: ".").compactMap { Int($0) }) })
+        // The newest package read whole and strictly, as on SQLite: one that cannot be read refuses.
+        let highest = try await packages("""
+            SELECT \(unescaped: Self.packageColumns) FROM package WHERE app_id = \(appId) ORDER BY version_key DESC LIMIT 1
+            """, on: c).first
+        return AppFacts(fixedType: app?.type, highestVersion: highest?.packageVersion)
     }
 
     func app(_ id: String, on c: PostgresConnection?) async throws -> AppRecord? {
@@ -342,18 +345,24 @@ extension PostgresStore: CatalogueStore {
         }
     }
 
-    /// Held on one connection for `body`'s length: an advisory lock every node takes for blob
-    /// changes (the in-process lock first, so this node's own callers queue without a connection each).
+    /// Held for `body`'s length by a transaction that only holds an advisory lock every node
+    /// takes for blob changes (the in-process lock first, so this node's own callers queue
+    /// without a connection each). The lock goes with the transaction: at its end, or when its
+    /// connection is lost, never left behind on a pooled connection. Waiting for it can be
+    /// cancelled (a shutdown does not hang on another node's long key switch).
     public func withBlobLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         try await blobs.lock.run {
             try await client.withConnection { c in
-                try await c.query("SELECT pg_advisory_lock(\(Self.blobLockKey))", logger: logger)
+                try await c.query("BEGIN", logger: logger)
                 do {
+                    while try await all("SELECT pg_try_advisory_xact_lock(\(Self.blobLockKey))", as: Bool.self, on: c).first != true {
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
                     let value = try await body()
-                    try await c.query("SELECT pg_advisory_unlock(\(Self.blobLockKey))", logger: logger)
+                    _ = try? await c.query("COMMIT", logger: logger)   // it wrote nothing: only the lock ends
                     return value
                 } catch {
-                    _ = try? await c.query("SELECT pg_advisory_unlock(\(Self.blobLockKey))", logger: logger)
+                    _ = try? await c.query("ROLLBACK", logger: logger)
                     throw error
                 }
             }

@@ -157,29 +157,28 @@ extension PostgresStore: PatchStore {
     }
 
     public func recordPatch(_ patch: PatchRecord, targetBlob: String, baseBlob: String) async throws -> Bool {
-        let recorded = try await transaction { c -> Bool in
+        let recorded = try await transaction { c -> Int64? in
             // Both packages' rows locked: a key switch re-signing them waits, or went first.
             let now = Dictionary(try await rows("""
                 SELECT id, blob FROM package WHERE id IN (\(patch.packageId), \(patch.basePackageId)) FOR SHARE
                 """, as: (Int64, String).self, on: c), uniquingKeysWith: { a, _ in a })
-            guard now[patch.packageId] == targetBlob, now[patch.basePackageId] == baseBlob else { return false }
+            guard now[patch.packageId] == targetBlob, now[patch.basePackageId] == baseBlob else { return nil }
             let inserted = try await all("""
                 INSERT INTO patch (package_id, base_package_id, app_id, version, base, blob, size, changed_files, removed_files, created_at)
                 VALUES (\(patch.packageId), \(patch.basePackageId), \(patch.appId), \(patch.version), \(patch.base), \(patch.blob), \(patch.size),
                         \(Int32(patch.changedFiles)), \(Int32(patch.removedFiles)), \(patch.createdAt))
                 ON CONFLICT DO NOTHING RETURNING package_id
                 """, as: Int64.self, on: c)
-            guard !inserted.isEmpty else { return false }
-            try await bumpCatalogueVersion(on: c)
-            return true
+            guard !inserted.isEmpty else { return nil }
+            return try await bumpCatalogueVersion(on: c)
         }
-        if recorded { await changes.announce() }
-        return recorded
+        if let recorded { seenVersion.raise(to: recorded); await changes.announce() }
+        return recorded != nil
     }
 
     public func deletePatches(_ keys: [(packageId: Int64, basePackageId: Int64)]) async throws -> [String] {
         guard !keys.isEmpty else { return [] }
-        let gone = try await transaction { c -> [String] in
+        let (gone, version) = try await transaction { c -> ([String], Int64?) in
             var blobs: [String] = []
             for k in keys {
                 let deleted = try await all("""
@@ -187,13 +186,14 @@ extension PostgresStore: PatchStore {
                     """, as: String?.self, on: c)
                 blobs += deleted.compactMap { $0 }
             }
-            try await bumpCatalogueVersion(on: c)
+            let version = try await bumpCatalogueVersion(on: c)
             var unreferenced: [String] = []
             for blob in blobs where try await all("""
                 SELECT EXISTS (SELECT 1 FROM (\(unescaped: Self.referencedBlobs)) r WHERE blob = \(blob))
                 """, as: Bool.self, on: c).first != true { unreferenced.append(blob) }
-            return unreferenced
+            return (unreferenced, version)
         }
+        if let version { seenVersion.raise(to: version) }
         await changes.announce()
         return gone
     }

@@ -138,7 +138,8 @@ extension PostgresStore: ReleaseStore {
         var others = 0
         for w in try await whitelistRecords("SELECT id, name, kind, created_at, revision FROM whitelist WHERE kind = 'regex'", on: c)
         where w.id != id {
-            others += (try? Whitelist(id: w.id ?? 0, name: w.name, kind: .regex, values: try await self.values(of: w.id ?? 0, on: c)))?.matchCost ?? 0
+            let stored = try await self.values(of: w.id ?? 0, on: c)
+            others += (try? Whitelist(id: w.id ?? 0, name: w.name, kind: .regex, values: stored))?.matchCost ?? 0
         }
         guard mine + others <= Whitelist.maxTotalMatchCost else {
             throw FieldError("values", "These expressions are too costly to match: every expression whitelist together may compile to "
@@ -158,6 +159,9 @@ extension PostgresStore: ReleaseStore {
 
     public func createWhitelist(name: String, kind: Whitelist.Kind, values: Set<String>, by actor: ActingUser) async throws -> WhitelistRecord {
         try await change(by: actor, "whitelist.create", subject: name) { c in
+            if !(try await all("SELECT id FROM whitelist WHERE name = \(name)", as: Int64.self, on: c)).isEmpty {
+                throw Conflict("A whitelist named \(name) already exists.", field: "name")
+            }
             try await checkMatchCost(list: nil, kind: kind, values: values, on: c)
             var w = WhitelistRecord(id: nil, name: name, kind: kind.rawValue)
             w.id = try await all("""
@@ -264,6 +268,13 @@ extension PostgresStore: ReleaseStore {
                 SELECT id FROM task WHERE package_id = \(task.packageId) AND status NOT IN ('finished', 'rejected') LIMIT 1
                 """, as: Int64.self, on: c).first
             try UnfinishedTaskRule.check(app: task.appId, version: task.version, unfinished: open)
+            // The lists it names stay while it is recorded: a delete on another node waits, or
+            // went first and the task is refused.
+            if task.modeName == .whitelist {
+                let ids = task.whitelistIdList
+                let held = try await all("SELECT id FROM whitelist WHERE id = ANY(\(ids)::bigint[]) FOR SHARE", as: Int64.self, on: c)
+                if let missing = ids.first(where: { !held.contains($0) }) { throw NotFound("There is no whitelist \(missing).") }
+            }
             var t = task
             let kind: ReleaseTask.Kind
             do throws(TaskRecord.Unreadable) { kind = try t.storedKind() } catch { throw Conflict("The task cannot be recorded: \(error.description).") }

@@ -5,7 +5,9 @@ import PostgresNIO
 
 /// The PostgreSQL schema: the SQLite store's tables as they stand after its migration v16, in
 /// PostgreSQL's words. Names are snake_case (PostgreSQL folds unquoted names to lower case);
-/// the user table is `courier_user` (`user` is a reserved word). Times are `timestamptz`,
+/// the user table is `courier_user` (`user` is a reserved word). Text that is sorted (names,
+/// paths, version keys) compares byte by byte (`COLLATE "C"`), as in SQLite, whatever the
+/// database's locale. Times are `timestamptz`,
 /// flags `boolean`. The rules a store keeps (CourierCore's) are constraints here too, as in
 /// SQLite's v16: one unfinished task per package (a partial unique index), versions only going
 /// up and an active administrator always (triggers that raise `field|text` messages).
@@ -23,7 +25,7 @@ enum PostgresSchema {
             "INSERT INTO settings (id) VALUES (1)",
             """
             CREATE TABLE courier_user (
-                id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, password_hash text NOT NULL, role text NOT NULL,
+                id bigserial PRIMARY KEY, name text COLLATE "C" NOT NULL UNIQUE, password_hash text NOT NULL, role text NOT NULL,
                 created_at timestamptz NOT NULL, disabled boolean NOT NULL DEFAULT false)
             """,
             "CREATE UNIQUE INDEX courier_user_name_folded ON courier_user (lower(name))",
@@ -38,11 +40,11 @@ enum PostgresSchema {
                 token_hash text NOT NULL UNIQUE, scopes text NOT NULL, created_at timestamptz NOT NULL, name text NOT NULL DEFAULT '',
                 expires_at timestamptz, last_used_at timestamptz, revoked_at timestamptz, revoked_by text)
             """,
-            "CREATE TABLE app (id text PRIMARY KEY, name text NOT NULL, type text, created_at timestamptz NOT NULL)",
+            "CREATE TABLE app (id text COLLATE \"C\" PRIMARY KEY, name text NOT NULL, type text, created_at timestamptz NOT NULL)",
             """
             CREATE TABLE package (
                 id bigserial PRIMARY KEY, app_id text NOT NULL REFERENCES app (id) ON DELETE RESTRICT, version text NOT NULL,
-                version_key text NOT NULL, type text NOT NULL, android_min text, android_max text, ios_min text, ios_max text,
+                version_key text COLLATE "C" NOT NULL, type text NOT NULL, android_min text, android_max text, ios_min text, ios_max text,
                 main_url text, extend_info text NOT NULL, download_policy text NOT NULL, install_policy text NOT NULL,
                 status text NOT NULL, blob text NOT NULL, size bigint NOT NULL, md5 text NOT NULL, tar_offset bigint NOT NULL,
                 tar_size bigint NOT NULL, file_count integer NOT NULL, created_at timestamptz NOT NULL, created_by text NOT NULL,
@@ -50,12 +52,12 @@ enum PostgresSchema {
             """,
             """
             CREATE TABLE package_file (
-                package_id bigint NOT NULL REFERENCES package (id) ON DELETE CASCADE, path text NOT NULL, size bigint NOT NULL,
+                package_id bigint NOT NULL REFERENCES package (id) ON DELETE CASCADE, path text COLLATE "C" NOT NULL, size bigint NOT NULL,
                 sha256 text NOT NULL, tar_offset bigint NOT NULL, PRIMARY KEY (package_id, path))
             """,
             """
             CREATE TABLE audit (
-                id bigserial PRIMARY KEY, at text NOT NULL, "user" text NOT NULL, action text NOT NULL, subject text NOT NULL,
+                id bigserial PRIMARY KEY, at text NOT NULL, "user" text COLLATE "C" NOT NULL, action text COLLATE "C" NOT NULL, subject text NOT NULL,
                 detail text NOT NULL, hash text NOT NULL, app_id text, previous_id bigint)
             """,
             "CREATE INDEX audit_by_app ON audit (app_id, id)",
@@ -66,7 +68,7 @@ enum PostgresSchema {
             "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, 0, '')",
             """
             CREATE TABLE whitelist (
-                id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, kind text NOT NULL, created_at timestamptz NOT NULL,
+                id bigserial PRIMARY KEY, name text COLLATE "C" NOT NULL UNIQUE, kind text NOT NULL, created_at timestamptz NOT NULL,
                 revision integer NOT NULL DEFAULT 0)
             """,
             """

@@ -86,12 +86,16 @@ public final class PostgresStore: Sendable {
     /// catalogue version rises with catalogue changes (and other nodes are notified on commit).
     func change<T: Sendable>(by actor: ActingUser, _ action: String, subject: String, catalogue: Bool = true,
                              _ body: (PostgresConnection) async throws -> (T, detail: [String: String])) async throws -> T {
+        var version: Int64?
         let result = try await transaction { connection in
             let (value, detail) = try await body(connection)
             try await Self.audit(connection, by: actor, action, subject: subject, detail: detail, logger: logger)
-            if catalogue { try await bumpCatalogueVersion(on: connection) }
+            if catalogue { version = try await bumpCatalogueVersion(on: connection) }
             return value
         }
+        // Committed: this node's announce below covers it (and every version before it, which
+        // committed first: the version row is locked until then).
+        if let version { seenVersion.raise(to: version) }
         logger.info("change", metadata: ["user": "\(actor.name)", "action": "\(action)", "subject": "\(subject)",
                                          "hb.request.id": "\(ChangeLog.requestID ?? "-")"])
         if catalogue { await changes.announce() }
@@ -99,24 +103,51 @@ public final class PostgresStore: Sendable {
     }
 
     /// Raises the catalogue version in a change's transaction and tells listening nodes (on
-    /// commit). This node's own announce covers the new version: it is marked seen.
-    func bumpCatalogueVersion(on c: PostgresConnection) async throws {
+    /// commit); the new version, for the caller to mark seen once committed.
+    func bumpCatalogueVersion(on c: PostgresConnection) async throws -> Int64? {
         let version = try await all("UPDATE catalogue_version SET version = version + 1 WHERE id = 1 RETURNING version", as: Int64.self, on: c)
         try await c.query("NOTIFY courier_catalogue", logger: logger)
-        if let version = version.first { seenVersion.raise(to: version) }
+        return version.first
     }
 
-    /// Follows other nodes' changes until cancelled: every `interval` the catalogue version is
-    /// read, and one this node has not seen tells `changes` (the delivery snapshot rebuilds).
+    /// Follows other nodes' changes until cancelled: a NOTIFY on `courier_catalogue` (sent by
+    /// every change's transaction on commit) wakes it at once, and the catalogue version is read
+    /// every `interval` besides, so a notification missed (a dropped connection) is caught. A
+    /// version this node has not seen tells `changes` (the delivery snapshot rebuilds).
     public func followCatalogue(every interval: Duration = .milliseconds(500)) async {
-        while !Task.isCancelled {
-            do {
-                let version = try await catalogueVersion()
-                if seenVersion.raise(to: version) { await changes.announce() }
-            } catch {
-                logger.error("Could not read the catalogue version", metadata: ["error": "\(String(reflecting: error).prefix(300))"])
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [client, logger] in
+                while !Task.isCancelled {
+                    do {
+                        try await client.withConnection { c in
+                            try await c.listen(on: "courier_catalogue") { notifications in
+                                for try await _ in notifications { wake.yield() }
+                            }
+                        }
+                    } catch {
+                        logger.warning("Not listening for other nodes' changes; reading the catalogue version on time only",
+                                       metadata: ["error": "\(String(reflecting: error).prefix(300))"])
+                    }
+                    try? await Task.sleep(for: .seconds(1))
+                }
             }
-            try? await Task.sleep(for: interval)
+            group.addTask {
+                while !Task.isCancelled {
+                    wake.yield()
+                    try? await Task.sleep(for: interval)
+                }
+            }
+            for await _ in wakes {
+                guard !Task.isCancelled else { break }
+                do {
+                    let version = try await catalogueVersion()
+                    if seenVersion.raise(to: version) { await changes.announce() }
+                } catch {
+                    logger.error("Could not read the catalogue version", metadata: ["error": "\(String(reflecting: error).prefix(300))"])
+                }
+            }
+            group.cancelAll()
         }
     }
 
@@ -130,6 +161,8 @@ public final class PostgresStore: Sendable {
             return FieldError(String(message[..<bar]), String(message[message.index(after: bar)...]))
         case "23505" where e.serverInfo?[.constraintName] == "task_one_unfinished_per_package":
             return UnfinishedTaskRule.breached
+        case "23505" where ["courier_user_name_key", "courier_user_name_folded"].contains(e.serverInfo?[.constraintName] ?? ""):
+            return Conflict("A user of that name was just created (names differ at least in more than case).", field: "name")
         default:
             return nil
         }

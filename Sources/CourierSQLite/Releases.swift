@@ -189,6 +189,10 @@ extension SQLiteStore {
             let open = try TaskRecord.filter(TaskRecord.Columns.packageId == task.packageId)
                 .filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchOne(db)
             try UnfinishedTaskRule.check(app: task.appId, version: task.version, unfinished: open.map { $0.id ?? 0 })
+            // The lists it names exist now (one deleted since the form was checked is refused).
+            if task.modeName == .whitelist, let missing = try task.whitelistIdList.first(where: { try !WhitelistRecord.exists(db, key: $0) }) {
+                throw NotFound("There is no whitelist \(missing).")
+            }
             var t = task
             let kind: ReleaseTask.Kind
             do throws(TaskRecord.Unreadable) { kind = try t.storedKind() } catch { throw Conflict("The task cannot be recorded: \(error.description).") }

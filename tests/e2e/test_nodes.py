@@ -10,6 +10,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -81,12 +82,28 @@ def test_two_nodes_on_one_database_share_releases_and_survive_one_another(tmp_pa
         with urllib.request.urlopen(f"{b.url}/{amr_path}", timeout=10) as r:
             assert r.status == 200 and len(r.read()) > 0
 
+        # A time window of 20, asked by 120 devices split over both nodes at once: exactly 20.
+        pushed = push(b, token, "--app", "20171228", "--version", "1.0.0.2", str(archive))
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        status, task = api(b, token, "POST", "/api/v1/apps/20171228/packages/1.0.0.2/tasks",
+                           json.dumps({"type": "gray", "mode": "timeWindow", "endTime": end, "userCount": 20}))
+        assert status == 201, task
+        time.sleep(1)   # both nodes' snapshots hold the task
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda n: update(a if n % 2 else b, f"w{n}"), range(120)))
+        admitted = [n for n, versions in enumerate(answers) if versions == ["1.0.0.2"]]
+        assert len(admitted) == 20, answers
+        assert all(versions == ["1.0.0.1"] for versions in answers if versions != ["1.0.0.2"]), "the others keep the official release"
+        again = admitted[0]
+        assert update(b if again % 2 else a, f"w{again}") == ["1.0.0.2"], "an admitted device is admitted on the other node too"
+
         # A killed: B goes on answering, and its console sees what A wrote.
         a.kill()
         for _ in range(50):
             assert update(b, "u1") == ["1.0.0.1"]
         status, app = api(b, token, "GET", "/api/v1/apps/20171228")
-        assert status == 200 and [p["version"] for p in app["packages"]] == ["1.0.0.1"], app
+        assert status == 200 and [p["version"] for p in app["packages"]] == ["1.0.0.2", "1.0.0.1"], app
 
         # A restarts on the same database.
         a.start()

@@ -264,15 +264,28 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
 /// On a database several nodes share, the services that follow the others' changes.
 func followers(_ services: Services) -> [any Service] {
     guard let shared = services.store as? PostgresStore else { return [] }
-    return [CatalogueFollower(store: shared)]
+    return [CatalogueFollower(store: shared, delivery: services.delivery)]
 }
 
-/// Other nodes' changes reach this node's update answers within a second (SPEC §9).
+/// Other nodes' changes reach this node's update answers within a second (SPEC §9). A rebuild
+/// that failed (the database out of reach a moment) is tried again every two seconds: until
+/// one succeeds the node offers nothing, and no other change may come to trigger it.
 struct CatalogueFollower: Service {
     let store: PostgresStore
+    let delivery: Delivery
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown { await store.followCatalogue() }
+        try await cancelWhenGracefulShutdown { [store, delivery] in
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await store.followCatalogue() }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(2))
+                        if delivery.rebuildOutcome?.failure != nil { try? await delivery.rebuild() }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -73,17 +73,51 @@ struct ClientController {
         let failures = services.delivery.gaveUp.new(Self.failures(request, snapshot))
         if !failures.isEmpty { services.delivery.gaveUp.add(try await services.store.recordGaveUp(failures)) }
         let gaveUp = Self.gaveUp(request, services.delivery.gaveUp)
-        let reserved = NIOLockedValueBox<[(task: Int64, device: String)]>([])
-        let decisions = Targeting.decide(request, snapshot.targeting, now: Date(), explain: false, gaveUp: gaveUp) { task, count, device in
-            ledger.admit(task: task, count: count, device: device, reserved: reserved)
-        }
-        let fresh = reserved.withLockedValue { $0 }
-        if !fresh.isEmpty {
-            do { try await services.store.recordAdmissions(fresh) } catch {
-                ledger.release(fresh)
-                throw error
+        let now = Date()
+        var decisions: [Decision]
+        if services.config.database == nil {
+            // One node: the ledger is the whole truth; a place is taken, then written before the answer.
+            let reserved = NIOLockedValueBox<[(task: Int64, device: String)]>([])
+            decisions = Targeting.decide(request, snapshot.targeting, now: now, explain: false, gaveUp: gaveUp) { task, count, device in
+                ledger.admit(task: task, count: count, device: device, reserved: reserved)
             }
-            services.delivery.metrics.admissions.increment(by: Int64(fresh.count))
+            let fresh = reserved.withLockedValue { $0 }
+            if !fresh.isEmpty {
+                do { try await services.store.recordAdmissions(fresh) } catch {
+                    ledger.release(fresh)
+                    throw error
+                }
+                services.delivery.metrics.admissions.increment(by: Int64(fresh.count))
+            }
+        } else {
+            // Several nodes share the window: this node's ledger knows only what the database
+            // confirmed; a free place is asked of the database, inside this request, before the
+            // answer, and the answer is decided again without any place it refused.
+            let asked = NIOLockedValueBox<[(task: Int64, device: String, count: Int)]>([])
+            decisions = Targeting.decide(request, snapshot.targeting, now: now, explain: false, gaveUp: gaveUp) { task, count, device in
+                switch ledger.peek(task: task, count: count, device: device) {
+                case .admitted: return true
+                case .full: return false   // this node's confirmed admissions alone fill it
+                case .free: asked.withLockedValue { $0.append((task, device, count)) }; return true
+                }
+            }
+            let pending = asked.withLockedValue { $0 }
+            if !pending.isEmpty {
+                var refused = false
+                for p in pending {
+                    if try await services.store.admit(task: p.task, device: p.device, limit: p.count, now: now) {
+                        ledger.record(task: p.task, device: p.device)
+                        services.delivery.metrics.admissions.increment()
+                    } else {
+                        refused = true
+                    }
+                }
+                if refused {
+                    decisions = Targeting.decide(request, snapshot.targeting, now: now, explain: false, gaveUp: gaveUp) { task, count, device in
+                        ledger.peek(task: task, count: count, device: device) == .admitted
+                    }
+                }
+            }
         }
         services.delivery.metrics.decided(decisions)
         return Response(status: .ok, headers: HTTPFields(Self.answerHeaders.map { HTTPField(name: $0.name, value: $0.value) }),

@@ -388,6 +388,12 @@ final class AdmissionLedger: Sendable {
         }
     }
 
+    /// Remembers an admission the database confirmed (several nodes: it decides, not this count).
+    func record(task: Int64, device: String) {
+        let key = DeviceKey.of(device)
+        state.withLockedValue { all in _ = all[task, default: []].insert(key) }
+    }
+
     /// Gives places back when they could not be recorded.
     func release(_ pairs: [(task: Int64, device: String)]) {
         state.withLockedValue { all in for p in pairs { all[p.task]?.remove(DeviceKey.of(p.device)) } }
