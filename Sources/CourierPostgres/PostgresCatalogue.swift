@@ -306,7 +306,7 @@ extension PostgresStore: CatalogueStore {
 
     /// Records a built package and its files in one transaction. The app's row is locked first:
     /// two nodes adding versions to one app queue, and the second checks against the first's.
-    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], importRow: ImportRowKey?,
+    public func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], importRow: ImportRowKey?,
                        by actor: ActingUser) async throws -> PackageRecord {
         try await change(by: actor, "package.add", subject: "\(package.appId) \(package.version)") { c in
             guard try await apps("SELECT \(unescaped: Self.appColumns) FROM app WHERE id = \(package.appId) FOR UPDATE", on: c).first != nil else {
@@ -370,26 +370,6 @@ extension PostgresStore: CatalogueStore {
     }
 
     static let blobLockKey: Int64 = 0x436F_7572_626C_6F62   // "Courblob"
-
-    public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord],
-                              signedWith fingerprint: String?, importRow: ImportRowKey?, by actor: ActingUser) async throws -> PackageRecord {
-        try await withBlobLock {
-            guard try await settings().signingKeyFingerprint == fingerprint else {
-                throw FieldError("file", "The signing key was replaced while this package was being processed. Upload it again.")
-            }
-            try blobs.adopt(tempPath, sha256: package.blob)
-            do {
-                return try await insertPackage(package, files: files, importRow: importRow, by: actor)
-            } catch {
-                if try await !isBlobReferenced(package.blob) { blobs.remove(package.blob) }
-                throw error
-            }
-        }
-    }
-
-    public func removeUnreferenced(_ shas: [String]) async throws {
-        for sha in Set(shas) where try await !isBlobReferenced(sha) { blobs.remove(sha) }
-    }
 
     public func packageCounts() async throws -> (all: Int, global: Int) {
         let r = try await rows("SELECT COUNT(*), COUNT(*) FILTER (WHERE type = 'global') FROM package", as: (Int64, Int64).self).first

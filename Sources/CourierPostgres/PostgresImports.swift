@@ -120,12 +120,7 @@ extension PostgresStore: ImportStore {
             let open = Set(try await all("SELECT key FROM batch_import WHERE status != 'done'", as: String.self, on: c))
             return (expired, open)
         }
-        for key in expired { try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(key)") }
-        if startingUp {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: importsDirectory)) ?? [] where !keys.contains(name) {
-                try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(name)")
-            }
-        }
+        removeImportFolders(expired: expired, keeping: keys, startingUp: startingUp)
         return expired.count
     }
 }

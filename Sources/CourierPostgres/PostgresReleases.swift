@@ -290,29 +290,13 @@ extension PostgresStore: ReleaseStore {
 
     public func operate(task id: Int64, _ op: TaskOperation, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.\(op.rawValue)", subject: String(id)) { c in
-            guard TaskOperation.routed.contains(op) else { throw Conflict("\(op.rawValue) is not a task operation of its own.") }
             var t = try await lockedTask(id, on: c)
-            let before = try await state(t, on: c)
-            if let refusal = before.refusal(op) {
-                throw Conflict("Task \(id) is \(before.status.rawValue)\(before.rolledBack ? " (rolled back)" : ""): \(refusal)")
-            }
             // Only a promotion reads the approval rules (as on SQLite).
-            let after = before.after(op, rules: op == .promote ? try await approvalRules(on: c) : nil)
-            t.apply(after)
-            var detail: [String: String] = [:]
-            if before.approval == .awaiting, after.approval == .withdrawn {
-                t.decidedBy = actor.name
-                t.decidedAt = Date()
-                detail["approval"] = ApprovalState.withdrawn.rawValue
-            }
-            if after.approval == .awaiting, before.approval != .awaiting {
-                t.requestApproval(for: after.approvalFor, by: actor)
-                detail["approval"] = ApprovalState.awaiting.rawValue
-            }
+            let detail = try t.operate(op, from: try await state(t, on: c), rules: op == .promote ? try await approvalRules(on: c) : nil, by: actor)
             try await dropAdmissionsUnlessOpenWindow(&t, on: c)
             try await update(t, on: c)
             try await refreshPackageStatus(t.packageId, on: c)
-            return (t, detail.merging(["status": t.status, "type": t.type, "app": t.appId, "version": t.version]) { a, _ in a })
+            return (t, detail)
         }
     }
 
@@ -320,26 +304,8 @@ extension PostgresStore: ReleaseStore {
         try await change(by: actor, "task.percentage", subject: String(id)) { c in
             var t = try await lockedTask(id, on: c)
             let state = try await state(t, on: c)
-            if state.refusal(.changePercentage) != nil {
-                throw Conflict(state.unreadable.map { "This task cannot be read by this version of Courier (\($0)); it can only be finished." }
-                               ?? "Only an unfinished percentage task takes a new percentage.", field: "percentage")
-            }
-            let before = t.percentage ?? 0
-            let rules = try await approvalRules(on: c)
-            if percentage >= 100, rules.official {
-                throw Conflict("100 % reaches every client, and official releases need a reviewer's approval: promote the task to official instead.",
-                               field: "percentage")
-            }
-            t.percentage = percentage
-            var detail = ["from": String(before), "to": String(percentage), "app": t.appId, "version": t.version]
-            if percentage > before, state.wideningNeedsReviewer(rules) {
-                guard state.approval != .awaiting else {
-                    throw Conflict("Task \(id) waits for a reviewer: raise the percentage after they decide, so that they decide on what clients get.",
-                                   field: "percentage")
-                }
-                t.requestApproval(for: .widening, by: actor)
-                detail["approval"] = ApprovalState.awaiting.rawValue
-            }
+            try t.refusePercentageChange(state)
+            let detail = try t.setPercentage(percentage, from: state, rules: try await approvalRules(on: c), by: actor)
             try await update(t, on: c)
             try await refreshPackageStatus(t.packageId, on: c)
             return (t, detail)
@@ -501,22 +467,11 @@ extension PostgresStore: ApprovalStore {
     public func decide(task id: Int64, approve: Bool, comment: String, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, approve ? "task.approve" : "task.reject", subject: String(id)) { c in
             var t = try await lockedTask(id, on: c)
-            let op: TaskOperation = approve ? .approve : .reject
-            let before = try await state(t, on: c)
-            switch before.refusal(op, ownRequest: t.isOwnRequest(of: actor.name)) {
-            case nil: break
-            case .person(let why)?: throw Refused("Task \(id): \(why)")
-            case .state(let why)?: throw Conflict("Task \(id): \(why)")
-            }
-            t.apply(before.after(op))
-            t.decidedBy = actor.name
-            t.decidedAt = Date()
-            t.decisionComment = comment
+            let detail = try t.decide(approve: approve, comment: comment, from: try await state(t, on: c), by: actor)
             try await dropAdmissionsUnlessOpenWindow(&t, on: c)
             try await update(t, on: c)
             try await refreshPackageStatus(t.packageId, on: c)
-            return (t, ["for": t.approvalFor, "requestedBy": t.requestedBy ?? "", "comment": comment, "status": t.status,
-                        "app": t.appId, "version": t.version])
+            return (t, detail)
         }
     }
 

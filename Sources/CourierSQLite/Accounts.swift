@@ -141,7 +141,7 @@ extension SQLiteStore {
     }
 
     /// Changes a user: `body` edits the record; the last active administrator always stays.
-    func changeUser(_ name: String, _ action: String, by actor: ActingUser, signOut: Bool, revokeTokens: Bool = false,
+    public func changeUser(_ name: String, _ action: String, by actor: ActingUser, signOut: Bool, revokeTokens: Bool,
                     _ body: @escaping @Sendable (inout UserRecord) throws -> [String: String]) async throws -> UserRecord {
         try await change(by: actor, action, subject: name, catalogue: false) { db in
             guard var user = try UserRecord.filter(UserRecord.Columns.name == name).fetchOne(db) else {
@@ -166,30 +166,8 @@ extension SQLiteStore {
         }
     }
 
-    public func setRole(_ name: String, _ role: Role, by actor: ActingUser) async throws -> UserRecord {
-        try await changeUser(name, "user.role", by: actor, signOut: false) { u in
-            let before = u.role
-            u.role = role
-            return ["before": before.rawValue, "role": role.rawValue]
-        }
-    }
-
-    public func setDisabled(_ name: String, _ disabled: Bool, by actor: ActingUser) async throws -> UserRecord {
-        try await changeUser(name, disabled ? "user.disable" : "user.enable", by: actor, signOut: disabled) { u in
-            u.disabled = disabled
-            return [:]
-        }
-    }
-
-    public func resetPassword(_ name: String, passwordHash: String, revokeTokens: Bool, by actor: ActingUser) async throws -> UserRecord {
-        try await changeUser(name, "user.resetPassword", by: actor, signOut: true, revokeTokens: revokeTokens) { u in
-            u.passwordHash = passwordHash
-            return [:]   // never the hash
-        }
-    }
-
     public func changeOwnPassword(_ name: String, passwordHash: String, keep sessionHash: String?, by actor: ActingUser) async throws {
-        _ = try await changeUser(name, "user.password", by: actor, signOut: false) { u in
+        _ = try await changeUser(name, "user.password", by: actor, signOut: false, revokeTokens: false) { u in
             u.passwordHash = passwordHash
             return [:]
         }

@@ -54,22 +54,11 @@ extension SQLiteStore {
     public func decide(task id: Int64, approve: Bool, comment: String, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, approve ? "task.approve" : "task.reject", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            let op: TaskOperation = approve ? .approve : .reject
-            let before = try t.state(db)
-            switch before.refusal(op, ownRequest: t.isOwnRequest(of: actor.name)) {
-            case nil: break
-            case .person(let why)?: throw Refused("Task \(id): \(why)")
-            case .state(let why)?: throw Conflict("Task \(id): \(why)")
-            }
-            t.apply(before.after(op))
-            t.decidedBy = actor.name
-            t.decidedAt = Date()
-            t.decisionComment = comment
+            let detail = try t.decide(approve: approve, comment: comment, from: try t.state(db), by: actor)
             try SQLiteStore.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
             try SQLiteStore.refreshPackageStatus(db, t.packageId)
-            return (t, ["for": t.approvalFor, "requestedBy": t.requestedBy ?? "", "comment": comment, "status": t.status,
-                        "app": t.appId, "version": t.version])
+            return (t, detail)
         }
     }
 

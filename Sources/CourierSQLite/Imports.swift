@@ -111,14 +111,7 @@ extension SQLiteStore {
             let open = Set(try String.fetchAll(db, sql: "SELECT key FROM batchImport WHERE status != 'done'"))
             return (expired, open)
         }
-        for key in expired { try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(key)") }
-        // A folder no import refers to was left by an interrupted upload; only at start-up, when
-        // no upload can be between filling its folder and recording its import.
-        if startingUp {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: importsDirectory)) ?? [] where !keys.contains(name) {
-                try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(name)")
-            }
-        }
+        removeImportFolders(expired: expired, keeping: keys, startingUp: startingUp)
         return expired.count
     }
 }

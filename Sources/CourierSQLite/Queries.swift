@@ -222,7 +222,7 @@ extension SQLiteStore {
 
     /// Records a built package and its files in one transaction. The version and type rules
     /// are checked again inside it, so two racing uploads cannot both win.
-    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], importRow: ImportRowKey?,
+    public func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], importRow: ImportRowKey?,
                        by actor: ActingUser) async throws -> PackageRecord {
         try await change(by: actor, "package.add", subject: "\(package.appId) \(package.version)") { db in
             let facts = try Self.facts(db, package.appId)
@@ -248,26 +248,6 @@ extension SQLiteStore {
 
     public func withBlobLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         try await blobs.lock.run(body)
-    }
-
-    public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord],
-                              signedWith fingerprint: String?, importRow: ImportRowKey?, by actor: ActingUser) async throws -> PackageRecord {
-        try await blobs.lock.run {
-            guard try await settings().signingKeyFingerprint == fingerprint else {
-                throw FieldError("file", "The signing key was replaced while this package was being processed. Upload it again.")
-            }
-            try blobs.adopt(tempPath, sha256: package.blob)
-            do {
-                return try await insertPackage(package, files: files, importRow: importRow, by: actor)
-            } catch {
-                if try await !isBlobReferenced(package.blob) { blobs.remove(package.blob) }
-                throw error
-            }
-        }
-    }
-
-    public func removeUnreferenced(_ shas: [String]) async throws {
-        for sha in Set(shas) where try await !isBlobReferenced(sha) { blobs.remove(sha) }
     }
 
     public func packageCounts() async throws -> (all: Int, global: Int) {

@@ -208,31 +208,14 @@ extension SQLiteStore {
 
     public func operate(task id: Int64, _ op: TaskOperation, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.\(op.rawValue)", subject: String(id)) { db in
-            // Decisions, deletion and percentages have writes of their own (with their own checks).
-            guard TaskOperation.routed.contains(op) else { throw Conflict("\(op.rawValue) is not a task operation of its own.") }
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            let before = try t.state(db)
-            if let refusal = before.refusal(op) {
-                throw Conflict("Task \(id) is \(before.status.rawValue)\(before.rolledBack ? " (rolled back)" : ""): \(refusal)")
-            }
             // Only a promotion reads the approval rules: settings that cannot be read must not
             // stop a task from being paused, finished or rolled back.
-            let after = before.after(op, rules: op == .promote ? try SQLiteStore.approvalRules(db) : nil)
-            t.apply(after)
-            var detail: [String: String] = [:]
-            if before.approval == .awaiting, after.approval == .withdrawn {
-                t.decidedBy = actor.name   // who withdrew it, and when: the latest decisions list it
-                t.decidedAt = Date()
-                detail["approval"] = ApprovalState.withdrawn.rawValue
-            }
-            if after.approval == .awaiting, before.approval != .awaiting {
-                t.requestApproval(for: after.approvalFor, by: actor)
-                detail["approval"] = ApprovalState.awaiting.rawValue
-            }
+            let detail = try t.operate(op, from: try t.state(db), rules: op == .promote ? try SQLiteStore.approvalRules(db) : nil, by: actor)
             try SQLiteStore.dropAdmissionsUnlessOpenWindow(db, &t)
             try t.update(db)
             try SQLiteStore.refreshPackageStatus(db, t.packageId)
-            return (t, detail.merging(["status": t.status, "type": t.type, "app": t.appId, "version": t.version]) { a, _ in a })
+            return (t, detail)
         }
     }
 
@@ -251,27 +234,8 @@ extension SQLiteStore {
         try await change(by: actor, "task.percentage", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
             let state = try t.state(db)
-            if state.refusal(.changePercentage) != nil {
-                throw Conflict(state.unreadable.map { "This task cannot be read by this version of Courier (\($0)); it can only be finished." }
-                               ?? "Only an unfinished percentage task takes a new percentage.", field: "percentage")
-            }
-            let before = t.percentage ?? 0
-            let rules = try SQLiteStore.approvalRules(db)
-            if percentage >= 100, rules.official {
-                throw Conflict("100 % reaches every client, and official releases need a reviewer's approval: promote the task to official instead.",
-                               field: "percentage")
-            }
-            t.percentage = percentage
-            var detail = ["from": String(before), "to": String(percentage), "app": t.appId, "version": t.version]
-            // An approval covers what the reviewer saw: a wider share goes back to them.
-            if percentage > before, state.wideningNeedsReviewer(rules) {
-                guard state.approval != .awaiting else {
-                    throw Conflict("Task \(id) waits for a reviewer: raise the percentage after they decide, so that they decide on what clients get.",
-                                   field: "percentage")
-                }
-                t.requestApproval(for: .widening, by: actor)
-                detail["approval"] = ApprovalState.awaiting.rawValue
-            }
+            try t.refusePercentageChange(state)
+            let detail = try t.setPercentage(percentage, from: state, rules: try SQLiteStore.approvalRules(db), by: actor)
             try t.update(db)
             try SQLiteStore.refreshPackageStatus(db, t.packageId)
             return (t, detail)

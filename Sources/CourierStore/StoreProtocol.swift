@@ -27,13 +27,12 @@ public protocol AccountStore: AnyObject, Sendable {
     /// Revokes a token; `owner` limits it to that user's tokens (nil: any, for administrators).
     func revokeToken(_ id: Int64, owner: String?, by actor: ActingUser) async throws -> APITokenRecord
     func users() async throws -> [UserRecord]
-    func setRole(_ name: String, _ role: Role, by actor: ActingUser) async throws -> UserRecord
-    /// Disables (sessions end at once; tokens stop working) or enables a user.
-    func setDisabled(_ name: String, _ disabled: Bool, by actor: ActingUser) async throws -> UserRecord
-    /// A new password set by an administrator; the user's sessions end, and their API tokens
-    /// too when `revokeTokens` (a token does not depend on the password).
-    func resetPassword(_ name: String, passwordHash: String, revokeTokens: Bool, by actor: ActingUser) async throws -> UserRecord
     /// A user's own new password; every other session of theirs ends (`keep` stays signed in).
+    /// Changes a user in one transaction with its audit row: `edit` changes the record and
+    /// answers the audit detail; the last active administrator always stays
+    /// (`AdministratorRule`); `signOut` ends the user's sessions, `revokeTokens` their tokens.
+    func changeUser(_ name: String, _ action: String, by actor: ActingUser, signOut: Bool, revokeTokens: Bool,
+                    _ edit: @escaping @Sendable (inout UserRecord) throws -> [String: String]) async throws -> UserRecord
     func changeOwnPassword(_ name: String, passwordHash: String, keep sessionHash: String?, by actor: ActingUser) async throws
 }
 
@@ -43,6 +42,29 @@ extension AccountStore {
     public func createToken(userName: String, scopes: Set<TokenScope>, by actor: ActingUser) async throws -> String { try await createToken(userName: userName, name: "", scopes: scopes, expiresAt: nil, by: actor) }
     public func touchToken(_ id: Int64) async throws { try await touchToken(id, at: Date()) }
     public func resetPassword(_ name: String, passwordHash: String, by actor: ActingUser) async throws -> UserRecord { try await resetPassword(name, passwordHash: passwordHash, revokeTokens: false, by: actor) }
+    public func setRole(_ name: String, _ role: Role, by actor: ActingUser) async throws -> UserRecord {
+        try await changeUser(name, "user.role", by: actor, signOut: false, revokeTokens: false) { u in
+            let before = u.role
+            u.role = role
+            return ["before": before.rawValue, "role": role.rawValue]
+        }
+    }
+
+    /// A disabled user cannot sign in; their sessions end at once.
+    public func setDisabled(_ name: String, _ disabled: Bool, by actor: ActingUser) async throws -> UserRecord {
+        try await changeUser(name, disabled ? "user.disable" : "user.enable", by: actor, signOut: disabled, revokeTokens: false) { u in
+            u.disabled = disabled
+            return [:]
+        }
+    }
+
+    /// A new password set by an administrator: the user's sessions end (and their tokens, if asked).
+    public func resetPassword(_ name: String, passwordHash: String, revokeTokens: Bool, by actor: ActingUser) async throws -> UserRecord {
+        try await changeUser(name, "user.resetPassword", by: actor, signOut: true, revokeTokens: revokeTokens) { u in
+            u.passwordHash = passwordHash
+            return [:]   // never the hash
+        }
+    }
 }
 
 /// Which releases wait for a reviewer, and the reviewers' decisions.
@@ -120,6 +142,19 @@ extension ImportStore {
     public func updateImportRow(_ id: Int64, n: Int, draft: PackageDraft, error: String?, by actor: ActingUser) async throws { try await updateImportRow(id, n: n, draft: draft, error: error, by: actor, now: Date()) }
     public func beginImportSubmission(_ id: Int64, by actor: ActingUser) async throws -> Bool { try await beginImportSubmission(id, by: actor, now: Date()) }
     public func sweepImports(startingUp: Bool) async throws -> Int { try await sweepImports(now: Date(), startingUp: startingUp) }
+}
+
+extension ImportStore {
+    /// Removes the folders of `expired` imports; at start-up also every folder that no import
+    /// in `keys` names, left by an interrupted upload (no upload can then be between filling
+    /// its folder and recording its import).
+    package func removeImportFolders(expired: [String], keeping keys: Set<String>, startingUp: Bool) {
+        for key in expired { try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(key)") }
+        guard startingUp else { return }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: importsDirectory)) ?? [] where !keys.contains(name) {
+            try? FileManager.default.removeItem(atPath: "\(importsDirectory)/\(name)")
+        }
+    }
 }
 
 /// What several nodes share: the catalogue version, leases, time-window admissions.
@@ -209,13 +244,10 @@ public protocol CatalogueStore: AnyObject, Sendable {
     func facts(of appId: String) async throws -> AppFacts
     /// Runs `body` while no other blob change can happen (package commits, key switches).
     func withBlobLock<T: Sendable>(_ body: () async throws -> T) async throws -> T
-    /// Moves a finished `.amr` into the blob store and records its package. Serialized with
-    /// every other blob change, so a racing double submit (same bytes, same blob) cannot delete
-    /// the blob the winner has just recorded, and a package signed with a key that was
-    /// replaced meanwhile is refused rather than stored with the old signature.
-    func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord], signedWith fingerprint: String?, importRow: ImportRowKey?, by actor: ActingUser) async throws -> PackageRecord
-    /// Deletes the blobs among `shas` that no package refers to. Call inside `withBlobLock`.
-    func removeUnreferenced(_ shas: [String]) async throws
+    /// Records a built package and its files in one transaction with its audit row (its blob
+    /// already in place); the version and type rules (`AppFacts`) are checked again inside it,
+    /// so two racing uploads cannot both win; an import row is marked created in it too.
+    func insertPackage(_ package: PackageRecord, files: [PackageFileRecord], importRow: ImportRowKey?, by actor: ActingUser) async throws -> PackageRecord
     func packageCounts() async throws -> (all: Int, global: Int)
     func isBlobReferenced(_ blob: String) async throws -> Bool
     /// Removes what an interrupted upload or ingest may have left: temp files, and blobs
@@ -229,6 +261,31 @@ public protocol CatalogueStore: AnyObject, Sendable {
 extension CatalogueStore {
     public func apps(search: String, page: Int) async throws -> Page<AppSummary> { try await apps(search: search, page: page, perPage: 20) }
     public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord], signedWith fingerprint: String?, by actor: ActingUser) async throws -> PackageRecord { try await commitPackage(amrAt: tempPath, package, files: files, signedWith: fingerprint, importRow: nil, by: actor) }
+
+    /// Moves a finished `.amr` into the blob store and records its package. Serialized with
+    /// every other blob change, so a racing double submit (same bytes, same blob) cannot delete
+    /// the blob the winner has just recorded, and a package signed with a key that was
+    /// replaced meanwhile is refused rather than stored with the old signature.
+    public func commitPackage(amrAt tempPath: String, _ package: PackageRecord, files: [PackageFileRecord],
+                              signedWith fingerprint: String?, importRow: ImportRowKey?, by actor: ActingUser) async throws -> PackageRecord {
+        try await withBlobLock {
+            guard try await settings().signingKeyFingerprint == fingerprint else {
+                throw FieldError("file", "The signing key was replaced while this package was being processed. Upload it again.")
+            }
+            try blobs.adopt(tempPath, sha256: package.blob)
+            do {
+                return try await insertPackage(package, files: files, importRow: importRow, by: actor)
+            } catch {
+                if try await !isBlobReferenced(package.blob) { blobs.remove(package.blob) }
+                throw error
+            }
+        }
+    }
+
+    /// Deletes the blobs among `shas` that no package refers to. Call inside `withBlobLock`.
+    public func removeUnreferenced(_ shas: [String]) async throws {
+        for sha in Set(shas) where try await !isBlobReferenced(sha) { blobs.remove(sha) }
+    }
     public func sweep(now: Date) async throws -> (tempFiles: Int, orphanBlobs: Int) { try await sweep(grace: 0, now: now) }
     public func sweep(grace: TimeInterval) async throws -> (tempFiles: Int, orphanBlobs: Int) { try await sweep(grace: grace, now: Date()) }
     public func sweep() async throws -> (tempFiles: Int, orphanBlobs: Int) { try await sweep(grace: 0, now: Date()) }

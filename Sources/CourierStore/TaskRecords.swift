@@ -229,6 +229,77 @@ extension TaskRecord {
         decisionComment = ""
     }
 
+    /// Applies a routed operation to the task, whose state as a write reads it is `before`
+    /// (counting its whitelists); `rules` only for a promotion. Refuses what the state machine
+    /// refuses; answers the audit detail of an approval withdrawn or asked for.
+    package mutating func operate(_ op: TaskOperation, from before: TaskState, rules: ApprovalRules?, by actor: ActingUser) throws -> [String: String] {
+        guard TaskOperation.routed.contains(op) else { throw Conflict("\(op.rawValue) is not a task operation of its own.") }
+        if let refusal = before.refusal(op) {
+            throw Conflict("Task \(id ?? 0) is \(before.status.rawValue)\(before.rolledBack ? " (rolled back)" : ""): \(refusal)")
+        }
+        let after = before.after(op, rules: rules)
+        apply(after)
+        var detail: [String: String] = [:]
+        if before.approval == .awaiting, after.approval == .withdrawn {
+            decidedBy = actor.name   // who withdrew it, and when: the latest decisions list it
+            decidedAt = Date()
+            detail["approval"] = ApprovalState.withdrawn.rawValue
+        }
+        if after.approval == .awaiting, before.approval != .awaiting {
+            requestApproval(for: after.approvalFor, by: actor)
+            detail["approval"] = ApprovalState.awaiting.rawValue
+        }
+        return detail.merging(["status": status, "type": type, "app": appId, "version": version]) { a, _ in a }
+    }
+
+    /// A reviewer's decision on the task, whose state as a write reads it is `before`: refused
+    /// to whoever asked for it (Refused) and in a state that awaits nothing (Conflict); the
+    /// audit detail.
+    package mutating func decide(approve: Bool, comment: String, from before: TaskState, by actor: ActingUser) throws -> [String: String] {
+        let op: TaskOperation = approve ? .approve : .reject
+        switch before.refusal(op, ownRequest: isOwnRequest(of: actor.name)) {
+        case nil: break
+        case .person(let why)?: throw Refused("Task \(id ?? 0): \(why)")
+        case .state(let why)?: throw Conflict("Task \(id ?? 0): \(why)")
+        }
+        apply(before.after(op))
+        decidedBy = actor.name
+        decidedAt = Date()
+        decisionComment = comment
+        return ["for": approvalFor, "requestedBy": requestedBy ?? "", "comment": comment, "status": status, "app": appId, "version": version]
+    }
+
+    /// Refuses a new percentage for a task in `state` (not an unfinished percentage task, or one
+    /// this binary cannot read).
+    package func refusePercentageChange(_ state: TaskState) throws {
+        if state.refusal(.changePercentage) != nil {
+            throw Conflict(state.unreadable.map { "This task cannot be read by this version of Courier (\($0)); it can only be finished." }
+                           ?? "Only an unfinished percentage task takes a new percentage.", field: "percentage")
+        }
+    }
+
+    /// Sets a new percentage on a task in `state`: 100 % is an official release in all but name
+    /// (refused while official releases need a reviewer), and an approval covers what the
+    /// reviewer saw, so a wider share goes back to them. The audit detail.
+    package mutating func setPercentage(_ percentage: Double, from state: TaskState, rules: ApprovalRules, by actor: ActingUser) throws -> [String: String] {
+        let before = self.percentage ?? 0
+        if percentage >= 100, rules.official {
+            throw Conflict("100 % reaches every client, and official releases need a reviewer's approval: promote the task to official instead.",
+                           field: "percentage")
+        }
+        self.percentage = percentage
+        var detail = ["from": String(before), "to": String(percentage), "app": appId, "version": version]
+        if percentage > before, state.wideningNeedsReviewer(rules) {
+            guard state.approval != .awaiting else {
+                throw Conflict("Task \(id ?? 0) waits for a reviewer: raise the percentage after they decide, so that they decide on what clients get.",
+                               field: "percentage")
+            }
+            requestApproval(for: .widening, by: actor)
+            detail["approval"] = ApprovalState.awaiting.rawValue
+        }
+        return detail
+    }
+
     /// A task that asked for approval of its own release and did not get it (waiting, rejected,
     /// or withdrawn): it never reached a client, and clients never see it.
     public var neverReleased: Bool { approvalSubject == .release && approvalState != .approved }
