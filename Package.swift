@@ -59,7 +59,7 @@ let package = Package(
         ]),
         // The same store on PostgreSQL, for several nodes (SPEC §9).
         .target(name: "CourierPostgres", dependencies: [
-            "CourierCore", "CourierStore",
+            "CourierCore", "CourierStore", "CourierSQLite",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
@@ -92,7 +92,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "courier", dependencies: [
-            "CourierWeb", "CourierDomain", "CourierClient", "CourierSQLite",
+            "CourierWeb", "CourierDomain", "CourierClient", "CourierSQLite", "CourierPostgres",
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -8,14 +8,16 @@ extension SQLiteStore {
     /// Appends the audit row of a change, inside the change's own transaction.
     func audit(_ db: Database, by actor: ActingUser, _ action: String, subject: String, detail: [String: String] = [:]) throws {
         let previous = try String.fetchOne(db, sql: "SELECT hash FROM audit ORDER BY id DESC LIMIT 1") ?? ""
+        // The link names the last id given out (SQLite remembers it, rolled back appends
+        // included): a deleted tail leaves the next row pointing at a row that is not there.
+        let previousId = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'audit'") ?? 0
         let data = try JSONSerialization.data(withJSONObject: detail, options: [.sortedKeys, .withoutEscapingSlashes])
         let detailText = String(decoding: data, as: UTF8.self)
         let at = AuditRecord.timestamp.format(Date())
-        var row = AuditRecord(id: nil, at: at, user: actor.name, action: action, subject: subject, detail: detailText,
-                              hash: AuditRecord.chain(previous: previous, at: at, user: actor.name, action: action,
-                                                      subject: subject, detail: detailText),
-                              appId: detail["app"])
-        try row.insert(db)
+        let hash = AuditRecord.chain(previous: previous, at: at, user: actor.name, action: action, subject: subject, detail: detailText)
+        try db.execute(sql: """
+            INSERT INTO audit (at, user, action, subject, detail, hash, appId, previousId) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [at, actor.name, action, subject, detailText, hash, detail["app"], previousId])
     }
 
     public func auditEntries(limit: Int) async throws -> [AuditRecord] {
@@ -41,24 +43,29 @@ extension SQLiteStore {
 
     public func verifyAudit() async throws -> AuditVerification {
         try await db.read { db in
-            var previous = ""
-            var count = 0
-            var next: Int64 = 1
-            let rows = try AuditRecord.order(AuditRecord.Columns.id).fetchCursor(db)
-            while let r = try rows.next() {
+            var previous = "", previousId: Int64 = 0, count = 0
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, at, user, action, subject, detail, hash, appId, previousId FROM audit ORDER BY id")
+            while let row = try rows.next() {
+                let r = AuditRecord(id: row[0], at: row[1], user: row[2], action: row[3], subject: row[4], detail: row[5], hash: row[6],
+                                    appId: row[7])
+                let id: Int64 = row[0]
                 count += 1
-                guard r.id == next else { return AuditVerification(rows: count, firstBadRow: next, missing: true) }
+                // Each row names the one before it (rows from before v17: the id before its own),
+                // so a gap a rolled-back append left (a backup from PostgreSQL has them) is
+                // no deleted row, and a link to a row that is not there is.
+                let link: Int64 = row[8] ?? id - 1
+                guard link == previousId else { return AuditVerification(rows: count, firstBadRow: link, missing: true) }
                 let expected = AuditRecord.chain(previous: previous, at: r.at, user: r.user, action: r.action,
                                                  subject: r.subject, detail: r.detail)
                 guard expected == r.hash else { return AuditVerification(rows: count, firstBadRow: r.id) }
                 // The app column is outside the hash: it must say what the (hashed) detail says.
                 if let app = AuditRecord.detailApp(r.detail), r.appId != app { return AuditVerification(rows: count, firstBadRow: r.id) }
                 previous = r.hash
-                next += 1
+                previousId = id
             }
             // The last rows deleted: SQLite still remembers the highest id it gave out.
             let last = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'audit'") ?? 0
-            if last >= next { return AuditVerification(rows: count, firstBadRow: next, missing: true) }
+            if last > previousId { return AuditVerification(rows: count, firstBadRow: previousId + 1, missing: true) }
             return AuditVerification(rows: count, firstBadRow: nil)
         }
     }

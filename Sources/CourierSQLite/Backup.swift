@@ -39,18 +39,30 @@ public enum Backup {
     /// process there).
     public static func run(_ store: SQLiteStore, to dir: String, attempts: Int = 5,
                            afterMove: (@Sendable (Int) -> Void)? = nil) async throws -> BackupManifest {
+        try await run(blobs: store.blobs, to: dir, attempts: attempts, afterMove: afterMove) { path in
+            let copy = try DatabaseQueue(path: path)
+            try await store.db.backup(to: copy)
+            // The copy stands alone: no WAL beside it (a reader, `restore`'s check, then leaves no
+            // -wal or -shm file), and only its owner reads it (it holds the signing key).
+            _ = try await copy.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA journal_mode=DELETE") }
+            try copy.close()
+        }
+    }
+
+    /// Backs up any store: `snapshot` writes one consistent copy of its database, in this
+    /// format (a SQLite file: `BackupDatabase` for a store on another engine), to the path it is
+    /// given; the blobs that copy uses are then copied from `blobs`.
+    public static func run(blobs store: BlobStore, to dir: String, attempts: Int = 5, afterMove: (@Sendable (Int) -> Void)? = nil,
+                           snapshot: (String) async throws -> Void) async throws -> BackupManifest {
         try prepareEmpty(dir)
         var lastMissing = ""
         for _ in 0..<attempts {
             let staging = dir + "/.partial-" + UUID().uuidString
             try PrivateDirectory.prepare(staging)
             defer { try? FileManager.default.removeItem(atPath: staging) }
-            let copy = try DatabaseQueue(path: staging + "/" + databaseName)
-            try await store.db.backup(to: copy)
-            // The copy stands alone: no WAL beside it (a reader, `restore`'s check, then leaves no
-            // -wal or -shm file), and only its owner reads it (it holds the signing key).
-            _ = try await copy.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA journal_mode=DELETE") }
+            try await snapshot(staging + "/" + databaseName)
             chmod(staging + "/" + databaseName, 0o600)
+            let copy = try DatabaseQueue(path: staging + "/" + databaseName)
             let (blobs, counts) = try await copy.read { db in
                 (try SQLiteStore.referencedBlobs(db),
                  (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM app") ?? 0, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM package") ?? 0,
@@ -60,11 +72,11 @@ public enum Backup {
             var files = [try hashFile(staging + "/" + databaseName, as: databaseName)]
             var missing: String?
             for blob in blobs.sorted() {
-                let relative = store.blobs.relativePath(for: blob)
+                let relative = store.relativePath(for: blob)
                 let target = staging + "/" + relative
                 try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o700])
-                guard let file = try copyFile(store.blobs.path(for: blob), to: target, as: relative) else { missing = blob; break }
+                guard let file = try copyFile(store.path(for: blob), to: target, as: relative) else { missing = blob; break }
                 guard file.sha256 == blob else { throw BackupError("Blob \(blob) does not match its hash (\(file.sha256)): the data folder is damaged.") }
                 files.append(file)
             }
@@ -272,5 +284,159 @@ public enum Backup {
         guard fd >= 0 else { return false }
         defer { close(fd) }
         return fsync(fd) == 0
+    }
+}
+
+extension Backup {
+    /// Copies a verified backup's blobs into a (shared) blob folder: each through `tmp/` and a
+    /// rename, checked against the manifest's hash. A blob already there is kept. Returns the
+    /// blobs it added, for the caller to take back if the rest of the restore fails.
+    public static func restoreBlobs(from dir: String, manifest: BackupManifest, into blobs: BlobStore) throws -> [String] {
+        var added: [String] = []
+        do {
+            for f in manifest.files where f.path != databaseName {
+                guard BlobStore.relativePath(for: f.sha256) == f.path else {
+                    throw BackupError("\(f.path) is not where the backup keeps a blob: nothing is restored.")
+                }
+                if let there = try hashFile(blobs.path(for: f.sha256), as: f.path, required: false), there.sha256 == f.sha256 { continue }
+                let temp = blobs.temporaryPath(suffix: ".restore")
+                guard let copied = try copyFile(dir + "/" + f.path, to: temp, as: f.path), copied.sha256 == f.sha256 else {
+                    unlink(temp)
+                    throw BackupError("\(f.path) changed while it was restored.")
+                }
+                do { try blobs.adopt(temp, sha256: f.sha256) } catch {
+                    unlink(temp)
+                    throw BackupError("Cannot move \(f.path) into \(blobs.root.path): \(String(cString: strerror(errno))).")
+                }
+                added.append(f.sha256)
+            }
+        } catch {
+            for blob in added { blobs.remove(blob) }
+            throw error
+        }
+        return added
+    }
+
+    /// The backup's database file in `dir`.
+    public static func databasePath(in dir: String) -> String { dir + "/" + databaseName }
+}
+
+/// One value of a backup's table, as another store's engine needs it: dates and flags are
+/// told apart (SQLite keeps them as text and integers).
+public enum BackupValue: Sendable, Equatable {
+    case null, integer(Int64), real(Double), text(String), date(Date), bool(Bool)
+}
+
+/// A backup's database as plain tables, so that a store on another engine (PostgreSQL) can
+/// write its backup in this format and restore one: same file, whichever store made it.
+public final class BackupDatabase: Sendable {
+    let queue: DatabaseQueue
+
+    /// The tables a backup carries, parents before children. `lease` is not one: a lease belongs
+    /// to the running nodes, not to the data.
+    public static let tables = ["settings", "user", "session", "apiToken", "app", "package", "packageFile", "audit", "whitelist",
+                                "whitelistValue", "task", "admission", "taskEvent", "eventSeen", "gaveUp", "batchImport",
+                                "batchImportRow", "patch", "catalogueVersion"]
+    static let notCarried: Set = ["lease", "grdb_migrations", "sqlite_sequence"]
+
+    private init(_ queue: DatabaseQueue) throws {
+        self.queue = queue
+        // Every table of the schema is carried or knowingly left out: a new table not listed
+        // above would otherwise vanish from backups made by another store.
+        let names = try queue.read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+        let unknown = Set(names).subtracting(Self.tables).subtracting(Self.notCarried)
+        guard unknown.isEmpty else { throw BackupError("The backup format does not carry the tables \(unknown.sorted()).") }
+    }
+
+    /// A new database at `path` with Courier's whole schema and no rows, to fill.
+    public static func create(at path: String) throws -> BackupDatabase {
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw BackupError("Cannot create \(path): \(String(cString: strerror(errno))).") }
+        Glibc.close(fd)
+        let queue = try DatabaseQueue(path: path)
+        try SQLiteStore.migrator.migrate(queue)
+        try queue.write { db in
+            for table in tables.reversed() { try db.execute(sql: "DELETE FROM \(table.quotedDatabaseIdentifier)") }
+            try db.execute(sql: "DELETE FROM sqlite_sequence")
+        }
+        return try BackupDatabase(queue)
+    }
+
+    /// A verified backup's database, to read.
+    public static func open(_ path: String) throws -> BackupDatabase {
+        var c = Configuration()
+        c.readonly = true
+        return try BackupDatabase(DatabaseQueue(path: path, configuration: c))
+    }
+
+    public func close() throws { try queue.close() }
+
+    /// The columns of `table`, in order.
+    public func columns(of table: String) throws -> [String] {
+        try queue.read { db in try db.columns(in: table).map(\.name) }
+    }
+
+    /// Every row of `table` in its primary key's order, `size` at a time, values in `columns(of:)`'s order.
+    public func forEachBatch(of table: String, size: Int = 500, _ body: ([[BackupValue]]) async throws -> Void) async throws {
+        let declared = try await queue.read { db in try db.columns(in: table).map { $0.type.uppercased() } }
+        var after: Int64 = .min
+        while true {
+            let from = after
+            let batch: [(Int64, [BackupValue])] = try await queue.read { db in
+                try Row.fetchAll(db, sql: "SELECT rowid, * FROM \(table.quotedDatabaseIdentifier) WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                                 arguments: [from, size]).map { row in
+                    (row[0], try declared.indices.map { try Self.value(row[$0 + 1] as DatabaseValue, declared: declared[$0]) })
+                }
+            }
+            guard let last = batch.last else { return }
+            after = last.0
+            try await body(batch.map(\.1))
+        }
+    }
+
+    static func value(_ v: DatabaseValue, declared: String) throws -> BackupValue {
+        switch v.storage {
+        case .null: return .null
+        case .int64(let i): return declared == "BOOLEAN" ? .bool(i != 0) : .integer(i)
+        case .double(let d): return .real(d)
+        case .string(let s):
+            guard declared == "DATETIME" else { return .text(s) }
+            guard let date = Date.fromDatabaseValue(v) else { throw BackupError("The backup holds a date that cannot be read: \(s.prefix(40)).") }
+            return .date(date)
+        case .blob: throw BackupError("The backup holds binary data where Courier keeps none.")
+        }
+    }
+
+    /// Adds `rows` (values in `columns`' order) to `table`, in one transaction.
+    public func insert(into table: String, columns: [String], rows: [[BackupValue]]) throws {
+        let sql = "INSERT INTO \(table.quotedDatabaseIdentifier) (\(columns.map(\.quotedDatabaseIdentifier).joined(separator: ", "))) VALUES ("
+            + Array(repeating: "?", count: columns.count).joined(separator: ", ") + ")"
+        try queue.write { db in
+            let statement = try db.makeStatement(sql: sql)
+            for row in rows {
+                try statement.execute(arguments: StatementArguments(row.map { v -> DatabaseValue in
+                    switch v {
+                    case .null: return .null
+                    case .integer(let i): return i.databaseValue
+                    case .real(let d): return d.databaseValue
+                    case .text(let s): return s.databaseValue
+                    case .date(let d): return d.databaseValue
+                    case .bool(let b): return b.databaseValue
+                    }
+                }))
+            }
+        }
+    }
+
+    /// The last audit id given out (a deleted tail's rows included).
+    public func auditSequence() throws -> Int64 {
+        try queue.read { db in try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'audit'") ?? 0 }
+    }
+
+    public func setAuditSequence(_ seq: Int64) throws {
+        try queue.write { db in
+            try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'audit'")
+            if seq > 0 { try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('audit', ?)", arguments: [seq]) }
+        }
     }
 }

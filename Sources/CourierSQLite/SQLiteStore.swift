@@ -221,6 +221,12 @@ public final class SQLiteStore: Store {
                 BEGIN SELECT RAISE(ABORT, 'The last active administrator stays: add or enable another administrator first.'); END
                 """)
         }
+        // Each audit row names the one before it, as on PostgreSQL, where a rolled-back append
+        // leaves a gap in the ids: a backup moved between the stores keeps its ids and links,
+        // and verifies on either (rows from before stay linked by their contiguous ids).
+        m.registerMigration("v17-audit-links") { db in
+            try db.alter(table: "audit") { t in t.add(column: "previousId", .integer) }
+        }
         return m
     }
 

@@ -2,6 +2,7 @@ import CourierDomain
 import ArgumentParser
 import CourierArchive
 import CourierCore
+import CourierPostgres
 import CourierSQLite
 import CourierStore
 import CourierWeb
@@ -240,19 +241,12 @@ struct Token: AsyncParsableCommand {
 struct BackupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",
-        abstract: "Copy the database (SQLite online backup) and every blob it uses into DIR, with a manifest; safe while the server runs.")
+        abstract: "Copy the database (one consistent snapshot, SQLite or PostgreSQL) and every blob it uses into DIR, with a manifest; safe while the server runs. Either store's backup restores into either.")
     @OptionGroup var options: DataOptions
     @Argument(help: "A new or empty folder.") var dir: String
 
     func run() async throws {
         do {
-            guard options.databaseURL == nil else {
-                fail("courier backup copies the SQLite store; a PostgreSQL store is backed up with the operator's tools (pg_dump) and its blob folder for now.")
-            }
-            guard FileManager.default.fileExists(atPath: options.directory + "/courier.sqlite") else {
-                fail("\(options.directory) holds no Courier data (no courier.sqlite); give --data.")
-            }
-            let store = try SQLiteStore(dataDirectory: options.directory)
             // Test hook (tests/e2e/test_crash.py): the process kills itself after that many
             // entries of the finished backup are moved into place, a crash at a chosen moment.
             let killAfter = ProcessInfo.processInfo.environment["COURIER_TEST_KILL_BACKUP_AFTER_MOVES"].flatMap { Int($0) }
@@ -260,7 +254,17 @@ struct BackupCommand: AsyncParsableCommand {
             if let killAfter {
                 afterMove = { moved in if moved == killAfter { _ = kill(getpid(), SIGKILL) } }
             }
-            let m = try await Backup.run(store, to: dir, afterMove: afterMove)
+            let m: BackupManifest
+            if let url = options.databaseURL {
+                let store = try await PostgresStore(url: url, blobDirectory: options.blobDirectory ?? options.directory)
+                defer { store.shutdown() }
+                m = try await store.backup(to: dir, afterMove: afterMove)
+            } else {
+                guard FileManager.default.fileExists(atPath: options.directory + "/courier.sqlite") else {
+                    fail("\(options.directory) holds no Courier data (no courier.sqlite); give --data.")
+                }
+                m = try await Backup.run(try SQLiteStore(dataDirectory: options.directory), to: dir, afterMove: afterMove)
+            }
             print("Backed up \(m.apps) apps, \(m.packages) packages, \(m.tasks) tasks and \(m.auditRows) audit rows into \(dir) "
                   + "(\(m.files.count) files, \(m.files.reduce(0) { $0 + $1.size }) bytes).")
         } catch let e as CustomStringConvertible {
@@ -272,12 +276,23 @@ struct BackupCommand: AsyncParsableCommand {
 struct RestoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
-        abstract: "Check a backup against its manifest, then restore it into a new data folder (--data).")
+        abstract: "Check a backup against its manifest, then restore it into a new data folder (--data), or into an empty PostgreSQL database (--database, with --blob-dir).")
     @OptionGroup var options: DataOptions
     @Argument(help: "The backup folder.") var dir: String
 
     func run() async throws {
         do {
+            if let url = options.databaseURL {
+                // The backup is checked before anything is opened for writing.
+                _ = try Backup.verify(dir)
+                let store = try await PostgresStore(url: url, blobDirectory: options.blobDirectory ?? options.directory)
+                defer { store.shutdown() }
+                let m = try await store.restore(from: dir)
+                let where_ = (try? PostgresURL(url).redacted) ?? "PostgreSQL"
+                print("Restored \(m.apps) apps, \(m.packages) packages, \(m.tasks) tasks and \(m.auditRows) audit rows into \(where_) "
+                      + "(blobs in \(store.blobs.root.path)); start the nodes with --database and --blob-dir.")
+                return
+            }
             let m = try Backup.restore(from: dir, to: options.directory)
             print("Restored \(m.apps) apps, \(m.packages) packages, \(m.tasks) tasks and \(m.auditRows) audit rows into \(options.directory); "
                   + "start it with: courier serve --data \(options.directory)")
