@@ -44,3 +44,43 @@ extension PostgresStore: NodeStore {
         }
     }
 }
+
+/// The sign-in throttle's counts, shared by the nodes (issue 20): one row per key an attempt
+/// counts under. A reservation takes each key's advisory lock (in a fixed order, so two never
+/// deadlock), so parallel guesses on several nodes queue and each sees the last one's row.
+extension PostgresStore: SignInLedger {
+    public var signInLedger: (any SignInLedger)? { self }
+
+    public func reserveSignIn(_ keys: [(key: String, limit: Int)], window: TimeInterval, now: Date) async throws -> SignInReservation {
+        let cutoff = now.addingTimeInterval(-window)
+        // Keys are stored hashed: fixed length, no NUL (PostgreSQL's text has none), no names.
+        let keys = keys.map { (key: TokenHash.of($0.key), limit: $0.limit) }
+        return try await transaction { c in
+            for key in keys.map(\.key).sorted() {
+                try await c.query("SELECT pg_advisory_xact_lock(hashtextextended(\(key), 0))", logger: logger)
+            }
+            // Expired rows go: these keys' own, and a bounded handful of anyone's, so the table
+            // holds only the last window's attempts whatever is sent.
+            try await c.query("""
+                DELETE FROM sign_in_attempt WHERE at <= \(cutoff)
+                AND (key = ANY(\(keys.map(\.key))) OR ctid IN (SELECT ctid FROM sign_in_attempt WHERE at <= \(cutoff) LIMIT 100))
+                """, logger: logger)
+            var wait: TimeInterval = 0
+            for (key, limit) in keys {
+                let (count, oldest) = try await rows("SELECT COUNT(*), MIN(at) FROM sign_in_attempt WHERE key = \(key)",
+                                                     as: (Int64, Date?).self, on: c).first ?? (Int64(0), nil)
+                if count >= limit, let oldest { wait = max(wait, window - now.timeIntervalSince(oldest)) }
+            }
+            if wait > 0 { return .wait(wait) }
+            let id = UUID().uuidString
+            for (key, _) in keys {
+                try await c.query("INSERT INTO sign_in_attempt (id, key, at) VALUES (\(id), \(key), \(now))", logger: logger)
+            }
+            return .reserved(id)
+        }
+    }
+
+    public func releaseSignIn(_ id: String, clearing key: String) async throws {
+        try await client.query("DELETE FROM sign_in_attempt WHERE id = \(id) OR key = \(TokenHash.of(key))", logger: logger)
+    }
+}

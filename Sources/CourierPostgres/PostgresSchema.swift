@@ -152,6 +152,13 @@ enum PostgresSchema {
             """,
             "CREATE TRIGGER user_keeps_an_administrator AFTER UPDATE OF role, disabled ON courier_user FOR EACH ROW EXECUTE FUNCTION user_keeps_an_administrator()",
         ]),
+        // The sign-in throttle's counts, shared by the nodes (SignInLedger); a backup does not
+        // carry them. One row per key an attempt counts under, all with the attempt's id.
+        ("v2-sign-in-attempts", [
+            "CREATE TABLE sign_in_attempt (id text NOT NULL, key text NOT NULL, at timestamptz NOT NULL, PRIMARY KEY (id, key))",
+            "CREATE INDEX sign_in_attempt_by_key ON sign_in_attempt (key, at)",
+            "CREATE INDEX sign_in_attempt_by_time ON sign_in_attempt (at)",
+        ]),
     ]
 
     /// Brings the database up to date. Several nodes starting together queue on an advisory

@@ -174,9 +174,29 @@ public protocol NodeStore: AnyObject, Sendable {
     /// (Counting is a `COUNT(*)` under the write lock: the several-nodes issue keeps a counter
     /// on the task instead, for windows of a million devices.)
     func admit(task: Int64, device: String, limit: Int, now: Date) async throws -> Bool
+    /// Where failed sign-ins are counted when several nodes share this store (every node must
+    /// see every attempt); nil for a store only one node uses, which counts them in memory.
+    var signInLedger: (any SignInLedger)? { get }
+}
+
+/// Failed sign-ins counted where every node sees them: the sign-in throttle's numbers, shared.
+public protocol SignInLedger: Sendable {
+    /// Reserves one attempt under every key, unless one of them already holds its `limit` of
+    /// attempts newer than `window`: one decision for all nodes at once.
+    func reserveSignIn(_ keys: [(key: String, limit: Int)], window: TimeInterval, now: Date) async throws -> SignInReservation
+    /// The password was right: `clearing` starts afresh and this attempt no longer counts.
+    func releaseSignIn(_ id: String, clearing key: String) async throws
+}
+
+public enum SignInReservation: Sendable, Equatable {
+    /// Reserved: the attempt's id, for `releaseSignIn`.
+    case reserved(String)
+    /// Refused: seconds until the oldest attempt of a full key leaves the window.
+    case wait(TimeInterval)
 }
 
 extension NodeStore {
+    public var signInLedger: (any SignInLedger)? { nil }
     public func acquireLease(_ name: String, holder: String, for seconds: TimeInterval) async throws -> Bool { try await acquireLease(name, holder: holder, for: seconds, now: Date()) }
     public func admit(task: Int64, device: String, limit: Int) async throws -> Bool { try await admit(task: task, device: device, limit: limit, now: Date()) }
 }

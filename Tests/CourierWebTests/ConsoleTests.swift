@@ -137,7 +137,7 @@ final class ConsoleTests: XCTestCase {
     func testThrottleKeepsOtherAddressesAndOtherNamesOpenAndStaysBounded() async throws {
         let t = LoginThrottle(maxKeys: 100)
         func allowed(_ name: String, _ address: String) async -> LoginThrottle.Ticket? {
-            if case .success(let ticket) = await t.reserve(name: name, address: address) { return ticket }
+            if case .success(let ticket)? = try? await t.reserve(name: name, address: address) { return ticket }
             return nil
         }
         for _ in 0..<5 { _ = await allowed("alice", "10.0.0.1") }
@@ -148,7 +148,7 @@ final class ConsoleTests: XCTestCase {
 
         // A success for bob from an address does not wipe alice's failures from it.
         for _ in 0..<4 { _ = await allowed("dave", "10.0.0.3") }
-        if let bob = await allowed("bob", "10.0.0.3") { await t.succeeded(bob) } else { XCTFail("bob refused") }
+        if let bob = await allowed("bob", "10.0.0.3") { try await t.succeeded(bob) } else { XCTFail("bob refused") }
         _ = await allowed("dave", "10.0.0.3")
         let daveAfter = await allowed("dave", "10.0.0.3")
         XCTAssertNil(daveAfter, "dave's count survived bob's success")

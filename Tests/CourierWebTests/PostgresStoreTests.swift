@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import XCTest
+@testable import CourierWeb
 
 /// A fresh database on the test cluster (`make test` starts one: tests/pg/cluster.sh, its admin
 /// URL in COURIER_TEST_POSTGRES), dropped afterwards.
@@ -151,6 +152,43 @@ final class PostgresStoreTests: XCTestCase {
             await assertEqual(try await s.verifyAudit(), AuditVerification(rows: 2, firstBadRow: ids[2], missing: true), "the tail")
             try await s.client.query(#"UPDATE audit SET "user" = 'mallory' WHERE id = \#(ids[1])"#)
             await assertEqual(try await s.verifyAudit(), AuditVerification(rows: 2, firstBadRow: ids[1]), "a changed row")
+        }
+    }
+
+    /// The sign-in throttle counts on the database: guesses spread over two nodes are counted
+    /// together, parallel ones included, and a success on one node clears the pair on both.
+    func testTheSignInThrottleIsSharedByTheNodes() async throws {
+        try await withStore { a, db in
+            let b = try await db.store()
+            defer { b.shutdown() }
+            let nodes = [LoginThrottle(ledger: a.signInLedger), LoginThrottle(ledger: b.signInLedger)]
+            func reserve(_ n: Int, _ name: String, _ address: String) async throws -> LoginThrottle.Ticket? {
+                do {
+                    if case .success(let t) = try await nodes[n % 2].reserve(name: name, address: address) { return t }
+                } catch { XCTFail(String(reflecting: error)); throw error }
+                return nil
+            }
+            // Forty parallel guesses for one name from one address, over both nodes: five pass.
+            let passed = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for n in 0..<40 { group.addTask { try await reserve(n, "alice", "10.0.0.1") != nil } }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            XCTAssertEqual(passed, 5)
+            for n in 0..<2 { await assertNil(try await reserve(n, "alice", "10.0.0.1"), "locked on node \(n)") }
+            await assertNotNil(try await reserve(1, "alice", "10.0.0.2"), "another address is not locked out")
+            // A success through B clears bob's pair for A too.
+            for n in 0..<4 { _ = try await reserve(n, "bob", "10.0.0.3") }
+            let ok = try await reserve(1, "bob", "10.0.0.3")
+            try await nodes[1].succeeded(try XCTUnwrap(ok))
+            await assertNotNil(try await reserve(0, "bob", "10.0.0.3"), "B's success counted on A")
+            // Twenty failures from one address, any names, close it on both nodes.
+            for n in 0..<20 { _ = try await reserve(n, "name\(n)", "10.0.0.4") }
+            for n in 0..<2 { await assertNil(try await reserve(n, "new\(n)", "10.0.0.4")) }
+            // Rows older than the window go.
+            let old = Date().addingTimeInterval(-3600)
+            _ = try await a.reserveSignIn([("pair:old", 5)], window: 900, now: old)
+            _ = try await a.reserveSignIn([("pair:other", 5)], window: 900, now: Date())
+            await assertEqual(try await a.all("SELECT COUNT(*) FROM sign_in_attempt WHERE key = \(TokenHash.of("pair:old"))", as: Int64.self).first, 0)
         }
     }
 

@@ -130,9 +130,36 @@ def test_two_nodes_on_one_database_share_releases_and_survive_one_another(tmp_pa
         assert update(a, "u2") == ["1.0.0.1"]
         verified = courier(env, "audit", "verify", "--data", a.data)
         assert verified.returncode == 0 and "holds" in verified.stdout, verified.stdout + verified.stderr
+
+        # The sign-in throttle is shared: five wrong passwords spread over A and B lock the
+        # name on both, and the right one waits too.
+        statuses = [sign_in(node, "admin", "wrong") for node in (a, b, a, b, a)]
+        assert statuses == [401] * 5, statuses
+        assert sign_in(b, "admin", "wrong") == 429 and sign_in(a, "admin", PASSWORD) == 429
     finally:
         a.stop()
         b.stop()
+
+
+def sign_in(server, name, password):
+    """Signs in through the form (its CSRF cookie and token), answering the status."""
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.parse
+    jar = http.cookiejar.CookieJar()
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args):
+            return None
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+    page = opener.open(server.url + "/login", timeout=10).read().decode()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({"name": name, "password": password, "csrf": csrf, "next": "/apps"}).encode()
+    try:
+        return opener.open(server.url + "/login", data=form, timeout=30).status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def answers(server, users):

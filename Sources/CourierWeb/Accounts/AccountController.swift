@@ -46,12 +46,12 @@ extension Services {
     func checkCurrentPassword(_ context: SignedInContext, missing: String, wrong: String) async throws -> FieldError? {
         let password = context.form["currentPassword"]
         guard !password.isEmpty else { return FieldError("currentPassword", missing) }
-        switch await throttle.reserve(name: context.user.name, address: context.remoteIP) {
+        switch try await throttle.reserve(name: context.user.name, address: context.remoteIP) {
         case .failure(let wait):
             return FieldError("currentPassword", "Too many wrong passwords. Try again in \(max(1, (wait.seconds + 59) / 60)) minute(s).")
         case .success(let ticket):
             guard try await passwords.verify(password, hash: context.user.passwordHash) else { return FieldError("currentPassword", wrong) }
-            await throttle.succeeded(ticket)
+            try await throttle.succeeded(ticket)
             return nil
         }
     }

@@ -11,12 +11,15 @@ import NIOPosix
 /// address whatever the names, within 15 minutes, that pair or address waits. An attempt is
 /// reserved (counted as a failure) before its password is hashed, so parallel guesses cannot
 /// all pass the check first; a success releases its own reservation and clears only its own
-/// (name, address) pair.
+/// (name, address) pair. Nodes sharing a store count in its ledger (`SignInLedger`), so an
+/// attacker gains nothing by spreading guesses over the nodes behind a balancer.
 public actor LoginThrottle {
     public struct Ticket: Sendable {
         let pair: String
         let address: String
         let at: Date
+        /// The shared ledger's id for this attempt.
+        var id: String?
     }
 
     var attempts: [String: [Date]] = [:]
@@ -27,13 +30,22 @@ public actor LoginThrottle {
     static let maxNameLength = 64
     let maxKeys: Int
 
-    public init(maxKeys: Int = 10_000) { self.maxKeys = maxKeys }
+    /// Counts shared by every node, or nil: counted here, in memory.
+    let ledger: (any SignInLedger)?
+
+    public init(maxKeys: Int = 10_000, ledger: (any SignInLedger)? = nil) { self.maxKeys = maxKeys; self.ledger = ledger }
 
     /// Reserves an attempt, or answers how many seconds to wait.
-    func reserve(name: String, address: String, now: Date = Date()) -> Result<Ticket, Wait> {
+    func reserve(name: String, address: String, now: Date = Date()) async throws -> Result<Ticket, Wait> {
         let address = Self.network(of: address)
         let pair = "pair:" + address + "\u{0}" + name.lowercased().prefix(Self.maxNameLength)
         let addr = "addr:" + address
+        if let ledger {
+            switch try await ledger.reserveSignIn([(pair, perPair), (addr, perAddress)], window: window, now: now) {
+            case .reserved(let id): return .success(Ticket(pair: pair, address: addr, at: now, id: id))
+            case .wait(let seconds): return .failure(Wait(seconds: max(1, Int(seconds.rounded(.up)))))
+            }
+        }
         var wait: TimeInterval = 0
         for (key, limit) in [(pair, perPair), (addr, perAddress)] {
             let recent = (attempts[key] ?? []).filter { now.timeIntervalSince($0) < window }
@@ -48,7 +60,8 @@ public actor LoginThrottle {
     }
 
     /// The password was right: this attempt does not count, and this pair starts afresh.
-    func succeeded(_ ticket: Ticket) {
+    func succeeded(_ ticket: Ticket) async throws {
+        if let ledger, let id = ticket.id { return try await ledger.releaseSignIn(id, clearing: ticket.pair) }
         attempts[ticket.pair] = nil
         if var list = attempts[ticket.address], let i = list.firstIndex(of: ticket.at) {
             list.remove(at: i)
@@ -158,7 +171,7 @@ struct AuthController {
             return try await answer("The sign-in form had expired. Sign in again.", .forbidden)
         }
         let ticket: LoginThrottle.Ticket
-        switch await services.throttle.reserve(name: name, address: context.remoteIP) {
+        switch try await services.throttle.reserve(name: name, address: context.remoteIP) {
         case .failure(let wait):
             var r = try await answer("Too many failed sign-ins. Try again in \(max(1, (wait.seconds + 59) / 60)) minute(s).", .tooManyRequests)
             r.headers[HTTPField.Name("Retry-After")!] = String(wait.seconds)
@@ -171,7 +184,7 @@ struct AuthController {
         // Verify against a dummy hash when the user is unknown, so timing does not reveal names.
         let hash = user?.passwordHash ?? "$2b$12$C6UzMDM.H6dfI/f/IKxGhuN0T8a0K4RRtQWlDEWa3RxLQNtcqQz7S"
         guard try await services.passwords.verify(form["password"], hash: hash), let user, !user.disabled else { return wrong }
-        await services.throttle.succeeded(ticket)
+        try await services.throttle.succeeded(ticket)
         let (cookie, _) = try await services.store.createSession(userId: user.id!, lifetime: 12 * 3600)
         var response = Response.redirect(to: next)
         response.setCookie(Cookie(name: services.config.sessionCookie, value: cookie, maxAge: 12 * 3600, path: "/",

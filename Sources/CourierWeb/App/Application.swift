@@ -156,7 +156,7 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
     let delivery = try await Delivery(store: store, publicURL: config.publicURL, metrics: metrics, logger: logger)
     return Services(config: config, store: store, views: Views(library: library),
                     actions: Actions(store: store, signer: signer, passwords: passwords, metrics: metrics),
-                    signer: signer, throttle: LoginThrottle(), passwords: passwords,
+                    signer: signer, throttle: LoginThrottle(ledger: store.signInLedger), passwords: passwords,
                     delivery: delivery,
                     setup: FirstRunSetup(open: try await store.userCount() == 0),
                     patches: PatchService(store: store, delivery: delivery, bases: config.patchBases, logger: logger,
