@@ -386,8 +386,18 @@ extension PostgresStore: CatalogueStore {
     public func sweep(grace: TimeInterval, now: Date) async throws -> (tempFiles: Int, orphanBlobs: Int) {
         let before = now.addingTimeInterval(-grace)
         let temps = blobs.clearTemporaryFiles(untouchedSince: grace > 0 ? before : nil)
+        // This node's pending marks first, then the rows: a blob it added whose rows never
+        // committed (the node was killed in between) goes now, whatever its age.
+        let pending = blobs.ownPending()
         let referenced = Set(try await all("\(unescaped: Self.referencedBlobs)", as: String.self))
-        let orphans = blobs.removeAll(except: referenced, untouchedSince: grace > 0 ? before : nil)
+        var orphans = 0
+        for blob in pending where !referenced.contains(blob) && !blobs.pendingElsewhere(blob)
+                                  && FileManager.default.fileExists(atPath: blobs.path(for: blob)) {
+            blobs.remove(blob)
+            orphans += 1
+        }
+        blobs.forgetPending()
+        orphans += blobs.removeAll(except: referenced, untouchedSince: grace > 0 ? before : nil)
         return (temps, orphans)
     }
 }

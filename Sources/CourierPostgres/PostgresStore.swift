@@ -28,7 +28,8 @@ public final class PostgresStore: Sendable {
     /// Connects to `url` (`postgres://user:password@host:port/database`) and brings the schema up
     /// to date under an advisory lock (several nodes may start together). Blobs live in
     /// `blobDirectory`, which every node shares.
-    public init(url: String, blobDirectory: String, logger: Logger = Logger(label: "courier.postgres")) async throws {
+    /// `node` names this node (a server's host and port) for the blobs it adds: see `BlobStore.owner`.
+    public init(url: String, blobDirectory: String, node: String? = nil, logger: Logger = Logger(label: "courier.postgres")) async throws {
         let configuration = try PostgresURL(url).configuration
         self.logger = logger
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -36,7 +37,7 @@ public final class PostgresStore: Sendable {
         runner = Task { await client.run() }
         let dir = URL(fileURLWithPath: blobDirectory, isDirectory: true)
         try PrivateDirectory.prepare(dir.path)
-        blobs = try BlobStore(root: dir)
+        blobs = try BlobStore(root: dir, node: node)
         importsDirectory = dir.appendingPathComponent("imports").path
         try PrivateDirectory.prepare(importsDirectory)
         do {

@@ -16,10 +16,22 @@ public struct BlobStore: Sendable {
     public var temporaryDirectory: URL { root.appendingPathComponent("tmp", isDirectory: true) }
     package var blobDirectory: URL { root.appendingPathComponent("blobs", isDirectory: true) }
 
-    package init(root: URL) throws {
+    /// On a folder several nodes share: this node's tag (a hash of its name). Its temp files'
+    /// names start with it, and a blob it adds is first marked `pending/{tag}/{sha256}`, so that
+    /// the node, restarting after a crash, removes what it left half-done at once, while what
+    /// other nodes may be writing is left alone (their files are swept only after an hour).
+    public let owner: String?
+    var pendingDirectory: URL? { owner.map { root.appendingPathComponent("pending/" + $0, isDirectory: true) } }
+
+    package init(root: URL, node: String? = nil) throws {
         self.root = root
+        owner = node.map { "n" + TokenHash.of($0).prefix(16) }
         try PrivateDirectory.prepare(temporaryDirectory.path)
         try PrivateDirectory.prepare(blobDirectory.path)
+        if let pendingDirectory {
+            try PrivateDirectory.prepare(root.appendingPathComponent("pending").path)
+            try PrivateDirectory.prepare(pendingDirectory.path)
+        }
     }
 
     /// Where a blob lies inside a data folder (and a backup): `blobs/ab/abcdef….amr`.
@@ -32,15 +44,47 @@ public struct BlobStore: Sendable {
 
     /// A fresh path under `tmp/` for an upload or a build in progress.
     public func temporaryPath(suffix: String) -> String {
-        temporaryDirectory.appendingPathComponent(UUID().uuidString + suffix).path
+        temporaryDirectory.appendingPathComponent((owner.map { $0 + "-" } ?? "") + UUID().uuidString + suffix).path
     }
 
-    /// Moves a finished temp file into the store under its hash.
+    /// Moves a finished temp file into the store under its hash (marked pending first, on a
+    /// shared folder: until its rows commit, only this node's restart may take it away).
     public func adopt(_ tempPath: String, sha256: String) throws {
         let target = path(for: sha256)
         try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if let pendingDirectory {
+            let fd = open(pendingDirectory.appendingPathComponent(sha256).path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw CocoaError(.fileWriteUnknown) }
+            close(fd)
+        }
         if rename(tempPath, target) != 0 { throw CocoaError(.fileWriteUnknown) }
+    }
+
+    /// This node's pending marks: the blobs it added since it last started (or within the
+    /// last hour), some of which a crash may have left without rows.
+    package func ownPending() -> [String] {
+        guard let pendingDirectory else { return [] }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: pendingDirectory.path)) ?? []).filter { $0.count == 64 }
+    }
+
+    /// Does another node mark `sha256` pending (the same bytes, being added there now)?
+    package func pendingElsewhere(_ sha256: String) -> Bool {
+        guard let owner else { return false }
+        let all = root.appendingPathComponent("pending")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: all.path)) ?? []).contains {
+            $0 != owner && FileManager.default.fileExists(atPath: all.appendingPathComponent($0).appendingPathComponent(sha256).path)
+        }
+    }
+
+    /// Forgets this node's pending marks: all of them, or those older than `cutoff` (by then
+    /// the change that added the blob has committed or failed).
+    package func forgetPending(untouchedSince cutoff: Date? = nil) {
+        guard let pendingDirectory else { return }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: pendingDirectory.path)) ?? []
+        where Self.untouched(pendingDirectory.appendingPathComponent(name).path, since: cutoff) {
+            unlink(pendingDirectory.appendingPathComponent(name).path)
+        }
     }
 
     public func remove(_ sha256: String) { unlink(path(for: sha256)) }
@@ -55,9 +99,13 @@ public struct BlobStore: Sendable {
         return true
     }
 
+    /// Removes temp files left alone since `cutoff` (all without one); this node's own at any
+    /// age (it calls this starting up, so none of its own is being written).
     package func clearTemporaryFiles(untouchedSince cutoff: Date? = nil) -> Int {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: temporaryDirectory.path)) ?? [])
-            .filter { Self.untouched(temporaryDirectory.appendingPathComponent($0).path, since: cutoff) }
+            .filter { name in
+                (owner.map { name.hasPrefix($0 + "-") } ?? false) || Self.untouched(temporaryDirectory.appendingPathComponent(name).path, since: cutoff)
+            }
         for n in names { try? FileManager.default.removeItem(at: temporaryDirectory.appendingPathComponent(n)) }
         return names.count
     }

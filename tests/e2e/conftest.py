@@ -51,7 +51,8 @@ class Server:
         self.proc = None
 
     def courier(self, *args, stdin=None):
-        return subprocess.run([BINARY, *args, "--data", self.data], input=stdin, capture_output=True, text=True, check=True)
+        return subprocess.run([BINARY, *args, "--data", self.data], input=stdin, capture_output=True, text=True, check=True,
+                              env=dict(os.environ, **self.env) if self.env else None)
 
     def start(self):
         log = open(os.path.join(self.data, "server.log"), "a")

@@ -78,15 +78,33 @@ class Crashing:
         self.server.start()
         self.check(round_label)
 
-    def check(self, round_label):
+    @property
+    def database(self):
+        """The PostgreSQL URL, when the server runs on one (several-nodes mode)."""
+        return (self.server.env or {}).get("COURIER_DATABASE")
+
+    def sql(self, query):
+        """Rows of `query` on the server's database (SQLite file or PostgreSQL)."""
+        if self.database:
+            out = subprocess.run(["psql", self.database, "-At", "-F", "\t", "-c", query], capture_output=True, text=True, check=True).stdout
+            return [tuple(line.split("\t")) for line in out.splitlines() if line]
         db = sqlite3.connect(os.path.join(self.data, "courier.sqlite"))
         try:
-            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok", round_label
-            rows = {r[0] for r in db.execute("SELECT blob FROM package UNION SELECT blob FROM patch WHERE blob IS NOT NULL")}
+            return [tuple(str(v) for v in r) for r in db.execute(query)]
         finally:
             db.close()
+
+    def check(self, round_label):
+        if not self.database:
+            db = sqlite3.connect(os.path.join(self.data, "courier.sqlite"))
+            try:
+                assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok", round_label
+            finally:
+                db.close()
+        rows = {r[0] for r in self.sql("SELECT blob FROM package UNION SELECT blob FROM patch WHERE blob IS NOT NULL")}
+        folder = self.server.env["COURIER_BLOB_DIR"] if self.database else self.data
         on_disk = {}
-        for root, _, names in os.walk(os.path.join(self.data, "blobs")):
+        for root, _, names in os.walk(os.path.join(folder, "blobs")):
             for n in names:
                 on_disk[n[:-4]] = os.path.join(root, n)
         assert rows <= set(on_disk), f"{round_label}: a package's blob is missing"
@@ -94,8 +112,9 @@ class Crashing:
         for sha, path in on_disk.items():
             with open(path, "rb") as f:
                 assert hashlib.sha256(f.read()).hexdigest() == sha, f"{round_label}: blob {sha} is half-written"
-        assert not os.listdir(os.path.join(self.data, "tmp")), f"{round_label}: temp files remain"
-        verify = subprocess.run([BINARY, "audit", "verify", "--data", self.data], capture_output=True, text=True)
+        assert not os.listdir(os.path.join(folder, "tmp")), f"{round_label}: temp files remain"
+        verify = subprocess.run([BINARY, "audit", "verify", "--data", self.data], capture_output=True, text=True,
+                                env=dict(os.environ, **(self.server.env or {})))
         assert verify.returncode == 0, f"{round_label}: {verify.stdout}"
 
     def packages(self):
@@ -108,6 +127,15 @@ class Crashing:
 @pytest.fixture
 def crashing(tmp_path):
     c = Crashing(tmp_path)
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def crashing_on_postgresql(tmp_path):
+    """A node on PostgreSQL with its blob folder (issue 20's crash round)."""
+    from test_nodes import fresh_database
+    c = Crashing(tmp_path, env={"COURIER_DATABASE": fresh_database(), "COURIER_BLOB_DIR": str(tmp_path / "shared-blobs")})
     yield c
     c.stop()
 
@@ -136,6 +164,17 @@ def upload_rounds(c, path, label):
 def test_sigkill_during_uploads(crashing, tmp_path):
     from zips import large
     upload_rounds(crashing, large(str(tmp_path / "big.zip"), 24), "upload")
+
+
+def test_sigkill_during_uploads_on_postgresql(crashing_on_postgresql, tmp_path):
+    """Killed mid-upload on PostgreSQL: the package is whole or absent, the blob folder every
+    node shares holds no orphan and no temp file once the node is back, the chain verifies."""
+    from zips import large
+    upload_rounds(crashing_on_postgresql, large(str(tmp_path / "big.zip"), 24), "upload on PostgreSQL")
+
+
+def test_sigkill_during_task_operations_on_postgresql(crashing_on_postgresql, tmp_path):
+    test_sigkill_during_task_operations(crashing_on_postgresql, tmp_path)
 
 
 def test_sigkill_during_amr_builds(crashing, tmp_path):
@@ -205,12 +244,8 @@ def test_sigkill_during_task_operations(crashing, tmp_path):
         c.kill_during(churn, 1.0)
         c.restart_and_check(f"task round {i}")
         t = c.call("GET", f"/api/v1/tasks/{tid}")[1]
-        db = sqlite3.connect(os.path.join(c.data, "courier.sqlite"))
-        try:
-            last = db.execute("SELECT action, detail FROM audit WHERE subject = ? AND action IN ('task.pause','task.resume') "
-                              "ORDER BY id DESC LIMIT 1", (str(tid),)).fetchone()
-        finally:
-            db.close()
+        last = (c.sql(f"SELECT action FROM audit WHERE subject = '{int(tid)}' AND action IN ('task.pause','task.resume') "
+                      "ORDER BY id DESC LIMIT 1") or [None])[0]
         if last:
             expected = "paused" if last[0] == "task.pause" else "releasing"
             assert t["status"] == expected, f"task round {i}: status {t['status']} but the log's last step is {last[0]}"

@@ -17,6 +17,9 @@ public struct CourierConfiguration: Sendable {
     public var dataDirectory = "./data"
     public var host = "127.0.0.1"
     public var port = 8080
+    /// This server among the nodes: the same after a restart (the housekeeping lease's holder,
+    /// the owner of what it adds to a shared blob folder).
+    public var nodeName: String { "\(ProcessInfo.processInfo.hostName) \(dataDirectory) :\(port)" }
     /// Base of the URLs clients are given (`package_url`, `fallback_base_url`).
     public var publicURL = "http://127.0.0.1:8080"
     /// The console's own address; nil means the same as `publicURL` (a shared origin).
@@ -114,8 +117,11 @@ public struct StoreLocation: Sendable {
     public var dataDirectory: String
     public var database: String?
     public var blobDirectory: String?
-    public init(dataDirectory: String, database: String? = nil, blobDirectory: String? = nil) {
-        self.dataDirectory = dataDirectory; self.database = database; self.blobDirectory = blobDirectory
+    /// The server's name among the nodes (host, data folder, port), for what it adds to the
+    /// shared blob folder; nil for a command.
+    public var node: String?
+    public init(dataDirectory: String, database: String? = nil, blobDirectory: String? = nil, node: String? = nil) {
+        self.dataDirectory = dataDirectory; self.database = database; self.blobDirectory = blobDirectory; self.node = node
     }
     /// Several nodes may share it: the start-up sweep spares what another node may be writing.
     public var shared: Bool { database != nil }
@@ -129,12 +135,13 @@ public struct StoreLocation: Sendable {
 /// The one place a store is chosen (the command line's commands and the server).
 public func openStore(_ location: StoreLocation, logger: Logger? = nil) async throws -> any Store {
     guard let database = location.database else { return try SQLiteStore(dataDirectory: location.dataDirectory, logger: logger) }
-    return try await PostgresStore(url: database, blobDirectory: location.blobDirectory ?? location.dataDirectory,
+    return try await PostgresStore(url: database, blobDirectory: location.blobDirectory ?? location.dataDirectory, node: location.node,
                                    logger: logger ?? Logger(label: "courier.postgres"))
 }
 
 public func buildServices(_ config: CourierConfiguration, logger: Logger) async throws -> Services {
-    let location = StoreLocation(dataDirectory: config.dataDirectory, database: config.database, blobDirectory: config.blobDirectory)
+    let location = StoreLocation(dataDirectory: config.dataDirectory, database: config.database, blobDirectory: config.blobDirectory,
+                                 node: config.nodeName)
     let store = try await openStore(location, logger: logger)
     // On a shared blob folder another node may be writing a file now: only what has been left
     // alone for an hour is swept, and imports being submitted are left to their node.
@@ -254,7 +261,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
                        // router's headers, FastPathTests compares them).
                        configuration: .init(address: .hostname(config.host, port: config.port)),
                        services: [Housekeeping(actions: services.actions, logger: logger,
-                                               node: "\(ProcessInfo.processInfo.hostName) \(config.dataDirectory) :\(config.port)"),
+                                               node: config.nodeName),
                                   services.patches] + followers(services),
                        eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
                            ?? .singleton,
@@ -333,6 +340,8 @@ struct Housekeeping: Service {
             while !Task.isCancelled {
                 rounds += 1
                 if rounds % 6 == 0 { Allocator.trim() }
+                // This node's marks on blobs it added an hour ago and more: committed or failed by now.
+                if rounds % 60 == 0 { actions.store.blobs.forgetPending(untouchedSince: Date().addingTimeInterval(-3600)) }
                 let holding: Bool
                 do { holding = try await actions.store.acquireLease("housekeeping", holder: node, for: 60) } catch {
                     logger.error("Could not take the housekeeping lease", metadata: ["error": "\(error)"])
