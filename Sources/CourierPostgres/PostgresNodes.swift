@@ -23,12 +23,16 @@ extension PostgresStore: NodeStore {
         }
     }
 
+    public func admittedDevices(task: Int64) async throws -> Int {
+        Int(try await all("SELECT n FROM admission_count WHERE task_id = \(task)", as: Int64.self).first ?? 0)
+    }
+
     public func releaseLease(_ name: String, holder: String) async throws {
         try await client.query("DELETE FROM lease WHERE name = \(name) AND holder = \(holder)", logger: logger)
     }
 
     /// The task's row is locked first: admissions to one window queue up across nodes, so the
-    /// count each one reads is the last one's.
+    /// count each one reads (the window's `admission_count`, kept by triggers) is the last one's.
     public func admit(task: Int64, device: String, limit: Int, now: Date) async throws -> Bool {
         try await transaction { c in
             let open = try await all("""
@@ -37,7 +41,7 @@ extension PostgresStore: NodeStore {
             let already = try await all("SELECT 1 FROM admission WHERE task_id = \(task) AND device_id = \(device)", as: Int32.self, on: c)
             if !already.isEmpty { return true }
             guard !open.isEmpty else { return false }
-            let count = try await all("SELECT COUNT(*) FROM admission WHERE task_id = \(task)", as: Int64.self, on: c).first ?? 0
+            let count = try await all("SELECT n FROM admission_count WHERE task_id = \(task)", as: Int64.self, on: c).first ?? 0
             guard count < limit else { return false }
             try await c.query("INSERT INTO admission (task_id, device_id) VALUES (\(task), \(device))", logger: logger)
             return true

@@ -102,7 +102,7 @@ extension PostgresStore: ReleaseStore {
     /// drops the devices (as on SQLite).
     func dropAdmissionsUnlessOpenWindow(_ t: inout TaskRecord, on c: PostgresConnection) async throws {
         guard let id = t.id, !(t.modeName == .timeWindow && !t.taskStatus.hasEnded) else { return }
-        let admitted = Int(try await all("SELECT COUNT(*) FROM admission WHERE task_id = \(id)", as: Int64.self, on: c).first ?? 0)
+        let admitted = Int(try await all("SELECT n FROM admission_count WHERE task_id = \(id)", as: Int64.self, on: c).first ?? 0)
         guard admitted > 0 || (t.modeName == .timeWindow && t.admittedCount == nil) else { return }
         t.admittedCount = (t.admittedCount ?? 0) + admitted
         try await c.query("DELETE FROM admission WHERE task_id = \(id)", logger: logger)

@@ -159,6 +159,31 @@ enum PostgresSchema {
             "CREATE INDEX sign_in_attempt_by_key ON sign_in_attempt (key, at)",
             "CREATE INDEX sign_in_attempt_by_time ON sign_in_attempt (at)",
         ]),
+        // How many devices each time window holds, kept by the database as admissions come and
+        // go (one statement-level trigger each way): `admit` reads one row instead of counting a
+        // million. Derived from `admission`, so a backup does not carry it; a restore rebuilds it.
+        ("v3-admission-counts", [
+            "CREATE TABLE admission_count (task_id bigint PRIMARY KEY REFERENCES task (id) ON DELETE CASCADE, n bigint NOT NULL)",
+            "INSERT INTO admission_count (task_id, n) SELECT task_id, COUNT(*) FROM admission GROUP BY task_id",
+            """
+            CREATE FUNCTION admission_added() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                INSERT INTO admission_count (task_id, n) SELECT task_id, COUNT(*) FROM added GROUP BY task_id
+                ON CONFLICT (task_id) DO UPDATE SET n = admission_count.n + excluded.n;
+                RETURN NULL;
+            END $$
+            """,
+            "CREATE TRIGGER admission_added AFTER INSERT ON admission REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION admission_added()",
+            """
+            CREATE FUNCTION admission_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                UPDATE admission_count c SET n = c.n - g.k FROM (SELECT task_id, COUNT(*) AS k FROM removed GROUP BY task_id) g
+                WHERE c.task_id = g.task_id;
+                RETURN NULL;
+            END $$
+            """,
+            "CREATE TRIGGER admission_removed AFTER DELETE ON admission REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION admission_removed()",
+        ]),
     ]
 
     /// Brings the database up to date. Several nodes starting together queue on an advisory

@@ -63,4 +63,8 @@ extension SQLiteStore {
             return db.changesCount > 0
         }
     }
+
+    public func admittedDevices(task: Int64) async throws -> Int {
+        try await db.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM admission WHERE taskId = ?", arguments: [task]) ?? 0 }
+    }
 }

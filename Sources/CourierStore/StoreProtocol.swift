@@ -171,9 +171,12 @@ public protocol NodeStore: AnyObject, Sendable {
     /// decided by the database in one transaction: true when the device is admitted (now or
     /// before), false when the window is full or the task is no longer an open window. Several
     /// nodes asking at once admit exactly `limit` devices.
-    /// (Counting is a `COUNT(*)` under the write lock: the several-nodes issue keeps a counter
-    /// on the task instead, for windows of a million devices.)
+    /// (SQLite counts under its one writer's lock, behind the node's own ledger; PostgreSQL
+    /// reads a count the database keeps per window, so a window of a million costs the same.)
     func admit(task: Int64, device: String, limit: Int, now: Date) async throws -> Bool
+    /// How many devices time-window task `task` has admitted so far, as stored: what the
+    /// console shows (on several nodes no node's own ledger knows them all).
+    func admittedDevices(task: Int64) async throws -> Int
     /// Where failed sign-ins are counted when several nodes share this store (every node must
     /// see every attempt); nil for a store only one node uses, which counts them in memory.
     var signInLedger: (any SignInLedger)? { get }

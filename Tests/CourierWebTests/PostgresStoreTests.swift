@@ -102,6 +102,7 @@ final class PostgresStoreTests: XCTestCase {
             }
             XCTAssertEqual(admitted, 20)
             await assertEqual(try await a.all("SELECT COUNT(*) FROM admission", as: Int64.self).first, 20)
+            await assertEqual(try await b.admittedDevices(task: task), 20, "the count the database keeps")
             let first = try await a.all("SELECT device_id FROM admission LIMIT 1", as: String.self).first ?? ""
             await assertTrue(try await b.admit(task: task, device: first, limit: 20, now: Date()), "an admitted device stays admitted")
             await assertFalse(try await b.admit(task: task, device: "late", limit: 20, now: Date().addingTimeInterval(7200)))

@@ -95,6 +95,8 @@ def test_two_nodes_on_one_database_share_releases_and_survive_one_another(tmp_pa
         admitted = [n for n, versions in enumerate(answers) if versions == ["1.0.0.2"]]
         assert len(admitted) == 20, answers
         assert all(versions == ["1.0.0.1"] for versions in answers if versions != ["1.0.0.2"]), "the others keep the official release"
+        for node in (a, b):   # each console counts every node's admissions
+            assert api(node, token, "GET", f"/api/v1/tasks/{task['id']}")[1]["admitted"] == 20
         again = admitted[0]
         assert update(b if again % 2 else a, f"w{again}") == ["1.0.0.2"], "an admitted device is admitted on the other node too"
 

@@ -153,6 +153,6 @@ extension APIController {
     }
 
     func taskJSON(_ t: TaskRecord) async throws -> TaskJSON {
-        TaskJSON(t, events: try await services.store.eventCounts(task: t.id ?? 0), admitted: services.delivery.ledger.count(t.id ?? 0))
+        TaskJSON(t, events: try await services.store.eventCounts(task: t.id ?? 0), admitted: try await services.store.admittedDevices(task: t.id ?? 0))
     }
 }

@@ -186,7 +186,7 @@ struct TasksController {
         let names = try await services.whitelistNames()
         let tasks = try await services.store.tasks(of: t.appId)
         var model = TaskPage(t, app: app, package: p, whitelistNames: names, events: try await services.store.eventCounts(task: id),
-                             admitted: services.delivery.ledger.count(id),
+                             admitted: try await services.store.admittedDevices(task: id),
                              history: try await services.store.auditEntries(subject: String(id), actionPrefix: "task."),
                              user: context.user, failure: failure, typedComment: typedComment, typedPercentage: typedPercentage,
                              unreadable: services.delivery.snapshot.targeting.unreadable(t.releaseTask),
