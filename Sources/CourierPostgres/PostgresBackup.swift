@@ -20,14 +20,7 @@ extension PostgresStore {
             let target = try BackupDatabase.create(at: path)
             defer { try? target.close() }
             try await client.withConnection { c in
-                try await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
-                do {
-                    try await copy(into: target, on: c)
-                    try await c.query("ROLLBACK", logger: logger)
-                } catch {
-                    _ = try? await c.query("ROLLBACK", logger: logger)
-                    throw error
-                }
+                try await within("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", end: "ROLLBACK", on: c) { try await copy(into: target, on: $0) }
             }
         }
     }
@@ -64,14 +57,7 @@ extension PostgresStore {
         let added = try Backup.restoreBlobs(from: dir, manifest: manifest, into: blobs)
         do {
             try await client.withConnection { c in
-                try await c.query("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
-                do {
-                    try await restoreRows(from: source, on: c)
-                    try await c.query("COMMIT", logger: logger)
-                } catch {
-                    _ = try? await c.query("ROLLBACK", logger: logger)
-                    throw error
-                }
+                try await within("BEGIN ISOLATION LEVEL READ COMMITTED", on: c) { try await restoreRows(from: source, on: $0) }
             }
         } catch {
             for blob in added { blobs.remove(blob) }

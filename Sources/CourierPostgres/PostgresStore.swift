@@ -83,6 +83,21 @@ public final class PostgresStore: Sendable {
         }
     }
 
+    /// Runs `body` between `begin` and `end` (COMMIT, or ROLLBACK for a read-only snapshot) on
+    /// `connection`; an error rolls back. (`transaction` inlines the same, for its non-Sendable body.)
+    func within<T>(_ begin: String, end: String = "COMMIT", on connection: PostgresConnection,
+                   _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await connection.query(PostgresQuery(unsafeSQL: begin), logger: logger)
+        do {
+            let value = try await body(connection)
+            try await connection.query(PostgresQuery(unsafeSQL: end), logger: logger)
+            return value
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
     /// One change: `body` writes, then its audit row is appended, in one transaction; the
     /// catalogue version rises with catalogue changes (and other nodes are notified on commit).
     func change<T: Sendable>(by actor: ActingUser, _ action: String, subject: String, catalogue: Bool = true,

@@ -382,4 +382,42 @@ final class FailClosedTests: XCTestCase {
         XCTAssertEqual(t.unreadable, "a rule “carrier in” that this version of Courier does not know")
         XCTAssertFalse(t.releaseTask.isOfficial)
     }
+
+    /// Changes in a burst (a hundred patches recorded one after another, a batch release) are
+    /// coalesced: a rebuild reads everything committed before it starts, so those queued behind
+    /// it share the next one, and each change is still in the snapshot when its caller goes on.
+    func testABurstOfChangesIsCoalescedIntoFewRebuilds() async throws {
+        let h = try await Harness.make()
+        defer { h.cleanUp() }
+        func rebuilds() async throws -> Int {
+            let text = Locked("")
+            try await h.test { client in text.set(try await client.execute(uri: "/metrics", method: .get).text) }
+            let line = text.get().split(separator: "\n").first { $0.hasPrefix("courier_snapshot_rebuilds_total{outcome=\"ok\"}") } ?? ""
+            return Int(line.split(separator: " ").last ?? "") ?? -1
+        }
+        let before = try await rebuilds()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for n in 0..<40 {
+                group.addTask {
+                    let list = try await h.store.createWhitelist(name: "burst-\(n)", kind: .user, values: ["u\(n)"], by: .commandLine)
+                    // On return the list is in the snapshot, whoever's rebuild read it.
+                    XCTAssertNotNil(h.services.delivery.snapshot.targeting.whitelists[list.id ?? -1], "list \(n)")
+                }
+            }
+            try await group.waitForAll()
+        }
+        let ran = try await rebuilds() - before
+        XCTAssertGreaterThan(ran, 0)
+        XCTAssertLessThan(ran, 20, "forty changes at once took \(ran) rebuilds")
+    }
+
+}
+
+/// A value set inside a test client's closure and read after it.
+final class Locked<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func set(_ v: T) { lock.withLock { value = v } }
+    func get() -> T { lock.withLock { value } }
 }

@@ -244,9 +244,19 @@ public final class Delivery: Sendable {
 
     var snapshot: DeliverySnapshot { current.withLockedValue { $0 } }
 
+    /// Rebuilds asked for, and the newest ask the snapshot in place covers (`rebuild`).
+    private let asks = NIOLockedValueBox((asked: 0, covered: 0))
+
     /// Reads the database and swaps the snapshot in; serialized, so the last one wins.
+    /// Coalesced: a rebuild reads everything committed before it starts, so asks that queued
+    /// behind a running one are all answered by the next (a hundred patches recorded in a row
+    /// cost two rebuilds, not a hundred), and each caller still returns only once its change
+    /// is in the snapshot.
     func rebuild() async throws {
+        let ask = asks.withLockedValue { $0.asked += 1; return $0.asked }
         try await rebuilding.run {
+            let covering = asks.withLockedValue { $0.covered >= ask ? nil : $0.asked }
+            guard let covering else { return }   // a rebuild that began after this ask has run
             let start = DispatchTime.now().uptimeNanoseconds
             let next: DeliverySnapshot
             var built = true
@@ -264,6 +274,7 @@ public final class Delivery: Sendable {
                                         unreadable: ["the catalogue cannot be read (\(String(describing: error).prefix(200))): no release is offered"])
             }
             current.withLockedValue { $0 = next }
+            asks.withLockedValue { $0.covered = max($0.covered, covering) }
             // What devices were admitted or gave up is pruned by a snapshot that read everything,
             // never by one standing in for a catalogue that could not be read.
             if built {
