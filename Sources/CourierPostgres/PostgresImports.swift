@@ -167,7 +167,8 @@ extension PostgresStore: PatchStore {
             guard !inserted.isEmpty else { return nil }
             return try await bumpCatalogueVersion(on: c)
         }
-        if let recorded { seenVersion.raise(to: recorded); await changes.announce() }
+        // Announced by the patch service, once a round (as on SQLite); other nodes follow the version.
+        if let recorded { seenVersion.raise(to: recorded) }
         return recorded != nil
     }
 

@@ -60,7 +60,8 @@ extension SQLiteStore {
             try SQLiteStore.bumpCatalogueVersion(db)
             return true
         }
-        if recorded { await changes.announce() }
+        // Not announced: the patch service announces once a round (or every two seconds), so
+        // a hundred patches do not rebuild the delivery snapshot a hundred times.
         return recorded
     }
 

@@ -215,7 +215,8 @@ public protocol PatchStore: AnyObject, Sendable {
     /// packages changed since it was read (a key replacement re-signed the target: the patch
     /// carries the old signature) or it was recorded meanwhile. Answers whether it was recorded;
     /// if not, the caller removes the blob. Call inside `withBlobLock`. Not audited: Courier
-    /// made it, nobody changed anything.
+    /// made it, nobody changed anything. Not announced to `changes` either: the caller does,
+    /// once for many (the delivery snapshot is rebuilt once, not once per patch).
     func recordPatch(_ patch: PatchRecord, targetBlob: String, baseBlob: String) async throws -> Bool
     /// Deletes patches (by their target and base package IDs) and answers the blobs nothing
     /// refers to any more, for the caller to remove. Call inside `withBlobLock`.

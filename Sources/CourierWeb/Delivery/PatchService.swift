@@ -70,18 +70,34 @@ public final class PatchService: Service, Sendable {
                 }
                 logger.info("Deleted patches no client can use", metadata: ["patches": "\(unused.count)"])
             }
+            // Recorded patches reach the snapshot together: at the end of the round, and every
+            // two seconds of a long one (one rebuild reads them all).
+            var unannounced = 0
+            var lastAnnounce = ContinuousClock.now
+            defer { if unannounced > 0 { Task { [store] in await store.changes.announce() } } }
             for (appId, pairs) in wanted.sorted(by: { $0.key < $1.key }) {
                 for pair in pairs.sorted() where have[appId]?.contains(pair) != true {
                     try Task.checkCancellation()
-                    try await build(appId, pair)
+                    if try await build(appId, pair) { unannounced += 1 }
+                    if unannounced > 0, ContinuousClock.now - lastAnnounce > .seconds(2) {
+                        await store.changes.announce()
+                        unannounced = 0
+                        lastAnnounce = .now
+                    }
                 }
+            }
+            if unannounced > 0 {
+                await store.changes.announce()
+                unannounced = 0
             }
         }
     }
 
-    func build(_ appId: String, _ pair: PatchRules.Pair) async throws {
+    /// Builds one patch; true when it was recorded (the caller announces it).
+    @discardableResult
+    func build(_ appId: String, _ pair: PatchRules.Pair) async throws -> Bool {
         guard let target = try await store.package(appId, pair.target.description), let targetID = target.id,
-              let base = try await store.package(appId, pair.base.description), let baseID = base.id else { return }
+              let base = try await store.package(appId, pair.base.description), let baseID = base.id else { return false }
         func manifest(_ id: Int64) async throws -> [ManifestFile] {
             try await store.files(of: id).map { ManifestFile(path: $0.path, size: UInt64($0.size), sha256: $0.sha256, tarOffset: UInt64($0.tarOffset)) }
         }
@@ -104,9 +120,10 @@ public final class PatchService: Service, Sendable {
             if !recorded, worth, try await !store.isBlobReferenced(made.1.sha256) { store.blobs.remove(made.1.sha256) }
             return recorded
         }
-        guard recorded else { return }
+        guard recorded else { return false }
         (worth ? delivery.metrics.patchesBuilt : delivery.metrics.patchesNotWorth).increment()
         logger.info("Built a patch", metadata: ["app": "\(appId)", "version": "\(target.version)", "from": "\(base.version)",
                                                 "bytes": "\(made.1.size)", "of": "\(target.size)", "offered": "\(worth)"])
+        return true
     }
 }
