@@ -95,6 +95,16 @@ def test_two_nodes_on_one_database_share_releases_and_survive_one_another(tmp_pa
         admitted = [n for n, versions in enumerate(answers) if versions == ["1.0.0.2"]]
         assert len(admitted) == 20, answers
         assert all(versions == ["1.0.0.1"] for versions in answers if versions != ["1.0.0.2"]), "the others keep the official release"
+        # Patches (1.0.0.2 from 1.0.0.1) are built once, by the node holding the `patches` lease.
+        def built(node):   # patch builds started (a loser's build would count, though never recorded)
+            text = urllib.request.urlopen(node.url + "/metrics", timeout=5).read().decode()
+            return sum(int(float(line.split()[-1])) for line in text.splitlines()
+                       if line.startswith("courier_patch_build_duration_seconds_count"))
+        deadline = time.time() + 15
+        while built(a) + built(b) == 0 and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        assert sorted([built(a), built(b)]) == [0, 1], (built(a), built(b))
         for node in (a, b):   # each console counts every node's admissions
             assert api(node, token, "GET", f"/api/v1/tasks/{task['id']}")[1]["admitted"] == 20
         again = admitted[0]

@@ -167,7 +167,7 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
                     delivery: delivery,
                     setup: FirstRunSetup(open: try await store.userCount() == 0),
                     patches: PatchService(store: store, delivery: delivery, bases: config.patchBases, logger: logger,
-                                          pause: config.testPatchPause))
+                                          pause: config.testPatchPause, node: config.nodeName))
 }
 
 /// A line for the operator: printed as it is, or a log line when the log is JSON; flushed at

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Builds and deletes patches in the background (SPEC §3 "Patches"), never on a request: after
 /// every change, the pairs wanted now (each version offered, from each of its bases: `PatchRules`)
@@ -20,11 +21,17 @@ public final class PatchService: Service, Sendable {
     /// Test hook (`COURIER_TEST_PATCH_PAUSE_MS`): a pause after a patch is written and after it
     /// is adopted, so a crash test can kill the server there.
     let pause: Duration?
+    /// This node, as the holder of the `patches` lease: of several nodes on one database one
+    /// builds and deletes patches at a time (the others would build the same ones again).
+    let node: String
     private let wake: AsyncStream<Void>
     private let poke: AsyncStream<Void>.Continuation
     private let running = AsyncMutex()
+    /// A look later is planned (the lease was another node's).
+    private let retryPending = Atomic<Bool>(false)
 
-    init(store: Store, delivery: Delivery, bases: Int, logger: Logger, pause: Duration? = nil) {
+    init(store: Store, delivery: Delivery, bases: Int, logger: Logger, pause: Duration? = nil, node: String = ProcessInfo.processInfo.hostName) {
+        self.node = node
         self.store = store
         self.delivery = delivery
         self.bases = bases
@@ -36,19 +43,34 @@ public final class PatchService: Service, Sendable {
     }
 
     public func run() async throws {
+        // Stopping: another node takes the work over at once rather than when the lease expires.
+        defer { Task { [store, node] in try? await store.releaseLease("patches", holder: node) } }
         poke.yield()
         try await cancelWhenGracefulShutdown { [self] in
             for await _ in wake {
-                do { try await reconcile() } catch is CancellationError { return } catch {
+                do { try await reconcile() } catch is CancellationError { break } catch {
                     logger.error("Patches could not be brought up to date", metadata: ["error": "\(error)"])
                 }
             }
         }
+
     }
 
     /// Brings the stored patches in line with what is offered now (tests call it directly).
     public func reconcile() async throws {
         try await running.run {
+            // Another node holds the lease: it reconciles (it follows every node's changes);
+            // this one looks again later, in case that node has gone.
+            guard try await store.acquireLease("patches", holder: node, for: 120) else {
+                if retryPending.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                    Task { [self] in
+                        try? await Task.sleep(for: .seconds(60))
+                        retryPending.store(false, ordering: .relaxed)
+                        poke.yield()
+                    }
+                }
+                return
+            }
             let snapshot = delivery.snapshot
             var wanted: [String: Set<PatchRules.Pair>] = [:]
             for (appId, offered) in snapshot.patchTargets {
@@ -78,6 +100,8 @@ public final class PatchService: Service, Sendable {
             for (appId, pairs) in wanted.sorted(by: { $0.key < $1.key }) {
                 for pair in pairs.sorted() where have[appId]?.contains(pair) != true {
                     try Task.checkCancellation()
+                    // Renewed as the round goes; lost (this node stalled past it), the round stops.
+                    guard try await store.acquireLease("patches", holder: node, for: 120) else { return }
                     if try await build(appId, pair) { unannounced += 1 }
                     if unannounced > 0, ContinuousClock.now - lastAnnounce > .seconds(2) {
                         await store.changes.announce()
