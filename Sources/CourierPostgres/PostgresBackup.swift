@@ -40,9 +40,17 @@ extension PostgresStore {
             }
             if !batch.isEmpty { try target.insert(into: table, columns: columns, rows: batch) }
         }
-        // The head names the last id given out, as SQLite's sequence does.
+        // Ids given out stay given out (a deleted task's id is not a new task's): each table's
+        // sequence moves with it. The audit log's is its head (a rolled-back append's id is a
+        // gap, not a row the head names).
+        for table in BackupDatabase.tables where try table != "audit" && target.columns(of: table).contains("id") {
+            let sequence = try await all("SELECT pg_get_serial_sequence(\(Self.pgTable(table)), 'id')", as: String?.self, on: c).first ?? nil
+            guard let sequence else { continue }
+            let last = try await all("SELECT pg_sequence_last_value(\(sequence)::regclass)", as: Int64?.self, on: c).first ?? nil
+            try target.setSequence(table, last ?? 0)
+        }
         let head = try await all("SELECT last_id FROM audit_head WHERE id = 1", as: Int64.self, on: c).first ?? 0
-        try target.setAuditSequence(head)
+        try target.setSequence("audit", head)
     }
 
     /// Restores a backup (made by either store) into this database, which must hold no Courier
@@ -60,7 +68,9 @@ extension PostgresStore {
                 try await within("BEGIN ISOLATION LEVEL READ COMMITTED", on: c) { try await restoreRows(from: source, on: $0) }
             }
         } catch {
-            for blob in added { blobs.remove(blob) }
+            // Only what no row uses: a COMMIT whose answer was lost may have gone through. If
+            // that cannot be asked, the blobs stay (an orphan is swept later; a lost blob is not found).
+            for blob in added where (try? await isBlobReferenced(blob)) == false { blobs.remove(blob) }
             if let e = error as? PSQLError {
                 throw BackupError("PostgreSQL refused the backup's rows, and nothing is restored: "
                                   + (e.serverInfo?[.message] ?? String(reflecting: e).prefix(300).description))
@@ -108,14 +118,17 @@ extension PostgresStore {
         try await c.query("INSERT INTO settings (id) VALUES (1) ON CONFLICT (id) DO NOTHING", logger: logger)
         try await c.query("INSERT INTO catalogue_version (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING", logger: logger)
         // The audit head: the last id given out and the last row's hash.
-        let sequence = try source.auditSequence()
+        let sequences = try source.sequences()
+        let sequence = sequences["audit"] ?? 0
         let lastHash = try await all("SELECT hash FROM audit ORDER BY id DESC LIMIT 1", as: String.self, on: c).first ?? ""
         let maxId = try await all("SELECT COALESCE(MAX(id), 0) FROM audit", as: Int64.self, on: c).first ?? 0
         let headId = max(sequence, maxId)
         try await c.query("UPDATE audit_head SET last_id = \(headId), last_hash = \(lastHash) WHERE id = 1", logger: logger)
-        // Ids go on from the restored ones.
-        for table in ["courier_user", "api_token", "package", "audit", "whitelist", "task", "batch_import"] {
-            let floor = table == "audit" ? headId : 0
+        // Ids go on from the last one given out (a deleted row's id is not given out again).
+        for name in BackupDatabase.tables where try source.columns(of: name).contains("id") {
+            let floor = name == "audit" ? headId : sequences[name] ?? 0
+            let table = Self.pgTable(name)
+            guard (try await all("SELECT pg_get_serial_sequence(\(table), 'id')", as: String?.self, on: c).first ?? nil) != nil else { continue }
             try await c.query(PostgresQuery(unsafeSQL: """
                 SELECT setval(pg_get_serial_sequence('\(table)', 'id'), GREATEST(m, 1), m > 0)
                 FROM (SELECT GREATEST(COALESCE(MAX(id), 0), \(floor)) AS m FROM \(table)) AS t

@@ -388,16 +388,24 @@ extension PostgresStore: CatalogueStore {
         let temps = blobs.clearTemporaryFiles(untouchedSince: grace > 0 ? before : nil)
         // This node's pending marks first, then the rows: a blob it added whose rows never
         // committed (the node was killed in between) goes now, whatever its age.
-        let pending = blobs.ownPending()
-        let referenced = Set(try await all("\(unescaped: Self.referencedBlobs)", as: String.self))
-        var orphans = 0
-        for blob in pending where !referenced.contains(blob) && !blobs.pendingElsewhere(blob)
-                                  && FileManager.default.fileExists(atPath: blobs.path(for: blob)) {
-            blobs.remove(blob)
-            orphans += 1
+        // Under the blob lock, which every node's adopt-and-commit holds: the same bytes being
+        // added by another node now cannot fall between the check and the removal.
+        var orphans = try await withBlobLock { [blobs] in
+            let pending = blobs.ownPending()
+            let referenced = Set(try await all("\(unescaped: Self.referencedBlobs)", as: String.self))
+            var removed = 0
+            for blob in pending where !referenced.contains(blob) && !blobs.pendingElsewhere(blob)
+                                      && FileManager.default.fileExists(atPath: blobs.path(for: blob)) {
+                blobs.remove(blob)
+                removed += 1
+            }
+            blobs.forgetPending()
+            return removed
         }
-        blobs.forgetPending()
-        orphans += blobs.removeAll(except: referenced, untouchedSince: grace > 0 ? before : nil)
+        let referenced = Set(try await all("\(unescaped: Self.referencedBlobs)", as: String.self))
+        // Blobs any node marks pending stay, whatever their age (a key switch re-signing
+        // thousands of packages adopts for a long time before it commits).
+        orphans += blobs.removeAll(except: referenced.union(blobs.pendingAnywhere()), untouchedSince: grace > 0 ? before : nil)
         return (temps, orphans)
     }
 }

@@ -167,8 +167,13 @@ extension PostgresStore: PatchStore {
             guard !inserted.isEmpty else { return nil }
             return try await bumpCatalogueVersion(on: c)
         }
-        // Announced by the patch service, once a round (as on SQLite); other nodes follow the version.
-        if let recorded { seenVersion.raise(to: recorded) }
+        // Announced by the patch service, once a round (as on SQLite); other nodes follow the
+        // version. Marked seen only when it is the next version: if another node's change took
+        // the one before (a pause, say), the snapshot must take that in now, not at the round's end.
+        if let recorded, !seenVersion.advance(to: recorded) {
+            seenVersion.raise(to: recorded)
+            await changes.announce()
+        }
         return recorded != nil
     }
 

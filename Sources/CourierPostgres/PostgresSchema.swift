@@ -163,6 +163,9 @@ enum PostgresSchema {
         // go (one statement-level trigger each way): `admit` reads one row instead of counting a
         // million. Derived from `admission`, so a backup does not carry it; a restore rebuilds it.
         ("v3-admission-counts", [
+            // Nodes of the version before may still be admitting: none may add a row between the
+            // count below and the trigger that follows.
+            "LOCK TABLE admission IN SHARE ROW EXCLUSIVE MODE",
             "CREATE TABLE admission_count (task_id bigint PRIMARY KEY REFERENCES task (id) ON DELETE CASCADE, n bigint NOT NULL)",
             "INSERT INTO admission_count (task_id, n) SELECT task_id, COUNT(*) FROM admission GROUP BY task_id",
             """

@@ -252,6 +252,16 @@ final class SeenVersion: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Int64 = -1
 
+    /// Moves it to `version` only when that is the very next one (nothing another node wrote
+    /// slipped in between); true when it moved.
+    func advance(to version: Int64) -> Bool {
+        lock.withLock {
+            guard version == value + 1 else { return false }
+            value = version
+            return true
+        }
+    }
+
     /// Raises it to `version`; true when that was news.
     @discardableResult
     func raise(to version: Int64) -> Bool {

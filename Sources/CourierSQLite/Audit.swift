@@ -8,8 +8,8 @@ extension SQLiteStore {
     /// Appends the audit row of a change, inside the change's own transaction.
     func audit(_ db: Database, by actor: ActingUser, _ action: String, subject: String, detail: [String: String] = [:]) throws {
         let previous = try String.fetchOne(db, sql: "SELECT hash FROM audit ORDER BY id DESC LIMIT 1") ?? ""
-        // The link names the last id given out (SQLite remembers it, rolled back appends
-        // included): a deleted tail leaves the next row pointing at a row that is not there.
+        // The link names the last id given out (SQLite remembers it after the row is deleted):
+        // a deleted tail leaves the next row pointing at a row that is not there.
         let previousId = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'audit'") ?? 0
         let data = try JSONSerialization.data(withJSONObject: detail, options: [.sortedKeys, .withoutEscapingSlashes])
         let detailText = String(decoding: data, as: UTF8.self)

@@ -298,7 +298,11 @@ extension Backup {
                 guard BlobStore.relativePath(for: f.sha256) == f.path else {
                     throw BackupError("\(f.path) is not where the backup keeps a blob: nothing is restored.")
                 }
-                if let there = try hashFile(blobs.path(for: f.sha256), as: f.path, required: false), there.sha256 == f.sha256 { continue }
+                if let there = try hashFile(blobs.path(for: f.sha256), as: f.path, required: false), there.sha256 == f.sha256 {
+                    // Kept, and made young: a node starting meanwhile must not sweep it as an old orphan.
+                    utimes(blobs.path(for: f.sha256), nil)
+                    continue
+                }
                 let temp = blobs.temporaryPath(suffix: ".restore")
                 guard let copied = try copyFile(dir + "/" + f.path, to: temp, as: f.path), copied.sha256 == f.sha256 else {
                     unlink(temp)
@@ -428,15 +432,22 @@ public final class BackupDatabase: Sendable {
         }
     }
 
-    /// The last audit id given out (a deleted tail's rows included).
-    public func auditSequence() throws -> Int64 {
-        try queue.read { db in try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'audit'") ?? 0 }
+    /// The last id given out in each table that numbers its rows (deleted rows' ids included:
+    /// they are not given out again), by table.
+    public func sequences() throws -> [String: Int64] {
+        try queue.read { db in
+            Dictionary(try Row.fetchAll(db, sql: "SELECT name, seq FROM sqlite_sequence").map { ($0[0] as String, $0[1] as Int64) },
+                       uniquingKeysWith: max)
+        }
     }
 
-    public func setAuditSequence(_ seq: Int64) throws {
+    /// Sets the last id given out in `table` (at least its highest id).
+    public func setSequence(_ table: String, _ seq: Int64) throws {
         try queue.write { db in
-            try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'audit'")
-            if seq > 0 { try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('audit', ?)", arguments: [seq]) }
+            let highest = try Int64.fetchOne(db, sql: "SELECT MAX(rowid) FROM \(table.quotedDatabaseIdentifier)") ?? 0
+            try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = ?", arguments: [table])
+            let value = max(seq, highest)
+            if value > 0 { try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", arguments: [table, value]) }
         }
     }
 }

@@ -62,7 +62,7 @@ public struct BlobStore: Sendable {
     }
 
     /// This node's pending marks: the blobs it added since it last started (or within the
-    /// last hour), some of which a crash may have left without rows.
+    /// last day), some of which a crash may have left without rows.
     package func ownPending() -> [String] {
         guard let pendingDirectory else { return [] }
         return ((try? FileManager.default.contentsOfDirectory(atPath: pendingDirectory.path)) ?? []).filter { $0.count == 64 }
@@ -77,8 +77,18 @@ public struct BlobStore: Sendable {
         }
     }
 
-    /// Forgets this node's pending marks: all of them, or those older than `cutoff` (by then
-    /// the change that added the blob has committed or failed).
+    /// Every node's pending marks.
+    package func pendingAnywhere() -> Set<String> {
+        let all = root.appendingPathComponent("pending")
+        var marks = Set<String>()
+        for node in (try? FileManager.default.contentsOfDirectory(atPath: all.path)) ?? [] {
+            marks.formUnion(((try? FileManager.default.contentsOfDirectory(atPath: all.appendingPathComponent(node).path)) ?? []).filter { $0.count == 64 })
+        }
+        return marks
+    }
+
+    /// Forgets this node's pending marks: all of them, or those older than `cutoff` (a day: by
+    /// then the change that added the blob, a long key switch included, has committed or failed).
     package func forgetPending(untouchedSince cutoff: Date? = nil) {
         guard let pendingDirectory else { return }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: pendingDirectory.path)) ?? []

@@ -48,6 +48,11 @@ final class CrossStoreBackupTests: XCTestCase {
             draft.type = "official"
             _ = try await h.services.actions.createTask(by: .commandLine, appId: "20171228", version: "1.0.0.1", draft: draft)
             _ = try await h.store.createWhitelist(name: "testers", kind: .user, values: ["u1", "u2"], by: .commandLine)
+            // The newest token deleted: its id is not given out again after the move.
+            let doomed = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read")
+            let doomedRow = try await h.store.token(secret: doomed)
+            let doomedId = try XCTUnwrap(doomedRow?.0.id)
+            try await h.store.db.write { try $0.execute(sql: "DELETE FROM apiToken WHERE id = ?", arguments: [doomedId]) }
             let original = try await Self.dump(h.store)
             _ = try await Backup.run(h.store, to: root + "/from-sqlite")
 
@@ -66,6 +71,9 @@ final class CrossStoreBackupTests: XCTestCase {
             _ = try await pg.createUser(name: "after", passwordHash: "x", role: .developer, by: .commandLine)
             _ = try await pg.createApp(id: AppID(trusted: "20990001"), name: "New", by: .commandLine)
             await assertTrue(try await pg.verifyAudit().isValid)
+            let next = try await pg.createToken(userName: "ci", scopes: [.read], by: .commandLine)
+            let nextRow = try await pg.token(secret: next)
+            XCTAssertGreaterThan(try XCTUnwrap(nextRow?.0.id), doomedId, "a deleted token's id is not given out again")
             // A second restore into a database in use is refused.
             await assertThrows(try await pg.restore(from: root + "/from-sqlite")) { XCTAssertTrue("\($0)".contains("already holds"), "\($0)") }
 

@@ -340,8 +340,8 @@ struct Housekeeping: Service {
             while !Task.isCancelled {
                 rounds += 1
                 if rounds % 6 == 0 { Allocator.trim() }
-                // This node's marks on blobs it added an hour ago and more: committed or failed by now.
-                if rounds % 60 == 0 { actions.store.blobs.forgetPending(untouchedSince: Date().addingTimeInterval(-3600)) }
+                // This node's marks on blobs it added a day ago and more: committed or failed by now.
+                if rounds % 60 == 0 { actions.store.blobs.forgetPending(untouchedSince: Date().addingTimeInterval(-86_400)) }
                 let holding: Bool
                 do { holding = try await actions.store.acquireLease("housekeeping", holder: node, for: 60) } catch {
                     logger.error("Could not take the housekeeping lease", metadata: ["error": "\(error)"])

@@ -43,7 +43,7 @@ public final class PatchService: Service, Sendable {
     }
 
     public func run() async throws {
-        // Stopping: another node takes the work over at once rather than when the lease expires.
+        // Stopping: the lease is free for another node's next look (a change, or a minute).
         defer { Task { [store, node] in try? await store.releaseLease("patches", holder: node) } }
         poke.yield()
         try await cancelWhenGracefulShutdown { [self] in
