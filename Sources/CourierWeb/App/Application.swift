@@ -18,8 +18,22 @@ public struct CourierConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
     /// This server among the nodes: the same after a restart (the housekeeping lease's holder,
-    /// the owner of what it adds to a shared blob folder).
-    public var nodeName: String { "\(ProcessInfo.processInfo.hostName) \(dataDirectory) :\(port)" }
+    /// the owner of what it adds to a shared blob folder), and never another node's, even with
+    /// the same host name, folder and port (containers): a random id kept in its own data folder
+    /// (`node-id`, made on first start). Each node needs a data folder of its own.
+    public func nodeName() throws -> String {
+        try PrivateDirectory.prepare(dataDirectory)
+        let path = dataDirectory + "/node-id"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8),
+           let id = UUID(uuidString: text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            return "\(ProcessInfo.processInfo.hostName):\(port) \(id.uuidString)"
+        }
+        let id = UUID().uuidString
+        guard FileManager.default.createFile(atPath: path, contents: Data((id + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CourierStartupError("Cannot write \(path): this node's name among the nodes is kept there.")
+        }
+        return "\(ProcessInfo.processInfo.hostName):\(port) \(id)"
+    }
     /// Base of the URLs clients are given (`package_url`, `fallback_base_url`).
     public var publicURL = "http://127.0.0.1:8080"
     /// The console's own address; nil means the same as `publicURL` (a shared origin).
@@ -140,8 +154,9 @@ public func openStore(_ location: StoreLocation, logger: Logger? = nil) async th
 }
 
 public func buildServices(_ config: CourierConfiguration, logger: Logger) async throws -> Services {
+    let node = try config.nodeName()
     let location = StoreLocation(dataDirectory: config.dataDirectory, database: config.database, blobDirectory: config.blobDirectory,
-                                 node: config.nodeName)
+                                 node: node)
     let store = try await openStore(location, logger: logger)
     // On a shared blob folder another node may be writing a file now: only what has been left
     // alone for an hour is swept, and imports being submitted are left to their node.
@@ -167,7 +182,7 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
                     delivery: delivery,
                     setup: FirstRunSetup(open: try await store.userCount() == 0),
                     patches: PatchService(store: store, delivery: delivery, bases: config.patchBases, logger: logger,
-                                          pause: config.testPatchPause, node: config.nodeName))
+                                          pause: config.testPatchPause, node: node))
 }
 
 /// A line for the operator: printed as it is, or a log line when the log is JSON; flushed at
@@ -261,7 +276,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
                        // router's headers, FastPathTests compares them).
                        configuration: .init(address: .hostname(config.host, port: config.port)),
                        services: [Housekeeping(actions: services.actions, logger: logger,
-                                               node: config.nodeName),
+                                               node: (try? config.nodeName()) ?? "\(ProcessInfo.processInfo.hostName):\(config.port)"),
                                   services.patches] + followers(services),
                        eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
                            ?? .singleton,
