@@ -41,10 +41,36 @@ public final class PostgresStore: Sendable {
         importsDirectory = dir.appendingPathComponent("imports").path
         try PrivateDirectory.prepare(importsDirectory)
         do {
+            try await Self.reach(client, at: try PostgresURL(url).redacted, logger: logger)
             try await PostgresSchema.migrate(client, logger: logger)
         } catch {
             runner.cancel()
             throw error
+        }
+    }
+
+    /// Fails in `seconds` with a sentence a person can act on, rather than after the pool's
+    /// own minute of retries with a bare circuit-breaker error: the database cannot be reached
+    /// (host, port, a firewall) or refuses this user (its message, never the password).
+    static func reach(_ client: PostgresClient, at place: String, within seconds: Int = 15, logger: Logger) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do {
+                    try await client.query("SELECT 1", logger: logger)
+                    return true
+                } catch let e as PSQLError where e.serverInfo?[.message] != nil {
+                    throw StoreError("PostgreSQL at \(place) refused the connection: \(e.serverInfo?[.message] ?? "").")
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                return false
+            }
+            let reached = try await group.next() ?? false
+            group.cancelAll()
+            guard reached else {
+                throw StoreError("Cannot reach PostgreSQL at \(place) within \(seconds) s: check the host and port, the user and password, and that the database runs and accepts this node (a firewall, pg_hba.conf).")
+            }
         }
     }
 

@@ -193,6 +193,20 @@ final class PostgresStoreTests: XCTestCase {
         }
     }
 
+    /// A database that cannot be reached is said in a sentence, in seconds, without the password.
+    func testAnUnreachableDatabaseIsSaidPlainlyAndQuickly() async throws {
+        let client = PostgresClient(configuration: try PostgresURL("postgres://courier:s3cret@127.0.0.1:1/courier").configuration,
+                                    backgroundLogger: Logger(label: "test"))
+        let runner = Task { await client.run() }
+        defer { runner.cancel() }
+        let start = Date()
+        await assertThrows(try await PostgresStore.reach(client, at: "postgres://courier@127.0.0.1:1/courier", within: 1, logger: Logger(label: "t"))) {
+            XCTAssertTrue("\($0)".contains("Cannot reach PostgreSQL at postgres://courier@127.0.0.1:1/courier"), "\($0)")
+            XCTAssertFalse("\($0)".contains("s3cret"))
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+    }
+
     func testTheURLIsReadAndItsPasswordNeverShown() throws {
         let u = try PostgresURL("postgres://courier:s%40cret@db.example:6432/courier?sslmode=require")
         XCTAssertEqual([u.host, u.username, u.database, u.password ?? ""], ["db.example", "courier", "courier", "s@cret"])
