@@ -393,8 +393,9 @@ extension PostgresStore: CatalogueStore {
         var orphans = try await withBlobLock { [blobs] in
             let pending = blobs.ownPending()
             let referenced = Set(try await all("\(unescaped: Self.referencedBlobs)", as: String.self))
+            let elsewhere = blobs.pendingAnywhere(butHere: true)
             var removed = 0
-            for blob in pending where !referenced.contains(blob) && !blobs.pendingElsewhere(blob)
+            for blob in pending where !referenced.contains(blob) && !elsewhere.contains(blob)
                                       && FileManager.default.fileExists(atPath: blobs.path(for: blob)) {
                 blobs.remove(blob)
                 removed += 1

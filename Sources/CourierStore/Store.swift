@@ -68,20 +68,11 @@ public struct BlobStore: Sendable {
         return ((try? FileManager.default.contentsOfDirectory(atPath: pendingDirectory.path)) ?? []).filter { $0.count == 64 }
     }
 
-    /// Does another node mark `sha256` pending (the same bytes, being added there now)?
-    package func pendingElsewhere(_ sha256: String) -> Bool {
-        guard let owner else { return false }
-        let all = root.appendingPathComponent("pending")
-        return ((try? FileManager.default.contentsOfDirectory(atPath: all.path)) ?? []).contains {
-            $0 != owner && FileManager.default.fileExists(atPath: all.appendingPathComponent($0).appendingPathComponent(sha256).path)
-        }
-    }
-
-    /// Every node's pending marks.
-    package func pendingAnywhere() -> Set<String> {
+    /// Every node's pending marks, or only the other nodes' (the same bytes being added there now).
+    package func pendingAnywhere(butHere: Bool = false) -> Set<String> {
         let all = root.appendingPathComponent("pending")
         var marks = Set<String>()
-        for node in (try? FileManager.default.contentsOfDirectory(atPath: all.path)) ?? [] {
+        for node in (try? FileManager.default.contentsOfDirectory(atPath: all.path)) ?? [] where !(butHere && node == owner) {
             marks.formUnion(((try? FileManager.default.contentsOfDirectory(atPath: all.appendingPathComponent(node).path)) ?? []).filter { $0.count == 64 })
         }
         return marks

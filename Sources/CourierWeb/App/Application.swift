@@ -117,6 +117,8 @@ public struct Services: Sendable {
     public let setup: FirstRunSetup
     /// Builds patches in the background (a service of the running server; tests call it).
     public let patches: PatchService
+    /// This server among the nodes (`CourierConfiguration.nodeName`): its leases' holder.
+    public let node: String
     /// Every route with the permission it needs, filled in by `buildRouter`.
     let routes = RouteTable()
 
@@ -131,8 +133,8 @@ public struct StoreLocation: Sendable {
     public var dataDirectory: String
     public var database: String?
     public var blobDirectory: String?
-    /// The server's name among the nodes (host, data folder, port), for what it adds to the
-    /// shared blob folder; nil for a command.
+    /// The server's name among the nodes (`CourierConfiguration.nodeName`), for what it adds to
+    /// the shared blob folder; nil for a command.
     public var node: String?
     public init(dataDirectory: String, database: String? = nil, blobDirectory: String? = nil, node: String? = nil) {
         self.dataDirectory = dataDirectory; self.database = database; self.blobDirectory = blobDirectory; self.node = node
@@ -182,7 +184,8 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
                     delivery: delivery,
                     setup: FirstRunSetup(open: try await store.userCount() == 0),
                     patches: PatchService(store: store, delivery: delivery, bases: config.patchBases, logger: logger,
-                                          pause: config.testPatchPause, node: node))
+                                          pause: config.testPatchPause, node: node),
+                    node: node)
 }
 
 /// A line for the operator: printed as it is, or a log line when the log is JSON; flushed at
@@ -276,7 +279,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
                        // router's headers, FastPathTests compares them).
                        configuration: .init(address: .hostname(config.host, port: config.port)),
                        services: [Housekeeping(actions: services.actions, logger: logger,
-                                               node: (try? config.nodeName()) ?? "\(ProcessInfo.processInfo.hostName):\(config.port)"),
+                                               node: services.node),
                                   services.patches] + followers(services),
                        eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
                            ?? .singleton,
