@@ -87,6 +87,8 @@ public struct ActingUser: Sendable, Equatable {
     public static let commandLine = ActingUser(name: "(command line)", role: .admin)
     /// Changes Courier makes by itself (a time window that ends).
     public static let scheduler = ActingUser(name: "(scheduler)", role: .admin)
+    /// A ramp's steps and its health gate (SPEC §5), recorded as user `courier`.
+    public static let courier = ActingUser(name: "courier", role: .developer)
 
     public func may(_ permission: Permission) -> Bool {
         role.may(permission) && (scopes?.contains(permission.scope) ?? true)

@@ -28,6 +28,11 @@ public struct TaskDraft: Sendable {
     public var rules: [Rule] = []
     /// Markdown.
     public var description = ""
+    /// A percentage task's ramp (SPEC §5): steps as the API sends them, or the form's lines
+    /// (`stepLines`, read when `steps` is empty), and the health gate's threshold in percent.
+    public var steps: [RampPlan.Step] = []
+    public var stepLines = ""
+    public var healthThreshold = ""
 
     public init() {}
 
@@ -39,6 +44,7 @@ public struct TaskDraft: Sendable {
             struct Rule: Decodable { let field: String; let op: String; let values: [String] }
             let type: String?; let mode: String?; let whitelistIds: [Int64]?; let endTime: String?; let userCount: Int?
             let percentage: Double?; let rules: [Rule]?; let description: String?
+            let steps: [RampPlan.Step]?; let healthThreshold: Double?
         }
         let b = try JSONDecoder().decode(Body.self, from: json)
         type = b.type ?? ""
@@ -49,6 +55,38 @@ public struct TaskDraft: Sendable {
         percentage = b.percentage.map { String($0) } ?? ""
         rules = (b.rules ?? []).map { Rule(field: $0.field, op: $0.op, values: $0.values) }
         description = b.description ?? ""
+        steps = b.steps ?? []
+        healthThreshold = b.healthThreshold.map { String($0) } ?? ""
+    }
+
+    /// The ramp this draft asks for, checked against the task's kind: nil for none. Each
+    /// refusal names its field (`steps`, `healthThreshold`).
+    public func validateRamp(_ kind: ReleaseTask.Kind?, now: Date) throws(FieldErrors) -> RampPlan? {
+        var errors = FieldErrors()
+        var steps = self.steps
+        if steps.isEmpty, !stepLines.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            do throws(FieldError) { steps = try RampPlan.parse(lines: stepLines) } catch { errors.append(error) }
+        }
+        let thresholdText = healthThreshold.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "%", with: "")
+        var threshold: Double?
+        if !thresholdText.isEmpty {
+            if let t = Double(thresholdText), t.isFinite { threshold = t } else {
+                errors.append(FieldError("healthThreshold", "The health threshold is a failure rate from 0.1 to 100 %."))
+            }
+        }
+        var initial: Double?
+        if case .gray(.percentage(let p), _)? = kind { initial = p }
+        let isPercentage = ModeName(rawValue: mode) == .percentage && TaskType(rawValue: type) == .gray
+        if isPercentage && initial == nil && !steps.isEmpty {
+            initial = TaskDraft.parsePercentage(percentage) ?? 0   // its own error is the percentage field's
+        }
+        for e in RampPlan.check(steps, initial: initial, threshold: threshold) { errors.append(e) }
+        if threshold != nil, steps.isEmpty, errors.isEmpty {
+            errors.append(FieldError("healthThreshold", "The health threshold belongs to a ramp: add steps, or leave it empty."))
+        }
+        guard errors.isEmpty else { throw errors }
+        guard !steps.isEmpty else { return nil }
+        return RampPlan(steps: steps, threshold: threshold ?? HealthGate.defaultThreshold, since: now)
     }
 
     public static let maxDescription = 20_000

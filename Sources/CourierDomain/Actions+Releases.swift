@@ -70,9 +70,15 @@ extension Actions {
             throw NotFound.package(appId, version)
         }
         let known = Set(try await store.whitelistSummaries().compactMap { $0.0.id })
-        let kind = try draft.validate(now: now, whitelists: known)
-        return try await store.createTask(TaskRecord(package: package, kind: kind, description: draft.description, createdBy: actor.name),
-                                          by: actor)
+        var errors = FieldErrors()
+        var kind: ReleaseTask.Kind?
+        do { kind = try draft.validate(now: now, whitelists: known) } catch { for e in error.errors { errors.append(e) } }
+        var ramp: RampPlan?
+        do { ramp = try draft.validateRamp(kind, now: now) } catch { for e in error.errors { errors.append(e) } }
+        guard errors.isEmpty, let kind else { throw errors }
+        var record = TaskRecord(package: package, kind: kind, description: draft.description, createdBy: actor.name)
+        record.ramp = ramp?.json ?? ""
+        return try await store.createTask(record, by: actor)
     }
 
     /// What the batch release did for one app.
@@ -96,7 +102,9 @@ extension Actions {
         if ids.isEmpty { errors.append(FieldError("apps", "Choose at least one app.")) }
         if ids.count > Self.maxBatch { errors.append(FieldError("apps", "Choose at most \(Self.maxBatch) apps at once.")) }
         let known = Set(try await store.whitelistSummaries().compactMap { $0.0.id })
-        do { _ = try draft.validate(now: now, whitelists: known) } catch { for e in error.errors { errors.append(e) } }
+        var kind: ReleaseTask.Kind?
+        do { kind = try draft.validate(now: now, whitelists: known) } catch { for e in error.errors { errors.append(e) } }
+        do { _ = try draft.validateRamp(kind, now: now) } catch { for e in error.errors { errors.append(e) } }
         guard errors.isEmpty else { throw errors }
         var outcomes: [BatchOutcome] = []
         for id in ids {
@@ -147,6 +155,27 @@ extension Actions {
             finished += 1
         }
         return finished
+    }
+
+    /// Runs every ramp (SPEC §5): a releasing task whose failure rate's lower bound is above its
+    /// threshold is paused, with the numbers; else its next step is taken when due. Each move is
+    /// one write conditional on the steps taken so far, so a step due while the server was down
+    /// runs once, whichever node or round gets to it. Answers what was done, in words.
+    @discardableResult
+    public func runRamps(now: Date = Date()) async throws -> [String] {
+        var done: [String] = []
+        for t in try await store.allTasksStrictly().tasks where !t.ramp.isEmpty && t.taskStatus == .releasing && t.approvalState != .awaiting {
+            guard let id = t.id, let plan = try? t.rampPlan() else { continue }
+            let health = ReleaseHealth(hours: try await store.healthHours(task: id))
+            let reason: String?
+            if case .pause(let why) = HealthGate.verdict(health, threshold: plan.threshold) { reason = why } else { reason = nil }
+            guard reason != nil || plan.isDue(now: now) else { continue }
+            if let moved = try await store.rampStep(task: id, expecting: plan.done, pause: reason, now: now) {
+                done.append("task \(id): " + (reason.map { "paused (\($0))" }
+                                              ?? "step \(plan.done + 1) of \(plan.steps.count), now \(moved.taskStatus.rawValue) at \(moved.percentage.map { RampPlan.percent($0) } ?? "-") %"))
+            }
+        }
+        return done
     }
 
     /// Longest reviewer comment, in characters.

@@ -13,17 +13,17 @@ extension PostgresStore: ReleaseStore {
     static let taskColumns = """
         id, package_id, app_id, version, type, mode, whitelist_ids, end_time, user_count, percentage, rules, description_markdown,
         status, rolled_back, created_by, created_at, approval, approval_for, requested_by, requested_at, decided_by, decided_at,
-        decision_comment, admitted_count
+        decision_comment, admitted_count, ramp
         """
     typealias TaskRow = (Int64, Int64, String, String, String, String, String, Date?, Int32?, Double?, String, String,
-                         String, Bool, String, Date, String, String, String?, Date?, String?, Date?, String, Int32?)
+                         String, Bool, String, Date, String, String, String?, Date?, String?, Date?, String, Int32?, String)
 
     static func task(_ r: TaskRow) -> TaskRecord {
         var t = TaskRecord(stored: r.0, packageId: r.1, appId: r.2, version: r.3, type: r.4, createdBy: r.14)
         t.mode = r.5; t.whitelistIds = r.6; t.endTime = r.7; t.userCount = r.8.map(Int.init); t.percentage = r.9; t.rules = r.10
         t.descriptionMarkdown = r.11; t.status = r.12; t.rolledBack = r.13; t.createdAt = r.15; t.approval = r.16; t.approvalFor = r.17
         t.requestedBy = r.18; t.requestedAt = r.19; t.decidedBy = r.20; t.decidedAt = r.21; t.decisionComment = r.22
-        t.admittedCount = r.23.map(Int.init)
+        t.admittedCount = r.23.map(Int.init); t.ramp = r.24
         return t
     }
 
@@ -43,11 +43,11 @@ extension PostgresStore: ReleaseStore {
         t.id = try await all("""
             INSERT INTO task (package_id, app_id, version, type, mode, whitelist_ids, end_time, user_count, percentage, rules,
                 description_markdown, status, rolled_back, created_by, created_at, approval, approval_for, requested_by, requested_at,
-                decided_by, decided_at, decision_comment, admitted_count)
+                decided_by, decided_at, decision_comment, admitted_count, ramp)
             VALUES (\(t.packageId), \(t.appId), \(t.version), \(t.type), \(t.mode), \(t.whitelistIds), \(t.endTime), \(t.userCount.map(Int32.init)),
                 \(t.percentage), \(t.rules), \(t.descriptionMarkdown), \(t.status), \(t.rolledBack), \(t.createdBy), \(t.createdAt),
                 \(t.approval), \(t.approvalFor), \(t.requestedBy), \(t.requestedAt), \(t.decidedBy), \(t.decidedAt), \(t.decisionComment),
-                \(t.admittedCount.map(Int32.init)))
+                \(t.admittedCount.map(Int32.init)), \(t.ramp))
             RETURNING id
             """, as: Int64.self, on: c).first
     }
@@ -58,7 +58,8 @@ extension PostgresStore: ReleaseStore {
                 user_count = \(t.userCount.map(Int32.init)), percentage = \(t.percentage), rules = \(t.rules), status = \(t.status),
                 rolled_back = \(t.rolledBack), approval = \(t.approval), approval_for = \(t.approvalFor), requested_by = \(t.requestedBy),
                 requested_at = \(t.requestedAt), decided_by = \(t.decidedBy), decided_at = \(t.decidedAt),
-                decision_comment = \(t.decisionComment), admitted_count = \(t.admittedCount.map(Int32.init))
+                decision_comment = \(t.decisionComment), admitted_count = \(t.admittedCount.map(Int32.init)),
+                ramp = \(t.ramp)
             WHERE id = \(t.id ?? 0)
             """, logger: logger)
     }
@@ -380,6 +381,7 @@ extension PostgresStore: ReleaseStore {
     @discardableResult
     public func recordGaveUp(_ pairs: [(task: Int64, device: UInt64)]) async throws -> [(task: Int64, device: UInt64)] {
         guard !pairs.isEmpty else { return [] }
+        let hour = Int64(Date().timeIntervalSince1970 / 3600)
         return try await transaction { c in
             var recorded: [(task: Int64, device: UInt64)] = []
             for p in pairs {
@@ -393,6 +395,12 @@ extension PostgresStore: ReleaseStore {
                     INSERT INTO task_event (task_id, event, count) VALUES (\(p.task), 'failed', 1)
                     ON CONFLICT (task_id, event) DO UPDATE SET count = task_event.count + 1
                     """, logger: logger)
+                // By the hour, a failed trial, counted once with the device's own trial_failed report.
+                let seen = try await all("""
+                    INSERT INTO event_seen (hour, task_id, event, device_id) VALUES (\(hour), \(p.task), 'trial_failed', \(EventKey.of(p.device)))
+                    ON CONFLICT DO NOTHING RETURNING hour
+                    """, as: Int64.self, on: c)
+                if !seen.isEmpty { try await countHour(task: p.task, hour: hour, event: "trial_failed", on: c) }
             }
             return recorded
         }
@@ -401,8 +409,7 @@ extension PostgresStore: ReleaseStore {
     @discardableResult
     public func countEvent(task: Int64, _ event: String, device: String, now: Date) async throws -> Bool {
         let hour = Int64(now.timeIntervalSince1970 / 3600)
-        // The device by 16 hex digits of its SHA-256: a fixed size whatever a client sends.
-        let key = SHA256.hash(data: Data(device.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        let key = EventKey.of(device)
         return try await transaction { c in
             guard !(try await all("SELECT id FROM task WHERE id = \(task)", as: Int64.self, on: c)).isEmpty else { return false }
             let seen = try await all("""
@@ -414,8 +421,97 @@ extension PostgresStore: ReleaseStore {
                 INSERT INTO task_event (task_id, event, count) SELECT \(task), \(event), 1 WHERE EXISTS (SELECT 1 FROM task WHERE id = \(task))
                 ON CONFLICT (task_id, event) DO UPDATE SET count = task_event.count + 1 RETURNING count
                 """, as: Int64.self, on: c)
-            return !counted.isEmpty
+            guard !counted.isEmpty else { return false }
+            if HealthHour.events.contains(event) { try await countHour(task: task, hour: hour, event: event, on: c) }
+            return true
         }
+    }
+
+    func countHour(task: Int64, hour: Int64, event: String, on c: PostgresConnection) async throws {
+        try await c.query("""
+            INSERT INTO task_hour (task_id, hour, event, count) VALUES (\(task), \(hour), \(event), 1)
+            ON CONFLICT (task_id, hour, event) DO UPDATE SET count = task_hour.count + 1
+            """, logger: logger)
+    }
+
+    // MARK: Release health (SPEC §5)
+
+    public func healthHours(task: Int64) async throws -> [HealthHour] {
+        var hours: [Int64: HealthHour] = [:]
+        for (hour, event, count) in try await rows("SELECT hour, event, count FROM task_hour WHERE task_id = \(task)", as: (Int64, String, Int64).self) {
+            hours[hour, default: HealthHour(hour: hour)].add(event, Int(count))
+        }
+        return hours.values.sorted { $0.hour < $1.hour }
+    }
+
+    public func mergeSketches(hour: Int64, checks: [Int64: HyperLogLog], adoption: [AdoptionKey: HyperLogLog]) async throws {
+        guard !checks.isEmpty || !adoption.isEmpty else { return }
+        try await transaction { c in
+            // Each row locked while merged: two nodes flushing the same hour keep both's devices.
+            func merge(_ kind: String, _ subject: String, _ sketch: HyperLogLog) async throws -> HyperLogLog {
+                try await c.query("""
+                    INSERT INTO sketch (kind, subject, hour, registers) VALUES (\(kind), \(subject), \(hour), \(HyperLogLog().base64))
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+                var merged = sketch
+                let stored = try await all("""
+                    SELECT registers FROM sketch WHERE kind = \(kind) AND subject = \(subject) AND hour = \(hour) FOR UPDATE
+                    """, as: String.self, on: c)
+                if let text = stored.first, let s = HyperLogLog(base64: text) { merged.merge(s) }
+                try await c.query("""
+                    UPDATE sketch SET registers = \(merged.base64) WHERE kind = \(kind) AND subject = \(subject) AND hour = \(hour)
+                    """, logger: logger)
+                return merged
+            }
+            for (task, sketch) in checks.sorted(by: { $0.key < $1.key }) {
+                guard !(try await all("SELECT id FROM task WHERE id = \(task) FOR SHARE", as: Int64.self, on: c)).isEmpty else { continue }
+                let merged = try await merge("checks", String(task), sketch)
+                try await c.query("""
+                    INSERT INTO task_hour (task_id, hour, event, count) VALUES (\(task), \(hour), 'checked', \(Int64(merged.estimate)))
+                    ON CONFLICT (task_id, hour, event) DO UPDATE SET count = excluded.count
+                    """, logger: logger)
+            }
+            for (key, sketch) in adoption.sorted(by: { $0.key.subject < $1.key.subject }) {
+                _ = try await merge("adoption", key.subject, sketch)
+            }
+        }
+    }
+
+    public func adoption(app: String, sinceHour: Int64) async throws -> [String: HyperLogLog] {
+        var out: [String: HyperLogLog] = [:]
+        let prefix = LikePattern.prefix(app + "/")
+        for (subject, registers) in try await rows("""
+            SELECT subject, registers FROM sketch WHERE kind = 'adoption' AND subject LIKE \(prefix) AND hour >= \(sinceHour)
+            """, as: (String, String).self) {
+            guard subject.hasPrefix(app + "/"), let sketch = HyperLogLog(base64: registers) else { continue }
+            out[String(subject.dropFirst(app.count + 1)), default: HyperLogLog()].merge(sketch)
+        }
+        return out
+    }
+
+    @discardableResult
+    public func pruneHealth(now: Date) async throws -> Int {
+        let hour = Int64(now.timeIntervalSince1970 / 3600)
+        let sketches = try await all("""
+            DELETE FROM sketch WHERE (kind = 'adoption' AND hour < \(hour - AdoptionKey.hoursKept)) OR (kind = 'checks' AND hour < \(hour - 2))
+            RETURNING hour
+            """, as: Int64.self).count
+        let hours = try await all("DELETE FROM task_hour WHERE hour < \(hour - Int64(ReleaseHealth.maxHours)) RETURNING hour", as: Int64.self).count
+        return sketches + hours
+    }
+
+    public func rampStep(task id: Int64, expecting done: Int, pause reason: String?, now: Date) async throws -> TaskRecord? {
+        do {
+            return try await change(by: .courier, "task.ramp", subject: String(id)) { c in
+                var t = try await lockedTask(id, on: c)
+                guard let detail = try t.rampMove(expecting: done, pause: reason, from: try await state(t, on: c),
+                                                  rules: try await approvalRules(on: c), now: now) else { throw RampStepNotDue() }
+                try await dropAdmissionsUnlessOpenWindow(&t, on: c)
+                try await update(t, on: c)
+                try await refreshPackageStatus(t.packageId, on: c)
+                return (t, detail)
+            }
+        } catch is RampStepNotDue { return nil }
     }
 
     @discardableResult

@@ -187,6 +187,18 @@ enum PostgresSchema {
             """,
             "CREATE TRIGGER admission_removed AFTER DELETE ON admission REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION admission_removed()",
         ]),
+        // Release health (issue 21), as SQLite's v18: hourly counters, sketches, ramps.
+        ("v4-release-health", [
+            "ALTER TABLE task ADD COLUMN ramp text NOT NULL DEFAULT ''",
+            """
+            CREATE TABLE task_hour (task_id bigint NOT NULL REFERENCES task (id) ON DELETE CASCADE, hour bigint NOT NULL,
+                event text COLLATE "C" NOT NULL, count bigint NOT NULL, PRIMARY KEY (task_id, hour, event))
+            """,
+            """
+            CREATE TABLE sketch (kind text COLLATE "C" NOT NULL, subject text COLLATE "C" NOT NULL, hour bigint NOT NULL,
+                registers text NOT NULL, PRIMARY KEY (kind, subject, hour))
+            """,
+        ]),
     ]
 
     /// Brings the database up to date. Several nodes starting together queue on an advisory

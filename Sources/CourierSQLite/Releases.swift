@@ -340,6 +340,7 @@ extension SQLiteStore {
     @discardableResult
     public func recordGaveUp(_ pairs: [(task: Int64, device: UInt64)]) async throws -> [(task: Int64, device: UInt64)] {
         guard !pairs.isEmpty else { return [] }
+        let hour = Int64(Date().timeIntervalSince1970 / 3600)
         return try await db.write { db in
             var recorded: [(task: Int64, device: UInt64)] = []
             for p in pairs {
@@ -351,6 +352,10 @@ extension SQLiteStore {
                     INSERT INTO taskEvent (taskId, event, count) VALUES (?, 'failed', 1)
                     ON CONFLICT (taskId, event) DO UPDATE SET count = count + 1
                     """, arguments: [p.task])
+                // By the hour, a failed trial, counted once with the device's own trial_failed report.
+                try db.execute(sql: "INSERT OR IGNORE INTO eventSeen (hour, taskId, event, deviceId) VALUES (?, ?, 'trial_failed', ?)",
+                               arguments: [hour, p.task, EventKey.of(p.device)])
+                if db.changesCount > 0 { try Self.countHour(db, task: p.task, hour: hour, event: "trial_failed") }
             }
             return recorded
         }
@@ -361,16 +366,16 @@ extension SQLiteStore {
         let hour = Int64(now.timeIntervalSince1970 / 3600)
         return try await db.write { db in
             guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM task WHERE id = ?)", arguments: [task]) == true else { return false }
-            // The device by 16 hex digits of its SHA-256: a fixed size whatever a client sends.
-            let key = SHA256.hash(data: Data(device.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
             try db.execute(sql: "INSERT OR IGNORE INTO eventSeen (hour, taskId, event, deviceId) VALUES (?, ?, ?, ?)",
-                           arguments: [hour, task, event, key])
+                           arguments: [hour, task, event, EventKey.of(device)])
             guard db.changesCount > 0 else { return true }
             try db.execute(sql: """
                 INSERT INTO taskEvent (taskId, event, count) SELECT ?, ?, 1 WHERE EXISTS (SELECT 1 FROM task WHERE id = ?)
                 ON CONFLICT (taskId, event) DO UPDATE SET count = count + 1
                 """, arguments: [task, event, task])
-            return db.changesCount > 0
+            guard db.changesCount > 0 else { return false }
+            if HealthHour.events.contains(event) { try Self.countHour(db, task: task, hour: hour, event: event) }
+            return true
         }
     }
 
@@ -397,5 +402,94 @@ extension SQLiteStore {
             }
             return counts
         }
+    }
+
+    static func countHour(_ db: Database, task: Int64, hour: Int64, event: String) throws {
+        try db.execute(sql: """
+            INSERT INTO taskHour (taskId, hour, event, count) VALUES (?, ?, ?, 1)
+            ON CONFLICT (taskId, hour, event) DO UPDATE SET count = count + 1
+            """, arguments: [task, hour, event])
+    }
+
+    // MARK: Release health (SPEC §5)
+
+    public func healthHours(task: Int64) async throws -> [HealthHour] {
+        try await db.read { db in
+            var hours: [Int64: HealthHour] = [:]
+            for r in try Row.fetchAll(db, sql: "SELECT hour, event, count FROM taskHour WHERE taskId = ?", arguments: [task]) {
+                let hour: Int64 = r[0]
+                hours[hour, default: HealthHour(hour: hour)].add(r[1], r[2])
+            }
+            return hours.values.sorted { $0.hour < $1.hour }
+        }
+    }
+
+    public func mergeSketches(hour: Int64, checks: [Int64: HyperLogLog], adoption: [AdoptionKey: HyperLogLog]) async throws {
+        guard !checks.isEmpty || !adoption.isEmpty else { return }
+        try await db.write { db in
+            func merge(_ kind: String, _ subject: String, _ sketch: HyperLogLog) throws -> HyperLogLog {
+                var merged = sketch
+                if let text = try String.fetchOne(db, sql: "SELECT registers FROM sketch WHERE kind = ? AND subject = ? AND hour = ?",
+                                                  arguments: [kind, subject, hour]),
+                   let stored = HyperLogLog(base64: text) {
+                    merged.merge(stored)
+                }
+                try db.execute(sql: "INSERT OR REPLACE INTO sketch (kind, subject, hour, registers) VALUES (?, ?, ?, ?)",
+                               arguments: [kind, subject, hour, merged.base64])
+                return merged
+            }
+            for (task, sketch) in checks.sorted(by: { $0.key < $1.key }) {
+                guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM task WHERE id = ?)", arguments: [task]) == true else { continue }
+                let merged = try merge("checks", String(task), sketch)
+                try db.execute(sql: """
+                    INSERT INTO taskHour (taskId, hour, event, count) VALUES (?, ?, 'checked', ?)
+                    ON CONFLICT (taskId, hour, event) DO UPDATE SET count = excluded.count
+                    """, arguments: [task, hour, merged.estimate])
+            }
+            for (key, sketch) in adoption.sorted(by: { $0.key.subject < $1.key.subject }) {
+                _ = try merge("adoption", key.subject, sketch)
+            }
+        }
+    }
+
+    public func adoption(app: String, sinceHour: Int64) async throws -> [String: HyperLogLog] {
+        try await db.read { db in
+            var out: [String: HyperLogLog] = [:]
+            let rows = try Row.fetchAll(db, sql: "SELECT subject, registers FROM sketch WHERE kind = 'adoption' AND subject LIKE ? ESCAPE '\\' AND hour >= ?",
+                                        arguments: [LikePattern.prefix(app + "/"), sinceHour])
+            for r in rows {
+                let subject: String = r[0]
+                guard subject.hasPrefix(app + "/"), let sketch = HyperLogLog(base64: r[1]) else { continue }
+                out[String(subject.dropFirst(app.count + 1)), default: HyperLogLog()].merge(sketch)
+            }
+            return out
+        }
+    }
+
+    @discardableResult
+    public func pruneHealth(now: Date) async throws -> Int {
+        let hour = Int64(now.timeIntervalSince1970 / 3600)
+        return try await db.write { db in
+            try db.execute(sql: "DELETE FROM sketch WHERE (kind = 'adoption' AND hour < ?) OR (kind = 'checks' AND hour < ?)",
+                           arguments: [hour - AdoptionKey.hoursKept, hour - 2])
+            var n = db.changesCount
+            try db.execute(sql: "DELETE FROM taskHour WHERE hour < ?", arguments: [hour - Int64(ReleaseHealth.maxHours)])
+            n += db.changesCount
+            return n
+        }
+    }
+
+    public func rampStep(task id: Int64, expecting done: Int, pause reason: String?, now: Date) async throws -> TaskRecord? {
+        do { return try await change(by: .courier, "task.ramp", subject: String(id)) { db in
+            guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
+            guard let detail = try t.rampMove(expecting: done, pause: reason, from: try t.state(db),
+                                                rules: try SQLiteStore.approvalRules(db), now: now) else {
+                throw RampStepNotDue()
+            }
+            try SQLiteStore.dropAdmissionsUnlessOpenWindow(db, &t)
+            try t.update(db)
+            try SQLiteStore.refreshPackageStatus(db, t.packageId)
+            return (t, detail)
+        } } catch is RampStepNotDue { return nil }
     }
 }

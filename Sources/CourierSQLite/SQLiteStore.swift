@@ -227,6 +227,24 @@ public final class SQLiteStore: Store {
         m.registerMigration("v17-audit-links") { db in
             try db.alter(table: "audit") { t in t.add(column: "previousId", .integer) }
         }
+        // Issue 21: release health by the hour, sketches of the devices that checked, ramps.
+        m.registerMigration("v18-release-health") { db in
+            try db.alter(table: "task") { t in t.add(column: "ramp", .text).notNull().defaults(to: "") }
+            try db.create(table: "taskHour") { t in
+                t.column("taskId", .integer).notNull().references("task", onDelete: .cascade)
+                t.column("hour", .integer).notNull()
+                t.column("event", .text).notNull()
+                t.column("count", .integer).notNull()
+                t.primaryKey(["taskId", "hour", "event"])
+            }
+            try db.create(table: "sketch") { t in
+                t.column("kind", .text).notNull()
+                t.column("subject", .text).notNull()
+                t.column("hour", .integer).notNull()
+                t.column("registers", .text).notNull()
+                t.primaryKey(["kind", "subject", "hour"])
+            }
+        }
         return m
     }
 

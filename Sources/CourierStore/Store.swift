@@ -258,6 +258,31 @@ public enum PrivateDirectory {
 
 /// A device ID as a fixed-size key (the first 8 bytes of its SHA-256): what a client sends
 /// may be long; what Courier remembers per device is not.
+/// A device as `eventSeen` keeps it: 16 hex digits of its SHA-256 (`DeviceKey`), a fixed size
+/// whatever a client sends.
+package enum EventKey {
+    package static func of(_ device: String) -> String { of(DeviceKey.of(device)) }
+    package static func of(_ key: UInt64) -> String {
+        let hex = String(key, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
+/// An app's version as adoption sketches name it: `{appId}/{version}`.
+public struct AdoptionKey: Hashable, Sendable {
+    public let appId: String
+    public let version: String
+    public init(appId: String, version: String) { self.appId = appId; self.version = version }
+    public var subject: String { appId + "/" + version }
+    /// Hours of adoption sketches kept: the last day, and the hour going on.
+    public static let hoursKept: Int64 = 25
+}
+
+/// A ramp step asked for that another run (or node) already took, or that is not due.
+package struct RampStepNotDue: Error {
+    package init() {}
+}
+
 public enum DeviceKey {
     public static func of(_ device: String) -> UInt64 {
         SHA256.hash(data: Data(device.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
@@ -267,6 +292,11 @@ public enum DeviceKey {
 /// A `LIKE … ESCAPE '\\'` pattern for text containing `text` as typed (its `%`, `_` and `\\`
 /// match themselves); PostgreSQL's LIKE escapes with `\\` by default.
 package enum LikePattern {
+    /// Text starting with `text` as typed.
+    package static func prefix(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            .replacingOccurrences(of: "_", with: "\\_") + "%"
+    }
     package static func containing(_ text: String) -> String {
         "%" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
             .replacingOccurrences(of: "_", with: "\\_") + "%"

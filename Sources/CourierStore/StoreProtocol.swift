@@ -372,6 +372,23 @@ public protocol ReleaseStore: AnyObject, Sendable {
     @discardableResult
     func pruneEventsSeen(now: Date, batch: Int) async throws -> Int
     func eventCounts(task: Int64) async throws -> [String: Int]
+
+    // Release health (SPEC §5)
+
+    /// A task's hourly counters, oldest first (`checked` is an estimate: see `mergeSketches`).
+    func healthHours(task: Int64) async throws -> [HealthHour]
+    /// Merges one node's sketches of an hour into the stored ones (register by register: the same
+    /// devices flushed twice, or seen by two nodes, count once): the devices that checked, by task
+    /// (each task's `checked` counter becomes its merged estimate), and the devices on each
+    /// installed version (adoption). Tasks deleted since are passed over.
+    func mergeSketches(hour: Int64, checks: [Int64: HyperLogLog], adoption: [AdoptionKey: HyperLogLog]) async throws
+    /// The adoption sketches of an app's versions from `sinceHour` on, merged per version.
+    func adoption(app: String, sinceHour: Int64) async throws -> [String: HyperLogLog]
+    /// Forgets sketches no longer needed and counters older than `ReleaseHealth.maxHours`.
+    @discardableResult
+    func pruneHealth(now: Date) async throws -> Int
+    /// A ramp's move, as user `courier` (`TaskRecord.rampMove`): nil when there was none to make.
+    func rampStep(task: Int64, expecting done: Int, pause reason: String?, now: Date) async throws -> TaskRecord?
 }
 
 extension ReleaseStore {

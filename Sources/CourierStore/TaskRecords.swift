@@ -49,6 +49,8 @@ public struct TaskRecord: Codable, Sendable {
     public var decidedAt: Date?
     /// The reviewer's comment, Markdown.
     public var decisionComment = ""
+    /// A percentage task's scheduled ramp (`RampPlan` as JSON), or empty.
+    public var ramp = ""
 
 
     package struct StoredRule: Codable { let field: String; let op: String; let values: [String] }
@@ -267,6 +269,38 @@ extension TaskRecord {
         decidedAt = Date()
         decisionComment = comment
         return ["for": approvalFor, "requestedBy": requestedBy ?? "", "comment": comment, "status": status, "app": appId, "version": version]
+    }
+
+    /// The ramp's plan (SPEC §5); nil for none; throws when it cannot be read (it then never moves).
+    public func rampPlan() throws -> RampPlan? { try RampPlan.stored(ramp) }
+
+    /// A ramp's move on a task whose state as a write reads it is `before`: pause it by its
+    /// health gate (`pause` says why, with the numbers), or take the next step that is due (a
+    /// share, or the promotion, each asking a reviewer when the rules say so). Nil when there is
+    /// nothing to do: another run or node took the step (`done` moved on), the task is not
+    /// releasing, the step is not due, or the plan cannot be read. The audit detail.
+    package mutating func rampMove(expecting done: Int, pause reason: String?, from before: TaskState, rules: ApprovalRules,
+                                   now: Date) throws -> [String: String]? {
+        guard var plan = try? rampPlan(), plan.done == done, before.status == .releasing, before.approval != .awaiting,
+              before.unreadable == nil else { return nil }
+        let actor = ActingUser.courier
+        if let reason {
+            var detail = try operate(.pause, from: before, rules: nil, by: actor)
+            detail["gate"] = reason
+            return detail
+        }
+        guard plan.isDue(now: now), let step = plan.next else { return nil }
+        var detail: [String: String]
+        if step.promote || ((step.percentage ?? 0) >= 100 && rules.official) {
+            detail = try operate(.promote, from: before, rules: rules, by: actor)
+        } else {
+            detail = try setPercentage(step.percentage ?? 0, from: before, rules: rules, by: actor)
+        }
+        plan.done += 1
+        plan.since = now
+        ramp = plan.json
+        detail["step"] = "\(plan.done) of \(plan.steps.count): \(step.description)"
+        return detail
     }
 
     /// Refuses a new percentage for a task in `state` (not an unfinished percentage task, or one

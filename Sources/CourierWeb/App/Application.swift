@@ -278,7 +278,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
                        // No Server header: neither path names the software (the event-loop path writes the
                        // router's headers, FastPathTests compares them).
                        configuration: .init(address: .hostname(config.host, port: config.port)),
-                       services: [Housekeeping(actions: services.actions, logger: logger,
+                       services: [Housekeeping(actions: services.actions, logger: logger, tally: services.delivery.tally,
                                                node: services.node),
                                   services.patches] + followers(services),
                        eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
@@ -346,13 +346,15 @@ func publicKeyResponse(_ services: Services) async throws -> Response {
 struct Housekeeping: Service {
     let actions: Actions
     let logger: Logger
+    /// This node's counts of update checks, written once a minute (every node writes its own).
+    let tally: Tally
     /// This node, as the lease's holder: the same after a restart, so that a node that crashed
     /// holding the lease takes it back at once rather than after it expires.
     let node: String
 
     func run() async throws {
         // Stops at once when the server shuts down (a sleeping loop would hold the shutdown up).
-        try await cancelWhenGracefulShutdown { [actions, logger, node] in
+        try await cancelWhenGracefulShutdown { [actions, logger, node, tally] in
             var rounds = 0
             defer { Task { try? await actions.store.releaseLease("housekeeping", holder: node) } }
             while !Task.isCancelled {
@@ -360,6 +362,11 @@ struct Housekeeping: Service {
                 if rounds % 6 == 0 { Allocator.trim() }
                 // This node's marks on blobs it added a day ago and more: committed or failed by now.
                 if rounds % 60 == 0 { actions.store.blobs.forgetPending(untouchedSince: Date().addingTimeInterval(-86_400)) }
+                if rounds % 6 == 0 {
+                    do { try await tally.flush(to: actions.store) } catch {
+                        logger.error("Could not write the update checks' counts", metadata: ["error": "\(error)"])
+                    }
+                }
                 let holding: Bool
                 do { holding = try await actions.store.acquireLease("housekeeping", holder: node, for: 60) } catch {
                     logger.error("Could not take the housekeeping lease", metadata: ["error": "\(error)"])
@@ -374,6 +381,16 @@ struct Housekeeping: Service {
                     if n > 0 { logger.info("Finished time-window tasks at their end time", metadata: ["tasks": "\(n)"]) }
                 } catch {
                     logger.error("Could not finish ended time windows", metadata: ["error": "\(error)"])
+                }
+                do {
+                    for line in try await actions.runRamps() { logger.info("Ramp", metadata: ["step": "\(line)"]) }
+                } catch {
+                    logger.error("Could not run the ramps' steps and health gates", metadata: ["error": "\(error)"])
+                }
+                if rounds % 360 == 1 {
+                    do { _ = try await actions.store.pruneHealth(now: Date()) } catch {
+                        logger.error("Could not prune old health counters", metadata: ["error": "\(error)"])
+                    }
                 }
                 if rounds % 6 == 0 {
                     do { _ = try await actions.store.pruneEventsSeen() } catch {   // which devices reported in past hours

@@ -120,6 +120,7 @@ struct ClientController {
             }
         }
         services.delivery.metrics.decided(decisions)
+        services.delivery.tally.record(request, decisions, snapshot: snapshot, now: now)
         return Response(status: .ok, headers: HTTPFields(Self.answerHeaders.map { HTTPField(name: $0.name, value: $0.value) }),
                         body: .init(byteBuffer: snapshot.answer(decisions)))
     }
@@ -147,6 +148,7 @@ struct ClientController {
         }
         guard !mustWrite.raised else { return nil }
         delivery.metrics.decided(decisions)
+        delivery.tally.record(request, decisions, snapshot: snapshot, now: now)
         return snapshot.answer(decisions)
     }
 

@@ -211,6 +211,8 @@ public final class Delivery: Sendable {
     private let reuse = DeliverySnapshot.Reuse()
     let ledger: AdmissionLedger
     let gaveUp: GaveUpLedger
+    /// Devices that checked each task, and on each version (release health, adoption).
+    let tally = Tally()
     let store: Store
     let publicURL: String
     /// Update requests answered on the event loop (`ClientFastPath`), for tests and metrics.

@@ -1,0 +1,85 @@
+import CourierCore
+import CourierStore
+import Foundation
+import Synchronization
+
+/// What update checks say about devices (SPEC §5), counted in memory on the hot path and
+/// written by `flush` about once a minute: which devices checked each task (a task's `checked`
+/// counter) and which run each released version (adoption). A sketch per key and hour
+/// (`HyperLogLog`, 4 KB) keeps memory bounded whatever the number of devices; the keys are
+/// bounded by what is released (versions no snapshot knows are not counted) and by `maxSketches`.
+final class Tally: Sendable {
+    /// At most this many sketches in memory (16 MB); past it, new keys of the hour are not counted.
+    static let maxSketches = 4_096
+
+    struct VersionKey: Hashable {
+        let app: String
+        let version: PackageVersion
+    }
+
+    struct Hour {
+        var checks: [Int64: HyperLogLog] = [:]
+        var adoption: [VersionKey: HyperLogLog] = [:]
+        var count: Int { checks.count + adoption.count }
+    }
+
+    private struct State {
+        var hours: [Int64: Hour] = [:]
+        var sketches = 0
+        var dropped = 0
+    }
+    private let state = Mutex(State())
+
+    /// Counts one update check: the device on each installed version the snapshot knows, and on
+    /// the task its answer came from (or the task of the version it runs).
+    func record(_ request: ClientRequest, _ decisions: [Decision], snapshot: DeliverySnapshot, now: Date) {
+        guard !request.deviceId.isEmpty, !decisions.isEmpty || !request.installed.isEmpty else { return }
+        let hash = HyperLogLog.hash(request.deviceId)
+        let hour = Int64(now.timeIntervalSince1970 / 3600)
+        state.withLock { s in
+            func insert<K: Hashable>(_ key: K, _ path: WritableKeyPath<Hour, [K: HyperLogLog]>) {
+                if s.hours[hour]?[keyPath: path][key] == nil {
+                    guard s.sketches < Self.maxSketches else { s.dropped += 1; return }
+                    s.sketches += 1
+                    s.hours[hour, default: Hour()][keyPath: path][key] = HyperLogLog()
+                }
+                s.hours[hour]![keyPath: path][key]!.insert(hash: hash)
+            }
+            for (app, installed) in request.installed {
+                guard let v = installed, snapshot.entries[app]?[v] != nil else { continue }
+                insert(VersionKey(app: app, version: v), \.adoption)
+            }
+            for d in decisions {
+                let task: Int64?
+                switch d.answer {
+                case .update(_, let t), .rollback(_, let t): task = t
+                case .none: task = d.installed.flatMap { snapshot.taskOfPackage[d.appId]?[$0] }
+                }
+                if let task { insert(task, \.checks) }
+            }
+        }
+    }
+
+    /// Sketches in memory, and checks not counted because `maxSketches` was reached.
+    var size: (sketches: Int, dropped: Int) { state.withLock { ($0.sketches, $0.dropped) } }
+
+    /// Writes every hour's sketches into the store (merging: writing the same twice is harmless)
+    /// and forgets the hours before `now`'s once written; the hour going on stays to count on.
+    func flush(to store: Store, now: Date = Date()) async throws {
+        let current = Int64(now.timeIntervalSince1970 / 3600)
+        let hours = state.withLock { $0.hours }
+        for (hour, h) in hours.sorted(by: { $0.key < $1.key }) {
+            // Hours older than the store keeps sketches for are not written (their counts are sealed).
+            if hour >= current - 2 {
+                try await store.mergeSketches(hour: hour, checks: h.checks,
+                                              adoption: Dictionary(h.adoption.map { (AdoptionKey(appId: $0.key.app, version: $0.key.version.description), $0.value) },
+                                                                   uniquingKeysWith: { a, _ in a }))
+            }
+            if hour < current {
+                state.withLock { s in
+                    if let gone = s.hours.removeValue(forKey: hour) { s.sketches -= gone.count }
+                }
+            }
+        }
+    }
+}
