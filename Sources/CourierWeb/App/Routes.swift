@@ -124,6 +124,7 @@ extension Route {
     static let apiTask = Route("/api/v1/tasks/:task")
     static let apiTaskOperation = Route("/api/v1/tasks/:task/:operation")
     static let apiTaskApprove = Route("/api/v1/tasks/:task/approve")
+    static let apiTaskHealth = Route("/api/v1/tasks/:task/health")
     static let apiTaskReject = Route("/api/v1/tasks/:task/reject")
     static let apiAudit = Route("/api/v1/audit")
     static let apiOpenAPI = Route("/api/v1/openapi.json")

@@ -72,6 +72,10 @@ enum AuditWords {
             let from = Double(d["from"] ?? "").map { String(format: "%g %%", $0) } ?? "?"
             let to = Double(d["to"] ?? "").map { String(format: "%g %%", $0) } ?? "?"
             return "Changed the percentage\(version) from \(from) to \(to)" + (d["approval"] == ApprovalState.awaiting.rawValue ? "; the wider share awaits a reviewer." : ".")
+        case "task.ramp":
+            if let gate = d["gate"] { return "Paused the task\(version) by its \(gate)." }
+            let waits = d["approval"] == ApprovalState.awaiting.rawValue ? "; it awaits a reviewer." : "."
+            return "Took ramp step \(v("step"))\(version)" + waits
         case "task.delete": return "Deleted the finished task\(version)."
         case "task.approve", "task.reject":
             let what = d["for"] == ApprovalSubject.promotion.rawValue ? "the promotion to official" : d["for"] == ApprovalSubject.widening.rawValue ? "the wider share" : "the release"

@@ -11,6 +11,34 @@ struct WhitelistJSON: Encodable {
     let values: [String]?
 }
 
+/// A task's release health (SPEC §8): its hours since it began, the failure rate and its bound.
+struct HealthJSON: Encodable {
+    struct Hour: Encodable {
+        let at: Date
+        let checks: Int, downloads: Int, installs: Int, verifyFailed: Int, installFailed: Int, trialFailed: Int, rollbacks: Int
+    }
+    let hours: [Hour]
+    let failureRate: Double?
+    let failureRateLow: Double?
+    let installs: Int
+    let failures: Int
+    let healthThreshold: Double?
+
+    init(_ t: TaskRecord, hours stored: [HealthHour], now: Date = Date()) {
+        let health = ReleaseHealth(hours: stored)
+        let first = Int64(t.createdAt.timeIntervalSince1970 / 3600)
+        hours = health.filled(from: first, to: max(first, Int64(now.timeIntervalSince1970 / 3600), stored.last?.hour ?? first)).map { h in
+            Hour(at: h.start, checks: h.checks, downloads: h.downloads, installs: h.installs, verifyFailed: h.verifyFailed,
+                 installFailed: h.installFailed, trialFailed: h.trialFailed, rollbacks: h.rollbacks)
+        }
+        failureRate = health.failureRate
+        failureRateLow = health.failureRateLow
+        installs = health.installs
+        failures = health.failures
+        healthThreshold = (try? t.rampPlan())?.threshold
+    }
+}
+
 struct TaskJSON: Encodable {
     struct Rule: Encodable { let field: String; let op: String; let values: [String] }
     let id: Int64
@@ -34,6 +62,14 @@ struct TaskJSON: Encodable {
     let approval: Approval?
     /// Why the stored task cannot be read by this binary (it then offers nothing); absent when it can be.
     let unreadable: String?
+    /// A percentage task's ramp (SPEC §5): its steps, threshold, steps taken and next due time.
+    let ramp: Ramp?
+    struct Ramp: Encodable {
+        let steps: [RampPlan.Step]
+        let healthThreshold: Double
+        let stepsTaken: Int
+        let nextDue: Date?
+    }
 
     /// What a reviewer was asked and what they decided (SPEC §7).
     struct Approval: Encodable {
@@ -48,6 +84,7 @@ struct TaskJSON: Encodable {
     }
 
     init(_ t: TaskRecord, events: [String: Int], admitted: Int) {
+        ramp = (try? t.rampPlan()).map { Ramp(steps: $0.steps, healthThreshold: $0.threshold, stepsTaken: $0.done, nextDue: $0.nextDue) }
         id = t.id ?? 0; appId = t.appId; version = t.version; type = t.type
         mode = t.mode.isEmpty ? nil : t.mode
         status = t.status; rolledBack = t.rolledBack
@@ -103,6 +140,10 @@ extension APIController {
         }
         routes.get(.apiTask, needs: .read) { _, context in
             try json(try await taskJSON(try await task(context)))
+        }
+        routes.get(.apiTaskHealth, needs: .read) { _, context in
+            let t = try await task(context)
+            return try json(HealthJSON(t, hours: try await services.store.healthHours(task: t.id ?? 0)))
         }
         routes.patch(.apiTask, needs: .editReleases) { request, context in
             struct Body: Decodable { let percentage: Double }

@@ -13,6 +13,14 @@ struct TaskSettingsForm {
     let endTime: String
     let userCount: String
     let percentage: String
+    /// A percentage task's ramp: the steps as typed, the threshold, and the schedule they make.
+    let steps: String
+    let healthThreshold: String
+    let defaultThreshold = RampPlan.percent(HealthGate.defaultThreshold)
+    let timeline: [HealthView.TimelineRow]
+    let hasTimeline: Bool
+    let stepsError: String?
+    let thresholdError: String?
     let rules: [TaskFormPage.RuleRow]
     let description: String
     let preview: String?
@@ -56,6 +64,30 @@ struct TaskSettingsForm {
         description = d.description
         self.preview = preview
         errors = failure.fields
+        steps = d.stepLines
+        healthThreshold = d.healthThreshold
+        // The schedule as it would run if created now; on a preview, what is wrong with it.
+        var stepsError = failure.fields["steps"], thresholdError = failure.fields["healthThreshold"]
+        var timeline: [HealthView.TimelineRow] = []
+        if mode == .percentage, !official, let initial = TaskDraft.parsePercentage(d.percentage) {
+            let now = Date()
+            do {
+                if let plan = try d.validateRamp(.gray(.percentage(initial), rules: []), now: now) {
+                    timeline = plan.timeline(start: now, initial: initial).map {
+                        HealthView.TimelineRow(at: $0.done ? "now" : displayDate.string(from: $0.at) + " UTC", what: $0.what, done: $0.done)
+                    }
+                }
+            } catch {
+                if preview != nil {
+                    stepsError = stepsError ?? error["steps"]
+                    thresholdError = thresholdError ?? error["healthThreshold"]
+                }
+            }
+        }
+        self.timeline = timeline
+        hasTimeline = !timeline.isEmpty
+        self.stepsError = stepsError
+        self.thresholdError = thresholdError
     }
 }
 
@@ -126,6 +158,8 @@ struct TaskFormPage {
         d.endTime = f["endTime"]
         d.userCount = f["userCount"]
         d.percentage = f["percentage"]
+        d.stepLines = f["steps"]
+        d.healthThreshold = f["healthThreshold"]
         d.description = f["description"]
         var i = 0
         while f.has("ruleField.\(i)"), i < 50 {

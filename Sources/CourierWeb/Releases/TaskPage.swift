@@ -7,6 +7,8 @@ import Foundation
 struct TaskPage {
     /// What the task's version changes for clients on the live official one (issue 18).
     var changes: VersionChanges?
+    /// Release health by the hour, with its charts, and the ramp (SPEC §5).
+    var health: HealthView?
     struct Operation {
         let name: String
         let label: String

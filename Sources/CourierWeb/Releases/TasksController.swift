@@ -185,14 +185,16 @@ struct TasksController {
         }
         let names = try await services.whitelistNames()
         let tasks = try await services.store.tasks(of: t.appId)
+        let history = try await services.store.auditEntries(subject: String(id), actionPrefix: "task.")
         var model = TaskPage(t, app: app, package: p, whitelistNames: names, events: try await services.store.eventCounts(task: id),
                              admitted: try await services.store.admittedDevices(task: id),
-                             history: try await services.store.auditEntries(subject: String(id), actionPrefix: "task."),
+                             history: history,
                              user: context.user, failure: failure, typedComment: typedComment, typedPercentage: typedPercentage,
                              unreadable: services.delivery.snapshot.targeting.unreadable(t.releaseTask),
                              releases: AppReleases(tasks), settings: try await services.store.settings(),
                              services: services, notice: notice, chrome: Chrome(context, section: .apps))
         model.changes = try await services.changesSinceLive(p, tasks: tasks)
+        model.health = HealthView(t, hours: try await services.store.healthHours(task: id), history: history)
         return services.views.render("task", model, status: failure.status)
     }
 }
