@@ -1,4 +1,5 @@
 import CourierCore
+import CourierDomain
 @testable import CourierPostgres
 import CourierStore
 import CourierTestSupport
@@ -65,6 +66,15 @@ final class PostgresStoreTests: XCTestCase {
     func testAudit() async throws { try await withStore { s, _ in try await AreaContracts.audit(s) } }
     func testCatalogue() async throws { try await withStore { s, _ in try await AreaContracts.catalogue(s) } }
     func testReleases() async throws { try await withStore { s, _ in try await AreaContracts.releases(s) } }
+    func testHealth() async throws { try await withStore { s, _ in try await AreaContracts.health(s) } }
+    /// Two nodes running the same ramp at once take each step once.
+    func testRamps() async throws {
+        try await withStore { a, db in
+            let b = try await db.store()
+            defer { b.shutdown() }
+            try await AreaContracts.ramps(a, b)
+        }
+    }
     func testImports() async throws { try await withStore { s, _ in try await AreaContracts.imports(s) } }
     func testPatches() async throws { try await withStore { s, _ in try await AreaContracts.patches(s) } }
     func testCatalogueVersion() async throws {
@@ -439,6 +449,100 @@ extension AreaContracts {
 }
 
 extension AreaContracts {
+    /// Release health (SPEC §5): reports counted once per device, kind and hour, by the hour; a
+    /// failed trial reported both ways counts once; sketches merge idempotently; storage is pruned.
+    static func health(_ store: some CatalogueStore & ReleaseStore) async throws {
+        _ = try await store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        let p = try await commit(store, "1.0.0.1")
+        let ci = ActingUser(name: "ci", role: .developer)
+        let task = try unwrapped(try await store.createTask(TaskRecord(package: p, kind: .gray(.percentage(50), rules: []), description: "",
+                                                                       createdBy: "ci"), by: ci).id)
+        let now = Date()
+        let hour = Int64(now.timeIntervalSince1970 / 3600)
+        for d in 0..<5 { _ = try await store.countEvent(task: task, "install_ok", device: "d\(d)", now: now) }
+        _ = try await store.countEvent(task: task, "install_ok", device: "d0", now: now)          // a repeat
+        _ = try await store.countEvent(task: task, "install_ok", device: "d0", now: now.addingTimeInterval(3600))   // the next hour
+        _ = try await store.countEvent(task: task, "trial_failed", device: "d1", now: now)
+        try await store.recordGaveUp([(task: task, device: DeviceKey.of("d1")), (task: task, device: DeviceKey.of("d2"))])
+        _ = try await store.countEvent(task: task, "patch_failed", device: "d3", now: now)        // not a health kind
+        await assertFalse(try await store.countEvent(task: task + 100, "install_ok", device: "d0", now: now), "an unknown task counts nothing")
+        var hours = try await store.healthHours(task: task)
+        XCTAssertEqual(hours.map(\.hour), [hour, hour + 1])
+        XCTAssertEqual(hours.first?.installs, 5)
+        XCTAssertEqual(hours.first?.trialFailed, 2, "d1 reported its failed trial twice (event and update request): once")
+        XCTAssertEqual(hours.last?.installs, 1)
+        XCTAssertEqual(ReleaseHealth(hours: hours).failures, 2)
+        // Checks: two nodes' sketches of the same devices, one flushed twice, count once.
+        var a = HyperLogLog(), b = HyperLogLog()
+        for d in 0..<300 { a.insert("dev-\(d)") }
+        for d in 200..<400 { b.insert("dev-\(d)") }
+        let key = AdoptionKey(appId: "20171228", version: "1.0.0.1")
+        try await store.mergeSketches(hour: hour, checks: [task: a, task + 100: a], adoption: [key: a])
+        try await store.mergeSketches(hour: hour, checks: [task: a], adoption: [key: a])
+        try await store.mergeSketches(hour: hour, checks: [task: b], adoption: [key: b])
+        hours = try await store.healthHours(task: task)
+        XCTAssertEqual(Double(hours.first?.checks ?? 0), 400, accuracy: 12)
+        let adoption = try await store.adoption(app: "20171228", sinceHour: hour - 24)
+        XCTAssertEqual(Double(adoption["1.0.0.1"]?.estimate ?? 0), 400, accuracy: 12)
+        await assertEqual(try await store.adoption(app: "2017122", sinceHour: hour - 24).count, 0, "another app's prefix is not this app")
+        // A day later the sketches go, the counters stay; thirty days later the counters go too.
+        try await store.pruneHealth(now: now.addingTimeInterval(26 * 3600))
+        await assertEqual(try await store.adoption(app: "20171228", sinceHour: 0).count, 0)
+        await assertEqual(try await store.healthHours(task: task).count, 2)
+        try await store.pruneHealth(now: now.addingTimeInterval(Double(ReleaseHealth.maxHours + 2) * 3600))
+        await assertEqual(try await store.healthHours(task: task).count, 0)
+    }
+
+    /// Scheduled ramps (SPEC §5) run by `Actions.runRamps` on two nodes (`a`, `b`; the same store
+    /// for SQLite): a step runs once however many runs get to it, as user `courier`; the next step
+    /// counts its delay from when the last one was taken; the health gate pauses with its numbers;
+    /// a promotion waits for a reviewer when the settings ask for one.
+    static func ramps(_ a: Store, _ b: Store) async throws {
+        _ = try await a.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
+        let p = try await commit(a, "1.0.0.1")
+        var record = TaskRecord(package: p, kind: .gray(.percentage(1), rules: []), description: "", createdBy: "ci")
+        let start = Date().addingTimeInterval(-600)
+        record.ramp = RampPlan(steps: [.init(percentage: 20, afterMinutes: 60), .init(percentage: 60, afterMinutes: 60),
+                                       .init(percentage: nil, promote: true, afterMinutes: 60)], threshold: 5, since: start).json
+        let id = try unwrapped(try await a.createTask(record, by: ActingUser(name: "ci", role: .developer)).id)
+        let nodeA = Actions(store: a), nodeB = Actions(store: b)
+        await assertEqual(try await nodeA.runRamps(now: start.addingTimeInterval(59 * 60)).count, 0, "not due yet")
+        // Down for three hours: at start two nodes at once take one step, not two or three.
+        let late = start.addingTimeInterval(3 * 3600)
+        async let one = nodeA.runRamps(now: late)
+        async let two = nodeB.runRamps(now: late)
+        let taken = try await one.count + two.count
+        XCTAssertEqual(taken, 1)
+        var t = try await a.task(id)
+        XCTAssertEqual(t?.percentage, 20)
+        XCTAssertEqual(try t?.rampPlan()?.done, 1)
+        await assertEqual(try await nodeB.runRamps(now: late.addingTimeInterval(59 * 60)).count, 0, "the next step counts from when this one was taken")
+        let entries = try await a.auditEntries(subject: String(id), actionPrefix: "task.ramp")
+        XCTAssertEqual(entries.map(\.user), ["courier"])
+        // Failures past the threshold: the gate pauses it, says why, and takes no step.
+        let now = Date()
+        for d in 0..<40 { _ = try await a.countEvent(task: id, "install_ok", device: "ok\(d)", now: now) }
+        for d in 0..<15 { _ = try await a.countEvent(task: id, "trial_failed", device: "bad\(d)", now: now) }
+        let paused = try await nodeA.runRamps(now: late.addingTimeInterval(2 * 3600))
+        XCTAssertEqual(paused.count, 1)
+        t = try await a.task(id)
+        XCTAssertEqual(t?.taskStatus, .paused)
+        XCTAssertEqual(t?.percentage, 20, "no step was taken")
+        let gate = try await a.auditEntries(subject: String(id), actionPrefix: "task.ramp").first { $0.detail.contains("gate") }
+        XCTAssertTrue(gate?.detail.contains("15 failures in 55") == true, gate?.detail ?? "no gate row")
+        await assertEqual(try await nodeB.runRamps(now: late.addingTimeInterval(3 * 3600)).count, 0, "a paused ramp stays paused")
+        // Healthy again (many more installs), resumed: the steps go on; the promotion waits for a reviewer.
+        for d in 0..<1500 { _ = try await a.countEvent(task: id, "install_ok", device: "more\(d)", now: now) }
+        _ = try await a.setApprovalRules(official: true, gray: false, by: .commandLine)
+        _ = try await a.operate(task: id, .resume, by: .commandLine)
+        await assertEqual(try await nodeA.runRamps(now: late.addingTimeInterval(4 * 3600)).count, 1)
+        await assertEqual(try await nodeB.runRamps(now: late.addingTimeInterval(6 * 3600)).count, 1)
+        t = try await a.task(id)
+        XCTAssertEqual(t?.approvalState, .awaiting, "the promotion waits for a reviewer")
+        XCTAssertFalse(t?.isOfficial ?? true)
+        await assertEqual(try await nodeA.runRamps(now: late.addingTimeInterval(9 * 3600)).count, 0, "every step was taken")
+    }
+
     static func releases(_ store: some CatalogueStore & ReleaseStore & ApprovalStore) async throws {
         _ = try await store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
         let p1 = try await commit(store, "1.0.0.1"), p2 = try await commit(store, "1.0.0.2")
@@ -502,7 +606,8 @@ extension AreaContracts {
         await assertEqual(try await store.recordGaveUp([(task: id2, device: 42), (task: id2, device: 42), (task: 999_999, device: 1)]).count, 1)
         await assertEqual(try await store.gaveUpDevices()[id2], [42])
         await assertEqual(try await store.eventCounts(task: id2), ["install_ok": 2, "failed": 1])
-        await assertEqual(try await store.pruneEventsSeen(now: now.addingTimeInterval(7200), batch: 1), 2)
+        // Three rows: two install reports and the give-up (counted by the hour as a failed trial, once with its own report).
+        await assertEqual(try await store.pruneEventsSeen(now: now.addingTimeInterval(7200), batch: 1), 3)
         // Reading tasks.
         await assertEqual(try await store.tasks(of: "20171228").compactMap(\.id), [id2])
         await assertEqual(try await store.tasks(ids: [id2, 999_999]).keys.sorted(), [id2])

@@ -97,6 +97,55 @@ class StoreContractTests: XCTestCase {
         await assertFalse(try await h.services.store.admit(task: task, device: "late", limit: 1_000), "an ended window admits nobody")
     }
 
+    func testReleaseHealthIsCountedByTheHourOncePerDevice() async throws {
+        let h = try await harness()
+        defer { h.cleanUp() }
+        try await AreaContracts.health(h.services.store)
+    }
+
+    func testARampStepRunsOnceAndTheHealthGatePausesWithItsNumbers() async throws {
+        let h = try await harness()
+        defer { h.cleanUp() }
+        try await AreaContracts.ramps(h.services.store, h.services.store)
+    }
+
+    /// The ramp's steps as the API takes them: each refusal names its field; the task answers its ramp.
+    func testTheAPITakesARampAndRefusesBadSteps() async throws {
+        let (h, token) = try await released()
+        defer { h.cleanUp() }
+        try await h.test { client in
+            let caller = APITests.Caller(client: client, token: token)
+            let path = "/api/v1/apps/20171228/packages/1.0.0.1/tasks"
+            for (body, field) in [(#""percentage":10,"steps":[{"percentage":5,"afterMinutes":60}]"#, "steps"),
+                                  (#""percentage":10,"steps":[{"percentage":50,"afterMinutes":0}]"#, "steps"),
+                                  (#""percentage":10,"steps":[{"promote":true,"afterMinutes":60},{"percentage":50,"afterMinutes":60}]"#, "steps"),
+                                  (#""percentage":10,"steps":[{"percentage":50,"afterMinutes":60}],"healthThreshold":0"#, "healthThreshold")] {
+                let bad = try await caller.call(.post, path, json: #"{"type":"gray","mode":"percentage",\#(body)}"#)
+                XCTAssertEqual(bad.status, .unprocessableContent, bad.text)
+                XCTAssertTrue(bad.text.contains(#""field":"\#(field)""#), bad.text)
+            }
+            let tooMany = (1...11).map { #"{"percentage":\#($0 * 8),"afterMinutes":60}"# }.joined(separator: ",")
+            let bad = try await caller.call(.post, path, json: #"{"type":"gray","mode":"percentage","percentage":1,"steps":[\#(tooMany)]}"#)
+            XCTAssertTrue(bad.text.contains("at most 10"), bad.text)
+            let official = try await caller.call(.post, path, json: #"{"type":"official","steps":[{"percentage":50,"afterMinutes":60}]}"#)
+            XCTAssertEqual(official.status, .unprocessableContent, official.text)
+            await assertEqual(try await h.services.store.allTasks().count, 0, "nothing was created")
+            let r = try await caller.call(.post, path, json: """
+                {"type":"gray","mode":"percentage","percentage":1,"healthThreshold":2.5,
+                 "steps":[{"percentage":20,"afterMinutes":60},{"promote":true,"afterMinutes":1440}]}
+                """)
+            XCTAssertEqual(r.status, .created, r.text)
+            XCTAssertTrue(r.text.contains(#""stepsTaken":0"#) && r.text.contains(#""healthThreshold":2.5"#), r.text)
+            let tasks = try await h.services.store.allTasks()
+            let id = try XCTUnwrap(tasks.first?.id)
+            let health = try await caller.call(.get, "/api/v1/tasks/\(id)/health")
+            XCTAssertEqual(health.status, .ok, health.text)
+            XCTAssertTrue(health.text.contains(#""hours":[{"#) && health.text.contains(#""healthThreshold":2.5"#), health.text)
+            let missing = try await caller.call(.get, "/api/v1/tasks/999999/health")
+            XCTAssertEqual(missing.status, .notFound)
+        }
+    }
+
     func testTheSweepSparesFilesAnotherNodeMayStillBeWriting() async throws {
         let h = try await harness()
         defer { h.cleanUp() }
