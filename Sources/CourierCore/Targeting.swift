@@ -569,3 +569,66 @@ public enum Targeting {
         }
     }
 }
+
+// MARK: - Simulator
+
+extension Targeting {
+    /// For the targeting simulator (SPEC §5): every task of the app that has not ended, and the
+    /// one whose version the device would be offered, each with whether it admits the device and
+    /// why. Nothing changes: `peek` says whether a time window would admit the device (it has a
+    /// place, or there is one free) without taking a place.
+    public static func simulate(_ request: ClientRequest, app: AppTargets, snapshot: TargetingSnapshot, now: Date,
+                                gaveUp: GaveUp = { _ in false }, peek: AdmitDevice) -> (decision: Decision, tasks: [TaskVerdict]) {
+        let lists = ListVerdicts()
+        let decision = decide(request, app: app, installed: request.installed[app.appId] ?? nil, snapshot: snapshot, now: now, explain: true,
+                              lists: lists, gaveUp: gaveUp, admit: peek)
+        let offeredTask: Int64? = switch decision.answer {
+        case .update(_, let t), .rollback(_, let t): t
+        case .none: nil
+        }
+        var verdicts: [TaskVerdict] = []
+        for (task, range) in zip(app.tasks, app.ranges) where !task.status.hasEnded || task.id == offeredTask {
+            let (ok, why) = request.failed[app.appId]?.contains(task.version) == true || gaveUp(task.id) ? (false, .gaveUp)
+                : evaluate(task, request, range: range, snapshot: snapshot, now: now, explain: true, lists: lists, admit: peek)
+            verdicts.append(TaskVerdict(taskId: task.id, version: task.version, admitted: ok, why: why))
+        }
+        return (decision, verdicts)
+    }
+}
+
+extension TaskVerdict {
+    /// The verdict in plain words about this device: `osVersion 12 is not between 13 and 17`,
+    /// `not on whitelist "beta-testers"`, `outside the first 500 devices`.
+    public func explanation(for r: ClientRequest) -> String {
+        func quoted(_ s: String) -> String { "“\(s)”" }
+        switch why {
+        case .ruleNotMet(let rule):
+            let value: String = switch rule.field {
+            case .city: r.city
+            case .model: r.model
+            case .network: r.network
+            case .osVersion: r.osVersion
+            }
+            let shown = value.isEmpty ? "(not given)" : value
+            switch rule.op {
+            case .in: return "\(rule.field.label) \(shown) is not one of \(rule.values.joined(separator: ", "))"
+            case .notIn: return "\(rule.field.label) \(shown) is one of \(rule.values.joined(separator: ", ")), which are excluded"
+            case .between: return "\(rule.field.label) \(shown) is not between \(rule.values[0]) and \(rule.values[1])"
+            case .notBetween: return "\(rule.field.label) \(shown) is between \(rule.values[0]) and \(rule.values[1]), which is excluded"
+            }
+        case .onNoWhitelist(let names):
+            let who = r.userId.isEmpty ? "no user ID given" : "user \(r.userId)"
+            return names.count == 1 ? "not on whitelist \(quoted(names[0])) (\(who))"
+                : "on none of the whitelists \(names.map(quoted).joined(separator: ", ")) (\(who))"
+        case .onWhitelist(let name): return "on whitelist \(quoted(name))"
+        case .withinPercentage(let p), .outsidePercentage(let p):
+            let point = percentagePoint(task: taskId, device: r.deviceId) * 100
+            return admitted ? "the device falls at \(String(format: "%.2f", point)) % of the range, within \(String(format: "%g", p)) %"
+                : "the device falls at \(String(format: "%.2f", point)) % of the range, outside \(String(format: "%g", p)) %"
+        case .amongFirst(let n): return "among the first \(n) devices (a place is free or already this device's; simulating takes none)"
+        case .firstTaken(let n): return "outside the first \(n) devices: every place is taken"
+        case .outsideRange(let p, let v): return "\(p.rawValue) client \(v) is outside the package's client range"
+        default: return reason
+        }
+    }
+}

@@ -55,6 +55,7 @@ final class StructureTests: XCTestCase {
             case .apiSettings: return #"{"virtualDomain":"h5app.example.com"}"#
             case .apiSigningKey: return pem
             case .apiApps: return #"{"id":"\#(50_000_000 + next())","name":"Sample"}"#
+            case .apiSimulate: return #"{"platform":"android","clientVersion":"10.2.3","deviceId":"d-1","apps":[{"id":"20171228","version":"1.0.0.1"}]}"#
             default: return nil
             }
         }
@@ -161,6 +162,7 @@ final class StructureTests: XCTestCase {
             case (.patch, .apiImportRow): return (entry.route.path(try await anImport(h), "0"), #"{"version":"2.0.0.0"}"#)
             case (.post, .apiImportSubmit): return (entry.route.path(try await anImport(h)), nil)
             case (.get, .apiTask): return (entry.route.path(try await task()), nil)
+            case (.get, .apiTaskHealth): return (entry.route.path(try await task()), nil)
             case (.patch, .apiTask): return (entry.route.path(try await task()), #"{"percentage":20}"#)
             case (.delete, .apiTask): return (entry.route.path(try await task(finish: true)), nil)
             case (.post, .apiTaskOperation): return (entry.route.path(try await task(), "pause"), nil)
@@ -180,7 +182,7 @@ final class StructureTests: XCTestCase {
         try await h.test { client in
             let entries = h.services.routes.entries
             XCTAssertGreaterThanOrEqual(entries.filter { $0.surface == .console }.count, 14)
-            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 25)
+            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 27)
             for entry in entries where entry.surface == .console {
                 let permission = try XCTUnwrap(entry.permission, "\(entry.route) declares its permission")
                 for role in Role.allCases {

@@ -240,6 +240,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     }
     let api = apiGroup().add(middleware: BearerAuthMiddleware(store: services.store)).group(context: SignedInContext.self)
     APIController(services: services).addRoutes(to: SignedInRoutes(group: api, table: services.routes, surface: .api))
+    SimulatorController(services: services).addAPIRoutes(to: SignedInRoutes(group: api, table: services.routes, surface: .api))
 
     // The console: HTML error pages, sessions, CSRF on every state change.
     let pages = router.group().add(middleware: SecurityHeadersMiddleware(consoleOrigin: config.consoleOrigin)).add(middleware: HTMLErrorMiddleware(views: services.views))
@@ -257,6 +258,7 @@ public func buildRouter(_ services: Services) -> Router<AppContext> {
     PackagesController(services: services).addRoutes(to: console)
     WhitelistsController(services: services).addRoutes(to: console)
     TasksController(services: services).addRoutes(to: console)
+    SimulatorController(services: services).addRoutes(to: console)
     ImportsController(services: services).addRoutes(to: console)
     AuditController(services: services).addRoutes(to: console)
     UsersController(services: services).addRoutes(to: console)

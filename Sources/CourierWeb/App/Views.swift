@@ -33,7 +33,7 @@ struct PageAction {
 
 /// The console's frame: who is signed in, the CSRF token for forms, the navigation.
 struct Chrome {
-    enum Section { case none, apps, whitelists, approvals, settings, users, tokens, audit }
+    enum Section { case none, apps, whitelists, approvals, simulate, settings, users, tokens, audit }
 
     let signedIn: Bool
     let userName: String
@@ -54,6 +54,7 @@ struct Chrome {
             ("H5 apps", .apps, .apps, .read, "nav-apps"),
             ("Whitelists", .whitelists, .whitelists, .read, "nav-whitelists"),
             ("Approvals", .approvals, .approvals, .read, "nav-approvals"),
+            ("Simulator", .simulate, .simulate, .read, "nav-simulate"),
             ("Configuration", .settings, .settings, .editSettings, "nav-settings"),
             ("Users", .users, .users, .manageUsers, "nav-users"),
             ("API tokens", .tokens, .tokens, .read, "nav-tokens"),

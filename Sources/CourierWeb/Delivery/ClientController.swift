@@ -71,7 +71,11 @@ struct ClientController {
         let snapshot = services.delivery.snapshot
         let ledger = services.delivery.ledger
         let failures = services.delivery.gaveUp.new(Self.failures(request, snapshot))
-        if !failures.isEmpty { services.delivery.gaveUp.add(try await services.store.recordGaveUp(failures)) }
+        if !failures.isEmpty {
+            let recorded = try await services.store.recordGaveUp(failures)
+            services.delivery.gaveUp.add(recorded)
+            for task in Set(recorded.map(\.task)) { services.delivery.recentFailures.add(task: task, DeviceProfile(request, what: "gave the version up (trial failed)")) }
+        }
         let gaveUp = Self.gaveUp(request, services.delivery.gaveUp)
         let now = Date()
         var decisions: [Decision]
@@ -197,6 +201,9 @@ struct ClientController {
         // The task may have been deleted since this snapshot was built: the same answer as no task.
         guard try await services.store.countEvent(task: task, event, device: device) else {
             throw BadClientRequest((try? AppID(validating: appId)) != nil ? "App \(appId) \(version) has no release task." : "appId must be an 8-digit app ID.")
+        }
+        if ["verify_failed", "install_failed", "trial_failed", "download_failed"].contains(event) {
+            services.delivery.recentFailures.add(task: task, DeviceProfile(deviceId: device, app: appId, version: version.description, what: event))
         }
     }
 }

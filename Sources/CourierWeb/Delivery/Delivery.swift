@@ -213,6 +213,8 @@ public final class Delivery: Sendable {
     let gaveUp: GaveUpLedger
     /// Devices that checked each task, and on each version (release health, adoption).
     let tally = Tally()
+    /// The last devices that reported a failure, per task (the task page links the simulator to them).
+    let recentFailures = RecentFailures()
     let store: Store
     let publicURL: String
     /// Update requests answered on the event loop (`ClientFastPath`), for tests and metrics.

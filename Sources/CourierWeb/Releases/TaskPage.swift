@@ -9,6 +9,15 @@ struct TaskPage {
     var changes: VersionChanges?
     /// Release health by the hour, with its charts, and the ramp (SPEC §5).
     var health: HealthView?
+    /// The last devices that reported a failure, each linked to the simulator, prefilled.
+    var failingDevices: [FailingDevice] = [] { didSet { hasFailingDevices = !failingDevices.isEmpty } }
+    var hasFailingDevices = false
+    struct FailingDevice {
+        let deviceId: String
+        let what: String
+        let at: String
+        let url: String
+    }
     struct Operation {
         let name: String
         let label: String

@@ -195,6 +195,9 @@ struct TasksController {
                              services: services, notice: notice, chrome: Chrome(context, section: .apps))
         model.changes = try await services.changesSinceLive(p, tasks: tasks)
         model.health = HealthView(t, hours: try await services.store.healthHours(task: id), history: history)
+        model.failingDevices = services.delivery.recentFailures.of(task: id).map {
+            TaskPage.FailingDevice(deviceId: $0.deviceId, what: $0.what, at: displayDate.string(from: $0.at), url: Simulation.link($0, app: t.appId))
+        }
         return services.views.render("task", model, status: failure.status)
     }
 }
