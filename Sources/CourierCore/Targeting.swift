@@ -316,13 +316,17 @@ public final class AppTargets: Sendable {
     let ranges: [Range?]
     /// Versions that were rolled back (an official release's clients go back to the one before).
     let rolledBack: Set<PackageVersion>
+    /// Versions revoked (SPEC §5): never offered; their devices go back to the newest version
+    /// below that admits them.
+    public let revoked: Set<PackageVersion>
 
-    public init(appId: String, tasks: [ReleaseTask], ranges: [PackageVersion: ClientRange]) {
+    public init(appId: String, tasks: [ReleaseTask], ranges: [PackageVersion: ClientRange], revoked: Set<PackageVersion> = []) {
         self.appId = appId
         self.tasks = tasks.sorted { $0.version > $1.version }
         let parsed = ranges.mapValues(Range.init)
         self.ranges = self.tasks.map { parsed[$0.version] }
         rolledBack = Set(tasks.filter(\.rolledBack).map(\.version))
+        self.revoked = revoked
     }
 }
 
@@ -372,6 +376,8 @@ public struct TaskVerdict: Sendable, Equatable {
         case unreadable(String)
         /// This device installed the task's version and gave it up (its trial failed).
         case gaveUp
+        /// The version was revoked: it is never offered.
+        case revoked
     }
 
     public let taskId: Int64
@@ -382,6 +388,7 @@ public struct TaskVerdict: Sendable, Equatable {
     public var reason: String {
         switch why {
         case .rolledBack: "rolled back"
+        case .revoked: "the version was revoked: it is never offered"
         case .gaveUp: "this device gave the version up (its trial failed); it is not offered again"
         case .paused: "paused"
         case .grayFinished: "grayscale release finished"
@@ -426,7 +433,7 @@ public struct Decision: Sendable, Equatable {
         switch (answer, installed) {
         case (.update(let v, let task), nil): return "Send \(v) (task \(task)): \(why)."
         case (.update(let v, let task), let installed?): return "Send \(v) over \(installed) (task \(task)): \(why)."
-        case (.rollback(let v, let task), let installed): return "Roll back from \(installed.map(\.description) ?? "none"), which was rolled back, to \(v) (task \(task))."
+        case (.rollback(let v, let task), let installed): return "Roll back from \(installed.map(\.description) ?? "none"), which was rolled back or revoked, to \(v) (task \(task))."
         case (.none, let installed?):
             return verdicts.isEmpty ? "Up to date: \(installed) is installed and no higher version is released."
                                     : "Nothing higher than \(installed) admits this client; it is left alone."
@@ -499,7 +506,10 @@ public enum Targeting {
 
     static func decide(_ request: ClientRequest, app: AppTargets, installed: PackageVersion?, snapshot: TargetingSnapshot,
                        now: Date, explain: Bool, lists: ListVerdicts, gaveUp: GaveUp = { _ in false }, admit: AdmitDevice) -> Decision {
-        let rolledBack = installedRolledBack(app, installed)
+        // A revoked installed version sends the device to the newest version below that admits
+        // it, grayscale or official; a rolled-back one to the previous official release.
+        let revokedInstalled = installed.map { !app.revoked.isEmpty && app.revoked.contains($0) } ?? false
+        let rolledBack = revokedInstalled || installedRolledBack(app, installed)
         let failedHere = request.failed[app.appId]
         var verdicts: [TaskVerdict] = []
         var best: ReleaseTask?
@@ -508,7 +518,11 @@ public enum Targeting {
                 // At or below what is installed nothing changes the answer, unless the installed
                 // version was rolled back: then the previous official release is looked for.
                 guard rolledBack else { break }
-                if task.version == installed || !task.isOfficial { continue }
+                if task.version == installed || (!revokedInstalled && !task.isOfficial) { continue }
+            }
+            if !app.revoked.isEmpty, app.revoked.contains(task.version) {
+                if explain { verdicts.append(TaskVerdict(taskId: task.id, version: task.version, admitted: false, why: .revoked)) }
+                continue
             }
             // A version this device gave up is not offered to it again by the same task (SPEC §4).
             let (ok, why) = failedHere?.contains(task.version) == true || gaveUp(task.id) ? (false, .gaveUp)
@@ -587,8 +601,9 @@ extension Targeting {
         case .none: nil
         }
         var verdicts: [TaskVerdict] = []
-        for (task, range) in zip(app.tasks, app.ranges) where !task.status.hasEnded || task.id == offeredTask {
-            let (ok, why) = request.failed[app.appId]?.contains(task.version) == true || gaveUp(task.id) ? (false, .gaveUp)
+        for (task, range) in zip(app.tasks, app.ranges) where !task.status.hasEnded || task.id == offeredTask || app.revoked.contains(task.version) {
+            let (ok, why) = app.revoked.contains(task.version) ? (false, .revoked)
+                : request.failed[app.appId]?.contains(task.version) == true || gaveUp(task.id) ? (false, .gaveUp)
                 : evaluate(task, request, range: range, snapshot: snapshot, now: now, explain: true, lists: lists, admit: peek)
             verdicts.append(TaskVerdict(taskId: task.id, version: task.version, admitted: ok, why: why))
         }

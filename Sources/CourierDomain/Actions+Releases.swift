@@ -47,9 +47,11 @@ extension Actions {
     public func addWhitelistValues(by actor: ActingUser, id: Int64, values: Set<String>) async throws -> (added: Int, awaitingApproval: [Int64]) {
         try actor.require(.editReleases)
         guard !values.isEmpty else { throw FieldError("values", "Paste or upload at least one value.") }
-        return try await store.addWhitelistValues(id, values, by: actor) { record, all in
+        let added = try await store.addWhitelistValues(id, values, by: actor) { record, all in
             try Self.checkValues(Whitelist.Kind(rawValue: record.kind) ?? .user, all)
         }
+        for task in try await store.tasks(ids: added.awaitingApproval).values.sorted(by: { ($0.id ?? 0) < ($1.id ?? 0) }) { notifyIfAwaiting(task) }
+        return added
     }
 
     public func removeWhitelistValues(by actor: ActingUser, id: Int64, values: Set<String>) async throws -> Int {
@@ -78,7 +80,9 @@ extension Actions {
         guard errors.isEmpty, let kind else { throw errors }
         var record = TaskRecord(package: package, kind: kind, description: draft.description, createdBy: actor.name)
         record.ramp = ramp?.json ?? ""
-        return try await store.createTask(record, by: actor)
+        let created = try await store.createTask(record, by: actor)
+        notifyIfAwaiting(created)
+        return created
     }
 
     /// What the batch release did for one app.
@@ -131,7 +135,11 @@ extension Actions {
 
     public func operate(by actor: ActingUser, task: Int64, _ op: TaskOperation) async throws -> TaskRecord {
         try actor.require(.editReleases)
-        return try await store.operate(task: task, op, by: actor)
+        let before = try await store.task(task)?.approvalState ?? .none
+        let t = try await store.operate(task: task, op, by: actor)
+        if op == .rollback { notify(.rolledBack(task: task, appId: t.appId, version: t.version, by: actor.name)) }
+        notifyIfAwaiting(t, before: before)
+        return t
     }
 
     public func setPercentage(by actor: ActingUser, task: Int64, _ text: String) async throws -> TaskRecord {
@@ -139,7 +147,9 @@ extension Actions {
         guard let p = TaskDraft.parsePercentage(text) else {
             throw FieldError("percentage", "Enter a percentage from 0.01 to 100, with at most two decimals.")
         }
-        return try await store.setPercentage(task: task, p, by: actor)
+        let t = try await store.setPercentage(task: task, p, by: actor)
+        notifyIfAwaiting(t)
+        return t
     }
 
     /// Finishes the time-window tasks whose end time has passed (SPEC §5: "at the end time the
@@ -171,11 +181,39 @@ extension Actions {
             if case .pause(let why) = HealthGate.verdict(health, threshold: plan.threshold) { reason = why } else { reason = nil }
             guard reason != nil || plan.isDue(now: now) else { continue }
             if let moved = try await store.rampStep(task: id, expecting: plan.done, pause: reason, now: now) {
+                if let reason { notify(.pausedByGate(task: id, appId: t.appId, version: t.version, reason: reason)) }
+                notifyIfAwaiting(moved)
                 done.append("task \(id): " + (reason.map { "paused (\($0))" }
                                               ?? "step \(plan.done + 1) of \(plan.steps.count), now \(moved.taskStatus.rawValue) at \(moved.percentage.map { RampPlan.percent($0) } ?? "-") %"))
             }
         }
         return done
+    }
+
+    /// Revokes a released version (SPEC §5): it is never offered again and its devices are sent
+    /// back; the reason is required (it is shown on the package page and in the audit log).
+    public func revoke(by actor: ActingUser, appId: String, version: String, reason: String) async throws -> Revocation {
+        try actor.require(.editReleases)
+        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        if reason.isEmpty { throw FieldError("reason", "Say why the version is revoked: it is shown on the package page and in the audit log.") }
+        if reason.count > Revocation.maxReason { throw FieldError("reason", "The reason is longer than \(Revocation.maxReason) characters.") }
+        let r = try await store.revoke(appId, version, reason: reason, by: actor)
+        notify(.versionRevoked(appId: appId, version: version, reason: reason, by: actor.name))
+        return r
+    }
+
+    /// Sets the webhook's address (SPEC §5) with a new secret, answered once; empty removes it.
+    public func setWebhook(by actor: ActingUser, url text: String) async throws -> Webhook? {
+        try actor.require(.editSettings)
+        let url = text.trimmingCharacters(in: .whitespaces)
+        if url.isEmpty { return try await store.setWebhook(url: nil, secret: "", by: actor) }
+        guard url.utf8.count <= 2048, !url.contains(where: { $0.isWhitespace || $0.isNewline }),
+              let parsed = URLComponents(string: url), let scheme = parsed.scheme?.lowercased(), ["http", "https"].contains(scheme),
+              let host = parsed.host, !host.isEmpty, parsed.user == nil, parsed.password == nil else {
+            throw FieldError("webhookUrl", "Enter an http:// or https:// address, like https://chat.example.com/hooks/courier (no user or password in it).")
+        }
+        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        return try await store.setWebhook(url: url, secret: secret, by: actor)
     }
 
     /// Longest reviewer comment, in characters.

@@ -14,10 +14,13 @@ public struct Actions: Sendable {
     let passwords: PasswordHasher
     /// Uploads and ingest time, when a server runs (nil for the command line).
     let metrics: (any UploadMeter)?
+    /// Where release events go (the webhook), when a server runs.
+    let events: (any ReleaseEventSink)?
 
     public init(store: Store, signer: SigningKeyCache = SigningKeyCache(), passwords: PasswordHasher = PasswordHasher(),
-                metrics: (any UploadMeter)? = nil) {
+                metrics: (any UploadMeter)? = nil, events: (any ReleaseEventSink)? = nil) {
         self.store = store
+        self.events = events
         self.signer = signer
         self.passwords = passwords
         self.metrics = metrics

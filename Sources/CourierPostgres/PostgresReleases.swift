@@ -514,6 +514,62 @@ extension PostgresStore: ReleaseStore {
         } catch is RampStepNotDue { return nil }
     }
 
+    // MARK: Revoked versions and the webhook (SPEC §5)
+
+    public func revoke(_ appId: String, _ version: String, reason: String, by actor: ActingUser) async throws -> Revocation {
+        try await change(by: actor, "package.revoke", subject: "\(version) of \(appId)") { c in
+            guard let pid = try await all("SELECT id FROM package WHERE app_id = \(appId) AND version = \(version) FOR UPDATE", as: Int64.self, on: c).first else {
+                throw NotFound.package(appId, version)
+            }
+            if !(try await all("SELECT package_id FROM revocation WHERE package_id = \(pid)", as: Int64.self, on: c)).isEmpty {
+                throw Conflict("\(appId) \(version) is already revoked.")
+            }
+            let tasks = try await tasks("SELECT \(unescaped: Self.taskColumns) FROM task WHERE package_id = \(pid) ORDER BY id FOR UPDATE", on: c)
+            guard tasks.contains(where: { !$0.neverReleased }) else {
+                throw Conflict("\(appId) \(version) was never released: there is nothing to revoke (delete nothing; it is offered to nobody).")
+            }
+            var detail = ["app": appId, "version": version, "reason": reason]
+            for var t in tasks where !t.taskStatus.hasEnded {
+                _ = try t.operate(.finish, from: try await state(t, on: c), rules: nil, by: actor)
+                try await dropAdmissionsUnlessOpenWindow(&t, on: c)
+                try await update(t, on: c)
+                detail["finished"] = String(t.id ?? 0)
+            }
+            try await refreshPackageStatus(pid, on: c)
+            let r = Revocation(packageId: pid, appId: appId, version: version, reason: reason, revokedBy: actor.name, revokedAt: Date())
+            try await c.query("""
+                INSERT INTO revocation (package_id, app_id, version, reason, revoked_by, revoked_at)
+                VALUES (\(pid), \(appId), \(version), \(reason), \(actor.name), \(r.revokedAt))
+                """, logger: logger)
+            return (r, detail)
+        }
+    }
+
+    public func revocations() async throws -> [Int64: Revocation] {
+        var out: [Int64: Revocation] = [:]
+        for (pid, app, version, reason, by, at) in try await rows("SELECT package_id, app_id, version, reason, revoked_by, revoked_at FROM revocation",
+                                                                 as: (Int64, String, String, String, String, Date).self) {
+            out[pid] = Revocation(packageId: pid, appId: app, version: version, reason: reason, revokedBy: by, revokedAt: at)
+        }
+        return out
+    }
+
+    public func webhook() async throws -> Webhook? {
+        try await rows("SELECT url, secret, set_by, set_at FROM webhook WHERE id = 1", as: (String, String, String, Date).self)
+            .first.map { Webhook(url: $0.0, secret: $0.1, setBy: $0.2, setAt: $0.3) }
+    }
+
+    public func setWebhook(url: String?, secret: String, by actor: ActingUser) async throws -> Webhook? {
+        try await change(by: actor, "settings.webhook", subject: "settings", catalogue: false) { c in
+            try await c.query("DELETE FROM webhook", logger: logger)
+            guard let url else { return (nil, ["url": ""]) }
+            let w = Webhook(url: url, secret: secret, setBy: actor.name, setAt: Date())
+            try await c.query("INSERT INTO webhook (id, url, secret, set_by, set_at) VALUES (1, \(url), \(secret), \(actor.name), \(w.setAt))",
+                              logger: logger)
+            return (w, ["url": url])
+        }
+    }
+
     @discardableResult
     public func pruneEventsSeen(now: Date, batch: Int) async throws -> Int {
         let hour = Int64(now.timeIntervalSince1970 / 3600)

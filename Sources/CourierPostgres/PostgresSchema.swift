@@ -198,6 +198,14 @@ enum PostgresSchema {
             CREATE TABLE sketch (kind text COLLATE "C" NOT NULL, subject text COLLATE "C" NOT NULL, hour bigint NOT NULL,
                 registers text NOT NULL, PRIMARY KEY (kind, subject, hour))
             """,
+            """
+            CREATE TABLE revocation (package_id bigint PRIMARY KEY REFERENCES package (id) ON DELETE CASCADE, app_id text COLLATE "C" NOT NULL,
+                version text COLLATE "C" NOT NULL, reason text NOT NULL, revoked_by text NOT NULL, revoked_at timestamptz NOT NULL)
+            """,
+            """
+            CREATE TABLE webhook (id integer PRIMARY KEY CHECK (id = 1), url text NOT NULL, secret text NOT NULL, set_by text NOT NULL,
+                set_at timestamptz NOT NULL)
+            """,
         ]),
     ]
 

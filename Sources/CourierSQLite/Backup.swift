@@ -340,7 +340,7 @@ public final class BackupDatabase: Sendable {
     /// to the running nodes, not to the data.
     public static let tables = ["settings", "user", "session", "apiToken", "app", "package", "packageFile", "audit", "whitelist",
                                 "whitelistValue", "task", "admission", "taskEvent", "eventSeen", "gaveUp", "batchImport",
-                                "batchImportRow", "patch", "catalogueVersion", "taskHour", "sketch"]
+                                "batchImportRow", "patch", "catalogueVersion", "taskHour", "sketch", "revocation", "webhook"]
     static let notCarried: Set = ["lease", "grdb_migrations", "sqlite_sequence"]
 
     private init(_ queue: DatabaseQueue) throws {

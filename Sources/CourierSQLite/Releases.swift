@@ -492,4 +492,61 @@ extension SQLiteStore {
             return (t, detail)
         } } catch is RampStepNotDue { return nil }
     }
+
+    // MARK: Revoked versions and the webhook (SPEC §5)
+
+    public func revoke(_ appId: String, _ version: String, reason: String, by actor: ActingUser) async throws -> Revocation {
+        try await change(by: actor, "package.revoke", subject: "\(version) of \(appId)") { db in
+            guard let p = try PackageRecord.filter(Column("appId") == appId && Column("version") == version).fetchOne(db), let pid = p.id else {
+                throw NotFound.package(appId, version)
+            }
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM revocation WHERE packageId = ?)", arguments: [pid]) == true {
+                throw Conflict("\(appId) \(version) is already revoked.")
+            }
+            let tasks = try TaskRecord.filter(TaskRecord.Columns.packageId == pid).fetchAll(db)
+            guard tasks.contains(where: { !$0.neverReleased }) else {
+                throw Conflict("\(appId) \(version) was never released: there is nothing to revoke (delete nothing; it is offered to nobody).")
+            }
+            var detail = ["app": appId, "version": version, "reason": reason]
+            for var t in tasks where !t.taskStatus.hasEnded {
+                _ = try t.operate(.finish, from: try t.state(db), rules: nil, by: actor)
+                try SQLiteStore.dropAdmissionsUnlessOpenWindow(db, &t)
+                try t.update(db)
+                detail["finished"] = String(t.id ?? 0)
+            }
+            try SQLiteStore.refreshPackageStatus(db, pid)
+            let r = Revocation(packageId: pid, appId: appId, version: version, reason: reason, revokedBy: actor.name, revokedAt: Date())
+            try db.execute(sql: "INSERT INTO revocation (packageId, appId, version, reason, revokedBy, revokedAt) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [pid, appId, version, reason, actor.name, r.revokedAt])
+            return (r, detail)
+        }
+    }
+
+    public func revocations() async throws -> [Int64: Revocation] {
+        try await db.read { db in
+            var out: [Int64: Revocation] = [:]
+            for r in try Row.fetchAll(db, sql: "SELECT packageId, appId, version, reason, revokedBy, revokedAt FROM revocation") {
+                out[r[0]] = Revocation(packageId: r[0], appId: r[1], version: r[2], reason: r[3], revokedBy: r[4], revokedAt: r[5])
+            }
+            return out
+        }
+    }
+
+    public func webhook() async throws -> Webhook? {
+        try await db.read { db in
+            try Row.fetchOne(db, sql: "SELECT url, secret, setBy, setAt FROM webhook WHERE id = 1").map {
+                Webhook(url: $0[0], secret: $0[1], setBy: $0[2], setAt: $0[3])
+            }
+        }
+    }
+
+    public func setWebhook(url: String?, secret: String, by actor: ActingUser) async throws -> Webhook? {
+        try await change(by: actor, "settings.webhook", subject: "settings", catalogue: false) { db in
+            try db.execute(sql: "DELETE FROM webhook")
+            guard let url else { return (nil, ["url": ""]) }
+            let w = Webhook(url: url, secret: secret, setBy: actor.name, setAt: Date())
+            try db.execute(sql: "INSERT INTO webhook (id, url, secret, setBy, setAt) VALUES (1, ?, ?, ?, ?)", arguments: [url, secret, actor.name, w.setAt])
+            return (w, ["url": url])
+        }
+    }
 }

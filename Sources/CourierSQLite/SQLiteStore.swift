@@ -244,6 +244,23 @@ public final class SQLiteStore: Store {
                 t.column("registers", .text).notNull()
                 t.primaryKey(["kind", "subject", "hour"])
             }
+            // Revoked versions: never offered again; their devices are sent back (SPEC §5).
+            try db.create(table: "revocation") { t in
+                t.primaryKey("packageId", .integer).references("package", onDelete: .cascade)
+                t.column("appId", .text).notNull()
+                t.column("version", .text).notNull()
+                t.column("reason", .text).notNull()
+                t.column("revokedBy", .text).notNull()
+                t.column("revokedAt", .datetime).notNull()
+            }
+            // The webhook (SPEC §5): one row, its URL and the secret its POSTs are signed with.
+            try db.create(table: "webhook") { t in
+                t.primaryKey("id", .integer).check { $0 == 1 }
+                t.column("url", .text).notNull()
+                t.column("secret", .text).notNull()
+                t.column("setBy", .text).notNull()
+                t.column("setAt", .datetime).notNull()
+            }
         }
         return m
     }

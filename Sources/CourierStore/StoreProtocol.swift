@@ -389,6 +389,20 @@ public protocol ReleaseStore: AnyObject, Sendable {
     func pruneHealth(now: Date) async throws -> Int
     /// A ramp's move, as user `courier` (`TaskRecord.rampMove`): nil when there was none to make.
     func rampStep(task: Int64, expecting done: Int, pause reason: String?, now: Date) async throws -> TaskRecord?
+
+    // Revoked versions (SPEC §5)
+
+    /// Revokes a released version with a reason (its unfinished task, if any, is finished):
+    /// refused for a version never released or already revoked.
+    func revoke(_ appId: String, _ version: String, reason: String, by actor: ActingUser) async throws -> Revocation
+    /// Every revocation, by package ID (the delivery snapshot's input).
+    func revocations() async throws -> [Int64: Revocation]
+
+    // The webhook (SPEC §5)
+
+    func webhook() async throws -> Webhook?
+    /// Sets (or, with nil, removes) the webhook; the secret is never written to the audit log.
+    func setWebhook(url: String?, secret: String, by actor: ActingUser) async throws -> Webhook?
 }
 
 extension ReleaseStore {

@@ -354,3 +354,29 @@ public struct UndecodableTask: Sendable {
         self.id = id; self.appId = appId; self.version = version; self.packageId = packageId; self.why = why
     }
 }
+
+
+/// A revoked version (SPEC §5): never offered again; devices on it are sent back.
+public struct Revocation: Sendable, Equatable {
+    public let packageId: Int64
+    public let appId: String
+    public let version: String
+    public let reason: String
+    public let revokedBy: String
+    public let revokedAt: Date
+    public init(packageId: Int64, appId: String, version: String, reason: String, revokedBy: String, revokedAt: Date) {
+        self.packageId = packageId; self.appId = appId; self.version = version; self.reason = reason
+        self.revokedBy = revokedBy; self.revokedAt = revokedAt
+    }
+
+    public static let maxReason = 2_000
+}
+
+/// The webhook's address and signing secret (SPEC §5).
+public struct Webhook: Sendable, Equatable {
+    public let url: String
+    public let secret: String
+    public let setBy: String
+    public let setAt: Date
+    public init(url: String, secret: String, setBy: String, setAt: Date) { self.url = url; self.secret = secret; self.setBy = setBy; self.setAt = setAt }
+}

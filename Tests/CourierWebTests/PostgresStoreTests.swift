@@ -451,7 +451,7 @@ extension AreaContracts {
 extension AreaContracts {
     /// Release health (SPEC §5): reports counted once per device, kind and hour, by the hour; a
     /// failed trial reported both ways counts once; sketches merge idempotently; storage is pruned.
-    static func health(_ store: some CatalogueStore & ReleaseStore) async throws {
+    static func health(_ store: some CatalogueStore & ReleaseStore & AuditStore) async throws {
         _ = try await store.createApp(id: AppID(trusted: "20171228"), name: "Checkout", by: .commandLine)
         let p = try await commit(store, "1.0.0.1")
         let ci = ActingUser(name: "ci", role: .developer)
@@ -491,6 +491,24 @@ extension AreaContracts {
         await assertEqual(try await store.healthHours(task: task).count, 2)
         try await store.pruneHealth(now: now.addingTimeInterval(Double(ReleaseHealth.maxHours + 2) * 3600))
         await assertEqual(try await store.healthHours(task: task).count, 0)
+        // Revoking: the released version's unfinished task is finished; once only; never for a version never released.
+        let revoked = try await store.revoke("20171228", "1.0.0.1", reason: "broken", by: ci)
+        XCTAssertEqual(revoked.reason, "broken")
+        await assertEqual(try await store.revocations()[p.id ?? 0]?.revokedBy, "ci")
+        await assertEqual(try await store.task(task)?.taskStatus, .finished)
+        await assertThrows(try await store.revoke("20171228", "1.0.0.1", reason: "again", by: ci)) { XCTAssertTrue($0 is Conflict, "\($0)") }
+        _ = try await commit(store, "1.0.0.2")
+        await assertThrows(try await store.revoke("20171228", "1.0.0.2", reason: "never released", by: ci)) { XCTAssertTrue($0 is Conflict, "\($0)") }
+        await assertThrows(try await store.revoke("20171228", "9.0.0.0", reason: "x", by: ci)) { XCTAssertTrue($0 is NotFound, "\($0)") }
+        await assertEqual(try await store.revocations().count, 1)
+        // The webhook: one row, replaced, removed.
+        await assertNil(try await store.webhook())
+        _ = try await store.setWebhook(url: "https://a.example/x", secret: "s1", by: .commandLine)
+        _ = try await store.setWebhook(url: "https://b.example/y", secret: "s2", by: .commandLine)
+        await assertEqual(try await store.webhook()?.url, "https://b.example/y")
+        await assertEqual(try await store.webhook()?.secret, "s2")
+        _ = try await store.setWebhook(url: nil, secret: "", by: .commandLine)
+        await assertNil(try await store.webhook())
     }
 
     /// Scheduled ramps (SPEC §5) run by `Actions.runRamps` on two nodes (`a`, `b`; the same store

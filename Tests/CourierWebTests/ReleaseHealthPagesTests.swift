@@ -142,4 +142,163 @@ final class ReleaseHealthPagesTests: XCTestCase {
             XCTAssertTrue(page.text.contains(#"id="ramp-timeline""#) && page.text.contains("0 of 2 steps taken"), page.text)
         }
     }
+
+    /// Revoked versions (SPEC §5): never offered again; devices on one are sent back to the
+    /// newest version below that admits them, grayscale included; shown and audited; the
+    /// webhook is told (an address that does not answer records its failure and holds up nothing).
+    func testARevokedVersionIsNeverOfferedAndItsDevicesAreSentBack() async throws {
+        let (h, token) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addPackage("1.0.0.3")
+        let ci = ActingUser(name: "ci", role: .developer)
+        var official = TaskDraft(); official.type = "official"
+        _ = try await h.services.actions.createTask(by: ci, appId: "20171228", version: "1.0.0.1", draft: official)
+        var gray = TaskDraft(); gray.type = "gray"; gray.mode = "percentage"; gray.percentage = "100"
+        _ = try await h.services.actions.createTask(by: ci, appId: "20171228", version: "1.0.0.2", draft: gray)
+        let three = try await h.services.actions.createTask(by: ci, appId: "20171228", version: "1.0.0.3", draft: gray)
+        _ = try await h.services.actions.setWebhook(by: .commandLine, url: "http://127.0.0.1:9/hook")
+        try await h.test { client in
+            let caller = APITests.Caller(client: client, token: token)
+            func check(_ installed: String, device: String = "d-1") async throws -> [String: Any]? {
+                let r = try await Self.post(client, "/client/v1/update", #"{"platform":"android","clientVersion":"10.2.3","deviceId":"\#(device)","apps":[{"id":"20171228","version":"\#(installed)"}]}"#)
+                return (r.json["data"] as? [[String: Any]])?.first
+            }
+            var answer = try await check("0")
+            XCTAssertEqual(answer?["version"] as? String, "1.0.0.3")
+            // Bad input first: no reason, a version never released, an unknown one.
+            var r = try await caller.call(.post, "/api/v1/apps/20171228/packages/1.0.0.3/revoke", json: #"{"reason":"  "}"#)
+            XCTAssertEqual(r.status, .unprocessableContent, r.text)
+            XCTAssertTrue(r.text.contains(#""field":"reason""#))
+            try await h.addPackage("1.0.0.4")
+            r = try await caller.call(.post, "/api/v1/apps/20171228/packages/1.0.0.4/revoke", json: #"{"reason":"bad"}"#)
+            XCTAssertEqual(r.status, .conflict, "never released: " + r.text)
+            r = try await caller.call(.post, "/api/v1/apps/20171228/packages/9.9.9.9/revoke", json: #"{"reason":"bad"}"#)
+            XCTAssertEqual(r.status, .notFound)
+            let readOnly = try await h.services.actions.createToken(by: .commandLine, userName: "ci", scopes: "read")
+            r = try await APITests.Caller(client: client, token: readOnly).call(.post, "/api/v1/apps/20171228/packages/1.0.0.3/revoke", json: #"{"reason":"x"}"#)
+            XCTAssertEqual(r.status, .forbidden)
+            // Revoke 1.0.0.3: devices on it go back to 1.0.0.2 (grayscale, admits them), new ones get 1.0.0.2.
+            r = try await caller.call(.post, "/api/v1/apps/20171228/packages/1.0.0.3/revoke", json: #"{"reason":"Crashes on start on Android 14"}"#)
+            XCTAssertEqual(r.status, .ok, r.text)
+            XCTAssertEqual(r.json["revoked"] as? Bool, true)
+            answer = try await check("1.0.0.3")
+            XCTAssertEqual(answer?["version"] as? String, "1.0.0.2")
+            XCTAssertEqual(answer?["rollback"] as? Bool, true)
+            answer = try await check("0", device: "fresh")
+            XCTAssertEqual(answer?["version"] as? String, "1.0.0.2", "never offered again")
+            await assertEqual(try await h.store.task(three.id ?? 0)?.taskStatus, .finished, "its task is finished")
+            r = try await caller.call(.post, "/api/v1/apps/20171228/packages/1.0.0.3/revoke", json: #"{"reason":"again"}"#)
+            XCTAssertEqual(r.status, .conflict)
+            // Revoke 1.0.0.2 too: back to the official 1.0.0.1.
+            r = try await caller.call(.post, "/api/v1/apps/20171228/packages/1.0.0.2/revoke", json: #"{"reason":"Also broken"}"#)
+            XCTAssertEqual(r.status, .ok, r.text)
+            answer = try await check("1.0.0.3")
+            XCTAssertEqual(answer?["version"] as? String, "1.0.0.1")
+            XCTAssertEqual(answer?["rollback"] as? Bool, true)
+            // Shown on the app and package pages, in the audit log; the simulator says why.
+            let b = try await Browser.signIn(client, "ci")
+            let app = try await b.get("/apps/20171228")
+            XCTAssertTrue(app.text.contains("Revoked by ci: Crashes on start on Android 14"), app.text)
+            let page = try await b.get("/apps/20171228/packages/1.0.0.3")
+            XCTAssertTrue(page.text.contains(#"id="revoked-banner""#) && !page.text.contains(#"id="revoke-version""#))
+            let fresh = try await b.get("/apps/20171228/packages/1.0.0.1")
+            XCTAssertTrue(fresh.text.contains(#"id="revoke-version""#))
+            let refused = try await b.post("/apps/20171228/packages/1.0.0.1/revoke", [("reason", "")])
+            XCTAssertEqual(refused.status, .unprocessableContent)
+            XCTAssertTrue(refused.text.contains(#"id="error-reason""#))
+            let audit = try await h.store.auditEntries(subject: "1.0.0.3 of 20171228", actionPrefix: "package.revoke")
+            XCTAssertEqual(audit.count, 1)
+            XCTAssertTrue(audit.first?.detail.contains("Crashes on start") == true)
+            let sim = try await caller.call(.post, "/api/v1/simulate", json: #"{"platform":"android","clientVersion":"10.2.3","deviceId":"x","app":"20171228"}"#)
+            XCTAssertTrue(sim.text.contains("the version was revoked"), sim.text)
+        }
+        // The webhook: two revocations queued; delivering them to an address that refuses
+        // records the failure after its attempts, quickly.
+        let sender = WebhookSender(store: h.store, logger: nil, timeout: 2, pause: .milliseconds(10))
+        let started = Date()
+        await sender.deliver(.versionRevoked(appId: "20171228", version: "1.0.0.3", reason: "x", by: "ci"), at: Date())
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        XCTAssertEqual(sender.recent.deliveries.first?.ok, false)
+        XCTAssertEqual(sender.recent.deliveries.first?.attempts, WebhookSender.attempts)
+        XCTAssertEqual(sender.recent.deliveries.first?.event, "version.revoked")
+    }
+
+    func testTheWebhookIsSetWithASecretShownOnceAndBodiesAreSigned() async throws {
+        let (h, token) = try await releasedHarness()
+        defer { h.cleanUp() }
+        try await h.addUser("root", role: .admin)
+        try await h.test { client in
+            let b = try await Browser.signIn(client, "root")
+            var r = try await b.post("/settings/webhook", [("webhookUrl", "ftp://example.com/x")])
+            XCTAssertEqual(r.status, .unprocessableContent)
+            XCTAssertTrue(r.text.contains(#"id="error-webhookUrl""#))
+            r = try await b.post("/settings/webhook", [("webhookUrl", "https://user:pw@example.com/x")])
+            XCTAssertEqual(r.status, .unprocessableContent)
+            await assertNil(try await h.store.webhook())
+            r = try await b.post("/settings/webhook", [("webhookUrl", "https://hooks.example.com/courier")])
+            XCTAssertEqual(r.status, .ok)
+            let hook = try await h.store.webhook()
+            let secret = try XCTUnwrap(hook?.secret)
+            XCTAssertEqual(secret.count, 64)
+            XCTAssertTrue(r.text.contains(secret), "shown on the answer that set it")
+            let again = try await b.get("/settings")
+            XCTAssertFalse(again.text.contains(secret), "and never again")
+            XCTAssertTrue(again.text.contains("https://hooks.example.com/courier"))
+            let audit = try await h.store.auditEntries(subject: "settings", actionPrefix: "settings.webhook")
+            XCTAssertFalse(audit.contains { $0.detail.contains(secret) }, "the secret is not in the audit log")
+            let dev = try await Browser.signIn(client, "ci")
+            let forbidden = try await dev.post("/settings/webhook", [("webhookUrl", "https://evil.example.com")])
+            XCTAssertEqual(forbidden.status, .forbidden)
+            // The API: set, answered once; removed with "".
+            let admin = try await h.services.actions.createToken(by: .commandLine, userName: "root", scopes: "read,admin")
+            let api = APITests.Caller(client: client, token: admin)
+            r = try await api.call(.put, "/api/v1/settings", json: #"{"webhookUrl":"http://127.0.0.1:1/x"}"#)
+            XCTAssertEqual(r.status, .ok, r.text)
+            XCTAssertEqual((r.json["webhookSecret"] as? String)?.count, 64)
+            r = try await api.call(.get, "/api/v1/settings")
+            XCTAssertNil(r.json["webhookSecret"])
+            XCTAssertEqual(r.json["webhookUrl"] as? String, "http://127.0.0.1:1/x")
+            r = try await api.call(.put, "/api/v1/settings", json: #"{"webhookUrl":"javascript:alert(1)"}"#)
+            XCTAssertEqual(r.status, .unprocessableContent)
+            r = try await api.call(.put, "/api/v1/settings", json: #"{"webhookUrl":""}"#)
+            await assertNil(try await h.store.webhook())
+            _ = token
+        }
+        // The signature is HMAC-SHA256 of the body under the secret (a value checked by hand with openssl).
+        XCTAssertEqual(WebhookSender.signature(Data(#"{"a":1}"#.utf8), secret: "key"),
+                       "sha256=" + "88a67f24bbcdaed0e6c997404bb79a743baf44c6bab2f4c27328e3009d22e342")
+        let body = String(decoding: WebhookSender.body(.pausedByGate(task: 3, appId: "20171228", version: "1.0.0.2", reason: "too many"), at: Date(timeIntervalSince1970: 0)), as: UTF8.self)
+        XCTAssertEqual(body, #"{"app":"20171228","at":"1970-01-01T00:00:00Z","by":"courier","event":"task.pausedByHealthGate","reason":"too many","task":"3","version":"1.0.0.2"}"#)
+    }
+
+    func testAdoptionCountsDistinctDevicesPerInstalledVersionWithoutWritingOnTheHotPath() async throws {
+        let (h, token) = try await releasedHarness()
+        defer { h.cleanUp() }
+        var official = TaskDraft(); official.type = "official"
+        _ = try await h.services.actions.createTask(by: ActingUser(name: "ci", role: .developer), appId: "20171228", version: "1.0.0.2", draft: official)
+        try await h.test { client in
+            let before = try await h.store.auditEntries(subject: "settings", actionPrefix: "")
+            for d in 0..<30 {
+                let installed = d < 20 ? "1.0.0.2" : (d < 25 ? "1.0.0.1" : "7.7.7.7")   // an unknown version is not counted
+                for _ in 0..<2 {   // each device checks twice
+                    _ = try await Self.post(client, "/client/v1/update", #"{"platform":"android","clientVersion":"10.2.3","deviceId":"dev-\#(d)","apps":[{"id":"20171228","version":"\#(installed)"}]}"#)
+                }
+            }
+            _ = before
+            await assertEqual(try await h.store.adoption(app: "20171228", sinceHour: 0).count, 0, "nothing is written by the checks themselves")
+            XCTAssertEqual(h.services.delivery.tally.size.sketches, 2, "1.0.0.2 and the task's checks (1.0.0.1 was never released, 7.7.7.7 does not exist)")
+            try await h.services.delivery.tally.flush(to: h.store)
+            let caller = APITests.Caller(client: client, token: token)
+            let r = try await caller.call(.get, "/api/v1/apps/20171228/adoption")
+            XCTAssertEqual(r.status, .ok, r.text)
+            let versions = (r.json["versions"] as? [[String: Any]]) ?? []
+            XCTAssertEqual(versions.map { $0["version"] as? String }, ["1.0.0.2"])
+            XCTAssertEqual(versions.map { $0["devices"] as? Int }, [20])
+            let b = try await Browser.signIn(client, "ci")
+            let page = try await b.get("/apps/20171228")
+            XCTAssertTrue(page.text.contains(#"id="adoption-table""#) && page.text.contains("±1.6 %"), page.text)
+            let task = try await h.store.allTasks().first?.id ?? 0
+            await assertEqual(try await h.store.healthHours(task: task).first?.checks, 25, "the devices offered this release or running it (not the one ahead on an unknown version)")
+        }
+    }
 }

@@ -79,6 +79,12 @@ final class StructureTests: XCTestCase {
             return String(t.id ?? 0)
         }
 
+        /// A fresh package with a releasing task; its version.
+        func releasedVersion(_ h: Harness) async throws -> String {
+            let id = try await task(h)
+            return try await h.store.task(Int64(id) ?? 0)?.version ?? ""
+        }
+
         /// A fresh package with an official task created by the command line that awaits approval; the task's ID.
         func awaitingTask(_ h: Harness) async throws -> String {
             let version = self.version()
@@ -110,6 +116,7 @@ final class StructureTests: XCTestCase {
                 return (entry.route.path("20171228", version), [("type", "official")])
             case (.get, .task): return (entry.route.path(try await task()), [])
             case (.post, .taskOperation): return (entry.route.path(try await task(), "pause"), [])
+            case (.post, .packageRevoke): return (entry.route.path("20171228", try await releasedVersion(h)), [("reason", "Broken.")])
             case (.post, .tokenRevoke):
                 _ = try await h.store.createToken(userName: role.rawValue, scopes: [.read], by: .commandLine)
                 return (entry.route.path(String(try await h.store.tokens(of: role.rawValue).first?.0.id ?? 0)), [])
@@ -166,6 +173,7 @@ final class StructureTests: XCTestCase {
             case (.patch, .apiTask): return (entry.route.path(try await task()), #"{"percentage":20}"#)
             case (.delete, .apiTask): return (entry.route.path(try await task(finish: true)), nil)
             case (.post, .apiTaskOperation): return (entry.route.path(try await task(), "pause"), nil)
+            case (.post, .apiPackageRevoke): return (entry.route.path("20171228", try await releasedVersion(h)), #"{"reason":"Broken."}"#)
             case (.post, .apiTaskApprove): return (entry.route.path(try await awaitingTask(h)), nil)
             case (.post, .apiTaskReject): return (entry.route.path(try await awaitingTask(h)), #"{"comment":"No."}"#)
             default: return nil
@@ -182,7 +190,7 @@ final class StructureTests: XCTestCase {
         try await h.test { client in
             let entries = h.services.routes.entries
             XCTAssertGreaterThanOrEqual(entries.filter { $0.surface == .console }.count, 14)
-            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 27)
+            XCTAssertEqual(entries.filter { $0.surface == .api }.count, 29)
             for entry in entries where entry.surface == .console {
                 let permission = try XCTUnwrap(entry.permission, "\(entry.route) declares its permission")
                 for role in Role.allCases {

@@ -113,6 +113,8 @@ public struct Services: Sendable {
     public let throttle: LoginThrottle
     public let passwords: PasswordHasher
     public let delivery: Delivery
+    /// Posts release events to the webhook (a service of the running server).
+    let webhook: WebhookSender
     /// The one-time first-run setup address, while no user exists.
     public let setup: FirstRunSetup
     /// Builds patches in the background (a service of the running server; tests call it).
@@ -178,10 +180,11 @@ public func buildServices(_ config: CourierConfiguration, logger: Logger) async 
     let passwords = PasswordHasher()
     let metrics = CourierMetrics()
     let delivery = try await Delivery(store: store, publicURL: config.publicURL, metrics: metrics, logger: logger)
+    let webhook = WebhookSender(store: store, logger: logger)
     return Services(config: config, store: store, views: Views(library: library),
-                    actions: Actions(store: store, signer: signer, passwords: passwords, metrics: metrics),
+                    actions: Actions(store: store, signer: signer, passwords: passwords, metrics: metrics, events: webhook),
                     signer: signer, throttle: LoginThrottle(ledger: store.signInLedger), passwords: passwords,
-                    delivery: delivery,
+                    delivery: delivery, webhook: webhook,
                     setup: FirstRunSetup(open: try await store.userCount() == 0),
                     patches: PatchService(store: store, delivery: delivery, bases: config.patchBases, logger: logger,
                                           pause: config.testPatchPause, node: node),
@@ -282,7 +285,7 @@ public func buildApplication(_ config: CourierConfiguration) async throws -> som
                        configuration: .init(address: .hostname(config.host, port: config.port)),
                        services: [Housekeeping(actions: services.actions, logger: logger, tally: services.delivery.tally,
                                                node: services.node),
-                                  services.patches] + followers(services),
+                                  services.patches, services.webhook] + followers(services),
                        eventLoopGroupProvider: config.threads.map { .shared(MultiThreadedEventLoopGroup(numberOfThreads: $0)) }
                            ?? .singleton,
                        logger: logger)

@@ -59,6 +59,7 @@ extension Route {
     static let packages = Route("/apps/:id/packages")
     static let package = Route("/apps/:id/packages/:version")
     static let packagePreset = Route("/apps/:id/packages/:version/h5_json.json")
+    static let packageRevoke = Route("/apps/:id/packages/:version/revoke")
     static let versionDiff = Route("/apps/:id/diff")
     static let settings = Route("/settings")
     static let virtualDomain = Route("/settings/virtual-domain", example: ["virtualDomain": "h5app.example.com", "confirm": "true"])
@@ -95,6 +96,7 @@ extension Route {
     static let simulate = Route("/simulate")
     static let approvalSettings = Route("/settings/approval")
     static let updateInterval = Route("/settings/update-interval", example: ["updateReqRate": "1800"])
+    static let webhookSettings = Route("/settings/webhook", example: ["webhookUrl": "http://127.0.0.1:9/hook"])
     static let taskOperation = Route("/tasks/:task/:operation")
 
     // Operations.
@@ -122,6 +124,8 @@ extension Route {
     static let apiWhitelistValues = Route("/api/v1/whitelists/:whitelist/values")
     static let apiPackageTasks = Route("/api/v1/apps/:id/packages/:version/tasks")
     static let apiPackageDiff = Route("/api/v1/apps/:id/packages/:version/diff")
+    static let apiPackageRevoke = Route("/api/v1/apps/:id/packages/:version/revoke")
+    static let apiAdoption = Route("/api/v1/apps/:id/adoption")
     static let apiTask = Route("/api/v1/tasks/:task")
     static let apiTaskOperation = Route("/api/v1/tasks/:task/:operation")
     static let apiTaskApprove = Route("/api/v1/tasks/:task/approve")

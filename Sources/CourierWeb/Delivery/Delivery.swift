@@ -130,6 +130,8 @@ final class DeliverySnapshot: Sendable {
         let appsByID = Dictionary(readApps.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let (packages, unreadablePackages) = try await store.packagesWithTasksStrictly()
         let packagesByID = Dictionary(packages.compactMap { p in p.id.map { ($0, p) } }, uniquingKeysWith: { a, _ in a })
+        var revoked: [String: Set<PackageVersion>] = [:]
+        for r in try await store.revocations().values { if let v = PackageVersion(fast: r.version) { revoked[r.appId, default: []].insert(v) } }
         let undecodableByApp = Dictionary(grouping: undecodable, by: \.appId)
         let tasksByApp = Dictionary(grouping: tasks, by: \.appId)
         for appId in Set(tasksByApp.keys).union(undecodableByApp.keys) {
@@ -150,7 +152,7 @@ final class DeliverySnapshot: Sendable {
                 keptEntries[key] = entry
                 entries[appId, default: [:]][v] = entry
                 let task = t.releaseTask
-                if task.isOfficial, !task.rolledBack, task.status != .paused, official[appId].map({ $0 < v }) ?? true {
+                if task.isOfficial, !task.rolledBack, task.status != .paused, revoked[appId]?.contains(v) != true, official[appId].map({ $0 < v }) ?? true {
                     official[appId] = v
                 }
             }
@@ -159,7 +161,7 @@ final class DeliverySnapshot: Sendable {
                 unreadablePackages[t.packageId].map { ReleaseTask(id: t.id ?? 0, appId: appId, version: version(t.version), unreadable: $0) } ?? t.releaseTask
             }
             let unread = (undecodableByApp[appId] ?? []).map { ReleaseTask(id: $0.id, appId: appId, version: version($0.version), unreadable: $0.why) }
-            apps.append(AppTargets(appId: appId, tasks: read + unread, ranges: ranges))
+            apps.append(AppTargets(appId: appId, tasks: read + unread, ranges: ranges, revoked: revoked[appId] ?? []))
         }
         let targeting = TargetingSnapshot(apps: apps, whitelists: whitelists, unreadableWhitelists: unreadableLists)
         var unreadable: [String] = unreadableApps.sorted { $0.key < $1.key }

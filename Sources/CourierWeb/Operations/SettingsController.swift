@@ -38,6 +38,17 @@ struct SettingsController {
                 return "interval"
             }
         }
+        routes.post(.webhookSettings, needs: .editSettings) { _, context in
+            do {
+                let hook = try await services.actions.setWebhook(by: context.acting, url: context.form["webhookUrl"])
+                guard let hook else { return Response.redirect(to: Route.settings.path([], query: [("saved", "webhook-removed")])) }
+                // The secret is shown on this answer only: it is not shown again.
+                return try await page(context, notice: "The webhook is saved. Copy its secret now: it is not shown again.", newSecret: hook.secret)
+            } catch {
+                guard let failure = FormFailure(error) else { throw error }
+                return try await page(context, failure: failure)
+            }
+        }
         routes.post(.signingKey, needs: .editSigningKey) { _, context in
             let pem = context.form["privateKey"]
             return try await installKey(context) { try SigningKey(pem: pem) }
@@ -50,6 +61,7 @@ struct SettingsController {
     static let notices = [
         "domain": "The virtual domain is saved.", "approval": "The approval rules are saved.", "global": "The global resource settings are saved.",
         "interval": "The update check interval is saved: devices read it from their next answer.",
+        "webhook-removed": "The webhook is removed: no more events are sent.",
         "key": "The signing key is installed.", "key-resigned": "The signing key is installed and every package was re-signed with it.",
     ]
 
@@ -87,12 +99,46 @@ struct SettingsController {
         guard errors.isEmpty else { throw errors }
     }
 
-    func page(_ context: SignedInContext, failure: FormFailure = .none, notice: String? = nil) async throws -> Response {
+    func page(_ context: SignedInContext, failure: FormFailure = .none, notice: String? = nil, newSecret: String? = nil) async throws -> Response {
         let s = try await services.store.settings()
         let counts = try await services.store.packageCounts()
-        let model = SettingsPage(settings: s, counts: counts,
+        var model = SettingsPage(settings: s, counts: counts,
                                  keyBits: (try? services.signer.current(s))??.bits ?? 0, config: services.config,
                                  form: context.form, failure: failure, notice: notice, chrome: Chrome(context, section: .settings))
+        model.webhook = WebhookBox(try await services.store.webhook(), sender: services.webhook, newSecret: newSecret,
+                                   typed: failure.fields["webhookUrl"] != nil ? context.form["webhookUrl"] : nil)
         return services.views.render("settings", model, status: failure.status)
+    }
+}
+
+/// The webhook on the Configuration page: its address, the secret once, the last deliveries.
+struct WebhookBox {
+    struct Row {
+        let at: String
+        let event: String
+        let attempts: Int
+        let outcome: String
+        let ok: Bool
+    }
+    let url: String
+    let isSet: Bool
+    let setLine: String?
+    let newSecret: String?
+    let deliveries: [Row]
+    let hasDeliveries: Bool
+    let dropped: Int
+    let action = Route.webhookSettings.path()
+
+    init(_ hook: Webhook?, sender: WebhookSender, newSecret: String?, typed: String?) {
+        url = typed ?? hook?.url ?? ""
+        isSet = hook != nil
+        setLine = hook.map { "Set by \($0.setBy) on \(displayDate.string(from: $0.setAt)) UTC." }
+        self.newSecret = newSecret
+        let recent = sender.recent
+        deliveries = recent.deliveries.map {
+            Row(at: displayDate.string(from: $0.at) + " UTC", event: $0.event, attempts: $0.attempts, outcome: $0.outcome, ok: $0.ok)
+        }
+        hasDeliveries = !deliveries.isEmpty
+        dropped = recent.dropped
     }
 }

@@ -28,6 +28,7 @@ struct SettingsPage {
     let grayNeedsApproval: Bool
     let updateIntervalAction = Route.updateInterval.path()
     let updateReqRate: String
+    var webhook: WebhookBox?
 
     /// `form` holds what was typed, shown again after a refusal.
     init(settings s: SettingsRecord, counts: (all: Int, global: Int), keyBits: Int, config: CourierConfiguration,

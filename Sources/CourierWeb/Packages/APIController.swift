@@ -59,6 +59,10 @@ struct SettingsJSON: Codable {
     var officialNeedsApproval: Bool?
     var grayNeedsApproval: Bool?
     var updateReqRate: Int?
+    /// The webhook's address (SPEC §5); `""` removes it.
+    var webhookUrl: String?
+    /// Answered once, by the PUT that set the address.
+    var webhookSecret: String?
 }
 
 struct AppJSON: Encodable {
@@ -92,8 +96,11 @@ struct PackageJSON: Encodable {
     let fallbackBaseUrl: String
     let createdAt: Date
     let settings: [String: String]
+    /// Set when the version was revoked (SPEC §5).
+    var revocation: Revocation?
 
-    init(_ p: PackageRecord, publicURL: String) {
+    init(_ p: PackageRecord, publicURL: String, revocation: Revocation? = nil) {
+        self.revocation = revocation
         appId = p.appId; status = p.status.rawValue
         size = p.size; sha256 = p.blob; md5 = p.md5; files = p.fileCount
         amrUrl = publicURL + Paths.amr(p)
@@ -108,6 +115,11 @@ struct PackageJSON: Encodable {
         try c.encode(sha256, forKey: JSONKey("sha256")); try c.encode(md5, forKey: JSONKey("md5")); try c.encode(files, forKey: JSONKey("files"))
         try c.encode(amrUrl, forKey: JSONKey("amrUrl")); try c.encode(fallbackBaseUrl, forKey: JSONKey("fallbackBaseUrl"))
         try c.encode(createdAt, forKey: JSONKey("createdAt"))
+        try c.encode(revocation != nil, forKey: JSONKey("revoked"))
+        if let r = revocation {
+            try c.encode(r.reason, forKey: JSONKey("revokedReason")); try c.encode(r.revokedBy, forKey: JSONKey("revokedBy"))
+            try c.encode(r.revokedAt, forKey: JSONKey("revokedAt"))
+        }
         for f in PackageField.all where !f.isFlag {
             let value = settings[f.key] ?? f.defaultValue
             if f.optional && value.isEmpty { try c.encodeNil(forKey: JSONKey(f.key)) } else { try c.encode(value, forKey: JSONKey(f.key)) }
@@ -121,7 +133,9 @@ struct APIController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.apiSettings, needs: .read) { _, _ in
-            try await json(settingsJSON(services.store.settings()))
+            var answer = settingsJSON(try await services.store.settings())
+            answer.webhookUrl = try await services.store.webhook()?.url
+            return try json(answer)
         }
         routes.put(.apiSettings, needs: .editSettings) { request, context in
             let body = try await decode(SettingsJSON.self, request)
@@ -135,7 +149,12 @@ struct APIController {
                                                                 gray: body.grayNeedsApproval ?? s.grayNeedsApproval)
             }
             if let rate = body.updateReqRate { _ = try await services.actions.setUpdateReqRate(by: context.acting, String(rate)) }
-            return try await json(settingsJSON(services.store.settings()))
+            var secret: String?
+            if let url = body.webhookUrl { secret = try await services.actions.setWebhook(by: context.acting, url: url)?.secret }
+            var answer = settingsJSON(try await services.store.settings())
+            answer.webhookUrl = try await services.store.webhook()?.url
+            answer.webhookSecret = secret
+            return try json(answer)
         }
         routes.put(.apiSigningKey, needs: .editSigningKey) { request, context in
             let pem = String(buffer: try await request.body.collect(upTo: 64 * 1024))
@@ -163,8 +182,27 @@ struct APIController {
         }
         routes.get(.apiApp, needs: .read) { _, context in
             let app = try await services.app(context)
-            let packages = try await services.store.packages(of: app.id).map { PackageJSON($0, publicURL: services.config.publicURL) }
+            let revoked = try await services.store.revocations()
+            let packages = try await services.store.packages(of: app.id).map {
+                PackageJSON($0, publicURL: services.config.publicURL, revocation: $0.id.flatMap { revoked[$0] })
+            }
             return try json(AppJSON(id: app.id, name: app.name, type: app.type?.rawValue, packages: packages))
+        }
+        routes.post(.apiPackageRevoke, needs: .editReleases) { request, context in
+            let app = try await services.app(context)
+            struct Body: Decodable { let reason: String? }
+            let buffer = try await request.body.collect(upTo: 64 * 1024)
+            let body = buffer.readableBytes == 0 ? Body(reason: nil) : try JSONDecoder().decode(Body.self, from: Data(buffer: buffer))
+            let r = try await services.actions.revoke(by: context.acting, appId: app.id, version: context.parameters.decoded("version") ?? "",
+                                                      reason: body.reason ?? "")
+            guard let p = try await services.store.package(app.id, r.version) else { throw NotFound.package(app.id, r.version) }
+            return try json(PackageJSON(p, publicURL: services.config.publicURL, revocation: r))
+        }
+        routes.get(.apiAdoption, needs: .read) { _, context in
+            let app = try await services.app(context)
+            let adoption = try await Adoption(app: app.id, store: services.store)
+            struct Answer: Encodable { let versions: [Adoption.Row]; let since: Date; let devices: Int; let standardError: Double }
+            return try json(Answer(versions: adoption.versions, since: adoption.since, devices: adoption.total, standardError: HyperLogLog.standardError))
         }
         routes.get(.apiPackageDiff, needs: .read) { request, context in
             let app = try await services.app(context)

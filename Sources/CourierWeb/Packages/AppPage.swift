@@ -36,6 +36,8 @@ struct AppPage {
     let runningGray: [ReviewFacts.Live]
     let hasRunningGray: Bool
     let notice: Notice.Shown?
+    /// Distinct devices per installed version over the last 24 hours.
+    let adoption: Adoption?
 
     /// Renaming (the ID never changes), for those who may edit apps.
     let canRename: Bool
@@ -45,9 +47,10 @@ struct AppPage {
 
     init(_ app: AppRecord, packages: [PackageRow], releases: AppReleases = AppReleases([]), whitelistNames: [Int64: String] = [:],
          hasVirtualDomain: Bool, user: UserRecord,
-         typedName: String? = nil, failure: FormFailure = .none, notice: Notice.Shown? = nil, chrome: Chrome) {
+         typedName: String? = nil, failure: FormFailure = .none, notice: Notice.Shown? = nil, adoption: Adoption? = nil, chrome: Chrome) {
         self.chrome = chrome
         self.notice = notice
+        self.adoption = adoption
         let official = releases.liveOfficial
         liveOfficial = official.map { "\($0.version) (task \($0.id ?? 0))" }
         liveOfficialURL = official.map { Route.task.path(String($0.id ?? 0)) }

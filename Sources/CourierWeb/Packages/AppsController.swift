@@ -48,12 +48,15 @@ extension AppsController {
     func appPage(_ context: SignedInContext, app: AppRecord, name: String?, failure: FormFailure,
                  notice: Notice.Shown? = nil) async throws -> Response {
         let releases = AppReleases(try await services.store.tasks(of: app.id))
-        let packages = try await services.store.packages(of: app.id).map { services.row($0, task: releases.current(of: $0.id)) }
+        let revoked = Dictionary(try await services.store.revocations().values.filter { $0.appId == app.id }.map { ($0.version, $0) },
+                                 uniquingKeysWith: { a, _ in a })
+        let packages = try await services.store.packages(of: app.id).map { services.row($0, task: releases.current(of: $0.id), revoked: revoked[$0.version]) }
+        let adoption = try await Adoption(app: app.id, store: services.store)
         let hasDomain = try await services.store.settings().virtualDomain != nil
         return services.views.render("app", AppPage(
             app, packages: packages, releases: releases, whitelistNames: try await services.whitelistNames(),
             hasVirtualDomain: hasDomain, user: context.user, typedName: name,
-            failure: failure, notice: notice, chrome: Chrome(context, section: .apps)), status: failure.status)
+            failure: failure, notice: notice, adoption: adoption, chrome: Chrome(context, section: .apps)), status: failure.status)
     }
 }
 
@@ -64,13 +67,46 @@ extension Services {
         return app
     }
 
-    func row(_ p: PackageRecord, task: TaskRecord?) -> PackageRow {
-        // A rolled-back release reads as such, not as a finished one.
-        PackageRow(version: p.version, status: task?.rolledBack == true ? "Rolled back" : p.status.label,
-                   statusKey: task?.rolledBack == true ? "rejected" : p.status.rawValue, size: humanSize(p.size),
+    func row(_ p: PackageRecord, task: TaskRecord?, revoked: Revocation? = nil) -> PackageRow {
+        // A rolled-back release reads as such, not as a finished one; a revoked one as revoked.
+        PackageRow(version: p.version, status: revoked != nil ? "Revoked" : task?.rolledBack == true ? "Rolled back" : p.status.label,
+                   statusKey: revoked != nil || task?.rolledBack == true ? "rejected" : p.status.rawValue, size: humanSize(p.size),
                    fileCount: p.fileCount, createdAt: displayDate.string(from: p.createdAt),
                    url: Route.package.path(p.appId, p.version), amrURL: contentLink(Paths.amr(p)),
                    taskURL: task.map { Route.task.path(String($0.id ?? 0)) }, taskLabel: task.map { "task \($0.id ?? 0)" },
-                   approvalLine: task.flatMap { [.awaiting, .rejected].contains($0.approvalState) ? TaskLinkRow.approvalLine($0) : nil })
+                   approvalLine: revoked.map { "Revoked by \($0.revokedBy): \($0.reason)" }
+                       ?? task.flatMap { [.awaiting, .rejected].contains($0.approvalState) ? TaskLinkRow.approvalLine($0) : nil })
+    }
+}
+
+/// Adoption (SPEC §5): how many distinct devices reported each installed version in their
+/// update checks over the last 24 hours, from the hourly sketches (an estimate).
+struct Adoption {
+    struct Row: Encodable {
+        let version: String
+        let devices: Int
+    }
+    let versions: [Row]
+    let since: Date
+    let hasVersions: Bool
+    let total: Int
+    /// "about ±1.6 %" (one standard error; ±3.3 % for 95 % of counts).
+    let error = String(format: "±%.1f %%", HyperLogLog.standardError * 100)
+    let error95 = String(format: "±%.1f %%", HyperLogLog.standardError * 200)
+    let sinceText: String
+    let apiURL: String
+
+    init(app: String, store: Store, now: Date = Date()) async throws {
+        let hour = Int64(now.timeIntervalSince1970 / 3600)
+        since = Date(timeIntervalSince1970: TimeInterval(hour - 23) * 3600)
+        let sketches = try await store.adoption(app: app, sinceHour: hour - 23)
+        versions = sketches.compactMap { v, s in PackageVersion(fast: v).map { ($0, Row(version: v, devices: s.estimate)) } }
+            .sorted { $0.0 > $1.0 }.map(\.1)
+        hasVersions = !versions.isEmpty
+        var all = HyperLogLog()
+        for s in sketches.values { all.merge(s) }
+        total = all.estimate
+        sinceText = displayDate.string(from: since) + " UTC"
+        apiURL = Route.apiAdoption.path(app)
     }
 }

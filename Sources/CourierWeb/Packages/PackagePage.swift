@@ -49,6 +49,13 @@ struct PackagePage {
     let notice: Notice.Shown?
     /// What this version changes for clients on the live official one (issue 18).
     var changes: VersionChanges?
+    /// Revoked (SPEC §5): by whom, when, why; or the form to revoke it.
+    var revokedLine: String?
+    var revokedReason: String?
+    var canRevoke = false
+    var revokeAction = ""
+    var typedReason = ""
+    var reasonError: String?
     var compareURL: String?
 
     init(app: AppRecord, package p: PackageRecord, files: Page<PackageFileRecord>, settings: SettingsRecord, services: Services,

@@ -41,18 +41,19 @@ struct PackagesController {
             }
         }
         routes.get(.package, needs: .read) { request, context in
+            try await packagePage(request, context, failure: .none)
+        }
+        routes.post(.packageRevoke, needs: .editReleases) { request, context in
             let (app, p) = try await services.package(context)
-            let files = try await services.store.files(of: p.id ?? 0, page: request.uri.queryParameters["files"].flatMap { Int($0) } ?? 1,
-                                                  perPage: 100)
-            let settings = try await services.store.settings()
-            let tasks = try await services.store.tasks(of: app.id)
-            var page = PackagePage(
-                app: app, package: p, files: files, settings: settings, services: services, tasks: tasks,
-                whitelistNames: try await services.whitelistNames(), canRelease: context.user.role.may(.editReleases),
-                notice: Notice.shown(request, for: context.user), chrome: Chrome(context, section: .apps))
-            page.changes = try await services.changesSinceLive(p, tasks: tasks)
-            page.compareURL = Route.versionDiff.path([app.id], query: [("to", p.version)])
-            return services.views.render("package", page)
+            do {
+                _ = try await services.actions.revoke(by: context.acting, appId: app.id, version: p.version, reason: context.form["reason"])
+                return Response.redirect(to: Route.package.path([app.id, p.version], query: Notice.query(
+                    "\(p.version) is revoked: it is never offered again, and devices that have it are sent back to the newest version below it that they may have.",
+                    for: context.user)))
+            } catch {
+                guard let failure = FormFailure(error) else { throw error }
+                return try await packagePage(request, context, failure: failure)
+            }
         }
         routes.get(.versionDiff, needs: .read) { request, context in
             let app = try await services.app(context)
@@ -140,5 +141,33 @@ extension Services {
         }
         let reader = MultipartReader(maxTotal: limit, tempPath: { [blobs = store.blobs] in blobs.temporaryPath(suffix: ".upload") })
         return try await reader.read(request.body, boundary: boundary)
+    }
+}
+
+extension PackagesController {
+    func packagePage(_ request: Request, _ context: SignedInContext, failure: FormFailure) async throws -> Response {
+        let (app, p) = try await services.package(context)
+        let files = try await services.store.files(of: p.id ?? 0, page: request.uri.queryParameters["files"].flatMap { Int($0) } ?? 1,
+                                              perPage: 100)
+        let settings = try await services.store.settings()
+        let tasks = try await services.store.tasks(of: app.id)
+        var page = PackagePage(
+            app: app, package: p, files: files, settings: settings, services: services, tasks: tasks,
+            whitelistNames: try await services.whitelistNames(), canRelease: context.user.role.may(.editReleases),
+            notice: Notice.shown(request, for: context.user), chrome: Chrome(context, section: .apps))
+        page.changes = try await services.changesSinceLive(p, tasks: tasks)
+        page.compareURL = Route.versionDiff.path([app.id], query: [("to", p.version)])
+        if let r = try await services.store.revocations()[p.id ?? 0] {
+            page.revokedLine = "Revoked by \(r.revokedBy) on \(displayDate.string(from: r.revokedAt)) UTC: never offered again; devices that have it are sent back."
+            page.revokedReason = r.reason
+            page.status = "Revoked"
+            page.statusKey = "rejected"
+        } else {
+            page.canRevoke = context.user.role.may(.editReleases) && tasks.contains { $0.packageId == p.id && !$0.neverReleased }
+            page.revokeAction = Route.packageRevoke.path(app.id, p.version)
+            page.typedReason = context.form["reason"]
+            page.reasonError = failure.fields["reason"] ?? failure.formError
+        }
+        return services.views.render("package", page, status: failure.status)
     }
 }
