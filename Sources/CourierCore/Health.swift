@@ -96,7 +96,7 @@ public enum HealthGate {
         let trials = health.trials
         guard trials >= minimumTrials, let low = health.failureRateLow, let rate = health.failureRate else { return .tooFew(trials: trials) }
         guard low * 100 > threshold else { return .healthy(low: low) }
-        return .pause("health gate: \(health.failures) failures in \(trials) installs and failures, a failure rate of \(percent(rate * 100)) %; "
+        return .pause("\(health.failures) failures in \(trials) installs and failures, a failure rate of \(percent(rate * 100)) %; "
                       + "its 95 % lower bound \(percent(low * 100)) % is above the threshold of \(percent(threshold)) %")
     }
 

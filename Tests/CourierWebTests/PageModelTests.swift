@@ -21,9 +21,9 @@ final class PageModelTests: XCTestCase {
         XCTAssertEqual(page.rows.first?.url, "/apps/30000001")
         XCTAssertEqual(page.rows.first?.latestVersion, "—")
         XCTAssertFalse(page.canEdit, "a reviewer is not offered Create")
-        XCTAssertEqual(page.chrome.nav.map(\.label), ["H5 apps", "Whitelists", "Approvals", "API tokens", "Audit log"], "a reviewer's navigation has no Configuration")
+        XCTAssertEqual(page.chrome.nav.map(\.label), ["H5 apps", "Whitelists", "Approvals", "Simulator", "API tokens", "Audit log"], "a reviewer's navigation has no Configuration")
         XCTAssertEqual(Chrome(user: UserRecord(name: "a", passwordHash: "", role: .admin), csrf: "", section: .settings).nav.map(\.active),
-                       [false, false, false, true, false, false, false])
+                       [false, false, false, false, true, false, false, false])
     }
 
     func testPackagePagesLinkFilesPagesAndTheContentHost() async throws {

@@ -105,7 +105,7 @@ final class ReleaseHealthPagesTests: XCTestCase {
             XCTAssertTrue(page.text.contains(#"<svg xmlns="http://www.w3.org/2000/svg" id="health-counts""#), page.text)
             XCTAssertTrue(page.text.contains(#"id="health-rate""#))
             XCTAssertTrue(page.text.contains("3 failures in 7 installs and failures"), page.text)
-            XCTAssertTrue(page.text.contains("hours since the task began"))
+            XCTAssertTrue(page.text.contains("hour (UTC), from the hour the task began"))
             XCTAssertTrue(page.text.contains("/simulate?platform=ios&amp;clientVersion=10.2.3&amp;deviceId=dev-9"), "the failing device, prefilled")
             let health = try await b.get("/api/v1/tasks/\(id)/health")
             XCTAssertEqual(health.status, .unauthorized, "the JSON twin takes a token, not a session")

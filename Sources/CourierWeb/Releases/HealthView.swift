@@ -56,7 +56,7 @@ struct HealthView {
             case .healthy(let low):
                 gate = "Health gate: passing (lower bound \(Self.percent(low)) %, threshold \(RampPlan.percent(threshold)) %)."
             case .pause(let why):
-                gate = "Health gate: failing, \(why)."
+                gate = "Health gate: failing. \(why.prefix(1).uppercased() + why.dropFirst())."
             }
         } else {
             gate = nil
@@ -78,7 +78,7 @@ struct HealthView {
         }
         hasRows = !rows.isEmpty
         let marks = Self.marks(history, since: Date(timeIntervalSince1970: TimeInterval(startHour) * 3600))
-        countsSVG = Chart(id: "health-counts", title: "Devices per hour", hours: hours.count, marks: marks,
+        countsSVG = Chart(id: "health-counts", title: "Devices per hour", hours: hours.count, startHour: startHour, marks: marks,
                           series: [
                             .init(name: "checked", colour: "#6b7280", values: hours.map { Double($0.checks) }),
                             .init(name: "downloaded", colour: "#2563eb", values: hours.map { Double($0.downloads) }),
@@ -94,7 +94,7 @@ struct HealthView {
             rate.append(trials == 0 ? nil : Double(failures) / Double(trials) * 100)
             low.append(trials == 0 ? nil : Wilson.bounds(failures, of: trials).low * 100)
         }
-        rateSVG = Chart(id: "health-rate", title: "Failure rate so far (%)", hours: hours.count, marks: marks,
+        rateSVG = Chart(id: "health-rate", title: "Failure rate so far (%)", hours: hours.count, startHour: startHour, marks: marks,
                         series: [.init(name: "failure rate", colour: "#dc2626", values: rate),
                                  .init(name: "95 % lower bound", colour: "#7c3aed", values: low, dashed: true)],
                         threshold: threshold ?? HealthGate.defaultThreshold, unit: "%").svg
@@ -147,6 +147,8 @@ struct HealthView {
         let id: String
         let title: String
         let hours: Int
+        /// The first hour shown (hours since 1970), for the axis's clock times.
+        let startHour: Int64
         let marks: [Mark]
         let series: [Series]
         let threshold: Double?
@@ -158,7 +160,9 @@ struct HealthView {
         var svg: String {
             let w = Self.width, h = Self.height
             let plotW = w - Self.left - Self.right, plotH = h - Self.top - Self.bottom
-            let span = Double(max(1, hours - 1))
+            // Hour i is the interval [i, i + 1): its values sit in its middle, and a moment
+            // (a pause at 10:36) sits where it happened within its hour.
+            let span = Double(max(1, hours))
             let highest = max(series.flatMap { $0.values.compactMap { $0 } }.max() ?? 0, threshold.map { $0 * 1.25 } ?? 0, unit == "%" ? 1 : 4)
             let top = Self.niceCeiling(highest)
             func x(_ offset: Double) -> Double { Self.left + plotW * min(max(offset, 0), span) / span }
@@ -188,34 +192,46 @@ struct HealthView {
             out += "<line x1=\"\(f(Self.left))\" y1=\"\(f(Self.top + plotH))\" x2=\"\(f(w - Self.right))\" y2=\"\(f(Self.top + plotH))\" stroke=\"#374151\"/>"
             let step = Self.tickStep(hours)
             var tick = 0
-            while tick < max(hours, 1) {
+            while tick <= max(hours, 1) {
                 out += "<line x1=\"\(f(x(Double(tick))))\" y1=\"\(f(Self.top + plotH))\" x2=\"\(f(x(Double(tick))))\" y2=\"\(f(Self.top + plotH + 4))\" stroke=\"#374151\"/>"
-                out += "<text x=\"\(f(x(Double(tick))))\" y=\"\(f(Self.top + plotH + 16))\" font-size=\"10\" text-anchor=\"middle\" fill=\"#4b5563\">+\(tick) h</text>"
+                out += "<text x=\"\(f(x(Double(tick))))\" y=\"\(f(Self.top + plotH + 16))\" font-size=\"10\" text-anchor=\"middle\" fill=\"#4b5563\">\(Self.clock(startHour + Int64(tick), first: tick == 0))</text>"
                 tick += step
             }
-            out += "<text x=\"\(f(w - Self.right))\" y=\"\(f(h - 2))\" font-size=\"10\" text-anchor=\"end\" fill=\"#6b7280\">hours since the task began</text>"
+            out += "<text x=\"\(f(w - Self.right))\" y=\"\(f(h - 2))\" font-size=\"10\" text-anchor=\"end\" fill=\"#6b7280\">hour (UTC), from the hour the task began</text>"
             if let threshold {
                 out += "<line class=\"threshold\" x1=\"\(f(Self.left))\" y1=\"\(f(y(threshold)))\" x2=\"\(f(w - Self.right))\" y2=\"\(f(y(threshold)))\" stroke=\"#111827\" stroke-width=\"1.5\" stroke-dasharray=\"2 2\"/>"
             }
             // Marks: pauses red, advances green, each labelled at the top of the plot.
-            for (i, m) in marks.enumerated() where m.offset >= -0.01 && m.offset <= span + 1 {
+            for (i, m) in marks.enumerated() where m.offset >= -0.01 && m.offset <= span {
                 let mx = x(m.offset), colour = m.pause ? "#b91c1c" : "#15803d"
                 out += "<line class=\"mark \(m.pause ? "pause" : "advance")\" x1=\"\(f(mx))\" y1=\"\(f(Self.top))\" x2=\"\(f(mx))\" y2=\"\(f(Self.top + plotH))\" stroke=\"\(colour)\" stroke-width=\"1.5\" stroke-dasharray=\"4 2\"/>"
                 out += "<text x=\"\(f(mx + 3))\" y=\"\(f(Self.top + 10 + Double(i % 3) * 11))\" font-size=\"10\" fill=\"\(colour)\">\(escape(m.label))</text>"
             }
             // Lines (a single hour is a dot).
             for s in series {
-                let points = s.values.enumerated().compactMap { i, v in v.map { (x(Double(i)), y($0)) } }
+                let points = s.values.enumerated().compactMap { i, v in v.map { (x(Double(i) + 0.5), y($0)) } }
                 guard !points.isEmpty else { continue }
-                if points.count == 1 {
-                    out += "<circle cx=\"\(f(points[0].0))\" cy=\"\(f(points[0].1))\" r=\"3\" fill=\"\(s.colour)\"><title>\(escape(s.name))</title></circle>"
-                } else {
+                if points.count <= 48 {   // few hours: each one a dot, so a single hour reads too
+                    for p in points {
+                        out += "<circle cx=\"\(f(p.0))\" cy=\"\(f(p.1))\" r=\"3\" fill=\"\(s.colour)\"><title>\(escape(s.name))</title></circle>"
+                    }
+                }
+                if points.count > 1 {
                     out += "<polyline class=\"series\" fill=\"none\" stroke=\"\(s.colour)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"5 3\"" : "") points=\""
                         + points.map { "\(f($0.0)),\(f($0.1))" }.joined(separator: " ") + "\"><title>\(escape(s.name))</title></polyline>"
                 }
             }
             out += "</svg>"
             return out
+        }
+
+        /// "14:00", or "12-06 00:00" at midnight and for the first label.
+        static func clock(_ hour: Int64, first: Bool) -> String {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.timeZone = TimeZone(identifier: "UTC")
+            f.dateFormat = first || hour % 24 == 0 ? "MM-dd HH:mm" : "HH:mm"
+            return f.string(from: Date(timeIntervalSince1970: TimeInterval(hour) * 3600))
         }
 
         /// 1, 2, 5 × 10ⁿ at or above `v`.

@@ -27,6 +27,12 @@ struct Simulation {
         let url: String
         let hasTasks: Bool
         enum CodingKeys: String, CodingKey { case id, installed, offered, rollback, summary, tasks }
+        /// `offered` and `installed` are `null` when there is none (SPEC §8), not left out.
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id); try c.encode(installed, forKey: .installed); try c.encode(offered, forKey: .offered)
+            try c.encode(rollback, forKey: .rollback); try c.encode(summary, forKey: .summary); try c.encode(tasks, forKey: .tasks)
+        }
     }
 
     let apps: [AppLine]
