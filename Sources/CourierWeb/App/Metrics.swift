@@ -35,6 +35,8 @@ public final class CourierMetrics: Sendable {
     /// Stored tasks, whitelists or settings that cannot be read (each offers nothing).
     let snapshotUnreadable: Metrics.Gauge
     let admissions: Metrics.Counter
+    /// Distinct-device sketches held in memory (adoption and checks, 4 KB each).
+    let adoptionSketches: Metrics.Gauge
     let residentBytes: Metrics.Gauge
     let heapInUseBytes: Metrics.Gauge
     let heapFreeBytes: Metrics.Gauge
@@ -82,6 +84,7 @@ public final class CourierMetrics: Sendable {
         snapshotEntries = Metrics.Gauge(label: "courier_snapshot_entries", factory: factory)
         snapshotUnreadable = Metrics.Gauge(label: "courier_snapshot_unreadable", factory: factory)
         admissions = counter("courier_time_window_admissions_total")
+        adoptionSketches = Metrics.Gauge(label: "courier_adoption_sketches", factory: factory)
         residentBytes = Metrics.Gauge(label: "courier_process_resident_bytes", factory: factory)
         heapInUseBytes = Metrics.Gauge(label: "courier_heap_bytes", dimensions: [("state", "in_use")], factory: factory)
         heapFreeBytes = Metrics.Gauge(label: "courier_heap_bytes", dimensions: [("state", "free")], factory: factory)

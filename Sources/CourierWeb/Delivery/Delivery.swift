@@ -214,7 +214,7 @@ public final class Delivery: Sendable {
     let ledger: AdmissionLedger
     let gaveUp: GaveUpLedger
     /// Devices that checked each task, and on each version (release health, adoption).
-    let tally = Tally()
+    let tally: Tally
     /// The last devices that reported a failure, per task (the task page links the simulator to them).
     let recentFailures = RecentFailures()
     let store: Store
@@ -239,6 +239,7 @@ public final class Delivery: Sendable {
         self.publicURL = publicURL
         self.metrics = metrics
         self.logger = logger
+        tally = Tally { [gauge = metrics.adoptionSketches] in gauge.record($0) }
         ledger = AdmissionLedger(try await store.admissions())
         gaveUp = GaveUpLedger(try await store.gaveUpDevices())
         try await rebuild()

@@ -29,6 +29,10 @@ final class Tally: Sendable {
         var dropped = 0
     }
     private let state = Mutex(State())
+    /// Told the number of sketches whenever it changes.
+    private let gauge: (@Sendable (Int) -> Void)?
+
+    init(gauge: (@Sendable (Int) -> Void)? = nil) { self.gauge = gauge }
 
     /// Counts one update check: the device on each installed version the snapshot knows, and on
     /// the task its answer came from (or the task of the version it runs).
@@ -36,7 +40,8 @@ final class Tally: Sendable {
         guard !request.deviceId.isEmpty, !decisions.isEmpty || !request.installed.isEmpty else { return }
         let hash = HyperLogLog.hash(request.deviceId)
         let hour = Int64(now.timeIntervalSince1970 / 3600)
-        state.withLock { s in
+        let grown: Int? = state.withLock { s in
+            let before = s.sketches
             func insert<K: Hashable>(_ key: K, _ path: WritableKeyPath<Hour, [K: HyperLogLog]>) {
                 if s.hours[hour]?[keyPath: path][key] == nil {
                     guard s.sketches < Self.maxSketches else { s.dropped += 1; return }
@@ -57,7 +62,9 @@ final class Tally: Sendable {
                 }
                 if let task { insert(task, \.checks) }
             }
+            return s.sketches != before ? s.sketches : nil
         }
+        if let grown { gauge?(grown) }
     }
 
     /// Sketches in memory, and checks not counted because `maxSketches` was reached.
@@ -76,9 +83,11 @@ final class Tally: Sendable {
                                                                    uniquingKeysWith: { a, _ in a }))
             }
             if hour < current {
-                state.withLock { s in
+                let left = state.withLock { s in
                     if let gone = s.hours.removeValue(forKey: hour) { s.sketches -= gone.count }
+                    return s.sketches
                 }
+                gauge?(left)
             }
         }
     }
