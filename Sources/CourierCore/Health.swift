@@ -46,6 +46,14 @@ public struct ReleaseHealth: Sendable, Equatable {
         failures = hours.reduce(0) { $0 + $1.failures }
     }
 
+    init(hours: [HealthHour], installs: Int, failures: Int) { self.hours = hours; self.installs = installs; self.failures = failures }
+
+    /// What came after a baseline (what a person accepted when resuming the task).
+    public func since(_ baseline: RampPlan.Baseline?) -> ReleaseHealth {
+        guard let baseline else { return self }
+        return ReleaseHealth(hours: hours, installs: max(0, installs - baseline.installs), failures: max(0, failures - baseline.failures))
+    }
+
     public var trials: Int { installs + failures }
     /// nil before anything was installed or failed.
     public var failureRate: Double? { trials == 0 ? nil : Double(failures) / Double(trials) }

@@ -33,14 +33,19 @@ public struct HyperLogLog: Sendable, Equatable {
         return h
     }
 
-    public mutating func insert(hash h: UInt64) {
+    /// Adds a device by its hash; true when the sketch changed.
+    @discardableResult
+    public mutating func insert(hash h: UInt64) -> Bool {
         let index = Int(h >> UInt64(64 - Self.precision))
         let rest = h << UInt64(Self.precision)
         let rank = UInt8(min(rest.leadingZeroBitCount, 64 - Self.precision) + 1)
-        if registers[index] < rank { registers[index] = rank }
+        guard registers[index] < rank else { return false }
+        registers[index] = rank
+        return true
     }
 
-    public mutating func insert(_ device: String) { insert(hash: Self.hash(device)) }
+    @discardableResult
+    public mutating func insert(_ device: String) -> Bool { insert(hash: Self.hash(device)) }
 
     public mutating func merge(_ other: HyperLogLog) {
         for i in 0..<Self.registerCount where other.registers[i] > registers[i] { registers[i] = other.registers[i] }

@@ -42,6 +42,15 @@ public struct RampPlan: Codable, Sendable, Equatable {
     public var done: Int
     /// When the last step was taken (or the task began): the next one is due its delay later.
     public var since: Date
+    /// What the gate was told to accept: the installs and failures seen when a person resumed the
+    /// task (the gate then judges only what came after); `baselinePending` until it is written.
+    public var gateBaseline: Baseline?
+    public var baselinePending: Bool?
+    public struct Baseline: Codable, Sendable, Equatable {
+        public var installs: Int
+        public var failures: Int
+        public init(installs: Int, failures: Int) { self.installs = installs; self.failures = failures }
+    }
 
     public init(steps: [Step], threshold: Double = HealthGate.defaultThreshold, done: Int = 0, since: Date) {
         self.steps = steps; self.threshold = threshold; self.done = done; self.since = since
@@ -132,7 +141,7 @@ public struct RampPlan: Codable, Sendable, Equatable {
                 if i != steps.count - 1 { errors.append(FieldError("steps", "The promotion to official must be the last step (it is step \(n)).")) }
                 if s.percentage != nil { errors.append(FieldError("steps", "Step \(n) is a promotion: it takes no percentage.")) }
             } else if let p = s.percentage {
-                if !(p >= 0.01 && p <= 100) || (p * 100).rounded() != p * 100 {
+                if !(p >= 0.01 && p <= 100) || abs((p * 100).rounded() - p * 100) > 1e-6 {
                     errors.append(FieldError("steps", "Step \(n)'s percentage must be from 0.01 to 100, with at most two decimals."))
                 } else if p <= last {
                     errors.append(FieldError("steps", "Step \(n) must raise the share above \(percent(last)) % (steps only go up)."))

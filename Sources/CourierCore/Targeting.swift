@@ -591,9 +591,15 @@ extension Targeting {
     /// one whose version the device would be offered, each with whether it admits the device and
     /// why. Nothing changes: `peek` says whether a time window would admit the device (it has a
     /// place, or there is one free) without taking a place.
-    public static func simulate(_ request: ClientRequest, app: AppTargets, snapshot: TargetingSnapshot, now: Date,
-                                gaveUp: GaveUp = { _ in false }, peek: AdmitDevice) -> (decision: Decision, tasks: [TaskVerdict]) {
+    public static func simulate(_ request: ClientRequest, apps: [AppTargets], snapshot: TargetingSnapshot, now: Date,
+                                gaveUp: GaveUp = { _ in false }, peek: AdmitDevice) -> [(decision: Decision, tasks: [TaskVerdict])] {
+        // One request's expression matching is held to one budget, whatever the number of apps.
         let lists = ListVerdicts()
+        return apps.map { simulate(request, app: $0, snapshot: snapshot, now: now, lists: lists, gaveUp: gaveUp, peek: peek) }
+    }
+
+    static func simulate(_ request: ClientRequest, app: AppTargets, snapshot: TargetingSnapshot, now: Date, lists: ListVerdicts,
+                         gaveUp: GaveUp, peek: AdmitDevice) -> (decision: Decision, tasks: [TaskVerdict]) {
         let decision = decide(request, app: app, installed: request.installed[app.appId] ?? nil, snapshot: snapshot, now: now, explain: true,
                               lists: lists, gaveUp: gaveUp, admit: peek)
         let offeredTask: Int64? = switch decision.answer {

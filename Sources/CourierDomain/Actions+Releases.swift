@@ -174,19 +174,34 @@ extension Actions {
     @discardableResult
     public func runRamps(now: Date = Date()) async throws -> [String] {
         var done: [String] = []
-        for t in try await store.allTasksStrictly().tasks where !t.ramp.isEmpty && t.taskStatus == .releasing && t.approvalState != .awaiting {
-            guard let id = t.id, let plan = try? t.rampPlan() else { continue }
-            let health = ReleaseHealth(hours: try await store.healthHours(task: id))
-            let reason: String?
-            if case .pause(let why) = HealthGate.verdict(health, threshold: plan.threshold) { reason = why } else { reason = nil }
-            guard reason != nil || plan.isDue(now: now) else { continue }
-            if let moved = try await store.rampStep(task: id, expecting: plan.done, pause: reason, now: now) {
-                if let reason { notify(.pausedByGate(task: id, appId: t.appId, version: t.version, reason: reason)) }
-                notifyIfAwaiting(moved)
-                done.append("task \(id): " + (reason.map { "paused (\($0))" }
-                                              ?? "step \(plan.done + 1) of \(plan.steps.count), now \(moved.taskStatus.rawValue) at \(moved.percentage.map { RampPlan.percent($0) } ?? "-") %"))
+        var failed: [String] = []
+        for t in try await store.allTasksStrictly().tasks where !t.ramp.isEmpty && t.taskStatus == .releasing && !t.isOfficial {
+            guard let id = t.id, var plan = try? t.rampPlan() else { continue }
+            // One task's step that cannot be taken must not stop the others' steps and gates.
+            do {
+                let health = ReleaseHealth(hours: try await store.healthHours(task: id))
+                if plan.baselinePending == true {
+                    // Resumed by a person: what was seen until now is accepted; the gate judges what comes after.
+                    guard let written = try await store.rampStep(task: id, expecting: plan.done, pause: nil,
+                                                                 baseline: RampPlan.Baseline(installs: health.installs, failures: health.failures),
+                                                                 now: now),
+                          let updated = try? written.rampPlan() else { continue }
+                    plan = updated
+                }
+                let reason: String?
+                if case .pause(let why) = HealthGate.verdict(health.since(plan.gateBaseline), threshold: plan.threshold) { reason = why } else { reason = nil }
+                guard reason != nil || (plan.isDue(now: now) && t.approvalState != .awaiting) else { continue }
+                if let moved = try await store.rampStep(task: id, expecting: plan.done, pause: reason, baseline: nil, now: now) {
+                    if let reason { notify(.pausedByGate(task: id, appId: t.appId, version: t.version, reason: reason)) }
+                    notifyIfAwaiting(moved)
+                    done.append("task \(id): " + (reason.map { "paused (\($0))" }
+                                                  ?? "step \(plan.done + 1) of \(plan.steps.count), now \(moved.taskStatus.rawValue) at \(moved.percentage.map { RampPlan.percent($0) } ?? "-") %"))
+                }
+            } catch {
+                failed.append("task \(id): \(error)")
             }
         }
+        if !failed.isEmpty { throw RampFailures(lines: failed, done: done) }
         return done
     }
 
@@ -214,6 +229,13 @@ extension Actions {
         }
         let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         return try await store.setWebhook(url: url, secret: secret, by: actor)
+    }
+
+    /// Ramps whose move could not be made this round (the others were made: `done`).
+    public struct RampFailures: Error, CustomStringConvertible {
+        public let lines: [String]
+        public let done: [String]
+        public var description: String { lines.joined(separator: "; ") }
     }
 
     /// Longest reviewer comment, in characters.

@@ -265,6 +265,9 @@ extension PostgresStore: ReleaseStore {
             guard !(try await all("SELECT id FROM package WHERE id = \(task.packageId) FOR UPDATE", as: Int64.self, on: c)).isEmpty else {
                 throw NotFound("There is no such package.")
             }
+            if !(try await all("SELECT package_id FROM revocation WHERE package_id = \(task.packageId)", as: Int64.self, on: c)).isEmpty {
+                throw Conflict(RevokedVersionRule.refusal(app: task.appId, version: task.version))
+            }
             let open = try await all("""
                 SELECT id FROM task WHERE package_id = \(task.packageId) AND status NOT IN ('finished', 'rejected') LIMIT 1
                 """, as: Int64.self, on: c).first
@@ -429,7 +432,7 @@ extension PostgresStore: ReleaseStore {
 
     func countHour(task: Int64, hour: Int64, event: String, on c: PostgresConnection) async throws {
         try await c.query("""
-            INSERT INTO task_hour (task_id, hour, event, count) VALUES (\(task), \(hour), \(event), 1)
+            INSERT INTO task_hour (task_id, hour, event, count) SELECT \(task), \(hour), \(event), 1 WHERE EXISTS (SELECT 1 FROM task WHERE id = \(task))
             ON CONFLICT (task_id, hour, event) DO UPDATE SET count = task_hour.count + 1
             """, logger: logger)
     }
@@ -500,11 +503,11 @@ extension PostgresStore: ReleaseStore {
         return sketches + hours
     }
 
-    public func rampStep(task id: Int64, expecting done: Int, pause reason: String?, now: Date) async throws -> TaskRecord? {
+    public func rampStep(task id: Int64, expecting done: Int, pause reason: String?, baseline: RampPlan.Baseline?, now: Date) async throws -> TaskRecord? {
         do {
             return try await change(by: .courier, "task.ramp", subject: String(id)) { c in
                 var t = try await lockedTask(id, on: c)
-                guard let detail = try t.rampMove(expecting: done, pause: reason, from: try await state(t, on: c),
+                guard let detail = try t.rampMove(expecting: done, pause: reason, baseline: baseline, from: try await state(t, on: c),
                                                   rules: try await approvalRules(on: c), now: now) else { throw RampStepNotDue() }
                 try await dropAdmissionsUnlessOpenWindow(&t, on: c)
                 try await update(t, on: c)

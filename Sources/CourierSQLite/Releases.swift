@@ -186,6 +186,9 @@ extension SQLiteStore {
     public func createTask(_ task: TaskRecord, by actor: ActingUser) async throws -> TaskRecord {
         try await change(by: actor, "task.create", subject: "\(task.appId) \(task.version)") { db in
             guard try PackageRecord.exists(db, key: task.packageId) else { throw NotFound("There is no such package.") }
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM revocation WHERE packageId = ?)", arguments: [task.packageId]) == true {
+                throw Conflict(RevokedVersionRule.refusal(app: task.appId, version: task.version))
+            }
             let open = try TaskRecord.filter(TaskRecord.Columns.packageId == task.packageId)
                 .filter(!ReleaseTask.Status.ended.contains(TaskRecord.Columns.status)).fetchOne(db)
             try UnfinishedTaskRule.check(app: task.appId, version: task.version, unfinished: open.map { $0.id ?? 0 })
@@ -479,10 +482,10 @@ extension SQLiteStore {
         }
     }
 
-    public func rampStep(task id: Int64, expecting done: Int, pause reason: String?, now: Date) async throws -> TaskRecord? {
+    public func rampStep(task id: Int64, expecting done: Int, pause reason: String?, baseline: RampPlan.Baseline?, now: Date) async throws -> TaskRecord? {
         do { return try await change(by: .courier, "task.ramp", subject: String(id)) { db in
             guard var t = try TaskRecord.fetchOne(db, key: id) else { throw NotFound("There is no task \(id).") }
-            guard let detail = try t.rampMove(expecting: done, pause: reason, from: try t.state(db),
+            guard let detail = try t.rampMove(expecting: done, pause: reason, baseline: baseline, from: try t.state(db),
                                                 rules: try SQLiteStore.approvalRules(db), now: now) else {
                 throw RampStepNotDue()
             }

@@ -388,7 +388,7 @@ public protocol ReleaseStore: AnyObject, Sendable {
     @discardableResult
     func pruneHealth(now: Date) async throws -> Int
     /// A ramp's move, as user `courier` (`TaskRecord.rampMove`): nil when there was none to make.
-    func rampStep(task: Int64, expecting done: Int, pause reason: String?, now: Date) async throws -> TaskRecord?
+    func rampStep(task: Int64, expecting done: Int, pause reason: String?, baseline: RampPlan.Baseline?, now: Date) async throws -> TaskRecord?
 
     // Revoked versions (SPEC §5)
 

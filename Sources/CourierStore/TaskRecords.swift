@@ -241,6 +241,7 @@ extension TaskRecord {
         }
         let after = before.after(op, rules: rules)
         apply(after)
+        if op == .resume, !ramp.isEmpty { restartRampClock(now: Date(), gate: true) }
         var detail: [String: String] = [:]
         if before.approval == .awaiting, after.approval == .withdrawn {
             decidedBy = actor.name   // who withdrew it, and when: the latest decisions list it
@@ -268,6 +269,7 @@ extension TaskRecord {
         decidedBy = actor.name
         decidedAt = Date()
         decisionComment = comment
+        if approve, !ramp.isEmpty, approvalSubject == .release { restartRampClock(now: Date(), gate: false) }
         return ["for": approvalFor, "requestedBy": requestedBy ?? "", "comment": comment, "status": status, "app": appId, "version": version]
     }
 
@@ -279,28 +281,53 @@ extension TaskRecord {
     /// share, or the promotion, each asking a reviewer when the rules say so). Nil when there is
     /// nothing to do: another run or node took the step (`done` moved on), the task is not
     /// releasing, the step is not due, or the plan cannot be read. The audit detail.
-    package mutating func rampMove(expecting done: Int, pause reason: String?, from before: TaskState, rules: ApprovalRules,
-                                   now: Date) throws -> [String: String]? {
-        guard var plan = try? rampPlan(), plan.done == done, before.status == .releasing, before.approval != .awaiting,
-              before.unreadable == nil else { return nil }
+    package mutating func rampMove(expecting done: Int, pause reason: String?, baseline: RampPlan.Baseline? = nil, from before: TaskState,
+                                   rules: ApprovalRules, now: Date) throws -> [String: String]? {
+        // Only a releasing grayscale percentage task ramps: one promoted or changed by hand
+        // since (or unreadable) is left alone.
+        guard var plan = try? rampPlan(), plan.done == done, before.status == .releasing, before.type == .gray,
+              before.mode == .percentage, before.unreadable == nil else { return nil }
         let actor = ActingUser.courier
+        if let baseline {
+            guard plan.baselinePending == true else { return nil }
+            plan.gateBaseline = baseline
+            plan.baselinePending = nil
+            ramp = plan.json
+            return ["gateBaseline": "\(baseline.failures) failures in \(baseline.installs + baseline.failures) installs and failures, accepted when the task was resumed",
+                    "app": appId, "version": version]
+        }
         if let reason {
+            // The gate runs while a reviewer is awaited too: the release goes on meanwhile.
             var detail = try operate(.pause, from: before, rules: nil, by: actor)
             detail["gate"] = reason
             return detail
         }
-        guard plan.isDue(now: now), let step = plan.next else { return nil }
+        guard before.approval != .awaiting, plan.isDue(now: now), let step = plan.next else { return nil }
         var detail: [String: String]
         if step.promote || ((step.percentage ?? 0) >= 100 && rules.official) {
             detail = try operate(.promote, from: before, rules: rules, by: actor)
+        } else if let p = step.percentage, p > (percentage ?? 0) {
+            try refusePercentageChange(before)
+            detail = try setPercentage(p, from: before, rules: rules, by: actor)
         } else {
-            detail = try setPercentage(step.percentage ?? 0, from: before, rules: rules, by: actor)
+            // Raised by hand past this step already: a ramp never lowers the share.
+            detail = ["skipped": "the share is already \(RampPlan.percent(percentage ?? 0)) %", "app": appId, "version": version]
         }
         plan.done += 1
         plan.since = now
         ramp = plan.json
         detail["step"] = "\(plan.done) of \(plan.steps.count): \(step.description)"
         return detail
+    }
+
+    /// A resumed or newly approved ramp counts its next step's delay from now; a resumed one's
+    /// gate then judges only what comes after (a person who resumed a task the gate paused has
+    /// accepted what was seen until then: the next round writes that baseline).
+    package mutating func restartRampClock(now: Date, gate: Bool) {
+        guard var plan = try? rampPlan() else { return }
+        plan.since = now
+        if gate { plan.baselinePending = true }
+        ramp = plan.json
     }
 
     /// Refuses a new percentage for a task in `state` (not an unfinished percentage task, or one
@@ -355,6 +382,13 @@ public struct UndecodableTask: Sendable {
     }
 }
 
+
+/// A revoked version takes no new task (it would never be offered).
+package enum RevokedVersionRule {
+    package static func refusal(app: String, version: String) -> String {
+        "\(app) \(version) was revoked: it is never offered again. Upload it as a new version to release it."
+    }
+}
 
 /// A revoked version (SPEC §5): never offered again; devices on it are sent back.
 public struct Revocation: Sendable, Equatable {

@@ -54,6 +54,10 @@ final class ReleaseHealthTests: XCTestCase {
         XCTAssertEqual(steps, [.init(percentage: 10, afterMinutes: 120), .init(percentage: 50, afterMinutes: 1440),
                                .init(percentage: nil, promote: true, afterMinutes: 90)])
         XCTAssertTrue(RampPlan.check(steps, initial: 1, threshold: 5).isEmpty)
+        // Two decimals, whatever binary floating point makes of them (1.1 × 100 is 110.00000000000001).
+        XCTAssertTrue(RampPlan.check([.init(percentage: 1.1, afterMinutes: 60), .init(percentage: 2.3, afterMinutes: 60),
+                                      .init(percentage: 4.35, afterMinutes: 60)], initial: 0.07, threshold: nil).isEmpty)
+        XCTAssertFalse(RampPlan.check([.init(percentage: 1.115, afterMinutes: 60)], initial: 1, threshold: nil).isEmpty)
         func refusal(_ s: [RampPlan.Step], initial: Double? = 1, threshold: Double? = nil) -> FieldError? { RampPlan.check(s, initial: initial, threshold: threshold).first }
         XCTAssertEqual(refusal([.init(percentage: 10, afterMinutes: 60), .init(percentage: 10, afterMinutes: 60)])?.field, "steps", "not increasing")
         XCTAssertEqual(refusal([.init(percentage: 1, afterMinutes: 60)])?.message.contains("above 1 %"), true, "not above the starting share")

@@ -559,6 +559,36 @@ extension AreaContracts {
         XCTAssertEqual(t?.approvalState, .awaiting, "the promotion waits for a reviewer")
         XCTAssertFalse(t?.isOfficial ?? true)
         await assertEqual(try await nodeA.runRamps(now: late.addingTimeInterval(9 * 3600)).count, 0, "every step was taken")
+        // The gate also runs while the promotion waits for a reviewer (the grayscale release goes on meanwhile).
+        for d in 0..<300 { _ = try await a.countEvent(task: id, "verify_failed", device: "worse\(d)", now: now) }
+        await assertEqual(try await nodeB.runRamps(now: late.addingTimeInterval(10 * 3600)).count, 1)
+        t = try await a.task(id)
+        XCTAssertEqual(t?.taskStatus, .paused)
+        XCTAssertEqual(t?.approvalState, .awaiting, "the promotion still waits; the reviewer sees the task paused")
+        // Resumed by a person: the gate judges the hours after the resume, not what was accepted.
+        _ = try await a.operate(task: id, .resume, by: .commandLine)
+        await assertEqual(try await nodeA.runRamps(now: Date()).count, 0, "not paused again at once")
+        await assertEqual(try await a.task(id)?.taskStatus, .releasing)
+
+        // A share raised by hand past a step: the step is skipped, never lowering it; a task
+        // promoted by hand is left alone (and stops nobody else's ramp).
+        _ = try await a.setApprovalRules(official: false, gray: false, by: .commandLine)
+        let p2 = try await commit(a, "1.0.0.2")
+        var second = TaskRecord(package: p2, kind: .gray(.percentage(5), rules: []), description: "", createdBy: "ci")
+        second.ramp = RampPlan(steps: [.init(percentage: 30, afterMinutes: 1), .init(percentage: 90, afterMinutes: 1)], since: start).json
+        let id2 = try unwrapped(try await a.createTask(second, by: ActingUser(name: "ci", role: .developer)).id)
+        _ = try await a.setPercentage(task: id2, 50, by: .commandLine)
+        await assertEqual(try await nodeA.runRamps(now: Date()).count, 1)
+        await assertEqual(try await a.task(id2)?.percentage, 50, "the 30 % step did not lower the share")
+        _ = try await a.operate(task: id2, .promote, by: .commandLine)
+        await assertEqual(try await nodeA.runRamps(now: Date().addingTimeInterval(3600)).count, 0, "an official task takes no step")
+        await assertTrue(try await a.task(id2)?.isOfficial ?? false)
+        // A revoked version takes no new task.
+        _ = try await a.operate(task: id, .finish, by: .commandLine)
+        _ = try await a.revoke("20171228", "1.0.0.1", reason: "bad", by: .commandLine)
+        await assertThrows(try await a.createTask(TaskRecord(package: p, kind: .official, description: "", createdBy: "ci"), by: .commandLine)) {
+            XCTAssertTrue(($0 as? Conflict)?.description.contains("revoked") == true, "\($0)")
+        }
     }
 
     static func releases(_ store: some CatalogueStore & ReleaseStore & ApprovalStore) async throws {

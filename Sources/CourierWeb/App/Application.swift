@@ -361,7 +361,12 @@ struct Housekeeping: Service {
         // Stops at once when the server shuts down (a sleeping loop would hold the shutdown up).
         try await cancelWhenGracefulShutdown { [actions, logger, node, tally] in
             var rounds = 0
-            defer { Task { try? await actions.store.releaseLease("housekeeping", holder: node) } }
+            defer {
+                Task {
+                    try? await tally.flush(to: actions.store)   // this node's last minute of checks
+                    try? await actions.store.releaseLease("housekeeping", holder: node)
+                }
+            }
             while !Task.isCancelled {
                 rounds += 1
                 if rounds % 6 == 0 { Allocator.trim() }
@@ -389,6 +394,9 @@ struct Housekeeping: Service {
                 }
                 do {
                     for line in try await actions.runRamps() { logger.info("Ramp", metadata: ["step": "\(line)"]) }
+                } catch let e as Actions.RampFailures {
+                    for line in e.done { logger.info("Ramp", metadata: ["step": "\(line)"]) }
+                    logger.error("Could not take some ramps' steps", metadata: ["error": "\(e)"])
                 } catch {
                     logger.error("Could not run the ramps' steps and health gates", metadata: ["error": "\(error)"])
                 }

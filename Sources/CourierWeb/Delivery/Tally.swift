@@ -20,6 +20,9 @@ final class Tally: Sendable {
     struct Hour {
         var checks: [Int64: HyperLogLog] = [:]
         var adoption: [VersionKey: HyperLogLog] = [:]
+        /// Sketches that changed since they were last written.
+        var changedChecks: Set<Int64> = []
+        var changedAdoption: Set<VersionKey> = []
         var count: Int { checks.count + adoption.count }
     }
 
@@ -42,17 +45,17 @@ final class Tally: Sendable {
         let hour = Int64(now.timeIntervalSince1970 / 3600)
         let grown: Int? = state.withLock { s in
             let before = s.sketches
-            func insert<K: Hashable>(_ key: K, _ path: WritableKeyPath<Hour, [K: HyperLogLog]>) {
+            func insert<K: Hashable>(_ key: K, _ path: WritableKeyPath<Hour, [K: HyperLogLog]>, _ changed: WritableKeyPath<Hour, Set<K>>) {
                 if s.hours[hour]?[keyPath: path][key] == nil {
                     guard s.sketches < Self.maxSketches else { s.dropped += 1; return }
                     s.sketches += 1
                     s.hours[hour, default: Hour()][keyPath: path][key] = HyperLogLog()
                 }
-                s.hours[hour]![keyPath: path][key]!.insert(hash: hash)
+                if s.hours[hour]![keyPath: path][key]!.insert(hash: hash) { s.hours[hour]![keyPath: changed].insert(key) }
             }
             for (app, installed) in request.installed {
                 guard let v = installed, snapshot.entries[app]?[v] != nil else { continue }
-                insert(VersionKey(app: app, version: v), \.adoption)
+                insert(VersionKey(app: app, version: v), \.adoption, \.changedAdoption)
             }
             for d in decisions {
                 let task: Int64?
@@ -60,7 +63,7 @@ final class Tally: Sendable {
                 case .update(_, let t), .rollback(_, let t): task = t
                 case .none: task = d.installed.flatMap { snapshot.taskOfPackage[d.appId]?[$0] }
                 }
-                if let task { insert(task, \.checks) }
+                if let task { insert(task, \.checks, \.changedChecks) }
             }
             return s.sketches != before ? s.sketches : nil
         }
@@ -70,17 +73,36 @@ final class Tally: Sendable {
     /// Sketches in memory, and checks not counted because `maxSketches` was reached.
     var size: (sketches: Int, dropped: Int) { state.withLock { ($0.sketches, $0.dropped) } }
 
-    /// Writes every hour's sketches into the store (merging: writing the same twice is harmless)
-    /// and forgets the hours before `now`'s once written; the hour going on stays to count on.
+    /// Writes the sketches that changed since they were last written (merging: writing the same
+    /// twice is harmless) and forgets the hours before `now`'s; the hour going on stays to count
+    /// on. A write that fails leaves them marked, for the next flush.
     func flush(to store: Store, now: Date = Date()) async throws {
         let current = Int64(now.timeIntervalSince1970 / 3600)
-        let hours = state.withLock { $0.hours }
-        for (hour, h) in hours.sorted(by: { $0.key < $1.key }) {
+        // Only what changed is copied out, under the lock, and unmarked.
+        let taken: [(hour: Int64, checks: [Int64: HyperLogLog], adoption: [VersionKey: HyperLogLog])] = state.withLock { s in
+            s.hours.keys.sorted().map { hour in
+                var h = s.hours[hour]!
+                let checks = Dictionary(uniqueKeysWithValues: h.changedChecks.compactMap { k in h.checks[k].map { (k, $0) } })
+                let adoption = Dictionary(uniqueKeysWithValues: h.changedAdoption.compactMap { k in h.adoption[k].map { (k, $0) } })
+                h.changedChecks = []; h.changedAdoption = []
+                s.hours[hour] = h
+                return (hour, checks, adoption)
+            }
+        }
+        for (hour, checks, adoption) in taken {
             // Hours older than the store keeps sketches for are not written (their counts are sealed).
-            if hour >= current - 2 {
-                try await store.mergeSketches(hour: hour, checks: h.checks,
-                                              adoption: Dictionary(h.adoption.map { (AdoptionKey(appId: $0.key.app, version: $0.key.version.description), $0.value) },
-                                                                   uniquingKeysWith: { a, _ in a }))
+            if hour >= current - 2, !checks.isEmpty || !adoption.isEmpty {
+                do {
+                    try await store.mergeSketches(hour: hour, checks: checks,
+                                                  adoption: Dictionary(adoption.map { (AdoptionKey(appId: $0.key.app, version: $0.key.version.description), $0.value) },
+                                                                       uniquingKeysWith: { a, _ in a }))
+                } catch {
+                    state.withLock { s in
+                        s.hours[hour]?.changedChecks.formUnion(checks.keys)
+                        s.hours[hour]?.changedAdoption.formUnion(adoption.keys)
+                    }
+                    throw error
+                }
             }
             if hour < current {
                 let left = state.withLock { s in

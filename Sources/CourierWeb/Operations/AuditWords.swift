@@ -74,6 +74,7 @@ enum AuditWords {
             return "Changed the percentage\(version) from \(from) to \(to)" + (d["approval"] == ApprovalState.awaiting.rawValue ? "; the wider share awaits a reviewer." : ".")
         case "task.ramp":
             if let gate = d["gate"] { return "Paused the task\(version) by its health gate: \(gate)." }
+            if let baseline = d["gateBaseline"] { return "The health gate counts from here\(version): \(baseline)." }
             let waits = d["approval"] == ApprovalState.awaiting.rawValue ? "; it awaits a reviewer." : "."
             return "Took ramp step \(v("step"))\(version)" + waits
         case "task.delete": return "Deleted the finished task\(version)."

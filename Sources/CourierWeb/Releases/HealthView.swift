@@ -50,7 +50,8 @@ struct HealthView {
             summary = "No device has installed or failed to install this version yet."
         }
         if let threshold {
-            switch HealthGate.verdict(health, threshold: threshold) {
+            let judged = health.since(plan?.gateBaseline)
+            switch HealthGate.verdict(judged, threshold: threshold) {
             case .tooFew(let n):
                 gate = "Health gate: pauses the ramp when the lower bound is above \(RampPlan.percent(threshold)) %, once \(HealthGate.minimumTrials) installs and failures are seen (\(n) so far)."
             case .healthy(let low):
@@ -124,6 +125,7 @@ struct HealthView {
             case "task.rollback": (label, pause) = ("rolled back", true)
             case "task.percentage": (label, pause) = ("→ " + (Double(d["to"] ?? "").map { RampPlan.percent($0) } ?? "?") + " %", false)
             case "task.ramp" where d["gate"] != nil: (label, pause) = ("paused by gate", true)
+            case "task.ramp" where d["gateBaseline"] != nil: return nil
             case "task.ramp": (label, pause) = ("step " + (d["step"].map { String($0.prefix(while: { $0 != " " })) } ?? "?")
                                                 + (Double(d["to"] ?? "").map { " → \(RampPlan.percent($0)) %" } ?? ""), false)
             default: return nil

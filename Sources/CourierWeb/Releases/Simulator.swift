@@ -55,9 +55,11 @@ struct Simulation {
         let gaveUp = ClientController.gaveUp(request, delivery.gaveUp)
         let ledger = delivery.ledger
         let peek: AdmitDevice = { task, count, device in ledger.peek(task: task, count: count, device: device) != .full }
-        apps = ids.prefix(Self.maxApps).compactMap { id in
-            guard let app = snapshot.targeting.apps[id] else { return nil }
-            let (decision, verdicts) = Targeting.simulate(request, app: app, snapshot: snapshot.targeting, now: now, gaveUp: gaveUp, peek: peek)
+        let targets = ids.prefix(Self.maxApps).compactMap { snapshot.targeting.apps[$0] }
+        let results = Targeting.simulate(request, apps: targets, snapshot: snapshot.targeting, now: now, gaveUp: gaveUp, peek: peek)
+        apps = zip(targets, results).map { app, result in
+            let id = app.appId
+            let (decision, verdicts) = result
             let offered: (String, Bool)? = switch decision.answer {
             case .update(let v, _): (v.description, false)
             case .rollback(let v, _): (v.description, true)
