@@ -35,12 +35,18 @@ final class Tally: Sendable {
     /// Told the number of sketches whenever it changes.
     private let gauge: (@Sendable (Int) -> Void)?
 
-    init(gauge: (@Sendable (Int) -> Void)? = nil) { self.gauge = gauge }
+    /// Off only to measure what counting costs the hot path (`COURIER_TALLY=off`, bench/update-check.sh).
+    let enabled: Bool
+
+    init(gauge: (@Sendable (Int) -> Void)? = nil, enabled: Bool = ProcessInfo.processInfo.environment["COURIER_TALLY"] != "off") {
+        self.gauge = gauge
+        self.enabled = enabled
+    }
 
     /// Counts one update check: the device on each installed version the snapshot knows, and on
     /// the task its answer came from (or the task of the version it runs).
     func record(_ request: ClientRequest, _ decisions: [Decision], snapshot: DeliverySnapshot, now: Date) {
-        guard !request.deviceId.isEmpty, !decisions.isEmpty || !request.installed.isEmpty else { return }
+        guard enabled, !request.deviceId.isEmpty, !decisions.isEmpty || !request.installed.isEmpty else { return }
         let hash = HyperLogLog.hash(request.deviceId)
         let hour = Int64(now.timeIntervalSince1970 / 3600)
         let grown: Int? = state.withLock { s in
