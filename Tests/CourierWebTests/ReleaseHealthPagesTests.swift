@@ -286,7 +286,10 @@ final class ReleaseHealthPagesTests: XCTestCase {
             }
             _ = before
             await assertEqual(try await h.store.adoption(app: "20171228", sinceHour: 0).count, 0, "nothing is written by the checks themselves")
-            XCTAssertEqual(h.services.delivery.tally.size.sketches, 2, "1.0.0.2 and the task's checks (1.0.0.1 was never released, 7.7.7.7 does not exist)")
+            // 1.0.0.2 and the task's checks (1.0.0.1 was never released, 7.7.7.7 does not exist),
+            // in each thread's shard that answered a check.
+            let held = h.services.delivery.tally.size.sketches
+            XCTAssertTrue(held >= 2 && held % 2 == 0 && held <= 2 * ProcessInfo.processInfo.activeProcessorCount * 4, "\(held)")
             try await h.services.delivery.tally.flush(to: h.store)
             let caller = APITests.Caller(client: client, token: token)
             let r = try await caller.call(.get, "/api/v1/apps/20171228/adoption")

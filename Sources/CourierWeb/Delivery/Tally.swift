@@ -1,6 +1,7 @@
 import CourierCore
 import CourierStore
 import Foundation
+import NIOPosix
 import Synchronization
 
 /// What update checks say about devices (SPEC §5), counted in memory on the hot path and
@@ -17,21 +18,31 @@ final class Tally: Sendable {
         let version: PackageVersion
     }
 
-    struct Hour {
-        var checks: [Int64: HyperLogLog] = [:]
-        var adoption: [VersionKey: HyperLogLog] = [:]
-        /// Sketches that changed since they were last written.
+    /// A sketch held by reference: the hot path changes its registers in place (a value inside
+    /// nested dictionaries would be copied, 4 KB, on each change). Used only under its shard's lock.
+    final class Sketch: @unchecked Sendable {
+        var hll = HyperLogLog()
+    }
+
+    /// One hour's sketches in one shard, and which changed since they were last written.
+    final class Hour: @unchecked Sendable {
+        var checks: [Int64: Sketch] = [:]
+        var adoption: [VersionKey: Sketch] = [:]
         var changedChecks: Set<Int64> = []
         var changedAdoption: Set<VersionKey> = []
         var count: Int { checks.count + adoption.count }
     }
 
-    private struct State {
-        var hours: [Int64: Hour] = [:]
-        var sketches = 0
-        var dropped = 0
+    /// Each event-loop thread counts into its own shard, so that two threads never wait for each
+    /// other on the hot path (one shared lock cost a fifth of the update API's throughput); the
+    /// flush merges the shards (a union of sketches is their register-wise maximum).
+    final class Shard: @unchecked Sendable {
+        let hours = Mutex<[Int64: Hour]>([:])
     }
-    private let state = Mutex(State())
+    private let local = ThreadSpecificVariable<Shard>()
+    private let shards = Mutex<[Shard]>([])
+    private let sketches = Atomic<Int>(0)
+    private let dropped = Atomic<Int>(0)
     /// Told the number of sketches whenever it changes.
     private let gauge: (@Sendable (Int) -> Void)?
 
@@ -43,80 +54,109 @@ final class Tally: Sendable {
         self.enabled = enabled
     }
 
+    private var shard: Shard {
+        if let mine = local.currentValue { return mine }
+        let mine = Shard()
+        local.currentValue = mine
+        shards.withLock { $0.append(mine) }
+        return mine
+    }
+
     /// Counts one update check: the device on each installed version the snapshot knows, and on
     /// the task its answer came from (or the task of the version it runs).
     func record(_ request: ClientRequest, _ decisions: [Decision], snapshot: DeliverySnapshot, now: Date) {
         guard enabled, !request.deviceId.isEmpty, !decisions.isEmpty || !request.installed.isEmpty else { return }
+        // What to count is worked out before the lock; under it, only sketches change.
+        var versions: [VersionKey] = []
+        for (app, installed) in request.installed {
+            if let v = installed, snapshot.entries[app]?[v] != nil { versions.append(VersionKey(app: app, version: v)) }
+        }
+        var tasks: [Int64] = []
+        for d in decisions {
+            switch d.answer {
+            case .update(_, let t), .rollback(_, let t): tasks.append(t)
+            case .none: if let t = d.installed.flatMap({ snapshot.taskOfPackage[d.appId]?[$0] }) { tasks.append(t) }
+            }
+        }
+        guard !versions.isEmpty || !tasks.isEmpty else { return }
         let hash = HyperLogLog.hash(request.deviceId)
         let hour = Int64(now.timeIntervalSince1970 / 3600)
-        let grown: Int? = state.withLock { s in
-            let before = s.sketches
-            func insert<K: Hashable>(_ key: K, _ path: WritableKeyPath<Hour, [K: HyperLogLog]>, _ changed: WritableKeyPath<Hour, Set<K>>) {
-                if s.hours[hour]?[keyPath: path][key] == nil {
-                    guard s.sketches < Self.maxSketches else { s.dropped += 1; return }
-                    s.sketches += 1
-                    s.hours[hour, default: Hour()][keyPath: path][key] = HyperLogLog()
+        var created = 0
+        shard.hours.withLock { hours in
+            let h: Hour
+            if let existing = hours[hour] { h = existing } else { h = Hour(); hours[hour] = h }
+            func make() -> Sketch? {
+                // The cap holds across shards: a place is taken before a sketch is made.
+                guard sketches.add(1, ordering: .relaxed).newValue <= Self.maxSketches else {
+                    sketches.subtract(1, ordering: .relaxed)
+                    dropped.add(1, ordering: .relaxed)
+                    return nil
                 }
-                if s.hours[hour]![keyPath: path][key]!.insert(hash: hash) { s.hours[hour]![keyPath: changed].insert(key) }
+                created += 1
+                return Sketch()
             }
-            for (app, installed) in request.installed {
-                guard let v = installed, snapshot.entries[app]?[v] != nil else { continue }
-                insert(VersionKey(app: app, version: v), \.adoption, \.changedAdoption)
+            for key in versions {
+                guard let sketch = h.adoption[key] ?? make() else { continue }
+                h.adoption[key] = sketch
+                if sketch.hll.insert(hash: hash) { h.changedAdoption.insert(key) }
             }
-            for d in decisions {
-                let task: Int64?
-                switch d.answer {
-                case .update(_, let t), .rollback(_, let t): task = t
-                case .none: task = d.installed.flatMap { snapshot.taskOfPackage[d.appId]?[$0] }
-                }
-                if let task { insert(task, \.checks, \.changedChecks) }
+            for key in tasks {
+                guard let sketch = h.checks[key] ?? make() else { continue }
+                h.checks[key] = sketch
+                if sketch.hll.insert(hash: hash) { h.changedChecks.insert(key) }
             }
-            return s.sketches != before ? s.sketches : nil
         }
-        if let grown { gauge?(grown) }
+        if created > 0 { gauge?(sketches.load(ordering: .relaxed)) }
     }
 
     /// Sketches in memory, and checks not counted because `maxSketches` was reached.
-    var size: (sketches: Int, dropped: Int) { state.withLock { ($0.sketches, $0.dropped) } }
+    var size: (sketches: Int, dropped: Int) { (sketches.load(ordering: .relaxed), dropped.load(ordering: .relaxed)) }
 
-    /// Writes the sketches that changed since they were last written (merging: writing the same
-    /// twice is harmless) and forgets the hours before `now`'s; the hour going on stays to count
-    /// on. A write that fails leaves them marked, for the next flush.
+    /// Writes the sketches that changed since they were last written, every shard's merged
+    /// (writing the same twice is harmless), and forgets the hours before `now`'s; the hour going
+    /// on stays to count on. A write that fails leaves them marked, for the next flush.
     func flush(to store: Store, now: Date = Date()) async throws {
         let current = Int64(now.timeIntervalSince1970 / 3600)
-        // Only what changed is copied out, under the lock, and unmarked.
-        let taken: [(hour: Int64, checks: [Int64: HyperLogLog], adoption: [VersionKey: HyperLogLog])] = state.withLock { s in
-            s.hours.keys.sorted().map { hour in
-                var h = s.hours[hour]!
-                let checks = Dictionary(uniqueKeysWithValues: h.changedChecks.compactMap { k in h.checks[k].map { (k, $0) } })
-                let adoption = Dictionary(uniqueKeysWithValues: h.changedAdoption.compactMap { k in h.adoption[k].map { (k, $0) } })
-                h.changedChecks = []; h.changedAdoption = []
-                s.hours[hour] = h
-                return (hour, checks, adoption)
+        var checks: [Int64: [Int64: HyperLogLog]] = [:]
+        var adoption: [Int64: [VersionKey: HyperLogLog]] = [:]
+        let all = shards.withLock { $0 }
+        for shard in all {
+            // Only what changed is copied out, under the shard's lock, and unmarked.
+            shard.hours.withLock { hours in
+                for (hour, h) in hours {
+                    for k in h.changedChecks { if let sk = h.checks[k] { checks[hour, default: [:]][k, default: HyperLogLog()].merge(sk.hll) } }
+                    for k in h.changedAdoption { if let sk = h.adoption[k] { adoption[hour, default: [:]][k, default: HyperLogLog()].merge(sk.hll) } }
+                    h.changedChecks = []; h.changedAdoption = []
+                }
             }
         }
-        for (hour, checks, adoption) in taken {
+        for hour in Set(checks.keys).union(adoption.keys).sorted() where hour >= current - 2 {
             // Hours older than the store keeps sketches for are not written (their counts are sealed).
-            if hour >= current - 2, !checks.isEmpty || !adoption.isEmpty {
-                do {
-                    try await store.mergeSketches(hour: hour, checks: checks,
-                                                  adoption: Dictionary(adoption.map { (AdoptionKey(appId: $0.key.app, version: $0.key.version.description), $0.value) },
-                                                                       uniquingKeysWith: { a, _ in a }))
-                } catch {
-                    state.withLock { s in
-                        s.hours[hour]?.changedChecks.formUnion(checks.keys)
-                        s.hours[hour]?.changedAdoption.formUnion(adoption.keys)
+            let c = checks[hour] ?? [:], a = adoption[hour] ?? [:]
+            do {
+                try await store.mergeSketches(hour: hour, checks: c,
+                                              adoption: Dictionary(a.map { (AdoptionKey(appId: $0.key.app, version: $0.key.version.description), $0.value) },
+                                                                   uniquingKeysWith: { x, _ in x }))
+            } catch {
+                // Marked again in every shard that holds them (merging is idempotent).
+                for shard in all {
+                    shard.hours.withLock { hours in
+                        guard let h = hours[hour] else { return }
+                        h.changedChecks.formUnion(c.keys.filter { h.checks[$0] != nil })
+                        h.changedAdoption.formUnion(a.keys.filter { h.adoption[$0] != nil })
                     }
-                    throw error
                 }
-            }
-            if hour < current {
-                let left = state.withLock { s in
-                    if let gone = s.hours.removeValue(forKey: hour) { s.sketches -= gone.count }
-                    return s.sketches
-                }
-                gauge?(left)
+                throw error
             }
         }
+        var removed = 0
+        for shard in all {
+            shard.hours.withLock { hours in
+                for hour in hours.keys where hour < current {
+                    removed += hours.removeValue(forKey: hour)?.count ?? 0
+                }
+            }
+        }
+        if removed > 0 { gauge?(sketches.subtract(removed, ordering: .relaxed).newValue) }
     }
 }
