@@ -27,6 +27,14 @@ func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
         _ = try? ExtendedInfo.validate(l)
         _ = try? AppKey.validate(l)
     }
+    // Ramp steps as the form sends them (issue 21), and a stored plan: read or refused, never a trap.
+    if let steps = try? RampPlan.parse(lines: text) {
+        precondition(steps.count <= RampPlan.maxSteps && steps.allSatisfy { $0.afterMinutes >= 0 && $0.afterMinutes <= 525_600 })
+    }
+    if let plan = try? RampPlan.stored(text), let plan {
+        precondition(plan.steps.count <= RampPlan.maxSteps)
+        _ = plan.timeline(start: Date(timeIntervalSince1970: 0), initial: 1)
+    }
     // Whitelist expressions (issue 15): whatever compiles matches in linear time.
     if let pattern = try? SafePattern(line(0)) {
         for subject in [line(1), line(2), String(repeating: line(1), count: 8) + "!"] {

@@ -1,7 +1,8 @@
 // libFuzzer target: the JSON API's release-task body (SPEC §5, §8) read into a draft and checked.
 // Beyond not trapping: a draft either gives a task kind that agrees with what it asked for, or
 // field errors that each name a field and say something; and the rules it keeps hold or fail
-// for a client without trapping.
+// for a client without trapping. Its ramp (issue 21), when it asks for one, goes only up, in at
+// most 10 steps of 1 minute to 30 days, a promotion last, and reads back as it was written.
 import CFuzzer
 import Foundation
 import CourierCore
@@ -13,8 +14,30 @@ let client = ClientRequest(platform: .android, clientVersion: try! ClientVersion
 func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     guard let bytes else { return 0 }
     guard let draft = try? TaskDraft(json: Data(bytes: bytes, count: count)) else { return 0 }
+    var checked: ReleaseTask.Kind?
+    defer {
+        do {
+            if let plan = try draft.validateRamp(checked, now: now) {
+                guard case .gray(.percentage(let start), _)? = checked else { preconditionFailure("a ramp on a task that is not a percentage") }
+                precondition(!plan.steps.isEmpty && plan.steps.count <= RampPlan.maxSteps)
+                var last = start
+                for (i, step) in plan.steps.enumerated() {
+                    precondition(step.afterMinutes >= 1 && step.afterMinutes <= RampPlan.maxDelayMinutes)
+                    if step.promote { precondition(i == plan.steps.count - 1 && step.percentage == nil) } else {
+                        precondition((step.percentage ?? 0) > last && (step.percentage ?? 0) <= 100, "a ramp that does not go up")
+                        last = step.percentage ?? 0
+                    }
+                }
+                precondition(plan.threshold >= 0.1 && plan.threshold <= 100)
+                precondition((try? RampPlan.stored(plan.json)) == plan, "a ramp does not read back as written")
+            }
+        } catch {
+            precondition(!error.errors.isEmpty && error.errors.allSatisfy { !$0.message.isEmpty }, "a ramp's refusal says nothing")
+        }
+    }
     do {
         let kind = try draft.validate(now: now, whitelists: [1, 2, 3])
+        checked = kind
         switch kind {
         case .official:
             precondition(draft.type == "official")

@@ -114,12 +114,22 @@ final class FuzzCorpusTests: XCTestCase {
         var kinds = 0
         for (name, bytes) in all {
             guard let draft = try? TaskDraft(json: Data(bytes)) else { continue }
+            var kind: ReleaseTask.Kind?
             do {
-                _ = try draft.validate(now: Date(timeIntervalSince1970: 1_795_000_000), whitelists: [1, 2, 3])
+                kind = try draft.validate(now: Date(timeIntervalSince1970: 1_795_000_000), whitelists: [1, 2, 3])
                 kinds += 1
             } catch {
                 XCTAssertFalse(error.errors.isEmpty, name)
             }
+            // Its ramp (issue 21): read back as written, or refused with words.
+            do {
+                if let plan = try draft.validateRamp(kind, now: Date(timeIntervalSince1970: 1_795_000_000)) {
+                    XCTAssertEqual(try RampPlan.stored(plan.json), plan, name)
+                }
+            } catch {
+                XCTAssertFalse(error.errors.isEmpty, name)
+            }
+            _ = try? RampPlan.parse(lines: String(decoding: bytes, as: UTF8.self))
         }
         XCTAssertGreaterThanOrEqual(kinds, 3, "the good seeds are accepted")
     }
