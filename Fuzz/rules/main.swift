@@ -31,7 +31,7 @@ func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     if let steps = try? RampPlan.parse(lines: text) {
         precondition(steps.count <= RampPlan.maxSteps && steps.allSatisfy { $0.afterMinutes >= 0 && $0.afterMinutes <= 525_600 })
     }
-    if let plan = try? RampPlan.stored(text), let plan {
+    if let plan = try? RampPlan.stored(text) {
         precondition(plan.steps.count <= RampPlan.maxSteps)
         _ = plan.timeline(start: Date(timeIntervalSince1970: 0), initial: 1)
     }
