@@ -17,8 +17,10 @@ func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     var checked: ReleaseTask.Kind?
     defer {
         do {
-            if let plan = try draft.validateRamp(checked, now: now) {
-                guard case .gray(.percentage(let start), _)? = checked else { preconditionFailure("a ramp on a task that is not a percentage") }
+            // (A draft refused for its other fields may still have a well-formed ramp: the task
+            // is refused for those, so only a checked task's ramp is held to its start.)
+            if let plan = try draft.validateRamp(checked, now: now), let checked {
+                guard case .gray(.percentage(let start), _) = checked else { preconditionFailure("a ramp on a task that is not a percentage") }
                 precondition(!plan.steps.isEmpty && plan.steps.count <= RampPlan.maxSteps)
                 var last = start
                 for (i, step) in plan.steps.enumerated() {
