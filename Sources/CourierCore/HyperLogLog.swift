@@ -33,14 +33,25 @@ public struct HyperLogLog: Sendable, Equatable {
         return h
     }
 
+    /// Where a hash lands: its register and the value it raises that register to. Worked out once
+    /// per device when the same device goes into several sketches (the update API's counting).
+    public struct Place: Sendable, Equatable {
+        public let index: Int
+        public let rank: UInt8
+
+        public init(hash h: UInt64) {
+            index = Int(h >> UInt64(64 - HyperLogLog.precision))
+            let rest = h << UInt64(HyperLogLog.precision)
+            rank = UInt8(min(rest.leadingZeroBitCount, 64 - HyperLogLog.precision) + 1)
+        }
+    }
+
     /// Adds a device by its hash; true when the sketch changed.
     @discardableResult
     public mutating func insert(hash h: UInt64) -> Bool {
-        let index = Int(h >> UInt64(64 - Self.precision))
-        let rest = h << UInt64(Self.precision)
-        let rank = UInt8(min(rest.leadingZeroBitCount, 64 - Self.precision) + 1)
-        guard registers[index] < rank else { return false }
-        registers[index] = rank
+        let place = Place(hash: h)
+        guard registers[place.index] < place.rank else { return false }
+        registers[place.index] = place.rank
         return true
     }
 
@@ -49,6 +60,12 @@ public struct HyperLogLog: Sendable, Equatable {
 
     public mutating func merge(_ other: HyperLogLog) {
         for i in 0..<Self.registerCount where other.registers[i] > registers[i] { registers[i] = other.registers[i] }
+    }
+
+    /// Merges registers held elsewhere (`registerCount` of them).
+    public mutating func merge(registers other: UnsafeBufferPointer<UInt8>) {
+        precondition(other.count == Self.registerCount)
+        for i in 0..<Self.registerCount where other[i] > registers[i] { registers[i] = other[i] }
     }
 
     public var isEmpty: Bool { !registers.contains { $0 != 0 } }

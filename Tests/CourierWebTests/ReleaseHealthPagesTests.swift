@@ -304,4 +304,49 @@ final class ReleaseHealthPagesTests: XCTestCase {
             await assertEqual(try await h.store.healthHours(task: task).first?.checks, 25, "the devices offered this release or running it (not the one ahead on an unknown version)")
         }
     }
+    /// Counting from several threads over two hours, a flush that cannot write, then one that can:
+    /// nothing counted is lost, each device counts once per hour, and the hours gone are forgotten.
+    func testAFlushThatCannotWriteKeepsEveryHourForTheNext() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        var official = TaskDraft(); official.type = "official"
+        _ = try await h.services.actions.createTask(by: ActingUser(name: "ci", role: .developer), appId: "20171228", version: "1.0.0.2", draft: official)
+        let task = try await h.store.allTasks().first?.id ?? 0
+        let tally = Tally(enabled: true)
+        let snapshot = try await DeliverySnapshot.build(from: h.store, publicURL: "http://127.0.0.1", reuse: .init(slots: tally.slots))
+        let now = Date()
+        let earlier = now.addingTimeInterval(-3600)
+        @Sendable func check(_ device: Int, at: Date) throws {
+            let body = Array(#"{"platform":"android","clientVersion":"10.2.3","deviceId":"d-\#(device)","apps":[{"id":"20171228","version":"1.0.0.2"}]}"#.utf8)
+            let request = try body.withUnsafeBytes { try ClientRequest.parse($0) }
+            let decisions = Targeting.decide(request, snapshot.targeting, now: at, explain: false) { _, _, _ in true }
+            tally.record(request, decisions, snapshot: snapshot, now: at)
+        }
+        // Four threads, each its own shard; every device checks in both hours, some twice.
+        await withTaskGroup(of: Void.self) { group in
+            for part in 0..<4 {
+                group.addTask {
+                    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                        Thread {
+                            for d in stride(from: part, to: 40, by: 4) { try? check(d, at: earlier); try? check(d, at: now); try? check(d, at: now) }
+                            done.resume()
+                        }.start()
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(tally.size.sketches, 16, "a version's and a task's sketch per hour, in each thread's shard")
+        try await h.store.db.write { db in try db.execute(sql: "ALTER TABLE sketch RENAME TO sketchAway") }
+        do {
+            try await tally.flush(to: h.store, now: now)
+            XCTFail("a flush that cannot write says so")
+        } catch {}
+        try await h.store.db.write { db in try db.execute(sql: "ALTER TABLE sketchAway RENAME TO sketch") }
+        try await tally.flush(to: h.store, now: now)
+        let hours = try await h.store.healthHours(task: task)
+        XCTAssertEqual(hours.map(\.checks), [40, 40], "both hours, each device once")
+        let adoption = try await h.store.adoption(app: "20171228", sinceHour: 0)
+        XCTAssertEqual(adoption["1.0.0.2"].map { $0.estimate }, 40)
+        XCTAssertEqual(tally.size.sketches, 8, "the hour gone is forgotten once written; the hour going on stays")
+    }
 }

@@ -14,8 +14,14 @@ final class DeliverySnapshot: Sendable {
     let entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]]
     /// Each app's current official version (for the preset file).
     let official: [String: PackageVersion]
-    /// The task each package's events count against.
-    let taskOfPackage: [String: [PackageVersion: Int64]]
+    /// Each released package's task (its events count against it) and its number for counting
+    /// update checks (`Tally.VersionSlots`).
+    let released: [String: [PackageVersion: Released]]
+
+    struct Released: Sendable {
+        let task: Int64
+        let slot: Int
+    }
     /// The app key global files are served under, and those files (of each global app's
     /// current official release) by their path below it.
     let globalAppKey: String?
@@ -42,7 +48,7 @@ final class DeliverySnapshot: Sendable {
     }
 
     init(targeting: TargetingSnapshot, entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]],
-         official: [String: PackageVersion], taskOfPackage: [String: [PackageVersion: Int64]],
+         official: [String: PackageVersion], released: [String: [PackageVersion: Released]],
          globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:], openWindows: Set<Int64>? = nil, unreadable: [String] = [],
          updateReqRate: Int = SettingsRecord.defaultUpdateReqRate, patchTargets: [String: Set<PackageVersion>] = [:],
          patched: [String: [PackageVersion: [PackageVersion: [UInt8]]]] = [:]) {
@@ -54,7 +60,7 @@ final class DeliverySnapshot: Sendable {
         self.unreadable = unreadable
         self.entries = entries
         self.official = official
-        self.taskOfPackage = taskOfPackage
+        self.released = released
         self.globalAppKey = globalAppKey
         self.globalFiles = globalFiles
     }
@@ -70,7 +76,7 @@ final class DeliverySnapshot: Sendable {
         }, updateReqRate: updateReqRate)
     }
 
-    static let empty = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:])
+    static let empty = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], released: [:])
 
     /// What one rebuild keeps for the next: encoded entries and loaded whitelists, so a change
     /// costs what it changed (re-encoding 1,000 entries or reloading a 100,000-value list after
@@ -78,6 +84,10 @@ final class DeliverySnapshot: Sendable {
     final class Reuse: @unchecked Sendable {  // used only under Delivery's rebuild lock
         var entries: [String: (update: [UInt8], rollback: [UInt8])] = [:]
         var whitelists: [Int64: (revision: Int, list: Whitelist)] = [:]
+        /// Numbers the released versions for counting; the same for every snapshot of a node.
+        let slots: Tally.VersionSlots
+
+        init(slots: Tally.VersionSlots = Tally.VersionSlots()) { self.slots = slots }
     }
 
     /// Reads everything the decision needs.
@@ -86,7 +96,7 @@ final class DeliverySnapshot: Sendable {
         do { settings = try await store.settings() } catch {
             // Settings that cannot be read: offer nothing rather than guess (approval rules,
             // the virtual domain and the global host all live there).
-            return DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:],
+            return DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], released: [:],
                                     unreadable: ["the settings cannot be read (\(error)): no release is offered"])
         }
         // A task that waits for a reviewer, was rejected or withdrawn never reaches clients (SPEC §7).
@@ -124,7 +134,7 @@ final class DeliverySnapshot: Sendable {
         var apps: [AppTargets] = []
         var entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]] = [:]
         var official: [String: PackageVersion] = [:]
-        var taskOfPackage: [String: [PackageVersion: Int64]] = [:]
+        var released: [String: [PackageVersion: Released]] = [:]
         // Whole tables at once: a rebuild follows every change, so it must not query per app.
         let (readApps, unreadableApps) = try await store.allAppsStrictly()
         let appsByID = Dictionary(readApps.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -143,7 +153,7 @@ final class DeliverySnapshot: Sendable {
                 guard let p = byVersion[t.version] else { continue }
                 let v = p.packageVersion
                 ranges[v] = p.range
-                taskOfPackage[appId, default: [:]][v] = t.id
+                if let id = t.id { released[appId, default: [:]][v] = Released(task: id, slot: reuse.slots.slot(.init(app: appId, version: v))) }
                 // Everything an entry is made of: the same key means the same bytes.
                 let key = [String(p.id ?? 0), p.blob, p.md5, String(p.size), p.version, p.extendInfo, p.installPolicy.rawValue,
                            p.downloadPolicy.rawValue, p.mainUrl ?? "", p.moreSettings, app.name, settings.virtualDomain ?? "", publicURL].joined(separator: "\u{0}")
@@ -199,7 +209,7 @@ final class DeliverySnapshot: Sendable {
                 }
             }
         }
-        return DeliverySnapshot(targeting: targeting, entries: entries, official: official, taskOfPackage: taskOfPackage,
+        return DeliverySnapshot(targeting: targeting, entries: entries, official: official, released: released,
                                 globalAppKey: settings.appKey, globalFiles: globalFiles,
                                 openWindows: Set(tasks.filter { $0.modeName == .timeWindow && !$0.taskStatus.hasEnded }.compactMap(\.id)),
                                 unreadable: unreadable, updateReqRate: settings.updateReqRate, patchTargets: patchTargets, patched: patched)
@@ -210,7 +220,7 @@ final class DeliverySnapshot: Sendable {
 public final class Delivery: Sendable {
     private let current = NIOLockedValueBox(DeliverySnapshot.empty)
     private let rebuilding = AsyncMutex()
-    private let reuse = DeliverySnapshot.Reuse()
+    private let reuse: DeliverySnapshot.Reuse
     let ledger: AdmissionLedger
     let gaveUp: GaveUpLedger
     /// Devices that checked each task, and on each version (release health, adoption).
@@ -240,6 +250,7 @@ public final class Delivery: Sendable {
         self.metrics = metrics
         self.logger = logger
         tally = Tally { [gauge = metrics.adoptionSketches] in gauge.record($0) }
+        reuse = DeliverySnapshot.Reuse(slots: tally.slots)
         ledger = AdmissionLedger(try await store.admissions())
         gaveUp = GaveUpLedger(try await store.gaveUpDevices())
         try await rebuild()
@@ -277,7 +288,7 @@ public final class Delivery: Sendable {
                               metadata: ["error": "\(String(describing: error).prefix(300))"])
                 // The catalogue cannot be read: the last snapshot may hold a release since paused
                 // or rolled back, so it is not kept. Nothing is offered until a rebuild succeeds.
-                next = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], taskOfPackage: [:],
+                next = DeliverySnapshot(targeting: TargetingSnapshot(apps: [], whitelists: []), entries: [:], official: [:], released: [:],
                                         unreadable: ["the catalogue cannot be read (\(String(describing: error).prefix(200))): no release is offered"])
             }
             current.withLockedValue { $0 = next }

@@ -13,31 +13,68 @@ final class Tally: Sendable {
     /// At most this many sketches in memory (16 MB); past it, new keys of the hour are not counted.
     static let maxSketches = 4_096
 
-    struct VersionKey: Hashable {
+    struct VersionKey: Hashable, Sendable {
         let app: String
         let version: PackageVersion
     }
 
-    /// A sketch held by reference: the hot path changes its registers in place (a value inside
-    /// nested dictionaries would be copied, 4 KB, on each change). Used only under its shard's lock.
+    /// Released versions numbered for counting. The snapshot gives each its number when it is
+    /// built, off the hot path, so that counting indexes an array instead of hashing an app's and
+    /// a version's strings again. Numbers only grow and are never reused: a number means the same
+    /// version in every snapshot. There are as many as versions released since the start.
+    final class VersionSlots: Sendable {
+        private let state = Mutex<(slots: [VersionKey: Int], keys: [VersionKey])>(([:], []))
+
+        func slot(_ key: VersionKey) -> Int {
+            state.withLock { s in
+                if let n = s.slots[key] { return n }
+                s.keys.append(key)
+                s.slots[key] = s.keys.count - 1
+                return s.keys.count - 1
+            }
+        }
+
+        /// Every version numbered so far, by number.
+        var keys: [VersionKey] { state.withLock { $0.keys } }
+    }
+    let slots = VersionSlots()
+
+    /// A sketch's registers, held by reference and changed in place on the hot path. Used only
+    /// under its shard's lock.
     final class Sketch: @unchecked Sendable {
-        var hll = HyperLogLog()
+        private let registers = UnsafeMutablePointer<UInt8>.allocate(capacity: HyperLogLog.registerCount)
+        /// Changed since it was last written.
+        var changed = false
+
+        init() { registers.initialize(repeating: 0, count: HyperLogLog.registerCount) }
+        deinit { registers.deallocate() }
+
+        @inline(__always) func insert(_ place: HyperLogLog.Place) {
+            guard registers[place.index] < place.rank else { return }
+            registers[place.index] = place.rank
+            changed = true
+        }
+
+        func merge(into sketch: inout HyperLogLog) {
+            sketch.merge(registers: UnsafeBufferPointer(start: registers, count: HyperLogLog.registerCount))
+        }
     }
 
-    /// One hour's sketches in one shard, and which changed since they were last written.
+    /// One hour's sketches in one shard: per task, and per version by its number.
     final class Hour: @unchecked Sendable {
+        let hour: Int64
         var checks: [Int64: Sketch] = [:]
-        var adoption: [VersionKey: Sketch] = [:]
-        var changedChecks: Set<Int64> = []
-        var changedAdoption: Set<VersionKey> = []
-        var count: Int { checks.count + adoption.count }
+        var adoption: [Sketch?] = []
+        var count = 0
+        init(_ hour: Int64) { self.hour = hour }
     }
 
     /// Each event-loop thread counts into its own shard, so that two threads never wait for each
     /// other on the hot path (one shared lock cost a fifth of the update API's throughput); the
     /// flush merges the shards (a union of sketches is their register-wise maximum).
     final class Shard: @unchecked Sendable {
-        let hours = Mutex<[Int64: Hour]>([:])
+        /// Few: the hour going on and, until the next flush, the one before.
+        let hours = Mutex<[Hour]>([])
     }
     private let local = ThreadSpecificVariable<Shard>()
     private let shards = Mutex<[Shard]>([])
@@ -63,28 +100,18 @@ final class Tally: Sendable {
     }
 
     /// Counts one update check: the device on each installed version the snapshot knows, and on
-    /// the task its answer came from (or the task of the version it runs).
+    /// the task its answer came from (or the task of the version it runs). No allocation and no
+    /// string hashing beyond the snapshot's own lookups, once a key's sketch exists.
     func record(_ request: ClientRequest, _ decisions: [Decision], snapshot: DeliverySnapshot, now: Date) {
         guard enabled, !request.deviceId.isEmpty, !decisions.isEmpty || !request.installed.isEmpty else { return }
-        // What to count is worked out before the lock; under it, only sketches change.
-        var versions: [VersionKey] = []
-        for (app, installed) in request.installed {
-            if let v = installed, snapshot.entries[app]?[v] != nil { versions.append(VersionKey(app: app, version: v)) }
-        }
-        var tasks: [Int64] = []
-        for d in decisions {
-            switch d.answer {
-            case .update(_, let t), .rollback(_, let t): tasks.append(t)
-            case .none: if let t = d.installed.flatMap({ snapshot.taskOfPackage[d.appId]?[$0] }) { tasks.append(t) }
-            }
-        }
-        guard !versions.isEmpty || !tasks.isEmpty else { return }
-        let hash = HyperLogLog.hash(request.deviceId)
+        let place = HyperLogLog.Place(hash: HyperLogLog.hash(request.deviceId))
         let hour = Int64(now.timeIntervalSince1970 / 3600)
         var created = 0
         shard.hours.withLock { hours in
             let h: Hour
-            if let existing = hours[hour] { h = existing } else { h = Hour(); hours[hour] = h }
+            if let last = hours.last, last.hour == hour { h = last }
+            else if let earlier = hours.first(where: { $0.hour == hour }) { h = earlier }
+            else { h = Hour(hour); hours.append(h) }
             func make() -> Sketch? {
                 // The cap holds across shards: a place is taken before a sketch is made.
                 guard sketches.add(1, ordering: .relaxed).newValue <= Self.maxSketches else {
@@ -93,17 +120,25 @@ final class Tally: Sendable {
                     return nil
                 }
                 created += 1
+                h.count += 1
                 return Sketch()
             }
-            for key in versions {
-                guard let sketch = h.adoption[key] ?? make() else { continue }
-                h.adoption[key] = sketch
-                if sketch.hll.insert(hash: hash) { h.changedAdoption.insert(key) }
+            for (app, installed) in request.installed {
+                guard let v = installed, let slot = snapshot.released[app]?[v]?.slot else { continue }
+                if slot >= h.adoption.count { h.adoption.append(contentsOf: repeatElement(nil, count: slot + 1 - h.adoption.count)) }
+                if let sketch = h.adoption[slot] { sketch.insert(place) }
+                else if let sketch = make() { h.adoption[slot] = sketch; sketch.insert(place) }
             }
-            for key in tasks {
-                guard let sketch = h.checks[key] ?? make() else { continue }
-                h.checks[key] = sketch
-                if sketch.hll.insert(hash: hash) { h.changedChecks.insert(key) }
+            for d in decisions {
+                let task: Int64
+                switch d.answer {
+                case .update(_, let t), .rollback(_, let t): task = t
+                case .none:
+                    guard let v = d.installed, let t = snapshot.released[d.appId]?[v]?.task else { continue }
+                    task = t
+                }
+                if let sketch = h.checks[task] { sketch.insert(place) }
+                else if let sketch = make() { h.checks[task] = sketch; sketch.insert(place) }
             }
         }
         if created > 0 { gauge?(sketches.load(ordering: .relaxed)) }
@@ -117,33 +152,40 @@ final class Tally: Sendable {
     /// on stays to count on. A write that fails leaves them marked, for the next flush.
     func flush(to store: Store, now: Date = Date()) async throws {
         let current = Int64(now.timeIntervalSince1970 / 3600)
+        let keys = slots.keys
         var checks: [Int64: [Int64: HyperLogLog]] = [:]
-        var adoption: [Int64: [VersionKey: HyperLogLog]] = [:]
+        var adoption: [Int64: [AdoptionKey: HyperLogLog]] = [:]
         let all = shards.withLock { $0 }
         for shard in all {
             // Only what changed is copied out, under the shard's lock, and unmarked.
             shard.hours.withLock { hours in
-                for (hour, h) in hours {
-                    for k in h.changedChecks { if let sk = h.checks[k] { checks[hour, default: [:]][k, default: HyperLogLog()].merge(sk.hll) } }
-                    for k in h.changedAdoption { if let sk = h.adoption[k] { adoption[hour, default: [:]][k, default: HyperLogLog()].merge(sk.hll) } }
-                    h.changedChecks = []; h.changedAdoption = []
+                for h in hours {
+                    for (task, sketch) in h.checks where sketch.changed {
+                        sketch.merge(into: &checks[h.hour, default: [:]][task, default: HyperLogLog()])
+                        sketch.changed = false
+                    }
+                    for (slot, sketch) in h.adoption.enumerated() {
+                        guard let sketch, sketch.changed, slot < keys.count else { continue }
+                        let key = AdoptionKey(appId: keys[slot].app, version: keys[slot].version.description)
+                        sketch.merge(into: &adoption[h.hour, default: [:]][key, default: HyperLogLog()])
+                        sketch.changed = false
+                    }
                 }
             }
         }
         for hour in Set(checks.keys).union(adoption.keys).sorted() where hour >= current - 2 {
             // Hours older than the store keeps sketches for are not written (their counts are sealed).
-            let c = checks[hour] ?? [:], a = adoption[hour] ?? [:]
             do {
-                try await store.mergeSketches(hour: hour, checks: c,
-                                              adoption: Dictionary(a.map { (AdoptionKey(appId: $0.key.app, version: $0.key.version.description), $0.value) },
-                                                                   uniquingKeysWith: { x, _ in x }))
+                try await store.mergeSketches(hour: hour, checks: checks[hour] ?? [:], adoption: adoption[hour] ?? [:])
             } catch {
-                // Marked again in every shard that holds them (merging is idempotent).
+                // This hour's sketches and those of the hours not written yet are all marked
+                // again, in every shard (writing one twice is harmless: merging is idempotent).
                 for shard in all {
                     shard.hours.withLock { hours in
-                        guard let h = hours[hour] else { return }
-                        h.changedChecks.formUnion(c.keys.filter { h.checks[$0] != nil })
-                        h.changedAdoption.formUnion(a.keys.filter { h.adoption[$0] != nil })
+                        for h in hours where h.hour >= hour {
+                            for sketch in h.checks.values { sketch.changed = true }
+                            for sketch in h.adoption { sketch?.changed = true }
+                        }
                     }
                 }
                 throw error
@@ -152,11 +194,13 @@ final class Tally: Sendable {
         var removed = 0
         for shard in all {
             shard.hours.withLock { hours in
-                for hour in hours.keys where hour < current {
-                    removed += hours.removeValue(forKey: hour)?.count ?? 0
-                }
+                removed += hours.filter { $0.hour < current }.reduce(0) { $0 + $1.count }
+                hours.removeAll { $0.hour < current }
             }
         }
-        if removed > 0 { gauge?(sketches.subtract(removed, ordering: .relaxed).newValue) }
+        if removed > 0 {
+            let left = sketches.subtract(removed, ordering: .relaxed).newValue
+            gauge?(left)
+        }
     }
 }
