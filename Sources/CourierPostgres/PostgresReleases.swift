@@ -565,11 +565,11 @@ extension PostgresStore: ReleaseStore {
     public func setWebhook(url: String?, secret: String, by actor: ActingUser) async throws -> Webhook? {
         try await change(by: actor, "settings.webhook", subject: "settings", catalogue: false) { c in
             try await c.query("DELETE FROM webhook", logger: logger)
-            guard let url else { return (nil, ["url": ""]) }
+            guard let url else { return (nil, Webhook.audited(nil)) }
             let w = Webhook(url: url, secret: secret, setBy: actor.name, setAt: Date())
             try await c.query("INSERT INTO webhook (id, url, secret, set_by, set_at) VALUES (1, \(url), \(secret), \(actor.name), \(w.setAt))",
                               logger: logger)
-            return (w, ["url": url])
+            return (w, Webhook.audited(url))
         }
     }
 

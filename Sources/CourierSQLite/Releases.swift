@@ -546,10 +546,10 @@ extension SQLiteStore {
     public func setWebhook(url: String?, secret: String, by actor: ActingUser) async throws -> Webhook? {
         try await change(by: actor, "settings.webhook", subject: "settings", catalogue: false) { db in
             try db.execute(sql: "DELETE FROM webhook")
-            guard let url else { return (nil, ["url": ""]) }
+            guard let url else { return (nil, Webhook.audited(nil)) }
             let w = Webhook(url: url, secret: secret, setBy: actor.name, setAt: Date())
             try db.execute(sql: "INSERT INTO webhook (id, url, secret, setBy, setAt) VALUES (1, ?, ?, ?, ?)", arguments: [url, secret, actor.name, w.setAt])
-            return (w, ["url": url])
+            return (w, Webhook.audited(url))
         }
     }
 }

@@ -269,7 +269,9 @@ extension TaskRecord {
         decidedBy = actor.name
         decidedAt = Date()
         decisionComment = comment
-        if approve, !ramp.isEmpty, approvalSubject == .release { restartRampClock(now: Date(), gate: false) }
+        // What a reviewer lets out (the release, a wider share, more list values) is live from
+        // now: the ramp's next step waits its whole delay from here. A promotion ends the ramp.
+        if approve, !ramp.isEmpty, approvalSubject != .promotion { restartRampClock(now: Date(), gate: false) }
         return ["for": approvalFor, "requestedBy": requestedBy ?? "", "comment": comment, "status": status, "app": appId, "version": version]
     }
 
@@ -297,6 +299,9 @@ extension TaskRecord {
                     "app": appId, "version": version]
         }
         if let reason {
+            // A resume since the gate read its numbers (it asks for a new baseline): those
+            // numbers include the failures the person accepted, so they pause nothing.
+            guard plan.baselinePending != true else { return nil }
             // The gate runs while a reviewer is awaited too: the release goes on meanwhile.
             var detail = try operate(.pause, from: before, rules: nil, by: actor)
             detail["gate"] = reason
@@ -413,4 +418,12 @@ public struct Webhook: Sendable, Equatable {
     public let setBy: String
     public let setAt: Date
     public init(url: String, secret: String, setBy: String, setAt: Date) { self.url = url; self.secret = secret; self.setBy = setBy; self.setAt = setAt }
+
+    /// What the audit log says of an address: its scheme, host and port only. The path and query
+    /// often carry the receiver's token, and the audit log is read by everyone who can read.
+    package static func audited(_ url: String?) -> [String: String] {
+        guard let url else { return ["url": ""] }
+        guard let c = URLComponents(string: url), let scheme = c.scheme, let host = c.host else { return ["url": "(set)"] }
+        return ["url": "\(scheme)://\(host)\(c.port.map { ":\($0)" } ?? "")/…"]
+    }
 }

@@ -63,6 +63,26 @@ final class FailClosedTests: XCTestCase {
         }
     }
 
+    /// Issue 21: a revocation whose version cannot be read could name any version, the one
+    /// offered included: its app offers nothing rather than offering a revoked version again.
+    func testARevocationThatCannotBeReadMakesItsAppOfferNothing() async throws {
+        let (h, _, task) = try await grayInHangzhou()
+        defer { h.cleanUp() }
+        let package = try await h.store.db.read { db in try Int64.fetchOne(db, sql: "SELECT packageId FROM task WHERE id = ?", arguments: [task]) }
+        try await h.store.db.write { db in
+            try db.execute(sql: "INSERT INTO revocation (packageId, appId, version, reason, revokedBy, revokedAt) VALUES (?, '20171228', '1.0.0.2-beta', 'x', 'ci', '2026-01-01 00:00:00')",
+                           arguments: [package])
+        }
+        let restarted = try await Harness.make(dir: h.dir)
+        try await restarted.test { client in
+            let c = Client(client: client)
+            await assertEqual(try await c.versions(user: "u-1", city: "Hangzhou"), [], "neither the grayscale release nor the official one")
+            await assertEqual(try await c.versions(user: "u-9", city: "Beijing"), [])
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            XCTAssertTrue(metrics.text.contains("courier_snapshot_unreadable 1"), "/metrics counts it")
+        }
+    }
+
     /// Issue 19: the settings kept as one JSON object (`moreSettings`) must read as one.
     func testAPackageWhoseStoredSettingsCannotBeReadIsOfferedToNobody() async throws {
         // Not an object; a setting this binary does not describe (a newer one wrote it); a column's

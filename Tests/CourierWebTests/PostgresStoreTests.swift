@@ -583,6 +583,22 @@ extension AreaContracts {
         _ = try await a.operate(task: id2, .promote, by: .commandLine)
         await assertEqual(try await nodeA.runRamps(now: Date().addingTimeInterval(3600)).count, 0, "an official task takes no step")
         await assertTrue(try await a.task(id2)?.isOfficial ?? false)
+        // Grayscale releases need a reviewer: a step's wider share waits, and once approved it
+        // is observed for the whole delay before the next step (the clock restarts).
+        _ = try await a.setApprovalRules(official: false, gray: true, by: .commandLine)
+        let p3 = try await commit(a, "1.0.0.3")
+        var third = TaskRecord(package: p3, kind: .gray(.percentage(5), rules: []), description: "", createdBy: "ci")
+        third.ramp = RampPlan(steps: [.init(percentage: 30, afterMinutes: 60), .init(percentage: 90, afterMinutes: 60)], since: start).json
+        let id3 = try unwrapped(try await a.createTask(third, by: ActingUser(name: "ci", role: .developer)).id)
+        let reviewer = ActingUser(name: "rev", role: .reviewer)
+        _ = try await a.decide(task: id3, approve: true, comment: "go", by: reviewer)
+        let soon = Date()
+        await assertEqual(try await nodeA.runRamps(now: soon.addingTimeInterval(61 * 60)).count, 1)
+        await assertEqual(try await a.task(id3)?.approvalState, .awaiting, "the wider share waits for a reviewer")
+        _ = try await a.decide(task: id3, approve: true, comment: "wider", by: reviewer)
+        await assertEqual(try await a.task(id3)?.percentage, 30)
+        await assertEqual(try await nodeB.runRamps(now: Date().addingTimeInterval(30 * 60)).count, 0, "the approved share is watched for its delay first")
+        await assertEqual(try await nodeB.runRamps(now: Date().addingTimeInterval(61 * 60)).count, 1)
         // A revoked version takes no new task.
         _ = try await a.operate(task: id, .finish, by: .commandLine)
         _ = try await a.revoke("20171228", "1.0.0.1", reason: "bad", by: .commandLine)

@@ -359,14 +359,21 @@ struct Housekeeping: Service {
 
     func run() async throws {
         // Stops at once when the server shuts down (a sleeping loop would hold the shutdown up).
+        var failure: Error?
+        do { try await rounds() } catch is CancellationError {} catch { failure = error }
+        // Shutting down: this node's last minute of checks is written and the lease let go before
+        // the service ends (so before the database closes), in a task of its own that the
+        // shutdown's cancellation does not stop.
+        await Task { [actions, node, tally] in
+            try? await tally.flush(to: actions.store)
+            try? await actions.store.releaseLease("housekeeping", holder: node)
+        }.value
+        if let failure { throw failure }
+    }
+
+    private func rounds() async throws {
         try await cancelWhenGracefulShutdown { [actions, logger, node, tally] in
             var rounds = 0
-            defer {
-                Task {
-                    try? await tally.flush(to: actions.store)   // this node's last minute of checks
-                    try? await actions.store.releaseLease("housekeeping", holder: node)
-                }
-            }
             while !Task.isCancelled {
                 rounds += 1
                 if rounds % 6 == 0 { Allocator.trim() }

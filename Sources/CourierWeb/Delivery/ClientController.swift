@@ -162,7 +162,7 @@ struct ClientController {
         guard !request.failed.isEmpty, !request.deviceId.isEmpty else { return [] }
         let device = DeviceKey.of(request.deviceId)
         return request.failed.sorted { $0.key < $1.key }.flatMap { app, versions in
-            versions.sorted().compactMap { v in snapshot.released[app]?[v].map { (task: $0.task, device: device) } }
+            versions.sorted().compactMap { v in snapshot.released[Tally.VersionKey(app: app, version: v)].map { (task: $0.task, device: device) } }
         }
     }
 
@@ -195,7 +195,7 @@ struct ClientController {
         guard let device = o["deviceId"] as? String, !device.isEmpty, device.utf8.count <= 256 else {
             throw BadClientRequest("deviceId (1 to 256 bytes) is required: each device's report counts once an hour.")
         }
-        guard let task = services.delivery.snapshot.released[appId]?[version]?.task else {
+        guard let task = services.delivery.snapshot.released[Tally.VersionKey(app: appId, version: version)]?.task else {
             throw BadClientRequest((try? AppID(validating: appId)) != nil ? "App \(appId) \(version) has no release task." : "appId must be an 8-digit app ID.")
         }
         // The task may have been deleted since this snapshot was built: the same answer as no task.

@@ -15,8 +15,10 @@ final class DeliverySnapshot: Sendable {
     /// Each app's current official version (for the preset file).
     let official: [String: PackageVersion]
     /// Each released package's task (its events count against it) and its number for counting
-    /// update checks (`Tally.VersionSlots`).
-    let released: [String: [PackageVersion: Released]]
+    /// update checks (`Tally.VersionSlots`). One level, keyed by app and version: counting looks
+    /// it up for every installed app of every update check, and a dictionary per app cost a
+    /// cache miss more each time.
+    let released: [Tally.VersionKey: Released]
 
     struct Released: Sendable {
         let task: Int64
@@ -48,7 +50,7 @@ final class DeliverySnapshot: Sendable {
     }
 
     init(targeting: TargetingSnapshot, entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]],
-         official: [String: PackageVersion], released: [String: [PackageVersion: Released]],
+         official: [String: PackageVersion], released: [Tally.VersionKey: Released],
          globalAppKey: String? = nil, globalFiles: [String: GlobalFile] = [:], openWindows: Set<Int64>? = nil, unreadable: [String] = [],
          updateReqRate: Int = SettingsRecord.defaultUpdateReqRate, patchTargets: [String: Set<PackageVersion>] = [:],
          patched: [String: [PackageVersion: [PackageVersion: [UInt8]]]] = [:]) {
@@ -134,26 +136,34 @@ final class DeliverySnapshot: Sendable {
         var apps: [AppTargets] = []
         var entries: [String: [PackageVersion: (update: [UInt8], rollback: [UInt8])]] = [:]
         var official: [String: PackageVersion] = [:]
-        var released: [String: [PackageVersion: Released]] = [:]
+        var released: [Tally.VersionKey: Released] = [:]
         // Whole tables at once: a rebuild follows every change, so it must not query per app.
         let (readApps, unreadableApps) = try await store.allAppsStrictly()
         let appsByID = Dictionary(readApps.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let (packages, unreadablePackages) = try await store.packagesWithTasksStrictly()
         let packagesByID = Dictionary(packages.compactMap { p in p.id.map { ($0, p) } }, uniquingKeysWith: { a, _ in a })
         var revoked: [String: Set<PackageVersion>] = [:]
-        for r in try await store.revocations().values { if let v = PackageVersion(fast: r.version) { revoked[r.appId, default: []].insert(v) } }
+        // A revocation that cannot be read could name any version: its app offers nothing.
+        var unreadableRevocations: [String: String] = [:]
+        for r in try await store.revocations().values {
+            if let v = PackageVersion(fast: r.version) { revoked[r.appId, default: []].insert(v) }
+            else { unreadableRevocations[r.appId] = "a revocation of “\(r.version.prefix(40))” cannot be read" }
+        }
         let undecodableByApp = Dictionary(grouping: undecodable, by: \.appId)
         let tasksByApp = Dictionary(grouping: tasks, by: \.appId)
         for appId in Set(tasksByApp.keys).union(undecodableByApp.keys) {
             let appTasks = tasksByApp[appId] ?? []
-            guard let app = appsByID[appId] else { continue }
+            guard let app = appsByID[appId], unreadableRevocations[appId] == nil else { continue }
             let byVersion = Dictionary(appTasks.compactMap { packagesByID[$0.packageId] }.map { ($0.version, $0) }, uniquingKeysWith: { a, _ in a })
             var ranges: [PackageVersion: ClientRange] = [:]
             for t in appTasks.sorted(by: { ($0.id ?? 0) < ($1.id ?? 0) }) {
                 guard let p = byVersion[t.version] else { continue }
                 let v = p.packageVersion
                 ranges[v] = p.range
-                if let id = t.id { released[appId, default: [:]][v] = Released(task: id, slot: reuse.slots.slot(.init(app: appId, version: v))) }
+                if let id = t.id {
+                    let key = Tally.VersionKey(app: appId, version: v)
+                    released[key] = Released(task: id, slot: reuse.slots.slot(key))
+                }
                 // Everything an entry is made of: the same key means the same bytes.
                 let key = [String(p.id ?? 0), p.blob, p.md5, String(p.size), p.version, p.extendInfo, p.installPolicy.rawValue,
                            p.downloadPolicy.rawValue, p.mainUrl ?? "", p.moreSettings, app.name, settings.virtualDomain ?? "", publicURL].joined(separator: "\u{0}")
@@ -177,6 +187,7 @@ final class DeliverySnapshot: Sendable {
         var unreadable: [String] = unreadableApps.sorted { $0.key < $1.key }
             .filter { tasksByApp[$0.key] != nil || undecodableByApp[$0.key] != nil }
             .map { "app \($0.key): \($0.value); its releases offer nothing" }
+        unreadable += unreadableRevocations.sorted { $0.key < $1.key }.map { "app \($0.key): \($0.value); its releases offer nothing" }
         for app in apps.sorted(by: { $0.appId < $1.appId }) {
             for task in app.tasks where task.status != .finished || task.isOfficial || task.unreadable != nil {
                 if let why = targeting.unreadable(task) { unreadable.append("task \(task.id) (\(app.appId) \(task.version)): \(why)") }

@@ -39,34 +39,33 @@ final class Tally: Sendable {
     }
     let slots = VersionSlots()
 
-    /// A sketch's registers, held by reference and changed in place on the hot path. Used only
-    /// under its shard's lock.
-    final class Sketch: @unchecked Sendable {
-        private let registers = UnsafeMutablePointer<UInt8>.allocate(capacity: HyperLogLog.registerCount)
-        /// Changed since it was last written.
-        var changed = false
+    /// A sketch's registers and, after them, a byte saying they changed since they were last
+    /// written: raw memory, so that the hot path reaches a register with one load (no object to
+    /// go through first) and the loads of one check's sketches can be in flight together. Owned
+    /// by its `Hour`; used only under its shard's lock.
+    typealias Registers = UnsafeMutablePointer<UInt8>
+    static let changedMark = HyperLogLog.registerCount
 
-        init() { registers.initialize(repeating: 0, count: HyperLogLog.registerCount) }
-        deinit { registers.deallocate() }
-
-        @inline(__always) func insert(_ place: HyperLogLog.Place) {
-            guard registers[place.index] < place.rank else { return }
-            registers[place.index] = place.rank
-            changed = true
-        }
-
-        func merge(into sketch: inout HyperLogLog) {
-            sketch.merge(registers: UnsafeBufferPointer(start: registers, count: HyperLogLog.registerCount))
-        }
+    static func newRegisters() -> Registers {
+        let r = Registers.allocate(capacity: HyperLogLog.registerCount + 1)
+        r.initialize(repeating: 0, count: HyperLogLog.registerCount + 1)
+        return r
     }
 
     /// One hour's sketches in one shard: per task, and per version by its number.
     final class Hour: @unchecked Sendable {
         let hour: Int64
-        var checks: [Int64: Sketch] = [:]
-        var adoption: [Sketch?] = []
+        var checks: [Int64: Registers] = [:]
+        var adoption: [Registers?] = []
         var count = 0
         init(_ hour: Int64) { self.hour = hour }
+        deinit {
+            for r in checks.values { r.deallocate() }
+            for r in adoption { r?.deallocate() }
+        }
+
+        /// Every sketch of the hour.
+        var all: [Registers] { Array(checks.values) + adoption.compactMap { $0 } }
     }
 
     /// Each event-loop thread counts into its own shard, so that two threads never wait for each
@@ -100,19 +99,26 @@ final class Tally: Sendable {
     }
 
     /// Counts one update check: the device on each installed version the snapshot knows, and on
-    /// the task its answer came from (or the task of the version it runs). No allocation and no
-    /// string hashing beyond the snapshot's own lookups, once a key's sketch exists.
+    /// the task its answer came from (or the task of the version it runs). Once a key's sketch
+    /// exists this allocates nothing and hashes no string beyond the snapshot's own lookup (one
+    /// per installed app); the registers are gathered first and then read together.
     func record(_ request: ClientRequest, _ decisions: [Decision], snapshot: DeliverySnapshot, now: Date) {
         guard enabled, !request.deviceId.isEmpty, !decisions.isEmpty || !request.installed.isEmpty else { return }
         let place = HyperLogLog.Place(hash: HyperLogLog.hash(request.deviceId))
         let hour = Int64(now.timeIntervalSince1970 / 3600)
+        // Apps whose answer names a task: counted on that task, not on their installed version's.
+        var answered: [String] = []
+        for d in decisions {
+            if case .none = d.answer { continue }
+            answered.append(d.appId)
+        }
         var created = 0
         shard.hours.withLock { hours in
             let h: Hour
             if let last = hours.last, last.hour == hour { h = last }
             else if let earlier = hours.first(where: { $0.hour == hour }) { h = earlier }
             else { h = Hour(hour); hours.append(h) }
-            func make() -> Sketch? {
+            func make() -> Registers? {
                 // The cap holds across shards: a place is taken before a sketch is made.
                 guard sketches.add(1, ordering: .relaxed).newValue <= Self.maxSketches else {
                     sketches.subtract(1, ordering: .relaxed)
@@ -121,24 +127,65 @@ final class Tally: Sendable {
                 }
                 created += 1
                 h.count += 1
-                return Sketch()
+                return Self.newRegisters()
             }
-            for (app, installed) in request.installed {
-                guard let v = installed, let slot = snapshot.released[app]?[v]?.slot else { continue }
-                if slot >= h.adoption.count { h.adoption.append(contentsOf: repeatElement(nil, count: slot + 1 - h.adoption.count)) }
-                if let sketch = h.adoption[slot] { sketch.insert(place) }
-                else if let sketch = make() { h.adoption[slot] = sketch; sketch.insert(place) }
-            }
-            for d in decisions {
-                let task: Int64
-                switch d.answer {
-                case .update(_, let t), .rollback(_, let t): task = t
-                case .none:
-                    guard let v = d.installed, let t = snapshot.released[d.appId]?[v]?.task else { continue }
-                    task = t
+            // Up to 32 versions and 32 tasks at a time: their sketches are looked up first, then
+            // their registers read. Each of those loops makes loads that do not wait for one
+            // another, so the cache misses they meet (thousands of sketches do not stay in cache)
+            // overlap instead of adding up.
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 32) { versions in
+            withUnsafeTemporaryAllocation(of: Int64.self, capacity: 32) { tasks in
+            withUnsafeTemporaryAllocation(of: Registers.self, capacity: 64) { batch in
+                var nv = 0, nt = 0
+                func count() {
+                    var n = 0, missing = 0
+                    var top = -1
+                    for i in 0..<nv { top = max(top, versions[i]) }
+                    if top >= h.adoption.count { h.adoption.append(contentsOf: repeatElement(nil, count: top + 1 - h.adoption.count)) }
+                    do {
+                        let adoption = h.adoption
+                        for i in 0..<nv {
+                            if let r = adoption[versions[i]] { batch[n] = r; n += 1 } else { versions[missing] = versions[i]; missing += 1 }
+                        }
+                    }
+                    for i in 0..<missing { if let r = make() { h.adoption[versions[i]] = r; batch[n] = r; n += 1 } }
+                    missing = 0
+                    do {
+                        let checks = h.checks
+                        for i in 0..<nt {
+                            if let r = checks[tasks[i]] { batch[n] = r; n += 1 } else { tasks[missing] = tasks[i]; missing += 1 }
+                        }
+                    }
+                    for i in 0..<missing where h.checks[tasks[i]] == nil {   // a task named twice is made once
+                        if let r = make() { h.checks[tasks[i]] = r; batch[n] = r; n += 1 }
+                    }
+                    for i in 0..<n {
+                        let r = batch[i]
+                        if r[place.index] < place.rank { r[place.index] = place.rank; r[Self.changedMark] = 1 }
+                    }
+                    nv = 0
+                    nt = 0
                 }
-                if let sketch = h.checks[task] { sketch.insert(place) }
-                else if let sketch = make() { h.checks[task] = sketch; sketch.insert(place) }
+                for (app, installed) in request.installed {
+                    guard let v = installed, let released = snapshot.released[VersionKey(app: app, version: v)] else { continue }
+                    versions[nv] = released.slot
+                    nv += 1
+                    // Nothing offered: the device counts on the task of the version it runs.
+                    if answered.isEmpty || !answered.contains(app) { tasks[nt] = released.task; nt += 1 }
+                    if nv == versions.count { count() }
+                }
+                for d in decisions {
+                    switch d.answer {
+                    case .update(_, let t), .rollback(_, let t):
+                        tasks[nt] = t
+                        nt += 1
+                        if nt == tasks.count { count() }
+                    case .none: continue
+                    }
+                }
+                count()
+            }
+            }
             }
         }
         if created > 0 { gauge?(sketches.load(ordering: .relaxed)) }
@@ -160,15 +207,15 @@ final class Tally: Sendable {
             // Only what changed is copied out, under the shard's lock, and unmarked.
             shard.hours.withLock { hours in
                 for h in hours {
-                    for (task, sketch) in h.checks where sketch.changed {
-                        sketch.merge(into: &checks[h.hour, default: [:]][task, default: HyperLogLog()])
-                        sketch.changed = false
+                    for (task, r) in h.checks where r[Self.changedMark] != 0 {
+                        checks[h.hour, default: [:]][task, default: HyperLogLog()].merge(registers: UnsafeBufferPointer(start: r, count: HyperLogLog.registerCount))
+                        r[Self.changedMark] = 0
                     }
-                    for (slot, sketch) in h.adoption.enumerated() {
-                        guard let sketch, sketch.changed, slot < keys.count else { continue }
+                    for (slot, r) in h.adoption.enumerated() {
+                        guard let r, r[Self.changedMark] != 0, slot < keys.count else { continue }
                         let key = AdoptionKey(appId: keys[slot].app, version: keys[slot].version.description)
-                        sketch.merge(into: &adoption[h.hour, default: [:]][key, default: HyperLogLog()])
-                        sketch.changed = false
+                        adoption[h.hour, default: [:]][key, default: HyperLogLog()].merge(registers: UnsafeBufferPointer(start: r, count: HyperLogLog.registerCount))
+                        r[Self.changedMark] = 0
                     }
                 }
             }
@@ -183,8 +230,7 @@ final class Tally: Sendable {
                 for shard in all {
                     shard.hours.withLock { hours in
                         for h in hours where h.hour >= hour {
-                            for sketch in h.checks.values { sketch.changed = true }
-                            for sketch in h.adoption { sketch?.changed = true }
+                            for r in h.all { r[Self.changedMark] = 1 }
                         }
                     }
                 }

@@ -108,6 +108,9 @@ struct Simulation {
         }
         if !p.apps.isEmpty { query.append(("apps", p.apps)) }
         query.append(("app", app))
+        // A failure reported as an event names no platform or client version: the form opens
+        // prefilled, to be completed, rather than answering "platform is required".
+        if p.platform.isEmpty || p.clientVersion.isEmpty { query.append(("complete", "1")) }
         return Route.simulate.path([], query: query)
     }
 }
@@ -140,9 +143,11 @@ final class RecentFailures: Sendable {
     static let tasks = 500
     private let state = NIOLockedValueBox<[Int64: [DeviceProfile]]>([:])
 
+    /// Keeps `p` first in its task's list; past `tasks` tasks, forgets the one whose newest
+    /// failure is the oldest.
     func add(task: Int64, _ p: DeviceProfile) {
         state.withLockedValue { all in
-            if all[task] == nil, all.count >= Self.tasks, let oldest = all.min(by: { ($0.value.last?.at ?? .distantPast) < ($1.value.last?.at ?? .distantPast) })?.key {
+            if all[task] == nil, all.count >= Self.tasks, let oldest = all.min(by: { ($0.value.first?.at ?? .distantPast) < ($1.value.first?.at ?? .distantPast) })?.key {
                 all[oldest] = nil
             }
             var list = all[task, default: []].filter { $0.deviceId != p.deviceId }
@@ -164,6 +169,10 @@ struct SimulatorController {
             func field(_ k: String) -> String { q[Substring(k)].map(String.init) ?? "" }
             var page = SimulatorPage(field: field, chrome: Chrome(context, section: .simulate))
             guard !field("platform").isEmpty || !field("clientVersion").isEmpty || !field("deviceId").isEmpty else {
+                return services.views.render("simulate", page)
+            }
+            if field("complete") == "1", field("platform").isEmpty || field("clientVersion").isEmpty {
+                page.incomplete = true
                 return services.views.render("simulate", page)
             }
             do {
@@ -204,6 +213,8 @@ struct SimulatorPage {
     var result: [Simulation.AppLine]? = nil { didSet { noApps = result?.isEmpty == true } }
     var noApps = false
     var error: String? = nil
+    /// Opened from a device that did not say its platform and client version (an event).
+    var incomplete = false
     let action = Route.simulate.path()
 
     init(field: (String) -> String, chrome: Chrome) {
