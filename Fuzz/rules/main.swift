@@ -33,7 +33,7 @@ func fuzz(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     }
     if let plan = try? RampPlan.stored(text) {
         precondition(plan.steps.count <= RampPlan.maxSteps)
-        _ = plan.timeline(start: Date(timeIntervalSince1970: 0), initial: 1)
+        _ = plan.timeline(start: Date(timeIntervalSince1970: 0), current: 1)
     }
     // Whitelist expressions (issue 15): whatever compiles matches in linear time.
     if let pattern = try? SafePattern(line(0)) {

@@ -121,6 +121,19 @@ public enum UserName {
         }
         return name
     }
+
+    /// Names a person's account may not take: `courier` is Courier's own, in the audit log
+    /// (a ramp's steps and its health gate), and a person must not be mistaken for it.
+    public static let reserved: Set<String> = ["courier"]
+
+    /// Checks the name of an account being created: `validate`, and not a reserved name.
+    public static func validateNew(_ raw: String, field: String = "name") throws(FieldError) -> String {
+        let name = try validate(raw, field: field)
+        if reserved.contains(name.lowercased()) {
+            throw FieldError(field, "The name \(name) is Courier's own: the audit log records its ramps' steps under it. Choose another.")
+        }
+        return name
+    }
 }
 
 /// The password rule, for every form and command that sets one.

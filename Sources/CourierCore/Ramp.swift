@@ -65,9 +65,13 @@ public struct RampPlan: Codable, Sendable, Equatable {
     public var nextDue: Date? { next.map { since.addingTimeInterval(TimeInterval($0.afterMinutes) * 60) } }
     public func isDue(now: Date) -> Bool { nextDue.map { $0 <= now } ?? false }
 
-    /// Every step with when it is (or was) due if none is held up, from `since` onwards for those not taken.
-    public func timeline(start: Date, initial: Double) -> [(at: Date, what: String, done: Bool)] {
-        var rows: [(at: Date, what: String, done: Bool)] = [(start, "\(Self.percent(initial)) % of devices", true)]
+    /// Where the ramp stands (`current`: the share at `start` before any step, else the share now,
+    /// since the clock last started), then each step not taken yet with when it is due if none is
+    /// held up.
+    public func timeline(start: Date, current: Double) -> [(at: Date, what: String, done: Bool)] {
+        let now = done == 0 ? (start, "\(Self.percent(current)) % of devices", true)
+                            : (since, "\(Self.percent(current)) % of devices, \(done) of \(steps.count) steps taken", true)
+        var rows: [(at: Date, what: String, done: Bool)] = [now]
         var at = since
         for (i, s) in steps.enumerated() where i >= done {
             at = at.addingTimeInterval(TimeInterval(s.afterMinutes) * 60)

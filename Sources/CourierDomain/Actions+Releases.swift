@@ -147,8 +147,9 @@ extension Actions {
         guard let p = TaskDraft.parsePercentage(text) else {
             throw FieldError("percentage", "Enter a percentage from 0.01 to 100, with at most two decimals.")
         }
+        let before = try await store.task(task)?.approvalState ?? .none
         let t = try await store.setPercentage(task: task, p, by: actor)
-        notifyIfAwaiting(t)
+        notifyIfAwaiting(t, before: before)
         return t
     }
 
@@ -193,7 +194,7 @@ extension Actions {
                 guard reason != nil || (plan.isDue(now: now) && t.approvalState != .awaiting) else { continue }
                 if let moved = try await store.rampStep(task: id, expecting: plan.done, pause: reason, baseline: nil, now: now) {
                     if let reason { notify(.pausedByGate(task: id, appId: t.appId, version: t.version, reason: reason)) }
-                    notifyIfAwaiting(moved)
+                    notifyIfAwaiting(moved, before: t.approvalState)   // a pause while a promotion waits is not a new wait
                     done.append("task \(id): " + (reason.map { "paused (\($0))" }
                                                   ?? "step \(plan.done + 1) of \(plan.steps.count), now \(moved.taskStatus.rawValue) at \(moved.percentage.map { RampPlan.percent($0) } ?? "-") %"))
                 }

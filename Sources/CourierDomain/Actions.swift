@@ -228,7 +228,7 @@ public struct Actions: Sendable {
 
     public func addUser(by actor: ActingUser, name: String, password: String, role: Role) async throws -> UserRecord {
         try actor.require(.manageUsers)
-        let trimmed = try UserName.validate(name)
+        let trimmed = try UserName.validateNew(name)
         try Password.validate(password)
         let hash = try await passwords.hash(password)
         return try await store.createUser(name: trimmed, passwordHash: hash, role: role, by: actor)

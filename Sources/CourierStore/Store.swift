@@ -256,8 +256,6 @@ public enum PrivateDirectory {
     }
 }
 
-/// A device ID as a fixed-size key (the first 8 bytes of its SHA-256): what a client sends
-/// may be long; what Courier remembers per device is not.
 /// A device as `eventSeen` keeps it: 16 hex digits of its SHA-256 (`DeviceKey`), a fixed size
 /// whatever a client sends.
 package enum EventKey {
@@ -283,6 +281,8 @@ package struct RampStepNotDue: Error {
     package init() {}
 }
 
+/// A device ID as a fixed-size key (the first 8 bytes of its SHA-256): what a client sends
+/// may be long; what Courier remembers per device is not.
 public enum DeviceKey {
     public static func of(_ device: String) -> UInt64 {
         SHA256.hash(data: Data(device.utf8)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }

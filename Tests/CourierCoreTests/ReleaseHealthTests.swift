@@ -80,6 +80,10 @@ final class ReleaseHealthTests: XCTestCase {
         plan.done = 1
         plan.since = start.addingTimeInterval(7200)   // taken late (the server was down): the next counts from then
         XCTAssertEqual(plan.nextDue, start.addingTimeInterval(7200 + 1800))
+        // The task page's timeline: where the ramp stands now, then what is left.
+        let rows = plan.timeline(start: start, current: 10)
+        XCTAssertEqual(rows.map(\.what), ["10 % of devices, 1 of 2 steps taken", "promote to official (every client in range)"])
+        XCTAssertEqual(rows.map(\.at), [start.addingTimeInterval(7200), start.addingTimeInterval(7200 + 1800)])
         XCTAssertEqual(try RampPlan.stored(plan.json), plan)
         XCTAssertNil(try RampPlan.stored(""))
         XCTAssertThrowsError(try RampPlan.stored(#"{"steps":[{"percentage":50,"afterMinutes":1},{"percentage":10,"afterMinutes":1}],"threshold":5,"done":0,"since":"2026-01-01T00:00:00Z"}"#),

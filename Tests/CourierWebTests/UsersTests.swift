@@ -109,7 +109,7 @@ final class UsersTests: XCTestCase {
                 await assertEqual(try await admin.post(Route.userEnable.path(name), []).status, .seeOther, name)
                 await assertEqual(try await h.store.user(named: name)?.disabled, false, name)
             }
-            for bad in ["dan o", "zoë", "a/b", "-x", "x y", String(repeating: "a", count: 65)] {
+            for bad in ["dan o", "zoë", "a/b", "-x", "x y", String(repeating: "a", count: 65), "courier", "Courier"] {   // courier: the ramps' own name
                 let r = try await admin.post("/users", [("name", bad), ("role", "developer"), ("password", "correct-horse")])
                 XCTAssertEqual(r.status, .unprocessableContent, bad)
                 XCTAssertTrue(r.text.contains(#"id="error-name""#), bad)

@@ -47,7 +47,7 @@ struct SetupController {
             let name = form["name"].trimmingCharacters(in: .whitespaces)
             do {
                 var errors = FieldErrors()
-                _ = errors.collect { () throws(FieldError) in try UserName.validate(name) }
+                _ = errors.collect { () throws(FieldError) in try UserName.validateNew(name) }
                 _ = errors.collect { () throws(FieldError) in try Password.validate(form["password"], repeated: form["password2"]) }
                 guard errors.isEmpty else { throw errors }
                 let hash = try await services.passwords.hash(form["password"])

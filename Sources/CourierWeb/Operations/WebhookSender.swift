@@ -13,13 +13,13 @@ import ServiceLifecycle
 /// Posts release events to the webhook (SPEC §5): a JSON body signed with HMAC-SHA256 of the
 /// body under the secret (`X-Courier-Signature: sha256=<hex>`), each attempt bounded in time,
 /// a few attempts with a pause between, one at a time in the background. Sending never blocks
-/// the change that caused it: events wait in a bounded queue (past it they are dropped and
-/// counted), and an address that does not answer holds up nothing but its own queue.
+/// the change that caused it: events wait in a bounded queue (past it the oldest waiting is
+/// dropped and counted: the newest say most about now), and an address that does not answer
+/// holds up nothing but its own queue.
 final class WebhookSender: ReleaseEventSink, Service, @unchecked Sendable {
     struct Delivery: Sendable {
         let at: Date
         let event: String
-        let url: String
         let attempts: Int
         /// `200 OK`, or what went wrong.
         let outcome: String
@@ -42,13 +42,13 @@ final class WebhookSender: ReleaseEventSink, Service, @unchecked Sendable {
         self.logger = logger
         self.timeout = timeout
         self.pause = pause
-        (stream, input) = AsyncStream.makeStream(of: (ReleaseEvent, Date).self, bufferingPolicy: .bufferingOldest(Self.queueLimit))
+        (stream, input) = AsyncStream.makeStream(of: (ReleaseEvent, Date).self, bufferingPolicy: .bufferingNewest(Self.queueLimit))
     }
 
     func send(_ event: ReleaseEvent) {
-        if case .dropped = input.yield((event, Date())) {
+        if case .dropped(let oldest) = input.yield((event, Date())) {
             state.withLockedValue { $0.dropped += 1 }
-            logger?.warning("Webhook queue full: an event was dropped", metadata: ["event": "\(event.name)"])
+            logger?.warning("Webhook queue full: the oldest event waiting was dropped", metadata: ["event": "\(oldest.0.name)"])
         }
     }
 
@@ -86,7 +86,7 @@ final class WebhookSender: ReleaseEventSink, Service, @unchecked Sendable {
             (ok, outcome) = await post(body, to: hook)
             if Task.isCancelled { break }
         }
-        let d = Delivery(at: Date(), event: event.name, url: hook.url, attempts: attempt, outcome: outcome, ok: ok)
+        let d = Delivery(at: Date(), event: event.name, attempts: attempt, outcome: outcome, ok: ok)
         state.withLockedValue { s in
             s.deliveries.insert(d, at: 0)
             if s.deliveries.count > Self.kept { s.deliveries.removeLast(s.deliveries.count - Self.kept) }

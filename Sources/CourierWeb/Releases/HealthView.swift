@@ -63,7 +63,7 @@ struct HealthView {
             gate = nil
         }
         if let plan {
-            timeline = plan.timeline(start: t.createdAt, initial: t.percentage ?? 0).enumerated().map { i, r in
+            timeline = plan.timeline(start: t.createdAt, current: t.percentage ?? 0).enumerated().map { i, r in
                 TimelineRow(at: displayDate.string(from: r.at) + " UTC", what: r.what, done: i == 0 || r.done)
             }
             rampLine = plan.next == nil ? "Every step was taken." : "\(plan.done) of \(plan.steps.count) steps taken; the next is due "

@@ -73,7 +73,7 @@ struct TaskSettingsForm {
             let now = Date()
             do {
                 if let plan = try d.validateRamp(.gray(.percentage(initial), rules: []), now: now) {
-                    timeline = plan.timeline(start: now, initial: initial).map {
+                    timeline = plan.timeline(start: now, current: initial).map {
                         HealthView.TimelineRow(at: $0.done ? "now" : displayDate.string(from: $0.at) + " UTC", what: $0.what, done: $0.done)
                     }
                 }
