@@ -298,7 +298,7 @@ final class ReleaseHealthPagesTests: XCTestCase {
             // 1.0.0.2 and the task's checks (1.0.0.1 was never released, 7.7.7.7 does not exist),
             // in each thread's shard that answered a check.
             let held = h.services.delivery.tally.size.sketches
-            XCTAssertTrue(held >= 2 && held % 2 == 0 && held <= 2 * ProcessInfo.processInfo.activeProcessorCount * 4, "\(held)")
+            XCTAssertTrue(held >= 2 && held <= 2 * ProcessInfo.processInfo.activeProcessorCount * 4, "\(held)")
             try await h.services.delivery.tally.flush(to: h.store)
             let caller = APITests.Caller(client: client, token: token)
             let r = try await caller.call(.get, "/api/v1/apps/20171228/adoption")
@@ -344,7 +344,7 @@ final class ReleaseHealthPagesTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(tally.size.sketches, 16, "a version's and a task's sketch per hour, in each thread's shard")
+        XCTAssertEqual(tally.size.sketches, 8, "the version's sketch per hour, in each thread's shard (its task's checks are that sketch too)")
         try await h.store.db.write { db in try db.execute(sql: "ALTER TABLE sketch RENAME TO sketchAway") }
         do {
             try await tally.flush(to: h.store, now: now)
@@ -356,6 +356,6 @@ final class ReleaseHealthPagesTests: XCTestCase {
         XCTAssertEqual(hours.map(\.checks), [40, 40], "both hours, each device once")
         let adoption = try await h.store.adoption(app: "20171228", sinceHour: 0)
         XCTAssertEqual(adoption["1.0.0.2"].map { $0.estimate }, 40)
-        XCTAssertEqual(tally.size.sketches, 8, "the hour gone is forgotten once written; the hour going on stays")
+        XCTAssertEqual(tally.size.sketches, 4, "the hour gone is forgotten once written; the hour going on stays")
     }
 }

@@ -162,7 +162,7 @@ final class DeliverySnapshot: Sendable {
                 ranges[v] = p.range
                 if let id = t.id {
                     let key = Tally.VersionKey(app: appId, version: v)
-                    released[key] = Released(task: id, slot: reuse.slots.slot(key))
+                    released[key] = Released(task: id, slot: reuse.slots.slot(key, task: id))
                 }
                 // Everything an entry is made of: the same key means the same bytes.
                 let key = [String(p.id ?? 0), p.blob, p.md5, String(p.size), p.version, p.extendInfo, p.installPolicy.rawValue,

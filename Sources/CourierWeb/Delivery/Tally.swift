@@ -21,21 +21,23 @@ final class Tally: Sendable {
     /// Released versions numbered for counting. The snapshot gives each its number when it is
     /// built, off the hot path, so that counting indexes an array instead of hashing an app's and
     /// a version's strings again. Numbers only grow and are never reused: a number means the same
-    /// version in every snapshot. There are as many as versions released since the start.
+    /// version in every snapshot. There are as many as versions released since the start. Each
+    /// also keeps the task that released its version, as the newest snapshot says.
     final class VersionSlots: Sendable {
-        private let state = Mutex<(slots: [VersionKey: Int], keys: [VersionKey])>(([:], []))
+        private let state = Mutex<(slots: [VersionKey: Int], keys: [VersionKey], tasks: [Int64])>(([:], [], []))
 
-        func slot(_ key: VersionKey) -> Int {
+        func slot(_ key: VersionKey, task: Int64) -> Int {
             state.withLock { s in
-                if let n = s.slots[key] { return n }
+                if let n = s.slots[key] { s.tasks[n] = task; return n }
                 s.keys.append(key)
+                s.tasks.append(task)
                 s.slots[key] = s.keys.count - 1
                 return s.keys.count - 1
             }
         }
 
-        /// Every version numbered so far, by number.
-        var keys: [VersionKey] { state.withLock { $0.keys } }
+        /// Every version numbered so far and its task, by number.
+        var all: (keys: [VersionKey], tasks: [Int64]) { state.withLock { ($0.keys, $0.tasks) } }
     }
     let slots = VersionSlots()
 
@@ -99,19 +101,14 @@ final class Tally: Sendable {
     }
 
     /// Counts one update check: the device on each installed version the snapshot knows, and on
-    /// the task its answer came from (or the task of the version it runs). Once a key's sketch
+    /// the task its answer offers (a task's devices that checked are also those running its
+    /// version: that sketch is the version's, merged in when written). Once a key's sketch
     /// exists this allocates nothing and hashes no string beyond the snapshot's own lookup (one
     /// per installed app); the registers are gathered first and then read together.
     func record(_ request: ClientRequest, _ decisions: [Decision], snapshot: DeliverySnapshot, now: Date) {
         guard enabled, !request.deviceId.isEmpty, !decisions.isEmpty || !request.installed.isEmpty else { return }
         let place = HyperLogLog.Place(hash: HyperLogLog.hash(request.deviceId))
         let hour = Int64(now.timeIntervalSince1970 / 3600)
-        // Apps whose answer names a task: counted on that task, not on their installed version's.
-        var answered: [String] = []
-        for d in decisions {
-            if case .none = d.answer { continue }
-            answered.append(d.appId)
-        }
         var created = 0
         shard.hours.withLock { hours in
             let h: Hour
@@ -170,8 +167,6 @@ final class Tally: Sendable {
                     guard let v = installed, let released = snapshot.released[VersionKey(app: app, version: v)] else { continue }
                     versions[nv] = released.slot
                     nv += 1
-                    // Nothing offered: the device counts on the task of the version it runs.
-                    if answered.isEmpty || !answered.contains(app) { tasks[nt] = released.task; nt += 1 }
                     if nv == versions.count { count() }
                 }
                 for d in decisions {
@@ -199,7 +194,7 @@ final class Tally: Sendable {
     /// on stays to count on. A write that fails leaves them marked, for the next flush.
     func flush(to store: Store, now: Date = Date()) async throws {
         let current = Int64(now.timeIntervalSince1970 / 3600)
-        let keys = slots.keys
+        let (keys, taskOfSlot) = slots.all
         var checks: [Int64: [Int64: HyperLogLog]] = [:]
         var adoption: [Int64: [AdoptionKey: HyperLogLog]] = [:]
         let all = shards.withLock { $0 }
@@ -214,7 +209,10 @@ final class Tally: Sendable {
                     for (slot, r) in h.adoption.enumerated() {
                         guard let r, r[Self.changedMark] != 0, slot < keys.count else { continue }
                         let key = AdoptionKey(appId: keys[slot].app, version: keys[slot].version.description)
-                        adoption[h.hour, default: [:]][key, default: HyperLogLog()].merge(registers: UnsafeBufferPointer(start: r, count: HyperLogLog.registerCount))
+                        let registers = UnsafeBufferPointer(start: r, count: HyperLogLog.registerCount)
+                        adoption[h.hour, default: [:]][key, default: HyperLogLog()].merge(registers: registers)
+                        // The devices running a task's version checked that task.
+                        checks[h.hour, default: [:]][taskOfSlot[slot], default: HyperLogLog()].merge(registers: registers)
                         r[Self.changedMark] = 0
                     }
                 }
