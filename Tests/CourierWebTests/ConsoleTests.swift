@@ -378,6 +378,8 @@ final class ConsoleTests: XCTestCase {
             XCTAssertTrue(search.contains("App number 17"))
             XCTAssertTrue(search.contains("· 1 app<"))
             await assertTrue(try await b.get("/apps?q=30000024").text.contains("App number 24"))
+            await assertTrue(try await b.get("/apps?q=number+17").text.contains("App number 17"), "as the search form sends a space")
+            await assertTrue(try await b.get("/apps?q=%2B").text.contains("No app matches"), "a typed + is a +")
             await assertTrue(try await b.get("/apps?q=%25").text.contains("No app matches"), "LIKE wildcards are literal")
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 
 /// `application/x-www-form-urlencoded` fields. The last value wins for a repeated name;
 /// `all(_:)` gives every value (checkbox groups).
@@ -25,4 +26,11 @@ public struct FormFields: Sendable {
     public func all(_ name: String) -> [String] { pairs.filter { $0.0 == name }.map(\.1) }
     /// A checkbox counts as checked when sent with any value but "false".
     public func isChecked(_ name: String) -> Bool { has(name) && self[name] != "false" }
+}
+
+extension Request {
+    /// The query as a GET form sends it (`application/x-www-form-urlencoded`, where `+` is a
+    /// space): `uri.queryParameters` leaves `+` as it is, so a search for "New York" was one
+    /// for "New+York". For every value a person types.
+    var queryFields: FormFields { FormFields(urlEncoded: uri.query ?? "") }
 }

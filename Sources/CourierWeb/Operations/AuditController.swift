@@ -46,8 +46,7 @@ struct AuditController {
 
     static func filter(_ request: Request) -> AuditFilter {
         func q(_ name: String) -> String {
-            let value: Substring = request.uri.queryParameters[Substring(name)] ?? ""
-            return String(value.prefix(100))
+            String(request.queryFields[name].prefix(100))
         }
         return AuditFilter(app: q("app"), user: q("user"), kind: q("kind"))
     }

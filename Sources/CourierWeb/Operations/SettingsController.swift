@@ -126,7 +126,8 @@ struct WebhookBox {
     let newSecret: String?
     let deliveries: [Row]
     let hasDeliveries: Bool
-    let dropped: Int
+    /// Said only when some were dropped (a 0 would still open the section).
+    let dropped: String?
     let action = Route.webhookSettings.path()
 
     init(_ hook: Webhook?, sender: WebhookSender, newSecret: String?, typed: String?) {
@@ -139,6 +140,6 @@ struct WebhookBox {
             Row(at: displayDate.string(from: $0.at) + " UTC", event: $0.event, attempts: $0.attempts, outcome: $0.outcome, ok: $0.ok)
         }
         hasDeliveries = !deliveries.isEmpty
-        dropped = recent.dropped
+        dropped = recent.dropped == 0 ? nil : recent.dropped == 1 ? "1 event was dropped" : "\(recent.dropped) events were dropped"
     }
 }

@@ -169,7 +169,7 @@ struct APIController {
                              "resignedPackages": String(count)], status: .created)
         }
         routes.get(.apiApps, needs: .read) { request, _ in
-            let page = try await services.store.apps(search: request.uri.queryParameters["q"].map(String.init) ?? "",
+            let page = try await services.store.apps(search: request.queryFields["q"],
                                                page: request.uri.queryParameters["page"].flatMap { Int($0) } ?? 1, perPage: 100)
             struct List: Encodable { let apps: [AppJSON]; let total: Int; let page: Int; let pageCount: Int }
             return try json(List(apps: page.items.map { AppJSON(id: $0.id, name: $0.name, type: $0.type?.rawValue, packages: nil) },

@@ -8,7 +8,7 @@ struct AppsController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.apps, needs: .read) { request, context in
-            let q = request.uri.queryParameters["q"].map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
+            let q = request.queryFields["q"].trimmingCharacters(in: .whitespaces)
             let page = try await services.store.apps(search: q, page: request.uri.queryParameters["page"].flatMap { Int($0) } ?? 1)
             let tasks = try await services.store.tasks(ids: page.items.compactMap(\.releaseTaskId))
             return services.views.render("apps", AppsPage(page, tasks: tasks, query: q, user: context.user, chrome: Chrome(context, section: .apps)))

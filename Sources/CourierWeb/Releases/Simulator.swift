@@ -165,8 +165,8 @@ struct SimulatorController {
 
     func addRoutes(to routes: SignedInRoutes) {
         routes.get(.simulate, needs: .read) { request, context in
-            let q = request.uri.queryParameters
-            func field(_ k: String) -> String { q[Substring(k)].map(String.init) ?? "" }
+            let q = request.queryFields
+            func field(_ k: String) -> String { q[k] }
             var page = SimulatorPage(field: field, chrome: Chrome(context, section: .simulate))
             guard !field("platform").isEmpty || !field("clientVersion").isEmpty || !field("deviceId").isEmpty else {
                 return services.views.render("simulate", page)

@@ -34,7 +34,7 @@ struct TasksController {
             var draft = TaskDraft()
             draft.type = TaskType.gray.rawValue   // as on a package's own form: the release that reaches everyone is chosen, never assumed
             draft.mode = ModeName.whitelist.rawValue
-            return try await batch(context, search: request.uri.queryParameters["q"].map(String.init) ?? "", chosen: [], draft: draft,
+            return try await batch(context, search: request.queryFields["q"], chosen: [], draft: draft,
                                    failure: .none, preview: nil, outcomes: nil)
         }
         routes.post(.batchRelease, needs: .editReleases) { _, context in
