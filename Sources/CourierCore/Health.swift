@@ -55,6 +55,10 @@ public struct ReleaseHealth: Sendable, Equatable {
     }
 
     public var trials: Int { installs + failures }
+    /// "1 failure in 3 installs and failures", counted right for one.
+    public static func failuresWords(_ failures: Int, of trials: Int) -> String {
+        "\(failures) failure\(failures == 1 ? "" : "s") in \(trials) \(trials == 1 ? "install or failure" : "installs and failures")"
+    }
     /// nil before anything was installed or failed.
     public var failureRate: Double? { trials == 0 ? nil : Double(failures) / Double(trials) }
     public var failureRateLow: Double? { trials == 0 ? nil : Wilson.bounds(failures, of: trials).low }
@@ -104,7 +108,7 @@ public enum HealthGate {
         let trials = health.trials
         guard trials >= minimumTrials, let low = health.failureRateLow, let rate = health.failureRate else { return .tooFew(trials: trials) }
         guard low * 100 > threshold else { return .healthy(low: low) }
-        return .pause("\(health.failures) failures in \(trials) installs and failures, a failure rate of \(percent(rate * 100)) %; "
+        return .pause("\(ReleaseHealth.failuresWords(health.failures, of: trials)), a failure rate of \(percent(rate * 100)) %; "
                       + "its 95 % lower bound \(percent(low * 100)) % is above the threshold of \(percent(threshold)) %")
     }
 

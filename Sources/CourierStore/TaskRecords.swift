@@ -295,7 +295,7 @@ extension TaskRecord {
             plan.gateBaseline = baseline
             plan.baselinePending = nil
             ramp = plan.json
-            return ["gateBaseline": "\(baseline.failures) failures in \(baseline.installs + baseline.failures) installs and failures, accepted when the task was resumed",
+            return ["gateBaseline": "\(ReleaseHealth.failuresWords(baseline.failures, of: baseline.installs + baseline.failures)), accepted when the task was resumed",
                     "app": appId, "version": version]
         }
         if let reason {

@@ -46,6 +46,9 @@ final class ReleaseHealthTests: XCTestCase {
             }
         }
         XCTAssertEqual(HealthGate.verdict(health(installs: 40, failed: 9), threshold: 5), .tooFew(trials: 49))
+        XCTAssertEqual(ReleaseHealth.failuresWords(1, of: 1), "1 failure in 1 install or failure")
+        XCTAssertEqual(ReleaseHealth.failuresWords(1, of: 7), "1 failure in 7 installs and failures")
+        XCTAssertEqual(ReleaseHealth.failuresWords(0, of: 2), "0 failures in 2 installs and failures")
         if case .healthy = HealthGate.verdict(health(installs: 1000, failed: 20), threshold: 5) {} else { XCTFail("2 % is healthy") }
     }
 

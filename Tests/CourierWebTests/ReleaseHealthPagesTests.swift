@@ -6,6 +6,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import Synchronization
 import XCTest
 @testable import CourierWeb
 
@@ -119,6 +120,14 @@ final class ReleaseHealthPagesTests: XCTestCase {
             XCTAssertEqual(form.status, .ok, form.text)
             XCTAssertTrue(form.text.contains("simulate-incomplete") && form.text.contains(#"value="dev-5""#), form.text)
             XCTAssertFalse(form.text.contains("simulate-error"))
+            XCTAssertTrue(form.text.contains(">20171228 1.0.0.1</textarea>"), "a failed trial: the version was installed")
+            // A device that could not install the version still runs another, which it did not say.
+            let failed = try await Self.post(client, "/client/v1/events", #"{"deviceId":"dev-7","appId":"20171228","version":"1.0.0.1","event":"install_failed"}"#)
+            XCTAssertEqual(failed.status, .noContent, failed.text)
+            let again = try await b.get("/tasks/\(id)")
+            XCTAssertTrue(again.text.contains("4 failures in 8 installs and failures"), again.text)
+            let installLink = try XCTUnwrap(again.text.range(of: #"/simulate\?deviceId=dev-7[^"]*"#, options: .regularExpression).map { String(again.text[$0]) })
+            XCTAssertFalse(installLink.contains("apps="), installLink)
             let health = try await b.get("/api/v1/tasks/\(id)/health")
             XCTAssertEqual(health.status, .unauthorized, "the JSON twin takes a token, not a session")
         }
@@ -363,5 +372,31 @@ final class ReleaseHealthPagesTests: XCTestCase {
         let adoption = try await h.store.adoption(app: "20171228", sinceHour: 0)
         XCTAssertEqual(adoption["1.0.0.2"].map { $0.estimate }, 40)
         XCTAssertEqual(tally.size.sketches, 4, "the hour gone is forgotten once written; the hour going on stays")
+    }
+
+    /// Past its cap the tally makes no sketch, says so, and counts again once an hour is written and gone.
+    func testTheTallyStopsAtItsCapAndSaysSo() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        var official = TaskDraft(); official.type = "official"
+        _ = try await h.services.actions.createTask(by: ActingUser(name: "ci", role: .developer), appId: "20171228", version: "1.0.0.2", draft: official)
+        let refused = Atomic<Int>(0)
+        let tally = Tally(refused: { refused.add(1, ordering: .relaxed) }, enabled: true, maxSketches: 1)
+        let snapshot = try await DeliverySnapshot.build(from: h.store, publicURL: "http://127.0.0.1", reuse: .init(slots: tally.slots))
+        let now = Date(), earlier = now.addingTimeInterval(-3600)
+        func check(at: Date) throws {
+            let body = Array(#"{"platform":"android","clientVersion":"10.2.3","deviceId":"d-1","apps":[{"id":"20171228","version":"1.0.0.2"}]}"#.utf8)
+            let request = try body.withUnsafeBytes { try ClientRequest.parse($0) }
+            tally.record(request, Targeting.decide(request, snapshot.targeting, now: at, explain: false) { _, _, _ in true }, snapshot: snapshot, now: at)
+        }
+        try check(at: earlier)
+        try check(at: now)
+        XCTAssertEqual(tally.size.sketches, 1)
+        XCTAssertEqual(tally.size.dropped, 1)
+        XCTAssertEqual(refused.load(ordering: .relaxed), 1, "the metrics are told")
+        try await tally.flush(to: h.store, now: now)
+        XCTAssertEqual(tally.size.sketches, 0, "the earlier hour is written and forgotten")
+        try check(at: now)
+        XCTAssertEqual(tally.size.sketches, 1, "room again")
     }
 }

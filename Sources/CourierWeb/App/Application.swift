@@ -343,11 +343,12 @@ func publicKeyResponse(_ services: Services) async throws -> Response {
                     body: .init(byteBuffer: ByteBuffer(string: key.publicKeyPEM)))
 }
 
-/// Finishes time-window tasks at their end time, checking every few seconds; gives the
-/// allocator's free pages back and forgets past hours' event reporters every minute; removes batch imports left unsubmitted past their
-/// 24 hours every ten minutes.
+/// Every ten seconds: finishes time-window tasks at their end time and takes the ramps' due
+/// steps and health gates. Every minute: writes this node's counts of update checks, gives the
+/// allocator's free pages back and forgets past hours' event reporters. Every ten minutes:
+/// removes batch imports left unsubmitted past their 24 hours; every hour, old health counters.
 /// The shared work runs under the `housekeeping` lease, so that of several nodes on one
-/// database one does it at a time; the allocator's trim is each node's own.
+/// database one does it at a time; the counts and the allocator's trim are each node's own.
 struct Housekeeping: Service {
     let actions: Actions
     let logger: Logger
@@ -358,7 +359,6 @@ struct Housekeeping: Service {
     let node: String
 
     func run() async throws {
-        // Stops at once when the server shuts down (a sleeping loop would hold the shutdown up).
         var failure: Error?
         do { try await rounds() } catch is CancellationError {} catch { failure = error }
         // Shutting down: this node's last minute of checks is written and the lease let go before
@@ -371,15 +371,17 @@ struct Housekeeping: Service {
         if let failure { throw failure }
     }
 
+    /// Every ten seconds until the server shuts down; stops at once then (a sleeping loop would
+    /// hold the shutdown up).
     private func rounds() async throws {
         try await cancelWhenGracefulShutdown { [actions, logger, node, tally] in
-            var rounds = 0
+            var round = 0
             while !Task.isCancelled {
-                rounds += 1
-                if rounds % 6 == 0 { Allocator.trim() }
+                round += 1
+                if round % 6 == 0 { Allocator.trim() }
                 // This node's marks on blobs it added a day ago and more: committed or failed by now.
-                if rounds % 60 == 0 { actions.store.blobs.forgetPending(untouchedSince: Date().addingTimeInterval(-86_400)) }
-                if rounds % 6 == 0 {
+                if round % 60 == 0 { actions.store.blobs.forgetPending(untouchedSince: Date().addingTimeInterval(-86_400)) }
+                if round % 6 == 0 {
                     do { try await tally.flush(to: actions.store) } catch {
                         logger.error("Could not write the update checks' counts", metadata: ["error": "\(error)"])
                     }
@@ -407,17 +409,17 @@ struct Housekeeping: Service {
                 } catch {
                     logger.error("Could not run the ramps' steps and health gates", metadata: ["error": "\(error)"])
                 }
-                if rounds % 360 == 1 {
+                if round % 360 == 1 {
                     do { _ = try await actions.store.pruneHealth(now: Date()) } catch {
                         logger.error("Could not prune old health counters", metadata: ["error": "\(error)"])
                     }
                 }
-                if rounds % 6 == 0 {
+                if round % 6 == 0 {
                     do { _ = try await actions.store.pruneEventsSeen() } catch {   // which devices reported in past hours
                         logger.error("Could not forget which devices reported in past hours", metadata: ["error": "\(error)"])
                     }
                 }
-                if rounds % 60 == 0 {   // every ten minutes: imports past their 24 hours
+                if round % 60 == 0 {   // every ten minutes: imports past their 24 hours
                     do {
                         let n = try await actions.store.sweepImports(startingUp: false)
                         if n > 0 { logger.info("Removed unsubmitted batch imports past their 24 hours", metadata: ["imports": "\(n)"]) }

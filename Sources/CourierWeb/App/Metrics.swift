@@ -37,6 +37,8 @@ public final class CourierMetrics: Sendable {
     let admissions: Metrics.Counter
     /// Distinct-device sketches held in memory (adoption and checks, 4 KB each).
     let adoptionSketches: Metrics.Gauge
+    /// Sketches not made because the tally's `maxSketches` was reached: what they would have counted is missing.
+    let adoptionSketchesRefused: Metrics.Counter
     let residentBytes: Metrics.Gauge
     let heapInUseBytes: Metrics.Gauge
     let heapFreeBytes: Metrics.Gauge
@@ -85,6 +87,7 @@ public final class CourierMetrics: Sendable {
         snapshotUnreadable = Metrics.Gauge(label: "courier_snapshot_unreadable", factory: factory)
         admissions = counter("courier_time_window_admissions_total")
         adoptionSketches = Metrics.Gauge(label: "courier_adoption_sketches", factory: factory)
+        adoptionSketchesRefused = counter("courier_adoption_sketches_refused_total")
         residentBytes = Metrics.Gauge(label: "courier_process_resident_bytes", factory: factory)
         heapInUseBytes = Metrics.Gauge(label: "courier_heap_bytes", dimensions: [("state", "in_use")], factory: factory)
         heapFreeBytes = Metrics.Gauge(label: "courier_heap_bytes", dimensions: [("state", "free")], factory: factory)

@@ -260,7 +260,8 @@ public final class Delivery: Sendable {
         self.publicURL = publicURL
         self.metrics = metrics
         self.logger = logger
-        tally = Tally { [gauge = metrics.adoptionSketches] in gauge.record($0) }
+        tally = Tally(gauge: { [gauge = metrics.adoptionSketches] in gauge.record($0) },
+                      refused: { [counter = metrics.adoptionSketchesRefused] in counter.increment() })
         reuse = DeliverySnapshot.Reuse(slots: tally.slots)
         ledger = AdmissionLedger(try await store.admissions())
         gaveUp = GaveUpLedger(try await store.gaveUpDevices())

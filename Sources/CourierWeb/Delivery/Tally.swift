@@ -6,12 +6,13 @@ import Synchronization
 
 /// What update checks say about devices (SPEC §5), counted in memory on the hot path and
 /// written by `flush` about once a minute: which devices checked each task (a task's `checked`
-/// counter) and which run each released version (adoption). A sketch per key and hour
+/// counter: those its answers offered the task's version, and, merged in when written, those
+/// running that version) and which run each released version (adoption). A sketch per key and hour
 /// (`HyperLogLog`, 4 KB) keeps memory bounded whatever the number of devices; the keys are
 /// bounded by what is released (versions no snapshot knows are not counted) and by `maxSketches`.
 final class Tally: Sendable {
-    /// At most this many sketches in memory (16 MB); past it, new keys of the hour are not counted.
-    static let maxSketches = 4_096
+    /// At most this many sketches in memory (16 MB by default); past it, new keys of the hour are not counted.
+    let maxSketches: Int
 
     struct VersionKey: Hashable, Sendable {
         let app: String
@@ -83,12 +84,17 @@ final class Tally: Sendable {
     private let dropped = Atomic<Int>(0)
     /// Told the number of sketches whenever it changes.
     private let gauge: (@Sendable (Int) -> Void)?
+    /// Told each time a sketch is not made because `maxSketches` was reached.
+    private let refused: (@Sendable () -> Void)?
 
     /// Off only to measure what counting costs the hot path (`COURIER_TALLY=off`, bench/update-check.sh).
     let enabled: Bool
 
-    init(gauge: (@Sendable (Int) -> Void)? = nil, enabled: Bool = ProcessInfo.processInfo.environment["COURIER_TALLY"] != "off") {
+    init(gauge: (@Sendable (Int) -> Void)? = nil, refused: (@Sendable () -> Void)? = nil,
+         enabled: Bool = ProcessInfo.processInfo.environment["COURIER_TALLY"] != "off", maxSketches: Int = 4_096) {
+        self.maxSketches = maxSketches
         self.gauge = gauge
+        self.refused = refused
         self.enabled = enabled
     }
 
@@ -117,9 +123,10 @@ final class Tally: Sendable {
             else { h = Hour(hour); hours.append(h) }
             func make() -> Registers? {
                 // The cap holds across shards: a place is taken before a sketch is made.
-                guard sketches.add(1, ordering: .relaxed).newValue <= Self.maxSketches else {
+                guard sketches.add(1, ordering: .relaxed).newValue <= maxSketches else {
                     sketches.subtract(1, ordering: .relaxed)
                     dropped.add(1, ordering: .relaxed)
+                    refused?()
                     return nil
                 }
                 created += 1

@@ -44,7 +44,7 @@ struct HealthView {
         let threshold = plan?.threshold
         apiURL = Route.apiTaskHealth.path(String(t.id ?? 0))
         if let rate = health.failureRate, let low = health.failureRateLow {
-            summary = "\(health.failures) failures in \(health.trials) installs and failures: a failure rate of \(Self.percent(rate)) % "
+            summary = "\(ReleaseHealth.failuresWords(health.failures, of: health.trials)): a failure rate of \(Self.percent(rate)) % "
                 + "(95 % Wilson lower bound \(Self.percent(low)) %)."
         } else {
             summary = "No device has installed or failed to install this version yet."
@@ -98,7 +98,7 @@ struct HealthView {
         rateSVG = Chart(id: "health-rate", title: "Failure rate so far (%)", hours: hours.count, startHour: startHour, marks: marks,
                         series: [.init(name: "failure rate", colour: "#dc2626", values: rate),
                                  .init(name: "95 % lower bound", colour: "#7c3aed", values: low, dashed: true)],
-                        threshold: threshold ?? HealthGate.defaultThreshold, unit: "%").svg
+                        threshold: threshold, unit: "%").svg
     }
 
     static func percent(_ fraction: Double) -> String { String(format: "%.1f", fraction * 100) }
@@ -166,7 +166,8 @@ struct HealthView {
             // (a pause at 10:36) sits where it happened within its hour.
             let span = Double(max(1, hours))
             let highest = max(series.flatMap { $0.values.compactMap { $0 } }.max() ?? 0, threshold.map { $0 * 1.25 } ?? 0, unit == "%" ? 1 : 4)
-            let top = Self.niceCeiling(highest)
+            // Counts are labelled in whole numbers: four steps of 1, 2 or 5 times a power of ten.
+            let top = unit == "%" ? Self.niceCeiling(highest) : 4 * Self.niceCeiling(highest / 4, steps: [1, 2, 5, 10])
             func x(_ offset: Double) -> Double { Self.left + plotW * min(max(offset, 0), span) / span }
             func y(_ v: Double) -> Double { Self.top + plotH * (1 - v / top) }
             func f(_ v: Double) -> String { String(format: "%.1f", v) }
@@ -237,10 +238,10 @@ struct HealthView {
         }
 
         /// 1, 2, 5 × 10ⁿ at or above `v`.
-        static func niceCeiling(_ v: Double) -> Double {
+        static func niceCeiling(_ v: Double, steps: [Double] = [1, 2, 2.5, 5, 10]) -> Double {
             guard v > 0 else { return 1 }
             let magnitude = pow(10, floor(log10(v)))
-            for m in [1.0, 2, 2.5, 5, 10] where m * magnitude >= v { return m * magnitude }
+            for m in steps where m * magnitude >= v { return m * magnitude }
             return 10 * magnitude
         }
 

@@ -124,8 +124,11 @@ struct DeviceProfile: Sendable, Equatable {
     var what = ""
     var at = Date()
 
+    /// From an event: only a failed trial says the device runs the version (it was installed);
+    /// a download, a check or an install that failed leaves the installed version unknown.
     init(deviceId: String, app: String, version: String, what: String) {
-        self.deviceId = String(deviceId.prefix(256)); apps = "\(app) \(version)"; self.what = what
+        self.deviceId = String(deviceId.prefix(256)); self.what = what
+        apps = what == "trial_failed" ? "\(app) \(version)" : ""
     }
 
     init(_ r: ClientRequest, what: String) {
