@@ -31,6 +31,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
+        .systemLibrary(name: "CAtomicBytes", path: "Sources/CAtomicBytes"),
         .systemLibrary(name: "CCmark", path: "Sources/CCmark", pkgConfig: "libcmark",
                        providers: [.apt(["libcmark-dev"])]),
         .target(name: "CourierCore"),
@@ -75,7 +76,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "CourierWeb", dependencies: [
-            "CourierCore", "CourierArchive", "CourierStore", "CourierSQLite", "CourierPostgres", "CourierDomain", "CCmark",
+            "CourierCore", "CourierArchive", "CourierStore", "CourierSQLite", "CourierPostgres", "CourierDomain", "CCmark", "CAtomicBytes",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),

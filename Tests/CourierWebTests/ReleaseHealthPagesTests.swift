@@ -359,7 +359,7 @@ final class ReleaseHealthPagesTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(tally.size.sketches, 8, "the version's sketch per hour, in each thread's shard (its task's checks are that sketch too)")
+        XCTAssertEqual(tally.size.sketches, 2, "the version's sketch per hour, shared by the four threads (its task's checks are that sketch too)")
         try await h.store.db.write { db in try db.execute(sql: "ALTER TABLE sketch RENAME TO sketchAway") }
         do {
             try await tally.flush(to: h.store, now: now)
@@ -371,7 +371,41 @@ final class ReleaseHealthPagesTests: XCTestCase {
         XCTAssertEqual(hours.map(\.checks), [40, 40], "both hours, each device once")
         let adoption = try await h.store.adoption(app: "20171228", sinceHour: 0)
         XCTAssertEqual(adoption["1.0.0.2"].map { $0.estimate }, 40)
-        XCTAssertEqual(tally.size.sketches, 4, "the hour gone is forgotten once written; the hour going on stays")
+        XCTAssertEqual(tally.size.sketches, 1, "the hour gone is forgotten once written; the hour going on stays")
+    }
+
+    /// A device that asks again with the same body is not counted again (it would change no
+    /// register), but the same body counts anew in a new hour and under a snapshot that offers it
+    /// another task.
+    func testTheSameBodyAgainIsSkippedOnlyWhileItWouldCountNothingNew() async throws {
+        let (h, _) = try await releasedHarness()
+        defer { h.cleanUp() }
+        let ci = ActingUser(name: "ci", role: .developer)
+        var official = TaskDraft(); official.type = "official"
+        let first = try await h.services.actions.createTask(by: ci, appId: "20171228", version: "1.0.0.1", draft: official).id ?? 0
+        let tally = Tally(enabled: true)
+        let reuse = DeliverySnapshot.Reuse(slots: tally.slots)
+        var snapshot = try await DeliverySnapshot.build(from: h.store, publicURL: "http://127.0.0.1", reuse: reuse)
+        let now = Date(), later = now.addingTimeInterval(3600)
+        func check(_ device: String, at: Date) throws {
+            let body = Array(#"{"platform":"android","clientVersion":"10.2.3","deviceId":"\#(device)","apps":[{"id":"20171228","version":"0"}]}"#.utf8)
+            let request = try body.withUnsafeBytes { try ClientRequest.parse($0) }
+            let decisions = Targeting.decide(request, snapshot.targeting, now: at, explain: false) { _, _, _ in true }
+            body.withUnsafeBytes { tally.record(request, decisions, snapshot: snapshot, now: at, body: $0) }
+        }
+        for _ in 0..<3 { try check("d-1", at: now) }
+        try check("d-2", at: now)
+        try check("d-1", at: later)
+        // A release: the same body is now offered the new task.
+        let second = try await h.services.actions.createTask(by: ci, appId: "20171228", version: "1.0.0.2", draft: official).id ?? 0
+        snapshot = try await DeliverySnapshot.build(from: h.store, publicURL: "http://127.0.0.1", reuse: reuse)
+        try check("d-1", at: now)
+        try await tally.flush(to: h.store, now: now)
+        try await tally.flush(to: h.store, now: later)
+        let hours = try await h.store.healthHours(task: first)
+        XCTAssertEqual(hours.map(\.checks), [2, 1], "both devices in the first hour, d-1 again in the next")
+        let offered = try await h.store.healthHours(task: second)
+        XCTAssertEqual(offered.map(\.checks), [1], "the same body, offered the new task")
     }
 
     /// Past its cap the tally makes no sketch, says so, and counts again once an hour is written and gone.

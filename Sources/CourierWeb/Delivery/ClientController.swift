@@ -152,7 +152,7 @@ struct ClientController {
         }
         guard !mustWrite.raised else { return nil }
         delivery.metrics.decided(decisions)
-        delivery.tally.record(request, decisions, snapshot: snapshot, now: now)
+        delivery.tally.record(request, decisions, snapshot: snapshot, now: now, body: body)
         return snapshot.answer(decisions)
     }
 

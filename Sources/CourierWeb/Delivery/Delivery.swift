@@ -41,6 +41,10 @@ final class DeliverySnapshot: Sendable {
     let patchTargets: [String: Set<PackageVersion>]
     /// Entries carrying a patch, pre-encoded: `[appId: [version: [installed base: entry]]]`.
     let patched: [String: [PackageVersion: [PackageVersion: [UInt8]]]]
+    /// This snapshot among those made since the start (each a new number): what the tally's
+    /// memory of checks already counted is valid for.
+    let generation: UInt64
+    private static let made = Atomic<UInt64>(0)
 
     struct GlobalFile: Sendable {
         let blob: String
@@ -65,6 +69,7 @@ final class DeliverySnapshot: Sendable {
         self.released = released
         self.globalAppKey = globalAppKey
         self.globalFiles = globalFiles
+        generation = Self.made.add(1, ordering: .relaxed).newValue
     }
 
     /// The update API's answer: the pre-encoded entries the decisions name.

@@ -1,6 +1,10 @@
+import CAtomicBytes
 import CourierCore
 import CourierStore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOPosix
 import Synchronization
 
@@ -8,8 +12,9 @@ import Synchronization
 /// written by `flush` about once a minute: which devices checked each task (a task's `checked`
 /// counter: those its answers offered the task's version, and, merged in when written, those
 /// running that version) and which run each released version (adoption). A sketch per key and hour
-/// (`HyperLogLog`, 4 KB) keeps memory bounded whatever the number of devices; the keys are
-/// bounded by what is released (versions no snapshot knows are not counted) and by `maxSketches`.
+/// (`HyperLogLog`, 4 KB), one for every thread, keeps memory bounded whatever the number of
+/// devices and of cores; the keys are bounded by what is released (versions no snapshot knows are
+/// not counted) and by `maxSketches`.
 final class Tally: Sendable {
     /// At most this many sketches in memory (16 MB by default); past it, new keys of the hour are not counted.
     let maxSketches: Int
@@ -43,44 +48,113 @@ final class Tally: Sendable {
     let slots = VersionSlots()
 
     /// A sketch's registers and, after them, a byte saying they changed since they were last
-    /// written: raw memory, so that the hot path reaches a register with one load (no object to
-    /// go through first) and the loads of one check's sketches can be in flight together. Owned
-    /// by its `Hour`; used only under its shard's lock.
+    /// written: raw memory in the `Arena`, shared by every thread. Registers only grow (a sketch
+    /// keeps each device's maximum), raised atomically; the mark is set after a raise and taken
+    /// by the flush before it reads, so a raise is never both unread and unmarked.
     typealias Registers = UnsafeMutablePointer<UInt8>
     static let changedMark = HyperLogLog.registerCount
 
-    static func newRegisters() -> Registers {
-        let r = Registers.allocate(capacity: HyperLogLog.registerCount + 1)
-        r.initialize(repeating: 0, count: HyperLogLog.registerCount + 1)
-        return r
+    /// Every sketch's registers in one mapping of `capacity` slots, which the kernel is asked to
+    /// back with huge pages: a first check reads a register in each of about eight sketches among
+    /// thousands, and with one 4 KB page per sketch each read could also miss the address
+    /// translation cache (costly in a virtual machine); on 2 MB pages the whole arena takes a
+    /// few entries. Pages count as resident only once used. Its slots are the cap on sketches:
+    /// when none is free, no sketch is made.
+    final class Arena: Sendable {
+        /// The registers, the changed mark, and padding to a cache line.
+        static let stride = HyperLogLog.registerCount + 64
+        static let hugePage = 2 << 20
+        let capacity: Int
+        /// The mapping's start and length, and the first slot's address (aligned to a huge page).
+        private let mapping: Int, mapped: Int, base: Int
+        /// Slots never used yet start at `fresh`; those given back are reused first (zeroed).
+        private let state = Mutex<(given: [Int], fresh: Int, inUse: Int)>(([], 0, 0))
+
+        init(capacity: Int) {
+            self.capacity = max(0, capacity)
+            mapped = self.capacity * Self.stride + Self.hugePage
+            guard self.capacity > 0, let m = mmap(nil, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                  m != MAP_FAILED else {
+                mapping = 0; base = 0
+                return
+            }
+            mapping = Int(bitPattern: m)
+            base = (mapping + Self.hugePage - 1) & ~(Self.hugePage - 1)
+            _ = madvise(UnsafeMutableRawPointer(bitPattern: base), self.capacity * Self.stride, MADV_HUGEPAGE)   // a hint: 4 KB pages work too
+        }
+
+        deinit { if mapping != 0 { munmap(UnsafeMutableRawPointer(bitPattern: mapping), mapped) } }
+
+        /// A slot with zeroed registers, and the sketches in use then; nil when every slot is taken.
+        func take() -> (slot: Int, inUse: Int)? {
+            guard base != 0 else { return nil }
+            return state.withLock { s in
+                let slot: Int
+                if let given = s.given.popLast() { slot = given }
+                else if s.fresh < capacity { slot = s.fresh; s.fresh += 1 }
+                else { return nil }
+                s.inUse += 1
+                return (slot, s.inUse)
+            }
+        }
+
+        func registers(_ slot: Int) -> Registers {
+            Registers(bitPattern: base + slot * Self.stride)!
+        }
+
+        /// Gives slots back, zeroed for their next use (no thread may use them any more); returns
+        /// the sketches still in use.
+        func give(_ slots: [Int]) -> Int {
+            for slot in slots { UnsafeMutableRawPointer(registers(slot)).initializeMemory(as: UInt8.self, repeating: 0, count: Self.stride) }
+            return state.withLock { s in
+                s.given += slots
+                s.inUse -= slots.count
+                return s.inUse
+            }
+        }
+
+        var inUse: Int { state.withLock { $0.inUse } }
     }
 
-    /// One hour's sketches in one shard: per task, and per version by its number.
+    /// What a sketch counts: a task's checks, or the devices running a version (by its number).
+    enum Key: Hashable, Sendable {
+        case task(Int64)
+        case version(Int)
+    }
+
+    /// Every sketch, by hour and key, as arena slots: one per key and hour, whichever thread made
+    /// it. Looked up only when a shard meets a key for the first time in an hour.
+    private let registry = Mutex<[Int64: [Key: Int]]>([:])
+
+    /// One hour's sketches as one shard knows them (those its checks met): per task, and per
+    /// version by its number. The registers are the registry's.
     final class Hour: @unchecked Sendable {
         let hour: Int64
         var checks: [Int64: Registers] = [:]
         var adoption: [Registers?] = []
-        var count = 0
         init(_ hour: Int64) { self.hour = hour }
-        deinit {
-            for r in checks.values { r.deallocate() }
-            for r in adoption { r?.deallocate() }
-        }
-
-        /// Every sketch of the hour.
-        var all: [Registers] { Array(checks.values) + adoption.compactMap { $0 } }
     }
 
-    /// Each event-loop thread counts into its own shard, so that two threads never wait for each
-    /// other on the hot path (one shared lock cost a fifth of the update API's throughput); the
-    /// flush merges the shards (a union of sketches is their register-wise maximum).
+    /// Each event-loop thread looks its sketches up in its own shard, so that two threads never
+    /// wait for each other on the hot path (one shared lock cost a fifth of the update API's
+    /// throughput); the registers they reach are shared.
     final class Shard: @unchecked Sendable {
         /// Few: the hour going on and, until the next flush, the one before.
         let hours = Mutex<[Hour]>([])
+        /// Checks this shard counted lately, as fingerprints (`Tally.fingerprint`), by their low
+        /// bits; 0 is none. Used only under `hours`' lock.
+        let seen: UnsafeMutablePointer<UInt64>
+        static let seenCount = 1 << 14   // 128 KB
+
+        init() {
+            seen = .allocate(capacity: Self.seenCount)
+            seen.initialize(repeating: 0, count: Self.seenCount)
+        }
+        deinit { seen.deallocate() }
     }
     private let local = ThreadSpecificVariable<Shard>()
     private let shards = Mutex<[Shard]>([])
-    private let sketches = Atomic<Int>(0)
+    private let arena: Arena
     private let dropped = Atomic<Int>(0)
     /// Told the number of sketches whenever it changes.
     private let gauge: (@Sendable (Int) -> Void)?
@@ -93,6 +167,7 @@ final class Tally: Sendable {
     init(gauge: (@Sendable (Int) -> Void)? = nil, refused: (@Sendable () -> Void)? = nil,
          enabled: Bool = ProcessInfo.processInfo.environment["COURIER_TALLY"] != "off", maxSketches: Int = 4_096) {
         self.maxSketches = maxSketches
+        arena = Arena(capacity: enabled ? maxSketches : 0)
         self.gauge = gauge
         self.refused = refused
         self.enabled = enabled
@@ -106,32 +181,53 @@ final class Tally: Sendable {
         return mine
     }
 
+    /// The registers of `key` in `hour`, made if none yet; nil past the cap. Returns the sketches
+    /// in use when it made one.
+    private func sketch(_ key: Key, hour: Int64) -> (registers: Registers, made: Int?)? {
+        let found: (slot: Int, made: Int?)? = registry.withLock { all in
+            if let slot = all[hour]?[key] { return (slot, nil) }
+            guard let (slot, inUse) = arena.take() else { return nil }
+            all[hour, default: [:]][key] = slot
+            return (slot, inUse)
+        }
+        guard let found else {
+            dropped.add(1, ordering: .relaxed)
+            refused?()
+            return nil
+        }
+        return (arena.registers(found.slot), found.made)
+    }
+
     /// Counts one update check: the device on each installed version the snapshot knows, and on
     /// the task its answer offers (a task's devices that checked are also those running its
-    /// version: that sketch is the version's, merged in when written). Once a key's sketch
-    /// exists this allocates nothing and hashes no string beyond the snapshot's own lookup (one
-    /// per installed app); the registers are gathered first and then read together.
-    func record(_ request: ClientRequest, _ decisions: [Decision], snapshot: DeliverySnapshot, now: Date) {
+    /// version: that sketch is the version's, merged in when written). Once the shard knows a
+    /// key's sketch this allocates nothing and hashes no string beyond the snapshot's own lookup
+    /// (one per installed app); the registers are gathered first and then read together.
+    ///
+    /// A device asks again and again, mostly with the same body: given `body`, a check whose body,
+    /// hour, snapshot and offers are those of one this shard counted lately is skipped, for it
+    /// would raise no register (a sketch keeps each device's maximum). Its fingerprint costs a
+    /// pass over the body, against about eight sketches' cache misses.
+    func record(_ request: ClientRequest, _ decisions: [Decision], snapshot: DeliverySnapshot, now: Date,
+                body: UnsafeRawBufferPointer? = nil) {
         guard enabled, !request.deviceId.isEmpty, !decisions.isEmpty || !request.installed.isEmpty else { return }
-        let place = HyperLogLog.Place(hash: HyperLogLog.hash(request.deviceId))
         let hour = Int64(now.timeIntervalSince1970 / 3600)
-        var created = 0
+        let fingerprint = body.map { Self.fingerprint($0, hour: hour, snapshot: snapshot.generation, decisions: decisions, seed: seed) } ?? 0
+        let seenAt = Int(truncatingIfNeeded: fingerprint) & (Shard.seenCount - 1)
+        var inUse: Int?
+        let shard = self.shard
         shard.hours.withLock { hours in
+            if fingerprint != 0, shard.seen[seenAt] == fingerprint { return }
+            var counted = true
+            let place = HyperLogLog.Place(hash: HyperLogLog.hash(request.deviceId))
             let h: Hour
             if let last = hours.last, last.hour == hour { h = last }
             else if let earlier = hours.first(where: { $0.hour == hour }) { h = earlier }
             else { h = Hour(hour); hours.append(h) }
-            func make() -> Registers? {
-                // The cap holds across shards: a place is taken before a sketch is made.
-                guard sketches.add(1, ordering: .relaxed).newValue <= maxSketches else {
-                    sketches.subtract(1, ordering: .relaxed)
-                    dropped.add(1, ordering: .relaxed)
-                    refused?()
-                    return nil
-                }
-                created += 1
-                h.count += 1
-                return Self.newRegisters()
+            func find(_ key: Key) -> Registers? {
+                guard let (r, made) = sketch(key, hour: hour) else { counted = false; return nil }
+                if let made { inUse = made }
+                return r
             }
             // Up to 32 versions and 32 tasks at a time: their sketches are looked up first, then
             // their registers read. Each of those loops makes loads that do not wait for one
@@ -152,7 +248,7 @@ final class Tally: Sendable {
                             if let r = adoption[versions[i]] { batch[n] = r; n += 1 } else { versions[missing] = versions[i]; missing += 1 }
                         }
                     }
-                    for i in 0..<missing { if let r = make() { h.adoption[versions[i]] = r; batch[n] = r; n += 1 } }
+                    for i in 0..<missing { if let r = find(.version(versions[i])) { h.adoption[versions[i]] = r; batch[n] = r; n += 1 } }
                     missing = 0
                     do {
                         let checks = h.checks
@@ -160,12 +256,14 @@ final class Tally: Sendable {
                             if let r = checks[tasks[i]] { batch[n] = r; n += 1 } else { tasks[missing] = tasks[i]; missing += 1 }
                         }
                     }
-                    for i in 0..<missing where h.checks[tasks[i]] == nil {   // a task named twice is made once
-                        if let r = make() { h.checks[tasks[i]] = r; batch[n] = r; n += 1 }
+                    for i in 0..<missing where h.checks[tasks[i]] == nil {   // a task named twice is found once
+                        if let r = find(.task(tasks[i])) { h.checks[tasks[i]] = r; batch[n] = r; n += 1 }
                     }
                     for i in 0..<n {
                         let r = batch[i]
-                        if r[place.index] < place.rank { r[place.index] = place.rank; r[Self.changedMark] = 1 }
+                        if courier_byte_load(r + place.index) < place.rank, courier_byte_raise(r + place.index, place.rank) != 0 {
+                            courier_byte_store_release(r + Self.changedMark, 1)
+                        }
                     }
                     nv = 0
                     nt = 0
@@ -189,38 +287,75 @@ final class Tally: Sendable {
             }
             }
             }
+            // Not remembered when a sketch could not be made: that key may count later.
+            if fingerprint != 0, counted { shard.seen[seenAt] = fingerprint }
         }
-        if created > 0 { gauge?(sketches.load(ordering: .relaxed)) }
+        if let inUse { gauge?(inUse) }
     }
 
-    /// Sketches in memory, and checks not counted because `maxSketches` was reached.
-    var size: (sketches: Int, dropped: Int) { (sketches.load(ordering: .relaxed), dropped.load(ordering: .relaxed)) }
+    /// This process's seed for fingerprints: a body cannot be made to match another's on purpose.
+    private let seed = UInt64.random(in: 1...UInt64.max)
 
-    /// Writes the sketches that changed since they were last written, every shard's merged
-    /// (writing the same twice is harmless), and forgets the hours before `now`'s; the hour going
-    /// on stays to count on. A write that fails leaves them marked, for the next flush.
+    /// A check's fingerprint, never 0: its body (the same body is the same request), its hour, the
+    /// snapshot that answered it and the tasks offered (a time window can admit a device later
+    /// under the same snapshot). One multiply per 8 bytes of the body.
+    static func fingerprint(_ body: UnsafeRawBufferPointer, hour: Int64, snapshot: UInt64, decisions: [Decision], seed: UInt64) -> UInt64 {
+        @inline(__always) func mix(_ h: UInt64, _ w: UInt64) -> UInt64 {
+            let m = (h ^ w) &* 0x9E37_79B9_7F4A_7C15
+            return m ^ (m >> 29)
+        }
+        var h = mix(seed, UInt64(body.count))
+        var i = 0
+        while i + 8 <= body.count {
+            h = mix(h, body.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            i += 8
+        }
+        var tail: UInt64 = 0, shift: UInt64 = 0
+        while i < body.count { tail |= UInt64(body[i]) << shift; shift += 8; i += 1 }
+        h = mix(mix(mix(h, tail), UInt64(bitPattern: hour)), snapshot)
+        for d in decisions {
+            switch d.answer {
+            case .update(_, let t): h = mix(h, UInt64(bitPattern: t) << 1)
+            case .rollback(_, let t): h = mix(h, UInt64(bitPattern: t) << 1 | 1)
+            case .none: continue
+            }
+        }
+        // Finalised (splitmix64) so that the low bits, the slot, depend on every byte.
+        h ^= h >> 30; h = h &* 0xbf58_476d_1ce4_e5b9
+        h ^= h >> 27; h = h &* 0x94d0_49bb_1331_11eb
+        h ^= h >> 31
+        return h == 0 ? 1 : h
+    }
+
+    /// Sketches in memory, and sketches not made because `maxSketches` was reached.
+    var size: (sketches: Int, dropped: Int) { (arena.inUse, dropped.load(ordering: .relaxed)) }
+
+    /// Writes the sketches that changed since they were last written (writing the same twice is
+    /// harmless), and forgets the hours before `now`'s; the hour going on stays to count on. A
+    /// write that fails leaves them marked, for the next flush.
     func flush(to store: Store, now: Date = Date()) async throws {
         let current = Int64(now.timeIntervalSince1970 / 3600)
         let (keys, taskOfSlot) = slots.all
         var checks: [Int64: [Int64: HyperLogLog]] = [:]
         var adoption: [Int64: [AdoptionKey: HyperLogLog]] = [:]
-        let all = shards.withLock { $0 }
-        for shard in all {
-            // Only what changed is copied out, under the shard's lock, and unmarked.
-            shard.hours.withLock { hours in
-                for h in hours {
-                    for (task, r) in h.checks where r[Self.changedMark] != 0 {
-                        checks[h.hour, default: [:]][task, default: HyperLogLog()].merge(registers: UnsafeBufferPointer(start: r, count: HyperLogLog.registerCount))
-                        r[Self.changedMark] = 0
-                    }
-                    for (slot, r) in h.adoption.enumerated() {
-                        guard let r, r[Self.changedMark] != 0, slot < keys.count else { continue }
+        let all = registry.withLock { $0 }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: HyperLogLog.registerCount) { copy in
+            for (hour, sketches) in all {
+                for (key, slot) in sketches {
+                    let r = arena.registers(slot)
+                    // The mark is taken first: a raise after it marks the sketch again.
+                    guard courier_byte_exchange(r + Self.changedMark, 0) != 0 else { continue }
+                    for i in 0..<HyperLogLog.registerCount { copy[i] = courier_byte_load(r + i) }
+                    let registers = UnsafeBufferPointer(copy)
+                    switch key {
+                    case .task(let task):
+                        checks[hour, default: [:]][task, default: HyperLogLog()].merge(registers: registers)
+                    case .version(let slot):
+                        guard slot < keys.count else { continue }
                         let key = AdoptionKey(appId: keys[slot].app, version: keys[slot].version.description)
-                        let registers = UnsafeBufferPointer(start: r, count: HyperLogLog.registerCount)
-                        adoption[h.hour, default: [:]][key, default: HyperLogLog()].merge(registers: registers)
+                        adoption[hour, default: [:]][key, default: HyperLogLog()].merge(registers: registers)
                         // The devices running a task's version checked that task.
-                        checks[h.hour, default: [:]][taskOfSlot[slot], default: HyperLogLog()].merge(registers: registers)
-                        r[Self.changedMark] = 0
+                        checks[hour, default: [:]][taskOfSlot[slot], default: HyperLogLog()].merge(registers: registers)
                     }
                 }
             }
@@ -231,26 +366,26 @@ final class Tally: Sendable {
                 try await store.mergeSketches(hour: hour, checks: checks[hour] ?? [:], adoption: adoption[hour] ?? [:])
             } catch {
                 // This hour's sketches and those of the hours not written yet are all marked
-                // again, in every shard (writing one twice is harmless: merging is idempotent).
-                for shard in all {
-                    shard.hours.withLock { hours in
-                        for h in hours where h.hour >= hour {
-                            for r in h.all { r[Self.changedMark] = 1 }
-                        }
-                    }
+                // again (writing one twice is harmless: merging is idempotent).
+                for (h, sketches) in all where h >= hour {
+                    for slot in sketches.values { courier_byte_store_release(arena.registers(slot) + Self.changedMark, 1) }
                 }
                 throw error
             }
         }
-        var removed = 0
-        for shard in all {
-            shard.hours.withLock { hours in
-                removed += hours.filter { $0.hour < current }.reduce(0) { $0 + $1.count }
-                hours.removeAll { $0.hour < current }
-            }
+        // The hours gone: out of the registry first (a shard meeting a key of theirs again makes a
+        // new sketch), then out of every shard (under its lock: no check is using them after),
+        // and only then their slots are given back.
+        let gone: [Int] = registry.withLock { all in
+            let slots = all.filter { $0.key < current }.flatMap { $0.value.values }
+            all = all.filter { $0.key >= current }
+            return slots
         }
-        if removed > 0 {
-            let left = sketches.subtract(removed, ordering: .relaxed).newValue
+        for shard in shards.withLock({ $0 }) {
+            shard.hours.withLock { $0.removeAll { $0.hour < current } }
+        }
+        if !gone.isEmpty {
+            let left = arena.give(gone)   // not inside `gauge?(…)`: with no gauge it would not run
             gauge?(left)
         }
     }
