@@ -49,8 +49,9 @@ final class Tally: Sendable {
 
     /// A sketch's registers and, after them, a byte saying they changed since they were last
     /// written: raw memory in the `Arena`, shared by every thread. Registers only grow (a sketch
-    /// keeps each device's maximum), raised atomically; the mark is set after a raise and taken
-    /// by the flush before it reads, so a raise is never both unread and unmarked.
+    /// keeps each device's maximum), raised atomically; the mark is looked at after a raise and
+    /// taken by the flush before it reads, in one order (CAtomicBytes), so a raise is never both
+    /// unread and unmarked.
     typealias Registers = UnsafeMutablePointer<UInt8>
     static let changedMark = HyperLogLog.registerCount
 
@@ -261,8 +262,11 @@ final class Tally: Sendable {
                     }
                     for i in 0..<n {
                         let r = batch[i]
-                        if courier_byte_load(r + place.index) < place.rank, courier_byte_raise(r + place.index, place.rank) != 0 {
-                            courier_byte_store_release(r + Self.changedMark, 1)
+                        // The mark is written only when not set already: it is a cache line
+                        // every thread would otherwise write on each raise.
+                        if courier_byte_load(r + place.index) < place.rank, courier_byte_raise(r + place.index, place.rank) != 0,
+                           courier_byte_load(r + Self.changedMark) == 0 {
+                            courier_byte_store(r + Self.changedMark, 1)
                         }
                     }
                     nv = 0
@@ -368,7 +372,7 @@ final class Tally: Sendable {
                 // This hour's sketches and those of the hours not written yet are all marked
                 // again (writing one twice is harmless: merging is idempotent).
                 for (h, sketches) in all where h >= hour {
-                    for slot in sketches.values { courier_byte_store_release(arena.registers(slot) + Self.changedMark, 1) }
+                    for slot in sketches.values { courier_byte_store(arena.registers(slot) + Self.changedMark, 1) }
                 }
                 throw error
             }
