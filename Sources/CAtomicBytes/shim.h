@@ -4,8 +4,8 @@
 // The registers and a sketch's changed mark are read and written in one total order
 // (sequentially consistent): a raise followed by a look at the mark, against the flush's taking
 // of the mark followed by its reading of the registers, so that either the flush reads the raise
-// or the raiser sees the mark taken and sets it again. On x86 only the raise and the taking are
-// locked instructions; the loads are plain.
+// or the raiser sees the mark taken and sets it again. On x86 the raise, the mark's store and
+// the taking are locked instructions (each rare); the loads are plain.
 #include <stdint.h>
 
 /// The byte at `p`, read while other threads may raise it.

@@ -126,6 +126,16 @@ final class Tally: Sendable {
     /// Every sketch, by hour and key, as arena slots: one per key and hour, whichever thread made
     /// it. Looked up only when a shard meets a key for the first time in an hour.
     private let registry = Mutex<[Int64: [Key: Int]]>([:])
+    /// Past hours taken out of the registry and the shards, until a flush writes them all (an
+    /// hour may be there twice: a late check can make a new sketch of an hour already retired).
+    private let retired = Mutex<[(hour: Int64, sketches: [Key: Int])]>([])
+    /// Every slot was taken when a sketch was last asked for: checks meeting a new key are then
+    /// refused without taking the registry's lock (which every thread would wait for). Cleared
+    /// when slots are given back.
+    private let full = Atomic<Bool>(false)
+    /// A flush is under way (they must not overlap: one could take marks of slots the other
+    /// gives back).
+    private let flushing = Atomic<Bool>(false)
 
     /// One hour's sketches as one shard knows them (those its checks met): per task, and per
     /// version by its number. The registers are the registry's.
@@ -146,6 +156,8 @@ final class Tally: Sendable {
         /// bits; 0 is none. Used only under `hours`' lock.
         let seen: UnsafeMutablePointer<UInt64>
         static let seenCount = 1 << 14   // 128 KB
+        /// Checks skipped as counted already (under `hours`' lock).
+        var skipped = 0
 
         init() {
             seen = .allocate(capacity: Self.seenCount)
@@ -185,9 +197,12 @@ final class Tally: Sendable {
     /// The registers of `key` in `hour`, made if none yet; nil past the cap. Returns the sketches
     /// in use when it made one.
     private func sketch(_ key: Key, hour: Int64) -> (registers: Registers, made: Int?)? {
-        let found: (slot: Int, made: Int?)? = registry.withLock { all in
+        let found: (slot: Int, made: Int?)? = full.load(ordering: .relaxed) ? nil : registry.withLock { all in
             if let slot = all[hour]?[key] { return (slot, nil) }
-            guard let (slot, inUse) = arena.take() else { return nil }
+            guard let (slot, inUse) = arena.take() else {
+                full.store(true, ordering: .relaxed)
+                return nil
+            }
             all[hour, default: [:]][key] = slot
             return (slot, inUse)
         }
@@ -218,7 +233,7 @@ final class Tally: Sendable {
         var inUse: Int?
         let shard = self.shard
         shard.hours.withLock { hours in
-            if fingerprint != 0, shard.seen[seenAt] == fingerprint { return }
+            if fingerprint != 0, shard.seen[seenAt] == fingerprint { shard.skipped += 1; return }
             var counted = true
             let place = HyperLogLog.Place(hash: HyperLogLog.hash(request.deviceId))
             let h: Hour
@@ -334,18 +349,43 @@ final class Tally: Sendable {
     /// Sketches in memory, and sketches not made because `maxSketches` was reached.
     var size: (sketches: Int, dropped: Int) { (arena.inUse, dropped.load(ordering: .relaxed)) }
 
+    /// Checks skipped as counted already, in every shard.
+    var skipped: Int { shards.withLock { $0 }.reduce(0) { total, shard in total + shard.hours.withLock { _ in shard.skipped } } }
+
     /// Writes the sketches that changed since they were last written (writing the same twice is
-    /// harmless), and forgets the hours before `now`'s; the hour going on stays to count on. A
-    /// write that fails leaves them marked, for the next flush.
+    /// harmless), and forgets the hours before `now`'s once written; the hour going on stays to
+    /// count on. A write that fails leaves them marked, for the next flush. Flushes do not overlap:
+    /// one asked for while another runs returns at once (that one writes).
     func flush(to store: Store, now: Date = Date()) async throws {
+        guard flushing.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
+        defer { flushing.store(false, ordering: .releasing) }
         let current = Int64(now.timeIntervalSince1970 / 3600)
+        // The hours gone are taken out first: out of the registry (a shard meeting a key of
+        // theirs again makes a new sketch, written next time), then out of every shard (under its
+        // lock: no check uses them after). So nothing counted into them is missed by the copy
+        // below, and they wait in `retired` until written.
+        let gone = registry.withLock { all in
+            let gone = all.filter { $0.key < current }.map { (hour: $0.key, sketches: $0.value) }
+            all = all.filter { $0.key >= current }
+            return gone
+        }
+        for shard in shards.withLock({ $0 }) {
+            shard.hours.withLock { $0.removeAll { $0.hour < current } }
+        }
+        let old = retired.withLock { r in
+            r += gone
+            return r
+        }
+        let live = registry.withLock { $0 }.map { (hour: $0.key, sketches: $0.value) }
+        // Read after the registry: every slot a sketch was made for is numbered by then.
         let (keys, taskOfSlot) = slots.all
         var checks: [Int64: [Int64: HyperLogLog]] = [:]
         var adoption: [Int64: [AdoptionKey: HyperLogLog]] = [:]
-        let all = registry.withLock { $0 }
+        let all = old + live
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: HyperLogLog.registerCount) { copy in
             for (hour, sketches) in all {
                 for (key, slot) in sketches {
+                    if case .version(let n) = key, n >= keys.count { continue }   // cannot happen (read after); never loses the mark
                     let r = arena.registers(slot)
                     // The mark is taken first: a raise after it marks the sketch again.
                     guard courier_byte_exchange(r + Self.changedMark, 0) != 0 else { continue }
@@ -354,12 +394,11 @@ final class Tally: Sendable {
                     switch key {
                     case .task(let task):
                         checks[hour, default: [:]][task, default: HyperLogLog()].merge(registers: registers)
-                    case .version(let slot):
-                        guard slot < keys.count else { continue }
-                        let key = AdoptionKey(appId: keys[slot].app, version: keys[slot].version.description)
+                    case .version(let n):
+                        let key = AdoptionKey(appId: keys[n].app, version: keys[n].version.description)
                         adoption[hour, default: [:]][key, default: HyperLogLog()].merge(registers: registers)
                         // The devices running a task's version checked that task.
-                        checks[hour, default: [:]][taskOfSlot[slot], default: HyperLogLog()].merge(registers: registers)
+                        checks[hour, default: [:]][taskOfSlot[n], default: HyperLogLog()].merge(registers: registers)
                     }
                 }
             }
@@ -370,26 +409,23 @@ final class Tally: Sendable {
                 try await store.mergeSketches(hour: hour, checks: checks[hour] ?? [:], adoption: adoption[hour] ?? [:])
             } catch {
                 // This hour's sketches and those of the hours not written yet are all marked
-                // again (writing one twice is harmless: merging is idempotent).
+                // again (writing one twice is harmless: merging is idempotent); the hours gone
+                // stay retired for the next flush.
                 for (h, sketches) in all where h >= hour {
                     for slot in sketches.values { courier_byte_store(arena.registers(slot) + Self.changedMark, 1) }
                 }
                 throw error
             }
         }
-        // The hours gone: out of the registry first (a shard meeting a key of theirs again makes a
-        // new sketch), then out of every shard (under its lock: no check is using them after),
-        // and only then their slots are given back.
-        let gone: [Int] = registry.withLock { all in
-            let slots = all.filter { $0.key < current }.flatMap { $0.value.values }
-            all = all.filter { $0.key >= current }
+        // Written: the hours gone give their slots back.
+        let slots = retired.withLock { r in
+            let slots = r.flatMap(\.sketches.values)
+            r = []
             return slots
         }
-        for shard in shards.withLock({ $0 }) {
-            shard.hours.withLock { $0.removeAll { $0.hour < current } }
-        }
-        if !gone.isEmpty {
-            let left = arena.give(gone)   // not inside `gauge?(…)`: with no gauge it would not run
+        if !slots.isEmpty {
+            let left = arena.give(slots)   // not inside `gauge?(…)`: with no gauge it would not run
+            full.store(false, ordering: .relaxed)
             gauge?(left)
         }
     }
