@@ -12,12 +12,10 @@ import Synchronization
 /// written by `flush` about once a minute: which devices checked each task (a task's `checked`
 /// counter: those its answers offered the task's version, and, merged in when written, those
 /// running that version) and which run each released version (adoption). A sketch per key and hour
-/// (`HyperLogLog`, 4 KB), one for every thread, keeps memory bounded whatever the number of
+/// (`HyperLogLog`, 4 KB), shared by every thread, keeps memory bounded whatever the number of
 /// devices and of cores; the keys are bounded by what is released (versions no snapshot knows are
-/// not counted) and by `maxSketches`.
+/// not counted) and by the arena's slots (`maxSketches`).
 final class Tally: Sendable {
-    /// At most this many sketches in memory (16 MB by default); past it, new keys of the hour are not counted.
-    let maxSketches: Int
 
     struct VersionKey: Hashable, Sendable {
         let app: String
@@ -177,9 +175,10 @@ final class Tally: Sendable {
     /// Off only to measure what counting costs the hot path (`COURIER_TALLY=off`, bench/update-check.sh).
     let enabled: Bool
 
+    /// `maxSketches`: at most this many sketches in memory (16 MB by default); past it, new keys of
+    /// the hour are not counted.
     init(gauge: (@Sendable (Int) -> Void)? = nil, refused: (@Sendable () -> Void)? = nil,
          enabled: Bool = ProcessInfo.processInfo.environment["COURIER_TALLY"] != "off", maxSketches: Int = 4_096) {
-        self.maxSketches = maxSketches
         arena = Arena(capacity: enabled ? maxSketches : 0)
         self.gauge = gauge
         self.refused = refused

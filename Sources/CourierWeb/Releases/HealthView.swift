@@ -237,7 +237,7 @@ struct HealthView {
             return f.string(from: Date(timeIntervalSince1970: TimeInterval(hour) * 3600))
         }
 
-        /// 1, 2, 5 × 10ⁿ at or above `v`.
+        /// The smallest of `steps` × 10ⁿ at or above `v`.
         static func niceCeiling(_ v: Double, steps: [Double] = [1, 2, 2.5, 5, 10]) -> Double {
             guard v > 0 else { return 1 }
             let magnitude = pow(10, floor(log10(v)))
